@@ -1,0 +1,26 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "kplm",
+    products: [
+        // libkplm.so: the C ABI of include/kplm.h. Build it with
+        // `swift build -c release --product kplm -Xswiftc -static-stdlib`.
+        .library(name: "kplm", type: .dynamic, targets: ["KPLM"]),
+        // The Swift API, for Swift packages that depend on kplm.
+        .library(name: "KPLMSwift", targets: ["KPLM"]),
+        .executable(name: "kplm-demo", targets: ["kplm-demo"]),
+        .executable(name: "kplm-swift-example", targets: ["kplm-swift-example"]),
+    ],
+    targets: [
+        // The public C header, shared with CMake (include/module.modulemap).
+        .target(name: "CKPLM", path: "include", publicHeadersPath: "."),
+        // Thread naming and a thread-local slot; hidden from the export list.
+        .target(name: "CKPLMShims", path: "Sources/CKPLMShims"),
+        // The core (no Foundation) and the C exports of kplm.h.
+        .target(name: "KPLM", dependencies: ["CKPLM", "CKPLMShims"], path: "Sources/KPLM"),
+        .executableTarget(name: "kplm-demo", dependencies: ["KPLM"], path: "Sources/kplm-demo"),
+        .executableTarget(name: "kplm-swift-example", dependencies: ["KPLM"], path: "examples/swift"),
+        .testTarget(name: "KPLMTests", dependencies: ["KPLM"], path: "Tests/KPLMTests"),
+    ]
+)

@@ -1,0 +1,291 @@
+/*
+ * kplm.h — the C ABI of kplm, the metrics core of the Kinesis Producer Library.
+ *
+ * kplm accumulates observations (records put, bytes, errors by code, times…)
+ * into per-second (count, sum, min, max) buckets, from many threads at once,
+ * and periodically flushes aggregates to a sink you provide.
+ *
+ * Conventions used throughout this header:
+ *  - Every function returning kplm_status returns KPLM_OK (0) on success and
+ *    a non-zero status otherwise; kplm_status_string() names it.
+ *  - Strings are NUL-terminated UTF-8. A NULL or empty ("") dimension string
+ *    means "no such dimension". Strings passed in are copied when kept; the
+ *    caller keeps ownership of everything it passes.
+ *  - Every pointer handed to a callback is valid only during that call.
+ *  - Every function is thread-safe unless its comment says otherwise.
+ *  - Callbacks run with no internal lock held that kplm_put needs, so a sink
+ *    may call kplm_put. A callback must not call kplm_flush, kplm_close or
+ *    kplm_free on its own manager: such a call returns KPLM_ESTATE (kplm_free
+ *    does nothing) instead of deadlocking.
+ *
+ * Version: this header describes the ABI of KPLM_VERSION_MAJOR.MINOR.PATCH.
+ * Within a major version, functions and struct fields are only ever added
+ * (kplm_config.struct_size keeps older callers working).
+ */
+#ifndef KPLM_H
+#define KPLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define KPLM_VERSION_MAJOR 0
+#define KPLM_VERSION_MINOR 1
+#define KPLM_VERSION_PATCH 0
+/** MAJOR * 10000 + MINOR * 100 + PATCH, for preprocessor comparisons. */
+#define KPLM_VERSION_NUMBER \
+    (KPLM_VERSION_MAJOR * 10000 + KPLM_VERSION_MINOR * 100 + KPLM_VERSION_PATCH)
+
+/* ------------------------------------------------------------------------ */
+/* Limits                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** Longest metric name accepted, in bytes (excluding the NUL). */
+#define KPLM_NAME_MAX 255
+/** Longest dimension value (stream, shard id, error code), in bytes. */
+#define KPLM_DIMENSION_VALUE_MAX 1024
+/** Bounds of kplm_config.window_seconds. */
+#define KPLM_WINDOW_SECONDS_MIN 1
+#define KPLM_WINDOW_SECONDS_MAX 3600
+
+/**
+ * Name of the metric kplm keeps by itself, with no dimensions: one
+ * observation of value 1 per put refused with KPLM_ELIMIT because the
+ * manager already holds max_metrics distinct keys. It does not count
+ * against max_metrics and is exported like any other metric.
+ */
+#define KPLM_METRIC_REFUSED "KplmMetricsRefused"
+
+/* ------------------------------------------------------------------------ */
+/* Types                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/** How much a manager records. */
+typedef enum {
+    /** Default. put returns at once, nothing is recorded, no thread, no sink. */
+    KPLM_LEVEL_NONE = 0,
+    /** shard_id and error_code are dropped: keys are (name, stream). */
+    KPLM_LEVEL_SUMMARY = 1,
+    /** Every dimension is kept. */
+    KPLM_LEVEL_DETAILED = 2
+} kplm_level;
+
+/** Result of a call. kplm_status_string() gives a readable name. */
+typedef enum {
+    KPLM_OK = 0,     /**< success */
+    KPLM_EINVAL,     /**< invalid argument (NULL, empty, too long, bad UTF-8, NaN…) */
+    KPLM_ESTATE,     /**< call not allowed in the manager's current state */
+    KPLM_ECLOSED,    /**< the manager is closed (or closing) */
+    KPLM_ELIMIT,     /**< a new key beyond max_metrics */
+    KPLM_ENOMEM,     /**< memory could not be allocated */
+    KPLM_ESINK       /**< the sink reported a failure (open or export) */
+} kplm_status;
+
+/** A metrics manager. Opaque; create with kplm_new, destroy with kplm_free. */
+typedef struct kplm_manager kplm_manager;
+
+/**
+ * A resolved metric key. Opaque; owned by its manager and valid until
+ * kplm_free of that manager. Putting through it skips the key lookup.
+ */
+typedef struct kplm_metric kplm_metric;
+
+/**
+ * One dimension of a metric. Names are "stream", "shard" and "error_code",
+ * in that order, absent ones omitted.
+ */
+typedef struct {
+    const char *name;
+    const char *value;
+} kplm_dimension;
+
+/** Aggregated statistics of one metric key over a span of seconds. */
+typedef struct {
+    const char *name;
+    uint64_t count;
+    double sum, min, max;
+    const kplm_dimension *dimensions;
+    size_t dimension_count;
+    /** Span covered, [window_start, window_end), in manager-clock seconds. */
+    double window_start, window_end;
+    /** Wall-clock (Unix) seconds matching window_end. */
+    double timestamp_unix;
+} kplm_snapshot;
+
+/** One observation, handed to an eventful sink's record callback. */
+typedef struct {
+    const char *name;
+    double value;
+    /** Manager-clock seconds at the put. */
+    double timestamp;
+    const kplm_dimension *dimensions;
+    size_t dimension_count;
+} kplm_event;
+
+/**
+ * Where flushed aggregates go. kplm_set_sink copies this struct; user_data
+ * must stay valid until kplm_close (or kplm_free) returns.
+ *
+ * open, export_snapshots and close are never run concurrently with each
+ * other. record runs on the putting thread, inside kplm_put, possibly on
+ * several threads at once, and only between start and close.
+ */
+typedef struct {
+    void *user_data;
+    /** Optional. Called by kplm_start. Non-zero = failure (start returns KPLM_ESINK). */
+    int (*open)(void *user_data);
+    /**
+     * Required. Receives n >= 1 snapshots sorted by name then dimensions.
+     * Non-zero = failure: the data is kept and offered again (merged) at the
+     * next flush.
+     */
+    int (*export_snapshots)(void *user_data, const kplm_snapshot *s, size_t n);
+    /** Optional. Makes the sink eventful: called once per accepted put. */
+    void (*record)(void *user_data, const kplm_event *e);
+    /** Optional. Called once by kplm_close after the final export. */
+    void (*close)(void *user_data);
+} kplm_sink;
+
+/**
+ * Manager configuration. Always initialise with kplm_config_init, then set
+ * the fields you need; struct_size lets later versions add fields.
+ */
+typedef struct {
+    uint32_t struct_size;              /**< sizeof(kplm_config), set by kplm_config_init */
+    kplm_level level;                  /**< default KPLM_LEVEL_NONE */
+    double upload_interval_ms;         /**< default 60000; finite and > 0 */
+    uint32_t window_seconds;           /**< default 60; 1..3600 */
+    /** Manager clock in seconds, monotonic. NULL = the system monotonic clock. */
+    double (*clock)(void *user_data);
+    void *clock_user_data;
+    uint32_t max_metrics;              /**< default 100000; cap on distinct keys; > 0 */
+    /* more fields may follow in later versions; struct_size keeps the ABI */
+} kplm_config;
+
+/* ------------------------------------------------------------------------ */
+/* Functions                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Fills *config with the defaults (level NONE, 60 s interval, 60 s window,
+ * system clock, 100000 keys) and sets struct_size. NULL is ignored.
+ * Thread-safe (touches only *config).
+ */
+void kplm_config_init(kplm_config *config);
+
+/**
+ * Creates a manager in state "new". A NULL config means the defaults.
+ * On success *out owns the manager (release with kplm_free); on failure
+ * *out is set to NULL.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL out, an unknown struct_size or
+ * level, an interval that is not finite and > 0, a window outside 1..3600
+ * or max_metrics 0; KPLM_ENOMEM.
+ */
+kplm_status kplm_new(const kplm_config *config, kplm_manager **out);
+
+/**
+ * Sets the sink (copied). Allowed only before kplm_start; replaces any
+ * earlier sink. Without a call the manager uses a null sink.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager or sink or a sink without
+ * export_snapshots; KPLM_ESTATE once started or closed.
+ */
+kplm_status kplm_set_sink(kplm_manager *m, const kplm_sink *sink);
+
+/**
+ * Opens the sink, then starts the periodic uploader thread. At level NONE
+ * does nothing and returns KPLM_OK.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager; KPLM_ESTATE if already
+ * started or closed, or called from a callback; KPLM_ESINK if the sink's open
+ * failed (the manager stays "new"; start may be retried).
+ */
+kplm_status kplm_start(kplm_manager *m);
+
+/**
+ * Records one observation of `value` for the key (name, stream, shard_id,
+ * error_code); NULL or "" dimensions are absent. Works before kplm_start.
+ * At SUMMARY shard_id and error_code are dropped from the key (still
+ * validated). If the sink is eventful, its record callback runs inside this
+ * call (after start).
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager or name, an empty or
+ * over-long name (> KPLM_NAME_MAX bytes), an over-long dimension
+ * (> KPLM_DIMENSION_VALUE_MAX bytes), invalid UTF-8, or a value that is NaN
+ * or infinite; KPLM_ECLOSED once close has begun; KPLM_ELIMIT for a new key
+ * beyond max_metrics (counted under KPLM_METRIC_REFUSED); KPLM_ENOMEM.
+ * At level NONE only the NULL/empty name, the value and closed are checked.
+ */
+kplm_status kplm_put(kplm_manager *m, const char *name, double value,
+                     const char *stream, const char *shard_id, const char *error_code);
+
+/**
+ * Resolves a key once, for repeated kplm_metric_put calls. Same key rules and
+ * checks as kplm_put. *out is owned by the manager (valid until kplm_free);
+ * NULL on failure. At level NONE it returns a handle whose puts do nothing.
+ * Returns KPLM_OK; KPLM_EINVAL; KPLM_ECLOSED once close has begun;
+ * KPLM_ELIMIT; KPLM_ENOMEM.
+ */
+kplm_status kplm_metric_get(kplm_manager *m, const char *name, const char *stream,
+                            const char *shard_id, const char *error_code, kplm_metric **out);
+
+/**
+ * Records one observation through a resolved handle.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL handle or a NaN/infinite value;
+ * KPLM_ECLOSED once close has begun.
+ */
+kplm_status kplm_metric_put(kplm_metric *metric, double value);
+
+/**
+ * Visits the rolling-window statistics of every metric with a live bucket,
+ * in export order, on the calling thread. visit returns 0 to go on, non-zero
+ * to stop early (still KPLM_OK). Works in every state, also after close
+ * (the retained window). No lock that kplm_put needs is held during visit.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager or visit; KPLM_ENOMEM.
+ */
+kplm_status kplm_snapshots(kplm_manager *m,
+                           int (*visit)(void *user_data, const kplm_snapshot *s),
+                           void *user_data);
+
+/**
+ * Exports, synchronously on the calling thread, everything not yet exported
+ * (one snapshot per key), then marks it exported. Does nothing when there is
+ * nothing new, or at level NONE (returns KPLM_OK).
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager; KPLM_ESTATE before start
+ * or from a callback of this manager; KPLM_ECLOSED after close; KPLM_ESINK if
+ * the export failed (the data is kept and offered again at the next flush).
+ */
+kplm_status kplm_flush(kplm_manager *m);
+
+/**
+ * Refuses further puts, waits for puts in progress, stops the uploader, makes
+ * a final flush and closes the sink. Idempotent. Before start it only marks
+ * the manager closed and calls no sink function.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager; KPLM_ESTATE from a
+ * callback of this manager; KPLM_ESINK if the final export failed (the
+ * manager is closed all the same).
+ */
+kplm_status kplm_close(kplm_manager *m);
+
+/**
+ * Closes the manager if needed, then releases it and every kplm_metric it
+ * handed out. NULL is fine. Called from a callback of this manager it does
+ * nothing. The manager must not be used by any thread after this call.
+ */
+void kplm_free(kplm_manager *m);
+
+/** Static, never-NULL English name of a status ("KPLM_EINVAL: …"). */
+const char *kplm_status_string(kplm_status status);
+
+/** The library's version, "MAJOR.MINOR.PATCH". Static string. */
+const char *kplm_version(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* KPLM_H */

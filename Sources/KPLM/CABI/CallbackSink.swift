@@ -1,0 +1,48 @@
+import CKPLM
+
+/// The sink a C caller describes with a `kplm_sink` (copied at set time).
+class CallbackSink: MetricsSink, @unchecked Sendable {
+    /// The C caller's callbacks and user data; `user_data` is the caller's
+    /// to keep valid until close.
+    let callbacks: kplm_sink
+
+    /// The export callback's non-zero result, as a thrown error.
+    struct ExportFailed: Error, CustomStringConvertible {
+        let code: Int32
+        var description: String { "export_snapshots returned \(code)" }
+    }
+
+    struct OpenFailed: Error, CustomStringConvertible {
+        let code: Int32
+        var description: String { "open returned \(code)" }
+    }
+
+    init(_ callbacks: kplm_sink) {
+        self.callbacks = callbacks
+    }
+
+    func open() throws {
+        guard let open = callbacks.open else { return }
+        let rc = open(callbacks.user_data)
+        if rc != 0 { throw OpenFailed(code: rc) }
+    }
+
+    func export(_ snapshots: [MetricSnapshot]) throws {
+        let rc = CLayout.withSnapshots(snapshots) { pointer, count in
+            callbacks.export_snapshots(callbacks.user_data, pointer, count)
+        }
+        if rc != 0 { throw ExportFailed(code: rc) }
+    }
+
+    func close() {
+        callbacks.close?(callbacks.user_data)
+    }
+}
+
+/// A C sink with a `record` callback.
+final class EventfulCallbackSink: CallbackSink, EventfulMetricsSink, @unchecked Sendable {
+    func record(_ event: MetricEvent) {
+        guard let record = callbacks.record else { return }
+        CLayout.withEvent(event) { record(callbacks.user_data, $0) }
+    }
+}

@@ -1,0 +1,102 @@
+import CKPLM
+
+// The lifecycle functions of kplm.h. Each is a thin adapter over
+// MetricsManager: argument checks, then the Swift call, then the status.
+
+@c @implementation
+public func kplm_config_init(_ config: UnsafeMutablePointer<kplm_config>?) {
+    guard let config else { return }
+    let defaults = MetricsConfiguration()
+    config.initialize(to: kplm_config(
+        struct_size: UInt32(MemoryLayout<kplm_config>.size),
+        level: kplm_level(rawValue: UInt32(defaults.level.rawValue)),
+        upload_interval_ms: defaults.uploadIntervalMs,
+        window_seconds: UInt32(defaults.windowSeconds),
+        clock: nil,
+        clock_user_data: nil,
+        max_metrics: UInt32(defaults.maxMetrics)))
+}
+
+/// A C clock callback and its user data, called from any thread.
+private struct CClock: @unchecked Sendable {
+    let read: @convention(c) (UnsafeMutableRawPointer?) -> Double
+    let userData: UnsafeMutableRawPointer?
+}
+
+@c @implementation
+public func kplm_new(_ config: UnsafePointer<kplm_config>?,
+                     _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kplm_status {
+    guard let out else { return KPLM_EINVAL }
+    out.pointee = nil
+    var configuration = MetricsConfiguration()
+    if let c = config?.pointee {
+        // Only this version's layout is known; later versions will also
+        // accept the sizes of earlier ones.
+        guard c.struct_size == UInt32(MemoryLayout<kplm_config>.size) else { return KPLM_EINVAL }
+        guard let level = MetricsLevel(rawValue: Int(c.level.rawValue)) else { return KPLM_EINVAL }
+        configuration.level = level
+        configuration.uploadIntervalMs = c.upload_interval_ms
+        configuration.windowSeconds = Int(c.window_seconds)
+        configuration.maxMetrics = Int(c.max_metrics)
+        if let read = c.clock {
+            let clock = CClock(read: read, userData: c.clock_user_data)
+            configuration.clock = { clock.read(clock.userData) }
+        }
+    }
+    return statusOf { () throws(MetricsError) in
+        let manager = try MetricsManager(configuration: configuration)
+        out.pointee = OpaquePointer(Unmanaged.passRetained(manager).toOpaque())
+    }
+}
+
+@c @implementation
+public func kplm_set_sink(_ m: OpaquePointer?, _ sink: UnsafePointer<kplm_sink>?) -> kplm_status {
+    guard let manager = manager(m), let sink, sink.pointee.export_snapshots != nil else { return KPLM_EINVAL }
+    let callbacks = sink.pointee
+    let wrapped = callbacks.record != nil ? EventfulCallbackSink(callbacks) : CallbackSink(callbacks)
+    return statusOf { () throws(MetricsError) in try manager.setSink(wrapped) }
+}
+
+@c @implementation
+public func kplm_start(_ m: OpaquePointer?) -> kplm_status {
+    guard let manager = manager(m) else { return KPLM_EINVAL }
+    return statusOf { () throws(MetricsError) in try manager.start() }
+}
+
+@c @implementation
+public func kplm_flush(_ m: OpaquePointer?) -> kplm_status {
+    guard let manager = manager(m) else { return KPLM_EINVAL }
+    return statusOf { () throws(MetricsError) in try manager.flush() }
+}
+
+@c @implementation
+public func kplm_close(_ m: OpaquePointer?) -> kplm_status {
+    guard let manager = manager(m) else { return KPLM_EINVAL }
+    return statusOf { () throws(MetricsError) in try manager.close() }
+}
+
+@c @implementation
+public func kplm_free(_ m: OpaquePointer?) {
+    guard let manager = manager(m) else { return }
+    // From a callback of this manager: refuse, as close would (the caller is
+    // still using the manager further up its own stack).
+    guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(manager)) else { return }
+    _ = try? manager.close()
+    Unmanaged<MetricsManager>.fromOpaque(UnsafeRawPointer(m!)).release()
+}
+
+@c @implementation
+public func kplm_snapshots(_ m: OpaquePointer?,
+                           _ visit: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<kplm_snapshot>?) -> Int32)?,
+                           _ userData: UnsafeMutableRawPointer?) -> kplm_status {
+    guard let manager = manager(m), let visit else { return KPLM_EINVAL }
+    // Collected first: no lock is held while the caller's visit runs.
+    let snapshots = manager.snapshots()
+    guard !snapshots.isEmpty else { return KPLM_OK }
+    CLayout.withSnapshots(snapshots) { array, count in
+        CallbackGuard.run(for: ObjectIdentifier(manager)) {
+            for i in 0..<count where visit(userData, array + i) != 0 { break }
+        }
+    }
+    return KPLM_OK
+}

@@ -1,0 +1,46 @@
+import Glibc
+
+/// The manager's clock: monotonic seconds, the system's or an injected one.
+struct ManagerClock: Sendable {
+    private let reading: (@Sendable () -> Double)?
+
+    /// The system monotonic clock (coarse: buckets are whole seconds).
+    static let system = ManagerClock(reading: nil)
+
+    /// A clock read by calling `now`.
+    static func custom(_ now: @escaping @Sendable () -> Double) -> ManagerClock {
+        ManagerClock(reading: now)
+    }
+
+    /// Current manager time in seconds. A non-finite or absurd reading from
+    /// an injected clock is clamped rather than trusted, so that converting it
+    /// to a bucket second can never trap.
+    @inline(__always)
+    func now() -> Double {
+        guard let reading else { return Self.monotonicCoarse() }
+        let t = reading()
+        if t.isNaN { return 0 }
+        return Swift.min(Swift.max(t, -Self.limit), Self.limit)
+    }
+
+    /// The integer second (bucket key) of a reading returned by ``now()``.
+    @inline(__always)
+    static func second(of t: Double) -> Int64 { Int64(t.rounded(.down)) }
+
+    /// Readings are clamped to ±2^52 s, far beyond any real clock, so
+    /// `second(of:)` stays exact and in range.
+    private static let limit = 4_503_599_627_370_496.0
+
+    static func monotonicCoarse() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    /// Wall-clock (Unix) seconds, for snapshot timestamps.
+    static func wallNow() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+}

@@ -1,0 +1,352 @@
+import Synchronization
+
+/// Settings of a ``MetricsManager``. Defaults match `kplm_config_init`.
+public struct MetricsConfiguration: Sendable {
+    /// What is recorded. Default ``MetricsLevel/none``.
+    public var level: MetricsLevel = .none
+    /// Period of the background flush, in milliseconds; finite and > 0.
+    public var uploadIntervalMs: Double = 60_000
+    /// Length of the rolling window, in seconds: 1...3600.
+    public var windowSeconds: Int = 60
+    /// Cap on distinct metric keys; > 0.
+    public var maxMetrics: Int = 100_000
+    /// Manager clock in monotonic seconds; nil = the system monotonic clock.
+    public var clock: (@Sendable () -> Double)? = nil
+
+    /// The default configuration.
+    public init() {}
+
+    /// Throws `invalidArgument` if a field is out of range.
+    func validate() throws(MetricsError) {
+        guard uploadIntervalMs.isFinite && uploadIntervalMs > 0 else {
+            throw MetricsError(.invalidArgument, "upload interval must be finite and > 0 ms, got \(uploadIntervalMs)")
+        }
+        guard Validation.windowSecondsRange.contains(windowSeconds) else {
+            throw MetricsError(.invalidArgument, "window must be 1...3600 seconds, got \(windowSeconds)")
+        }
+        guard maxMetrics > 0 else {
+            throw MetricsError(.invalidArgument, "max metrics must be > 0, got \(maxMetrics)")
+        }
+    }
+}
+
+/// Owns the metric registry and flushes aggregated snapshots to a sink.
+///
+/// Every observation lands in a per-second bucket of (count, sum, min, max).
+/// ``snapshots()`` reports the rolling window; ``flush()`` hands the sink what
+/// has not been exported yet, exactly once. ``start()`` opens the sink and
+/// starts the periodic uploader; ``close()`` makes a final flush.
+///
+/// All methods are thread-safe. Sink callbacks run with no lock held that
+/// ``put(_:_:stream:shardId:errorCode:)`` needs; a callback calling ``flush()``
+/// or ``close()`` on its own manager gets `invalidState`.
+public final class MetricsManager: Sendable {
+    /// The configuration the manager was created with.
+    public let configuration: MetricsConfiguration
+    /// What the manager records.
+    public var level: MetricsLevel { context.level }
+
+    let context: PutContext
+    private let registry: Registry
+    /// At level none, the handle every ``metric(_:stream:shardId:errorCode:)`` returns.
+    private let noopMetric: Metric?
+
+    private enum Phase { case new, started, closed }
+
+    /// Lifecycle, sink and export state. Held while open, export and close
+    /// run, which keeps them from running concurrently; never taken by puts.
+    private struct Control {
+        var phase: Phase = .new
+        var sink: any MetricsSink = NullSink()
+        var uploader: Uploader?
+        /// Data whose export failed, offered again (merged) at the next flush.
+        var retained: [MetricKey: PendingExport] = [:]
+    }
+
+    private let control = Mutex(Control())
+
+    /// Creates a manager in the "new" state.
+    ///
+    /// Throws `invalidArgument` for an out-of-range configuration.
+    public init(configuration: MetricsConfiguration = MetricsConfiguration(),
+                sink: (any MetricsSink)? = nil) throws(MetricsError) {
+        try configuration.validate()
+        self.configuration = configuration
+        let clock = configuration.clock.map { ManagerClock.custom($0) } ?? .system
+        let context = PutContext(level: configuration.level, clock: clock, windowSeconds: configuration.windowSeconds)
+        self.context = context
+        self.registry = Registry(maxMetrics: configuration.maxMetrics, context: context)
+        self.noopMetric = configuration.level == .none
+            ? Metric(key: MetricKey(name: "-"), context: context, isNoop: true) : nil
+        context.owner = ObjectIdentifier(self)
+        if let sink { try setSink(sink) }
+    }
+
+    /// Creates a manager from individual settings (see ``MetricsConfiguration``).
+    public convenience init(level: MetricsLevel = .none,
+                            sink: (any MetricsSink)? = nil,
+                            uploadIntervalMs: Double = 60_000,
+                            windowSeconds: Int = 60,
+                            maxMetrics: Int = 100_000,
+                            clock: (@Sendable () -> Double)? = nil) throws(MetricsError) {
+        var configuration = MetricsConfiguration()
+        configuration.level = level
+        configuration.uploadIntervalMs = uploadIntervalMs
+        configuration.windowSeconds = windowSeconds
+        configuration.maxMetrics = maxMetrics
+        configuration.clock = clock
+        try self.init(configuration: configuration, sink: sink)
+    }
+
+    deinit {
+        // A manager dropped without close: stop the uploader and make the
+        // final flush, as close would.
+        _ = try? close()
+    }
+
+    // MARK: Recording
+
+    /// Records one observation of `value` (default 1) for the key formed from
+    /// `name` and the dimensions the level keeps. Works before ``start()``.
+    ///
+    /// Throws `invalidArgument` (empty or over-long name or dimension, NUL,
+    /// NaN or infinite value), `closed` once close has begun, `limitReached`
+    /// for a new key beyond ``MetricsConfiguration/maxMetrics``.
+    public func put(_ name: String, _ value: Double = 1, stream: String? = nil,
+                    shardId: String? = nil, errorCode: String? = nil) throws(MetricsError) {
+        if context.level == .none {
+            // Nothing is recorded, so only what costs nothing is checked.
+            guard !name.isEmpty else { throw MetricsError(.invalidArgument, "metric name is empty") }
+            try Validation.checkValue(value)
+            if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
+            return
+        }
+        try Validation.checkValue(value)
+        try Validation.checkName(name)
+        try Validation.checkDimension(stream, "stream")
+        try Validation.checkDimension(shardId, "shard id")
+        try Validation.checkDimension(errorCode, "error code")
+        try putValidated(key: formKey(name, stream, shardId, errorCode), value)
+    }
+
+    /// Records an observation whose inputs are already validated.
+    func putValidated(key: MetricKey, _ value: Double) throws(MetricsError) {
+        guard let started = context.gate.enter() else { throw MetricsError(.closed, "the manager is closed") }
+        defer { context.gate.leave() }
+        try registry.metric(for: key).record(value, started: started)
+    }
+
+    /// Resolves a key once, for repeated ``Metric/put(_:)`` calls. Same checks
+    /// as ``put(_:_:stream:shardId:errorCode:)``. At level none the handle's
+    /// puts do nothing.
+    public func metric(_ name: String, stream: String? = nil, shardId: String? = nil,
+                       errorCode: String? = nil) throws(MetricsError) -> Metric {
+        if let noopMetric {
+            guard !name.isEmpty else { throw MetricsError(.invalidArgument, "metric name is empty") }
+            if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
+            return noopMetric
+        }
+        try Validation.checkName(name)
+        try Validation.checkDimension(stream, "stream")
+        try Validation.checkDimension(shardId, "shard id")
+        try Validation.checkDimension(errorCode, "error code")
+        return try metricValidated(key: formKey(name, stream, shardId, errorCode))
+    }
+
+    /// Resolves a key whose inputs are already validated.
+    func metricValidated(key: MetricKey) throws(MetricsError) -> Metric {
+        if let noopMetric {
+            if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
+            return noopMetric
+        }
+        guard context.gate.enter() != nil else { throw MetricsError(.closed, "the manager is closed") }
+        defer { context.gate.leave() }
+        return try registry.metric(for: key)
+    }
+
+    /// The key a put forms at this manager's level: SUMMARY drops the shard
+    /// and the error code.
+    func formKey(_ name: String, _ stream: String?, _ shardId: String?, _ errorCode: String?) -> MetricKey {
+        context.level == .detailed
+            ? MetricKey(name: name, stream: stream, shardId: shardId, errorCode: errorCode)
+            : MetricKey(name: name, stream: stream)
+    }
+
+    // MARK: Reading
+
+    /// Rolling-window statistics of every metric with a live bucket, sorted
+    /// in export order. Empty at level none. Works in every state.
+    public func snapshots() -> [MetricSnapshot] {
+        guard context.level != .none else { return [] }
+        let now = context.clock.now()
+        let wall = ManagerClock.wallNow()
+        let nowSecond = ManagerClock.second(of: now)
+        var out: [MetricSnapshot] = []
+        for series in registry.allSeries {
+            guard let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) else { continue }
+            out.append(Self.snapshot(series.key, reading.statistics, first: reading.oldestSecond,
+                                     last: reading.newestSecond, now: now, wall: wall))
+        }
+        return Self.sorted(out)
+    }
+
+    /// (count, sum, min, max) of every metric with a live bucket.
+    public func snapshot() -> [MetricKey: MetricStatistics] {
+        guard context.level != .none else { return [:] }
+        let nowSecond = ManagerClock.second(of: context.clock.now())
+        var out: [MetricKey: MetricStatistics] = [:]
+        for series in registry.allSeries {
+            if let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) {
+                out[series.key] = reading.statistics
+            }
+        }
+        return out
+    }
+
+    /// Number of distinct keys recorded (the refused-puts counter excluded).
+    public var metricCount: Int { registry.count }
+
+    // MARK: Lifecycle
+
+    /// Replaces the sink. Allowed only before ``start()``.
+    public func setSink(_ sink: any MetricsSink) throws(MetricsError) {
+        try control.withLock { (c) throws(MetricsError) in
+            guard c.phase == .new else { throw MetricsError(.invalidState, "the sink can only be set before start") }
+            c.sink = sink
+            context.eventSink = sink as? any EventfulMetricsSink
+        }
+    }
+
+    /// Opens the sink, then starts the periodic uploader. Does nothing at
+    /// level none.
+    ///
+    /// Throws `invalidState` if already started or closed (or from a
+    /// callback), `sinkFailed` if the sink's open threw (the manager stays
+    /// new; start may be retried), `outOfMemory` if no thread could start.
+    public func start() throws(MetricsError) {
+        guard context.level != .none else { return }
+        guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
+            throw MetricsError(.invalidState, "start called from a callback of the same manager")
+        }
+        try control.withLock { (c) throws(MetricsError) in
+            guard c.phase == .new, !context.gate.isClosing else {
+                throw MetricsError(.invalidState, c.phase == .started ? "already started" : "closed")
+            }
+            let sink = c.sink
+            do {
+                try CallbackGuard.run(for: ObjectIdentifier(self)) { try sink.open() }
+            } catch {
+                throw MetricsError(.sinkFailed, "the sink failed to open: \(error)")
+            }
+            let intervalSeconds = configuration.uploadIntervalMs / 1000
+            guard let uploader = Uploader(intervalSeconds: intervalSeconds, tick: { [weak self] in
+                guard let self else { return false }
+                _ = try? self.flush()
+                return true
+            }) else {
+                CallbackGuard.run(for: ObjectIdentifier(self)) { sink.close() }
+                throw MetricsError(.outOfMemory, "could not start the uploader thread")
+            }
+            c.uploader = uploader
+            c.phase = .started
+            context.gate.markStarted()
+        }
+    }
+
+    /// Hands the sink everything not exported yet — one snapshot per key,
+    /// merged over its unexported seconds — synchronously on this thread.
+    /// Does nothing at level none or when there is nothing new.
+    ///
+    /// Throws `invalidState` before start or from a callback of this
+    /// manager, `closed` after close, `sinkFailed` if the export threw (the
+    /// data is kept and offered again at the next flush).
+    public func flush() throws(MetricsError) {
+        guard context.level != .none else { return }
+        guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
+            throw MetricsError(.invalidState, "flush called from a callback of the same manager")
+        }
+        try control.withLock { (c) throws(MetricsError) in
+            switch c.phase {
+            case .new: throw MetricsError(.invalidState, "flush before start")
+            case .closed: throw MetricsError(.closed, "the manager is closed")
+            case .started: try exportPending(&c)
+            }
+        }
+    }
+
+    /// Refuses further puts, waits for puts in progress, stops the uploader,
+    /// makes a final flush and closes the sink. Idempotent. Before start it
+    /// calls no sink function.
+    ///
+    /// Throws `invalidState` from a callback of this manager and
+    /// `sinkFailed` if the final export failed (the manager is closed anyway).
+    public func close() throws(MetricsError) {
+        guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
+            throw MetricsError(.invalidState, "close called from a callback of the same manager")
+        }
+        context.gate.beginClosing()
+        guard context.level != .none else { return }
+        // Every put admitted before the closing bit finishes before the final
+        // flush below; every later one is refused.
+        context.gate.waitForPutsInProgress()
+        // The uploader may be waiting for the control lock inside a flush, so
+        // stop it before taking the lock.
+        control.withLock { c in c.uploader }?.stop()
+        try control.withLock { (c) throws(MetricsError) in
+            let wasStarted = c.phase == .started
+            c.uploader = nil
+            c.phase = .closed
+            guard wasStarted else { return }
+            let sink = c.sink
+            defer { CallbackGuard.run(for: ObjectIdentifier(self)) { sink.close() } }
+            try exportPending(&c)
+        }
+    }
+
+    /// Whether close has begun.
+    public var isClosed: Bool { context.gate.isClosing }
+
+    // MARK: Export
+
+    /// Takes every key's unexported data, merges what a failed export left,
+    /// and exports it. Called with the control lock held.
+    private func exportPending(_ c: inout Control) throws(MetricsError) {
+        var batch = c.retained
+        c.retained = [:]
+        for series in registry.allSeries {
+            guard let pending = series.takePending() else { continue }
+            if batch.isEmpty || batch[series.key] == nil {
+                batch[series.key] = pending
+            } else {
+                batch[series.key]!.merge(pending)
+            }
+        }
+        guard !batch.isEmpty else { return }
+        let now = context.clock.now()
+        let wall = ManagerClock.wallNow()
+        let snapshots = Self.sorted(batch.map { key, pending in
+            Self.snapshot(key, pending.statistics, first: pending.firstSecond, last: pending.lastSecond,
+                          now: now, wall: wall)
+        })
+        let sink = c.sink
+        do {
+            try CallbackGuard.run(for: ObjectIdentifier(self)) { try sink.export(snapshots) }
+        } catch {
+            c.retained = batch
+            throw MetricsError(.sinkFailed, "the sink failed to export \(snapshots.count) snapshots: \(error)")
+        }
+    }
+
+    private static func snapshot(_ key: MetricKey, _ statistics: MetricStatistics, first: Int64, last: Int64,
+                                 now: Double, wall: Double) -> MetricSnapshot {
+        let windowEnd = Double(last + 1)
+        return MetricSnapshot(name: key.name, count: statistics.count, sum: statistics.sum,
+                              min: statistics.min, max: statistics.max, dimensions: key.dimensions,
+                              windowStart: Double(first), windowEnd: windowEnd,
+                              timestampUnix: wall - (now - windowEnd))
+    }
+
+    private static func sorted(_ snapshots: [MetricSnapshot]) -> [MetricSnapshot] {
+        snapshots.sorted { ExportOrder.precedes($0.name, $0.dimensions, $1.name, $1.dimensions) }
+    }
+}

@@ -1,0 +1,56 @@
+import Synchronization
+
+/// Every metric key a manager has seen, capped at `maxMetrics` distinct keys.
+///
+/// Keys are never removed while the manager lives, so a ``Metric`` handle
+/// stays valid until the manager is released.
+final class Registry: Sendable {
+    /// Name of the metric counting puts refused by the cap (no dimensions).
+    static let refusedKey = MetricKey(name: refusedMetricName)
+
+    private struct State {
+        var byKey: [MetricKey: Metric] = [:]
+        /// Every series, in creation order; copied (O(1), copy-on-write) by
+        /// readers so they never hold this lock while reading a series.
+        var all: [MetricSeries] = []
+        /// Keys counted against the cap (the refused-counter key is not).
+        var cappedCount = 0
+    }
+
+    private let state = Mutex(State())
+    private let maxMetrics: Int
+    private let context: PutContext
+
+    init(maxMetrics: Int, context: PutContext) {
+        self.maxMetrics = maxMetrics
+        self.context = context
+    }
+
+    /// The metric for `key`, created if new. Throws `limitReached` for a new
+    /// key beyond the cap, after counting the refusal.
+    func metric(for key: MetricKey) throws(MetricsError) -> Metric {
+        let found: Metric? = state.withLock { s in
+            if let existing = s.byKey[key] { return existing }
+            let isRefusedKey = key == Self.refusedKey
+            guard isRefusedKey || s.cappedCount < maxMetrics else { return nil }
+            let created = Metric(key: key, context: context)
+            s.byKey[key] = created
+            s.all.append(created.series)
+            if !isRefusedKey { s.cappedCount += 1 }
+            return created
+        }
+        if let found { return found }
+        // The refused counter is exempt from the cap, so this cannot recurse.
+        if let refused = try? metric(for: Self.refusedKey) {
+            refused.series.record(1, second: ManagerClock.second(of: context.clock.now()),
+                                  windowSeconds: context.windowSeconds)
+        }
+        throw MetricsError(.limitReached, "max_metrics (\(maxMetrics)) distinct keys reached; new key \(key) refused")
+    }
+
+    /// Every series, in creation order.
+    var allSeries: [MetricSeries] { state.withLock { $0.all } }
+
+    /// Number of keys counted against the cap.
+    var count: Int { state.withLock { $0.cappedCount } }
+}

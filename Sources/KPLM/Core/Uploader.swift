@@ -1,0 +1,105 @@
+import Glibc
+import CKPLMShims
+
+/// The periodic uploader: a detached thread named "kplm-upload" that calls
+/// `tick` every `interval` seconds of real (monotonic) time until stopped.
+///
+/// The thread holds the manager weakly (through `tick`), so dropping a
+/// manager without closing it ends the thread at its next tick.
+final class Uploader: @unchecked Sendable {
+    // The pthread mutex and condition live on the heap so they never move.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var stopRequested = false   // guarded by mutex
+    private var exited = false          // guarded by mutex
+    private var thread = pthread_t()
+    private let interval: Double
+    private let tick: @Sendable () -> Bool
+
+    /// Starts the thread. `tick` returns false to end it (manager gone).
+    /// Returns nil if no thread could be created.
+    init?(intervalSeconds: Double, tick: @escaping @Sendable () -> Bool) {
+        self.interval = intervalSeconds
+        self.tick = tick
+        pthread_mutex_init(mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+
+        // Hold the mutex until `thread` is set: stop() reads it under the mutex.
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var created = pthread_t()
+        let rc = pthread_create(&created, nil, { raw in
+            let uploader = Unmanaged<Uploader>.fromOpaque(raw!).takeRetainedValue()
+            kplmshim_set_thread_name("kplm-upload")
+            uploader.run()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<Uploader>.fromOpaque(context).release()
+            return nil
+        }
+        thread = created
+        pthread_detach(created)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    /// Whether the caller is the uploader thread itself.
+    var isCurrentThread: Bool { pthread_equal(pthread_self(), thread) != 0 }
+
+    /// Asks the thread to stop and, unless called from that thread, waits
+    /// until it has finished its current tick and exited.
+    func stop() {
+        pthread_mutex_lock(mutex)
+        stopRequested = true
+        pthread_cond_broadcast(condition)
+        if !isCurrentThread {
+            while !exited { pthread_cond_wait(condition, mutex) }
+        }
+        pthread_mutex_unlock(mutex)
+    }
+
+    private func run() {
+        var deadline = Self.monotonicNow() + interval
+        while true {
+            pthread_mutex_lock(mutex)
+            while !stopRequested {
+                let now = Self.monotonicNow()
+                if now >= deadline { break }
+                var until = Self.timespec(at: deadline)
+                _ = pthread_cond_timedwait(condition, mutex, &until)
+            }
+            let stopping = stopRequested
+            pthread_mutex_unlock(mutex)
+            if stopping || !tick() { break }
+            // Next tick one interval later; after a long export, do not try to
+            // catch up with a burst of flushes.
+            deadline = Swift.max(deadline + interval, Self.monotonicNow())
+        }
+        pthread_mutex_lock(mutex)
+        exited = true
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    private static func monotonicNow() -> Double {
+        var ts = Glibc.timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    private static func timespec(at seconds: Double) -> Glibc.timespec {
+        let whole = seconds.rounded(.down)
+        return Glibc.timespec(tv_sec: Int(whole), tv_nsec: Int((seconds - whole) * 1e9))
+    }
+}

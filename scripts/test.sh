@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of kplm: the Swift XCTest suite (swift test), then the CMake
+# build of libkplm.so with the C tests, the examples, the export check, the
+# install + consumer check and the Python ctypes tests, all under ctest.
+#
+#   scripts/test.sh            # everything
+#   KPLM_BUILD_DIR=dir scripts/test.sh   # CMake build folder (default build/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build_dir=${KPLM_BUILD_DIR:-build}
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# CMake, Ninja, pkg-config and pytest, if this machine lacks them.
+scripts/bootstrap.sh
+
+echo "== swift test (XCTest)"
+swift test --parallel --num-workers "$jobs"
+
+echo "== cmake build ($build_dir)"
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build "$build_dir" --parallel "$jobs"
+
+echo "== ctest (C tests, examples, exports, install, Python)"
+ctest --test-dir "$build_dir" --output-on-failure --timeout 300

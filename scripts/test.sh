@@ -17,6 +17,16 @@ scripts/bootstrap.sh
 echo "== swift test (XCTest)"
 swift test --parallel --num-workers "$jobs"
 
+echo "== SwiftPM product libkplm.so (static Swift runtime) and the demo"
+swift build -c release --product kplm -Xswiftc -static-stdlib
+lib=$(swift build -c release --show-bin-path)/libkplm.so
+if ldd "$lib" | grep -q libswift; then
+    echo "FAIL: $lib depends on the Swift runtime:"; ldd "$lib"; exit 1
+fi
+echo "ok: $lib has no libswift dependency"
+swift run -c release kplm-demo --seconds 1 --interval-ms 400 --level summary > /dev/null
+echo "ok: kplm-demo exported every observation it put"
+
 echo "== cmake build ($build_dir)"
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build_dir" --parallel "$jobs"

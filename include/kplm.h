@@ -228,13 +228,15 @@ kplm_status kplm_put(kplm_manager *m, const char *name, double value,
  * checks as kplm_put. *out is owned by the manager (valid until kplm_free);
  * NULL on failure. At level NONE it returns a handle whose puts do nothing.
  * Returns KPLM_OK; KPLM_EINVAL; KPLM_ECLOSED once close has begun;
- * KPLM_ELIMIT; KPLM_ENOMEM.
+ * KPLM_ELIMIT for a new key beyond max_metrics (counted under
+ * KPLM_METRIC_REFUSED, like a refused put); KPLM_ENOMEM.
  */
 kplm_status kplm_metric_get(kplm_manager *m, const char *name, const char *stream,
                             const char *shard_id, const char *error_code, kplm_metric **out);
 
 /**
- * Records one observation through a resolved handle.
+ * Records one observation through a resolved handle, exactly as kplm_put
+ * would for its key (an eventful sink's record callback included).
  * Returns KPLM_OK; KPLM_EINVAL for a NULL handle or a NaN/infinite value;
  * KPLM_ECLOSED once close has begun.
  */

@@ -1,0 +1,1340 @@
+"""Python binding of libkplm, the metrics core of the Kinesis Producer Library.
+
+This module wraps the C ABI declared in ``include/kplm.h`` with :mod:`ctypes`.
+It has two layers:
+
+* a low-level layer that mirrors the header one to one: the structures
+  :class:`KplmDimension`, :class:`KplmSnapshot`, :class:`KplmEvent`,
+  :class:`KplmSink` and :class:`KplmConfig`, the callback types
+  (:data:`CLOCK_FUNC`, :data:`OPEN_FUNC`, :data:`EXPORT_FUNC`,
+  :data:`RECORD_FUNC`, :data:`CLOSE_FUNC`, :data:`VISIT_FUNC`), the enums
+  :class:`Level` and :class:`Status`, and :func:`lib`, which returns the
+  loaded :class:`ctypes.CDLL` with ``restype`` and ``argtypes`` set on every
+  ``kplm_*`` function;
+
+* a Pythonic layer: :class:`Manager` (a context manager), :class:`Metric`
+  handles, the frozen dataclasses :class:`MetricKey`, :class:`Snapshot` and
+  :class:`Event`, the :class:`KplmError` exception family, the
+  :class:`InMemorySink` and the clock helpers :class:`ClockCallback` and
+  :class:`ManualClock`.
+
+Example::
+
+    import kplm
+
+    sink = kplm.InMemorySink()
+    with kplm.Manager(level=kplm.Level.DETAILED, sink=sink) as manager:
+        manager.put("UserRecordsPut", 1, stream="orders")
+        manager.put("ErrorsByCode", 1, stream="orders", error_code="Throttled")
+    # leaving the block closed the manager: the final flush reached the sink
+    for batch in sink.batches:
+        for snap in batch:
+            print(snap.name, snap.dimensions, snap.count, snap.sum)
+
+Locating the library: the environment variable ``KPLM_LIBRARY`` (a path) wins
+if set. Otherwise, relative to the repository root (the parent of the folder
+holding this file), ``build/libkplm.so``, ``.build/release/libkplm.so`` and
+``.build/debug/libkplm.so`` are tried in that order, then
+``ctypes.util.find_library("kplm")``. :class:`LibraryNotFoundError` explains
+what was tried when none loads. The library is loaded on first use (or by an
+explicit :func:`load_library` call), so importing this module never fails.
+
+Strings: ``str`` arguments are encoded to UTF-8 (lone surrogates are passed
+through as their 3-byte forms, so the library rejects them with
+``KPLM_EINVAL`` like any other invalid UTF-8); ``bytes`` are passed as is.
+A string with an embedded NUL byte is refused with :class:`InvalidArgumentError`
+before reaching C, because C would silently truncate it.
+
+Callbacks: every pointer the library hands to a callback is valid only during
+that call, so the trampolines copy the C data into Python objects before
+calling Python code. Every ctypes callback object is kept referenced by its
+manager until the manager is freed. Exceptions raised by Python callbacks never
+escape into C: an exception in a sink's ``export`` (or ``open``) makes the
+trampoline return non-zero, so the library counts the export (or open) as
+failed and keeps the data; the exception is logged on the ``kplm`` logger and
+kept on :attr:`Manager.last_sink_error`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import ctypes.util
+import dataclasses
+import enum
+import logging
+import numbers
+import os
+import sys
+import threading
+import weakref
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
+
+__all__ = [
+    # constants
+    "ABI_VERSION", "NAME_MAX", "DIMENSION_VALUE_MAX", "WINDOW_SECONDS_MIN",
+    "WINDOW_SECONDS_MAX", "METRIC_REFUSED", "DEFAULT_UPLOAD_INTERVAL_MS",
+    "DEFAULT_WINDOW_SECONDS", "DEFAULT_MAX_METRICS",
+    # enums
+    "Level", "Status",
+    # errors
+    "KplmError", "InvalidArgumentError", "StateError", "ClosedError",
+    "LimitError", "OutOfMemoryError", "SinkError", "LibraryNotFoundError",
+    # low level
+    "KplmDimension", "KplmSnapshot", "KplmEvent", "KplmSink", "KplmConfig",
+    "CLOCK_FUNC", "OPEN_FUNC", "EXPORT_FUNC", "RECORD_FUNC", "CLOSE_FUNC",
+    "VISIT_FUNC", "load_library", "lib", "library_path", "status_string",
+    "version", "version_info", "default_config",
+    # high level
+    "MetricKey", "Snapshot", "Event", "Manager", "Metric", "InMemorySink",
+    "ClockCallback", "ManualClock",
+]
+
+logger = logging.getLogger("kplm")
+
+# --------------------------------------------------------------------------
+# Constants of kplm.h
+# --------------------------------------------------------------------------
+
+#: (MAJOR, MINOR, PATCH) of the header this binding was written against.
+ABI_VERSION: Tuple[int, int, int] = (0, 1, 0)
+#: Longest metric name accepted, in bytes (KPLM_NAME_MAX).
+NAME_MAX = 255
+#: Longest dimension value accepted, in bytes (KPLM_DIMENSION_VALUE_MAX).
+DIMENSION_VALUE_MAX = 1024
+#: Bounds of the window length (KPLM_WINDOW_SECONDS_MIN / _MAX).
+WINDOW_SECONDS_MIN = 1
+WINDOW_SECONDS_MAX = 3600
+#: Metric the library keeps by itself for puts refused with KPLM_ELIMIT.
+METRIC_REFUSED = "KplmMetricsRefused"
+#: Defaults filled in by kplm_config_init.
+DEFAULT_UPLOAD_INTERVAL_MS = 60000.0
+DEFAULT_WINDOW_SECONDS = 60
+DEFAULT_MAX_METRICS = 100000
+
+_UINT32_MAX = 0xFFFFFFFF
+_INT32_MIN, _INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+
+
+class Level(enum.IntEnum):
+    """How much a manager records (``kplm_level``)."""
+
+    #: Nothing is recorded; no thread is started and the sink is never used.
+    NONE = 0
+    #: ``shard_id`` and ``error_code`` are dropped: keys are (name, stream).
+    SUMMARY = 1
+    #: Every dimension is kept.
+    DETAILED = 2
+
+
+class Status(enum.IntEnum):
+    """Result of a C call (``kplm_status``)."""
+
+    OK = 0
+    EINVAL = 1
+    ESTATE = 2
+    ECLOSED = 3
+    ELIMIT = 4
+    ENOMEM = 5
+    ESINK = 6
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+
+
+class LibraryNotFoundError(OSError):
+    """libkplm could not be located or loaded."""
+
+
+class KplmError(Exception):
+    """A kplm call returned a status other than ``KPLM_OK``.
+
+    ``status`` is the :class:`Status` (or the raw ``int`` for a status this
+    binding does not know), ``message`` the library's ``kplm_status_string``
+    text, ``context`` what the binding was doing (may be empty).
+
+    Each status has its own subclass (:class:`InvalidArgumentError`,
+    :class:`StateError`, :class:`ClosedError`, :class:`LimitError`,
+    :class:`OutOfMemoryError`, :class:`SinkError`), so callers can catch a
+    single kind; :meth:`from_status` picks the right one.
+    """
+
+    def __init__(self, status: Union[Status, int], message: Optional[str] = None,
+                 context: str = "") -> None:
+        try:
+            status = Status(int(status))
+        except ValueError:
+            status = int(status)
+        if message is None:
+            message = _safe_status_string(status)
+        self.status = status
+        self.message = message
+        self.context = context
+        super().__init__(f"{context}: {message}" if context else message)
+
+    @staticmethod
+    def from_status(status: Union[Status, int], context: str = "",
+                    message: Optional[str] = None) -> "KplmError":
+        """The exception instance (of the matching subclass) for ``status``."""
+        cls = _ERROR_CLASSES.get(int(status), KplmError)
+        return cls(status, message, context)
+
+    def __reduce__(self):  # keep pickling (e.g. multiprocessing) working
+        return (type(self), (self.status, self.message, self.context))
+
+
+class InvalidArgumentError(KplmError, ValueError):
+    """``KPLM_EINVAL``: NULL/empty/over-long/invalid UTF-8 argument, NaN, bad config."""
+
+
+class StateError(KplmError):
+    """``KPLM_ESTATE``: not allowed in the current state (or from a callback)."""
+
+
+class ClosedError(KplmError):
+    """``KPLM_ECLOSED``: the manager is closed, closing, or has been freed."""
+
+
+class LimitError(KplmError):
+    """``KPLM_ELIMIT``: a new key beyond ``max_metrics``."""
+
+
+class OutOfMemoryError(KplmError, MemoryError):
+    """``KPLM_ENOMEM``: the library could not allocate memory."""
+
+
+class SinkError(KplmError):
+    """``KPLM_ESINK``: the sink's open or export reported a failure."""
+
+
+_ERROR_CLASSES = {
+    Status.EINVAL: InvalidArgumentError,
+    Status.ESTATE: StateError,
+    Status.ECLOSED: ClosedError,
+    Status.ELIMIT: LimitError,
+    Status.ENOMEM: OutOfMemoryError,
+    Status.ESINK: SinkError,
+}
+
+
+# --------------------------------------------------------------------------
+# C types
+# --------------------------------------------------------------------------
+
+
+class _OpaqueManager(ctypes.Structure):
+    """``struct kplm_manager`` (opaque)."""
+
+
+class _OpaqueMetric(ctypes.Structure):
+    """``struct kplm_metric`` (opaque)."""
+
+
+#: ``kplm_manager *``
+ManagerPointer = ctypes.POINTER(_OpaqueManager)
+#: ``kplm_metric *``
+MetricPointer = ctypes.POINTER(_OpaqueMetric)
+
+
+class KplmDimension(ctypes.Structure):
+    """``kplm_dimension``: one (name, value) pair."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("value", ctypes.c_char_p),
+    ]
+
+
+class KplmSnapshot(ctypes.Structure):
+    """``kplm_snapshot``: aggregated statistics of one key over a span."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("count", ctypes.c_uint64),
+        ("sum", ctypes.c_double),
+        ("min", ctypes.c_double),
+        ("max", ctypes.c_double),
+        ("dimensions", ctypes.POINTER(KplmDimension)),
+        ("dimension_count", ctypes.c_size_t),
+        ("window_start", ctypes.c_double),
+        ("window_end", ctypes.c_double),
+        ("timestamp_unix", ctypes.c_double),
+    ]
+
+
+class KplmEvent(ctypes.Structure):
+    """``kplm_event``: one observation handed to an eventful sink."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("value", ctypes.c_double),
+        ("timestamp", ctypes.c_double),
+        ("dimensions", ctypes.POINTER(KplmDimension)),
+        ("dimension_count", ctypes.c_size_t),
+    ]
+
+
+#: ``double (*clock)(void *user_data)``
+CLOCK_FUNC = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_void_p)
+#: ``int (*open)(void *user_data)``
+OPEN_FUNC = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+#: ``int (*export_snapshots)(void *user_data, const kplm_snapshot *s, size_t n)``
+EXPORT_FUNC = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p,
+                               ctypes.POINTER(KplmSnapshot), ctypes.c_size_t)
+#: ``void (*record)(void *user_data, const kplm_event *e)``
+RECORD_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(KplmEvent))
+#: ``void (*close)(void *user_data)``
+CLOSE_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+#: ``int (*visit)(void *user_data, const kplm_snapshot *s)`` of kplm_snapshots
+VISIT_FUNC = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(KplmSnapshot))
+
+
+class KplmSink(ctypes.Structure):
+    """``kplm_sink``: the callbacks a manager flushes to (copied by set_sink).
+
+    A field left unset is a NULL function pointer. Whoever builds one must
+    keep the callback objects alive for as long as the library may call them.
+    """
+
+    _fields_ = [
+        ("user_data", ctypes.c_void_p),
+        ("open", OPEN_FUNC),
+        ("export_snapshots", EXPORT_FUNC),
+        ("record", RECORD_FUNC),
+        ("close", CLOSE_FUNC),
+    ]
+
+
+class KplmConfig(ctypes.Structure):
+    """``kplm_config``. Initialise with ``kplm_config_init`` (see :func:`default_config`)."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("level", ctypes.c_int),
+        ("upload_interval_ms", ctypes.c_double),
+        ("window_seconds", ctypes.c_uint32),
+        ("clock", CLOCK_FUNC),
+        ("clock_user_data", ctypes.c_void_p),
+        ("max_metrics", ctypes.c_uint32),
+    ]
+
+
+class _ConfigBuffer(ctypes.Structure):
+    """A kplm_config followed by spare room.
+
+    kplm_config_init writes ``sizeof(kplm_config)`` of the *library*, which a
+    later library version may have grown; the spare room keeps such a write
+    inside memory we own, and the new fields keep their defaults.
+    """
+
+    _fields_ = [
+        ("config", KplmConfig),
+        ("_spare", ctypes.c_uint64 * 62),
+    ]
+
+
+# --------------------------------------------------------------------------
+# Library loading
+# --------------------------------------------------------------------------
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_SUFFIX = ".dylib" if sys.platform == "darwin" else ".so"
+_CANDIDATES = (
+    Path("build") / f"libkplm{_SUFFIX}",
+    Path(".build") / "release" / f"libkplm{_SUFFIX}",
+    Path(".build") / "debug" / f"libkplm{_SUFFIX}",
+)
+
+_lib_lock = threading.Lock()
+_lib: Optional[ctypes.CDLL] = None
+_lib_path: Optional[str] = None
+
+
+def _declare(cdll: ctypes.CDLL) -> None:
+    """Set ``restype`` and ``argtypes`` of every function of kplm.h."""
+    st = ctypes.c_int
+    pm = ManagerPointer
+    s = ctypes.c_char_p
+
+    def proto(name: str, restype: Any, argtypes: Sequence[Any]) -> None:
+        fn = getattr(cdll, name)
+        fn.restype = restype
+        fn.argtypes = list(argtypes)
+
+    proto("kplm_config_init", None, [ctypes.POINTER(KplmConfig)])
+    proto("kplm_new", st, [ctypes.POINTER(KplmConfig), ctypes.POINTER(pm)])
+    proto("kplm_set_sink", st, [pm, ctypes.POINTER(KplmSink)])
+    proto("kplm_start", st, [pm])
+    proto("kplm_put", st, [pm, s, ctypes.c_double, s, s, s])
+    proto("kplm_metric_get", st, [pm, s, s, s, s, ctypes.POINTER(MetricPointer)])
+    proto("kplm_metric_put", st, [MetricPointer, ctypes.c_double])
+    proto("kplm_snapshots", st, [pm, VISIT_FUNC, ctypes.c_void_p])
+    proto("kplm_flush", st, [pm])
+    proto("kplm_close", st, [pm])
+    proto("kplm_free", None, [pm])
+    proto("kplm_status_string", ctypes.c_char_p, [ctypes.c_int])
+    proto("kplm_version", ctypes.c_char_p, [])
+
+
+def _candidate_paths() -> list:
+    return [str(_REPO_ROOT / rel) for rel in _CANDIDATES]
+
+
+def load_library(path: Optional[Union[str, os.PathLike]] = None) -> ctypes.CDLL:
+    """Load libkplm (once) and return it with every prototype declared.
+
+    ``path`` (or else ``$KPLM_LIBRARY``) names the file to load; otherwise the
+    repository build folders and then the system search path are tried. A
+    second call returns the library already loaded (a different explicit
+    ``path`` at that point is an error). Raises :class:`LibraryNotFoundError`.
+    """
+    global _lib, _lib_path
+    with _lib_lock:
+        if _lib is not None:
+            if path is not None and os.fspath(path) != _lib_path:
+                raise LibraryNotFoundError(
+                    f"libkplm is already loaded from {_lib_path!r}; cannot load {os.fspath(path)!r}")
+            return _lib
+        tried = []
+        explicit = os.fspath(path) if path is not None else os.environ.get("KPLM_LIBRARY") or None
+        if explicit is not None:
+            try:
+                cdll = ctypes.CDLL(explicit)
+            except OSError as exc:
+                origin = "path argument" if path is not None else "KPLM_LIBRARY"
+                raise LibraryNotFoundError(
+                    f"cannot load libkplm from {explicit!r} ({origin}): {exc}") from exc
+            chosen = explicit
+        else:
+            cdll = None
+            chosen = None
+            for cand in _candidate_paths():
+                if not os.path.exists(cand):
+                    tried.append(f"{cand} (missing)")
+                    continue
+                try:
+                    cdll = ctypes.CDLL(cand)
+                    chosen = cand
+                    break
+                except OSError as exc:
+                    tried.append(f"{cand} ({exc})")
+            if cdll is None:
+                found = ctypes.util.find_library("kplm")
+                if found:
+                    try:
+                        cdll = ctypes.CDLL(found)
+                        chosen = found
+                    except OSError as exc:
+                        tried.append(f"find_library -> {found} ({exc})")
+                else:
+                    tried.append('ctypes.util.find_library("kplm") (not found)')
+            if cdll is None:
+                raise LibraryNotFoundError(
+                    "libkplm not found. Build it (e.g. `swift build -c release --product kplm "
+                    "-Xswiftc -static-stdlib`, or with CMake into build/) or set KPLM_LIBRARY "
+                    "to the path of libkplm. Tried:\n  " + "\n  ".join(tried))
+        try:
+            _declare(cdll)
+        except AttributeError as exc:
+            raise LibraryNotFoundError(
+                f"{chosen!r} is not a usable libkplm (missing symbol: {exc})") from exc
+        _lib, _lib_path = cdll, chosen
+        return cdll
+
+
+def lib() -> ctypes.CDLL:
+    """The loaded library (loading it on first use), prototypes declared."""
+    return _lib if _lib is not None else load_library()
+
+
+def library_path() -> str:
+    """Where the loaded library came from (loads it if needed)."""
+    lib()
+    assert _lib_path is not None
+    return _lib_path
+
+
+def status_string(status: Union[Status, int]) -> str:
+    """``kplm_status_string``: the library's readable name of a status."""
+    raw = lib().kplm_status_string(int(status))
+    return raw.decode("utf-8", "replace") if raw is not None else f"kplm status {int(status)}"
+
+
+def _safe_status_string(status: Union[Status, int]) -> str:
+    try:
+        return status_string(status)
+    except Exception:  # library unavailable: still produce a message
+        try:
+            return f"KPLM_{Status(int(status)).name}"
+        except ValueError:
+            return f"kplm status {int(status)}"
+
+
+def version() -> str:
+    """``kplm_version``: the library's "MAJOR.MINOR.PATCH"."""
+    return lib().kplm_version().decode("ascii")
+
+
+def version_info() -> Tuple[int, int, int]:
+    """The library's version as a tuple of ints."""
+    major, minor, patch = version().split(".")
+    return int(major), int(minor), int(patch)
+
+
+def default_config() -> KplmConfig:
+    """A :class:`KplmConfig` filled by ``kplm_config_init`` (a copy; fields known here)."""
+    buf = _ConfigBuffer()
+    lib().kplm_config_init(ctypes.byref(buf.config))
+    return KplmConfig.from_buffer_copy(buf.config)
+
+
+# --------------------------------------------------------------------------
+# Value conversions
+# --------------------------------------------------------------------------
+
+_StrLike = Union[str, bytes, bytearray, memoryview]
+
+
+def _encode(value: Optional[_StrLike], what: str) -> Optional[bytes]:
+    """str → UTF-8 bytes (surrogates passed through for the library to refuse)."""
+    if value is None:
+        return None
+    if type(value) is str:
+        data = value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, bytes):
+        data = value
+    elif isinstance(value, (bytearray, memoryview)):
+        data = bytes(value)
+    elif isinstance(value, str):
+        data = str(value).encode("utf-8", "surrogatepass")
+    else:
+        raise TypeError(f"{what} must be str, bytes or None, not {type(value).__name__}")
+    if b"\0" in data:
+        raise InvalidArgumentError(Status.EINVAL, context=f"{what} {value!r} contains a NUL byte")
+    return data
+
+
+def _number(value: Any) -> float:
+    t = type(value)
+    if t is float:
+        return value
+    if t is int or isinstance(value, numbers.Real):
+        return float(value)
+    raise TypeError(f"value must be a real number, not {type(value).__name__}")
+
+
+def _decode(raw: Optional[bytes]) -> str:
+    if raw is None:
+        return ""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _dims_from_c(ptr: Any, count: int) -> Tuple[Tuple[str, str], ...]:
+    if not count or not ptr:
+        return ()
+    return tuple((_decode(ptr[i].name), _decode(ptr[i].value)) for i in range(count))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------
+# Data classes
+# --------------------------------------------------------------------------
+
+_DIM_FIELDS = (("stream", "stream"), ("shard", "shard_id"), ("error_code", "error_code"))
+_DIM_TO_FIELD = dict(_DIM_FIELDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricKey:
+    """Identity of a metric: name plus optional dimensions (hashable).
+
+    ``extra`` holds dimensions this binding has no field for (none in ABI
+    0.1); it is empty for every key the current library produces.
+    """
+
+    name: str
+    stream: Optional[str] = None
+    shard_id: Optional[str] = None
+    error_code: Optional[str] = None
+    extra: Tuple[Tuple[str, str], ...] = ()
+
+    def dimensions(self) -> Tuple[Tuple[str, str], ...]:
+        """The key rendered as the library does: stream, shard, error_code (absent omitted)."""
+        dims = []
+        for dim_name, field in _DIM_FIELDS:
+            value = getattr(self, field)
+            if value:  # "" is the same as absent
+                dims.append((dim_name, value))
+        return tuple(dims) + tuple(self.extra)
+
+    @classmethod
+    def from_dimensions(cls, name: str, dimensions: Iterable[Tuple[str, str]]) -> "MetricKey":
+        """Rebuild a key from a name and rendered dimensions."""
+        fields: dict = {}
+        extra = []
+        for dim_name, value in dimensions:
+            field = _DIM_TO_FIELD.get(dim_name)
+            if field is None or field in fields:
+                extra.append((dim_name, value))
+            else:
+                fields[field] = value
+        return cls(name, extra=tuple(extra), **fields)
+
+    def formed(self, level: Union[Level, int]) -> "MetricKey":
+        """The key the library forms from this one at ``level`` ("" → None, SUMMARY drops shard and error_code)."""
+        stream = self.stream or None
+        if int(level) == Level.SUMMARY:
+            return MetricKey(self.name, stream)
+        return MetricKey(self.name, stream, self.shard_id or None, self.error_code or None, self.extra)
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """Statistics of one metric key over ``[window_start, window_end)`` (manager-clock seconds)."""
+
+    name: str
+    count: int
+    sum: float
+    min: float
+    max: float
+    dimensions: Tuple[Tuple[str, str], ...]
+    window_start: float
+    window_end: float
+    timestamp_unix: float
+
+    @property
+    def key(self) -> MetricKey:
+        """The :class:`MetricKey` this snapshot belongs to."""
+        return MetricKey.from_dimensions(self.name, self.dimensions)
+
+    @property
+    def stats(self) -> Tuple[int, float, float, float]:
+        """``(count, sum, min, max)``."""
+        return (self.count, self.sum, self.min, self.max)
+
+    @classmethod
+    def from_c(cls, s: KplmSnapshot) -> "Snapshot":
+        """Copy a C ``kplm_snapshot`` (valid only during the callback) into Python."""
+        return cls(
+            name=_decode(s.name),
+            count=int(s.count),
+            sum=s.sum,
+            min=s.min,
+            max=s.max,
+            dimensions=_dims_from_c(s.dimensions, s.dimension_count),
+            window_start=s.window_start,
+            window_end=s.window_end,
+            timestamp_unix=s.timestamp_unix,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One accepted observation, as handed to an eventful sink's ``record``."""
+
+    name: str
+    value: float
+    timestamp: float
+    dimensions: Tuple[Tuple[str, str], ...]
+
+    @property
+    def key(self) -> MetricKey:
+        return MetricKey.from_dimensions(self.name, self.dimensions)
+
+    @classmethod
+    def from_c(cls, e: KplmEvent) -> "Event":
+        """Copy a C ``kplm_event`` (valid only during the callback) into Python."""
+        return cls(
+            name=_decode(e.name),
+            value=e.value,
+            timestamp=e.timestamp,
+            dimensions=_dims_from_c(e.dimensions, e.dimension_count),
+        )
+
+
+# --------------------------------------------------------------------------
+# Clocks
+# --------------------------------------------------------------------------
+
+
+class ClockCallback:
+    """Wraps a Python callable returning seconds as a C clock (``config.clock``).
+
+    The callable is called from any thread (putting threads, the uploader)
+    and must be monotonic. If it raises, the exception is logged and kept in
+    :attr:`last_error`, and the last good reading (0.0 before any) is returned
+    instead: an exception cannot cross into C.
+
+    The :attr:`c_function` object must stay referenced while the library may
+    call it; :class:`Manager` keeps its clock until it is freed.
+    """
+
+    def __init__(self, func: Callable[[], float]) -> None:
+        if not callable(func):
+            raise TypeError("clock must be callable")
+        self.func = func
+        self.last_error: Optional[BaseException] = None
+        self._last = 0.0
+        self._owner: Optional["_Core"] = None
+        self.c_function = CLOCK_FUNC(self._call)
+
+    def _call(self, _user_data: Any) -> float:
+        owner = self._owner
+        if owner is not None:
+            _callback_enter(owner)
+        try:
+            value = float(self.func())
+            self._last = value
+            return value
+        except BaseException as exc:  # never let it cross into C
+            self.last_error = exc
+            logger.error("kplm clock %r raised; using last reading %r", self.func, self._last,
+                         exc_info=exc)
+            return self._last
+        finally:
+            if owner is not None:
+                _callback_leave()
+
+    def apply(self, config: KplmConfig) -> None:
+        """Install this clock into a :class:`KplmConfig`."""
+        config.clock = self.c_function
+        config.clock_user_data = None
+
+    def __call__(self) -> float:
+        return float(self.func())
+
+
+class ManualClock:
+    """A settable clock for tests and simulations (thread-safe callable).
+
+    >>> clock = ManualClock(100.0)
+    >>> clock.advance(1.5); clock()
+    101.5
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = float(start)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    @property
+    def now(self) -> float:
+        return self()
+
+    def set(self, now: float) -> None:
+        with self._lock:
+            self._now = float(now)
+
+    def advance(self, seconds: float) -> float:
+        with self._lock:
+            self._now += float(seconds)
+            return self._now
+
+
+# --------------------------------------------------------------------------
+# Manager internals
+# --------------------------------------------------------------------------
+
+_tls = threading.local()
+
+
+def _callback_enter(core: "_Core") -> None:
+    stack = getattr(_tls, "stack", None)
+    if stack is None:
+        stack = _tls.stack = []
+    stack.append(core)
+
+
+def _callback_leave() -> None:
+    _tls.stack.pop()
+
+
+def _in_callback_of(core: "_Core") -> bool:
+    stack = getattr(_tls, "stack", None)
+    return bool(stack) and any(c is core for c in stack)
+
+
+_live_cores: "weakref.WeakSet[_Core]" = weakref.WeakSet()
+
+
+class _Core:
+    """State shared by a :class:`Manager`, its :class:`Metric` handles and its callbacks.
+
+    Kept apart from the Manager so that the callbacks (which reference this
+    object) do not keep the Manager alive: dropping the last reference to a
+    Manager frees it. Every C call goes through :meth:`acquire` /
+    :meth:`release`, so :meth:`free` waits for calls in progress and later
+    calls get :class:`ClosedError` instead of touching freed memory.
+    """
+
+    def __init__(self, cdll: ctypes.CDLL) -> None:
+        self.lib = cdll
+        self.ptr: Optional[Any] = None
+        self.cv = threading.Condition(threading.Lock())
+        self.active = 0
+        self.freeing = False
+        self.keepalive: list = []  # every ctypes callback object the library may call
+        self.sink: Any = None
+        self.sink_struct: Optional[KplmSink] = None
+        self.error_lock = threading.Lock()
+        self.last_sink_error: Optional[BaseException] = None
+        self.sink_error_count = 0
+        self.failed_exports = 0
+        self.state = "new"
+        _live_cores.add(self)
+
+    # -- guarded access to the C pointer ---------------------------------
+    def acquire(self) -> Any:
+        with self.cv:
+            if self.ptr is None or self.freeing:
+                raise ClosedError(Status.ECLOSED, context="the manager has been freed")
+            self.active += 1
+            return self.ptr
+
+    def release(self) -> None:
+        with self.cv:
+            self.active -= 1
+            if self.active == 0 and self.freeing:
+                self.cv.notify_all()
+
+    def call(self, fn: Callable, *args: Any) -> int:
+        ptr = self.acquire()
+        try:
+            return fn(ptr, *args)
+        finally:
+            self.release()
+
+    # -- sink error bookkeeping ------------------------------------------
+    def sink_failed(self, what: str, exc: BaseException) -> None:
+        with self.error_lock:
+            self.last_sink_error = exc
+            self.sink_error_count += 1
+            if what == "export":
+                self.failed_exports += 1
+        logger.error("kplm sink %r: %s raised %s: %s", self.sink, what,
+                     type(exc).__name__, exc, exc_info=exc)
+
+    # -- release ----------------------------------------------------------
+    def free(self, from_del: bool = False) -> None:
+        with self.cv:
+            if self.ptr is None or self.freeing:
+                return
+            if _in_callback_of(self):
+                # Like kplm_free from a callback: nothing happens. When the
+                # garbage collector got here, finish the job on another thread
+                # once the callback has returned.
+                if from_del:
+                    threading.Thread(target=self.free, name="kplm-deferred-free",
+                                     daemon=True).start()
+                return
+            self.freeing = True
+            while self.active:
+                self.cv.wait()
+            ptr, self.ptr = self.ptr, None
+        try:
+            self.lib.kplm_free(ptr)
+        finally:
+            with self.cv:
+                self.state = "freed"
+                self.keepalive = []
+                self.sink_struct = None
+
+
+def _free_all_at_exit() -> None:
+    # Free every manager still alive before the interpreter tears down, so no
+    # library thread calls into Python during finalisation.
+    for core in list(_live_cores):
+        try:
+            core.free()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
+
+atexit.register(_free_all_at_exit)
+
+
+def _build_sink(core: _Core, sink: Any) -> KplmSink:
+    """Wrap a Python sink object into a kplm_sink with trampolines."""
+    export = getattr(sink, "export", None)
+    if not callable(export):
+        raise TypeError("a sink needs a callable export(snapshots) method")
+    open_ = getattr(sink, "open", None)
+    record = getattr(sink, "record", None)
+    close = getattr(sink, "close", None)
+
+    def export_trampoline(_ud: Any, snaps: Any, n: int) -> int:
+        _callback_enter(core)
+        try:
+            batch = [Snapshot.from_c(snaps[i]) for i in range(n)]
+            export(batch)
+            return 0
+        except BaseException as exc:
+            core.sink_failed("export", exc)
+            return 1
+        finally:
+            _callback_leave()
+
+    struct = KplmSink()
+    struct.user_data = None
+    struct.export_snapshots = EXPORT_FUNC(export_trampoline)
+    core.keepalive.append(struct.export_snapshots)
+
+    if callable(open_):
+        def open_trampoline(_ud: Any) -> int:
+            _callback_enter(core)
+            try:
+                open_()
+                return 0
+            except BaseException as exc:
+                core.sink_failed("open", exc)
+                return 1
+            finally:
+                _callback_leave()
+
+        struct.open = OPEN_FUNC(open_trampoline)
+        core.keepalive.append(struct.open)
+
+    if callable(record):
+        def record_trampoline(_ud: Any, event: Any) -> None:
+            _callback_enter(core)
+            try:
+                record(Event.from_c(event[0]))
+            except BaseException as exc:
+                core.sink_failed("record", exc)
+            finally:
+                _callback_leave()
+
+        struct.record = RECORD_FUNC(record_trampoline)
+        core.keepalive.append(struct.record)
+
+    if callable(close):
+        def close_trampoline(_ud: Any) -> None:
+            _callback_enter(core)
+            try:
+                close()
+            except BaseException as exc:
+                core.sink_failed("close", exc)
+            finally:
+                _callback_leave()
+
+        struct.close = CLOSE_FUNC(close_trampoline)
+        core.keepalive.append(struct.close)
+
+    return struct
+
+
+def _check(status: int, context: str) -> None:
+    if status != 0:
+        raise KplmError.from_status(status, context)
+
+
+# --------------------------------------------------------------------------
+# Public classes
+# --------------------------------------------------------------------------
+
+
+class Metric:
+    """A resolved metric key (``kplm_metric``): puts skip the key lookup.
+
+    Obtained from :meth:`Manager.metric`; valid until the manager is freed
+    (then :meth:`put` raises :class:`ClosedError`).
+    """
+
+    __slots__ = ("_core", "_ptr", "key")
+
+    def __init__(self, core: _Core, ptr: Any, key: MetricKey) -> None:
+        self._core = core
+        self._ptr = ptr
+        #: The key this handle records under, as formed at the manager's level.
+        self.key = key
+
+    def put(self, value: float = 1.0) -> None:
+        """Record one observation (``kplm_metric_put``)."""
+        v = _number(value)
+        core = self._core
+        core.acquire()
+        try:
+            status = core.lib.kplm_metric_put(self._ptr, v)
+        finally:
+            core.release()
+        if status:
+            raise KplmError.from_status(status, f"kplm_metric_put({self.key.name!r})")
+
+    def __repr__(self) -> str:
+        return f"Metric({self.key!r})"
+
+
+class Manager:
+    """A kplm metrics manager (``kplm_manager``).
+
+    Parameters mirror :class:`KplmConfig`, with the same defaults: the
+    default ``level`` is :attr:`Level.NONE`, which records nothing — pass
+    ``Level.SUMMARY`` or ``Level.DETAILED`` to collect metrics.
+
+    ``clock``: ``None`` for the library's monotonic clock, or a callable
+    returning seconds (e.g. :class:`ManualClock`), or a :class:`ClockCallback`.
+
+    ``sink``: ``None`` for the null sink, or any object with
+    ``export(snapshots: list[Snapshot])`` and optionally ``open()``,
+    ``close()`` and ``record(event: Event)`` (an eventful sink). ``export``
+    raising an exception is a failed export (the library keeps the data for
+    the next flush); see :attr:`last_sink_error`.
+
+    Use as a context manager: entering starts the manager, leaving closes it
+    (the final flush reaches the sink). Closing does not free: the retained
+    window stays readable with :meth:`snapshots`. :meth:`free` (also run when
+    the object is garbage-collected, and at interpreter exit) releases it.
+    """
+
+    def __init__(self, level: Union[Level, int, str] = Level.NONE, *,
+                 upload_interval_ms: float = DEFAULT_UPLOAD_INTERVAL_MS,
+                 window_seconds: int = DEFAULT_WINDOW_SECONDS,
+                 max_metrics: int = DEFAULT_MAX_METRICS,
+                 clock: Optional[Union[Callable[[], float], ClockCallback]] = None,
+                 sink: Any = None) -> None:
+        self._core: Optional[_Core] = None
+        cdll = lib()
+        if isinstance(level, str):
+            level = Level[level.upper()]
+        level_int = _int_in("level", level, _INT32_MIN, _INT32_MAX)
+        window = _int_in("window_seconds", window_seconds, 0, _UINT32_MAX)
+        cap = _int_in("max_metrics", max_metrics, 0, _UINT32_MAX)
+        interval = _number(upload_interval_ms)
+
+        buf = _ConfigBuffer()
+        cdll.kplm_config_init(ctypes.byref(buf.config))
+        cfg = buf.config
+        cfg.level = level_int
+        cfg.upload_interval_ms = interval
+        cfg.window_seconds = window
+        cfg.max_metrics = cap
+
+        core = _Core(cdll)
+        clock_cb: Optional[ClockCallback] = None
+        if clock is not None:
+            clock_cb = clock if isinstance(clock, ClockCallback) else ClockCallback(clock)
+            clock_cb._owner = core
+            clock_cb.apply(cfg)
+            core.keepalive.append(clock_cb.c_function)
+            core.keepalive.append(clock_cb)
+
+        out = ManagerPointer()
+        _check(cdll.kplm_new(ctypes.byref(cfg), ctypes.byref(out)), "kplm_new")
+        core.ptr = out
+        self._core = core
+        try:
+            self._level = Level(level_int)
+        except ValueError:  # pragma: no cover - kplm_new refuses unknown levels
+            self._level = level_int
+        self._window_seconds = window
+        self._upload_interval_ms = interval
+        self._max_metrics = cap
+        self._clock = clock_cb
+        if sink is not None:
+            try:
+                self.set_sink(sink)
+            except BaseException:
+                core.free()
+                raise
+
+    # -- configuration / state -------------------------------------------
+    @property
+    def level(self) -> Level:
+        return self._level
+
+    @property
+    def window_seconds(self) -> int:
+        return self._window_seconds
+
+    @property
+    def upload_interval_ms(self) -> float:
+        return self._upload_interval_ms
+
+    @property
+    def max_metrics(self) -> int:
+        return self._max_metrics
+
+    @property
+    def clock(self) -> Optional[ClockCallback]:
+        """The injected clock (``None`` = the library's monotonic clock)."""
+        return self._clock
+
+    @property
+    def sink(self) -> Any:
+        """The Python sink object (``None`` = the null sink)."""
+        return self._core.sink if self._core is not None else None
+
+    @property
+    def state(self) -> str:
+        """"new", "started", "closed" or "freed", as seen through this object."""
+        return self._core.state if self._core is not None else "freed"
+
+    @property
+    def last_sink_error(self) -> Optional[BaseException]:
+        """The last exception raised by a sink callback (export, open, record, close)."""
+        return self._core.last_sink_error if self._core is not None else None
+
+    @property
+    def sink_error_count(self) -> int:
+        """How many sink callbacks raised an exception."""
+        return self._core.sink_error_count if self._core is not None else 0
+
+    @property
+    def failed_exports(self) -> int:
+        """How many exports failed because the Python sink's export raised."""
+        return self._core.failed_exports if self._core is not None else 0
+
+    def clear_sink_error(self) -> None:
+        """Forget :attr:`last_sink_error`."""
+        if self._core is not None:
+            with self._core.error_lock:
+                self._core.last_sink_error = None
+
+    def _need_core(self) -> _Core:
+        core = self._core
+        if core is None:
+            raise ClosedError(Status.ECLOSED, context="the manager has been freed")
+        return core
+
+    # -- C calls -----------------------------------------------------------
+    def set_sink(self, sink: Any) -> None:
+        """Replace the sink (``kplm_set_sink``); allowed only before :meth:`start`."""
+        core = self._need_core()
+        struct = _build_sink(core, sink)
+        status = core.call(core.lib.kplm_set_sink, ctypes.byref(struct))
+        _check(status, "kplm_set_sink")
+        # The earlier sink's callbacks stay in keepalive until free: cheap,
+        # and it never matters whether the library still refers to them.
+        core.sink = sink
+        core.sink_struct = struct
+
+    def start(self) -> None:
+        """Open the sink and start the periodic uploader (``kplm_start``)."""
+        core = self._need_core()
+        _check(core.call(core.lib.kplm_start), "kplm_start")
+        if core.state == "new":
+            core.state = "started"
+
+    def put(self, name: _StrLike, value: float = 1.0, stream: Optional[_StrLike] = None,
+            shard_id: Optional[_StrLike] = None, error_code: Optional[_StrLike] = None) -> None:
+        """Record one observation (``kplm_put``). Raises :class:`KplmError` subclasses."""
+        n = _encode(name, "name")
+        s = _encode(stream, "stream")
+        sh = _encode(shard_id, "shard_id")
+        e = _encode(error_code, "error_code")
+        v = _number(value)
+        core = self._core
+        if core is None:
+            raise ClosedError(Status.ECLOSED, context="the manager has been freed")
+        ptr = core.acquire()
+        try:
+            status = core.lib.kplm_put(ptr, n, v, s, sh, e)
+        finally:
+            core.release()
+        if status:
+            raise KplmError.from_status(status, f"kplm_put({_short(name)})")
+
+    def metric(self, name: _StrLike, stream: Optional[_StrLike] = None,
+               shard_id: Optional[_StrLike] = None,
+               error_code: Optional[_StrLike] = None) -> Metric:
+        """Resolve a key once (``kplm_metric_get``) for repeated :meth:`Metric.put`."""
+        n = _encode(name, "name")
+        s = _encode(stream, "stream")
+        sh = _encode(shard_id, "shard_id")
+        e = _encode(error_code, "error_code")
+        core = self._need_core()
+        out = MetricPointer()
+        status = core.call(core.lib.kplm_metric_get, n, s, sh, e, ctypes.byref(out))
+        _check(status, f"kplm_metric_get({_short(name)})")
+        key = MetricKey(_decode(n), _decode(s) or None, _decode(sh) or None,
+                        _decode(e) or None).formed(self._level)
+        return Metric(core, out, key)
+
+    def snapshots(self) -> list:
+        """Rolling-window :class:`Snapshot` of every metric with a live bucket, in export order."""
+        core = self._need_core()
+        result: list = []
+        failure: list = []
+
+        def visit(_ud: Any, snap: Any) -> int:
+            _callback_enter(core)
+            try:
+                result.append(Snapshot.from_c(snap[0]))
+                return 0
+            except BaseException as exc:  # stop the walk, re-raise below
+                failure.append(exc)
+                return 1
+            finally:
+                _callback_leave()
+
+        visitor = VISIT_FUNC(visit)  # referenced until the call returns
+        status = core.call(core.lib.kplm_snapshots, visitor, None)
+        del visitor
+        if failure:
+            raise failure[0]
+        _check(status, "kplm_snapshots")
+        return result
+
+    def snapshot(self) -> dict:
+        """``{MetricKey: (count, sum, min, max)}`` over the live window."""
+        return {snap.key: snap.stats for snap in self.snapshots()}
+
+    def flush(self) -> None:
+        """Export everything not yet exported, now, on this thread (``kplm_flush``)."""
+        core = self._need_core()
+        _check(core.call(core.lib.kplm_flush), "kplm_flush")
+
+    def close(self) -> None:
+        """Refuse further puts, final flush, stop the uploader, close the sink (idempotent).
+
+        Raises :class:`SinkError` if the final export failed (the manager is
+        closed all the same). After :meth:`free` this does nothing.
+        """
+        core = self._core
+        if core is None or core.ptr is None:
+            return
+        try:
+            status = core.call(core.lib.kplm_close)
+        except ClosedError:
+            return  # freed concurrently
+        if status != Status.ESTATE:
+            core.state = "closed"
+        _check(status, "kplm_close")
+
+    def free(self) -> None:
+        """Close if needed and release the manager (idempotent).
+
+        Called from one of this manager's own callbacks it does nothing, like
+        ``kplm_free``. Afterwards every call raises :class:`ClosedError`.
+        """
+        core = self._core
+        if core is not None:
+            core.free()
+
+    # -- protocol ------------------------------------------------------------
+    def __enter__(self) -> "Manager":
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except KplmError as close_exc:  # do not mask the exception in flight
+            logger.error("kplm close failed while handling %s: %s", exc_type.__name__, close_exc)
+
+    def __del__(self) -> None:
+        core = getattr(self, "_core", None)
+        if core is not None:
+            try:
+                core.free(from_del=True)
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<kplm.Manager level={self._level!r} state={self.state}>"
+
+
+def _int_in(what: str, value: Any, low: int, high: int) -> int:
+    try:
+        number = int(value.__index__()) if not isinstance(value, int) else int(value)
+    except (AttributeError, TypeError):
+        raise TypeError(f"{what} must be an integer, not {type(value).__name__}") from None
+    if not low <= number <= high:
+        raise InvalidArgumentError(Status.EINVAL,
+                                   context=f"{what}={number} does not fit the C field")
+    return number
+
+
+class InMemorySink:
+    """A sink keeping every exported batch in memory (thread-safe).
+
+    ``batches`` is a list of exported batches (each a list of
+    :class:`Snapshot`). With ``record_events=True`` the sink is eventful and
+    keeps every :class:`Event` in ``events``. ``opened``/``closed`` count the
+    open/close calls.
+    """
+
+    def __init__(self, record_events: bool = False) -> None:
+        self._lock = threading.Condition(threading.Lock())
+        self._batches: list = []
+        self._events: list = []
+        self.opened = 0
+        self.closed = 0
+        if record_events:
+            self.record = self._record  # eventful only when asked: record costs a call per put
+
+    def open(self) -> None:
+        with self._lock:
+            self.opened += 1
+
+    def export(self, snapshots: Sequence[Snapshot]) -> None:
+        with self._lock:
+            self._batches.append(list(snapshots))
+            self._lock.notify_all()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed += 1
+            self._lock.notify_all()
+
+    def _record(self, event: Event) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    @property
+    def batches(self) -> list:
+        """A copy of the list of exported batches."""
+        with self._lock:
+            return [list(b) for b in self._batches]
+
+    @property
+    def events(self) -> list:
+        """A copy of the recorded events (eventful sinks only)."""
+        with self._lock:
+            return list(self._events)
+
+    @property
+    def export_count(self) -> int:
+        with self._lock:
+            return len(self._batches)
+
+    def snapshots(self) -> list:
+        """Every exported snapshot, batches concatenated."""
+        with self._lock:
+            return [s for b in self._batches for s in b]
+
+    def totals(self) -> dict:
+        """``{MetricKey: (count, sum, min, max)}`` merged over every exported batch."""
+        merged: dict = {}
+        for snap in self.snapshots():
+            key = snap.key
+            prev = merged.get(key)
+            if prev is None:
+                merged[key] = snap.stats
+            else:
+                merged[key] = (prev[0] + snap.count, prev[1] + snap.sum,
+                               min(prev[2], snap.min), max(prev[3], snap.max))
+        return merged
+
+    def wait_for_exports(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """Block until at least ``count`` batches were exported; False on timeout."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self._batches) >= count, timeout)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._batches.clear()
+            self._events.clear()

@@ -11,11 +11,22 @@ public struct MetricDimension: Sendable, Hashable {
         self.name = name
         self.value = value
     }
+
+    /// Bytewise equality (see ``MetricKey``).
+    public static func == (lhs: MetricDimension, rhs: MetricDimension) -> Bool {
+        ByteIdentity.equal(lhs.name, rhs.name) && ByteIdentity.equal(lhs.value, rhs.value)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        ByteIdentity.hash(name, into: &hasher)
+        ByteIdentity.hash(value, into: &hasher)
+    }
 }
 
 /// The identity of a metric: its name plus optional stream, shard and error
-/// code. Two keys differ if any part differs. An empty string is the same as
-/// `nil`.
+/// code. Two keys differ if any part differs, byte for byte: unlike Swift's
+/// `String ==`, "é" (C3 A9) and "e\u{301}" (65 CC 81) are different keys, as
+/// they are for C and Python callers. An empty string is the same as `nil`.
 public struct MetricKey: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// Metric name, e.g. "UserRecordsPut".
     public let name: String
@@ -51,8 +62,59 @@ public struct MetricKey: Sendable, Hashable, Comparable, CustomStringConvertible
         ExportOrder.precedes(lhs.name, lhs.dimensions, rhs.name, rhs.dimensions)
     }
 
+    public static func == (lhs: MetricKey, rhs: MetricKey) -> Bool {
+        ByteIdentity.equal(lhs.name, rhs.name) && ByteIdentity.equal(lhs.stream, rhs.stream)
+            && ByteIdentity.equal(lhs.shardId, rhs.shardId) && ByteIdentity.equal(lhs.errorCode, rhs.errorCode)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        ByteIdentity.hash(name, into: &hasher)
+        ByteIdentity.hash(stream, into: &hasher)
+        ByteIdentity.hash(shardId, into: &hasher)
+        ByteIdentity.hash(errorCode, into: &hasher)
+    }
+
     public var description: String {
         let dims = dimensions.map { "\($0.name)=\($0.value)" }.joined(separator: ",")
         return dims.isEmpty ? name : "\(name){\(dims)}"
+    }
+}
+
+/// Equality and hashing of strings by their UTF-8 bytes, with no Unicode
+/// normalisation (Swift's `String` treats canonically equivalent strings as
+/// equal, which would merge keys that C callers see as different).
+enum ByteIdentity {
+    @inline(__always)
+    static func equal(_ a: String, _ b: String) -> Bool {
+        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
+    }
+
+    @inline(__always)
+    static func equal(_ a: String?, _ b: String?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): return true
+        case let (x?, y?): return equal(x, y)
+        default: return false
+        }
+    }
+
+    @inline(__always)
+    static func hash(_ s: String, into hasher: inout Hasher) {
+        // The length first keeps ("ab", "c") apart from ("a", "bc").
+        hasher.combine(s.utf8.count)
+        let hashed: Void? = s.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        if hashed == nil {
+            for byte in s.utf8 { hasher.combine(byte) }
+        }
+    }
+
+    @inline(__always)
+    static func hash(_ s: String?, into hasher: inout Hasher) {
+        if let s {
+            hasher.combine(true)
+            hash(s, into: &hasher)
+        } else {
+            hasher.combine(false)
+        }
     }
 }

@@ -1,0 +1,155 @@
+import XCTest
+@testable import KPLM
+
+/// Sink callbacks calling back into their own manager.
+final class ReentrancyTests: XCTestCase {
+    func testExportCallingPutDoesNotDeadlock() throws {
+        let clock = TestClock(100)
+        let box = ManagerBox()
+        let errors = Collected<String>()
+        let sink = RecordingSink(onExport: { batch in
+            // Count each export from inside the export itself.
+            guard batch.contains(where: { $0.name == "Data" }) else { return }
+            do { try box.manager?.put("ExportsSeen", Double(batch.count)) } catch { errors.append("\(error)") }
+        })
+        let m = try detailed(clock, sink: sink)
+        box.manager = m
+        try m.start()
+        try m.put("Data", 1)
+        try m.put("Data", 2, stream: "s")
+        try m.flush()
+        try requireCount(sink.batches, 1)
+        XCTAssertEqual(sink.batches[0].map(\.name), ["Data", "Data"])
+        // The put made inside the export is visible at once …
+        XCTAssertEqual(m.snapshot()[MetricKey(name: "ExportsSeen")], MetricStatistics(count: 1, sum: 2, min: 2, max: 2))
+        // … and exported by the next flush, once.
+        try m.flush()
+        try requireCount(try requireCount(sink.batches, 2)[1], 1)
+        XCTAssertEqual(sink.batches[1].map(\.name), ["ExportsSeen"])
+        XCTAssertEqual(sink.batches[1][0].statistics, MetricStatistics(count: 1, sum: 2, min: 2, max: 2))
+        try m.flush()
+        XCTAssertEqual(sink.batches.count, 2)
+        try m.close()
+        XCTAssertEqual(errors.all, [])
+        box.manager = nil
+    }
+
+    func testPutFromFinalExportDuringCloseIsRefused() throws {
+        // Once close has begun, puts are refused: even one from the final export.
+        let clock = TestClock(100)
+        let box = ManagerBox()
+        let codes = Collected<MetricsError.Code?>()
+        let sink = RecordingSink(onExport: { _ in
+            guard let m = box.manager else { return }
+            codes.append(errorCode { try m.put("FromExport") })
+        })
+        let m = try detailed(clock, sink: sink)
+        box.manager = m
+        try m.start()
+        try m.put("Data", 1)
+        try m.close()
+        XCTAssertEqual(codes.all, [.closed])
+        XCTAssertNil(m.snapshot()[MetricKey(name: "FromExport")])
+        box.manager = nil
+    }
+
+    func testExportCallingFlushOrCloseGetsInvalidState() throws {
+        let clock = TestClock(100)
+        let box = ManagerBox()
+        let codes = Collected<String>()
+        let sink = RecordingSink(onExport: { _ in
+            guard let m = box.manager else { return }
+            codes.append("flush:\(String(describing: errorCode { try m.flush() }))")
+            codes.append("close:\(String(describing: errorCode { try m.close() }))")
+            codes.append("start:\(String(describing: errorCode { try m.start() }))")
+            codes.append("closed:\(m.isClosed)")
+        })
+        let m = try detailed(clock, sink: sink)
+        box.manager = m
+        try m.start()
+        try m.put("Data", 1)
+        try m.flush()
+        XCTAssertEqual(codes.all, ["flush:Optional(KPLM.MetricsError.Code.invalidState)",
+                                   "close:Optional(KPLM.MetricsError.Code.invalidState)",
+                                   "start:Optional(KPLM.MetricsError.Code.invalidState)",
+                                   "closed:false"])
+        // The manager still works normally afterwards.
+        XCTAssertFalse(m.isClosed)
+        try m.put("Data", 2)
+        box.manager = nil
+        try m.flush()
+        try requireCount(sink.batches, 2)
+        XCTAssertEqual(sink.batches[1].first?.statistics, MetricStatistics(count: 1, sum: 2, min: 2, max: 2))
+        try m.close()
+        XCTAssertEqual(sink.closeCount, 1)
+    }
+
+    func testOpenCallingFlushOrStartGetsInvalidState() throws {
+        let clock = TestClock(100)
+        let box = ManagerBox()
+        let codes = Collected<MetricsError.Code?>()
+        let sink = RecordingSink(onOpen: {
+            guard let m = box.manager else { return }
+            codes.append(errorCode { try m.start() })
+            codes.append(errorCode { try m.flush() })
+            codes.append(errorCode { try m.put("FromOpen", 3) })
+        })
+        let m = try detailed(clock, sink: sink)
+        box.manager = m
+        try m.start()
+        XCTAssertEqual(codes.all, [.invalidState, .invalidState, nil])
+        XCTAssertEqual(sink.openCount, 1)
+        try m.flush()
+        XCTAssertEqual(sink.batches.first?.map(\.name), ["FromOpen"])
+        box.manager = nil
+        try m.close()
+    }
+
+    func testEventfulRecordCallingPutWorks() throws {
+        let clock = TestClock(100)
+        let box = ManagerBox()
+        let errors = Collected<String>()
+        let sink = EventSink(onRecord: { event in
+            // Mirror each "Outer" observation into "Inner"; Inner's own
+            // record must not mirror again.
+            guard event.name == "Outer", let m = box.manager else { return }
+            do { try m.put("Inner", event.value * 2, stream: "mirror") } catch { errors.append("\(error)") }
+        })
+        let m = try detailed(clock, sink: sink)
+        box.manager = m
+        try m.start()
+        try m.put("Outer", 1.5)
+        try m.metric("Outer").put(2)
+        XCTAssertEqual(sink.events.map(\.name), ["Outer", "Inner", "Outer", "Inner"])
+        XCTAssertEqual(sink.events.map(\.value), [1.5, 3, 2, 4])
+        XCTAssertEqual(m.snapshot()[MetricKey(name: "Inner", stream: "mirror")],
+                       MetricStatistics(count: 2, sum: 7, min: 3, max: 4))
+        try m.flush()
+        let exported = try requireCount(sink.batches.flatMap { $0 }, 2)
+        XCTAssertEqual(exported.map(\.name), ["Inner", "Outer"])
+        XCTAssertEqual(exported[1].statistics, MetricStatistics(count: 2, sum: 3.5, min: 1.5, max: 2))
+        box.manager = nil
+        try m.close()
+        XCTAssertEqual(errors.all, [])
+    }
+
+    func testRecordCallingFlushOrCloseGetsInvalidState() throws {
+        let clock = TestClock(100)
+        let box = ManagerBox()
+        let codes = Collected<MetricsError.Code?>()
+        let sink = EventSink(onRecord: { _ in
+            guard let m = box.manager else { return }
+            codes.append(errorCode { try m.flush() })
+            codes.append(errorCode { try m.close() })
+        })
+        let m = try detailed(clock, sink: sink)
+        box.manager = m
+        try m.start()
+        try m.put("A", 1)
+        XCTAssertEqual(codes.all, [.invalidState, .invalidState])
+        XCTAssertFalse(m.isClosed)
+        box.manager = nil
+        try m.close()
+        XCTAssertEqual(sink.batches.flatMap { $0 }.map(\.count), [1])
+    }
+}

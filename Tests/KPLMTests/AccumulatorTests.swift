@@ -29,6 +29,31 @@ final class AccumulatorTests: XCTestCase {
         XCTAssertEqual(m.snapshot(), [MetricKey(name: "UserRecordsPut"): MetricStatistics(count: 1, sum: 7.5, min: 7.5, max: 7.5)])
     }
 
+    /// A bucket newer than the reader's second (a put that read the clock
+    /// after the reader, or a clock that went back) is left for a later
+    /// reading: a snapshot never spans more than the window, and flush still
+    /// exports it.
+    func testBucketNewerThanReadingIsLeftForLater() throws {
+        let clock = TestClock(100)
+        let sink = InMemorySink()
+        let m = try MetricsManager(level: .detailed, sink: sink, windowSeconds: 3, clock: clock.reading)
+        try m.start()
+        try m.put("M", 1)
+        clock.now = 102
+        try m.put("M", 2)
+        clock.now = 101
+        let early = try XCTUnwrap(m.snapshots().first)
+        XCTAssertEqual(early.statistics, MetricStatistics(count: 1, sum: 1, min: 1, max: 1))
+        XCTAssertEqual(early.windowStart, 100)
+        XCTAssertEqual(early.windowEnd, 101)
+        clock.now = 102
+        let later = try XCTUnwrap(m.snapshots().first)
+        XCTAssertEqual(later.statistics, MetricStatistics(count: 2, sum: 3, min: 1, max: 2))
+        XCTAssertEqual(later.windowEnd - later.windowStart, 3)
+        try m.close()
+        XCTAssertEqual(sink.snapshots.map(\.count), [2])
+    }
+
     func testDefaultValueIsOne() throws {
         let clock = TestClock(100)
         let m = try detailed(clock)

@@ -95,13 +95,23 @@ final class MetricSeries: Sendable {
 
     /// Statistics over the buckets live at `nowSecond`: those whose second is
     /// within the last `windowSeconds` seconds, the current one included.
+    ///
+    /// A bucket newer than `nowSecond` belongs to a put that read the clock
+    /// after this reader did (or to an injected clock that went back): it is
+    /// left for a later reading, so a reading never spans more than the window.
     func window(at nowSecond: Int64, windowSeconds: Int64) -> WindowReading? {
         state.withLock { s in
             Self.evict(&s.buckets, olderThan: nowSecond - windowSeconds)
-            guard let first = s.buckets.first, let last = s.buckets.last else { return nil }
             var merged = MetricStatistics.empty
-            for bucket in s.buckets { merged.merge(bucket.statistics) }
-            return WindowReading(statistics: merged, oldestSecond: first.second, newestSecond: last.second)
+            var oldest = Int64.max, newest = Int64.min
+            for bucket in s.buckets {
+                if bucket.second > nowSecond { break }   // sorted: the rest are newer
+                merged.merge(bucket.statistics)
+                oldest = Swift.min(oldest, bucket.second)
+                newest = bucket.second
+            }
+            guard merged.count > 0 else { return nil }
+            return WindowReading(statistics: merged, oldestSecond: oldest, newestSecond: newest)
         }
     }
 

@@ -15,7 +15,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 scripts/bootstrap.sh
 
 echo "== swift test (XCTest)"
-swift test --parallel --num-workers "$jobs"
+swift test
 
 echo "== SwiftPM product libkplm.so (static Swift runtime) and the demo"
 swift build -c release --product kplm -Xswiftc -static-stdlib

@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import XCTest
+import Synchronization
 @testable import KPLM
 
 final class Flag: Sendable {
@@ -66,7 +66,7 @@ final class SlowRecordSink: EventfulMetricsSink, @unchecked Sendable {
     let records = Counter()
     let lateRecords = Counter()
     let closes = Counter()
-    private let exported = Mutex<[MetricSnapshot]>([])
+    private let exported = Locked<[MetricSnapshot]>([])
 
     func record(_ event: MetricEvent) {
         if closed.isSet { lateRecords.add(1) }
@@ -105,7 +105,7 @@ final class ConcurrencyTests: XCTestCase {
             ("BufferingTime", "s1", "shard-0"), ("BufferingTime", "s2", "shard-1"),
         ]
         let done = Flag()
-        let expected = Mutex(Totals())
+        let expected = Locked(Totals())
         let failures = Collected<String>()
         let flushes = Counter()
 
@@ -180,7 +180,7 @@ final class ConcurrencyTests: XCTestCase {
 
         let putters = 3
         let accepted = Counter()
-        let expected = Mutex(Totals())
+        let expected = Locked(Totals())
         let failures = Collected<String>()
         let closer = DispatchGroup()
         closer.enter()

@@ -1,13 +1,12 @@
 import Foundation
-import Synchronization
 import XCTest
 @testable import KPLM
 
 /// A manager clock the test moves by hand (seconds, thread-safe).
 final class TestClock: Sendable {
-    private let value: Mutex<Double>
+    private let value: Locked<Double>
 
-    init(_ start: Double = 100) { value = Mutex(start) }
+    init(_ start: Double = 100) { value = Locked(start) }
 
     var now: Double {
         get { value.withLock { $0 } }
@@ -37,7 +36,7 @@ final class RecordingSink: MetricsSink, @unchecked Sendable {
         var exportFailures = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Run inside `export`, after logging (used by re-entrancy tests).
     let onExport: (@Sendable ([MetricSnapshot]) -> Void)?
     /// Run inside `open`.
@@ -87,8 +86,8 @@ final class RecordingSink: MetricsSink, @unchecked Sendable {
 
 /// An eventful sink that keeps every event and every exported batch.
 final class EventSink: EventfulMetricsSink, @unchecked Sendable {
-    private let events_ = Mutex<[MetricEvent]>([])
-    private let batches_ = Mutex<[[MetricSnapshot]]>([])
+    private let events_ = Locked<[MetricEvent]>([])
+    private let batches_ = Locked<[[MetricSnapshot]]>([])
     let onRecord: (@Sendable (MetricEvent) -> Void)?
 
     init(onRecord: (@Sendable (MetricEvent) -> Void)? = nil) { self.onRecord = onRecord }
@@ -106,7 +105,7 @@ final class EventSink: EventfulMetricsSink, @unchecked Sendable {
 
 /// A slot for a manager that a sink created before it needs to reach.
 final class ManagerBox: @unchecked Sendable {
-    private let slot = Mutex<MetricsManager?>(nil)
+    private let slot = Locked<MetricsManager?>(nil)
     var manager: MetricsManager? {
         get { slot.withLock { $0 } }
         set { slot.withLock { $0 = newValue } }
@@ -115,7 +114,7 @@ final class ManagerBox: @unchecked Sendable {
 
 /// A thread-safe list of values collected from callbacks.
 final class Collected<T: Sendable>: @unchecked Sendable {
-    private let items = Mutex<[T]>([])
+    private let items = Locked<[T]>([])
     func append(_ item: T) { items.withLock { $0.append(item) } }
     var all: [T] { items.withLock { $0 } }
 }

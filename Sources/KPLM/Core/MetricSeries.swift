@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Unexported observations of one key: their statistics and the first and
 /// last second they fell in.
 struct PendingExport: Sendable {
@@ -38,7 +36,7 @@ final class MetricSeries: Sendable {
         var pending: PendingExport? = nil
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(key: MetricKey) {
         self.key = key

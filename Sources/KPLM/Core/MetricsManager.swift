@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Settings of a ``MetricsManager``. Defaults match `kplm_config_init`.
 public struct MetricsConfiguration: Sendable {
     /// What is recorded. Default ``MetricsLevel/none``.
@@ -63,7 +61,7 @@ public final class MetricsManager: Sendable {
         var retained: [MetricKey: PendingExport] = [:]
     }
 
-    private let control = Mutex(Control())
+    private let control = Locked(Control())
 
     /// Creates a manager in the "new" state.
     ///

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Every metric key a manager has seen, capped at `maxMetrics` distinct keys.
 ///
 /// Keys are never removed while the manager lives, so a ``Metric`` handle
@@ -17,7 +15,7 @@ final class Registry: Sendable {
         var cappedCount = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let maxMetrics: Int
     private let context: PutContext
 

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// A sink that keeps every exported batch in memory, for tests and for
 /// embedding applications that read the aggregates themselves.
 public final class InMemorySink: MetricsSink {
@@ -9,7 +7,7 @@ public final class InMemorySink: MetricsSink {
         var closeCount = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Creates an empty sink.
     public init() {}

@@ -1,0 +1,31 @@
+import Glibc
+
+/// A value guarded by a pthread mutex.
+///
+/// The core uses this rather than `Synchronization.Mutex` because
+/// ThreadSanitizer intercepts pthread mutexes but cannot see inside the
+/// prebuilt futex code of `Mutex`, so with `Mutex` every guarded access
+/// would be reported as a race and the sanitizer runs would be useless.
+final class Locked<Value>: @unchecked Sendable {
+    // Heap-allocated: a pthread mutex must never move.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private var value: Value
+
+    init(_ value: Value) {
+        self.value = value
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Runs `body` with exclusive access to the value.
+    @inline(__always)
+    func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
+    }
+}

@@ -166,6 +166,16 @@ typedef struct {
     double (*clock)(void *user_data);
     void *clock_user_data;
     uint32_t max_metrics;              /**< default 100000; cap on distinct keys; > 0 */
+    /**
+     * Default 10000; finite and > 0. How long kplm_flush waits for an export
+     * still running on another thread, and kplm_close for the final export,
+     * before returning KPLM_ESINK. Nothing is lost when it runs out: the data
+     * stays queued, and a final export still completes (and the sink is
+     * closed) in the background when the sink returns. (Added after the
+     * first layout: a config whose struct_size ends before this field gets
+     * the default.)
+     */
+    double export_timeout_ms;
     /* more fields may follow in later versions; struct_size keeps the ABI */
 } kplm_config;
 
@@ -175,7 +185,8 @@ typedef struct {
 
 /**
  * Fills *config with the defaults (level NONE, 60 s interval, 60 s window,
- * system clock, 100000 keys) and sets struct_size. NULL is ignored.
+ * system clock, 100000 keys, 10 s export timeout) and sets struct_size.
+ * NULL is ignored.
  * Thread-safe (touches only *config).
  */
 void kplm_config_init(kplm_config *config);
@@ -185,8 +196,8 @@ void kplm_config_init(kplm_config *config);
  * On success *out owns the manager (release with kplm_free); on failure
  * *out is set to NULL.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL out, an unknown struct_size or
- * level, an interval that is not finite and > 0, a window outside 1..3600
- * or max_metrics 0; KPLM_ENOMEM.
+ * level, an interval or export timeout that is not finite and > 0, a window
+ * outside 1..3600 or max_metrics 0; KPLM_ENOMEM.
  */
 kplm_status kplm_new(const kplm_config *config, kplm_manager **out);
 
@@ -257,19 +268,27 @@ kplm_status kplm_snapshots(kplm_manager *m,
  * Exports, synchronously on the calling thread, everything not yet exported
  * (one snapshot per key), then marks it exported. Does nothing when there is
  * nothing new, or at level NONE (returns KPLM_OK).
+ * Exports are serialised: if another thread's export is still running after
+ * export_timeout_ms, returns KPLM_ESINK without exporting (nothing is lost).
  * Returns KPLM_OK; KPLM_EINVAL for a NULL manager; KPLM_ESTATE before start
  * or from a callback of this manager; KPLM_ECLOSED after close; KPLM_ESINK if
- * the export failed (the data is kept and offered again at the next flush).
+ * the export failed or timed out (the data is kept and offered again at the
+ * next flush).
  */
 kplm_status kplm_flush(kplm_manager *m);
 
 /**
- * Refuses further puts, waits for puts in progress, stops the uploader, makes
- * a final flush and closes the sink. Idempotent. Before start it only marks
- * the manager closed and calls no sink function.
+ * Refuses further puts, waits for puts in progress (they run no callback
+ * while counted, so this is short), then the uploader thread makes the final
+ * flush and closes the sink; close waits for that at most export_timeout_ms.
+ * The sink's close callback runs after the final export and after any record
+ * callback still running on another thread has returned. Idempotent: a later
+ * call returns KPLM_OK. Before start it only marks the manager closed and
+ * calls no sink function.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL manager; KPLM_ESTATE from a
- * callback of this manager; KPLM_ESINK if the final export failed (the
- * manager is closed all the same).
+ * callback of this manager; KPLM_ESINK if the final export failed, or did
+ * not finish within export_timeout_ms (it then completes in the background;
+ * keep the sink's user_data valid until its close callback has run).
  */
 kplm_status kplm_close(kplm_manager *m);
 

@@ -112,6 +112,7 @@ METRIC_REFUSED = "KplmMetricsRefused"
 DEFAULT_UPLOAD_INTERVAL_MS = 60000.0
 DEFAULT_WINDOW_SECONDS = 60
 DEFAULT_MAX_METRICS = 100000
+DEFAULT_EXPORT_TIMEOUT_MS = 10000.0
 
 _UINT32_MAX = 0xFFFFFFFF
 _INT32_MIN, _INT32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -319,6 +320,7 @@ class KplmConfig(ctypes.Structure):
         ("clock", CLOCK_FUNC),
         ("clock_user_data", ctypes.c_void_p),
         ("max_metrics", ctypes.c_uint32),
+        ("export_timeout_ms", ctypes.c_double),
     ]
 
 
@@ -1000,6 +1002,7 @@ class Manager:
                  upload_interval_ms: float = DEFAULT_UPLOAD_INTERVAL_MS,
                  window_seconds: int = DEFAULT_WINDOW_SECONDS,
                  max_metrics: int = DEFAULT_MAX_METRICS,
+                 export_timeout_ms: float = DEFAULT_EXPORT_TIMEOUT_MS,
                  clock: Optional[Union[Callable[[], float], ClockCallback]] = None,
                  sink: Any = None) -> None:
         self._core: Optional[_Core] = None
@@ -1018,6 +1021,7 @@ class Manager:
         cfg.upload_interval_ms = interval
         cfg.window_seconds = window
         cfg.max_metrics = cap
+        cfg.export_timeout_ms = _number(export_timeout_ms)
 
         core = _Core(cdll)
         clock_cb: Optional[ClockCallback] = None

@@ -2,7 +2,10 @@
 #include "test_support.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* A pointer that is not NULL, to see *out being reset on failure. */
 static kplm_manager *const SENTINEL = (kplm_manager *)(uintptr_t)0x1000;
@@ -14,6 +17,7 @@ static void defaults(void) {
     CHECK_U64(cfg.struct_size, sizeof(kplm_config));
     CHECK(cfg.level == KPLM_LEVEL_NONE);
     CHECK_DEQ(cfg.upload_interval_ms, 60000.0);
+    CHECK_DEQ(cfg.export_timeout_ms, 10000.0);
     CHECK_U64(cfg.window_seconds, 60);
     CHECK(cfg.clock == NULL);
     CHECK(cfg.clock_user_data == NULL);
@@ -60,8 +64,12 @@ static void null_out(void) {
 }
 
 static void bad_struct_size(void) {
+    /* offsetof(kplm_config, export_timeout_ms) is the first (0.1.0) layout's
+     * size and is accepted: see legacy_struct_size. */
     uint32_t sizes[] = {0, 1, 4, (uint32_t)sizeof(kplm_config) - 1,
-                        (uint32_t)sizeof(kplm_config) - 8, (uint32_t)sizeof(kplm_config) + 1,
+                        (uint32_t)offsetof(kplm_config, export_timeout_ms) - 4,
+                        (uint32_t)offsetof(kplm_config, export_timeout_ms) + 4,
+                        (uint32_t)sizeof(kplm_config) + 1,
                         4096, UINT32_MAX};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         kplm_config cfg;
@@ -70,6 +78,43 @@ static void bad_struct_size(void) {
         cfg.struct_size = sizes[i];
         char what[64];
         snprintf(what, sizeof what, "struct_size %u", (unsigned)sizes[i]);
+        expect_einval(&cfg, what);
+    }
+}
+
+/* A caller built against the first layout (no export_timeout_ms) passes a
+ * shorter struct: it is accepted, read only up to its end, and the missing
+ * field gets its default. The struct is placed at the very end of a page
+ * followed by an inaccessible page, so reading past it would crash. */
+static void legacy_struct_size(void) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *area = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(area != MAP_FAILED);
+    CHECK(mprotect(area + page, page, PROT_NONE) == 0);
+    size_t legacy = offsetof(kplm_config, export_timeout_ms);
+    kplm_config full;
+    kplm_config_init(&full);
+    full.struct_size = (uint32_t)legacy;
+    full.level = KPLM_LEVEL_DETAILED;
+    unsigned char *at = area + page - legacy;
+    memcpy(at, &full, legacy);
+    kplm_manager *m = NULL;
+    CHECK_OK(kplm_new((const kplm_config *)(const void *)at, &m));
+    CHECK(m != NULL);
+    CHECK_OK(kplm_put(m, "UserRecordsPut", 1, NULL, NULL, NULL));
+    kplm_free(m);
+    munmap(area, 2 * page);
+}
+
+static void bad_export_timeout(void) {
+    double timeouts[] = {0, -1, NAN, INFINITY};
+    for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++) {
+        kplm_config cfg;
+        kplm_config_init(&cfg);
+        cfg.export_timeout_ms = timeouts[i];
+        char what[64];
+        snprintf(what, sizeof what, "export_timeout_ms %g", timeouts[i]);
         expect_einval(&cfg, what);
     }
 }
@@ -184,6 +229,8 @@ int main(void) {
     RUN(new_with_defaults);
     RUN(null_out);
     RUN(bad_struct_size);
+    RUN(legacy_struct_size);
+    RUN(bad_export_timeout);
     RUN(bad_level);
     RUN(bad_interval);
     RUN(bad_window);

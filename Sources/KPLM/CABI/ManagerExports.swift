@@ -14,8 +14,14 @@ public func kplm_config_init(_ config: UnsafeMutablePointer<kplm_config>?) {
         window_seconds: UInt32(defaults.windowSeconds),
         clock: nil,
         clock_user_data: nil,
-        max_metrics: UInt32(defaults.maxMetrics)))
+        max_metrics: UInt32(defaults.maxMetrics),
+        export_timeout_ms: defaults.exportTimeoutMs))
 }
+
+/// The sizes of kplm_config this version reads: the current layout, and the
+/// first one (0.1.0, which ended after max_metrics).
+private let configSizeCurrent = UInt32(MemoryLayout<kplm_config>.size)
+private let configSizeFirst = UInt32(MemoryLayout<kplm_config>.offset(of: \kplm_config.export_timeout_ms)!)
 
 /// A C clock callback and its user data, called from any thread.
 private struct CClock: @unchecked Sendable {
@@ -29,15 +35,20 @@ public func kplm_new(_ config: UnsafePointer<kplm_config>?,
     guard let out else { return KPLM_EINVAL }
     out.pointee = nil
     var configuration = MetricsConfiguration()
-    if let c = config?.pointee {
-        // Only this version's layout is known; later versions will also
-        // accept the sizes of earlier ones.
-        guard c.struct_size == UInt32(MemoryLayout<kplm_config>.size) else { return KPLM_EINVAL }
+    if let config {
+        // Read only the bytes the caller's layout has: an older, shorter
+        // struct must not be read past its end. Missing fields keep defaults.
+        let size = UnsafeRawPointer(config).load(as: UInt32.self)
+        guard size == configSizeCurrent || size == configSizeFirst else { return KPLM_EINVAL }
+        var c = kplm_config()
+        kplm_config_init(&c)
+        withUnsafeMutableBytes(of: &c) { $0.copyMemory(from: UnsafeRawBufferPointer(start: config, count: Int(size))) }
         guard let level = MetricsLevel(rawValue: Int(c.level.rawValue)) else { return KPLM_EINVAL }
         configuration.level = level
         configuration.uploadIntervalMs = c.upload_interval_ms
         configuration.windowSeconds = Int(c.window_seconds)
         configuration.maxMetrics = Int(c.max_metrics)
+        configuration.exportTimeoutMs = c.export_timeout_ms
         if let read = c.clock {
             let clock = CClock(read: read, userData: c.clock_user_data)
             configuration.clock = { clock.read(clock.userData) }

@@ -28,4 +28,15 @@ final class Locked<Value>: @unchecked Sendable {
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value)
     }
+
+    /// Like ``withLock(_:)``, but gives up and returns nil if the lock is not
+    /// acquired within `timeout` seconds.
+    func withLock<R, E: Error>(timeout: Double, _ body: (inout Value) throws(E) -> R) throws(E) -> R? {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var until = Uploader.timespec(at: Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9 + timeout)
+        guard pthread_mutex_timedlock(mutex, &until) == 0 else { return nil }
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
+    }
 }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// What every put needs from its manager, shared by the manager and its
 /// ``Metric`` handles (a handle does not keep the registry alive).
 final class PutContext: Sendable {
@@ -13,10 +15,52 @@ final class PutContext: Sendable {
     /// callbacks. Set once, in the manager's init.
     nonisolated(unsafe) var owner: ObjectIdentifier?
 
+    // Deferred sink close. `record` runs outside every manager lock, so when
+    // close wants to close the sink a record may still be running on another
+    // thread; the sink is then closed by whichever of the two finishes last.
+    // `sinkActivity` counts record callbacks in progress; `sinkCloseState` is
+    // 0 = open, 1 = close due, 2 = closed. Both sides use sequentially
+    // consistent operations (store-then-load on each side, Dekker style), so
+    // at least one of them sees the other and the exchange 1 → 2 makes the
+    // close happen exactly once.
+    private let sinkActivity = Atomic<Int>(0)
+    private let sinkCloseState = Atomic<Int>(0)
+    /// The sink to close, set at start (before any record can run).
+    nonisolated(unsafe) var sinkToClose: (any MetricsSink)?
+
     init(level: MetricsLevel, clock: ManagerClock, windowSeconds: Int) {
         self.level = level
         self.clock = clock
         self.windowSeconds = Int64(windowSeconds)
+    }
+
+    /// Runs an eventful sink's `record` unless the sink's close is due.
+    @inline(__always)
+    func deliver(_ event: @autoclosure () -> MetricEvent, to sink: any EventfulMetricsSink, owner: ObjectIdentifier) {
+        sinkActivity.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        if sinkCloseState.load(ordering: .sequentiallyConsistent) == 0 {
+            let e = event()
+            CallbackGuard.run(for: owner) { sink.record(e) }
+        }
+        let remaining = sinkActivity.wrappingSubtract(1, ordering: .sequentiallyConsistent).newValue
+        if remaining == 0 && sinkCloseState.load(ordering: .sequentiallyConsistent) == 1 {
+            closeSinkOnce()
+        }
+    }
+
+    /// Marks the sink's close due and closes it now unless a record is
+    /// running (that record's thread then closes it when it returns).
+    func requestSinkClose() {
+        sinkCloseState.store(1, ordering: .sequentiallyConsistent)
+        if sinkActivity.load(ordering: .sequentiallyConsistent) == 0 {
+            closeSinkOnce()
+        }
+    }
+
+    private func closeSinkOnce() {
+        guard sinkCloseState.compareExchange(expected: 1, desired: 2, ordering: .sequentiallyConsistent).exchanged,
+              let sink = sinkToClose, let owner else { return }
+        CallbackGuard.run(for: owner) { sink.close() }
     }
 }
 
@@ -49,19 +93,27 @@ public final class Metric: Sendable {
             return
         }
         guard let started = context.gate.enter() else { throw MetricsError(.closed, "the manager is closed") }
-        defer { context.gate.leave() }
-        record(value, started: started)
+        let now = record(value)
+        context.gate.leave()
+        notify(value, at: now, started: started)
     }
 
-    /// Records an admitted observation and, after start, tells the eventful
-    /// sink. The caller holds a gate admission.
+    /// Records an admitted observation. The caller holds a gate admission.
+    /// Returns the clock reading, for the event.
     @inline(__always)
-    func record(_ value: Double, started: Bool) {
+    func record(_ value: Double) -> Double {
         let now = context.clock.now()
         series.record(value, second: ManagerClock.second(of: now), windowSeconds: context.windowSeconds)
-        if started, let sink = context.eventSink, let owner = context.owner {
-            let event = MetricEvent(name: key.name, value: value, timestamp: now, dimensions: key.dimensions)
-            CallbackGuard.run(for: owner) { sink.record(event) }
-        }
+        return now
+    }
+
+    /// After start, hands an eventful sink the observation just recorded.
+    /// Called after leaving the gate: close waits only for the recording,
+    /// never for a sink callback.
+    @inline(__always)
+    func notify(_ value: Double, at now: Double, started: Bool) {
+        guard started, let sink = context.eventSink, let owner = context.owner else { return }
+        context.deliver(MetricEvent(name: key.name, value: value, timestamp: now, dimensions: key.dimensions),
+                        to: sink, owner: owner)
     }
 }

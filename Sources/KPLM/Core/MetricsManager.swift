@@ -10,6 +10,11 @@ public struct MetricsConfiguration: Sendable {
     public var maxMetrics: Int = 100_000
     /// Manager clock in monotonic seconds; nil = the system monotonic clock.
     public var clock: (@Sendable () -> Double)? = nil
+    /// How long, in milliseconds, a flush waits for an export still running
+    /// on another thread, and close for the final export, before giving up
+    /// with `sinkFailed` (nothing is lost: the data stays queued, and the
+    /// final export still completes in the background). Finite and > 0.
+    public var exportTimeoutMs: Double = 10_000
 
     /// The default configuration.
     public init() {}
@@ -21,6 +26,9 @@ public struct MetricsConfiguration: Sendable {
         }
         guard Validation.windowSecondsRange.contains(windowSeconds) else {
             throw MetricsError(.invalidArgument, "window must be 1...3600 seconds, got \(windowSeconds)")
+        }
+        guard exportTimeoutMs.isFinite && exportTimeoutMs > 0 else {
+            throw MetricsError(.invalidArgument, "export timeout must be finite and > 0 ms, got \(exportTimeoutMs)")
         }
         guard maxMetrics > 0 else {
             throw MetricsError(.invalidArgument, "max metrics must be > 0, got \(maxMetrics)")
@@ -62,6 +70,12 @@ public final class MetricsManager: Sendable {
     }
 
     private let control = Locked(Control())
+    /// The uploader, also reachable when the control lock is held by an
+    /// export that hangs (set once, by start).
+    private let uploaderSlot = Locked<Uploader?>(nil)
+    /// Why the final export failed, if it did (set on the uploader thread).
+    private let closeFailure = Locked<MetricsError?>(nil)
+    private var exportTimeout: Double { configuration.exportTimeoutMs / 1000 }
 
     /// Creates a manager in the "new" state.
     ///
@@ -86,12 +100,14 @@ public final class MetricsManager: Sendable {
                             uploadIntervalMs: Double = 60_000,
                             windowSeconds: Int = 60,
                             maxMetrics: Int = 100_000,
+                            exportTimeoutMs: Double = 10_000,
                             clock: (@Sendable () -> Double)? = nil) throws(MetricsError) {
         var configuration = MetricsConfiguration()
         configuration.level = level
         configuration.uploadIntervalMs = uploadIntervalMs
         configuration.windowSeconds = windowSeconds
         configuration.maxMetrics = maxMetrics
+        configuration.exportTimeoutMs = exportTimeoutMs
         configuration.clock = clock
         try self.init(configuration: configuration, sink: sink)
     }
@@ -130,8 +146,16 @@ public final class MetricsManager: Sendable {
     /// Records an observation whose inputs are already validated.
     func putValidated(key: MetricKey, _ value: Double) throws(MetricsError) {
         guard let started = context.gate.enter() else { throw MetricsError(.closed, "the manager is closed") }
-        defer { context.gate.leave() }
-        try registry.metric(for: key).record(value, started: started)
+        let metric: Metric
+        do {
+            metric = try registry.metric(for: key)
+        } catch {
+            context.gate.leave()
+            throw error
+        }
+        let now = metric.record(value)
+        context.gate.leave()
+        metric.notify(value, at: now, started: started)
     }
 
     /// Resolves a key once, for repeated ``Metric/put(_:)`` calls. Same checks
@@ -247,6 +271,8 @@ public final class MetricsManager: Sendable {
             }
             c.uploader = uploader
             c.phase = .started
+            uploaderSlot.withLock { $0 = uploader }
+            context.sinkToClose = sink
             context.gate.markStarted()
         }
     }
@@ -263,43 +289,86 @@ public final class MetricsManager: Sendable {
         guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
             throw MetricsError(.invalidState, "flush called from a callback of the same manager")
         }
-        try control.withLock { (c) throws(MetricsError) in
+        let done: Void? = try control.withLock(timeout: exportTimeout) { (c) throws(MetricsError) in
             switch c.phase {
             case .new: throw MetricsError(.invalidState, "flush before start")
             case .closed: throw MetricsError(.closed, "the manager is closed")
-            case .started: try exportPending(&c)
+            case .started: try Self.exportPending(&c, registry: registry, context: context)
             }
+        }
+        guard done != nil else {
+            throw MetricsError(.sinkFailed, "an export on another thread is still running after "
+                               + "\(configuration.exportTimeoutMs) ms; the data stays queued")
         }
     }
 
-    /// Refuses further puts, waits for puts in progress, stops the uploader,
-    /// makes a final flush and closes the sink. Idempotent. Before start it
-    /// calls no sink function.
+    /// Refuses further puts, waits for puts in progress, then has the
+    /// uploader thread make the final flush and close the sink. Idempotent.
+    /// Before start it calls no sink function.
+    ///
+    /// Waits at most ``MetricsConfiguration/exportTimeoutMs`` for the final
+    /// export: a dead sink cannot hang close. If that time runs out, close
+    /// throws `sinkFailed` and the final export and the sink's close still
+    /// happen, in the background, when the sink returns.
     ///
     /// Throws `invalidState` from a callback of this manager and
-    /// `sinkFailed` if the final export failed (the manager is closed anyway).
+    /// `sinkFailed` if the final export failed or timed out (the manager is
+    /// closed anyway: puts are refused from the start of close).
     public func close() throws(MetricsError) {
         guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
             throw MetricsError(.invalidState, "close called from a callback of the same manager")
         }
         context.gate.beginClosing()
         guard context.level != .none else { return }
-        // Every put admitted before the closing bit finishes before the final
-        // flush below; every later one is refused.
+        // Every put admitted before the closing bit finishes recording before
+        // the final flush; every later one is refused. Puts run no callback
+        // while admitted, so this wait is short.
         context.gate.waitForPutsInProgress()
-        // The uploader may be waiting for the control lock inside a flush, so
-        // stop it before taking the lock.
-        control.withLock { c in c.uploader }?.stop()
-        try control.withLock { (c) throws(MetricsError) in
-            let wasStarted = c.phase == .started
-            c.uploader = nil
-            c.phase = .closed
-            guard wasStarted else { return }
-            let sink = c.sink
-            defer { CallbackGuard.run(for: ObjectIdentifier(self)) { sink.close() } }
-            try exportPending(&c)
+
+        // A manager never started is simply marked closed: no sink call.
+        let uploader: Uploader?
+        if let found = control.withLock(timeout: exportTimeout, { c -> Uploader? in
+            if c.phase == .new { c.phase = .closed }
+            return c.uploader
+        }) {
+            uploader = found
+        } else {
+            // The control lock is held by an export that has not returned:
+            // the manager is started, so the uploader is known.
+            uploader = uploaderSlot.withLock { $0 }
+            guard uploader != nil else {
+                throw MetricsError(.sinkFailed, "the sink's open did not return within the export timeout")
+            }
         }
+        guard let uploader else { return }
+
+        // The final work captures the parts it needs, never `self`: close may
+        // run from deinit, and the work may outlive a timed-out close.
+        let (control, registry, context, closeFailure) = (control, registry, context, closeFailure)
+        let finished = uploader.finish(timeout: exportTimeout) {
+            control.withLock { c in
+                guard c.phase == .started else { return }
+                c.phase = .closed
+                do throws(MetricsError) {
+                    try Self.exportPending(&c, registry: registry, context: context)
+                } catch {
+                    closeFailure.withLock { $0 = error }
+                }
+                // Closed now, or by the last record still running.
+                context.requestSinkClose()
+            }
+        }
+        guard finished else {
+            throw MetricsError(.sinkFailed, "the final export did not finish within "
+                               + "\(configuration.exportTimeoutMs) ms; it completes in the background")
+        }
+        // Reported once: a later close is a no-op that succeeds.
+        if let failure = closeFailure.withLock({ f in defer { f = nil }; return f }) { throw failure }
     }
+
+    /// Keys whose failed export is retained for the next flush (for tests:
+    /// bounded by the number of keys, since retained data merges per key).
+    var retainedKeyCount: Int { control.withLock { $0.retained.count } }
 
     /// Whether close has begun.
     public var isClosed: Bool { context.gate.isClosing }
@@ -308,7 +377,8 @@ public final class MetricsManager: Sendable {
 
     /// Takes every key's unexported data, merges what a failed export left,
     /// and exports it. Called with the control lock held.
-    private func exportPending(_ c: inout Control) throws(MetricsError) {
+    private static func exportPending(_ c: inout Control, registry: Registry,
+                                      context: PutContext) throws(MetricsError) {
         var batch = c.retained
         c.retained = [:]
         for series in registry.allSeries {
@@ -328,7 +398,7 @@ public final class MetricsManager: Sendable {
         })
         let sink = c.sink
         do {
-            try CallbackGuard.run(for: ObjectIdentifier(self)) { try sink.export(snapshots) }
+            try CallbackGuard.run(for: context.owner!) { try sink.export(snapshots) }
         } catch {
             c.retained = batch
             throw MetricsError(.sinkFailed, "the sink failed to export \(snapshots.count) snapshots: \(error)")

@@ -45,9 +45,9 @@ final class PutGate: Sendable {
     /// Refuses every later put.
     func beginClosing() { word.bitwiseOr(Self.closingBit, ordering: .acquiringAndReleasing) }
 
-    /// Waits until no admitted put is still running. Puts are short (the
-    /// only unbounded part is the sink's own record callback), so yielding
-    /// is enough.
+    /// Waits until no admitted put is still running. An admitted put only
+    /// records its observation (the eventful sink is called after leaving
+    /// the gate), so the wait is short and yielding is enough.
     func waitForPutsInProgress() {
         while word.load(ordering: .acquiring) >> 2 != 0 { sched_yield() }
     }

@@ -2,7 +2,10 @@ import Glibc
 import CKPLMShims
 
 /// The periodic uploader: a detached thread named "kplm-upload" that calls
-/// `tick` every `interval` seconds of real (monotonic) time until stopped.
+/// `tick` every `interval` seconds of real (monotonic) time until finished,
+/// then runs the final work it was handed (the manager's final flush) and
+/// exits. Running the final flush here, not on the closing thread, lets close
+/// stop waiting for a dead sink after a bounded time.
 ///
 /// The thread holds the manager weakly (through `tick`), so dropping a
 /// manager without closing it ends the thread at its next tick.
@@ -12,6 +15,7 @@ final class Uploader: @unchecked Sendable {
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var stopRequested = false   // guarded by mutex
     private var exited = false          // guarded by mutex
+    private var finalWork: (@Sendable () -> Void)?   // guarded by mutex
     private var thread = pthread_t()
     private let interval: Double
     private let tick: @Sendable () -> Bool
@@ -57,16 +61,34 @@ final class Uploader: @unchecked Sendable {
     /// Whether the caller is the uploader thread itself.
     var isCurrentThread: Bool { pthread_equal(pthread_self(), thread) != 0 }
 
-    /// Asks the thread to stop and, unless called from that thread, waits
-    /// until it has finished its current tick and exited.
-    func stop() {
-        pthread_mutex_lock(mutex)
-        stopRequested = true
-        pthread_cond_broadcast(condition)
-        if !isCurrentThread {
-            while !exited { pthread_cond_wait(condition, mutex) }
+    /// Asks the thread to run `finalWork` (if any) and exit, then waits up to
+    /// `timeout` seconds for it to have exited. Returns whether it has.
+    ///
+    /// Only the first call hands over its `finalWork`; later calls just wait.
+    /// Called from the uploader thread itself (a manager released by its own
+    /// tick), it runs `finalWork` inline and does not wait.
+    @discardableResult
+    func finish(timeout: Double, finalWork: (@Sendable () -> Void)? = nil) -> Bool {
+        if isCurrentThread {
+            pthread_mutex_lock(mutex)
+            let first = !stopRequested
+            stopRequested = true
+            pthread_mutex_unlock(mutex)
+            if first { finalWork?() }
+            return true
         }
-        pthread_mutex_unlock(mutex)
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        if !stopRequested {
+            stopRequested = true
+            self.finalWork = finalWork
+            pthread_cond_broadcast(condition)
+        }
+        var until = Self.timespec(at: Self.monotonicNow() + timeout)
+        while !exited {
+            if pthread_cond_timedwait(condition, mutex, &until) == ETIMEDOUT { break }
+        }
+        return exited
     }
 
     private func run() {
@@ -80,8 +102,14 @@ final class Uploader: @unchecked Sendable {
                 _ = pthread_cond_timedwait(condition, mutex, &until)
             }
             let stopping = stopRequested
+            let work = finalWork
+            finalWork = nil
             pthread_mutex_unlock(mutex)
-            if stopping || !tick() { break }
+            if stopping {
+                work?()
+                break
+            }
+            if !tick() { break }
             // Next tick one interval later; after a long export, do not try to
             // catch up with a burst of flushes.
             deadline = Swift.max(deadline + interval, Self.monotonicNow())
@@ -98,7 +126,10 @@ final class Uploader: @unchecked Sendable {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
-    private static func timespec(at seconds: Double) -> Glibc.timespec {
+    /// An absolute deadline; clamped to ~30 000 years so that a huge interval
+    /// or timeout cannot overflow the conversion.
+    static func timespec(at seconds: Double) -> Glibc.timespec {
+        let seconds = Swift.min(seconds, 1e12)
         let whole = seconds.rounded(.down)
         return Glibc.timespec(tv_sec: Int(whole), tv_nsec: Int((seconds - whole) * 1e9))
     }

@@ -17,6 +17,11 @@
  *    may call kplm_put. A callback must not call kplm_flush, kplm_close or
  *    kplm_free on its own manager: such a call returns KPLM_ESTATE (kplm_free
  *    does nothing) instead of deadlocking.
+ *  - fork(): the child has only the forking thread, so a manager created
+ *    before the fork (whose locks another thread may have held, and whose
+ *    uploader thread is gone) refuses every call in the child with
+ *    KPLM_ESTATE, without blocking; kplm_free on it releases nothing. Create
+ *    a new manager in the child. The parent is unaffected.
  *
  * Version: this header describes the ABI of KPLM_VERSION_MAJOR.MINOR.PATCH.
  * Within a major version, functions and struct fields are only ever added

@@ -92,6 +92,9 @@ public func kplm_free(_ m: OpaquePointer?) {
     // From a callback of this manager: refuse, as close would (the caller is
     // still using the manager further up its own stack).
     guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(manager)) else { return }
+    // In a forked child, a manager inherited from the parent may hold locks
+    // that no thread will ever release: leak it rather than touch them.
+    guard !manager.context.isInherited else { return }
     _ = try? manager.close()
     Unmanaged<MetricsManager>.fromOpaque(UnsafeRawPointer(m!)).release()
 }
@@ -101,6 +104,7 @@ public func kplm_snapshots(_ m: OpaquePointer?,
                            _ visit: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<kplm_snapshot>?) -> Int32)?,
                            _ userData: UnsafeMutableRawPointer?) -> kplm_status {
     guard let manager = manager(m), let visit else { return KPLM_EINVAL }
+    if manager.context.isInherited { return KPLM_ESTATE }
     // Collected first: no lock is held while the caller's visit runs.
     let snapshots = manager.snapshots()
     guard !snapshots.isEmpty else { return KPLM_OK }

@@ -9,6 +9,7 @@ public func kplm_put(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ value
     guard let manager = manager(m), let name, name[0] != 0, value.isFinite else { return KPLM_EINVAL }
     if manager.context.level == .none {
         // Nothing is recorded, so nothing else needs checking.
+        if manager.context.isInherited { return KPLM_ESTATE }
         return manager.context.gate.isClosing ? KPLM_ECLOSED : KPLM_OK
     }
     return statusOf { () throws(MetricsError) in

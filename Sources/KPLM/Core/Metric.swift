@@ -7,6 +7,8 @@ final class PutContext: Sendable {
     let clock: ManagerClock
     let windowSeconds: Int64
     let gate = PutGate()
+    /// The fork generation this manager was created in (see ``ForkGuard``).
+    let generation = ForkGuard.currentGeneration()
     /// The eventful sink, if any. Written only before start (under the
     /// manager's control lock) and read only by puts admitted after start:
     /// the gate's started bit orders the write before those reads.
@@ -33,6 +35,16 @@ final class PutContext: Sendable {
         self.clock = clock
         self.windowSeconds = Int64(windowSeconds)
     }
+
+    /// Throws `invalidState` in a child process for a manager created before
+    /// the fork. Checked before any lock is touched.
+    @inline(__always)
+    func checkNotInherited() throws(MetricsError) {
+        if ForkGuard.isInherited(generation) { throw ForkGuard.inheritedError }
+    }
+
+    /// Whether this manager was created before a fork (in the child).
+    var isInherited: Bool { ForkGuard.isInherited(generation) }
 
     /// Runs an eventful sink's `record` unless the sink's close is due.
     @inline(__always)
@@ -88,6 +100,7 @@ public final class Metric: Sendable {
     /// manager's close has begun.
     public func put(_ value: Double = 1) throws(MetricsError) {
         try Validation.checkValue(value)
+        try context.checkNotInherited()
         if isNoop {
             if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
             return

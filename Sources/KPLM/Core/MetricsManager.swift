@@ -45,7 +45,9 @@ public struct MetricsConfiguration: Sendable {
 ///
 /// All methods are thread-safe. Sink callbacks run with no lock held that
 /// ``put(_:_:stream:shardId:errorCode:)`` needs; a callback calling ``flush()``
-/// or ``close()`` on its own manager gets `invalidState`.
+/// or ``close()`` on its own manager gets `invalidState`. In a child process
+/// after fork(), a manager created before the fork refuses every call with
+/// `invalidState` (its snapshots are empty); create a new one in the child.
 public final class MetricsManager: Sendable {
     /// The configuration the manager was created with.
     public let configuration: MetricsConfiguration
@@ -114,9 +116,13 @@ public final class MetricsManager: Sendable {
 
     deinit {
         // A manager dropped without close: stop the uploader and make the
-        // final flush, as close would.
+        // final flush, as close would (not in a forked child: see ForkGuard).
         _ = try? close()
     }
+
+    /// Whether this manager was created before a fork() of this (child)
+    /// process: every call on it is then refused with `invalidState`.
+    public var isInheritedAcrossFork: Bool { context.isInherited }
 
     // MARK: Recording
 
@@ -132,6 +138,7 @@ public final class MetricsManager: Sendable {
             // Nothing is recorded, so only what costs nothing is checked.
             guard !name.isEmpty else { throw MetricsError(.invalidArgument, "metric name is empty") }
             try Validation.checkValue(value)
+            try context.checkNotInherited()
             if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
             return
         }
@@ -145,6 +152,7 @@ public final class MetricsManager: Sendable {
 
     /// Records an observation whose inputs are already validated.
     func putValidated(key: MetricKey, _ value: Double) throws(MetricsError) {
+        try context.checkNotInherited()
         guard let started = context.gate.enter() else { throw MetricsError(.closed, "the manager is closed") }
         let metric: Metric
         do {
@@ -163,10 +171,9 @@ public final class MetricsManager: Sendable {
     /// puts do nothing.
     public func metric(_ name: String, stream: String? = nil, shardId: String? = nil,
                        errorCode: String? = nil) throws(MetricsError) -> Metric {
-        if let noopMetric {
+        if noopMetric != nil {
             guard !name.isEmpty else { throw MetricsError(.invalidArgument, "metric name is empty") }
-            if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
-            return noopMetric
+            return try metricValidated(key: MetricKey(name: name))
         }
         try Validation.checkName(name)
         try Validation.checkDimension(stream, "stream")
@@ -177,6 +184,7 @@ public final class MetricsManager: Sendable {
 
     /// Resolves a key whose inputs are already validated.
     func metricValidated(key: MetricKey) throws(MetricsError) -> Metric {
+        try context.checkNotInherited()
         if let noopMetric {
             if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
             return noopMetric
@@ -199,7 +207,7 @@ public final class MetricsManager: Sendable {
     /// Rolling-window statistics of every metric with a live bucket, sorted
     /// in export order. Empty at level none. Works in every state.
     public func snapshots() -> [MetricSnapshot] {
-        guard context.level != .none else { return [] }
+        guard context.level != .none, !context.isInherited else { return [] }
         let now = context.clock.now()
         let wall = ManagerClock.wallNow()
         let nowSecond = ManagerClock.second(of: now)
@@ -214,7 +222,7 @@ public final class MetricsManager: Sendable {
 
     /// (count, sum, min, max) of every metric with a live bucket.
     public func snapshot() -> [MetricKey: MetricStatistics] {
-        guard context.level != .none else { return [:] }
+        guard context.level != .none, !context.isInherited else { return [:] }
         let nowSecond = ManagerClock.second(of: context.clock.now())
         var out: [MetricKey: MetricStatistics] = [:]
         for series in registry.allSeries {
@@ -232,6 +240,7 @@ public final class MetricsManager: Sendable {
 
     /// Replaces the sink. Allowed only before ``start()``.
     public func setSink(_ sink: any MetricsSink) throws(MetricsError) {
+        try context.checkNotInherited()
         try control.withLock { (c) throws(MetricsError) in
             guard c.phase == .new else { throw MetricsError(.invalidState, "the sink can only be set before start") }
             c.sink = sink
@@ -246,6 +255,7 @@ public final class MetricsManager: Sendable {
     /// callback), `sinkFailed` if the sink's open threw (the manager stays
     /// new; start may be retried), `outOfMemory` if no thread could start.
     public func start() throws(MetricsError) {
+        try context.checkNotInherited()
         guard context.level != .none else { return }
         guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
             throw MetricsError(.invalidState, "start called from a callback of the same manager")
@@ -285,6 +295,7 @@ public final class MetricsManager: Sendable {
     /// manager, `closed` after close, `sinkFailed` if the export threw (the
     /// data is kept and offered again at the next flush).
     public func flush() throws(MetricsError) {
+        try context.checkNotInherited()
         guard context.level != .none else { return }
         guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
             throw MetricsError(.invalidState, "flush called from a callback of the same manager")
@@ -315,6 +326,7 @@ public final class MetricsManager: Sendable {
     /// `sinkFailed` if the final export failed or timed out (the manager is
     /// closed anyway: puts are refused from the start of close).
     public func close() throws(MetricsError) {
+        try context.checkNotInherited()
         guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
             throw MetricsError(.invalidState, "close called from a callback of the same manager")
         }

@@ -33,3 +33,6 @@ cmake --build "$build_dir" --parallel "$jobs"
 
 echo "== ctest (C tests, examples, exports, install, Python)"
 ctest --test-dir "$build_dir" --output-on-failure --timeout 300
+
+# TSan, ASan + leaks, valgrind (scripts/sanitize.sh); KPLM_SKIP_SANITIZERS=1 skips them.
+if [[ ${KPLM_SKIP_SANITIZERS:-0} != 1 ]]; then scripts/sanitize.sh; fi

@@ -44,6 +44,11 @@ static void on_alarm(int sig) {
     _exit(124);
 }
 
+/* LeakSanitizer's entry point, present only in ASan builds (KPLM_SANITIZE,
+ * scripts/sanitize.sh). Its leak check runs at exit, which a sub-test's
+ * _exit skips, so test_run calls it before _exit. */
+extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
 int test_run(const char *name, void (*fn)(void), unsigned seconds) {
     static int unbuffered;
     if (!unbuffered) {
@@ -64,6 +69,10 @@ int test_run(const char *name, void (*fn)(void), unsigned seconds) {
         fn();
         fflush(stdout);
         fflush(stderr);
+        if (__lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check()) {
+            fprintf(stderr, "LeakSanitizer: the sub-test leaked memory (report above)\n");
+            _exit(1);
+        }
         _exit(0);
     }
     int status = 0;

@@ -1,0 +1,265 @@
+/* kplm benchmark: the cost of each kind of put, of reading, and of scaling
+ * to two threads, as ratios to one relaxed atomic add measured in the same
+ * run (the machine is shared and noisy: absolute nanoseconds drift, ratios
+ * much less).
+ *
+ *   kplm_bench [--json FILE] [--quick]
+ *
+ * Each figure is the median of several repetitions. Prints a table, and
+ * writes the same figures as JSON when asked. */
+#define _GNU_SOURCE
+#include <kplm.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static long iterations = 20 * 1000 * 1000;
+static int repetitions = 7;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void must(kplm_status st, const char *what) {
+    if (st != KPLM_OK) {
+        fprintf(stderr, "kplm_bench: %s: %s\n", what, kplm_status_string(st));
+        exit(1);
+    }
+}
+
+/* ---- workloads: each runs `n` operations and returns nothing ---------- */
+
+static _Atomic uint64_t shared_counter;
+
+typedef struct {
+    kplm_manager *m;
+    kplm_metric *h;
+    const char *name;
+    long n;
+    double seconds;   /* out: time of this thread's loop */
+} work;
+
+static void *atomic_add_loop(void *arg) {
+    work *w = arg;
+    double t0 = now_s();
+    for (long i = 0; i < w->n; i++) atomic_fetch_add_explicit(&shared_counter, 1, memory_order_relaxed);
+    w->seconds = now_s() - t0;
+    return NULL;
+}
+
+static void *metric_put_loop(void *arg) {
+    work *w = arg;
+    double t0 = now_s();
+    for (long i = 0; i < w->n; i++) kplm_metric_put(w->h, 1.0);
+    w->seconds = now_s() - t0;
+    return NULL;
+}
+
+static void *put_by_name_loop(void *arg) {
+    work *w = arg;
+    double t0 = now_s();
+    for (long i = 0; i < w->n; i++)
+        kplm_put(w->m, w->name, 1.0, "orders", "shardId-000000000001", NULL);
+    w->seconds = now_s() - t0;
+    return NULL;
+}
+
+/* Runs `fn` on `threads` threads at once; returns ns per operation per
+ * thread (the mean of the threads' own loop times). */
+static double run_threads(void *(*fn)(void *), work *proto, int threads) {
+    pthread_t t[8];
+    work w[8];
+    for (int i = 0; i < threads; i++) {
+        w[i] = proto[i < 2 ? i : 0];
+        pthread_create(&t[i], NULL, fn, &w[i]);
+    }
+    double total = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        total += w[i].seconds;
+    }
+    return total / threads / (double)proto[0].n * 1e9;
+}
+
+static double measure(void *(*fn)(void *), work *proto, int threads) {
+    double v[32];
+    for (int r = 0; r < repetitions; r++) v[r] = run_threads(fn, proto, threads);
+    return median(v, repetitions);
+}
+
+static kplm_manager *manager(kplm_level level, double (*clock)(void *), void *clock_data) {
+    kplm_config cfg;
+    kplm_config_init(&cfg);
+    cfg.level = level;
+    cfg.upload_interval_ms = 3600e3;
+    cfg.window_seconds = 60;
+    cfg.clock = clock;
+    cfg.clock_user_data = clock_data;
+    kplm_manager *m = NULL;
+    must(kplm_new(&cfg, &m), "kplm_new");
+    return m;
+}
+
+/* ---- reading: flush and snapshots of 1,000 metrics x 60 live seconds ---- */
+
+static double injected_now;
+static double injected_clock(void *ud) { (void)ud; return injected_now; }
+static int export_nothing(void *ud, const kplm_snapshot *s, size_t n) { (void)ud; (void)s; (void)n; return 0; }
+static int visit_nothing(void *ud, const kplm_snapshot *s) { (void)ud; (void)s; return 0; }
+
+static kplm_metric *reading_handles[1000];
+
+static void fill_60_seconds(kplm_manager *m) {
+    for (int s = 0; s < 60; s++) {
+        injected_now = 1000.0 + s;
+        for (int k = 0; k < 1000; k++) kplm_metric_put(reading_handles[k], (double)k);
+    }
+}
+
+static void measure_reading(double *snapshots_ms, double *flush_ms) {
+    kplm_manager *m = manager(KPLM_LEVEL_DETAILED, injected_clock, NULL);
+    kplm_sink sink;
+    memset(&sink, 0, sizeof sink);
+    sink.export_snapshots = export_nothing;
+    must(kplm_set_sink(m, &sink), "kplm_set_sink");
+    must(kplm_start(m), "kplm_start");
+    for (int k = 0; k < 1000; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "Metric%04d", k);
+        must(kplm_metric_get(m, name, "orders", "shardId-000000000001", NULL, &reading_handles[k]),
+             "kplm_metric_get");
+    }
+    double snap[32], flush[32];
+    for (int r = 0; r < repetitions; r++) {
+        fill_60_seconds(m);              /* 1,000 keys, each with 60 live buckets */
+        double t0 = now_s();
+        must(kplm_snapshots(m, visit_nothing, NULL), "kplm_snapshots");
+        snap[r] = (now_s() - t0) * 1e3;
+        t0 = now_s();
+        must(kplm_flush(m), "kplm_flush");   /* 1,000 keys x 60 s of unexported data */
+        flush[r] = (now_s() - t0) * 1e3;
+    }
+    *snapshots_ms = median(snap, repetitions);
+    *flush_ms = median(flush, repetitions);
+    must(kplm_close(m), "kplm_close");
+    kplm_free(m);
+}
+
+/* ---- report ------------------------------------------------------------- */
+
+typedef struct {
+    const char *id;
+    const char *what;
+    double value;
+    const char *unit;       /* "ns/op", "x", "ms" */
+    double ratio;           /* to the atomic add; NAN when not a cost */
+    const char *target;
+} figure;
+
+int main(int argc, char **argv) {
+    const char *json_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
+        else if (!strcmp(argv[i], "--quick")) { iterations = 2 * 1000 * 1000; repetitions = 3; }
+        else { fprintf(stderr, "usage: kplm_bench [--json FILE] [--quick]\n"); return 2; }
+    }
+
+    work proto[2];
+    memset(proto, 0, sizeof proto);
+    proto[0].n = proto[1].n = iterations;
+
+    double atomic1 = measure(atomic_add_loop, proto, 1);
+    double atomic2 = measure(atomic_add_loop, proto, 2);
+
+    kplm_manager *m = manager(KPLM_LEVEL_DETAILED, NULL, NULL);
+    must(kplm_put(m, "UserRecordsPut", 1.0, "orders", "shardId-000000000001", NULL), "kplm_put");
+    kplm_metric *a = NULL, *b = NULL;
+    must(kplm_metric_get(m, "UserRecordsPut", "orders", "shardId-000000000001", NULL, &a), "get");
+    must(kplm_metric_get(m, "UserRecordsDataPut", "orders", "shardId-000000000001", NULL, &b), "get");
+
+    proto[0].m = proto[1].m = m;
+    proto[0].h = proto[1].h = a;
+    double handle1 = measure(metric_put_loop, proto, 1);
+    double handle2_same = measure(metric_put_loop, proto, 2);
+    proto[1].h = b;
+    double handle2_diff = measure(metric_put_loop, proto, 2);
+
+    proto[0].name = proto[1].name = "UserRecordsPut";
+    proto[1].h = a;
+    double by_name1 = measure(put_by_name_loop, proto, 1);
+    kplm_free(m);
+
+    kplm_manager *off = manager(KPLM_LEVEL_NONE, NULL, NULL);
+    proto[0].m = off;
+    double none1 = measure(put_by_name_loop, proto, 1);
+    kplm_free(off);
+
+    double snapshots_ms, flush_ms;
+    measure_reading(&snapshots_ms, &flush_ms);
+
+    /* Two threads on different metrics: total throughput over one thread's. */
+    double scaling = 2.0 * handle1 / handle2_diff;
+
+    figure f[] = {
+        {"atomic_add", "relaxed atomic add, 1 thread (baseline)", atomic1, "ns/op", 1.0, ""},
+        {"atomic_add_2t_shared", "relaxed atomic add, 2 threads on one counter", atomic2, "ns/op", atomic2 / atomic1, ""},
+        {"metric_put_1t", "kplm_metric_put (resolved handle), 1 thread", handle1, "ns/op", handle1 / atomic1, "<= 1x"},
+        {"metric_put_2t_same", "kplm_metric_put, 2 threads on one metric", handle2_same, "ns/op", handle2_same / atomic1, "<= 1x"},
+        {"metric_put_2t_diff", "kplm_metric_put, 2 threads on two metrics", handle2_diff, "ns/op", handle2_diff / atomic1, ""},
+        {"put_by_name_1t", "kplm_put by names, existing key, 1 thread", by_name1, "ns/op", by_name1 / atomic1, "<= 6x"},
+        {"put_level_none", "kplm_put at level NONE", none1, "ns/op", none1 / atomic1, "<= 1x"},
+        {"scaling_2t_diff", "throughput, 2 threads on two metrics / 1 thread", scaling, "x", NAN, ">= 1.6x"},
+        {"snapshots_1000x60", "kplm_snapshots, 1,000 metrics x 60 live seconds", snapshots_ms, "ms", NAN, "<= 0.5 ms"},
+        {"flush_1000x60", "kplm_flush, 1,000 metrics x 60 unexported seconds", flush_ms, "ms", NAN, "<= 0.5 ms"},
+    };
+    size_t nf = sizeof f / sizeof f[0];
+
+    printf("kplm %s benchmark: median of %d runs, %ld operations per thread per run\n\n",
+           kplm_version(), repetitions, iterations);
+    printf("%-52s %12s %10s %10s\n", "figure", "value", "x atomic", "target");
+    printf("%-52s %12s %10s %10s\n", "----------------------------------------------------",
+           "------------", "----------", "----------");
+    for (size_t i = 0; i < nf; i++) {
+        char value[32], ratio[32];
+        snprintf(value, sizeof value, "%.2f %s", f[i].value, f[i].unit);
+        if (isnan(f[i].ratio)) snprintf(ratio, sizeof ratio, "-");
+        else snprintf(ratio, sizeof ratio, "%.2fx", f[i].ratio);
+        printf("%-52s %12s %10s %10s\n", f[i].what, value, ratio, f[i].target);
+    }
+
+    if (json_path) {
+        FILE *out = fopen(json_path, "w");
+        if (!out) { perror(json_path); return 1; }
+        fprintf(out, "{\n  \"version\": \"%s\",\n  \"repetitions\": %d,\n  \"iterations\": %ld,\n  \"figures\": [\n",
+                kplm_version(), repetitions, iterations);
+        for (size_t i = 0; i < nf; i++) {
+            fprintf(out, "    {\"id\": \"%s\", \"what\": \"%s\", \"value\": %.4f, \"unit\": \"%s\", ",
+                    f[i].id, f[i].what, f[i].value, f[i].unit);
+            if (isnan(f[i].ratio)) fprintf(out, "\"ratio_to_atomic_add\": null, ");
+            else fprintf(out, "\"ratio_to_atomic_add\": %.4f, ", f[i].ratio);
+            fprintf(out, "\"target\": \"%s\"}%s\n", f[i].target, i + 1 < nf ? "," : "");
+        }
+        fprintf(out, "  ]\n}\n");
+        fclose(out);
+        printf("\nJSON written to %s\n", json_path);
+    }
+    return 0;
+}

@@ -207,30 +207,26 @@ public final class MetricsManager: Sendable {
     /// Rolling-window statistics of every metric with a live bucket, sorted
     /// in export order. Empty at level none. Works in every state.
     public func snapshots() -> [MetricSnapshot] {
-        guard context.level != .none, !context.isInherited else { return [] }
         let now = context.clock.now()
         let wall = ManagerClock.wallNow()
-        let nowSecond = ManagerClock.second(of: now)
-        var out: [MetricSnapshot] = []
-        for series in registry.allSeries {
-            guard let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) else { continue }
-            out.append(Self.snapshot(series.key, reading.statistics, first: reading.oldestSecond,
-                                     last: reading.newestSecond, now: now, wall: wall))
-        }
-        return Self.sorted(out)
+        return Self.sorted(liveWindows(at: now).map { key, reading in
+            Self.snapshot(key, reading.statistics, first: reading.oldestSecond, last: reading.newestSecond,
+                          now: now, wall: wall)
+        })
     }
 
     /// (count, sum, min, max) of every metric with a live bucket.
     public func snapshot() -> [MetricKey: MetricStatistics] {
-        guard context.level != .none, !context.isInherited else { return [:] }
-        let nowSecond = ManagerClock.second(of: context.clock.now())
-        var out: [MetricKey: MetricStatistics] = [:]
-        for series in registry.allSeries {
-            if let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) {
-                out[series.key] = reading.statistics
-            }
+        Dictionary(uniqueKeysWithValues: liveWindows(at: context.clock.now()).map { ($0.0, $0.1.statistics) })
+    }
+
+    /// Every key with a live bucket at manager time `now`, with its window.
+    private func liveWindows(at now: Double) -> [(MetricKey, WindowReading)] {
+        guard context.level != .none, !context.isInherited else { return [] }
+        let nowSecond = ManagerClock.second(of: now)
+        return registry.allSeries.compactMap { series in
+            series.window(at: nowSecond, windowSeconds: context.windowSeconds).map { (series.key, $0) }
         }
-        return out
     }
 
     /// Number of distinct keys recorded (the refused-puts counter excluded).

@@ -210,7 +210,8 @@ kplm_status kplm_new(const kplm_config *config, kplm_manager **out);
  * Sets the sink (copied). Allowed only before kplm_start; replaces any
  * earlier sink. Without a call the manager uses a null sink.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL manager or sink or a sink without
- * export_snapshots; KPLM_ESTATE once started or closed.
+ * export_snapshots; KPLM_ESTATE once started or closed, or when called from
+ * a callback of this manager.
  */
 kplm_status kplm_set_sink(kplm_manager *m, const kplm_sink *sink);
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of kplm: the Swift XCTest suite (swift test), then the CMake
 # build of libkplm.so with the C tests, the examples, the export check, the
-# install + consumer check and the Python ctypes tests, all under ctest.
+# install + consumer check, the Python ctypes tests and the fuzz corpus replay,
+# all under ctest; then the sanitizer stage and a bounded fuzzing run.
 #
 #   scripts/test.sh            # everything
 #   KPLM_BUILD_DIR=dir scripts/test.sh   # CMake build folder (default build/)
@@ -28,7 +29,7 @@ swift run -c release kplm-demo --seconds 1 --interval-ms 400 --level summary > /
 echo "ok: kplm-demo exported every observation it put"
 
 echo "== cmake build ($build_dir)"
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKPLM_FUZZ=ON
 cmake --build "$build_dir" --parallel "$jobs"
 
 echo "== ctest (C tests, examples, exports, install, Python)"
@@ -36,3 +37,13 @@ ctest --test-dir "$build_dir" --output-on-failure --timeout 300
 
 # TSan, ASan + leaks, valgrind (scripts/sanitize.sh); KPLM_SKIP_SANITIZERS=1 skips them.
 if [[ ${KPLM_SKIP_SANITIZERS:-0} != 1 ]]; then scripts/sanitize.sh; fi
+
+# libFuzzer on the C ABI (scripts/fuzz.sh, Tests/fuzz/): every committed input
+# once, then a bounded coverage-guided run (KPLM_FUZZ_SECONDS, default 90);
+# KPLM_SKIP_FUZZ=1 skips it.
+if [[ ${KPLM_SKIP_FUZZ:-0} != 1 ]]; then
+    echo "== fuzz: replay of the committed corpus and findings"
+    scripts/fuzz.sh --replay
+    echo "== fuzz: ${KPLM_FUZZ_SECONDS:-90} s of coverage-guided fuzzing"
+    scripts/fuzz.sh "${KPLM_FUZZ_SECONDS:-90}"
+fi

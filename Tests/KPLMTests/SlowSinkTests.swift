@@ -124,6 +124,62 @@ final class SlowSinkTests: XCTestCase {
         try m.close()
     }
 
+    func testAfterATimedOutCloseFlushIsClosedAndABackgroundFailureIsNotReportedAgain() throws {
+        let clock = TestClock(100)
+        let sink = GatedSink()
+        let m = try manager(sink, clock: clock)
+        try m.start()
+        try m.put("A", 1)
+        sink.hangExports(true)
+        sink.failExports(true)
+        assertThrows(.sinkFailed) { try m.close() }
+        XCTAssertEqual(sink.entered.wait(timeout: .now() + 5), .success, "the final export never started")
+        // The final export still holds the export lock: flush says closed at once.
+        assertThrows(.closed) { try m.flush() }
+        // The background export fails; close already reported the failure.
+        sink.hangExports(false)
+        sink.release.signal()
+        XCTAssertTrue(waitUntil { sink.closed })
+        try m.close()
+        assertThrows(.closed) { try m.flush() }
+    }
+
+    func testAFailedFinalExportIsReportedByOneCloseOnly() throws {
+        let clock = TestClock(100)
+        let sink = GatedSink()
+        let m = try manager(sink, clock: clock)
+        try m.start()
+        try m.put("A", 1)
+        sink.failExports(true)
+        assertThrows(.sinkFailed) { try m.close() }
+        try m.close()
+    }
+
+    func testSetSinkFromAnExportCallbackIsRefusedInsteadOfDeadlocking() throws {
+        final class ReplacingSink: MetricsSink, @unchecked Sendable {
+            weak var manager: MetricsManager?
+            let outcome = Locked<MetricsError?>(nil)
+            func export(_ snapshots: [MetricSnapshot]) throws {
+                do throws(MetricsError) { try manager?.setSink(NullSink()) } catch {
+                    outcome.withLock { $0 = error }
+                }
+            }
+        }
+        let sink = ReplacingSink()
+        let m = try manager(GatedSink(), clock: TestClock(100))
+        try m.setSink(sink)
+        sink.manager = m
+        try m.start()
+        try m.put("A", 1)
+        try m.flush()
+        XCTAssertEqual(sink.outcome.withLock { $0?.code }, .invalidState)
+        // Also from the final export on the uploader thread.
+        sink.outcome.withLock { $0 = nil }
+        try m.put("A", 1)
+        try m.close()
+        XCTAssertEqual(sink.outcome.withLock { $0?.code }, .invalidState)
+    }
+
     func testARecordStillRunningDefersTheSinkClose() throws {
         let clock = TestClock(100)
         let sink = GatedSink()

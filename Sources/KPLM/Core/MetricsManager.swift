@@ -61,6 +61,18 @@ public final class MetricsManager: Sendable {
 
     private enum Phase { case new, started, closed }
 
+    /// The outcome of the final flush as close reports it. A failure is
+    /// reported by exactly one close call; every later call succeeds.
+    private enum CloseReport {
+        /// No close has returned yet.
+        case pending
+        /// The final export failed; the next close to return throws this.
+        case failed(MetricsError)
+        /// A close has returned (successfully or not): later calls succeed,
+        /// and a final export finishing in the background reports nothing.
+        case reported
+    }
+
     /// Lifecycle, sink and export state. Held while open, export and close
     /// run, which keeps them from running concurrently; never taken by puts.
     private struct Control {
@@ -75,8 +87,8 @@ public final class MetricsManager: Sendable {
     /// The uploader, also reachable when the control lock is held by an
     /// export that hangs (set once, by start).
     private let uploaderSlot = Locked<Uploader?>(nil)
-    /// Why the final export failed, if it did (set on the uploader thread).
-    private let closeFailure = Locked<MetricsError?>(nil)
+    /// What close has to report: the final export's failure, once.
+    private let closeReport = Locked(CloseReport.pending)
     private var exportTimeout: Double { configuration.exportTimeoutMs / 1000 }
 
     /// Creates a manager in the "new" state.
@@ -235,8 +247,14 @@ public final class MetricsManager: Sendable {
     // MARK: Lifecycle
 
     /// Replaces the sink. Allowed only before ``start()``.
+    ///
+    /// Throws `invalidState` once started or closed, or from a callback of
+    /// this manager (an export callback runs under the lock this needs).
     public func setSink(_ sink: any MetricsSink) throws(MetricsError) {
         try context.checkNotInherited()
+        guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
+            throw MetricsError(.invalidState, "setSink called from a callback of the same manager")
+        }
         try control.withLock { (c) throws(MetricsError) in
             guard c.phase == .new else { throw MetricsError(.invalidState, "the sink can only be set before start") }
             c.sink = sink
@@ -296,6 +314,9 @@ public final class MetricsManager: Sendable {
         guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
             throw MetricsError(.invalidState, "flush called from a callback of the same manager")
         }
+        // Once close has begun the final flush owns the data (and may hold
+        // the control lock for as long as a dead sink takes).
+        guard !context.gate.isClosing else { throw MetricsError(.closed, "the manager is closed") }
         let done: Void? = try control.withLock(timeout: exportTimeout) { (c) throws(MetricsError) in
             switch c.phase {
             case .new: throw MetricsError(.invalidState, "flush before start")
@@ -328,6 +349,7 @@ public final class MetricsManager: Sendable {
         }
         context.gate.beginClosing()
         guard context.level != .none else { return }
+        if closeReport.withLock({ if case .reported = $0 { true } else { false } }) { return }
         // Every put admitted before the closing bit finishes recording before
         // the final flush; every later one is refused. Puts run no callback
         // while admitted, so this wait is short.
@@ -352,7 +374,7 @@ public final class MetricsManager: Sendable {
 
         // The final work captures the parts it needs, never `self`: close may
         // run from deinit, and the work may outlive a timed-out close.
-        let (control, registry, context, closeFailure) = (control, registry, context, closeFailure)
+        let (control, registry, context, closeReport) = (control, registry, context, closeReport)
         let finished = uploader.finish(timeout: exportTimeout) {
             control.withLock { c in
                 guard c.phase == .started else { return }
@@ -360,18 +382,25 @@ public final class MetricsManager: Sendable {
                 do throws(MetricsError) {
                     try Self.exportPending(&c, registry: registry, context: context)
                 } catch {
-                    closeFailure.withLock { $0 = error }
+                    closeReport.withLock { report in
+                        if case .pending = report { report = .failed(error) }
+                    }
                 }
                 // Closed now, or by the last record still running.
                 context.requestSinkClose()
             }
         }
-        guard finished else {
-            throw MetricsError(.sinkFailed, "the final export did not finish within "
-                               + "\(configuration.exportTimeoutMs) ms; it completes in the background")
-        }
         // Reported once: a later close is a no-op that succeeds.
-        if let failure = closeFailure.withLock({ f in defer { f = nil }; return f }) { throw failure }
+        let failure = closeReport.withLock { report -> MetricsError? in
+            defer { report = .reported }
+            if !finished {
+                return MetricsError(.sinkFailed, "the final export did not finish within "
+                                    + "\(configuration.exportTimeoutMs) ms; it completes in the background")
+            }
+            if case .failed(let error) = report { return error }
+            return nil
+        }
+        if let failure { throw failure }
     }
 
     /// Keys whose failed export is retained for the next flush (for tests:

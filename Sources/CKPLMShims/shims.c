@@ -1,5 +1,13 @@
 #define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <time.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include "kplm_shims.h"
 
 void kplmshim_set_thread_name(const char *name) {
@@ -11,3 +19,169 @@ static _Thread_local void *callback_frame;
 
 void *kplmshim_callback_frame_get(void) { return callback_frame; }
 void kplmshim_callback_frame_set(void *frame) { callback_frame = frame; }
+
+/* ---- Writer indices --------------------------------------------------- */
+
+__thread int kplmshim_writer_plus1 __attribute__((tls_model("initial-exec"))) = 0;
+
+static pthread_mutex_t writers_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t writers_used;            /* bit i: index i is held */
+static pthread_key_t writers_key;
+static pthread_once_t writers_once = PTHREAD_ONCE_INIT;
+
+_Static_assert(KPLMSHIM_MAX_WRITERS == 64, "writers_used is one 64-bit word");
+
+/* Thread exit: give the index back. The thread has finished every put, so
+ * the next owner of the index continues its cells as their single writer
+ * (the mutex orders the old owner's writes before the new owner's). A put
+ * from a later destructor of the same thread takes the shared path. */
+static void writer_release(void *value) {
+    int index = (int)(intptr_t)value - 1;
+    kplmshim_writer_plus1 = -1;
+    pthread_mutex_lock(&writers_lock);
+    writers_used &= ~(UINT64_C(1) << index);
+    pthread_mutex_unlock(&writers_lock);
+}
+
+/* In a forked child only the forking thread exists: every other index is
+ * free again. The lock may have been held by a vanished thread: re-create. */
+static void writers_after_fork_in_child(void) {
+    pthread_mutex_init(&writers_lock, NULL);
+    int mine = kplmshim_writer_plus1;
+    writers_used = mine > 0 ? UINT64_C(1) << (mine - 1) : 0;
+}
+
+static void writers_init(void) {
+    (void)pthread_key_create(&writers_key, writer_release);
+    (void)pthread_atfork(NULL, NULL, writers_after_fork_in_child);
+}
+
+int kplmshim_writer_assign(void) {
+    if (kplmshim_writer_plus1 != 0) return kplmshim_writer_plus1 > 0 ? kplmshim_writer_plus1 - 1 : -1;
+    pthread_once(&writers_once, writers_init);
+    pthread_mutex_lock(&writers_lock);
+    int index = -1;
+    if (~writers_used != 0) {
+        index = __builtin_ctzll(~writers_used);
+        writers_used |= UINT64_C(1) << index;
+    }
+    pthread_mutex_unlock(&writers_lock);
+    if (index >= 0 && pthread_setspecific(writers_key, (void *)(intptr_t)(index + 1)) != 0) {
+        /* No destructor could be registered: the index would never come back. */
+        pthread_mutex_lock(&writers_lock);
+        writers_used &= ~(UINT64_C(1) << index);
+        pthread_mutex_unlock(&writers_lock);
+        index = -1;
+    }
+    kplmshim_writer_plus1 = index >= 0 ? index + 1 : -1;
+    return index;
+}
+
+int kplmshim_writers_in_use(void) {
+    pthread_once(&writers_once, writers_init);
+    pthread_mutex_lock(&writers_lock);
+    int n = __builtin_popcountll(writers_used);
+    pthread_mutex_unlock(&writers_lock);
+    return n;
+}
+
+/* ---- Asymmetric barrier ------------------------------------------------ */
+
+static int membarrier_call(int cmd) { return (int)syscall(SYS_membarrier, cmd, 0, 0); }
+
+static pthread_once_t barrier_once = PTHREAD_ONCE_INIT;
+static int barrier_ok;
+
+static void barrier_register(void) {
+    int supported = membarrier_call(MEMBARRIER_CMD_QUERY);
+    barrier_ok = supported > 0 && (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+                 membarrier_call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+}
+
+int kplmshim_heavy_barrier_available(void) {
+    pthread_once(&barrier_once, barrier_register);
+    return barrier_ok;
+}
+
+int kplmshim_heavy_barrier(void) {
+    if (membarrier_call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return 0;
+    /* A forked child may need to register again. */
+    if (errno == EPERM && membarrier_call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+        membarrier_call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return 0;
+    return -1;
+}
+
+/* ---- Current second ----------------------------------------------------- */
+
+long long kplmshim_second_now = LLONG_MIN;
+
+static pthread_mutex_t ticker_lock = PTHREAD_MUTEX_INITIALIZER;
+static int ticker_running;
+static pthread_once_t ticker_once = PTHREAD_ONCE_INIT;
+
+static long long coarse_second(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (long long)ts.tv_sec;
+}
+
+static void *ticker_main(void *unused) {
+    (void)unused;
+    (void)pthread_setname_np(pthread_self(), "kplm-clock");
+    for (;;) {
+        long long second = coarse_second();
+        __atomic_store_n(&kplmshim_second_now, second, __ATOMIC_RELAXED);
+        /* Wake 2 ms after the next boundary of the precise clock (same
+         * origin): by then the coarse clock, updated every tick, has moved on
+         * too; if not, the loop stores the same second and sleeps 2 ms. */
+        struct timespec wake = {.tv_sec = (time_t)second + 1, .tv_nsec = 2000000};
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > (time_t)second) {
+            wake = now;
+            wake.tv_nsec += 2000000;
+            if (wake.tv_nsec >= 1000000000L) { wake.tv_sec += 1; wake.tv_nsec -= 1000000000L; }
+        }
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL) == EINTR) {}
+    }
+    return NULL;
+}
+
+/* The ticker does not survive fork: the child reads the clock until a new
+ * manager restarts it. */
+static void ticker_after_fork_in_child(void) {
+    pthread_mutex_init(&ticker_lock, NULL);
+    ticker_running = 0;
+    __atomic_store_n(&kplmshim_second_now, LLONG_MIN, __ATOMIC_RELAXED);
+}
+
+static void ticker_init(void) { (void)pthread_atfork(NULL, NULL, ticker_after_fork_in_child); }
+
+int kplmshim_second_ticker_start(void) {
+    pthread_once(&ticker_once, ticker_init);
+    int result = 0;
+    pthread_mutex_lock(&ticker_lock);
+    if (!ticker_running) {
+        pthread_attr_t attr;
+        pthread_t thread;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 64 * 1024);
+        /* Every signal blocked in the ticker: it must never run a handler. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        /* Valid at once, not only once the thread has run. */
+        __atomic_store_n(&kplmshim_second_now, coarse_second(), __ATOMIC_RELAXED);
+        if (pthread_create(&thread, &attr, ticker_main, NULL) == 0) {
+            ticker_running = 1;
+        } else {
+            __atomic_store_n(&kplmshim_second_now, LLONG_MIN, __ATOMIC_RELAXED);
+            result = -1;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    pthread_mutex_unlock(&ticker_lock);
+    return result;
+}

@@ -1542,7 +1542,17 @@ static void quiesce_threads(int baseline) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int baseline_threads = -2;
-    if (baseline_threads == -2) baseline_threads = thread_count();
+    if (baseline_threads == -2) {
+        /* The library keeps one process-wide thread once a manager with the
+         * system clock exists (kplm-clock, the current-second ticker): start
+         * it before counting, so only uploader threads are waited for. */
+        kplm_config cfg;
+        kplm_config_init(&cfg);
+        cfg.level = KPLM_LEVEL_DETAILED;
+        kplm_manager *m = NULL;
+        if (kplm_new(&cfg, &m) == KPLM_OK) kplm_free(m);
+        baseline_threads = thread_count();
+    }
     tl_harness = 1;
     tl_depth = 0;
     tl_nexpect = 0;

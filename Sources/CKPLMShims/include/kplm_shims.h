@@ -10,4 +10,69 @@ void kplmshim_set_thread_name(const char *name);
 void *kplmshim_callback_frame_get(void);
 void kplmshim_callback_frame_set(void *frame);
 
+/* ---- Per-thread cells of the hot path ------------------------------------
+ * A thread that puts gets a small index (its "writer slot") that selects its
+ * single-writer cell in every metric. Indices are recycled when threads exit
+ * (a pthread key destructor) and re-dealt in a forked child. */
+
+/** How many threads can hold a writer index at once; others take the shared,
+ * locked path. */
+#define KPLMSHIM_MAX_WRITERS 64
+
+/** Per-thread: 0 = no index yet, k > 0 = index k - 1, -1 = none (the table
+ * was full, or the thread is exiting): use the shared path. Initial-exec TLS,
+ * so reading it is one load relative to the thread pointer. */
+extern __thread int kplmshim_writer_plus1 __attribute__((tls_model("initial-exec")));
+
+/** The calling thread's writer index, or -1 for the shared path. Assigns one
+ * on the first call (slow; takes a mutex once per thread). */
+int kplmshim_writer_assign(void);
+
+/** The calling thread's writer index (-1: shared path). Inlined into Swift. */
+static inline int kplmshim_writer_index(void) {
+    int v = kplmshim_writer_plus1;
+    return v > 0 ? v - 1 : (v == 0 ? kplmshim_writer_assign() : -1);
+}
+
+/** The raw per-thread value (see kplmshim_writer_plus1), for the hot path. */
+static inline int kplmshim_writer_raw(void) { return kplmshim_writer_plus1; }
+
+/** Number of writer indices in use (for tests: threads give theirs back). */
+int kplmshim_writers_in_use(void);
+
+/** Keeps the compiler from moving memory accesses across this point (no
+ * instruction is emitted). The other half of an asymmetric barrier: see
+ * kplmshim_heavy_barrier. */
+static inline void kplmshim_compiler_barrier(void) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+
+/** Registers the process for expedited membarrier. Returns 1 when
+ * kplmshim_heavy_barrier is usable, 0 when the kernel lacks it (the core
+ * then keeps every put on the shared, locked path). */
+int kplmshim_heavy_barrier_available(void);
+
+/** Makes every running thread of the process execute a full memory barrier
+ * before returning (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)), so a
+ * compiler barrier on the writer's side acts as a full fence against this
+ * call. Returns 0 on success, -1 if it failed (the caller must not rely on
+ * it). */
+int kplmshim_heavy_barrier(void);
+
+/* ---- Current second ------------------------------------------------------
+ * The whole seconds of CLOCK_MONOTONIC_COARSE, kept fresh by one process-wide
+ * thread ("kplm-clock") that wakes just after each second boundary, so a put
+ * reads its bucket's second with one load instead of a clock call. */
+
+/** The cached second, or INT64_MIN while no ticker runs (before the first
+ * start, or in a forked child): the caller then reads the clock itself. */
+extern long long kplmshim_second_now;
+
+/** The cached second (relaxed load), or INT64_MIN: see kplmshim_second_now. */
+static inline long long kplmshim_cached_second(void) {
+    return __atomic_load_n(&kplmshim_second_now, __ATOMIC_RELAXED);
+}
+
+/** Starts the ticker thread if it is not running (idempotent, thread-safe;
+ * again in a forked child). Returns 0, or -1 if no thread could start. */
+int kplmshim_second_ticker_start(void);
+
 #endif

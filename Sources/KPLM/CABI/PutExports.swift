@@ -6,15 +6,45 @@ import CKPLM
 public func kplm_put(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ value: Double,
                      _ stream: UnsafePointer<CChar>?, _ shardId: UnsafePointer<CChar>?,
                      _ errorCode: UnsafePointer<CChar>?) -> kplm_status {
-    guard let manager = manager(m), let name, name[0] != 0, value.isFinite else { return KPLM_EINVAL }
-    if manager.context.level == .none {
-        // Nothing is recorded, so nothing else needs checking.
-        if manager.context.isInherited { return KPLM_ESTATE }
-        return manager.context.gate.isClosing ? KPLM_ECLOSED : KPLM_OK
+    guard let m, let name, name[0] != 0, value.isFinite else { return KPLM_EINVAL }
+    // Borrowed without a retain: see kplm_metric_put.
+    return Unmanaged<MetricsManager>.fromOpaque(UnsafeRawPointer(m))._withUnsafeGuaranteedRef { manager in
+        if manager.context.level == .none {
+            // Nothing is recorded, so nothing else needs checking.
+            if manager.context.isInherited { return KPLM_ESTATE }
+            return manager.context.gate.isClosing ? KPLM_ECLOSED : KPLM_OK
+        }
+        // Fast path: these exact argument bytes were validated and resolved
+        // before.
+        let arguments = CPutArguments(name, stream, shardId, errorCode)
+        if let arguments, let metric = manager.cKeys.find(arguments) {
+            return metric._withUnsafeGuaranteedRef { status($0.put(finite: value)) }
+        }
+        return putResolvingKey(manager, arguments, name, value, stream, shardId, errorCode)
     }
-    return statusOf { () throws(MetricsError) in
+}
+
+/// The status of a put's outcome.
+@inline(__always)
+private func status(_ outcome: PutOutcome) -> kplm_status {
+    switch outcome {
+    case .recorded: KPLM_OK
+    case .closed: KPLM_ECLOSED
+    case .inherited: KPLM_ESTATE
+    }
+}
+
+/// A put by names whose arguments are not in the index yet: validates them,
+/// resolves (or creates) the key, remembers the arguments, then records.
+@inline(never)
+private func putResolvingKey(_ manager: MetricsManager, _ arguments: CPutArguments?,
+                             _ name: UnsafePointer<CChar>, _ value: Double, _ stream: UnsafePointer<CChar>?,
+                             _ shardId: UnsafePointer<CChar>?, _ errorCode: UnsafePointer<CChar>?) -> kplm_status {
+    statusOf { () throws(MetricsError) in
         let key = try CArguments.key(manager, name, stream, shardId, errorCode)
-        try manager.putValidated(key: key, value)
+        let metric = try manager.metricForPut(key: key)
+        if let arguments { manager.cKeys.insert(arguments, metric) }
+        try metric.put(finite: value).check()
     }
 }
 
@@ -36,7 +66,10 @@ public func kplm_metric_get(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?,
 
 @c @implementation
 public func kplm_metric_put(_ metric: OpaquePointer?, _ value: Double) -> kplm_status {
-    guard let metric else { return KPLM_EINVAL }
-    let handle = Unmanaged<Metric>.fromOpaque(UnsafeRawPointer(metric)).takeUnretainedValue()
-    return statusOf { () throws(MetricsError) in try handle.put(value) }
+    guard let metric, value.isFinite else { return KPLM_EINVAL }
+    // The manager keeps the metric alive until kplm_free: borrow it without
+    // a retain (a locked instruction on a line every putting thread shares).
+    return Unmanaged<Metric>.fromOpaque(UnsafeRawPointer(metric))._withUnsafeGuaranteedRef { handle in
+        status(handle.put(finite: value))
+    }
 }

@@ -1,3 +1,4 @@
+import CKPLMShims
 import Glibc
 
 /// The manager's clock: monotonic seconds, the system's or an injected one.
@@ -23,9 +24,35 @@ struct ManagerClock: Sendable {
         return Swift.min(Swift.max(t, -Self.limit), Self.limit)
     }
 
-    /// The integer second (bucket key) of a reading returned by ``now()``.
+    /// The second a put falls in. For the system clock, one load of the
+    /// second the process-wide ticker keeps fresh (see
+    /// `kplmshim_second_ticker_start`; it may lag a boundary by a few
+    /// milliseconds, never lead it); without a ticker, the coarse clock.
     @inline(__always)
-    static func second(of t: Double) -> Int64 { Int64(t.rounded(.down)) }
+    func currentSecond() -> Int64 {
+        if reading == nil {
+            let cached = kplmshim_cached_second()
+            if cached != Int64.min { return Int64(cached) }
+            return Self.second(of: Self.monotonicCoarse())
+        }
+        return Self.second(of: now())
+    }
+
+    /// Whether this is the system clock.
+    var isSystem: Bool { reading == nil }
+
+    /// Starts the process-wide second ticker when this is the system clock.
+    func startTicker() {
+        if reading == nil { _ = kplmshim_second_ticker_start() }
+    }
+
+    /// The integer second (bucket key) of a reading returned by ``now()``
+    /// (floor, inlined: readings are within ±2^52, so the conversion is exact).
+    @inline(__always)
+    static func second(of t: Double) -> Int64 {
+        let truncated = Int64(t)
+        return Double(truncated) > t ? truncated &- 1 : truncated
+    }
 
     /// Readings are clamped to ±2^52 s, far beyond any real clock, so
     /// `second(of:)` stays exact and in range.

@@ -1,3 +1,4 @@
+import CKPLMShims
 import Synchronization
 
 /// What every put needs from its manager, shared by the manager and its
@@ -7,6 +8,11 @@ final class PutContext: Sendable {
     let clock: ManagerClock
     let windowSeconds: Int64
     let gate = PutGate()
+    /// Drains the writer cells of this manager's metrics.
+    let collector = CellCollector()
+    /// Whether puts use per-thread writer cells (not at level none, nor
+    /// where the kernel lacks the barrier they rely on).
+    let usesWriterCells: Bool
     /// The fork generation this manager was created in (see ``ForkGuard``).
     let generation = ForkGuard.currentGeneration()
     /// The eventful sink, if any. Written only before start (under the
@@ -34,6 +40,8 @@ final class PutContext: Sendable {
         self.level = level
         self.clock = clock
         self.windowSeconds = Int64(windowSeconds)
+        self.usesWriterCells = level != .none && CellCollector.isAvailable
+        if level != .none { clock.startTicker() }
     }
 
     /// Throws `invalidState` in a child process for a manager created before
@@ -76,6 +84,23 @@ final class PutContext: Sendable {
     }
 }
 
+/// What a put did, without building an error on the hot path.
+enum PutOutcome {
+    case recorded
+    case closed
+    case inherited
+
+    /// The error a Swift caller sees, if any.
+    @inline(__always)
+    func check() throws(MetricsError) {
+        switch self {
+        case .recorded: return
+        case .closed: throw MetricsError(.closed, "the manager is closed")
+        case .inherited: throw ForkGuard.inheritedError
+        }
+    }
+}
+
 /// A resolved metric key: puts through it skip the key lookup.
 ///
 /// Obtain one with ``MetricsManager/metric(_:stream:shardId:errorCode:)``.
@@ -87,45 +112,116 @@ public final class Metric: Sendable {
     private let context: PutContext
     private let isNoop: Bool
 
+    // Copies for the hot path, as plain pointers: the strong references
+    // above keep what they point to alive as long as this handle, and using
+    // them costs no reference counting (a retain is a locked instruction on
+    // a line every thread putting on this metric would then share).
+    nonisolated(unsafe) private let gateWord: UnsafeMutablePointer<Atomic<UInt64>>
+    nonisolated(unsafe) private let cellTable: UnsafeMutablePointer<Atomic<UInt>>
+    private let seriesRef: Unmanaged<MetricSeries>
+    private let windowSeconds: Int64
+    private let usesWriterCells: Bool
+    /// Writer cells and the system clock (the second comes from the ticker).
+    private let cellsWithTicker: Bool
+    private let generation: UInt64
+
     init(key: MetricKey, context: PutContext, isNoop: Bool = false) {
         self.key = key
-        self.series = MetricSeries(key: key)
+        let series = MetricSeries(key: key)
+        self.series = series
         self.context = context
         self.isNoop = isNoop
+        self.gateWord = context.gate.wordPointer
+        self.cellTable = series.cells
+        self.seriesRef = Unmanaged.passUnretained(series)
+        self.windowSeconds = context.windowSeconds
+        self.usesWriterCells = context.usesWriterCells
+        self.cellsWithTicker = !isNoop && context.usesWriterCells && context.clock.isSystem
+        self.generation = context.generation
     }
 
     /// Records one observation (default 1).
     ///
     /// Throws `invalidArgument` for NaN or infinity and `closed` once the
     /// manager's close has begun.
+    @inline(__always)
     public func put(_ value: Double = 1) throws(MetricsError) {
         try Validation.checkValue(value)
-        try context.checkNotInherited()
-        if isNoop {
-            if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
-            return
-        }
-        guard let started = context.gate.enter() else { throw MetricsError(.closed, "the manager is closed") }
-        let now = record(value)
-        context.gate.leave()
-        notify(value, at: now, started: started)
+        try put(finite: value).check()
     }
 
-    /// Records an admitted observation. The caller holds a gate admission.
-    /// Returns the clock reading, for the event.
+    /// Records a finite value (the caller checked it).
+    ///
+    /// The common case is straight-line code with no call, no lock and no
+    /// locked instruction: the second from the process-wide ticker, this
+    /// thread's writer index from TLS, its cell from the metric's table, one
+    /// section on the cell. Anything else (level none, an injected clock, no
+    /// ticker, no writer index or cell yet, a fork, closing, an eventful
+    /// sink) leaves it for ``putGeneral(_:)``.
     @inline(__always)
-    func record(_ value: Double) -> Double {
-        let now = context.clock.now()
-        series.record(value, second: ManagerClock.second(of: now), windowSeconds: context.windowSeconds)
-        return now
+    func put(finite value: Double) -> PutOutcome {
+        let second = kplmshim_cached_second()
+        let writer = Int(kplmshim_writer_raw())
+        if _fastPath(cellsWithTicker && second != Int64.min && writer > 0 && !ForkGuard.isInherited(generation)) {
+            let bits = cellTable[writer &- 1].load(ordering: .acquiring)
+            if _fastPath(bits != 0) {
+                let word = WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
+                    .put(value, second: Int64(second), gate: gateWord, series: seriesRef, windowSeconds: windowSeconds)
+                if _fastPath(word & (PutGate.closingBit | PutGate.startedBit) == 0) { return .recorded }
+                if PutGate.isClosing(word) { return .closed }
+                notify(value)
+                return .recorded
+            }
+        }
+        return putGeneral(value)
+    }
+
+    /// Every case the fast path of ``put(finite:)`` leaves.
+    @inline(never)
+    private func putGeneral(_ value: Double) -> PutOutcome {
+        if ForkGuard.isInherited(generation) { return .inherited }
+        if isNoop { return PutGate.isClosing(PutGate.load(gateWord)) ? .closed : .recorded }
+        return record(value)
+    }
+
+    /// Records a validated observation: on this thread's writer cell (no
+    /// lock, no locked instruction), or on the shared path when the thread
+    /// has no writer index (more threads than ``MetricSeries/maxWriters``).
+    func record(_ value: Double) -> PutOutcome {
+        let second = context.clock.currentSecond()
+        let writer = usesWriterCells ? Int(kplmshim_writer_index()) : -1
+        let started: Bool
+        if writer >= 0 {
+            let cell = MetricSeries.cell(writer, in: cellTable, of: seriesRef)
+            let word = cell.put(value, second: second, gate: gateWord, series: seriesRef,
+                                windowSeconds: windowSeconds)
+            if PutGate.isClosing(word) { return .closed }
+            started = PutGate.isStarted(word)
+        } else {
+            guard let admitted = sharedRecord(value, second: second) else { return .closed }
+            started = admitted
+        }
+        if started { notify(value) }
+        return .recorded
+    }
+
+    /// Shared path: counted in by the gate, so close can wait for it.
+    /// Returns whether the manager was started, nil when closing.
+    @inline(never)
+    private func sharedRecord(_ value: Double, second: Int64) -> Bool? {
+        guard let admitted = context.gate.enter() else { return nil }
+        series.record(value, second: second, windowSeconds: windowSeconds)
+        context.gate.leave()
+        return admitted
     }
 
     /// After start, hands an eventful sink the observation just recorded.
-    /// Called after leaving the gate: close waits only for the recording,
-    /// never for a sink callback.
-    @inline(__always)
-    func notify(_ value: Double, at now: Double, started: Bool) {
-        guard started, let sink = context.eventSink, let owner = context.owner else { return }
+    /// Called after the put left its section or the gate: close waits only
+    /// for the recording, never for a sink callback.
+    @inline(never)
+    func notify(_ value: Double) {
+        guard let sink = context.eventSink, let owner = context.owner else { return }
+        let now = context.clock.now()
         context.deliver(MetricEvent(name: key.name, value: value, timestamp: now, dimensions: key.dimensions),
                         to: sink, owner: owner)
     }

@@ -1,3 +1,6 @@
+import CKPLMShims
+import Synchronization
+
 /// Unexported observations of one key: their statistics and the first and
 /// last second they fell in.
 struct PendingExport: Sendable {
@@ -20,12 +23,21 @@ struct WindowReading: Sendable {
 }
 
 /// The accumulator of one metric key: per-second buckets for the rolling
-/// window, plus everything not yet exported.
+/// window, plus everything not yet exported, plus one ``WriterCell`` per
+/// thread that put on it.
 ///
-/// Both are updated under one lock in the same critical section, so a put is
-/// either wholly visible to a reader or not at all, and exports stay exact
-/// for any double values (nothing is derived by subtraction).
-final class MetricSeries: Sendable {
+/// Puts land in their thread's cell without a lock (see ``WriterCell``);
+/// cells are spilled into the shared state below when their second changes
+/// and drained into it by every read (flush, snapshots, close). Buckets and
+/// pending are updated under one lock in the same critical section, so a
+/// merge is either wholly visible to a reader or not at all, and exports stay
+/// exact for any double values (nothing is derived by subtraction).
+///
+/// Memory: 64 bytes of state plus an 8-byte pointer per writer index
+/// (512 bytes), allocated with the series; a 128-byte cell per (thread,
+/// metric) on that thread's first put, reused by the next thread given the
+/// same writer index when the thread exits; one bucket per live second.
+final class MetricSeries: @unchecked Sendable {
     let key: MetricKey
 
     private struct State {
@@ -38,29 +50,93 @@ final class MetricSeries: Sendable {
 
     private let state = Locked(State())
 
+    /// Cell pointers by writer index (0 = none yet). Written once per slot,
+    /// by compare-exchange; never cleared while the series lives.
+    let cells: UnsafeMutablePointer<Atomic<UInt>>
+    /// Bit i set: cells[i] is non-zero (lets readers skip empty entries).
+    private let used = Atomic<UInt64>(0)
+    static let maxWriters = Int(KPLMSHIM_MAX_WRITERS)
+
     init(key: MetricKey) {
         self.key = key
+        cells = .allocate(capacity: Self.maxWriters)
+        for i in 0..<Self.maxWriters { (cells + i).initialize(to: Atomic(0)) }
     }
 
-    /// Records one observation that happened during `second`.
+    deinit {
+        for i in 0..<Self.maxWriters {
+            let bits = cells[i].load(ordering: .acquiring)
+            if bits != 0 { WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!).deallocate() }
+        }
+        cells.deinitialize(count: Self.maxWriters)
+        cells.deallocate()
+    }
+
+    /// The cell of writer index `writer` in the table `cells` of `series`,
+    /// created on first use. Static, on plain pointers: no reference counting.
+    @inline(__always)
+    static func cell(_ writer: Int, in cells: UnsafeMutablePointer<Atomic<UInt>>,
+                     of series: Unmanaged<MetricSeries>) -> WriterCell {
+        // Acquire: a cell published by another thread (a reader scanning, or
+        // a later owner of the index) is seen initialised.
+        let bits = cells[writer].load(ordering: .acquiring)
+        if bits != 0 { return WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!) }
+        return series._withUnsafeGuaranteedRef { $0.createCell(writer) }
+    }
+
+    @inline(never)
+    func createCell(_ writer: Int) -> WriterCell {
+        let created = WriterCell.allocate()
+        let bits = UInt(bitPattern: created.base)
+        let (exchanged, existing) = cells[writer].compareExchange(
+            expected: 0, desired: bits, ordering: .acquiringAndReleasing)
+        if exchanged {
+            used.bitwiseOr(1 << UInt64(writer), ordering: .releasing)
+            return created
+        }
+        // Cannot happen (one owner per index at a time), but stay correct.
+        created.deallocate()
+        return WriterCell(base: UnsafeMutableRawPointer(bitPattern: existing)!)
+    }
+
+    /// Calls `body` with every cell created so far.
+    @inline(__always)
+    func forEachCell(_ body: (WriterCell) -> Void) {
+        var mask = used.load(ordering: .acquiring)
+        while mask != 0 {
+            let i = mask.trailingZeroBitCount
+            mask &= mask &- 1
+            let bits = cells[i].load(ordering: .acquiring)
+            if bits != 0 { body(WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)) }
+        }
+    }
+
+    /// Records one observation that happened during `second` (shared path).
     func record(_ value: Double, second: Int64, windowSeconds: Int64) {
+        record(MetricStatistics(count: 1, sum: value, min: value, max: value), second: second,
+               windowSeconds: windowSeconds)
+    }
+
+    /// Merges observations that happened during `second`: one put on the
+    /// shared path, or a writer cell's slot.
+    func record(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64) {
         state.withLock { s in
             if s.pending == nil {
                 s.pending = PendingExport(statistics: .empty, firstSecond: second, lastSecond: second)
             }
-            s.pending!.statistics.add(value)
+            s.pending!.statistics.merge(statistics)
             if second < s.pending!.firstSecond { s.pending!.firstSecond = second }
             if second > s.pending!.lastSecond { s.pending!.lastSecond = second }
 
             // Common case: same second as the newest bucket, or a new second.
             if let last = s.buckets.indices.last {
                 if s.buckets[last].second == second {
-                    s.buckets[last].statistics.add(value)
+                    s.buckets[last].statistics.merge(statistics)
                     return
                 }
                 if s.buckets[last].second < second {
                     Self.evict(&s.buckets, olderThan: second - windowSeconds)
-                    s.buckets.append((second, Self.single(value)))
+                    s.buckets.append((second, statistics))
                     return
                 }
                 // A late observation (its second is older than the newest
@@ -72,12 +148,12 @@ final class MetricSeries: Sendable {
                 var i = last
                 while i >= 0 && s.buckets[i].second > second { i -= 1 }
                 if i >= 0 && s.buckets[i].second == second {
-                    s.buckets[i].statistics.add(value)
+                    s.buckets[i].statistics.merge(statistics)
                 } else {
-                    s.buckets.insert((second, Self.single(value)), at: i + 1)
+                    s.buckets.insert((second, statistics), at: i + 1)
                 }
             } else {
-                s.buckets.append((second, Self.single(value)))
+                s.buckets.append((second, statistics))
             }
         }
     }
@@ -111,10 +187,6 @@ final class MetricSeries: Sendable {
             guard merged.count > 0 else { return nil }
             return WindowReading(statistics: merged, oldestSecond: oldest, newestSecond: newest)
         }
-    }
-
-    private static func single(_ value: Double) -> MetricStatistics {
-        MetricStatistics(count: 1, sum: value, min: value, max: value)
     }
 
     /// Drops buckets whose second is <= `limit` (they left the window).

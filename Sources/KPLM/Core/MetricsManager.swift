@@ -56,6 +56,8 @@ public final class MetricsManager: Sendable {
 
     let context: PutContext
     private let registry: Registry
+    /// Puts by names from C: argument bytes → metric, without Strings.
+    let cKeys: CKeyIndex
     /// At level none, the handle every ``metric(_:stream:shardId:errorCode:)`` returns.
     private let noopMetric: Metric?
 
@@ -102,6 +104,8 @@ public final class MetricsManager: Sendable {
         let context = PutContext(level: configuration.level, clock: clock, windowSeconds: configuration.windowSeconds)
         self.context = context
         self.registry = Registry(maxMetrics: configuration.maxMetrics, context: context)
+        // At SUMMARY several argument tuples map to one metric: room for a few each.
+        self.cKeys = CKeyIndex(maxEntries: configuration.maxMetrics > 1 << 28 ? 1 << 30 : configuration.maxMetrics * 4)
         self.noopMetric = configuration.level == .none
             ? Metric(key: MetricKey(name: "-"), context: context, isNoop: true) : nil
         context.owner = ObjectIdentifier(self)
@@ -164,18 +168,15 @@ public final class MetricsManager: Sendable {
 
     /// Records an observation whose inputs are already validated.
     func putValidated(key: MetricKey, _ value: Double) throws(MetricsError) {
+        try metricForPut(key: key).record(value).check()
+    }
+
+    /// The metric a put on a validated key records on, created if new.
+    func metricForPut(key: MetricKey) throws(MetricsError) -> Metric {
         try context.checkNotInherited()
-        guard let started = context.gate.enter() else { throw MetricsError(.closed, "the manager is closed") }
-        let metric: Metric
-        do {
-            metric = try registry.metric(for: key)
-        } catch {
-            context.gate.leave()
-            throw error
-        }
-        let now = metric.record(value)
-        context.gate.leave()
-        metric.notify(value, at: now, started: started)
+        // Not to create keys after close began; the put itself checks again.
+        if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
+        return try registry.metric(for: key)
     }
 
     /// Resolves a key once, for repeated ``Metric/put(_:)`` calls. Same checks
@@ -236,7 +237,9 @@ public final class MetricsManager: Sendable {
     private func liveWindows(at now: Double) -> [(MetricKey, WindowReading)] {
         guard context.level != .none, !context.isInherited else { return [] }
         let nowSecond = ManagerClock.second(of: now)
-        return registry.allSeries.compactMap { series in
+        let all = registry.allSeries
+        context.collector.collect(all, windowSeconds: context.windowSeconds)
+        return all.compactMap { series in
             series.window(at: nowSecond, windowSeconds: context.windowSeconds).map { (series.key, $0) }
         }
     }
@@ -297,7 +300,7 @@ public final class MetricsManager: Sendable {
             c.phase = .started
             uploaderSlot.withLock { $0 = uploader }
             context.sinkToClose = sink
-            context.gate.markStarted()
+            if context.eventSink != nil { context.gate.markStarted() }
         }
     }
 
@@ -354,6 +357,7 @@ public final class MetricsManager: Sendable {
         // the final flush; every later one is refused. Puts run no callback
         // while admitted, so this wait is short.
         context.gate.waitForPutsInProgress()
+        context.collector.waitForSections(registry.allSeries)
 
         // A manager never started is simply marked closed: no sink call.
         let uploader: Uploader?
@@ -418,7 +422,9 @@ public final class MetricsManager: Sendable {
                                       context: PutContext) throws(MetricsError) {
         var batch = c.retained
         c.retained = [:]
-        for series in registry.allSeries {
+        let all = registry.allSeries
+        context.collector.collect(all, windowSeconds: context.windowSeconds)
+        for series in all {
             guard let pending = series.takePending() else { continue }
             if batch.isEmpty || batch[series.key] == nil {
                 batch[series.key] = pending

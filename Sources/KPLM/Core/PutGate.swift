@@ -4,13 +4,27 @@ import Glibc
 /// Admission of puts, so that close can refuse new puts and then wait for the
 /// ones already admitted: nothing accepted can miss the final flush.
 ///
-/// One atomic word: bit 0 = closing, bit 1 = started (the eventful sink may
-/// be called), bits 2… = number of puts in progress.
-final class PutGate: Sendable {
-    private let word = Atomic<UInt64>(0)
+/// One atomic word: bit 0 = closing, bit 1 = started with an eventful sink
+/// (puts call its record), bits 2… = number of puts in progress on the
+/// shared path (puts on writer cells are waited for by their sections).
+final class PutGate: @unchecked Sendable {
+    /// The word, in memory of its own so that a put can read it through a
+    /// plain pointer (no reference counting on the gate object).
+    let wordPointer: UnsafeMutablePointer<Atomic<UInt64>>
+    @inline(__always) private var word: UnsafeMutablePointer<Atomic<UInt64>> { wordPointer }
 
-    private static let closingBit: UInt64 = 1
-    private static let startedBit: UInt64 = 2
+    init() {
+        wordPointer = .allocate(capacity: 1)
+        wordPointer.initialize(to: Atomic(0))
+    }
+
+    deinit {
+        wordPointer.deinitialize(count: 1)
+        wordPointer.deallocate()
+    }
+
+    static let closingBit: UInt64 = 1
+    static let startedBit: UInt64 = 2
     private static let oneInFlight: UInt64 = 4
 
     /// Admits a put. Returns nil if close has begun (the put must be
@@ -22,7 +36,7 @@ final class PutGate: Sendable {
     /// sees the started bit also sees the sink installed before start.
     @inline(__always)
     func enter() -> Bool? {
-        let old = word.wrappingAdd(Self.oneInFlight, ordering: .acquiringAndReleasing).oldValue
+        let old = word.pointee.wrappingAdd(Self.oneInFlight, ordering: .acquiringAndReleasing).oldValue
         if old & Self.closingBit != 0 {
             leave()
             return nil
@@ -33,22 +47,39 @@ final class PutGate: Sendable {
     /// Ends a put admitted by ``enter()``.
     @inline(__always)
     func leave() {
-        word.wrappingSubtract(Self.oneInFlight, ordering: .releasing)
+        word.pointee.wrappingSubtract(Self.oneInFlight, ordering: .releasing)
     }
 
-    /// Whether close has begun.
-    var isClosing: Bool { word.load(ordering: .acquiring) & Self.closingBit != 0 }
+    /// The gate word, for a put on a writer cell (which does not count
+    /// itself in: close waits for its section instead). Acquiring, so that a
+    /// put that sees the started bit also sees the sink installed before.
+    @inline(__always)
+    static func load(_ word: UnsafeMutablePointer<Atomic<UInt64>>) -> UInt64 {
+        word.pointee.load(ordering: .acquiring)
+    }
 
-    /// Lets later puts call the eventful sink.
-    func markStarted() { word.bitwiseOr(Self.startedBit, ordering: .releasing) }
+    /// Whether a word read by ``load()`` says close has begun.
+    @inline(__always)
+    static func isClosing(_ word: UInt64) -> Bool { word & closingBit != 0 }
+
+    /// Whether a word read by ``load()`` says the manager was started.
+    @inline(__always)
+    static func isStarted(_ word: UInt64) -> Bool { word & startedBit != 0 }
+
+    /// Whether close has begun.
+    var isClosing: Bool { word.pointee.load(ordering: .acquiring) & Self.closingBit != 0 }
+
+    /// Lets later puts call the eventful sink (set at start only when the
+    /// sink is eventful, so other puts never branch to the notify path).
+    func markStarted() { word.pointee.bitwiseOr(Self.startedBit, ordering: .releasing) }
 
     /// Refuses every later put.
-    func beginClosing() { word.bitwiseOr(Self.closingBit, ordering: .acquiringAndReleasing) }
+    func beginClosing() { word.pointee.bitwiseOr(Self.closingBit, ordering: .acquiringAndReleasing) }
 
     /// Waits until no admitted put is still running. An admitted put only
     /// records its observation (the eventful sink is called after leaving
     /// the gate), so the wait is short and yielding is enough.
     func waitForPutsInProgress() {
-        while word.load(ordering: .acquiring) >> 2 != 0 { sched_yield() }
+        while word.pointee.load(ordering: .acquiring) >> 2 != 0 { sched_yield() }
     }
 }

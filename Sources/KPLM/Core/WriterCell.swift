@@ -1,0 +1,181 @@
+import CKPLMShims
+import Glibc
+import Synchronization
+
+/// One thread's private accumulator for one metric: the hot path of a put.
+///
+/// ## Layout (raw memory, 128 bytes, 64-byte aligned)
+///
+///     0  sequence  Atomic<UInt>  odd while the owner is writing
+///     8  active    Atomic<Int>   slot the owner writes (0 or 1); set by readers
+///    16  slot 0    count (Atomic<Int>), second, sum, min, max
+///    56  slot 1    same
+///
+/// ## Protocol
+///
+/// A cell has exactly one writer at a time: the thread holding its writer
+/// index (see `kplmshim_writer_index`). A put is a *section*:
+///
+///     sequence = s + 1        (relaxed store: no locked instruction)
+///     compiler barrier
+///     read the gate (closing?) and `active`
+///     update slot[active]     (plain loads and stores)
+///     sequence = s + 2        (release store)
+///
+/// A reader (flush, snapshots, close; one at a time per manager) never writes
+/// a slot the writer may be using. To collect a cell it stores the other
+/// index in `active`, then calls the heavy barrier (`membarrier`) once for
+/// all the cells it flipped, then waits until each cell's sequence is even
+/// or has moved on, then drains and resets the slot it flipped away from.
+///
+/// Why that is enough: the writer's "store sequence, then load active" and
+/// the reader's "store active, then load sequence" form a Dekker pair. The
+/// membarrier turns the writer's compiler barrier into a full fence for this
+/// exchange (it makes every running thread execute one, and a thread not
+/// running has passed a context switch, itself a full barrier), so at least
+/// one side sees the other's store: either the writer reads the new `active`
+/// and never touches the old slot again, or the reader sees the odd sequence
+/// of a section that may have read the old `active`, and waits for it to end.
+/// A section that starts after the barrier reads the new `active`. The
+/// release store that ends a section, read with acquire by the reader, makes
+/// the slot's contents visible; the release store of `active`, read with
+/// acquire by the writer, orders the reader's reset of a slot before the
+/// writer's next use of it (the recycle rule: a slot is written again only
+/// after a reader has drained it and flipped back to it).
+///
+/// The same pair guards close: close sets the gate's closing bit, calls the
+/// barrier, and waits for every cell's section in progress, so a put is
+/// either refused or recorded before the final flush.
+///
+/// Seconds: a slot holds one second. When the owner's second changes (or an
+/// injected clock goes back) the owner *spills* the slot into the metric's
+/// shared series under its lock, inside its section, and starts the slot
+/// afresh: once per second per (thread, metric). Statistics only ever merge
+/// (count and sum add, min and max compare), so totals stay exact for any
+/// doubles, and a late observation lands in its own second.
+struct WriterCell {
+    let base: UnsafeMutableRawPointer
+
+    static let byteCount = 128
+    static let alignment = 64
+    private static let slotOffset = 16
+    private static let slotStride = 40
+
+    /// Allocates an empty cell (active slot 0, both slots empty).
+    static func allocate() -> WriterCell {
+        let base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: alignment)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        base.bindMemory(to: Atomic<UInt>.self, capacity: 1).initialize(to: Atomic(0))
+        (base + 8).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
+        for slot in 0..<2 {
+            (base + slotOffset + slot * slotStride).bindMemory(to: Atomic<Int>.self, capacity: 1)
+                .initialize(to: Atomic(0))
+        }
+        return WriterCell(base: base)
+    }
+
+    func deallocate() { base.deallocate() }
+
+    // MARK: Fields
+
+    @inline(__always) private var sequence: UnsafeMutablePointer<Atomic<UInt>> {
+        base.assumingMemoryBound(to: Atomic<UInt>.self)
+    }
+    @inline(__always) private var active: UnsafeMutablePointer<Atomic<Int>> {
+        (base + 8).assumingMemoryBound(to: Atomic<Int>.self)
+    }
+    @inline(__always) private func slot(_ index: Int) -> UnsafeMutableRawPointer {
+        base + Self.slotOffset + index &* Self.slotStride
+    }
+    @inline(__always) private static func count(_ slot: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<Int>> {
+        slot.assumingMemoryBound(to: Atomic<Int>.self)
+    }
+
+    // MARK: Writer (the owning thread only)
+
+    /// Records `value` in `second` unless the gate says closing. Returns
+    /// the gate word read inside the section (the caller refuses the put if
+    /// its closing bit is set, and notifies an eventful sink if started).
+    @inline(__always)
+    func put(_ value: Double, second: Int64, gate: UnsafeMutablePointer<Atomic<UInt64>>,
+             series: Unmanaged<MetricSeries>, windowSeconds: Int64) -> UInt64 {
+        let seq = sequence.pointee.load(ordering: .relaxed)
+        sequence.pointee.store(seq &+ 1, ordering: .relaxed)
+        // Dekker half: the odd sequence must not move below the loads of the
+        // gate and of `active` (the reader's membarrier supplies the fence).
+        kplmshim_compiler_barrier()
+        let word = PutGate.load(gate)
+        if !PutGate.isClosing(word) {
+            let s = slot(active.pointee.load(ordering: .acquiring))
+            let count = Self.count(s)
+            let n = count.pointee.load(ordering: .relaxed)
+            if n != 0 && s.load(fromByteOffset: 8, as: Int64.self) == second {
+                // Common case: same second as the last put of this thread.
+                s.storeBytes(of: s.load(fromByteOffset: 16, as: Double.self) + value, toByteOffset: 16, as: Double.self)
+                if value < s.load(fromByteOffset: 24, as: Double.self) {
+                    s.storeBytes(of: value, toByteOffset: 24, as: Double.self)
+                }
+                if value > s.load(fromByteOffset: 32, as: Double.self) {
+                    s.storeBytes(of: value, toByteOffset: 32, as: Double.self)
+                }
+                count.pointee.store(n &+ 1, ordering: .relaxed)
+            } else {
+                if n != 0 { Self.spill(s, n, into: series, windowSeconds: windowSeconds) }
+                s.storeBytes(of: second, toByteOffset: 8, as: Int64.self)
+                s.storeBytes(of: value, toByteOffset: 16, as: Double.self)
+                s.storeBytes(of: value, toByteOffset: 24, as: Double.self)
+                s.storeBytes(of: value, toByteOffset: 32, as: Double.self)
+                count.pointee.store(1, ordering: .relaxed)
+            }
+        }
+        // Ends the section: publishes the slot to a reader that acquires it.
+        sequence.pointee.store(seq &+ 2, ordering: .releasing)
+        return word
+    }
+
+    /// Moves a slot's statistics into the shared series (a new second, or a
+    /// drained slot). Out of line: once per second per (thread, metric).
+    @inline(never)
+    private static func spill(_ s: UnsafeMutableRawPointer, _ n: Int, into series: Unmanaged<MetricSeries>,
+                              windowSeconds: Int64) {
+        let statistics = MetricStatistics(count: n, sum: s.load(fromByteOffset: 16, as: Double.self),
+                                          min: s.load(fromByteOffset: 24, as: Double.self),
+                                          max: s.load(fromByteOffset: 32, as: Double.self))
+        let second = s.load(fromByteOffset: 8, as: Int64.self)
+        series._withUnsafeGuaranteedRef { $0.record(statistics, second: second, windowSeconds: windowSeconds) }
+    }
+
+    // MARK: Reader (under the manager's collect lock)
+
+    /// Step 1: if the active slot holds data, points the writer at the other
+    /// (empty) slot and returns the index of the slot to drain after the
+    /// barrier. The count is read racily on purpose: a put that lands after
+    /// this read is collected next time.
+    func flipIfUsed() -> Int? {
+        let current = active.pointee.load(ordering: .relaxed)   // only readers store it
+        guard Self.count(slot(current)).pointee.load(ordering: .relaxed) != 0 else { return nil }
+        active.pointee.store(1 &- current, ordering: .releasing)
+        return current
+    }
+
+    /// Step 2 (after the heavy barrier): waits for a section that may still
+    /// use the old slot.
+    func waitForSection() {
+        let seq = sequence.pointee.load(ordering: .acquiring)
+        guard seq & 1 != 0 else { return }
+        var spins = 0
+        while sequence.pointee.load(ordering: .acquiring) == seq {
+            spins += 1
+            if spins > 64 { sched_yield() }   // the writer was preempted mid-section
+        }
+    }
+
+    /// Step 3: moves the drained slot into the series and empties it.
+    func drain(_ index: Int, into series: MetricSeries, windowSeconds: Int64) {
+        let s = slot(index)
+        let n = Self.count(s).pointee.load(ordering: .relaxed)
+        guard n != 0 else { return }
+        Self.spill(s, n, into: Unmanaged.passUnretained(series), windowSeconds: windowSeconds)
+        Self.count(s).pointee.store(0, ordering: .relaxed)
+    }
+}

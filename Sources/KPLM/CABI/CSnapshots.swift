@@ -16,9 +16,17 @@ enum CLayout {
     /// Copies `s` with a NUL into `cursor`, returning the copy and advancing.
     private static func copy(_ s: String, _ cursor: inout UnsafeMutablePointer<CChar>) -> UnsafePointer<CChar> {
         let start = cursor
-        for byte in s.utf8 {
-            cursor.pointee = CChar(bitPattern: byte)
-            cursor += 1
+        let copied: Void? = s.utf8.withContiguousStorageIfAvailable { bytes in
+            if let base = bytes.baseAddress {
+                UnsafeMutableRawPointer(cursor).copyMemory(from: base, byteCount: bytes.count)
+            }
+            cursor += bytes.count
+        }
+        if copied == nil {
+            for byte in s.utf8 {
+                cursor.pointee = CChar(bitPattern: byte)
+                cursor += 1
+            }
         }
         cursor.pointee = 0
         cursor += 1

@@ -39,6 +39,24 @@ class CallbackSink: MetricsSink, @unchecked Sendable {
     }
 }
 
+extension CallbackSink: SeriesExporting {
+    /// A flush's batch as one C array, strings borrowed from each series'
+    /// ``CKeyLayout`` (valid during the callback).
+    func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double) throws {
+        let rc = withUnsafeTemporaryAllocation(of: kplm_snapshot.self, capacity: batch.count) { buffer in
+            let base = buffer.baseAddress!
+            for (i, item) in batch.enumerated() {
+                let end = Double(item.pending.lastSecond + 1)
+                (base + i).initialize(to: item.series.cKey.snapshot(
+                    item.pending.statistics, windowStart: Double(item.pending.firstSecond), windowEnd: end,
+                    timestampUnix: wall - (now - end)))
+            }
+            return callbacks.export_snapshots(callbacks.user_data, base, batch.count)
+        }
+        if rc != 0 { throw ExportFailed(code: rc) }
+    }
+}
+
 /// A C sink with a `record` callback.
 final class EventfulCallbackSink: CallbackSink, EventfulMetricsSink, @unchecked Sendable {
     func record(_ event: MetricEvent) {

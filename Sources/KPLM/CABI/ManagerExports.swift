@@ -105,12 +105,13 @@ public func kplm_snapshots(_ m: OpaquePointer?,
                            _ userData: UnsafeMutableRawPointer?) -> kplm_status {
     guard let manager = manager(m), let visit else { return KPLM_EINVAL }
     if manager.context.isInherited { return KPLM_ESTATE }
-    // Collected first: no lock is held while the caller's visit runs.
-    let snapshots = manager.snapshots()
-    guard !snapshots.isEmpty else { return KPLM_OK }
-    CLayout.withSnapshots(snapshots) { array, count in
-        CallbackGuard.run(for: ObjectIdentifier(manager)) {
-            for i in 0..<count where visit(userData, array + i) != 0 { break }
+    // One window at a time, strings borrowed from the series' C layout; no
+    // lock is held while the caller's visit runs.
+    CallbackGuard.run(for: ObjectIdentifier(manager)) {
+        manager.forEachLiveWindow { series, statistics, start, end, timestamp in
+            var snapshot = series.cKey.snapshot(statistics, windowStart: start, windowEnd: end,
+                                                timestampUnix: timestamp)
+            return visit(userData, &snapshot) == 0
         }
     }
     return KPLM_OK

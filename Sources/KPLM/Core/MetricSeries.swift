@@ -57,8 +57,16 @@ final class MetricSeries: @unchecked Sendable {
     private let used = Atomic<UInt64>(0)
     static let maxWriters = Int(KPLMSHIM_MAX_WRITERS)
 
+    /// The key's dimensions, rendered once (``MetricKey/dimensions`` builds
+    /// an array at each call).
+    let dimensions: [MetricDimension]
+    /// The key as C strings, for the C ABI's snapshots and exports.
+    let cKey: CKeyLayout
+
     init(key: MetricKey) {
         self.key = key
+        self.dimensions = key.dimensions
+        self.cKey = CKeyLayout(key)
         cells = .allocate(capacity: Self.maxWriters)
         for i in 0..<Self.maxWriters { (cells + i).initialize(to: Atomic(0)) }
     }

@@ -220,27 +220,41 @@ public final class MetricsManager: Sendable {
     /// Rolling-window statistics of every metric with a live bucket, sorted
     /// in export order. Empty at level none. Works in every state.
     public func snapshots() -> [MetricSnapshot] {
-        let now = context.clock.now()
-        let wall = ManagerClock.wallNow()
-        return Self.sorted(liveWindows(at: now).map { key, reading in
-            Self.snapshot(key, reading.statistics, first: reading.oldestSecond, last: reading.newestSecond,
-                          now: now, wall: wall)
-        })
+        var result: [MetricSnapshot] = []
+        forEachLiveWindow { series, statistics, start, end, timestamp in
+            result.append(MetricSnapshot(name: series.key.name, count: statistics.count, sum: statistics.sum,
+                                         min: statistics.min, max: statistics.max, dimensions: series.dimensions,
+                                         windowStart: start, windowEnd: end, timestampUnix: timestamp))
+            return true
+        }
+        return result
     }
 
     /// (count, sum, min, max) of every metric with a live bucket.
     public func snapshot() -> [MetricKey: MetricStatistics] {
-        Dictionary(uniqueKeysWithValues: liveWindows(at: context.clock.now()).map { ($0.0, $0.1.statistics) })
+        var result: [MetricKey: MetricStatistics] = [:]
+        forEachLiveWindow { series, statistics, _, _, _ in
+            result[series.key] = statistics
+            return true
+        }
+        return result
     }
 
-    /// Every key with a live bucket at manager time `now`, with its window.
-    private func liveWindows(at now: Double) -> [(MetricKey, WindowReading)] {
-        guard context.level != .none, !context.isInherited else { return [] }
+    /// Calls `body` with the rolling window of every metric with a live
+    /// bucket, in export order, until it returns false: the series, its
+    /// statistics, the window's start and end (manager seconds) and the
+    /// end's Unix time. No lock is held while `body` runs.
+    func forEachLiveWindow(_ body: (MetricSeries, MetricStatistics, Double, Double, Double) -> Bool) {
+        guard context.level != .none, !context.isInherited else { return }
+        let now = context.clock.now()
+        let wall = ManagerClock.wallNow()
         let nowSecond = ManagerClock.second(of: now)
-        let all = registry.allSeries
+        let all = registry.seriesInExportOrder
         context.collector.collect(all, windowSeconds: context.windowSeconds)
-        return all.compactMap { series in
-            series.window(at: nowSecond, windowSeconds: context.windowSeconds).map { (series.key, $0) }
+        for series in all {
+            guard let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) else { continue }
+            let end = Double(reading.newestSecond + 1)
+            if !body(series, reading.statistics, Double(reading.oldestSecond), end, wall - (now - end)) { return }
         }
     }
 
@@ -420,44 +434,54 @@ public final class MetricsManager: Sendable {
     /// and exports it. Called with the control lock held.
     private static func exportPending(_ c: inout Control, registry: Registry,
                                       context: PutContext) throws(MetricsError) {
-        var batch = c.retained
-        c.retained = [:]
-        let all = registry.allSeries
+        let all = registry.seriesInExportOrder
         context.collector.collect(all, windowSeconds: context.windowSeconds)
+        // In export order already: no sort. Data a failed export left
+        // (retained) is merged into its key's new data.
+        var retained = c.retained
+        c.retained = [:]
+        var batch: [(series: MetricSeries, pending: PendingExport)] = []
         for series in all {
-            guard let pending = series.takePending() else { continue }
-            if batch.isEmpty || batch[series.key] == nil {
-                batch[series.key] = pending
-            } else {
-                batch[series.key]!.merge(pending)
+            var pending = series.takePending()
+            if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
+                if pending == nil { pending = old } else { pending!.merge(old) }
             }
+            if let pending { batch.append((series, pending)) }
         }
         guard !batch.isEmpty else { return }
         let now = context.clock.now()
         let wall = ManagerClock.wallNow()
-        let snapshots = Self.sorted(batch.map { key, pending in
-            Self.snapshot(key, pending.statistics, first: pending.firstSecond, last: pending.lastSecond,
-                          now: now, wall: wall)
-        })
         let sink = c.sink
         do {
-            try CallbackGuard.run(for: context.owner!) { try sink.export(snapshots) }
+            try CallbackGuard.run(for: context.owner!) {
+                if let direct = sink as? any SeriesExporting {
+                    try direct.export(batch, now: now, wall: wall)
+                } else {
+                    try sink.export(batch.map { series, pending in
+                        Self.snapshot(series, pending.statistics, first: pending.firstSecond,
+                                      last: pending.lastSecond, now: now, wall: wall)
+                    })
+                }
+            }
         } catch {
-            c.retained = batch
-            throw MetricsError(.sinkFailed, "the sink failed to export \(snapshots.count) snapshots: \(error)")
+            c.retained = Dictionary(uniqueKeysWithValues: batch.map { ($0.series.key, $0.pending) })
+            throw MetricsError(.sinkFailed, "the sink failed to export \(batch.count) snapshots: \(error)")
         }
     }
 
-    private static func snapshot(_ key: MetricKey, _ statistics: MetricStatistics, first: Int64, last: Int64,
-                                 now: Double, wall: Double) -> MetricSnapshot {
+    static func snapshot(_ series: MetricSeries, _ statistics: MetricStatistics, first: Int64, last: Int64,
+                         now: Double, wall: Double) -> MetricSnapshot {
         let windowEnd = Double(last + 1)
-        return MetricSnapshot(name: key.name, count: statistics.count, sum: statistics.sum,
-                              min: statistics.min, max: statistics.max, dimensions: key.dimensions,
+        return MetricSnapshot(name: series.key.name, count: statistics.count, sum: statistics.sum,
+                              min: statistics.min, max: statistics.max, dimensions: series.dimensions,
                               windowStart: Double(first), windowEnd: windowEnd,
                               timestampUnix: wall - (now - windowEnd))
     }
+}
 
-    private static func sorted(_ snapshots: [MetricSnapshot]) -> [MetricSnapshot] {
-        snapshots.sorted { ExportOrder.precedes($0.name, $0.dimensions, $1.name, $1.dimensions) }
-    }
+/// A sink that takes a flush's batch as series and pending data directly,
+/// skipping ``MetricSnapshot`` values (the C callback sink: it lays the
+/// batch out as C structs pointing at each series' ``CKeyLayout``).
+protocol SeriesExporting {
+    func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double) throws
 }

@@ -13,6 +13,10 @@ final class Registry: Sendable {
         var all: [MetricSeries] = []
         /// Keys counted against the cap (the refused-counter key is not).
         var cappedCount = 0
+        /// `all` in export order, recomputed by a reader after keys were
+        /// added (the key set is mostly stable: flushes rarely sort).
+        var sorted: [MetricSeries] = []
+        var sortedCount = 0
     }
 
     private let state = Locked(State())
@@ -48,6 +52,25 @@ final class Registry: Sendable {
 
     /// Every series, in creation order.
     var allSeries: [MetricSeries] { state.withLock { $0.all } }
+
+    /// Every series in export order (see ``ExportOrder``). Sorted again only
+    /// when keys were added since the last call; the sort runs outside the
+    /// lock, so puts creating keys never wait for it.
+    var seriesInExportOrder: [MetricSeries] {
+        let (cached, all) = state.withLock { s -> ([MetricSeries]?, [MetricSeries]) in
+            s.sortedCount == s.all.count ? (s.sorted, s.all) : (nil, s.all)
+        }
+        if let cached { return cached }
+        let sorted = all.sorted { ExportOrder.precedes($0.key.name, $0.key.dimensions, $1.key.name, $1.key.dimensions) }
+        state.withLock { s in
+            // Keep the newest: another reader may have sorted more keys.
+            if all.count > s.sortedCount {
+                s.sorted = sorted
+                s.sortedCount = all.count
+            }
+        }
+        return sorted
+    }
 
     /// Number of keys counted against the cap.
     var count: Int { state.withLock { $0.cappedCount } }

@@ -1,0 +1,52 @@
+import CKPLM
+
+/// A metric key laid out once as the C structs of kplm.h: its name and
+/// dimensions as NUL-terminated strings and a `kplm_dimension` array, in one
+/// allocation owned by the key's series. C snapshots and exports point into
+/// it instead of copying strings at every read.
+final class CKeyLayout: @unchecked Sendable {
+    /// The name, NUL-terminated.
+    let name: UnsafePointer<CChar>
+    /// The dimensions (nil when there are none).
+    let dimensions: UnsafePointer<kplm_dimension>?
+    let dimensionCount: Int
+    private let storage: UnsafeMutableRawPointer
+
+    init(_ key: MetricKey) {
+        let dims = key.dimensions
+        var stringBytes = key.name.utf8.count + 1
+        for d in dims { stringBytes += d.name.utf8.count + d.value.utf8.count + 2 }
+        let dimensionBytes = dims.count * MemoryLayout<kplm_dimension>.stride
+        storage = .allocate(byteCount: dimensionBytes + stringBytes, alignment: MemoryLayout<kplm_dimension>.alignment)
+        let structs = storage.bindMemory(to: kplm_dimension.self, capacity: dims.count)
+        var cursor = (storage + dimensionBytes).bindMemory(to: CChar.self, capacity: stringBytes)
+        func copy(_ s: String) -> UnsafePointer<CChar> {
+            let start = cursor
+            for byte in s.utf8 {
+                cursor.pointee = CChar(bitPattern: byte)
+                cursor += 1
+            }
+            cursor.pointee = 0
+            cursor += 1
+            return UnsafePointer(start)
+        }
+        name = copy(key.name)
+        for (i, d) in dims.enumerated() {
+            (structs + i).initialize(to: kplm_dimension(name: copy(d.name), value: copy(d.value)))
+        }
+        dimensions = dims.isEmpty ? nil : UnsafePointer(structs)
+        dimensionCount = dims.count
+    }
+
+    deinit { storage.deallocate() }
+
+    /// A C snapshot of this key with the given statistics and span.
+    @inline(__always)
+    func snapshot(_ statistics: MetricStatistics, windowStart: Double, windowEnd: Double,
+                  timestampUnix: Double) -> kplm_snapshot {
+        kplm_snapshot(name: name, count: UInt64(statistics.count), sum: statistics.sum,
+                      min: statistics.min, max: statistics.max, dimensions: dimensions,
+                      dimension_count: dimensionCount, window_start: windowStart, window_end: windowEnd,
+                      timestamp_unix: timestampUnix)
+    }
+}

@@ -236,6 +236,9 @@ kplm_status kplm_start(kplm_manager *m);
  * or infinite; KPLM_ECLOSED once close has begun; KPLM_ELIMIT for a new key
  * beyond max_metrics (counted under KPLM_METRIC_REFUSED); KPLM_ENOMEM.
  * At level NONE only the NULL/empty name, the value and closed are checked.
+ * A key put before with the same argument bytes is found by hashing and
+ * comparing those bytes (no allocation, no lock), then recorded as by
+ * kplm_metric_put.
  */
 kplm_status kplm_put(kplm_manager *m, const char *name, double value,
                      const char *stream, const char *shard_id, const char *error_code);
@@ -254,6 +257,10 @@ kplm_status kplm_metric_get(kplm_manager *m, const char *name, const char *strea
 /**
  * Records one observation through a resolved handle, exactly as kplm_put
  * would for its key (an eventful sink's record callback included).
+ * The hot path: the observation goes to the calling thread's own cell of the
+ * metric, with no lock, no locked instruction, no allocation and no system
+ * call (the first put of a thread on a metric allocates its cell; threads
+ * beyond the 64 that can hold a cell at once take a slower locked path).
  * Returns KPLM_OK; KPLM_EINVAL for a NULL handle or a NaN/infinite value;
  * KPLM_ECLOSED once close has begun.
  */

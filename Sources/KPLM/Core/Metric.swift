@@ -23,15 +23,23 @@ final class PutContext: Sendable {
     /// callbacks. Set once, in the manager's init.
     nonisolated(unsafe) var owner: ObjectIdentifier?
 
-    // Deferred sink close. `record` runs outside every manager lock, so when
-    // close wants to close the sink a record may still be running on another
-    // thread; the sink is then closed by whichever of the two finishes last.
-    // `sinkActivity` counts record callbacks in progress; `sinkCloseState` is
-    // 0 = open, 1 = close due, 2 = closed. Both sides use sequentially
-    // consistent operations (store-then-load on each side, Dekker style), so
-    // at least one of them sees the other and the exchange 1 → 2 makes the
-    // close happen exactly once.
-    private let sinkActivity = Atomic<Int>(0)
+    // Deferred sink close. `record` runs outside every manager lock and
+    // after the put left its section (or the gate), so when close wants to
+    // close the sink a record may still be due or running on another thread;
+    // the sink is then closed by whichever finishes last.
+    //
+    // A put that will call `record` *reserves* it while it is still admitted
+    // (inside its cell section, or between gate enter and leave): it adds
+    // one to `sinkActivity`. Close waits for every admitted put, so by the
+    // time the final flush marks the close due, every accepted put's record
+    // is counted there; none is skipped. `sinkCloseState` is 0 = open,
+    // 1 = close due, 2 = closed. Both sides use sequentially consistent
+    // operations (store-then-load on each side, Dekker style), so at least
+    // one of them sees the other, and the exchange 1 → 2 makes the close
+    // happen exactly once.
+    /// Record callbacks reserved or running (raw memory: cell sections
+    /// reserve through a plain pointer).
+    nonisolated(unsafe) let sinkActivity: UnsafeMutablePointer<Atomic<Int>>
     private let sinkCloseState = Atomic<Int>(0)
     /// The sink to close, set at start (before any record can run).
     nonisolated(unsafe) var sinkToClose: (any MetricsSink)?
@@ -40,6 +48,8 @@ final class PutContext: Sendable {
         self.level = level
         self.clock = clock
         self.windowSeconds = Int64(windowSeconds)
+        self.sinkActivity = .allocate(capacity: 1)
+        self.sinkActivity.initialize(to: Atomic(0))
         self.usesWriterCells = level != .none && CellCollector.isAvailable
         if level != .none { clock.startTicker() }
     }
@@ -54,15 +64,27 @@ final class PutContext: Sendable {
     /// Whether this manager was created before a fork (in the child).
     var isInherited: Bool { ForkGuard.isInherited(generation) }
 
-    /// Runs an eventful sink's `record` unless the sink's close is due.
+    deinit {
+        sinkActivity.deinitialize(count: 1)
+        sinkActivity.deallocate()
+    }
+
+    /// Reserves a `record` call for a put still admitted (see above).
     @inline(__always)
-    func deliver(_ event: @autoclosure () -> MetricEvent, to sink: any EventfulMetricsSink, owner: ObjectIdentifier) {
-        sinkActivity.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        if sinkCloseState.load(ordering: .sequentiallyConsistent) == 0 {
-            let e = event()
-            CallbackGuard.run(for: owner) { sink.record(e) }
-        }
-        let remaining = sinkActivity.wrappingSubtract(1, ordering: .sequentiallyConsistent).newValue
+    static func reserveRecord(_ activity: UnsafeMutablePointer<Atomic<Int>>) {
+        activity.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    }
+
+    /// Runs a reserved `record`, then closes the sink if its close became
+    /// due meanwhile and this was the last record.
+    func deliverReserved(_ event: MetricEvent, to sink: any EventfulMetricsSink, owner: ObjectIdentifier) {
+        CallbackGuard.run(for: owner) { sink.record(event) }
+        releaseRecord()
+    }
+
+    /// Ends a reservation (delivered, or its put was refused after all).
+    func releaseRecord() {
+        let remaining = sinkActivity.pointee.wrappingSubtract(1, ordering: .sequentiallyConsistent).newValue
         if remaining == 0 && sinkCloseState.load(ordering: .sequentiallyConsistent) == 1 {
             closeSinkOnce()
         }
@@ -72,7 +94,7 @@ final class PutContext: Sendable {
     /// running (that record's thread then closes it when it returns).
     func requestSinkClose() {
         sinkCloseState.store(1, ordering: .sequentiallyConsistent)
-        if sinkActivity.load(ordering: .sequentiallyConsistent) == 0 {
+        if sinkActivity.pointee.load(ordering: .sequentiallyConsistent) == 0 {
             closeSinkOnce()
         }
     }
@@ -118,6 +140,7 @@ public final class Metric: Sendable {
     // a line every thread putting on this metric would then share).
     nonisolated(unsafe) private let gateWord: UnsafeMutablePointer<Atomic<UInt64>>
     nonisolated(unsafe) private let cellTable: UnsafeMutablePointer<Atomic<UInt>>
+    nonisolated(unsafe) private let activityWord: UnsafeMutablePointer<Atomic<Int>>
     private let seriesRef: Unmanaged<MetricSeries>
     private let windowSeconds: Int64
     private let usesWriterCells: Bool
@@ -133,6 +156,7 @@ public final class Metric: Sendable {
         self.isNoop = isNoop
         self.gateWord = context.gate.wordPointer
         self.cellTable = series.cells
+        self.activityWord = context.sinkActivity
         self.seriesRef = Unmanaged.passUnretained(series)
         self.windowSeconds = context.windowSeconds
         self.usesWriterCells = context.usesWriterCells
@@ -166,7 +190,8 @@ public final class Metric: Sendable {
             let bits = cellTable[writer &- 1].load(ordering: .acquiring)
             if _fastPath(bits != 0) {
                 let word = WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
-                    .put(value, second: Int64(second), gate: gateWord, series: seriesRef, windowSeconds: windowSeconds)
+                    .put(value, second: Int64(second), gate: gateWord, activity: activityWord, series: seriesRef,
+                         windowSeconds: windowSeconds)
                 if _fastPath(word & (PutGate.closingBit | PutGate.startedBit) == 0) { return .recorded }
                 if PutGate.isClosing(word) { return .closed }
                 notify(value)
@@ -193,7 +218,7 @@ public final class Metric: Sendable {
         let started: Bool
         if writer >= 0 {
             let cell = MetricSeries.cell(writer, in: cellTable, of: seriesRef)
-            let word = cell.put(value, second: second, gate: gateWord, series: seriesRef,
+            let word = cell.put(value, second: second, gate: gateWord, activity: activityWord, series: seriesRef,
                                 windowSeconds: windowSeconds)
             if PutGate.isClosing(word) { return .closed }
             started = PutGate.isStarted(word)
@@ -210,6 +235,7 @@ public final class Metric: Sendable {
     @inline(never)
     private func sharedRecord(_ value: Double, second: Int64) -> Bool? {
         guard let admitted = context.gate.enter() else { return nil }
+        if admitted { PutContext.reserveRecord(activityWord) }   // while admitted: see PutContext
         series.record(value, second: second, windowSeconds: windowSeconds)
         context.gate.leave()
         return admitted
@@ -218,11 +244,15 @@ public final class Metric: Sendable {
     /// After start, hands an eventful sink the observation just recorded.
     /// Called after the put left its section or the gate: close waits only
     /// for the recording, never for a sink callback.
+    /// The put reserved the call while admitted (see ``PutContext``).
     @inline(never)
     func notify(_ value: Double) {
-        guard let sink = context.eventSink, let owner = context.owner else { return }
+        guard let sink = context.eventSink, let owner = context.owner else {
+            context.releaseRecord()
+            return
+        }
         let now = context.clock.now()
-        context.deliver(MetricEvent(name: key.name, value: value, timestamp: now, dimensions: key.dimensions),
-                        to: sink, owner: owner)
+        context.deliverReserved(MetricEvent(name: key.name, value: value, timestamp: now,
+                                            dimensions: series.dimensions), to: sink, owner: owner)
     }
 }

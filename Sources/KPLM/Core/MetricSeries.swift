@@ -107,6 +107,9 @@ final class MetricSeries: @unchecked Sendable {
         return WriterCell(base: UnsafeMutableRawPointer(bitPattern: existing)!)
     }
 
+    /// Number of writer cells this series has (at most one per writer index).
+    var cellCount: Int { used.load(ordering: .acquiring).nonzeroBitCount }
+
     /// Calls `body` with every cell created so far.
     @inline(__always)
     func forEachCell(_ body: (WriterCell) -> Void) {

@@ -98,7 +98,8 @@ struct WriterCell {
     /// its closing bit is set, and notifies an eventful sink if started).
     @inline(__always)
     func put(_ value: Double, second: Int64, gate: UnsafeMutablePointer<Atomic<UInt64>>,
-             series: Unmanaged<MetricSeries>, windowSeconds: Int64) -> UInt64 {
+             activity: UnsafeMutablePointer<Atomic<Int>>, series: Unmanaged<MetricSeries>,
+             windowSeconds: Int64) -> UInt64 {
         let seq = sequence.pointee.load(ordering: .relaxed)
         sequence.pointee.store(seq &+ 1, ordering: .relaxed)
         // Dekker half: the odd sequence must not move below the loads of the
@@ -106,6 +107,9 @@ struct WriterCell {
         kplmshim_compiler_barrier()
         let word = PutGate.load(gate)
         if !PutGate.isClosing(word) {
+            // An eventful sink's record for this put is reserved while the
+            // put is still inside its section, so close counts it.
+            if PutGate.isStarted(word) { PutContext.reserveRecord(activity) }
             let s = slot(active.pointee.load(ordering: .acquiring))
             let count = Self.count(s)
             let n = count.pointee.load(ordering: .relaxed)
@@ -178,4 +182,13 @@ struct WriterCell {
         Self.spill(s, n, into: Unmanaged.passUnretained(series), windowSeconds: windowSeconds)
         Self.count(s).pointee.store(0, ordering: .relaxed)
     }
+}
+
+/// The process-wide pool of writer indices (see `kplmshim_writer_index`).
+enum WriterIndices {
+    /// How many threads hold an index now. A thread gives its index back
+    /// when it exits; the next thread given it continues its cells.
+    static var inUse: Int { Int(kplmshim_writers_in_use()) }
+    /// How many threads can hold one at once; more take the shared path.
+    static let capacity = Int(KPLMSHIM_MAX_WRITERS)
 }

@@ -68,6 +68,34 @@ extern "C" {
  */
 #define KPLM_METRIC_REFUSED "KplmMetricsRefused"
 
+/**
+ * The Kinesis Producer Library's metric names, byte for byte, with their
+ * unit and KPL level (kplm_metric_unit, kplm_metric_level).
+ */
+#define KPLM_METRIC_USER_RECORDS_RECEIVED "UserRecordsReceived"               /**< Count, Detailed */
+#define KPLM_METRIC_USER_RECORDS_PENDING "UserRecordsPending"                 /**< Count, Detailed */
+#define KPLM_METRIC_USER_RECORDS_PUT "UserRecordsPut"                         /**< Count, Summary */
+#define KPLM_METRIC_USER_RECORDS_DATA_PUT "UserRecordsDataPut"                /**< Bytes, Detailed */
+#define KPLM_METRIC_KINESIS_RECORDS_PUT "KinesisRecordsPut"                   /**< Count, Summary */
+#define KPLM_METRIC_KINESIS_RECORDS_DATA_PUT "KinesisRecordsDataPut"          /**< Bytes, Detailed */
+#define KPLM_METRIC_ERRORS_BY_CODE "ErrorsByCode"                             /**< Count, Summary */
+#define KPLM_METRIC_ALL_ERRORS "AllErrors"                                    /**< Count, Summary */
+#define KPLM_METRIC_RETRIES_PER_RECORD "RetriesPerRecord"                     /**< Count, Detailed */
+#define KPLM_METRIC_USER_RECORD_EXPIRED "UserRecordExpired"                   /**< Count, Summary */
+#define KPLM_METRIC_BUFFERING_TIME "BufferingTime"                            /**< Milliseconds, Summary */
+#define KPLM_METRIC_REQUEST_TIME "RequestTime"                                /**< Milliseconds, Detailed */
+#define KPLM_METRIC_USER_RECORDS_PER_KINESIS_RECORD "UserRecordsPerKinesisRecord"           /**< Count, Detailed */
+#define KPLM_METRIC_KINESIS_RECORDS_PER_PUT_RECORDS_REQUEST "KinesisRecordsPerPutRecordsRequest" /**< Count, Detailed */
+#define KPLM_METRIC_USER_RECORDS_PER_PUT_RECORDS_REQUEST "UserRecordsPerPutRecordsRequest"   /**< Count, Detailed */
+
+/** The KPL's dimension names, used when a granularity is configured. */
+#define KPLM_DIMENSION_STREAM_NAME "StreamName"
+#define KPLM_DIMENSION_SHARD_ID "ShardId"
+#define KPLM_DIMENSION_ERROR_CODE "ErrorCode"
+
+/** kplm_query's `seconds` for statistics since the manager was created. */
+#define KPLM_CUMULATIVE 0u
+
 /* ------------------------------------------------------------------------ */
 /* Types                                                                     */
 /* ------------------------------------------------------------------------ */
@@ -93,6 +121,37 @@ typedef enum {
     KPLM_ESINK       /**< the sink reported a failure (open or export) */
 } kplm_status;
 
+/** A metric's unit, as CloudWatch names it (kplm_unit_name). */
+typedef enum {
+    KPLM_UNIT_NONE = 0,        /**< "None": names the KPL does not define */
+    KPLM_UNIT_COUNT = 1,       /**< "Count" */
+    KPLM_UNIT_BYTES = 2,       /**< "Bytes" */
+    KPLM_UNIT_MILLISECONDS = 3 /**< "Milliseconds" */
+} kplm_unit;
+
+/**
+ * KPL rollups (the KPL's MetricsGranularity). NONE (the default) reports
+ * every key as recorded, with the dimensions "stream", "shard", "error_code".
+ * Otherwise reads show the KPL's tree, with its dimension names and order
+ * (extra GLOBAL dimensions, ErrorCode, StreamName and STREAM extras, ShardId
+ * and SHARD extras): one line for the name alone, one with the error code,
+ * then (STREAM and finer) one per stream, then (SHARD) one per shard; each
+ * line's statistics merge those of the keys under it. Computed when read:
+ * a put costs the same.
+ */
+typedef enum {
+    KPLM_GRANULARITY_NONE = 0,
+    KPLM_GRANULARITY_GLOBAL = 1,
+    KPLM_GRANULARITY_STREAM = 2,
+    KPLM_GRANULARITY_SHARD = 3
+} kplm_granularity;
+
+/** Statistics returned by kplm_query: count 0 (and zeros) when empty. */
+typedef struct {
+    uint64_t count;
+    double sum, min, max;
+} kplm_statistics;
+
 /** A metrics manager. Opaque; create with kplm_new, destroy with kplm_free. */
 typedef struct kplm_manager kplm_manager;
 
@@ -104,7 +163,9 @@ typedef struct kplm_metric kplm_metric;
 
 /**
  * One dimension of a metric. Names are "stream", "shard" and "error_code",
- * in that order, absent ones omitted.
+ * in that order, absent ones omitted; with a granularity configured, the
+ * KPL's names and order instead (see kplm_granularity); extra dimensions
+ * (kplm_add_dimension) where their granularity puts them.
  */
 typedef struct {
     const char *name;
@@ -181,6 +242,20 @@ typedef struct {
      * the default.)
      */
     double export_timeout_ms;
+    /** Default KPLM_GRANULARITY_NONE (the seed's output). See kplm_granularity. */
+    kplm_granularity granularity;
+    /**
+     * Default 0. Non-zero: only metrics whose KPL level (kplm_metric_level)
+     * is within `level` are exported and reported, as the KPL uploads them
+     * (KPLM_METRIC_REFUSED is always shown).
+     */
+    int kpl_level_filter;
+    /**
+     * Namespace sinks publish under (CloudWatch's), copied; NULL = the
+     * default "KinesisProducerLibrary". 1..255 bytes of UTF-8.
+     * See kplm_namespace.
+     */
+    const char *metric_namespace;
     /* more fields may follow in later versions; struct_size keeps the ABI */
 } kplm_config;
 
@@ -190,7 +265,8 @@ typedef struct {
 
 /**
  * Fills *config with the defaults (level NONE, 60 s interval, 60 s window,
- * system clock, 100000 keys, 10 s export timeout) and sets struct_size.
+ * system clock, 100000 keys, 10 s export timeout, no granularity, no KPL
+ * level filter, namespace "KinesisProducerLibrary") and sets struct_size.
  * NULL is ignored.
  * Thread-safe (touches only *config).
  */
@@ -311,6 +387,61 @@ kplm_status kplm_close(kplm_manager *m);
  * nothing. The manager must not be used by any thread after this call.
  */
 void kplm_free(kplm_manager *m);
+
+/**
+ * Adds a dimension (name, value: copied) to every exported and reported
+ * line, at a granularity: GLOBAL extras on every line, STREAM extras on
+ * per-stream and per-shard lines, SHARD extras on per-shard lines (the KPL's
+ * AdditionalMetricsDimension). Without a configured granularity the
+ * extras are inserted in the seed's dimension list the same way. Allowed
+ * only before kplm_start.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL or empty name or value, an
+ * over-long one (name > KPLM_NAME_MAX, value > KPLM_DIMENSION_VALUE_MAX
+ * bytes), invalid UTF-8 or an unknown or NONE granularity; KPLM_ESTATE once
+ * started or closed, or from a callback of this manager.
+ */
+kplm_status kplm_add_dimension(kplm_manager *m, const char *name, const char *value,
+                               kplm_granularity granularity);
+
+/**
+ * The manager's namespace (kplm_config.metric_namespace), for sinks that
+ * publish under one. Owned by the manager, valid until kplm_free; NULL for a
+ * NULL manager. Thread-safe.
+ */
+const char *kplm_namespace(const kplm_manager *m);
+
+/**
+ * Statistics of one key, formed as kplm_put would form it from the same
+ * arguments, over the last `seconds` seconds (1..window_seconds, the
+ * current second included) or, with KPLM_CUMULATIVE, since the manager was
+ * created (the KPL's getMetrics). Data put by any thread up to the call is
+ * included. An unknown key, or level NONE, gives count 0.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager or out, a bad name or
+ * dimension (as kplm_put), or `seconds` beyond the window; KPLM_ESTATE in a
+ * forked child for an inherited manager. Thread-safe.
+ */
+kplm_status kplm_query(kplm_manager *m, const char *name, const char *stream, const char *shard_id,
+                       const char *error_code, uint32_t seconds, kplm_statistics *out);
+
+/**
+ * kplm_query for every key of one metric name, merged (all streams, shards
+ * and error codes).
+ * Returns as kplm_query.
+ */
+kplm_status kplm_query_name(kplm_manager *m, const char *name, uint32_t seconds, kplm_statistics *out);
+
+/** The unit of a metric name: the KPL's for its metrics, KPLM_UNIT_NONE
+ * for any other name (or NULL). Thread-safe, no allocation. */
+kplm_unit kplm_metric_unit(const char *name);
+
+/** The KPL level of a metric name: KPLM_LEVEL_SUMMARY or
+ * KPLM_LEVEL_DETAILED for the KPL's metrics, KPLM_LEVEL_DETAILED for any
+ * other name (or NULL). Thread-safe, no allocation. */
+kplm_level kplm_metric_level(const char *name);
+
+/** Static, never-NULL CloudWatch name of a unit ("Count"); "None" for an
+ * unknown value. */
+const char *kplm_unit_name(kplm_unit unit);
 
 /** Static, never-NULL English name of a status ("KPLM_EINVAL: …"). */
 const char *kplm_status_string(kplm_status status);

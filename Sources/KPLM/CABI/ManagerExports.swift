@@ -15,13 +15,18 @@ public func kplm_config_init(_ config: UnsafeMutablePointer<kplm_config>?) {
         clock: nil,
         clock_user_data: nil,
         max_metrics: UInt32(defaults.maxMetrics),
-        export_timeout_ms: defaults.exportTimeoutMs))
+        export_timeout_ms: defaults.exportTimeoutMs,
+        granularity: KPLM_GRANULARITY_NONE,
+        kpl_level_filter: 0,
+        metric_namespace: nil))
 }
 
-/// The sizes of kplm_config this version reads: the current layout, and the
-/// first one (0.1.0, which ended after max_metrics).
+/// The sizes of kplm_config this version reads: the current layout, the
+/// first one (0.1.0, which ended after max_metrics) and the second (which
+/// ended after export_timeout_ms).
 private let configSizeCurrent = UInt32(MemoryLayout<kplm_config>.size)
 private let configSizeFirst = UInt32(MemoryLayout<kplm_config>.offset(of: \kplm_config.export_timeout_ms)!)
+private let configSizeSecond = UInt32(MemoryLayout<kplm_config>.offset(of: \kplm_config.granularity)!)
 
 /// A C clock callback and its user data, called from any thread.
 private struct CClock: @unchecked Sendable {
@@ -39,7 +44,9 @@ public func kplm_new(_ config: UnsafePointer<kplm_config>?,
         // Read only the bytes the caller's layout has: an older, shorter
         // struct must not be read past its end. Missing fields keep defaults.
         let size = UnsafeRawPointer(config).load(as: UInt32.self)
-        guard size == configSizeCurrent || size == configSizeFirst else { return KPLM_EINVAL }
+        guard size == configSizeCurrent || size == configSizeFirst || size == configSizeSecond else {
+            return KPLM_EINVAL
+        }
         var c = kplm_config()
         kplm_config_init(&c)
         withUnsafeMutableBytes(of: &c) { $0.copyMemory(from: UnsafeRawBufferPointer(start: config, count: Int(size))) }
@@ -49,6 +56,16 @@ public func kplm_new(_ config: UnsafePointer<kplm_config>?,
         configuration.windowSeconds = Int(c.window_seconds)
         configuration.maxMetrics = Int(c.max_metrics)
         configuration.exportTimeoutMs = c.export_timeout_ms
+        if c.granularity != KPLM_GRANULARITY_NONE {
+            guard let granularity = MetricsGranularity(rawValue: Int(c.granularity.rawValue)) else { return KPLM_EINVAL }
+            configuration.granularity = granularity
+        }
+        configuration.kplLevelFilter = c.kpl_level_filter != 0
+        if let ns = c.metric_namespace {
+            guard let text = try? CArguments.string(ns, limit: Validation.maxNameBytes, label: "namespace"),
+                  !text.isEmpty else { return KPLM_EINVAL }
+            configuration.namespace = text
+        }
         if let read = c.clock {
             let clock = CClock(read: read, userData: c.clock_user_data)
             configuration.clock = { clock.read(clock.userData) }
@@ -105,6 +122,18 @@ public func kplm_snapshots(_ m: OpaquePointer?,
                            _ userData: UnsafeMutableRawPointer?) -> kplm_status {
     guard let manager = manager(m), let visit else { return KPLM_EINVAL }
     if manager.context.isInherited { return KPLM_ESTATE }
+    guard manager.showsKeysAsRecorded else {
+        // KPL output (rollups, extra dimensions, level filter): lines built
+        // first, then laid out as C structs.
+        let snapshots = manager.snapshots()
+        guard !snapshots.isEmpty else { return KPLM_OK }
+        CLayout.withSnapshots(snapshots) { array, count in
+            CallbackGuard.run(for: ObjectIdentifier(manager)) {
+                for i in 0..<count where visit(userData, array + i) != 0 { break }
+            }
+        }
+        return KPLM_OK
+    }
     // One window at a time, strings borrowed from the series' C layout; no
     // lock is held while the caller's visit runs.
     CallbackGuard.run(for: ObjectIdentifier(manager)) {

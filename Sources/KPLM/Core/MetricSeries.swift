@@ -46,6 +46,8 @@ final class MetricSeries: @unchecked Sendable {
         var buckets: [(second: Int64, statistics: MetricStatistics)] = []
         /// Observations not yet handed to a flush.
         var pending: PendingExport? = nil
+        /// Every observation since the series was created.
+        var total = MetricStatistics.empty
     }
 
     private let state = Locked(State())
@@ -136,6 +138,7 @@ final class MetricSeries: @unchecked Sendable {
                 s.pending = PendingExport(statistics: .empty, firstSecond: second, lastSecond: second)
             }
             s.pending!.statistics.merge(statistics)
+            s.total.merge(statistics)
             if second < s.pending!.firstSecond { s.pending!.firstSecond = second }
             if second > s.pending!.lastSecond { s.pending!.lastSecond = second }
 
@@ -169,6 +172,9 @@ final class MetricSeries: @unchecked Sendable {
         }
     }
 
+    /// Every observation merged into the series so far (cumulative).
+    var total: MetricStatistics { state.withLock { $0.total } }
+
     /// Takes everything not yet exported, leaving nothing pending.
     func takePending() -> PendingExport? {
         state.withLock { s in
@@ -184,12 +190,17 @@ final class MetricSeries: @unchecked Sendable {
     /// A bucket newer than `nowSecond` belongs to a put that read the clock
     /// after this reader did (or to an injected clock that went back): it is
     /// left for a later reading, so a reading never spans more than the window.
-    func window(at nowSecond: Int64, windowSeconds: Int64) -> WindowReading? {
+    ///
+    /// `lastSeconds` (at most `windowSeconds`) narrows the reading to the
+    /// most recent seconds without dropping the older buckets of the window.
+    func window(at nowSecond: Int64, windowSeconds: Int64, lastSeconds: Int64? = nil) -> WindowReading? {
         state.withLock { s in
             Self.evict(&s.buckets, olderThan: nowSecond - windowSeconds)
+            let oldestWanted = nowSecond - (lastSeconds ?? windowSeconds)
             var merged = MetricStatistics.empty
             var oldest = Int64.max, newest = Int64.min
             for bucket in s.buckets {
+                if bucket.second <= oldestWanted { continue }
                 if bucket.second > nowSecond { break }   // sorted: the rest are newer
                 merged.merge(bucket.statistics)
                 oldest = Swift.min(oldest, bucket.second)

@@ -19,11 +19,15 @@ public struct MetricSnapshot: Sendable, Equatable {
     public var windowEnd: Double
     /// Wall-clock (Unix) seconds matching `windowEnd`.
     public var timestampUnix: Double
+    /// The namespace of the manager that produced it
+    /// (``MetricsConfiguration/namespace``); "" when built by hand.
+    public var namespace: String
 
     /// Creates a snapshot from its parts.
     public init(name: String, count: Int, sum: Double, min: Double, max: Double,
                 dimensions: [MetricDimension], windowStart: Double, windowEnd: Double,
-                timestampUnix: Double) {
+                timestampUnix: Double, namespace: String = "") {
+        self.namespace = namespace
         self.name = name
         self.count = count
         self.sum = sum
@@ -34,6 +38,9 @@ public struct MetricSnapshot: Sendable, Equatable {
         self.windowEnd = windowEnd
         self.timestampUnix = timestampUnix
     }
+
+    /// The metric's unit (``KPLMetrics/unit(of:)``: None for unknown names).
+    public var unit: MetricUnit { KPLMetrics.unit(of: name) }
 
     /// count, sum, min and max together.
     public var statistics: MetricStatistics {

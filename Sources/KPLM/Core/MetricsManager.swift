@@ -1,3 +1,5 @@
+import CKPLM
+import Glibc
 /// Settings of a ``MetricsManager``. Defaults match `kplm_config_init`.
 public struct MetricsConfiguration: Sendable {
     /// What is recorded. Default ``MetricsLevel/none``.
@@ -15,6 +17,21 @@ public struct MetricsConfiguration: Sendable {
     /// with `sinkFailed` (nothing is lost: the data stays queued, and the
     /// final export still completes in the background). Finite and > 0.
     public var exportTimeoutMs: Double = 10_000
+    /// KPL rollups: nil (the default) shows every key as recorded, with the
+    /// dimensions "stream", "shard", "error_code"; a granularity shows the
+    /// KPL's tree instead (see ``MetricsGranularity``), with the KPL's
+    /// dimension names and order.
+    public var granularity: MetricsGranularity? = nil
+    /// Dimensions added to every exported and reported line (see
+    /// ``ExtraDimension``). More can be added before start with
+    /// ``MetricsManager/addExtraDimension(_:)``.
+    public var extraDimensions: [ExtraDimension] = []
+    /// When true, only metrics whose KPL level (``KPLMetrics/level(of:)``) is
+    /// within ``level`` are exported and reported, as the KPL uploads them.
+    /// Default false: every recorded metric is shown.
+    public var kplLevelFilter: Bool = false
+    /// The namespace sinks publish under (CloudWatch's): 1...255 bytes.
+    public var namespace: String = "KinesisProducerLibrary"
 
     /// The default configuration.
     public init() {}
@@ -33,6 +50,8 @@ public struct MetricsConfiguration: Sendable {
         guard maxMetrics > 0 else {
             throw MetricsError(.invalidArgument, "max metrics must be > 0, got \(maxMetrics)")
         }
+        try Validation.checkName(namespace, label: "namespace")
+        for extra in extraDimensions { try extra.validate() }
     }
 }
 
@@ -80,12 +99,20 @@ public final class MetricsManager: Sendable {
     private struct Control {
         var phase: Phase = .new
         var sink: any MetricsSink = NullSink()
+        /// `sink` when it takes series directly (decided at setSink, so a
+        /// flush makes no dynamic cast: see ``MetricsManager/warmUpCasts``).
+        var seriesExporter: (any SeriesExporting)?
         var uploader: Uploader?
         /// Data whose export failed, offered again (merged) at the next flush.
         var retained: [MetricKey: PendingExport] = [:]
     }
 
     private let control = Locked(Control())
+    /// How reads show the recorded keys; extra dimensions may be added
+    /// until start, so readers take a copy.
+    private let shape: Locked<OutputShape>
+    /// The namespace as a C string, for kplm_namespace (freed with the manager).
+    nonisolated(unsafe) let namespaceCString: UnsafeMutablePointer<CChar>
     /// The uploader, also reachable when the control lock is held by an
     /// export that hangs (set once, by start).
     private let uploaderSlot = Locked<Uploader?>(nil)
@@ -99,6 +126,7 @@ public final class MetricsManager: Sendable {
     public init(configuration: MetricsConfiguration = MetricsConfiguration(),
                 sink: (any MetricsSink)? = nil) throws(MetricsError) {
         try configuration.validate()
+        _ = Self.warmUpCasts
         self.configuration = configuration
         let clock = configuration.clock.map { ManagerClock.custom($0) } ?? .system
         let context = PutContext(level: configuration.level, clock: clock, windowSeconds: configuration.windowSeconds)
@@ -108,6 +136,10 @@ public final class MetricsManager: Sendable {
         self.cKeys = CKeyIndex(maxEntries: configuration.maxMetrics > 1 << 28 ? 1 << 30 : configuration.maxMetrics * 4)
         self.noopMetric = configuration.level == .none
             ? Metric(key: MetricKey(name: "-"), context: context, isNoop: true) : nil
+        self.shape = Locked(OutputShape(granularity: configuration.granularity,
+                                        extras: configuration.extraDimensions,
+                                        levelFilter: configuration.kplLevelFilter ? configuration.level : nil))
+        self.namespaceCString = strdup(configuration.namespace)
         context.owner = ObjectIdentifier(self)
         if let sink { try setSink(sink) }
     }
@@ -130,10 +162,27 @@ public final class MetricsManager: Sendable {
         try self.init(configuration: configuration, sink: sink)
     }
 
+    /// The dynamic casts setSink makes, made once at the first manager's
+    /// creation. The Swift runtime initialises what a cast needs the first
+    /// time, under a once-lock; a fork() while another thread holds it would
+    /// leave a child's first cast waiting forever. Done early, that window
+    /// is the first kplm_new instead of any later setSink.
+    private static let warmUpCasts: Bool = {
+        let sinks: [any MetricsSink] = [NullSink(), InMemorySink(), CallbackSink(kplm_sink()),
+                                        EventfulCallbackSink(kplm_sink())]
+        var found = 0
+        for sink in sinks {
+            if sink as? any EventfulMetricsSink != nil { found += 1 }
+            if sink as? any SeriesExporting != nil { found += 1 }
+        }
+        return found >= 0
+    }()
+
     deinit {
         // A manager dropped without close: stop the uploader and make the
         // final flush, as close would (not in a forked child: see ForkGuard).
         _ = try? close()
+        free(namespaceCString)
     }
 
     /// Whether this manager was created before a fork() of this (child)
@@ -220,14 +269,122 @@ public final class MetricsManager: Sendable {
     /// Rolling-window statistics of every metric with a live bucket, sorted
     /// in export order. Empty at level none. Works in every state.
     public func snapshots() -> [MetricSnapshot] {
+        let shape = shape.withLock { $0 }
+        let namespace = configuration.namespace
         var result: [MetricSnapshot] = []
+        guard shape.isIdentity else {
+            // KPL output: windows merged into the lines of the tree.
+            var leaves: [(MetricKey, (MetricStatistics, Double, Double, Double))] = []
+            forEachLiveWindow { series, statistics, start, end, timestamp in
+                leaves.append((series.key, (statistics, start, end, timestamp)))
+                return true
+            }
+            for (line, (statistics, start, end, timestamp)) in shape.shape(leaves, merge: { a, b in
+                a.0.merge(b.0)
+                a.1 = Swift.min(a.1, b.1)
+                if b.2 > a.2 { a.2 = b.2; a.3 = b.3 }
+            }) {
+                result.append(MetricSnapshot(name: line.name, count: statistics.count, sum: statistics.sum,
+                                             min: statistics.min, max: statistics.max, dimensions: line.dimensions,
+                                             windowStart: start, windowEnd: end, timestampUnix: timestamp,
+                                             namespace: namespace))
+            }
+            return result
+        }
         forEachLiveWindow { series, statistics, start, end, timestamp in
             result.append(MetricSnapshot(name: series.key.name, count: statistics.count, sum: statistics.sum,
                                          min: statistics.min, max: statistics.max, dimensions: series.dimensions,
-                                         windowStart: start, windowEnd: end, timestampUnix: timestamp))
+                                         windowStart: start, windowEnd: end, timestampUnix: timestamp,
+                                         namespace: namespace))
             return true
         }
         return result
+    }
+
+    /// Whether reads show every key as recorded (no rollups, extra
+    /// dimensions or level filter): the C reads then borrow each key's C
+    /// strings.
+    var showsKeysAsRecorded: Bool { shape.withLock { $0.isIdentity } }
+
+    /// Adds a dimension to every exported and reported line. Allowed only
+    /// before ``start()``.
+    ///
+    /// Throws `invalidArgument` for an empty or over-long name or value,
+    /// `invalidState` once started or closed.
+    public func addExtraDimension(_ extra: ExtraDimension) throws(MetricsError) {
+        try context.checkNotInherited()
+        try extra.validate()
+        guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
+            throw MetricsError(.invalidState, "addExtraDimension called from a callback of the same manager")
+        }
+        try control.withLock { (c) throws(MetricsError) in
+            guard c.phase == .new, !context.gate.isClosing else {
+                throw MetricsError(.invalidState, "extra dimensions can only be added before start")
+            }
+            shape.withLock { s in
+                s = OutputShape(granularity: s.granularity, extras: s.extras + [extra], levelFilter: s.levelFilter)
+            }
+        }
+    }
+
+    // MARK: Queries
+
+    /// Statistics of one key (formed as a put with these arguments would
+    /// form it) over the last `lastSeconds` seconds (1...window, the current
+    /// second included), or since the manager was created when nil. An
+    /// unknown key has count 0.
+    ///
+    /// Throws `invalidArgument` for a bad name or dimension or an
+    /// out-of-range `lastSeconds`.
+    public func statistics(_ name: String, stream: String? = nil, shardId: String? = nil, errorCode: String? = nil,
+                           lastSeconds: Int? = nil) throws(MetricsError) -> MetricStatistics {
+        try Validation.checkName(name)
+        try Validation.checkDimension(stream, "stream")
+        try Validation.checkDimension(shardId, "shard id")
+        try Validation.checkDimension(errorCode, "error code")
+        return try statistics(key: formKey(name, stream, shardId, errorCode), lastSeconds: lastSeconds)
+    }
+
+    /// ``statistics(_:stream:shardId:errorCode:lastSeconds:)`` for a validated key.
+    func statistics(key: MetricKey, lastSeconds: Int?) throws(MetricsError) -> MetricStatistics {
+        try checkQuery(lastSeconds)
+        guard context.level != .none, let metric = registry.existing(key) else { return .empty }
+        return read([metric.series], lastSeconds: lastSeconds)
+    }
+
+    /// Statistics of every key with this metric name, merged (the KPL's
+    /// per-name view), over the last `lastSeconds` seconds or since creation.
+    public func statistics(name: String, lastSeconds: Int? = nil) throws(MetricsError) -> MetricStatistics {
+        try Validation.checkName(name)
+        try checkQuery(lastSeconds)
+        guard context.level != .none else { return .empty }
+        return read(registry.allSeries.filter { ByteIdentity.equal($0.key.name, name) }, lastSeconds: lastSeconds)
+    }
+
+    private func checkQuery(_ lastSeconds: Int?) throws(MetricsError) {
+        try context.checkNotInherited()
+        if let lastSeconds, !(1...configuration.windowSeconds).contains(lastSeconds) {
+            throw MetricsError(.invalidArgument,
+                               "seconds must be 1...\(configuration.windowSeconds) (the window), got \(lastSeconds)")
+        }
+    }
+
+    private func read(_ series: [MetricSeries], lastSeconds: Int?) -> MetricStatistics {
+        guard !series.isEmpty else { return .empty }
+        context.collector.collect(series, windowSeconds: context.windowSeconds)
+        var merged = MetricStatistics.empty
+        if let lastSeconds {
+            let nowSecond = ManagerClock.second(of: context.clock.now())
+            for s in series {
+                if let reading = s.window(at: nowSecond, windowSeconds: context.windowSeconds,
+                                          lastSeconds: Int64(lastSeconds)) {
+                    merged.merge(reading.statistics)
+                }
+            }
+        } else {
+            for s in series { merged.merge(s.total) }
+        }
+        return merged
     }
 
     /// (count, sum, min, max) of every metric with a live bucket.
@@ -275,6 +432,7 @@ public final class MetricsManager: Sendable {
         try control.withLock { (c) throws(MetricsError) in
             guard c.phase == .new else { throw MetricsError(.invalidState, "the sink can only be set before start") }
             c.sink = sink
+            c.seriesExporter = sink as? any SeriesExporting
             context.eventSink = sink as? any EventfulMetricsSink
         }
     }
@@ -338,7 +496,9 @@ public final class MetricsManager: Sendable {
             switch c.phase {
             case .new: throw MetricsError(.invalidState, "flush before start")
             case .closed: throw MetricsError(.closed, "the manager is closed")
-            case .started: try Self.exportPending(&c, registry: registry, context: context)
+            case .started:
+                try Self.exportPending(&c, registry: registry, context: context, shape: shape.withLock { $0 },
+                                       namespace: configuration.namespace)
             }
         }
         guard done != nil else {
@@ -393,12 +553,14 @@ public final class MetricsManager: Sendable {
         // The final work captures the parts it needs, never `self`: close may
         // run from deinit, and the work may outlive a timed-out close.
         let (control, registry, context, closeReport) = (control, registry, context, closeReport)
+        let (shape, namespace) = (shape.withLock { $0 }, configuration.namespace)
         let finished = uploader.finish(timeout: exportTimeout) {
             control.withLock { c in
                 guard c.phase == .started else { return }
                 c.phase = .closed
                 do throws(MetricsError) {
-                    try Self.exportPending(&c, registry: registry, context: context)
+                    try Self.exportPending(&c, registry: registry, context: context, shape: shape,
+                                           namespace: namespace)
                 } catch {
                     closeReport.withLock { report in
                         if case .pending = report { report = .failed(error) }
@@ -432,8 +594,8 @@ public final class MetricsManager: Sendable {
 
     /// Takes every key's unexported data, merges what a failed export left,
     /// and exports it. Called with the control lock held.
-    private static func exportPending(_ c: inout Control, registry: Registry,
-                                      context: PutContext) throws(MetricsError) {
+    private static func exportPending(_ c: inout Control, registry: Registry, context: PutContext,
+                                      shape: OutputShape, namespace: String) throws(MetricsError) {
         let all = registry.seriesInExportOrder
         context.collector.collect(all, windowSeconds: context.windowSeconds)
         // In export order already: no sort. Data a failed export left
@@ -452,15 +614,23 @@ public final class MetricsManager: Sendable {
         let now = context.clock.now()
         let wall = ManagerClock.wallNow()
         let sink = c.sink
+        let seriesExporter = shape.isIdentity ? c.seriesExporter : nil
         do {
             try CallbackGuard.run(for: context.owner!) {
-                if let direct = sink as? any SeriesExporting {
+                if let direct = seriesExporter {
                     try direct.export(batch, now: now, wall: wall)
-                } else {
+                } else if shape.isIdentity {
                     try sink.export(batch.map { series, pending in
-                        Self.snapshot(series, pending.statistics, first: pending.firstSecond,
-                                      last: pending.lastSecond, now: now, wall: wall)
+                        Self.snapshot(series.key.name, series.dimensions, pending, now: now, wall: wall,
+                                      namespace: namespace)
                     })
+                } else {
+                    // KPL output: each key's data merged into its lines of the tree.
+                    try sink.export(shape.shape(batch.map { ($0.series.key, $0.pending) }, merge: { $0.merge($1) })
+                        .map { line, pending in
+                            Self.snapshot(line.name, line.dimensions, pending, now: now, wall: wall,
+                                          namespace: namespace)
+                        })
                 }
             }
         } catch {
@@ -469,13 +639,14 @@ public final class MetricsManager: Sendable {
         }
     }
 
-    static func snapshot(_ series: MetricSeries, _ statistics: MetricStatistics, first: Int64, last: Int64,
-                         now: Double, wall: Double) -> MetricSnapshot {
-        let windowEnd = Double(last + 1)
-        return MetricSnapshot(name: series.key.name, count: statistics.count, sum: statistics.sum,
-                              min: statistics.min, max: statistics.max, dimensions: series.dimensions,
-                              windowStart: Double(first), windowEnd: windowEnd,
-                              timestampUnix: wall - (now - windowEnd))
+    static func snapshot(_ name: String, _ dimensions: [MetricDimension], _ pending: PendingExport,
+                         now: Double, wall: Double, namespace: String) -> MetricSnapshot {
+        let windowEnd = Double(pending.lastSecond + 1)
+        let statistics = pending.statistics
+        return MetricSnapshot(name: name, count: statistics.count, sum: statistics.sum,
+                              min: statistics.min, max: statistics.max, dimensions: dimensions,
+                              windowStart: Double(pending.firstSecond), windowEnd: windowEnd,
+                              timestampUnix: wall - (now - windowEnd), namespace: namespace)
     }
 }
 

@@ -50,6 +50,11 @@ final class Registry: Sendable {
         throw MetricsError(.limitReached, "max_metrics (\(maxMetrics)) distinct keys reached; new key \(key) refused")
     }
 
+    /// The metric of `key` if it exists (never creates one).
+    func existing(_ key: MetricKey) -> Metric? {
+        state.withLock { $0.byKey[key] }
+    }
+
     /// Every series, in creation order.
     var allSeries: [MetricSeries] { state.withLock { $0.all } }
 

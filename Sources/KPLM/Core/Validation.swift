@@ -44,13 +44,13 @@ enum Validation {
     }
 
     /// Checks a Swift-API name: non-empty, at most 255 bytes, no NUL.
-    static func checkName(_ name: String) throws(MetricsError) {
+    static func checkName(_ name: String, label: String = "metric name") throws(MetricsError) {
         let count = name.utf8.count
-        guard count > 0 else { throw MetricsError(.invalidArgument, "metric name is empty") }
+        guard count > 0 else { throw MetricsError(.invalidArgument, "\(label) is empty") }
         guard count <= maxNameBytes else {
-            throw MetricsError(.invalidArgument, "metric name is \(count) bytes; the limit is \(maxNameBytes)")
+            throw MetricsError(.invalidArgument, "\(label) is \(count) bytes; the limit is \(maxNameBytes)")
         }
-        guard !name.utf8.contains(0) else { throw MetricsError(.invalidArgument, "metric name contains NUL") }
+        guard !name.utf8.contains(0) else { throw MetricsError(.invalidArgument, "\(label) contains NUL") }
     }
 
     /// Checks a Swift-API dimension value: at most 1024 bytes, no NUL.

@@ -443,6 +443,31 @@ kplm_level kplm_metric_level(const char *name);
  * unknown value. */
 const char *kplm_unit_name(kplm_unit unit);
 
+/**
+ * CloudWatch-shaped output: turns n snapshots (as an export callback gets
+ * them) into Amazon CloudWatch PutMetricData requests in the AWS JSON 1.0
+ * protocol (X-Amz-Target GraniteServiceVersion20100801.PutMetricData), and
+ * calls emit once per request with its body (valid during the call) and its
+ * number of datums. Dimension names become StreamName / ShardId / ErrorCode;
+ * the unit is kplm_metric_unit's; StatisticValues carry count, sum, min,
+ * max; the timestamp is timestamp_unix. Within PutMetricData's limits: at
+ * most 1000 datums and 1,000,000 bytes per request, 30 dimensions, names of
+ * 1..255 characters, dimension values of 1..1024 printable ASCII characters
+ * (blank ones are removed), values finite within +-2^360 (below 2^-260 sent
+ * as 0), timestamps from wall_now - 14 days to wall_now + 2 hours. A
+ * snapshot that cannot be sent (count 0, or a limit above) is not emitted;
+ * *dropped (if not NULL) receives how many. Thread-safe; no manager needed.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL emit or namespace, a NULL s with
+ * n > 0, a namespace that is empty, over 255 characters, invalid UTF-8 or
+ * starts with "AWS/" or ":"; KPLM_ESINK if emit returned non-zero (the
+ * remaining requests are not emitted).
+ */
+kplm_status kplm_cloudwatch_requests(const kplm_snapshot *s, size_t n, const char *cw_namespace,
+                                     double wall_now,
+                                     int (*emit)(void *user_data, const char *body, size_t body_len,
+                                                 size_t datums),
+                                     void *user_data, size_t *dropped);
+
 /** Static, never-NULL English name of a status ("KPLM_EINVAL: …"). */
 const char *kplm_status_string(kplm_status status);
 

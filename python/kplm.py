@@ -5,18 +5,25 @@ It has two layers:
 
 * a low-level layer that mirrors the header one to one: the structures
   :class:`KplmDimension`, :class:`KplmSnapshot`, :class:`KplmEvent`,
-  :class:`KplmSink` and :class:`KplmConfig`, the callback types
-  (:data:`CLOCK_FUNC`, :data:`OPEN_FUNC`, :data:`EXPORT_FUNC`,
+  :class:`KplmSink`, :class:`KplmConfig` and :class:`KplmStatistics`, the
+  callback types (:data:`CLOCK_FUNC`, :data:`OPEN_FUNC`, :data:`EXPORT_FUNC`,
   :data:`RECORD_FUNC`, :data:`CLOSE_FUNC`, :data:`VISIT_FUNC`), the enums
-  :class:`Level` and :class:`Status`, and :func:`lib`, which returns the
-  loaded :class:`ctypes.CDLL` with ``restype`` and ``argtypes`` set on every
-  ``kplm_*`` function;
+  :class:`Level`, :class:`Status`, :class:`Unit` and :class:`Granularity`,
+  and :func:`lib`, which returns the loaded :class:`ctypes.CDLL` with
+  ``restype`` and ``argtypes`` set on every ``kplm_*`` function;
 
 * a Pythonic layer: :class:`Manager` (a context manager), :class:`Metric`
   handles, the frozen dataclasses :class:`MetricKey`, :class:`Snapshot` and
-  :class:`Event`, the :class:`KplmError` exception family, the
-  :class:`InMemorySink` and the clock helpers :class:`ClockCallback` and
-  :class:`ManualClock`.
+  :class:`Event`, the :class:`Statistics` tuple of queries, the
+  :class:`KplmError` exception family, the :class:`InMemorySink` and the
+  clock helpers :class:`ClockCallback` and :class:`ManualClock`.
+
+KPL parity: the Kinesis Producer Library's metric names (``METRIC_*``, all
+of them in :data:`KPL_METRICS`) with their unit and KPL level
+(:func:`metric_unit`, :func:`metric_level`, :func:`unit_name`), its dimension
+names (``DIMENSION_*``), and the :class:`Manager` options ``granularity``
+(KPL rollups), ``kpl_level_filter``, ``namespace`` and ``extra_dimensions``,
+with the local queries :meth:`Manager.query` and :meth:`Manager.query_name`.
 
 Example::
 
@@ -69,25 +76,33 @@ import sys
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     # constants
     "ABI_VERSION", "NAME_MAX", "DIMENSION_VALUE_MAX", "WINDOW_SECONDS_MIN",
     "WINDOW_SECONDS_MAX", "METRIC_REFUSED", "DEFAULT_UPLOAD_INTERVAL_MS",
-    "DEFAULT_WINDOW_SECONDS", "DEFAULT_MAX_METRICS",
+    "DEFAULT_WINDOW_SECONDS", "DEFAULT_MAX_METRICS", "DEFAULT_EXPORT_TIMEOUT_MS",
+    "DEFAULT_NAMESPACE", "CUMULATIVE",
+    "METRIC_USER_RECORDS_RECEIVED", "METRIC_USER_RECORDS_PENDING", "METRIC_USER_RECORDS_PUT",
+    "METRIC_USER_RECORDS_DATA_PUT", "METRIC_KINESIS_RECORDS_PUT", "METRIC_KINESIS_RECORDS_DATA_PUT",
+    "METRIC_ERRORS_BY_CODE", "METRIC_ALL_ERRORS", "METRIC_RETRIES_PER_RECORD",
+    "METRIC_USER_RECORD_EXPIRED", "METRIC_BUFFERING_TIME", "METRIC_REQUEST_TIME",
+    "METRIC_USER_RECORDS_PER_KINESIS_RECORD", "METRIC_KINESIS_RECORDS_PER_PUT_RECORDS_REQUEST",
+    "METRIC_USER_RECORDS_PER_PUT_RECORDS_REQUEST", "KPL_METRICS",
+    "DIMENSION_STREAM_NAME", "DIMENSION_SHARD_ID", "DIMENSION_ERROR_CODE",
     # enums
-    "Level", "Status",
+    "Level", "Status", "Unit", "Granularity",
     # errors
     "KplmError", "InvalidArgumentError", "StateError", "ClosedError",
     "LimitError", "OutOfMemoryError", "SinkError", "LibraryNotFoundError",
     # low level
-    "KplmDimension", "KplmSnapshot", "KplmEvent", "KplmSink", "KplmConfig",
+    "KplmDimension", "KplmSnapshot", "KplmEvent", "KplmSink", "KplmConfig", "KplmStatistics",
     "CLOCK_FUNC", "OPEN_FUNC", "EXPORT_FUNC", "RECORD_FUNC", "CLOSE_FUNC",
     "VISIT_FUNC", "load_library", "lib", "library_path", "status_string",
-    "version", "version_info", "default_config",
+    "version", "version_info", "default_config", "metric_unit", "metric_level", "unit_name",
     # high level
-    "MetricKey", "Snapshot", "Event", "Manager", "Metric", "InMemorySink",
+    "MetricKey", "Snapshot", "Event", "Statistics", "Manager", "Metric", "InMemorySink",
     "ClockCallback", "ManualClock",
 ]
 
@@ -113,6 +128,59 @@ DEFAULT_UPLOAD_INTERVAL_MS = 60000.0
 DEFAULT_WINDOW_SECONDS = 60
 DEFAULT_MAX_METRICS = 100000
 DEFAULT_EXPORT_TIMEOUT_MS = 10000.0
+#: Namespace of a manager created without one (kplm_config.metric_namespace NULL).
+DEFAULT_NAMESPACE = "KinesisProducerLibrary"
+#: ``seconds`` of :meth:`Manager.query` for statistics since the manager was
+#: created (KPLM_CUMULATIVE).
+CUMULATIVE = 0
+
+# The Kinesis Producer Library's metric names, byte for byte (KPLM_METRIC_*).
+# Unit and KPL level of each: metric_unit() / metric_level().
+#: Count, Detailed.
+METRIC_USER_RECORDS_RECEIVED = "UserRecordsReceived"
+#: Count, Detailed.
+METRIC_USER_RECORDS_PENDING = "UserRecordsPending"
+#: Count, Summary.
+METRIC_USER_RECORDS_PUT = "UserRecordsPut"
+#: Bytes, Detailed.
+METRIC_USER_RECORDS_DATA_PUT = "UserRecordsDataPut"
+#: Count, Summary.
+METRIC_KINESIS_RECORDS_PUT = "KinesisRecordsPut"
+#: Bytes, Detailed.
+METRIC_KINESIS_RECORDS_DATA_PUT = "KinesisRecordsDataPut"
+#: Count, Summary.
+METRIC_ERRORS_BY_CODE = "ErrorsByCode"
+#: Count, Summary.
+METRIC_ALL_ERRORS = "AllErrors"
+#: Count, Detailed.
+METRIC_RETRIES_PER_RECORD = "RetriesPerRecord"
+#: Count, Summary.
+METRIC_USER_RECORD_EXPIRED = "UserRecordExpired"
+#: Milliseconds, Summary.
+METRIC_BUFFERING_TIME = "BufferingTime"
+#: Milliseconds, Detailed.
+METRIC_REQUEST_TIME = "RequestTime"
+#: Count, Detailed.
+METRIC_USER_RECORDS_PER_KINESIS_RECORD = "UserRecordsPerKinesisRecord"
+#: Count, Detailed.
+METRIC_KINESIS_RECORDS_PER_PUT_RECORDS_REQUEST = "KinesisRecordsPerPutRecordsRequest"
+#: Count, Detailed.
+METRIC_USER_RECORDS_PER_PUT_RECORDS_REQUEST = "UserRecordsPerPutRecordsRequest"
+#: Every KPL metric name, in the KPL's (and the header's) order.
+KPL_METRICS: Tuple[str, ...] = (
+    METRIC_USER_RECORDS_RECEIVED, METRIC_USER_RECORDS_PENDING, METRIC_USER_RECORDS_PUT,
+    METRIC_USER_RECORDS_DATA_PUT, METRIC_KINESIS_RECORDS_PUT, METRIC_KINESIS_RECORDS_DATA_PUT,
+    METRIC_ERRORS_BY_CODE, METRIC_ALL_ERRORS, METRIC_RETRIES_PER_RECORD,
+    METRIC_USER_RECORD_EXPIRED, METRIC_BUFFERING_TIME, METRIC_REQUEST_TIME,
+    METRIC_USER_RECORDS_PER_KINESIS_RECORD, METRIC_KINESIS_RECORDS_PER_PUT_RECORDS_REQUEST,
+    METRIC_USER_RECORDS_PER_PUT_RECORDS_REQUEST,
+)
+
+#: The KPL's dimension names (KPLM_DIMENSION_*), used by snapshots and
+#: exports when a granularity is configured.
+DIMENSION_STREAM_NAME = "StreamName"
+DIMENSION_SHARD_ID = "ShardId"
+DIMENSION_ERROR_CODE = "ErrorCode"
 
 _UINT32_MAX = 0xFFFFFFFF
 _INT32_MIN, _INT32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -127,6 +195,40 @@ class Level(enum.IntEnum):
     SUMMARY = 1
     #: Every dimension is kept.
     DETAILED = 2
+
+
+class Unit(enum.IntEnum):
+    """A metric's unit, as CloudWatch names it (``kplm_unit``; :func:`unit_name`)."""
+
+    #: "None": names the KPL does not define.
+    NONE = 0
+    #: "Count"
+    COUNT = 1
+    #: "Bytes"
+    BYTES = 2
+    #: "Milliseconds"
+    MILLISECONDS = 3
+
+
+class Granularity(enum.IntEnum):
+    """KPL rollups (``kplm_granularity``, the KPL's MetricsGranularity).
+
+    ``NONE`` (the default) reports every key as recorded, with the dimensions
+    "stream", "shard", "error_code". Otherwise snapshots and exports show the
+    KPL's tree with its dimension names and order (global extras,
+    ``ErrorCode``, ``StreamName`` and stream extras, ``ShardId`` and shard
+    extras): one line for the name alone, one with the error code, then
+    (``STREAM`` and finer) one per stream, then (``SHARD``) one per shard; a
+    line's statistics merge those of the keys under it.
+    """
+
+    NONE = 0
+    #: The metric name alone (plus the error code and global extra dimensions).
+    GLOBAL = 1
+    #: Also per stream.
+    STREAM = 2
+    #: Also per stream and shard.
+    SHARD = 3
 
 
 class Status(enum.IntEnum):
@@ -321,6 +423,20 @@ class KplmConfig(ctypes.Structure):
         ("clock_user_data", ctypes.c_void_p),
         ("max_metrics", ctypes.c_uint32),
         ("export_timeout_ms", ctypes.c_double),
+        ("granularity", ctypes.c_int),
+        ("kpl_level_filter", ctypes.c_int),
+        ("metric_namespace", ctypes.c_char_p),
+    ]
+
+
+class KplmStatistics(ctypes.Structure):
+    """``kplm_statistics``: what ``kplm_query`` returns (all zero when empty)."""
+
+    _fields_ = [
+        ("count", ctypes.c_uint64),
+        ("sum", ctypes.c_double),
+        ("min", ctypes.c_double),
+        ("max", ctypes.c_double),
     ]
 
 
@@ -377,6 +493,13 @@ def _declare(cdll: ctypes.CDLL) -> None:
     proto("kplm_flush", st, [pm])
     proto("kplm_close", st, [pm])
     proto("kplm_free", None, [pm])
+    proto("kplm_add_dimension", st, [pm, s, s, ctypes.c_int])
+    proto("kplm_namespace", ctypes.c_char_p, [pm])
+    proto("kplm_query", st, [pm, s, s, s, s, ctypes.c_uint32, ctypes.POINTER(KplmStatistics)])
+    proto("kplm_query_name", st, [pm, s, ctypes.c_uint32, ctypes.POINTER(KplmStatistics)])
+    proto("kplm_metric_unit", ctypes.c_int, [s])
+    proto("kplm_metric_level", ctypes.c_int, [s])
+    proto("kplm_unit_name", ctypes.c_char_p, [ctypes.c_int])
     proto("kplm_status_string", ctypes.c_char_p, [ctypes.c_int])
     proto("kplm_version", ctypes.c_char_p, [])
 
@@ -486,6 +609,37 @@ def version_info() -> Tuple[int, int, int]:
     return int(major), int(minor), int(patch)
 
 
+def metric_unit(name: Optional[_StrLike]) -> Union[Unit, int]:
+    """``kplm_metric_unit``: the KPL's unit of a metric name, :attr:`Unit.NONE` for any other name.
+
+    Names compare byte for byte (``None`` gives :attr:`Unit.NONE`).
+    """
+    raw = lib().kplm_metric_unit(_encode(name, "name"))
+    try:
+        return Unit(raw)
+    except ValueError:  # pragma: no cover - a later library's unit
+        return raw
+
+
+def metric_level(name: Optional[_StrLike]) -> Union[Level, int]:
+    """``kplm_metric_level``: the KPL level of a metric name.
+
+    :attr:`Level.SUMMARY` or :attr:`Level.DETAILED` for the KPL's metrics,
+    :attr:`Level.DETAILED` for any other name (or ``None``).
+    """
+    raw = lib().kplm_metric_level(_encode(name, "name"))
+    try:
+        return Level(raw)
+    except ValueError:  # pragma: no cover - a later library's level
+        return raw
+
+
+def unit_name(unit: Union[Unit, int]) -> str:
+    """``kplm_unit_name``: the CloudWatch name of a unit ("Count"); "None" for an unknown value."""
+    raw = lib().kplm_unit_name(_int_in("unit", unit, _INT32_MIN, _INT32_MAX))
+    return raw.decode("ascii") if raw is not None else "None"
+
+
 def default_config() -> KplmConfig:
     """A :class:`KplmConfig` filled by ``kplm_config_init`` (a copy; fields known here)."""
     buf = _ConfigBuffer()
@@ -557,8 +711,11 @@ _DIM_TO_FIELD = dict(_DIM_FIELDS)
 class MetricKey:
     """Identity of a metric: name plus optional dimensions (hashable).
 
-    ``extra`` holds dimensions this binding has no field for (none in ABI
-    0.1); it is empty for every key the current library produces.
+    ``extra`` holds dimensions this binding has no field for: the extra
+    dimensions of :meth:`Manager.add_dimension`, and every dimension of a
+    line shown with a :class:`Granularity` (whose names are the KPL's
+    ``StreamName``, ``ShardId``, ``ErrorCode``). It is empty for every key of
+    a manager with neither.
     """
 
     name: str
@@ -659,6 +816,24 @@ class Event:
             timestamp=e.timestamp,
             dimensions=_dims_from_c(e.dimensions, e.dimension_count),
         )
+
+
+class Statistics(NamedTuple):
+    """``(count, sum, min, max)`` returned by :meth:`Manager.query` and :meth:`Manager.query_name`.
+
+    An immutable tuple, so it compares equal to the plain ``(count, sum, min,
+    max)`` tuples of :attr:`Snapshot.stats`. All zero when nothing matched.
+    """
+
+    count: int
+    sum: float
+    min: float
+    max: float
+
+    @classmethod
+    def from_c(cls, s: KplmStatistics) -> "Statistics":
+        """Copy a C ``kplm_statistics``."""
+        return cls(int(s.count), s.sum, s.min, s.max)
 
 
 # --------------------------------------------------------------------------
@@ -992,6 +1167,15 @@ class Manager:
     raising an exception is a failed export (the library keeps the data for
     the next flush); see :attr:`last_sink_error`.
 
+    KPL parity (see :class:`Granularity`): ``granularity`` (a
+    :class:`Granularity`, its ``int`` or its name) shows snapshots and
+    exports as the KPL's rollup tree; ``kpl_level_filter=True`` shows only
+    the metrics whose KPL level (:func:`metric_level`) is within ``level``;
+    ``namespace`` (``None`` = :data:`DEFAULT_NAMESPACE`) is the namespace
+    sinks publish under (:attr:`namespace`); ``extra_dimensions`` is an
+    iterable of ``(name, value, granularity)`` applied with
+    :meth:`add_dimension` right after creation.
+
     Use as a context manager: entering starts the manager, leaving closes it
     (the final flush reaches the sink). Closing does not free: the retained
     window stays readable with :meth:`snapshots`. :meth:`free` (also run when
@@ -1004,12 +1188,25 @@ class Manager:
                  max_metrics: int = DEFAULT_MAX_METRICS,
                  export_timeout_ms: float = DEFAULT_EXPORT_TIMEOUT_MS,
                  clock: Optional[Union[Callable[[], float], ClockCallback]] = None,
-                 sink: Any = None) -> None:
+                 sink: Any = None,
+                 granularity: Union[Granularity, int, str] = Granularity.NONE,
+                 kpl_level_filter: bool = False,
+                 namespace: Optional[_StrLike] = None,
+                 extra_dimensions: Iterable[Tuple[_StrLike, _StrLike,
+                                                  Union[Granularity, int, str]]] = ()) -> None:
         self._core: Optional[_Core] = None
         cdll = lib()
         if isinstance(level, str):
             level = Level[level.upper()]
         level_int = _int_in("level", level, _INT32_MIN, _INT32_MAX)
+        granularity_int = _granularity_int(granularity)
+        # Referenced until kplm_new has returned (the library copies it).
+        namespace_bytes = _encode(namespace, "namespace")
+        extras = [tuple(extra) for extra in extra_dimensions]
+        for extra in extras:
+            if len(extra) != 3:
+                raise TypeError("extra_dimensions items must be (name, value, granularity), "
+                                f"not {extra!r}")
         window = _int_in("window_seconds", window_seconds, 0, _UINT32_MAX)
         cap = _int_in("max_metrics", max_metrics, 0, _UINT32_MAX)
         interval = _number(upload_interval_ms)
@@ -1022,6 +1219,9 @@ class Manager:
         cfg.window_seconds = window
         cfg.max_metrics = cap
         cfg.export_timeout_ms = _number(export_timeout_ms)
+        cfg.granularity = granularity_int
+        cfg.kpl_level_filter = 1 if kpl_level_filter else 0
+        cfg.metric_namespace = namespace_bytes
 
         core = _Core(cdll)
         clock_cb: Optional[ClockCallback] = None
@@ -1033,28 +1233,66 @@ class Manager:
             core.keepalive.append(clock_cb)
 
         out = ManagerPointer()
-        _check(cdll.kplm_new(ctypes.byref(cfg), ctypes.byref(out)), "kplm_new")
+        status = cdll.kplm_new(ctypes.byref(cfg), ctypes.byref(out))
+        del namespace_bytes
+        _check(status, "kplm_new")
         core.ptr = out
         self._core = core
         try:
             self._level = Level(level_int)
         except ValueError:  # pragma: no cover - kplm_new refuses unknown levels
             self._level = level_int
+        try:
+            self._granularity = Granularity(granularity_int)
+        except ValueError:  # pragma: no cover - kplm_new refuses unknown granularities
+            self._granularity = granularity_int
+        self._kpl_level_filter = bool(kpl_level_filter)
+        self._extra_dimensions: list = []
         self._window_seconds = window
         self._upload_interval_ms = interval
         self._max_metrics = cap
         self._clock = clock_cb
-        if sink is not None:
-            try:
+        try:
+            for name, value, extra_granularity in extras:
+                self.add_dimension(name, value, extra_granularity)
+            if sink is not None:
                 self.set_sink(sink)
-            except BaseException:
-                core.free()
-                raise
+        except BaseException:
+            core.free()
+            raise
 
     # -- configuration / state -------------------------------------------
     @property
     def level(self) -> Level:
         return self._level
+
+    @property
+    def granularity(self) -> Granularity:
+        """The KPL rollup granularity (:attr:`Granularity.NONE` = keys as recorded)."""
+        return self._granularity
+
+    @property
+    def kpl_level_filter(self) -> bool:
+        """Whether only metrics whose KPL level is within :attr:`level` are shown."""
+        return self._kpl_level_filter
+
+    @property
+    def extra_dimensions(self) -> Tuple[Tuple[str, str, Granularity], ...]:
+        """The ``(name, value, granularity)`` added with :meth:`add_dimension`, in order."""
+        return tuple(self._extra_dimensions)
+
+    @property
+    def namespace(self) -> str:
+        """The namespace sinks publish under (``kplm_namespace``).
+
+        :data:`DEFAULT_NAMESPACE` unless ``namespace`` was given. Raises
+        :class:`ClosedError` once the manager is freed.
+        """
+        core = self._need_core()
+        raw = core.call(core.lib.kplm_namespace)
+        if raw is None:  # pragma: no cover - only for a NULL manager
+            raise ClosedError(Status.ECLOSED, context="kplm_namespace returned NULL")
+        return _decode(raw)
 
     @property
     def window_seconds(self) -> int:
@@ -1164,6 +1402,59 @@ class Manager:
                         _decode(e) or None).formed(self._level)
         return Metric(core, out, key)
 
+    def add_dimension(self, name: _StrLike, value: _StrLike,
+                      granularity: Union[Granularity, int, str]) -> None:
+        """Add a dimension to every exported and reported line (``kplm_add_dimension``).
+
+        The KPL's AdditionalMetricsDimension: :attr:`Granularity.GLOBAL`
+        extras go on every line, ``STREAM`` extras on per-stream and
+        per-shard lines, ``SHARD`` extras on per-shard lines (without a
+        configured granularity they are inserted in the "stream", "shard",
+        "error_code" list the same way). Allowed only before :meth:`start`
+        (:class:`StateError` after). :class:`InvalidArgumentError` for an
+        empty, over-long or invalid name or value, or granularity ``NONE``.
+        """
+        n = _encode(name, "name")
+        v = _encode(value, "value")
+        g = _granularity_int(granularity)
+        core = self._need_core()
+        status = core.call(core.lib.kplm_add_dimension, n, v, g)
+        _check(status, f"kplm_add_dimension({_short(name)})")
+        self._extra_dimensions.append((_decode(n), _decode(v), Granularity(g)))
+
+    def query(self, name: _StrLike, stream: Optional[_StrLike] = None,
+              shard_id: Optional[_StrLike] = None, error_code: Optional[_StrLike] = None,
+              seconds: int = CUMULATIVE) -> Statistics:
+        """Statistics of one key (``kplm_query``), formed as :meth:`put` would form it.
+
+        Over the last ``seconds`` seconds (1 to :attr:`window_seconds`, the
+        current second included) or, with :data:`CUMULATIVE` (the default),
+        since the manager was created (the KPL's getMetrics). An unknown key,
+        or level NONE, gives ``Statistics(0, 0.0, 0.0, 0.0)``. Raises
+        :class:`InvalidArgumentError` for a bad name or dimension, or
+        ``seconds`` beyond the window.
+        """
+        n = _encode(name, "name")
+        s = _encode(stream, "stream")
+        sh = _encode(shard_id, "shard_id")
+        e = _encode(error_code, "error_code")
+        secs = _int_in("seconds", seconds, 0, _UINT32_MAX)
+        core = self._need_core()
+        out = KplmStatistics()
+        status = core.call(core.lib.kplm_query, n, s, sh, e, secs, ctypes.byref(out))
+        _check(status, f"kplm_query({_short(name)})")
+        return Statistics.from_c(out)
+
+    def query_name(self, name: _StrLike, seconds: int = CUMULATIVE) -> Statistics:
+        """:meth:`query` for every key of one metric name, merged (``kplm_query_name``)."""
+        n = _encode(name, "name")
+        secs = _int_in("seconds", seconds, 0, _UINT32_MAX)
+        core = self._need_core()
+        out = KplmStatistics()
+        status = core.call(core.lib.kplm_query_name, n, secs, ctypes.byref(out))
+        _check(status, f"kplm_query_name({_short(name)})")
+        return Statistics.from_c(out)
+
     def snapshots(self) -> list:
         """Rolling-window :class:`Snapshot` of every metric with a live bucket, in export order."""
         core = self._need_core()
@@ -1260,6 +1551,20 @@ def _int_in(what: str, value: Any, low: int, high: int) -> int:
         raise InvalidArgumentError(Status.EINVAL,
                                    context=f"{what}={number} does not fit the C field")
     return number
+
+
+def _granularity_int(value: Any) -> int:
+    """A :class:`Granularity`, its ``int`` or its (case-insensitive) name, as the C int.
+
+    Out-of-range ints are passed on for the library to refuse.
+    """
+    if isinstance(value, str):
+        try:
+            value = Granularity[value.upper()]
+        except KeyError:
+            raise InvalidArgumentError(Status.EINVAL,
+                                       context=f"unknown granularity {value!r}") from None
+    return _int_in("granularity", value, _INT32_MIN, _INT32_MAX)
 
 
 class InMemorySink:

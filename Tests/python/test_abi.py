@@ -63,7 +63,7 @@ def test_struct_layouts_match_c():
     assert ctypes.sizeof(kplm.KplmSnapshot) == 80
     assert ctypes.sizeof(kplm.KplmEvent) == 40
     assert ctypes.sizeof(kplm.KplmSink) == 40
-    assert ctypes.sizeof(kplm.KplmConfig) == 56
+    assert ctypes.sizeof(kplm.KplmConfig) == 72
     assert kplm.KplmConfig.export_timeout_ms.offset == 48
     assert kplm.KplmConfig.max_metrics.offset == 40
 

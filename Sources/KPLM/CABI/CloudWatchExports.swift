@@ -1,0 +1,52 @@
+import CKPLM
+
+// kplm_cloudwatch_requests: CloudWatchShape for C callers.
+
+@c @implementation
+public func kplm_cloudwatch_requests(
+    _ s: UnsafePointer<kplm_snapshot>?, _ n: Int, _ cwNamespace: UnsafePointer<CChar>?, _ wallNow: Double,
+    _ emit: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int, Int) -> Int32)?,
+    _ userData: UnsafeMutableRawPointer?, _ dropped: UnsafeMutablePointer<Int>?
+) -> kplm_status {
+    dropped?.pointee = 0
+    guard let emit, let cwNamespace, n == 0 || s != nil else { return KPLM_EINVAL }
+    guard let namespace = try? CArguments.string(cwNamespace, limit: 4 * CloudWatchShape.maxNamespaceLength,
+                                                 label: "namespace") else { return KPLM_EINVAL }
+    var snapshots: [MetricSnapshot] = []
+    snapshots.reserveCapacity(n)
+    for i in 0..<n {
+        let c = s![i]
+        guard let name = c.name, c.dimension_count == 0 || c.dimensions != nil else { return KPLM_EINVAL }
+        var dims: [MetricDimension] = []
+        for j in 0..<c.dimension_count {
+            let d = c.dimensions[j]
+            guard let dn = d.name, let dv = d.value else { return KPLM_EINVAL }
+            dims.append(MetricDimension(String(cString: dn), String(cString: dv)))
+        }
+        snapshots.append(MetricSnapshot(name: String(cString: name), count: Int(clamping: c.count), sum: c.sum,
+                                        min: c.min, max: c.max, dimensions: dims, windowStart: c.window_start,
+                                        windowEnd: c.window_end, timestampUnix: c.timestamp_unix,
+                                        namespace: namespace))
+    }
+    let batches: CloudWatchBatches
+    do {
+        batches = try CloudWatchShape.batches(snapshots, namespace: namespace, wallNow: wallNow)
+    } catch {
+        return KPLM_EINVAL
+    }
+    dropped?.pointee = batches.dropped.values.reduce(0, +)
+    for request in batches.requests {
+        var body = request.body
+        let rc = body.withUTF8 { bytes in
+            // withUTF8 gives no NUL terminator: copy with one.
+            withUnsafeTemporaryAllocation(of: CChar.self, capacity: bytes.count + 1) { buffer in
+                let base = buffer.baseAddress!
+                UnsafeMutableRawPointer(base).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                base[bytes.count] = 0
+                return emit(userData, base, bytes.count, request.datums.count)
+            }
+        }
+        if rc != 0 { return KPLM_ESINK }
+    }
+    return KPLM_OK
+}

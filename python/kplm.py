@@ -74,9 +74,10 @@ import numbers
 import os
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     # constants
@@ -100,7 +101,7 @@ __all__ = [
     "KplmDimension", "KplmSnapshot", "KplmEvent", "KplmSink", "KplmConfig", "KplmStatistics",
     "CLOCK_FUNC", "OPEN_FUNC", "EXPORT_FUNC", "RECORD_FUNC", "CLOSE_FUNC",
     "VISIT_FUNC", "load_library", "lib", "library_path", "status_string",
-    "version", "version_info", "default_config", "metric_unit", "metric_level", "unit_name",
+    "version", "version_info", "default_config", "metric_unit", "metric_level", "unit_name", "cloudwatch_requests",
     # high level
     "MetricKey", "Snapshot", "Event", "Statistics", "Manager", "Metric", "InMemorySink",
     "ClockCallback", "ManualClock",
@@ -393,6 +394,8 @@ RECORD_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(KplmEvent))
 CLOSE_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 #: ``int (*visit)(void *user_data, const kplm_snapshot *s)`` of kplm_snapshots
 VISIT_FUNC = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(KplmSnapshot))
+#: ``emit`` of kplm_cloudwatch_requests: (user_data, body, body_len, datums) -> int.
+CW_EMIT_FUNC = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t)
 
 
 class KplmSink(ctypes.Structure):
@@ -500,6 +503,9 @@ def _declare(cdll: ctypes.CDLL) -> None:
     proto("kplm_metric_unit", ctypes.c_int, [s])
     proto("kplm_metric_level", ctypes.c_int, [s])
     proto("kplm_unit_name", ctypes.c_char_p, [ctypes.c_int])
+    proto("kplm_cloudwatch_requests", st,
+          [ctypes.POINTER(KplmSnapshot), ctypes.c_size_t, s, ctypes.c_double, CW_EMIT_FUNC, ctypes.c_void_p,
+           ctypes.POINTER(ctypes.c_size_t)])
     proto("kplm_status_string", ctypes.c_char_p, [ctypes.c_int])
     proto("kplm_version", ctypes.c_char_p, [])
 
@@ -638,6 +644,46 @@ def unit_name(unit: Union[Unit, int]) -> str:
     """``kplm_unit_name``: the CloudWatch name of a unit ("Count"); "None" for an unknown value."""
     raw = lib().kplm_unit_name(_int_in("unit", unit, _INT32_MIN, _INT32_MAX))
     return raw.decode("ascii") if raw is not None else "None"
+
+
+def cloudwatch_requests(snapshots: Iterable["Snapshot"], namespace: _StrLike,
+                        wall_now: Optional[float] = None) -> Tuple[List[Tuple[str, int]], int]:
+    """``kplm_cloudwatch_requests``: snapshots as CloudWatch PutMetricData requests.
+
+    Returns ``(requests, dropped)``: each request is ``(body, datums)``, the
+    AWS JSON 1.0 body (at most 1000 datums and 1,000,000 bytes) and its
+    number of datums; ``dropped`` counts snapshots CloudWatch would refuse
+    (count 0, out-of-range values or timestamps, bad dimensions). ``wall_now``
+    defaults to the current Unix time. Raises :class:`InvalidArgumentError`
+    for a bad namespace (empty, over 255 characters, "AWS/…").
+    """
+    items = list(snapshots)
+    keep: List[Any] = []   # every buffer the C array points into
+    array = (KplmSnapshot * max(1, len(items)))()
+    for i, snap in enumerate(items):
+        name = _encode(snap.name, "name")
+        dims = (KplmDimension * max(1, len(snap.dimensions)))()
+        for j, (dn, dv) in enumerate(snap.dimensions):
+            dims[j].name = _encode(dn, "dimension name")
+            dims[j].value = _encode(dv, "dimension value")
+        keep.extend([name, dims])
+        array[i] = KplmSnapshot(name, int(snap.count), float(snap.sum), float(snap.min), float(snap.max),
+                                ctypes.cast(dims, ctypes.POINTER(KplmDimension)), len(snap.dimensions),
+                                float(snap.window_start), float(snap.window_end), float(snap.timestamp_unix))
+    bodies: List[Tuple[str, int]] = []
+
+    def emit(_user_data: Any, body: Any, length: int, datums: int) -> int:
+        bodies.append((ctypes.string_at(body, length).decode("utf-8"), int(datums)))
+        return 0
+
+    emit_c = CW_EMIT_FUNC(emit)   # referenced until the call returns
+    dropped = ctypes.c_size_t(0)
+    now = time.time() if wall_now is None else _number(wall_now)
+    st = lib().kplm_cloudwatch_requests(array, len(items), _encode(namespace, "namespace"), now, emit_c, None,
+                                        ctypes.byref(dropped))
+    if st != Status.OK:
+        raise KplmError.from_status(st, "kplm_cloudwatch_requests")
+    return bodies, int(dropped.value)
 
 
 def default_config() -> KplmConfig:

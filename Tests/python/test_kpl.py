@@ -783,3 +783,74 @@ def test_raw_query_null_arguments(library):
     assert library.kplm_query_name(None, b"m", 0, None) == kplm.Status.EINVAL
     assert library.kplm_namespace(None) is None
     assert library.kplm_add_dimension(None, b"a", b"b", 1) == kplm.Status.EINVAL
+
+
+# --------------------------------------------------------------------------
+# CloudWatch-shaped requests (kplm_cloudwatch_requests)
+# --------------------------------------------------------------------------
+
+def _snap(name="UserRecordsPut", count=1, value=1.0, dims=(("stream", "orders"),), ts=None):
+    import time as _time
+    return kplm.Snapshot(name=name, count=count, sum=value * count, min=value, max=value, dimensions=dims,
+                         window_start=0.0, window_end=1.0, timestamp_unix=_time.time() if ts is None else ts)
+
+
+def test_cloudwatch_requests_respect_the_datum_limit_and_round_trip():
+    import json
+    snaps = [_snap(value=float(i)) for i in range(1001)] + [_snap(count=0)]
+    requests, dropped = kplm.cloudwatch_requests(snaps, "MyApp")
+    assert [n for _, n in requests] == [1000, 1]
+    assert dropped == 1
+    bodies = [json.loads(b) for b, _ in requests]
+    assert all(len(b.encode()) <= 1_000_000 for b, _ in requests)
+    assert bodies[0]["Namespace"] == "MyApp"
+    datum = bodies[0]["MetricData"][3]
+    assert datum["MetricName"] == "UserRecordsPut"
+    assert datum["Dimensions"] == [{"Name": "StreamName", "Value": "orders"}]
+    assert datum["Unit"] == "Count"
+    assert datum["StatisticValues"] == {"SampleCount": 1.0, "Sum": 3.0, "Minimum": 3.0, "Maximum": 3.0}
+
+
+def test_cloudwatch_requests_drop_what_cloudwatch_refuses():
+    import time as _time
+    now = _time.time()
+    snaps = [
+        _snap(ts=now - 14 * 86400 - 1),                       # older than two weeks
+        _snap(ts=now + 2 * 3600 + 1),                         # too far ahead
+        _snap(dims=tuple((f"d{i}", "v") for i in range(31))),  # 31 dimensions
+        _snap(value=2.0 ** 361),                               # beyond +-2^360
+        _snap(dims=(("stream", ""),)),                         # blank value: dimension removed, kept
+    ]
+    requests, dropped = kplm.cloudwatch_requests(snaps, "MyApp", wall_now=now)
+    assert dropped == 4
+    assert [n for _, n in requests] == [1]
+    assert '"Dimensions"' not in requests[0][0]
+
+
+def test_cloudwatch_requests_reject_bad_namespaces():
+    for bad in ("", "AWS/Kinesis", "n" * 256):
+        with pytest.raises(kplm.InvalidArgumentError):
+            kplm.cloudwatch_requests([_snap()], bad)
+    assert kplm.cloudwatch_requests([], "MyApp") == ([], 0)
+
+
+def test_cloudwatch_requests_from_a_real_export():
+    import json
+    clock = kplm.ManualClock(1000.0)
+    sink = RecordingSink(eventful=False)
+    m = kplm.Manager(kplm.Level.DETAILED, clock=clock, upload_interval_ms=3_600_000,
+                     granularity=kplm.Granularity.STREAM, sink=sink)
+    try:
+        m.start()
+        m.put(kplm.METRIC_BUFFERING_TIME, 5.0, stream="orders", shard_id="shardId-1")
+        m.put(kplm.METRIC_BUFFERING_TIME, 7.0, stream="orders", shard_id="shardId-2")
+        m.flush()
+    finally:
+        m.close()
+    exported = [s for batch in sink.batches for s in batch]
+    requests, dropped = kplm.cloudwatch_requests(exported, m.namespace)
+    assert dropped == 0
+    data = json.loads(requests[0][0])["MetricData"]
+    assert [d.get("Dimensions", []) for d in data] == [[], [{"Name": "StreamName", "Value": "orders"}]]
+    assert all(d["Unit"] == "Milliseconds" for d in data)
+    assert [d["StatisticValues"]["SampleCount"] for d in data] == [2.0, 2.0]

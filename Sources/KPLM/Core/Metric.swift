@@ -188,16 +188,13 @@ public final class Metric: Sendable {
         let writer = Int(kplmshim_writer_raw())
         if _fastPath(cellsWithTicker && second != Int64.min && writer > 0 && !ForkGuard.isInherited(generation)) {
             let bits = cellTable[writer &- 1].load(ordering: .acquiring)
-            if _fastPath(bits != 0) {
-                let word = WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
-                    .put(value, second: Int64(second), gate: gateWord, activity: activityWord, series: seriesRef,
-                         windowSeconds: windowSeconds)
-                if _fastPath(word & (PutGate.closingBit | PutGate.startedBit) == 0) { return .recorded }
-                if PutGate.isClosing(word) { return .closed }
-                notify(value)
+            if _fastPath(bits != 0 && WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
+                .tryPut(value, second: Int64(second), gate: gateWord)) {
                 return .recorded
             }
         }
+        // Everything else, including a new second for this thread's cell
+        // (once a second), closing, and an eventful sink.
         return putGeneral(value)
     }
 

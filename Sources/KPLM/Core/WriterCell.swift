@@ -4,7 +4,8 @@ import Synchronization
 
 /// One thread's private accumulator for one metric: the hot path of a put.
 ///
-/// ## Layout (raw memory, 128 bytes, 64-byte aligned)
+/// ## Layout (raw memory, 128 bytes, 128-byte aligned: two threads' cells never
+/// share a line, nor a pair of lines fetched together by the prefetcher)
 ///
 ///     0  sequence  Atomic<UInt>  odd while the owner is writing
 ///     8  active    Atomic<Int>   slot the owner writes (0 or 1); set by readers
@@ -57,7 +58,7 @@ struct WriterCell {
     let base: UnsafeMutableRawPointer
 
     static let byteCount = 128
-    static let alignment = 64
+    static let alignment = 128
     private static let slotOffset = 16
     private static let slotStride = 40
 
@@ -135,6 +136,35 @@ struct WriterCell {
         // Ends the section: publishes the slot to a reader that acquires it.
         sequence.pointee.store(seq &+ 2, ordering: .releasing)
         return word
+    }
+
+    /// The common case only, as a leaf: same second as this thread's last
+    /// put on the cell, not closing, no eventful sink. Records `value` and
+    /// returns true; otherwise changes nothing (the section is opened and
+    /// closed empty) and returns false, for the caller to take the general
+    /// path (``put(_:second:gate:activity:series:windowSeconds:)``). Having
+    /// no call inside keeps the whole put free of register saves.
+    @inline(__always)
+    func tryPut(_ value: Double, second: Int64, gate: UnsafeMutablePointer<Atomic<UInt64>>) -> Bool {
+        let seq = sequence.pointee.load(ordering: .relaxed)
+        sequence.pointee.store(seq &+ 1, ordering: .relaxed)
+        kplmshim_compiler_barrier()   // Dekker half, as in put(...)
+        let word = PutGate.load(gate)
+        let s = slot(active.pointee.load(ordering: .acquiring))
+        let count = Self.count(s)
+        let n = count.pointee.load(ordering: .relaxed)
+        let done = word & (PutGate.closingBit | PutGate.startedBit) == 0
+            && n != 0 && s.load(fromByteOffset: 8, as: Int64.self) == second
+        if done {
+            s.storeBytes(of: s.load(fromByteOffset: 16, as: Double.self) + value, toByteOffset: 16, as: Double.self)
+            s.storeBytes(of: Swift.min(s.load(fromByteOffset: 24, as: Double.self), value), toByteOffset: 24,
+                         as: Double.self)
+            s.storeBytes(of: Swift.max(s.load(fromByteOffset: 32, as: Double.self), value), toByteOffset: 32,
+                         as: Double.self)
+            count.pointee.store(n &+ 1, ordering: .relaxed)
+        }
+        sequence.pointee.store(seq &+ 2, ordering: .releasing)
+        return done
     }
 
     /// Moves a slot's statistics into the shared series (a new second, or a

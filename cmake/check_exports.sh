@@ -4,11 +4,12 @@
 #     nothing else (no Swift-mangled symbols, no kplmshim_* helpers);
 #   - it does not depend on any libswift* shared object;
 #   - its SONAME is the expected one.
-# usage: check_exports.sh path/to/libkplm.so.X.Y.Z libkplm.so.X
+# usage: check_exports.sh path/to/libkplm.so.X.Y.Z libkplm.so.X path/to/kplm.h
 set -u
 
 lib=$1
 want_soname=$2
+header=$3
 fail=0
 
 say() { printf '%s\n' "$*"; }
@@ -40,10 +41,11 @@ if [ -n "$nonfunc" ]; then
     printf '%s\n' "$nonfunc" | sed 's/^/    /'
 fi
 
-# Every function of kplm.h is there and is a function (type T).
-for f in kplm_config_init kplm_new kplm_set_sink kplm_start kplm_put \
-         kplm_metric_get kplm_metric_put kplm_snapshots kplm_flush \
-         kplm_close kplm_free kplm_status_string kplm_version; do
+# Every function kplm.h declares (a declaration starts a line: a return
+# type, then kplm_NAME and "(") is there and is a function (type T).
+declared=$(grep -oE '^[a-z_][a-z0-9_ *]*[ *]kplm_[a-z0-9_]+\(' "$header" | grep -oE 'kplm_[a-z0-9_]+\($' | tr -d '(' | sort -u)
+[ -n "$declared" ] || bad "no function declarations found in $header"
+for f in $declared; do
     if ! nm -D --defined-only "$lib" | awk '{ print $2, $3 }' | grep -Eq "^[Tt] $f(@.*)?\$"; then
         bad "function $f is not exported"
     fi
@@ -70,5 +72,5 @@ if [ "$fail" -ne 0 ]; then
     nm -D --defined-only "$lib" | head -n 40
     exit 1
 fi
-say "OK: $(printf '%s\n' "$symbols" | grep -c '^kplm_') kplm_* symbols, no others; no libswift dependency; SONAME $soname"
+say "OK: $(printf '%s\n' "$symbols" | grep -c '^kplm_') kplm_* symbols ($(printf '%s\n' "$declared" | wc -l) declared in kplm.h, all present), no others; no libswift dependency; SONAME $soname"
 exit 0

@@ -17,6 +17,12 @@ final class Uploader: @unchecked Sendable {
     private var exited = false          // guarded by mutex
     private var finalWork: (@Sendable () -> Void)?   // guarded by mutex
     private var thread = pthread_t()
+    /// Whether `thread` was created, and whether someone joined it (or took
+    /// the job to): guarded by mutex. A thread nobody joins (its last
+    /// finish timed out, or it released its manager itself) is detached by
+    /// deinit, so its resources go back when it ends either way.
+    private var created = false
+    private var joined = false
     private let interval: Double
     private let tick: @Sendable () -> Bool
 
@@ -48,10 +54,13 @@ final class Uploader: @unchecked Sendable {
             return nil
         }
         thread = created
-        pthread_detach(created)
+        self.created = true
     }
 
     deinit {
+        // On the uploader thread itself (it held the last reference), or
+        // after a finish that did not see it exit: let it end detached.
+        if created && !joined { pthread_detach(thread) }
         pthread_cond_destroy(condition)
         pthread_mutex_destroy(mutex)
         condition.deallocate()
@@ -78,7 +87,6 @@ final class Uploader: @unchecked Sendable {
             return true
         }
         pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
         if !stopRequested {
             stopRequested = true
             self.finalWork = finalWork
@@ -88,7 +96,14 @@ final class Uploader: @unchecked Sendable {
         while !exited {
             if pthread_cond_timedwait(condition, mutex, &until) == ETIMEDOUT { break }
         }
-        return exited
+        let done = exited
+        // Join once it has said it is done (it only returns after that), so
+        // that when close returns the thread is gone, not still ending.
+        let join = done && created && !joined
+        if join { joined = true }
+        pthread_mutex_unlock(mutex)
+        if join { pthread_join(thread, nil) }
+        return done
     }
 
     private func run() {

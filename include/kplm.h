@@ -284,7 +284,9 @@ kplm_status kplm_new(const kplm_config *config, kplm_manager **out);
 
 /**
  * Sets the sink (copied). Allowed only before kplm_start; replaces any
- * earlier sink. Without a call the manager uses a null sink.
+ * earlier sink. Without a call the manager uses a null sink. A built-in
+ * sink (kplm_sink_dogstatsd, kplm_sink_emf) is owned by the manager once
+ * this returns KPLM_OK: do not set or release that kplm_sink again.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL manager or sink or a sink without
  * export_snapshots; KPLM_ESTATE once started or closed, or when called from
  * a callback of this manager.
@@ -467,6 +469,80 @@ kplm_status kplm_cloudwatch_requests(const kplm_snapshot *s, size_t n, const cha
                                      int (*emit)(void *user_data, const char *body, size_t body_len,
                                                  size_t datums),
                                      void *user_data, size_t *dropped);
+
+/* ------------------------------------------------------------------------ */
+/* Built-in sinks                                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Each constructor fills a kplm_sink whose callbacks and user_data belong to
+ * the library. Hand it to kplm_set_sink (which takes ownership: the manager
+ * releases it at kplm_free, after the sink's close). A sink never given to a
+ * manager must be released with kplm_sink_release. Exports run on the
+ * flushing thread, never on a putting one; network sends time out.
+ */
+
+/** Releases a built-in sink that was never given to kplm_set_sink. NULL,
+ * and a sink the caller built itself, are ignored. Clears *sink. */
+void kplm_sink_release(kplm_sink *sink);
+
+/** DogStatsD over UDP. Initialise with kplm_dogstatsd_config_init. */
+typedef struct {
+    uint32_t struct_size;          /**< set by kplm_dogstatsd_config_init */
+    const char *host;              /**< default "127.0.0.1" (numeric IPv4/IPv6 or a name; NULL = default) */
+    uint16_t port;                 /**< default 8125 */
+    const char *prefix;            /**< prepended to every metric name (then "."), default NULL */
+    const char *const *tags;       /**< constant tags ("key:value", non-empty UTF-8), added to every line */
+    size_t tag_count;
+    uint32_t max_datagram_bytes;   /**< default 1432 (fits an Ethernet MTU); 64..65507 */
+} kplm_dogstatsd_config;
+
+/** Fills *config with the defaults and sets struct_size. NULL is ignored. */
+void kplm_dogstatsd_config_init(kplm_dogstatsd_config *config);
+
+/**
+ * A DogStatsD sink: each exported snapshot becomes the lines
+ * "<name>.count:<count>|c", "<name>.sum:<sum>|c", "<name>.min:<min>|g" and
+ * "<name>.max:<max>|g", tagged with its dimensions ("stream:orders") and the
+ * constant tags, names and tags sanitized (see the README), packed into
+ * datagrams of at most max_datagram_bytes.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL argument, an unknown struct_size,
+ * a bad host, port 0 or a datagram size out of range; KPLM_ENOMEM.
+ */
+kplm_status kplm_sink_dogstatsd(const kplm_dogstatsd_config *config, kplm_sink *out);
+
+/** Where an EMF sink writes. */
+typedef enum {
+    KPLM_EMF_STDOUT = 0,   /**< JSON lines on standard output */
+    KPLM_EMF_FILE = 1,     /**< JSON lines appended to `path` */
+    KPLM_EMF_TCP = 2,      /**< a CloudWatch agent, newline-delimited, over TCP */
+    KPLM_EMF_UDP = 3       /**< a CloudWatch agent, one event per datagram */
+} kplm_emf_destination;
+
+/** CloudWatch Embedded Metric Format. Initialise with kplm_emf_config_init. */
+typedef struct {
+    uint32_t struct_size;              /**< set by kplm_emf_config_init */
+    kplm_emf_destination destination;  /**< default KPLM_EMF_STDOUT */
+    const char *path;                  /**< for KPLM_EMF_FILE */
+    const char *host;                  /**< for TCP/UDP, default "127.0.0.1" */
+    uint16_t port;                     /**< for TCP/UDP, default 25888 */
+    const char *cw_namespace;          /**< NULL = the manager's default, "KinesisProducerLibrary" */
+    double timeout_ms;                 /**< connect/send timeout for TCP, default 2000 */
+} kplm_emf_config;
+
+/** Fills *config with the defaults and sets struct_size. NULL is ignored. */
+void kplm_emf_config_init(kplm_emf_config *config);
+
+/**
+ * An EMF sink: each export becomes EMF events (JSON objects, one per line)
+ * within EMF's limits (100 metrics per directive, 100 values per metric, 30
+ * dimensions per set, integer millisecond timestamps). EMF has no statistic
+ * set: see the README for how count, sum, min and max are represented.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL argument, an unknown struct_size or
+ * destination, a missing path, a bad host or port, a bad namespace;
+ * KPLM_ENOMEM.
+ */
+kplm_status kplm_sink_emf(const kplm_emf_config *config, kplm_sink *out);
 
 /** Static, never-NULL English name of a status ("KPLM_EINVAL: …"). */
 const char *kplm_status_string(kplm_status status);

@@ -102,6 +102,9 @@ __all__ = [
     "CLOCK_FUNC", "OPEN_FUNC", "EXPORT_FUNC", "RECORD_FUNC", "CLOSE_FUNC",
     "VISIT_FUNC", "load_library", "lib", "library_path", "status_string",
     "version", "version_info", "default_config", "metric_unit", "metric_level", "unit_name", "cloudwatch_requests",
+    "BuiltinSink",
+    "KplmDogStatsDConfig", "dogstatsd_sink",
+    "KplmEmfConfig", "EmfDestination", "emf_sink",
     # high level
     "MetricKey", "Snapshot", "Event", "Statistics", "Manager", "Metric", "InMemorySink",
     "ClockCallback", "ManualClock",
@@ -488,6 +491,9 @@ def _declare(cdll: ctypes.CDLL) -> None:
     proto("kplm_config_init", None, [ctypes.POINTER(KplmConfig)])
     proto("kplm_new", st, [ctypes.POINTER(KplmConfig), ctypes.POINTER(pm)])
     proto("kplm_set_sink", st, [pm, ctypes.POINTER(KplmSink)])
+    proto("kplm_sink_release", None, [ctypes.POINTER(KplmSink)])
+    proto("kplm_dogstatsd_config_init", None, [ctypes.POINTER(KplmDogStatsDConfig)])
+    proto("kplm_sink_dogstatsd", st, [ctypes.POINTER(KplmDogStatsDConfig), ctypes.POINTER(KplmSink)])
     proto("kplm_start", st, [pm])
     proto("kplm_put", st, [pm, s, ctypes.c_double, s, s, s])
     proto("kplm_metric_get", st, [pm, s, s, s, s, ctypes.POINTER(MetricPointer)])
@@ -506,6 +512,8 @@ def _declare(cdll: ctypes.CDLL) -> None:
     proto("kplm_cloudwatch_requests", st,
           [ctypes.POINTER(KplmSnapshot), ctypes.c_size_t, s, ctypes.c_double, CW_EMIT_FUNC, ctypes.c_void_p,
            ctypes.POINTER(ctypes.c_size_t)])
+    proto("kplm_emf_config_init", None, [ctypes.POINTER(KplmEmfConfig)])
+    proto("kplm_sink_emf", st, [ctypes.POINTER(KplmEmfConfig), ctypes.POINTER(KplmSink)])
     proto("kplm_status_string", ctypes.c_char_p, [ctypes.c_int])
     proto("kplm_version", ctypes.c_char_p, [])
 
@@ -1088,6 +1096,8 @@ atexit.register(_free_all_at_exit)
 
 def _build_sink(core: _Core, sink: Any) -> KplmSink:
     """Wrap a Python sink object into a kplm_sink with trampolines."""
+    if isinstance(sink, BuiltinSink):
+        return sink._take()
     export = getattr(sink, "export", None)
     if not callable(export):
         raise TypeError("a sink needs a callable export(snapshots) method")
@@ -1400,6 +1410,8 @@ class Manager:
         core = self._need_core()
         struct = _build_sink(core, sink)
         status = core.call(core.lib.kplm_set_sink, ctypes.byref(struct))
+        if status and isinstance(sink, BuiltinSink):
+            sink._struct = struct   # not taken: the caller still owns it
         _check(status, "kplm_set_sink")
         # The earlier sink's callbacks stay in keepalive until free: cheap,
         # and it never matters whether the library still refers to them.
@@ -1611,6 +1623,172 @@ def _granularity_int(value: Any) -> int:
             raise InvalidArgumentError(Status.EINVAL,
                                        context=f"unknown granularity {value!r}") from None
     return _int_in("granularity", value, _INT32_MIN, _INT32_MAX)
+
+
+class BuiltinSink:
+    """A sink implemented by the library (``kplm_sink_dogstatsd``, ``kplm_sink_emf``).
+
+    Pass it as a :class:`Manager`'s ``sink``: the manager then owns it. One
+    never handed to a manager is released by :meth:`release` (or when
+    garbage-collected). A built-in sink serves one manager only.
+    """
+
+    def __init__(self, struct: KplmSink, kind: str) -> None:
+        self._struct: Optional[KplmSink] = struct
+        self.kind = kind
+
+    def _take(self) -> KplmSink:
+        if self._struct is None:
+            raise StateError(Status.ESTATE, context=f"this {self.kind} sink was already given to a manager or released")
+        struct, self._struct = self._struct, None
+        return struct
+
+    def release(self) -> None:
+        """``kplm_sink_release``: free the sink if no manager took it."""
+        if self._struct is not None:
+            struct, self._struct = self._struct, None
+            lib().kplm_sink_release(ctypes.byref(struct))
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+# ---- DogStatsD sink (kplm_sink_dogstatsd) ----
+
+
+class KplmDogStatsDConfig(ctypes.Structure):
+    """``kplm_dogstatsd_config``. Initialise with ``kplm_dogstatsd_config_init``."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("host", ctypes.c_char_p),
+        ("port", ctypes.c_uint16),
+        ("prefix", ctypes.c_char_p),
+        ("tags", ctypes.POINTER(ctypes.c_char_p)),
+        ("tag_count", ctypes.c_size_t),
+        ("max_datagram_bytes", ctypes.c_uint32),
+    ]
+
+
+class _DogStatsDConfigBuffer(ctypes.Structure):
+    """A kplm_dogstatsd_config with spare room (see :class:`_ConfigBuffer`)."""
+
+    _fields_ = [
+        ("config", KplmDogStatsDConfig),
+        ("_spare", ctypes.c_uint64 * 16),
+    ]
+
+
+def dogstatsd_sink(host: Optional[_StrLike] = "127.0.0.1", port: int = 8125, prefix: Optional[_StrLike] = None,
+                   tags: Iterable[_StrLike] = (), max_datagram_bytes: int = 1432) -> BuiltinSink:
+    """``kplm_sink_dogstatsd``: a sink sending each flush to a DogStatsD agent over UDP.
+
+    Each snapshot becomes the lines ``<prefix.><name>.count:<count>|c``,
+    ``.sum:<sum>|c``, ``.min:<min>|g`` and ``.max:<max>|g``, tagged with
+    ``tags`` then one ``name:value`` tag per dimension, sanitized, packed
+    into datagrams of at most ``max_datagram_bytes`` (64..65507). ``host``
+    (``None`` = the default) is resolved when the manager starts. Pass the
+    result as a :class:`Manager`'s ``sink``. Raises
+    :class:`InvalidArgumentError` for a bad host, port 0, an empty tag or a
+    datagram size out of range.
+    """
+    if isinstance(tags, (str, bytes, bytearray, memoryview)):
+        raise TypeError("tags must be an iterable of strings, not a single string")
+    host_bytes = _encode(host, "host")
+    prefix_bytes = _encode(prefix, "prefix")
+    tag_list = []
+    for tag in tags:
+        if tag is None:
+            raise TypeError("a DogStatsD tag must be a string, not None")
+        tag_list.append(_encode(tag, "tag"))
+    port_int = _int_in("port", port, 0, 0xFFFF)
+    size = _int_in("max_datagram_bytes", max_datagram_bytes, 0, _UINT32_MAX)
+
+    cdll = lib()
+    buf = _DogStatsDConfigBuffer()
+    cdll.kplm_dogstatsd_config_init(ctypes.byref(buf.config))
+    cfg = buf.config
+    if host_bytes is not None:
+        cfg.host = host_bytes
+    cfg.port = port_int
+    cfg.prefix = prefix_bytes
+    # Referenced until kplm_sink_dogstatsd has returned (the library copies them).
+    tag_array = (ctypes.c_char_p * len(tag_list))(*tag_list)
+    cfg.tags = ctypes.cast(tag_array, ctypes.POINTER(ctypes.c_char_p)) if tag_list else None
+    cfg.tag_count = len(tag_list)
+    cfg.max_datagram_bytes = size
+    out = KplmSink()
+    status = cdll.kplm_sink_dogstatsd(ctypes.byref(cfg), ctypes.byref(out))
+    del tag_array, host_bytes, prefix_bytes
+    _check(status, "kplm_sink_dogstatsd")
+    return BuiltinSink(out, "dogstatsd")
+
+
+# ---- EMF sink (kplm_sink_emf) ----
+
+
+class EmfDestination(enum.IntEnum):
+    """``kplm_emf_destination``: where an EMF sink writes."""
+
+    STDOUT = 0  #: JSON lines on standard output
+    FILE = 1    #: JSON lines appended to a file
+    TCP = 2     #: a CloudWatch agent over TCP, newline-delimited
+    UDP = 3     #: a CloudWatch agent over UDP, one event per datagram
+
+
+class KplmEmfConfig(ctypes.Structure):
+    """``kplm_emf_config``. Initialise with ``kplm_emf_config_init`` (see :func:`emf_sink`)."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("destination", ctypes.c_int),
+        ("path", ctypes.c_char_p),
+        ("host", ctypes.c_char_p),
+        ("port", ctypes.c_uint16),
+        ("cw_namespace", ctypes.c_char_p),
+        ("timeout_ms", ctypes.c_double),
+    ]
+
+
+def emf_sink(destination: Union[EmfDestination, int, str] = "stdout", path: Any = None,
+             host: _StrLike = "127.0.0.1", port: int = 25888, namespace: Optional[_StrLike] = None,
+             timeout_ms: float = 2000) -> BuiltinSink:
+    """A CloudWatch Embedded Metric Format sink (``kplm_sink_emf``).
+
+    ``destination`` is ``"stdout"``, ``"file"`` (``path`` required, appended
+    to), ``"tcp"`` or ``"udp"`` (a CloudWatch agent at ``host``:``port``), or
+    an :class:`EmfDestination`. ``namespace`` ``None`` uses the manager's.
+    ``timeout_ms`` bounds connecting and sending over TCP. A snapshot
+    ``<Name>`` becomes the metrics ``<Name>`` (sum), ``<Name>.Count``,
+    ``<Name>.Min`` and ``<Name>.Max``. Pass the result as a
+    :class:`Manager`'s ``sink``. Raises :class:`InvalidArgumentError` for a
+    bad configuration.
+    """
+    if isinstance(destination, str):
+        try:
+            destination = EmfDestination[destination.upper()]
+        except KeyError:
+            raise InvalidArgumentError(Status.EINVAL,
+                                       context=f"unknown EMF destination {destination!r}") from None
+    config = KplmEmfConfig()
+    cdll = lib()
+    cdll.kplm_emf_config_init(ctypes.byref(config))
+    config.destination = _int_in("destination", destination, _INT32_MIN, _INT32_MAX)
+    # Referenced until kplm_sink_emf has returned (the library copies them).
+    path_bytes = _encode(os.fspath(path), "path") if path is not None else None
+    host_bytes = _encode(host, "host")
+    namespace_bytes = _encode(namespace, "namespace")
+    config.path = path_bytes
+    config.host = host_bytes
+    config.port = _int_in("port", port, 0, 0xFFFF)
+    config.cw_namespace = namespace_bytes
+    config.timeout_ms = _number(timeout_ms)
+    struct = KplmSink()
+    _check(cdll.kplm_sink_emf(ctypes.byref(config), ctypes.byref(struct)), "kplm_sink_emf")
+    return BuiltinSink(struct, "emf")
 
 
 class InMemorySink:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build and test kplm: CMake, Ninja,
-# pkg-config (Debian packages) and pytest (PyPI). Safe to run again.
+# pkg-config (Debian packages), pytest and aws-embedded-metrics (PyPI: the
+# EMF sink's output is compared with AWS's own serializer). Safe to run again.
 set -euo pipefail
 
 missing=()
@@ -15,3 +16,4 @@ if ((${#missing[@]})); then
 fi
 
 python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
+python3 -c 'import aws_embedded_metrics' 2>/dev/null || python3 -m pip install -q aws-embedded-metrics

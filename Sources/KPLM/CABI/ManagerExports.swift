@@ -81,6 +81,15 @@ public func kplm_new(_ config: UnsafePointer<kplm_config>?,
 public func kplm_set_sink(_ m: OpaquePointer?, _ sink: UnsafePointer<kplm_sink>?) -> kplm_status {
     guard let manager = manager(m), let sink, sink.pointee.export_snapshots != nil else { return KPLM_EINVAL }
     let callbacks = sink.pointee
+    if BuiltinSinks.isBuiltin(callbacks) {
+        // A built-in sink: the manager takes the Swift sink itself (and its
+        // ownership) only if it can be set; otherwise the caller keeps it.
+        guard let data = callbacks.user_data else { return KPLM_EINVAL }
+        let box = Unmanaged<BuiltinSinkBox>.fromOpaque(data).takeUnretainedValue()
+        let status = statusOf { () throws(MetricsError) in try manager.setSink(box.sink) }
+        if status == KPLM_OK { _ = BuiltinSinks.take(callbacks) }
+        return status
+    }
     let wrapped = callbacks.record != nil ? EventfulCallbackSink(callbacks) : CallbackSink(callbacks)
     return statusOf { () throws(MetricsError) in try manager.setSink(wrapped) }
 }
@@ -134,13 +143,19 @@ public func kplm_snapshots(_ m: OpaquePointer?,
         }
         return KPLM_OK
     }
-    // One window at a time, strings borrowed from the series' C layout; no
-    // lock is held while the caller's visit runs.
+    // Every window is read first (so that what a visit does, such as a put,
+    // cannot change the later ones), as C structs whose strings are borrowed
+    // from each series' C layout; no lock is held while the visits run.
+    var lines: [(series: MetricSeries, snapshot: kplm_snapshot)] = []
+    manager.forEachLiveWindow { series, statistics, start, end, timestamp in
+        lines.append((series, series.cKey.snapshot(statistics, windowStart: start, windowEnd: end,
+                                                    timestampUnix: timestamp)))
+        return true
+    }
     CallbackGuard.run(for: ObjectIdentifier(manager)) {
-        manager.forEachLiveWindow { series, statistics, start, end, timestamp in
-            var snapshot = series.cKey.snapshot(statistics, windowStart: start, windowEnd: end,
-                                                timestampUnix: timestamp)
-            return visit(userData, &snapshot) == 0
+        for i in lines.indices {
+            // `lines` keeps each series (and so its C strings) alive.
+            if withUnsafePointer(to: &lines[i].snapshot, { visit(userData, $0) }) != 0 { break }
         }
     }
     return KPLM_OK

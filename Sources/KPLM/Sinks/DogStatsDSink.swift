@@ -1,0 +1,349 @@
+import Glibc
+
+/// Settings of a ``DogStatsDSink``.
+public struct DogStatsDConfiguration: Sendable, Equatable {
+    /// The agent's host: a numeric IPv4 or IPv6 address, or a name resolved
+    /// by ``DogStatsDSink/open()``. Default "127.0.0.1".
+    public var host: String
+    /// The agent's UDP port; not 0. Default 8125.
+    public var port: UInt16
+    /// Prepended to every metric name, followed by "."; nil or "" for none.
+    public var prefix: String?
+    /// Constant tags ("key:value" or "key"), added to every line; none empty.
+    public var tags: [String]
+    /// Largest datagram sent, in bytes (``DogStatsDConfiguration/datagramBytesRange``).
+    /// Default 1432, which fits an Ethernet MTU.
+    public var maxDatagramBytes: Int
+
+    /// The accepted values of ``maxDatagramBytes``: 65507 is the largest
+    /// UDP payload over IPv4.
+    public static let datagramBytesRange = 64...65507
+
+    /// Longest host accepted, in bytes.
+    public static let maxHostBytes = 255
+
+    /// Creates a configuration; every argument has the default above.
+    public init(host: String = "127.0.0.1", port: UInt16 = 8125, prefix: String? = nil, tags: [String] = [],
+                maxDatagramBytes: Int = 1432) {
+        self.host = host
+        self.port = port
+        self.prefix = prefix
+        self.tags = tags
+        self.maxDatagramBytes = maxDatagramBytes
+    }
+
+    /// Throws `invalidArgument` for an empty, over-long or blank-containing
+    /// host, port 0, an empty tag, or a datagram size out of range.
+    public func validate() throws(MetricsError) {
+        guard !host.isEmpty, host.utf8.count <= Self.maxHostBytes else {
+            throw MetricsError(.invalidArgument, "the DogStatsD host must be 1...\(Self.maxHostBytes) bytes")
+        }
+        guard host.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F }) else {
+            throw MetricsError(.invalidArgument, "the DogStatsD host contains a blank or control character")
+        }
+        guard port != 0 else { throw MetricsError(.invalidArgument, "the DogStatsD port must not be 0") }
+        guard Self.datagramBytesRange.contains(maxDatagramBytes) else {
+            throw MetricsError(.invalidArgument, "max datagram bytes must be within \(Self.datagramBytesRange)")
+        }
+        guard !tags.contains(where: \.isEmpty) else {
+            throw MetricsError(.invalidArgument, "a DogStatsD tag is empty")
+        }
+    }
+}
+
+/// A sink sending every exported snapshot to a DogStatsD agent over UDP.
+///
+/// Each snapshot becomes four lines, `<prefix.><name>.count:<count>|c`,
+/// `.sum:<sum>|c`, `.min:<min>|g` and `.max:<max>|g`, tagged (`|#`) with
+/// the constant tags then one `name:value` tag per dimension. Names and
+/// tags are sanitized (see ``DogStatsDFormat``). Lines are packed, joined
+/// by "\n", into datagrams of at most
+/// ``DogStatsDConfiguration/maxDatagramBytes``; a longer line (or one with
+/// a non-finite value) is dropped and counted in ``droppedLineCount``.
+///
+/// ``open()`` resolves the host and creates the socket; a send waits at
+/// most ``sendTimeoutSeconds``. ``export(_:)`` throws when a send fails:
+/// the manager then keeps the data and offers it again at the next flush,
+/// so datagrams sent before the failing one are sent again (at least once).
+public final class DogStatsDSink: MetricsSink {
+    /// How long one send may block (SO_SNDTIMEO), in seconds.
+    public static let sendTimeoutSeconds = 1
+
+    /// The settings this sink was created with.
+    public let configuration: DogStatsDConfiguration
+
+    private struct State {
+        var socket: Int32 = -1
+        var address = sockaddr_storage()
+        var addressLength = socklen_t(0)
+        var dropped = 0
+        var datagrams = 0
+        /// Test hook: the next `failSends` sends fail with EIO.
+        var failSends = 0
+    }
+
+    private let state = Locked(State())
+    private let namePrefix: String
+    private let constantTags: [String]
+
+    /// Creates a sink; nothing is resolved or opened before ``open()``.
+    ///
+    /// Throws `invalidArgument` for an invalid configuration
+    /// (``DogStatsDConfiguration/validate()``).
+    public init(configuration: DogStatsDConfiguration = DogStatsDConfiguration()) throws(MetricsError) {
+        try configuration.validate()
+        self.configuration = configuration
+        var prefix = configuration.prefix ?? ""
+        while prefix.hasSuffix(".") { prefix.removeLast() }
+        self.namePrefix = prefix.isEmpty ? "" : prefix + "."
+        self.constantTags = configuration.tags.map(DogStatsDFormat.tag)
+    }
+
+    deinit {
+        let fd = state.withLock { $0.socket }
+        if fd >= 0 { Glibc.close(fd) }
+    }
+
+    /// Lines dropped so far: longer than a datagram, or with a non-finite value.
+    public var droppedLineCount: Int { state.withLock { $0.dropped } }
+
+    /// Datagrams sent successfully so far.
+    public var sentDatagramCount: Int { state.withLock { $0.datagrams } }
+
+    /// Whether the socket is open.
+    public var isOpen: Bool { state.withLock { $0.socket >= 0 } }
+
+    /// Resolves the host and creates the UDP socket (replacing an earlier
+    /// one). Throws ``MetricsError`` `sinkFailed` if either fails.
+    public func open() throws {
+        let (address, length, family) = try resolve()
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Self.systemError("socket", errno) }
+        var timeout = timeval(tv_sec: Self.sendTimeoutSeconds, tv_usec: 0)
+        guard setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw Self.systemError("setsockopt(SO_SNDTIMEO)", code)
+        }
+        let old = state.withLock { s -> Int32 in
+            defer { (s.socket, s.address, s.addressLength) = (fd, address, length) }
+            return s.socket
+        }
+        if old >= 0 { Glibc.close(old) }
+    }
+
+    /// Sends the lines of `snapshots`. Throws ``MetricsError`` `sinkFailed`
+    /// when the sink is not open or a send fails.
+    public func export(_ snapshots: [MetricSnapshot]) throws {
+        var lines: [String] = []
+        lines.reserveCapacity(snapshots.count * 4)
+        var dropped = 0
+        for snapshot in snapshots {
+            for line in DogStatsDFormat.lines(snapshot, prefix: namePrefix, tags: constantTags) {
+                if let line { lines.append(line) } else { dropped += 1 }
+            }
+        }
+        let (datagrams, oversized) = DogStatsDFormat.pack(lines, limit: configuration.maxDatagramBytes)
+        // The socket stays valid: open, export and close never overlap. The
+        // lock is not held while sending, so the counters stay readable.
+        let target = state.withLock { s -> Target? in
+            s.dropped += dropped + oversized
+            return s.socket >= 0 ? Target(socket: s.socket, address: s.address, length: s.addressLength) : nil
+        }
+        guard let target else { throw MetricsError(.sinkFailed, "the DogStatsD sink is not open") }
+        for datagram in datagrams {
+            let injected = state.withLock { s -> Bool in
+                defer { s.failSends = Swift.max(0, s.failSends - 1) }
+                return s.failSends > 0
+            }
+            if injected { throw Self.systemError("sendto", EIO) }
+            try target.send(datagram)
+            state.withLock { $0.datagrams += 1 }
+        }
+    }
+
+    /// Closes the socket.
+    public func close() {
+        let fd = state.withLock { s -> Int32 in
+            defer { s.socket = -1 }
+            return s.socket
+        }
+        if fd >= 0 { Glibc.close(fd) }
+    }
+
+    /// Test hook: makes the next `count` sends fail as if the network had.
+    func failNextSends(_ count: Int) { state.withLock { $0.failSends = count } }
+
+    /// Where datagrams go: the socket and the resolved address.
+    private struct Target {
+        var socket: Int32
+        var address: sockaddr_storage
+        var length: socklen_t
+
+        /// Sends one datagram whole, retrying on EINTR.
+        func send(_ datagram: [UInt8]) throws(MetricsError) {
+            var address = self.address
+            while true {
+                let sent = datagram.withUnsafeBytes { bytes in
+                    withUnsafePointer(to: &address) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            sendto(socket, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), $0, length)
+                        }
+                    }
+                }
+                if sent == datagram.count { return }
+                if sent < 0 && errno == EINTR { continue }
+                throw sent < 0 ? DogStatsDSink.systemError("sendto", errno)
+                    : MetricsError(.sinkFailed, "sendto sent \(sent) of \(datagram.count) bytes")
+            }
+        }
+    }
+
+    /// The first usable address of the configured host and port.
+    private func resolve() throws(MetricsError) -> (sockaddr_storage, socklen_t, Int32) {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(configuration.host, String(configuration.port), &hints, &list)
+        guard rc == 0, let list else {
+            let reason = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
+            throw MetricsError(.sinkFailed, "cannot resolve DogStatsD host \(configuration.host): \(reason)")
+        }
+        defer { freeaddrinfo(list) }
+        var entry: UnsafeMutablePointer<addrinfo>? = list
+        while let e = entry {
+            let info = e.pointee
+            if let address = info.ai_addr, (info.ai_family == AF_INET || info.ai_family == AF_INET6),
+               Int(info.ai_addrlen) <= MemoryLayout<sockaddr_storage>.size {
+                var storage = sockaddr_storage()
+                withUnsafeMutableBytes(of: &storage) {
+                    $0.copyMemory(from: UnsafeRawBufferPointer(start: address, count: Int(info.ai_addrlen)))
+                }
+                return (storage, info.ai_addrlen, info.ai_family)
+            }
+            entry = info.ai_next
+        }
+        throw MetricsError(.sinkFailed, "DogStatsD host \(configuration.host) has no IPv4 or IPv6 address")
+    }
+
+    fileprivate static func systemError(_ call: String, _ code: Int32) -> MetricsError {
+        MetricsError(.sinkFailed, "DogStatsD \(call) failed: \(String(cString: strerror(code)))")
+    }
+}
+
+/// The DogStatsD text rules of ``DogStatsDSink``.
+///
+/// - Metric names: ASCII letters, digits, "_" and "."; any other Unicode
+///   scalar becomes "_"; "m_" is put in front of a name not starting with a
+///   letter; at most 200 characters, suffix (".count"...) included.
+/// - Tags: ASCII letters, digits and "_-:./"; any other scalar becomes "_";
+///   lowercased; "t_" in front of a tag not starting with a letter; at most
+///   200 characters.
+/// - Numbers: plain decimal, never an exponent, the shortest digits that
+///   read back as the same Double.
+public enum DogStatsDFormat {
+    /// Longest metric name or tag, in characters.
+    public static let maxLength = 200
+
+    /// The four statistics of a snapshot: suffix, DogStatsD type.
+    static let statistics: [(suffix: String, type: String)] =
+        [(".count", "c"), (".sum", "c"), (".min", "g"), (".max", "g")]
+    private static let longestSuffix = 6
+
+    /// The lines of one snapshot: count, sum, min, max; nil for a statistic
+    /// whose value is not finite.
+    static func lines(_ snapshot: MetricSnapshot, prefix: String, tags: [String]) -> [String?] {
+        let base = metricName(prefix + snapshot.name)
+        var allTags = tags
+        for d in snapshot.dimensions { allTags.append(tag(d.name + ":" + d.value)) }
+        let tagText = allTags.isEmpty ? "" : "|#" + allTags.joined(separator: ",")
+        let values: [String?] = [String(snapshot.count), number(snapshot.sum), number(snapshot.min),
+                                 number(snapshot.max)]
+        return zip(statistics, values).map { stat, value in
+            value.map { base + stat.suffix + ":" + $0 + "|" + stat.type + tagText }
+        }
+    }
+
+    /// A sanitized metric name, without the statistic's suffix: at most 194
+    /// characters, leaving room for the longest suffix (".count").
+    public static func metricName(_ raw: String) -> String {
+        var out = ""
+        out.reserveCapacity(raw.utf8.count)
+        for scalar in raw.unicodeScalars {
+            let v = scalar.value
+            let keep = isLetter(v) || isDigit(v) || v == 0x5F || v == 0x2E
+            out.unicodeScalars.append(keep ? scalar : "_")
+        }
+        if let first = out.unicodeScalars.first, isLetter(first.value) {} else { out = "m_" + out }
+        return String(out.prefix(maxLength - longestSuffix))
+    }
+
+    /// A sanitized tag.
+    public static func tag(_ raw: String) -> String {
+        var out = ""
+        out.reserveCapacity(raw.utf8.count)
+        for scalar in raw.unicodeScalars {
+            let v = scalar.value
+            if v >= 0x41 && v <= 0x5A {
+                out.unicodeScalars.append(Unicode.Scalar(v + 0x20)!)
+            } else if isLetter(v) || isDigit(v) || "_-:./".unicodeScalars.contains(scalar) {
+                out.unicodeScalars.append(scalar)
+            } else {
+                out.unicodeScalars.append("_")
+            }
+        }
+        if let first = out.unicodeScalars.first, isLetter(first.value) {} else { out = "t_" + out }
+        return String(out.prefix(maxLength))
+    }
+
+    /// `value` in plain decimal (no exponent), with the shortest digits that
+    /// read back exactly; nil for infinity and NaN. -0 is "0".
+    public static func number(_ value: Double) -> String? {
+        guard value.isFinite else { return nil }
+        if value == 0 { return "0" }
+        // Swift's description has the shortest round-trip digits, sometimes
+        // with an exponent ("1e-07", "1.2345e+16"): move the point instead.
+        let text = value.magnitude.description
+        let parts = text.split(separator: "e", maxSplits: 1)
+        let exponent = parts.count == 2 ? Int(parts[1])! : 0
+        let mantissa = Array(parts[0].utf8)
+        var digits = mantissa.filter { $0 != UInt8(ascii: ".") }
+        var point = (mantissa.firstIndex(of: UInt8(ascii: ".")) ?? mantissa.count) + exponent
+        while digits.first == UInt8(ascii: "0") { digits.removeFirst(); point -= 1 }
+        while digits.last == UInt8(ascii: "0") { digits.removeLast() }
+        var out: [UInt8] = value < 0 ? [UInt8(ascii: "-")] : []
+        if point <= 0 {
+            out += Array("0.".utf8) + Array(repeating: UInt8(ascii: "0"), count: -point) + digits
+        } else if point >= digits.count {
+            out += digits + Array(repeating: UInt8(ascii: "0"), count: point - digits.count)
+        } else {
+            out += digits[..<point] + [UInt8(ascii: ".")] + digits[point...]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Lines joined by "\n" into datagrams of at most `limit` bytes, in
+    /// order; lines longer than `limit` are left out and counted.
+    static func pack(_ lines: [String], limit: Int) -> (datagrams: [[UInt8]], dropped: Int) {
+        var datagrams: [[UInt8]] = []
+        var current: [UInt8] = []
+        var dropped = 0
+        for line in lines {
+            let n = line.utf8.count
+            guard n <= limit else { dropped += 1; continue }
+            if !current.isEmpty && current.count + 1 + n > limit {
+                datagrams.append(current)
+                current.removeAll(keepingCapacity: true)
+            }
+            if !current.isEmpty { current.append(UInt8(ascii: "\n")) }
+            current.append(contentsOf: line.utf8)
+        }
+        if !current.isEmpty { datagrams.append(current) }
+        return (datagrams, dropped)
+    }
+
+    private static func isLetter(_ v: UInt32) -> Bool { (v >= 0x41 && v <= 0x5A) || (v >= 0x61 && v <= 0x7A) }
+    private static func isDigit(_ v: UInt32) -> Bool { v >= 0x30 && v <= 0x39 }
+}

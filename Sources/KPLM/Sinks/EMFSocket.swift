@@ -1,0 +1,212 @@
+import Glibc
+
+/// The descriptor work of ``EMFSink``: name resolution, a TCP connect and
+/// writes bounded by a deadline (monotonic seconds), UDP datagrams.
+/// Every failure is a `sinkFailed` ``MetricsError`` naming the errno.
+enum EMFSocket {
+    /// A resolved socket address.
+    struct Address: @unchecked Sendable {
+        var storage = sockaddr_storage()
+        var length: socklen_t = 0
+        var family: Int32 = 0
+        var socketType: Int32 = 0
+        var proto: Int32 = 0
+    }
+
+    static func monotonicNow() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+
+    static func deadline(afterMs ms: Double) -> Double { monotonicNow() + ms / 1000 }
+
+    /// Milliseconds left before `deadline`, rounded up, for poll; 0 when past.
+    static func remainingMs(_ deadline: Double) -> Int32 {
+        let left = (deadline - monotonicNow()) * 1000
+        guard left > 0 else { return 0 }
+        return Int32(min(left.rounded(.up), Double(Int32.max)))
+    }
+
+    static func failure(_ what: String, errno code: Int32 = errno) -> MetricsError {
+        MetricsError(.sinkFailed, "EMF: \(what): \(String(cString: strerror(code)))")
+    }
+
+    static func timedOut(_ what: String) -> MetricsError {
+        MetricsError(.sinkFailed, "EMF: \(what): timed out")
+    }
+
+    // MARK: - Names
+
+    /// A numeric IPv4 or IPv6 address, or a host name of dot-separated
+    /// labels of letters, digits, "-" and "_" (1–63 each, 253 at most in all).
+    static func isValidHost(_ host: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 { return true }
+        let bytes = Array(host.utf8)
+        guard (1...253).contains(bytes.count) else { return false }
+        var name = bytes[...]
+        if name.last == UInt8(ascii: ".") { name = name.dropLast() }
+        let labels = name.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        return labels.allSatisfy { label in
+            (1...63).contains(label.count) && label.first != UInt8(ascii: "-") && label.last != UInt8(ascii: "-")
+                && label.allSatisfy { b in
+                    (b >= 0x30 && b <= 0x39) || (b | 0x20 >= 0x61 && b | 0x20 <= 0x7A)
+                        || b == UInt8(ascii: "-") || b == UInt8(ascii: "_")
+                }
+        }
+    }
+
+    /// Every address of `host`:`port` (getaddrinfo; a name may block on DNS).
+    static func resolveAll(host: String, port: UInt16, datagram: Bool) throws(MetricsError) -> [Address] {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32((datagram ? SOCK_DGRAM : SOCK_STREAM).rawValue)
+        hints.ai_flags = AI_NUMERICSERV
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &list)
+        guard rc == 0, let first = list else {
+            let reason = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
+            throw MetricsError(.sinkFailed, "EMF: cannot resolve \(host): \(reason)")
+        }
+        defer { freeaddrinfo(first) }
+        var out: [Address] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let info = cursor {
+            let ai = info.pointee
+            if let addr = ai.ai_addr, Int(ai.ai_addrlen) <= MemoryLayout<sockaddr_storage>.size {
+                var a = Address()
+                withUnsafeMutableBytes(of: &a.storage) { raw in
+                    raw.copyMemory(from: UnsafeRawBufferPointer(start: addr, count: Int(ai.ai_addrlen)))
+                }
+                a.length = ai.ai_addrlen
+                a.family = ai.ai_family
+                a.socketType = ai.ai_socktype
+                a.proto = ai.ai_protocol
+                out.append(a)
+            }
+            cursor = ai.ai_next
+        }
+        guard !out.isEmpty else { throw MetricsError(.sinkFailed, "EMF: cannot resolve \(host): no address") }
+        return out
+    }
+
+    /// The first address of `host`:`port`.
+    static func resolve(host: String, port: UInt16, datagram: Bool) throws(MetricsError) -> Address {
+        try resolveAll(host: host, port: port, datagram: datagram)[0]
+    }
+
+    // MARK: - TCP
+
+    /// A connected non-blocking TCP socket, trying each address of `host`
+    /// until `deadline`.
+    static func connect(host: String, port: UInt16, deadline: Double) throws(MetricsError) -> Int32 {
+        var lastError = MetricsError(.sinkFailed, "EMF: cannot connect to \(host):\(port)")
+        for var address in try resolveAll(host: host, port: port, datagram: false) {
+            let fd = socket(address.family, address.socketType | Int32(SOCK_CLOEXEC.rawValue)
+                            | Int32(SOCK_NONBLOCK.rawValue), address.proto)
+            guard fd >= 0 else {
+                lastError = failure("cannot create a TCP socket")
+                continue
+            }
+            do throws(MetricsError) {
+                try connect(fd, &address, deadline: deadline, label: "\(host):\(port)")
+                return fd
+            } catch {
+                Glibc.close(fd)
+                lastError = error
+                if remainingMs(deadline) == 0 { break }
+            }
+        }
+        throw lastError
+    }
+
+    private static func connect(_ fd: Int32, _ address: inout Address, deadline: Double,
+                                label: String) throws(MetricsError) {
+        let length = address.length
+        let rc = withUnsafePointer(to: &address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
+        }
+        if rc == 0 { return }
+        guard errno == EINPROGRESS || errno == EINTR else { throw failure("cannot connect to \(label)") }
+        try wait(fd, for: Int16(POLLOUT), until: deadline, what: "connecting to \(label)")
+        var code: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &size) == 0 else {
+            throw failure("cannot connect to \(label)")
+        }
+        guard code == 0 else { throw failure("cannot connect to \(label)", errno: code) }
+    }
+
+    /// Whether the peer of a connected stream closed it or reset it. The
+    /// agent never sends anything, so any readability means that.
+    static func peerClosed(_ fd: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 0) > 0 else { return false }
+        if p.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 { return true }
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+    }
+
+    // MARK: - Writes
+
+    /// Waits until `fd` is ready for `events`, or throws at `deadline`.
+    private static func wait(_ fd: Int32, for events: Int16, until deadline: Double,
+                             what: String) throws(MetricsError) {
+        while true {
+            let left = remainingMs(deadline)
+            guard left > 0 else { throw timedOut(what) }
+            var p = pollfd(fd: fd, events: events, revents: 0)
+            let rc = poll(&p, 1, left)
+            if rc > 0 { return }
+            if rc < 0 && errno != EINTR { throw failure(what) }
+        }
+    }
+
+    /// Writes every byte (send with MSG_NOSIGNAL on a socket), waiting for
+    /// a full buffer to drain until `deadline`.
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], deadline: Double, isSocket: Bool) throws(MetricsError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { raw in
+                let p = raw.baseAddress! + offset
+                let count = raw.count - offset
+                return isSocket ? send(fd, p, count, Int32(MSG_NOSIGNAL)) : write(fd, p, count)
+            }
+            if n > 0 {
+                offset += n
+            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                try wait(fd, for: Int16(POLLOUT), until: deadline, what: "writing")
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                throw failure("write failed")
+            }
+        }
+    }
+
+    /// Sends one datagram to `target`. An ICMP "port unreachable" reported
+    /// for an earlier datagram is ignored: UDP delivery is best effort.
+    static func sendDatagram(_ fd: Int32, _ bytes: [UInt8], to target: Address,
+                             deadline: Double) throws(MetricsError) {
+        var target = target
+        let length = target.length
+        while true {
+            let n = bytes.withUnsafeBytes { raw in
+                withUnsafePointer(to: &target.storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), $0, length)
+                    }
+                }
+            }
+            if n >= 0 { return }
+            switch errno {
+            case EINTR, ECONNREFUSED: continue
+            case EAGAIN, EWOULDBLOCK: try wait(fd, for: Int16(POLLOUT), until: deadline, what: "sending a datagram")
+            default: throw failure("sending a datagram of \(bytes.count) bytes failed")
+            }
+        }
+    }
+}

@@ -544,6 +544,59 @@ void kplm_emf_config_init(kplm_emf_config *config);
  */
 kplm_status kplm_sink_emf(const kplm_emf_config *config, kplm_sink *out);
 
+/** Prometheus exposition over HTTP. Initialise with kplm_prometheus_config_init. */
+typedef struct {
+    uint32_t struct_size;     /**< set by kplm_prometheus_config_init */
+    const char *address;      /**< listen address, default "127.0.0.1" (NULL = default) */
+    uint16_t port;            /**< default 9464 */
+    const char *prefix;       /**< prepended to every metric name, default "kplm_" (NULL = default, "" = none) */
+} kplm_prometheus_config;
+
+/** Fills *config with the defaults and sets struct_size. NULL is ignored. */
+void kplm_prometheus_config_init(kplm_prometheus_config *config);
+
+/**
+ * A Prometheus sink: serves GET /metrics on address:port from kplm_start to
+ * the sink's close, on a thread of its own. Every export is accumulated per
+ * key: `<prefix><name>_count` and `<prefix><name>_sum` are counters (totals
+ * since start), `<prefix><name>_min` and `_max` gauges of the last export
+ * that had the key; dimensions become labels. Names and labels are
+ * sanitized to Prometheus' rules. The text format 0.0.4 is served, or
+ * OpenMetrics 1.0 (ending with "# EOF") when the scraper's Accept header
+ * asks for application/openmetrics-text. A scrape never waits for a put.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL argument, an unknown struct_size,
+ * a bad address or port 0; KPLM_ENOMEM. (If the port cannot be bound,
+ * kplm_start returns KPLM_ESINK.)
+ */
+kplm_status kplm_sink_prometheus(const kplm_prometheus_config *config, kplm_sink *out);
+
+/** OTLP/HTTP metrics export. Initialise with kplm_otlp_config_init. */
+typedef struct {
+    uint32_t struct_size;        /**< set by kplm_otlp_config_init */
+    const char *endpoint;        /**< default "http://127.0.0.1:4318/v1/metrics" (plain HTTP only) */
+    double timeout_ms;           /**< per request, connect included; default 5000 */
+    uint32_t max_retries;        /**< on 429, 502, 503, 504 and connection errors; default 3 */
+    const char *service_name;    /**< resource attribute service.name, default "kplm" */
+} kplm_otlp_config;
+
+/** Fills *config with the defaults and sets struct_size. NULL is ignored. */
+void kplm_otlp_config_init(kplm_otlp_config *config);
+
+/**
+ * An OTLP/HTTP sink: each export is one ExportMetricsServiceRequest in
+ * protobuf (Content-Type application/x-protobuf), POSTed to endpoint. Each
+ * key is a delta histogram data point with count, sum, min and max (one
+ * bucket, no bounds), its dimensions as attributes, the metric's unit, and
+ * the span [window_start, window_end) as start and end times. Retries
+ * 429/502/503/504 honouring Retry-After (capped by the timeout); another
+ * status or exhausted retries fail the export (KPLM_ESINK from the flush;
+ * the data is kept).
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL argument, an unknown struct_size,
+ * an endpoint that is not http://host[:port]/path, a timeout that is not
+ * finite and > 0; KPLM_ENOMEM.
+ */
+kplm_status kplm_sink_otlp(const kplm_otlp_config *config, kplm_sink *out);
+
 /** Static, never-NULL English name of a status ("KPLM_EINVAL: …"). */
 const char *kplm_status_string(kplm_status status);
 

@@ -105,6 +105,8 @@ __all__ = [
     "BuiltinSink",
     "KplmDogStatsDConfig", "dogstatsd_sink",
     "KplmEmfConfig", "EmfDestination", "emf_sink",
+    "KplmPrometheusConfig", "prometheus_sink",
+    "KplmOtlpConfig", "otlp_sink",
     # high level
     "MetricKey", "Snapshot", "Event", "Statistics", "Manager", "Metric", "InMemorySink",
     "ClockCallback", "ManualClock",
@@ -514,6 +516,10 @@ def _declare(cdll: ctypes.CDLL) -> None:
            ctypes.POINTER(ctypes.c_size_t)])
     proto("kplm_emf_config_init", None, [ctypes.POINTER(KplmEmfConfig)])
     proto("kplm_sink_emf", st, [ctypes.POINTER(KplmEmfConfig), ctypes.POINTER(KplmSink)])
+    proto("kplm_prometheus_config_init", None, [ctypes.POINTER(KplmPrometheusConfig)])
+    proto("kplm_sink_prometheus", st, [ctypes.POINTER(KplmPrometheusConfig), ctypes.POINTER(KplmSink)])
+    proto("kplm_otlp_config_init", None, [ctypes.POINTER(KplmOtlpConfig)])
+    proto("kplm_sink_otlp", st, [ctypes.POINTER(KplmOtlpConfig), ctypes.POINTER(KplmSink)])
     proto("kplm_status_string", ctypes.c_char_p, [ctypes.c_int])
     proto("kplm_version", ctypes.c_char_p, [])
 
@@ -1789,6 +1795,124 @@ def emf_sink(destination: Union[EmfDestination, int, str] = "stdout", path: Any 
     struct = KplmSink()
     _check(cdll.kplm_sink_emf(ctypes.byref(config), ctypes.byref(struct)), "kplm_sink_emf")
     return BuiltinSink(struct, "emf")
+
+
+# ---- Prometheus sink (kplm_sink_prometheus) ----
+
+
+class KplmPrometheusConfig(ctypes.Structure):
+    """``kplm_prometheus_config``. Initialise with ``kplm_prometheus_config_init``."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("address", ctypes.c_char_p),
+        ("port", ctypes.c_uint16),
+        ("prefix", ctypes.c_char_p),
+    ]
+
+
+class _PrometheusConfigBuffer(ctypes.Structure):
+    """A kplm_prometheus_config with spare room (see :class:`_ConfigBuffer`)."""
+
+    _fields_ = [
+        ("config", KplmPrometheusConfig),
+        ("_spare", ctypes.c_uint64 * 16),
+    ]
+
+
+def prometheus_sink(address: Optional[_StrLike] = "127.0.0.1", port: int = 9464,
+                    prefix: Optional[_StrLike] = None) -> BuiltinSink:
+    """``kplm_sink_prometheus``: a sink serving ``GET /metrics`` to Prometheus.
+
+    From the manager's start to its close, a thread of the library listens
+    on ``address``:``port`` (``None`` = ``"127.0.0.1"``). Per key,
+    ``<prefix><name>_count`` and ``_sum`` are counters (totals since start),
+    ``_min`` and ``_max`` gauges of the last flush that had the key;
+    dimensions become labels. ``prefix`` ``None`` means ``"kplm_"``, ``""``
+    none. Serves the text format 0.0.4, or OpenMetrics 1.0 when the Accept
+    header asks for it. Pass the result as a :class:`Manager`'s ``sink``; a
+    port already in use makes the manager's start raise :class:`SinkError`.
+    Raises :class:`InvalidArgumentError` for a bad address or port 0.
+    """
+    address_bytes = _encode(address, "address")
+    prefix_bytes = _encode(prefix, "prefix")
+    port_int = _int_in("port", port, 0, 0xFFFF)
+
+    cdll = lib()
+    buf = _PrometheusConfigBuffer()
+    cdll.kplm_prometheus_config_init(ctypes.byref(buf.config))
+    cfg = buf.config
+    # Referenced until kplm_sink_prometheus has returned (the library copies them).
+    if address_bytes is not None:
+        cfg.address = address_bytes
+    if prefix_bytes is not None:
+        cfg.prefix = prefix_bytes
+    cfg.port = port_int
+    out = KplmSink()
+    status = cdll.kplm_sink_prometheus(ctypes.byref(cfg), ctypes.byref(out))
+    del address_bytes, prefix_bytes
+    _check(status, "kplm_sink_prometheus")
+    return BuiltinSink(out, "prometheus")
+
+
+# ---- OTLP sink (kplm_sink_otlp) ----
+
+
+class KplmOtlpConfig(ctypes.Structure):
+    """``kplm_otlp_config``. Initialise with ``kplm_otlp_config_init`` (see :func:`otlp_sink`)."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("endpoint", ctypes.c_char_p),
+        ("timeout_ms", ctypes.c_double),
+        ("max_retries", ctypes.c_uint32),
+        ("service_name", ctypes.c_char_p),
+    ]
+
+
+class _OtlpConfigBuffer(ctypes.Structure):
+    """A kplm_otlp_config with spare room (see :class:`_ConfigBuffer`)."""
+
+    _fields_ = [
+        ("config", KplmOtlpConfig),
+        ("_spare", ctypes.c_uint64 * 16),
+    ]
+
+
+def otlp_sink(endpoint: Optional[_StrLike] = "http://127.0.0.1:4318/v1/metrics", timeout_ms: float = 5000,
+              max_retries: int = 3, service_name: Optional[_StrLike] = None) -> BuiltinSink:
+    """``kplm_sink_otlp``: a sink POSTing each flush to an OpenTelemetry collector (OTLP/HTTP, protobuf).
+
+    Each export is one ``ExportMetricsServiceRequest`` sent to ``endpoint``
+    (``http://host[:port]/path``; plain HTTP only; ``None`` = the default).
+    Each key is a delta histogram data point with count, sum, min and max
+    (one bucket, no bounds), its dimensions as attributes. 429, 502, 503,
+    504 and connection errors are retried up to ``max_retries`` times,
+    honouring Retry-After; the whole export ends within ``timeout_ms``. A
+    failed export makes the flush raise :class:`SinkError` and the data is
+    kept for the next one. ``service_name`` (``None`` = "kplm") is the
+    resource attribute ``service.name``. Pass the result as a
+    :class:`Manager`'s ``sink``. Raises :class:`InvalidArgumentError` for a
+    bad endpoint or a timeout that is not finite and > 0.
+    """
+    cdll = lib()
+    buf = _OtlpConfigBuffer()
+    cdll.kplm_otlp_config_init(ctypes.byref(buf.config))
+    config = buf.config
+    # Referenced until kplm_sink_otlp has returned (the library copies them).
+    endpoint_bytes = _encode(endpoint, "endpoint")
+    service_bytes = _encode(service_name, "service_name")
+    if endpoint_bytes is not None:
+        config.endpoint = endpoint_bytes
+    if service_bytes is not None:
+        config.service_name = service_bytes
+    config.timeout_ms = _number(timeout_ms)
+    config.max_retries = _int_in("max_retries", max_retries, 0, _UINT32_MAX)
+    struct = KplmSink()
+    status = cdll.kplm_sink_otlp(ctypes.byref(config), ctypes.byref(struct))
+    del endpoint_bytes, service_bytes
+    _check(status, "kplm_sink_otlp")
+    return BuiltinSink(struct, "otlp")
 
 
 class InMemorySink:

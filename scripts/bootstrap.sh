@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build and test kplm: CMake, Ninja,
-# pkg-config (Debian packages), pytest and aws-embedded-metrics (PyPI: the
-# EMF sink's output is compared with AWS's own serializer). Safe to run again.
+# pkg-config and Prometheus (promtool and the server scrape the Prometheus
+# sink in its tests) from Debian; pytest, aws-embedded-metrics (the EMF
+# sink's output is compared with AWS's serializer) and opentelemetry-proto
+# (the OTLP sink's requests are decoded with it) from PyPI. Safe to run again.
 set -euo pipefail
 
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v ninja >/dev/null || missing+=(ninja-build)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then sudo=sudo; else sudo=; fi
     $sudo apt-get update -qq
@@ -17,3 +20,4 @@ fi
 
 python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
 python3 -c 'import aws_embedded_metrics' 2>/dev/null || python3 -m pip install -q aws-embedded-metrics
+python3 -c 'import opentelemetry.proto' 2>/dev/null || python3 -m pip install -q opentelemetry-proto

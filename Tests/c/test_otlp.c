@@ -1,0 +1,270 @@
+/* The OTLP/HTTP built-in sink through the C ABI: config defaults, refused
+ * configs, kplm_sink_release of an unused sink, a flush to a loopback HTTP
+ * server, and flushes to a dead or silent endpoint (KPLM_ESINK within the
+ * timeout, the data kept). */
+#include "test_support.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int sink_is_cleared(const kplm_sink *s) {
+    return s->user_data == NULL && s->open == NULL && s->export_snapshots == NULL && s->record == NULL &&
+           s->close == NULL;
+}
+
+/* A TCP socket bound to 127.0.0.1 on a port chosen by the system; it
+ * listens if `backlog` > 0 (else connecting to it is refused). */
+static int tcp_socket(uint16_t *port, int backlog) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    CHECK(bind(fd, (struct sockaddr *)&a, len) == 0);
+    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    if (backlog > 0) CHECK(listen(fd, backlog) == 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void config_init_defaults(void) {
+    kplm_otlp_config c;
+    memset(&c, 0xAB, sizeof c);
+    kplm_otlp_config_init(&c);
+    CHECK_U64(c.struct_size, sizeof(kplm_otlp_config));
+    CHECK_STR(c.endpoint, "http://127.0.0.1:4318/v1/metrics");
+    CHECK_DEQ(c.timeout_ms, 5000.0);
+    CHECK_U64(c.max_retries, 3);
+    CHECK_STR(c.service_name, "kplm");
+    kplm_otlp_config_init(NULL); /* ignored */
+
+    /* The defaults make a valid sink; NULL strings mean the defaults. */
+    kplm_sink s;
+    CHECK_OK(kplm_sink_otlp(&c, &s));
+    CHECK(s.export_snapshots != NULL);
+    kplm_sink_release(&s);
+    CHECK(sink_is_cleared(&s));
+    c.endpoint = NULL;
+    c.service_name = NULL;
+    c.max_retries = 0;
+    CHECK_OK(kplm_sink_otlp(&c, &s));
+    kplm_sink_release(&s);
+}
+
+/* kplm_sink_otlp(c) must fail with KPLM_EINVAL and clear *out. */
+static void expect_einval(const kplm_otlp_config *c, int line) {
+    kplm_sink s;
+    memset(&s, 0x5A, sizeof s);
+    kplm_status st = kplm_sink_otlp(c, &s);
+    if (st != KPLM_EINVAL) test_fail(__FILE__, line, "expected KPLM_EINVAL, got %s", test_status_name(st));
+    if (!sink_is_cleared(&s)) test_fail(__FILE__, line, "*out not cleared on failure");
+}
+#define EXPECT_EINVAL(c) expect_einval((c), __LINE__)
+
+static void bad_configs(void) {
+    kplm_otlp_config c;
+    kplm_sink s;
+    CHECK_ST(kplm_sink_otlp(NULL, &s), KPLM_EINVAL);
+    kplm_otlp_config_init(&c);
+    CHECK_ST(kplm_sink_otlp(&c, NULL), KPLM_EINVAL);
+    EXPECT_EINVAL(NULL);
+
+    kplm_otlp_config_init(&c);
+    c.struct_size = 0;
+    EXPECT_EINVAL(&c);
+    c.struct_size = sizeof c - 8;
+    EXPECT_EINVAL(&c);
+    c.struct_size = sizeof c + 8;
+    EXPECT_EINVAL(&c);
+
+    const char *endpoints[] = {
+        "https://127.0.0.1:4318/v1/metrics", /* no TLS */
+        "http://",                           /* no host */
+        "http:///v1/metrics",
+        "http://:4318/v1/metrics",
+        "http://127.0.0.1:0/v1/metrics", /* bad ports */
+        "http://127.0.0.1:65536/v1/metrics",
+        "http://127.0.0.1:43x8/v1/metrics",
+        "http://127.0.0.1:/v1/metrics",
+        "127.0.0.1:4318/v1/metrics", /* no scheme */
+        "",
+        "http://user@127.0.0.1/v1/metrics",
+        "http://127.0.0.1/v1 metrics",
+        "http://[::1/v1/metrics",
+        "http://\xc3/v1",                    /* not UTF-8 */
+    };
+    for (size_t i = 0; i < sizeof endpoints / sizeof endpoints[0]; i++) {
+        kplm_otlp_config_init(&c);
+        c.endpoint = endpoints[i];
+        EXPECT_EINVAL(&c);
+    }
+
+    double timeouts[] = {0.0, -1.0, NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++) {
+        kplm_otlp_config_init(&c);
+        c.timeout_ms = timeouts[i];
+        EXPECT_EINVAL(&c);
+    }
+
+    kplm_otlp_config_init(&c);
+    c.service_name = "bad \xff";
+    EXPECT_EINVAL(&c);
+
+    /* Edges that are accepted. */
+    const char *good[] = {"http://[::1]:65535/v1/metrics", "HTTP://localhost", "http://h:1/a?b=c"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        kplm_otlp_config_init(&c);
+        c.endpoint = good[i];
+        c.timeout_ms = 0.001;
+        c.max_retries = UINT32_MAX;
+        c.service_name = "";
+        CHECK_OK(kplm_sink_otlp(&c, &s));
+        kplm_sink_release(&s);
+    }
+}
+
+static void release_unused_sink(void) {
+    kplm_otlp_config c;
+    kplm_otlp_config_init(&c);
+    kplm_sink s;
+    CHECK_OK(kplm_sink_otlp(&c, &s));
+    kplm_sink_release(&s);
+    CHECK(sink_is_cleared(&s));
+    kplm_sink_release(&s); /* a cleared sink: nothing to do */
+    kplm_sink_release(NULL);
+}
+
+/* A manager exporting to `endpoint`, started, with one observation put. */
+static kplm_manager *manager_to(const char *endpoint, double timeout_ms, uint32_t retries, tclock *clk) {
+    kplm_otlp_config c;
+    kplm_otlp_config_init(&c);
+    c.endpoint = endpoint;
+    c.timeout_ms = timeout_ms;
+    c.max_retries = retries;
+    kplm_sink s;
+    CHECK_OK(kplm_sink_otlp(&c, &s));
+    tclock_set(clk, 100.0);
+    kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, clk);
+    kplm_manager *m = NULL;
+    CHECK_OK(kplm_new(&cfg, &m));
+    CHECK_OK(kplm_set_sink(m, &s));
+    CHECK_OK(kplm_start(m));
+    CHECK_OK(kplm_put(m, "UserRecordsPut", 2.0, "orders", "shardId-1", NULL));
+    return m;
+}
+
+static void flush_to_dead_endpoint(void) {
+    uint16_t port;
+    int holder = tcp_socket(&port, 0); /* bound, not listening: refused */
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/v1/metrics", (unsigned)port);
+    tclock clk;
+    kplm_manager *m = manager_to(endpoint, 1000.0, 3, &clk);
+    double start = test_wall_now();
+    CHECK_ST(kplm_flush(m), KPLM_ESINK);
+    double took = test_wall_now() - start;
+    CHECK_MSG(took < 1.5, "the flush took %.3f s with a 1 s timeout", took);
+    /* The data is kept: the query still sees it and close fails too. */
+    kplm_statistics st;
+    CHECK_OK(kplm_query(m, "UserRecordsPut", "orders", "shardId-1", NULL, KPLM_CUMULATIVE, &st));
+    CHECK_U64(st.count, 1);
+    CHECK_ST(kplm_close(m), KPLM_ESINK);
+    kplm_free(m);
+    close(holder);
+}
+
+static void flush_to_silent_endpoint(void) {
+    uint16_t port;
+    int listener = tcp_socket(&port, 8); /* listens, never accepts nor answers */
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/v1/metrics", (unsigned)port);
+    tclock clk;
+    kplm_manager *m = manager_to(endpoint, 300.0, 5, &clk);
+    double start = test_wall_now();
+    CHECK_ST(kplm_flush(m), KPLM_ESINK);
+    double took = test_wall_now() - start;
+    CHECK_MSG(took >= 0.25 && took < 1.0, "the flush took %.3f s with a 0.3 s timeout", took);
+    CHECK_ST(kplm_close(m), KPLM_ESINK);
+    kplm_free(m);
+    close(listener);
+}
+
+/* A one-request HTTP server: reads the request, checks its head, answers 200. */
+typedef struct {
+    int listener;
+    char head[4096];
+    size_t body_bytes;
+} server;
+
+static void *serve_one(void *arg) {
+    server *sv = arg;
+    int fd = accept(sv->listener, NULL, NULL);
+    if (fd < 0) return NULL;
+    char buf[65536];
+    size_t n = 0;
+    char *end = NULL;
+    long length = -1;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 5000) != 1) break;
+        ssize_t got = recv(fd, buf + n, sizeof buf - 1 - n, 0);
+        if (got <= 0) break;
+        n += (size_t)got;
+        buf[n] = '\0';
+        if (!end && (end = strstr(buf, "\r\n\r\n")) != NULL) {
+            size_t head = (size_t)(end - buf);
+            memcpy(sv->head, buf, head < sizeof sv->head - 1 ? head : sizeof sv->head - 1);
+            const char *cl = strstr(sv->head, "Content-Length: ");
+            length = cl ? strtol(cl + 16, NULL, 10) : 0;
+        }
+        if (end && n >= (size_t)(end - buf) + 4 + (size_t)length) {
+            sv->body_bytes = n - (size_t)(end - buf) - 4;
+            break;
+        }
+    }
+    const char *answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    (void)!send(fd, answer, strlen(answer), MSG_NOSIGNAL);
+    close(fd);
+    return NULL;
+}
+
+static void flush_to_server(void) {
+    uint16_t port;
+    server sv = {.listener = tcp_socket(&port, 8)};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, serve_one, &sv) == 0);
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/v1/metrics", (unsigned)port);
+    tclock clk;
+    kplm_manager *m = manager_to(endpoint, 5000.0, 0, &clk);
+    CHECK_OK(kplm_flush(m));
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(strncmp(sv.head, "POST /v1/metrics HTTP/1.1\r\n", 27) == 0);
+    char host[64];
+    snprintf(host, sizeof host, "\r\nHost: 127.0.0.1:%u\r\n", (unsigned)port);
+    CHECK_MSG(strstr(sv.head, host) != NULL, "no Host header in %s", sv.head);
+    CHECK(strstr(sv.head, "\r\nContent-Type: application/x-protobuf") != NULL);
+    CHECK(strstr(sv.head, "\r\nConnection: close") != NULL);
+    CHECK(sv.body_bytes > 50);
+    CHECK_OK(kplm_close(m)); /* nothing left to send: no request */
+    kplm_free(m);
+    close(sv.listener);
+}
+
+int main(void) {
+    int failures = 0;
+    RUN(config_init_defaults);
+    RUN(bad_configs);
+    RUN(release_unused_sink);
+    RUN(flush_to_dead_endpoint);
+    RUN(flush_to_silent_endpoint);
+    RUN(flush_to_server);
+    return failures ? 1 : 0;
+}

@@ -1915,6 +1915,9 @@ def otlp_sink(endpoint: Optional[_StrLike] = "http://127.0.0.1:4318/v1/metrics",
     return BuiltinSink(struct, "otlp")
 
 
+# ---- CloudWatch sink (kplm_sink_cloudwatch) ----
+
+
 class InMemorySink:
     """A sink keeping every exported batch in memory (thread-safe).
 

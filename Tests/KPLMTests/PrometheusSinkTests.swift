@@ -87,27 +87,27 @@ private func get(_ port: UInt16, _ path: String = "/metrics", accept: String? = 
 private let openMetricsAccept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
     + "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 
-/// The four families of one base name with one sample each, in either format.
+/// The summary and two gauges of one family with one series, in either
+/// format (the same lines); `unit` is the HELP text's unit note.
 private func family(_ base: String, _ raw: String, labels: String = "", count: String, sum: String, min: String,
-                    max: String, openMetrics: Bool = false) -> String {
+                    max: String, unit: String = "") -> String {
     let l = labels.isEmpty ? "" : "{\(labels)}"
-    let total = openMetrics ? "_total" : ""
     return """
-        # HELP \(base)_count Number of observations of \(raw) since the sink started.
-        # TYPE \(base)_count counter
-        \(base)_count\(total)\(l) \(count)
-        # HELP \(base)_sum Sum of the observations of \(raw) since the sink started.
-        # TYPE \(base)_sum counter
-        \(base)_sum\(total)\(l) \(sum)
-        # HELP \(base)_min Smallest observation of \(raw) in the last export that had the key.
+        # HELP \(base) Count and sum of the observations of \(raw) since the sink started.\(unit)
+        # TYPE \(base) summary
+        \(base)_count\(l) \(count)
+        \(base)_sum\(l) \(sum)
+        # HELP \(base)_min Smallest observation of \(raw) in the last export that had the key.\(unit)
         # TYPE \(base)_min gauge
         \(base)_min\(l) \(min)
-        # HELP \(base)_max Largest observation of \(raw) in the last export that had the key.
+        # HELP \(base)_max Largest observation of \(raw) in the last export that had the key.\(unit)
         # TYPE \(base)_max gauge
         \(base)_max\(l) \(max)
 
         """
 }
+
+private let secondsNote = " In seconds (reported in milliseconds)."
 
 /// The names of this process's threads.
 private func threadNames() -> [String] {
@@ -131,8 +131,8 @@ final class PrometheusSinkTests: XCTestCase {
         try m.put("UserRecordsPut", 2, stream: "orders", shardId: "shardId-1")
         try m.put("UserRecordsPut", 3.5, stream: "orders", shardId: "shardId-1")
         try m.put("UserRecordsPut", 7, stream: "events")
-        try m.put("BufferingTime", 0.1)
-        try m.put("BufferingTime", 0.2)
+        try m.put("BufferingTime", 100)
+        try m.put("BufferingTime", 200)
     }
 
     func testTextFormatHasExactLines() throws {
@@ -150,25 +150,24 @@ final class PrometheusSinkTests: XCTestCase {
         let response = try get(port)
         XCTAssertEqual(response.status, 200)
         XCTAssertEqual(response.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8")
-        let want = family("kplm_BufferingTime", "kplm_BufferingTime", count: "2", sum: "0.30000000000000004",
-                          min: "0.1", max: "0.2")
+        // Milliseconds are served in seconds.
+        let want = family("kplm_buffering_time_seconds", "kplm_BufferingTime", count: "2", sum: "0.3",
+                          min: "0.1", max: "0.2", unit: secondsNote)
             + """
-            # HELP kplm_UserRecordsPut_count Number of observations of kplm_UserRecordsPut since the sink started.
-            # TYPE kplm_UserRecordsPut_count counter
-            kplm_UserRecordsPut_count{stream="events"} 1
-            kplm_UserRecordsPut_count{stream="orders",shard="shardId-1"} 2
-            # HELP kplm_UserRecordsPut_sum Sum of the observations of kplm_UserRecordsPut since the sink started.
-            # TYPE kplm_UserRecordsPut_sum counter
-            kplm_UserRecordsPut_sum{stream="events"} 7
-            kplm_UserRecordsPut_sum{stream="orders",shard="shardId-1"} 5.5
-            # HELP kplm_UserRecordsPut_min Smallest observation of kplm_UserRecordsPut in the last export that had the key.
-            # TYPE kplm_UserRecordsPut_min gauge
-            kplm_UserRecordsPut_min{stream="events"} 7
-            kplm_UserRecordsPut_min{stream="orders",shard="shardId-1"} 2
-            # HELP kplm_UserRecordsPut_max Largest observation of kplm_UserRecordsPut in the last export that had the key.
-            # TYPE kplm_UserRecordsPut_max gauge
-            kplm_UserRecordsPut_max{stream="events"} 7
-            kplm_UserRecordsPut_max{stream="orders",shard="shardId-1"} 3.5
+            # HELP kplm_user_records_put Count and sum of the observations of kplm_UserRecordsPut since the sink started.
+            # TYPE kplm_user_records_put summary
+            kplm_user_records_put_count{stream="events"} 1
+            kplm_user_records_put_sum{stream="events"} 7
+            kplm_user_records_put_count{stream="orders",shard="shardId-1"} 2
+            kplm_user_records_put_sum{stream="orders",shard="shardId-1"} 5.5
+            # HELP kplm_user_records_put_min Smallest observation of kplm_UserRecordsPut in the last export that had the key.
+            # TYPE kplm_user_records_put_min gauge
+            kplm_user_records_put_min{stream="events"} 7
+            kplm_user_records_put_min{stream="orders",shard="shardId-1"} 2
+            # HELP kplm_user_records_put_max Largest observation of kplm_UserRecordsPut in the last export that had the key.
+            # TYPE kplm_user_records_put_max gauge
+            kplm_user_records_put_max{stream="events"} 7
+            kplm_user_records_put_max{stream="orders",shard="shardId-1"} 3.5
 
             """
         XCTAssertEqual(response.body, want)
@@ -189,10 +188,9 @@ final class PrometheusSinkTests: XCTestCase {
         XCTAssertEqual(response.status, 200)
         XCTAssertEqual(response.headers["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8")
         XCTAssertEqual(response.body,
-                       family("AllErrors", "AllErrors", labels: #"stream="orders",error_code="Throttled""#,
-                              count: "1", sum: "1", min: "1", max: "1", openMetrics: true)
-                       + family("Tiny", "Tiny", count: "2", sum: "-2.5e+21", min: "-2.5e+21", max: "1e-07",
-                                openMetrics: true)
+                       family("all_errors", "AllErrors", labels: #"stream="orders",error_code="Throttled""#,
+                              count: "1", sum: "1", min: "1", max: "1")
+                       + family("tiny", "Tiny", count: "2", sum: "-2.5e+21", min: "-2.5e+21", max: "1e-07")
                        + "# EOF\n")
         // The Accept header is matched without regard to case, and the text format is otherwise served.
         XCTAssertTrue(try get(port, accept: "Application/OpenMetrics-Text").body.hasSuffix("# EOF\n"))
@@ -214,8 +212,8 @@ final class PrometheusSinkTests: XCTestCase {
         clock.advance(1)
         try m.flush()   // nothing new: no change
         let body = try get(port).body
-        let want = family("kplm_A", "kplm_A", labels: #"stream="s""#, count: "4", sum: "13", min: "3", max: "4")
-            + family("kplm_B", "kplm_B", count: "1", sum: "10", min: "10", max: "10")
+        let want = family("kplm_a", "kplm_A", labels: #"stream="s""#, count: "4", sum: "13", min: "3", max: "4")
+            + family("kplm_b", "kplm_B", count: "1", sum: "10", min: "10", max: "10")
         XCTAssertEqual(body, want)
         // A scrape does not consume anything.
         XCTAssertEqual(try get(port).body, want)
@@ -236,7 +234,7 @@ final class PrometheusSinkTests: XCTestCase {
                            windowStart: 0, windowEnd: 1, timestampUnix: 0),
         ])
         let labels = #"_1st_dim="v",_meta="w",a_b="1",a_b_="2""#
-        let want = family("my_app_Weird_name___9", "my app.Weird name/ü#9",
+        let want = family("my_app_weird_name_9", "my app.Weird name/ü#9",
                           labels: #"stream="a\"b\\c\nd",error_code="Ça:va""#, count: "1", sum: "1", min: "1", max: "1")
             + family("my_app_x_y", "my app.x-y", labels: labels, count: "3", sum: "5", min: "1", max: "2")
         XCTAssertEqual(try get(port).body, want)
@@ -244,9 +242,9 @@ final class PrometheusSinkTests: XCTestCase {
         try sink.export([MetricSnapshot(name: "q\"\\\n\r", count: 1, sum: 1, min: 1, max: 1, dimensions: [],
                                         windowStart: 0, windowEnd: 1, timestampUnix: 0)])
         let om = try get(port, accept: "application/openmetrics-text").body
-        XCTAssertTrue(om.contains(#"# HELP my_app_q_____count Number of observations of my app.q\"\\\n  since"#), om)
+        XCTAssertTrue(om.contains(#"# HELP my_app_q Count and sum of the observations of my app.q\"\\\n  since"#), om)
         let text = try get(port).body
-        XCTAssertTrue(text.contains(#"# HELP my_app_q_____count Number of observations of my app.q"\\\n  since"#), text)
+        XCTAssertTrue(text.contains(#"# HELP my_app_q Count and sum of the observations of my app.q"\\\n  since"#), text)
 
         XCTAssertEqual(PrometheusFormat.metricName("9lives"), "_9lives")
         XCTAssertEqual(PrometheusFormat.metricName("__name__"), "_name__")
@@ -258,6 +256,119 @@ final class PrometheusSinkTests: XCTestCase {
         XCTAssertEqual(PrometheusFormat.labelName("__x"), "_x")
         XCTAssertEqual(PrometheusFormat.labelName("0"), "_0")
         XCTAssertEqual(PrometheusFormat.labelValue("a\\b\"c\nd\té"), "a\\\\b\\\"c\\nd\té")
+    }
+
+    func testFamilyNamesAreSnakeCaseWithBaseUnits() {
+        let cases: [(String, MetricUnit, String)] = [
+            ("kplm_UserRecordsPut", .none, "kplm_user_records_put"),
+            ("kplm_KinesisRecordsDataPut", .bytes, "kplm_kinesis_records_data_put_bytes"),
+            ("kplm_BufferingTime", .milliseconds, "kplm_buffering_time_seconds"),
+            ("HTTPRequests", .none, "http_requests"),
+            ("APIKeyID", .none, "api_key_id"),
+            ("IPv4Address", .none, "i_pv4_address"),   // mixed-case acronyms are not guessed
+            ("userID", .none, "user_id"),
+            ("ShardIDs", .none, "shard_ids"),
+            ("APIsPerCall", .none, "apis_per_call"),
+            ("HTTPStatus", .none, "http_status"),
+            ("mixedCASE_Name", .none, "mixed_case_name"),
+            ("UTF8String", .none, "utf8_string"),
+            ("S3Bucket2Go", .none, "s3_bucket2_go"),
+            ("already_snake", .none, "already_snake"),
+            ("MyApp::Big--Thing__", .none, "my_app_big_thing"),
+            ("9 lives", .none, "_9_lives"),
+            ("__name__", .none, "_name"),
+            ("a:b.c-d", .none, "a_b_c_d"),
+            ("", .none, "unnamed"),
+            ("é", .none, "unnamed"),
+            ("kplm_", .none, "kplm"),
+            // Names that could collide with the gauges or draw lints get "_value".
+            ("RecordMin", .none, "record_min_value"),
+            ("Record_MAX", .none, "record_max_value"),
+            ("ErrorsTotal", .none, "errors_total_value"),
+            ("LeakyBucket", .none, "leaky_bucket_value"),
+            ("RecordCount", .none, "record_count"),
+            // A unit suffix is not doubled.
+            ("WaitSeconds", .milliseconds, "wait_seconds"),
+            ("SizeBytes", .bytes, "size_bytes"),
+        ]
+        for (raw, unit, want) in cases {
+            XCTAssertEqual(PrometheusFormat.familyName(raw, unit: unit), want, raw)
+        }
+        let names = KPLMetrics.all.map { PrometheusFormat.familyName("kplm_" + $0.name, unit: $0.unit) }
+        XCTAssertEqual(names, [
+            "kplm_user_records_received", "kplm_user_records_pending", "kplm_user_records_put",
+            "kplm_user_records_data_put_bytes", "kplm_kinesis_records_put", "kplm_kinesis_records_data_put_bytes",
+            "kplm_errors_by_code", "kplm_all_errors", "kplm_retries_per_record", "kplm_user_record_expired",
+            "kplm_buffering_time_seconds", "kplm_request_time_seconds", "kplm_user_records_per_kinesis_record",
+            "kplm_kinesis_records_per_put_records_request", "kplm_user_records_per_put_records_request",
+        ])
+    }
+
+    func testMillisecondsAreSecondsAndQuantileIsNotALabel() throws {
+        let sink = try PrometheusSink(configuration: PrometheusConfiguration(port: try freePort()))
+        try sink.open()
+        defer { sink.close() }
+        func snap(_ name: String, _ count: Int, _ sum: Double, _ min: Double, _ max: Double,
+                  _ d: [MetricDimension] = []) -> MetricSnapshot {
+            MetricSnapshot(name: name, count: count, sum: sum, min: min, max: max, dimensions: d,
+                           windowStart: 0, windowEnd: 1, timestampUnix: 0)
+        }
+        try sink.export([snap("RequestTime", 2, 1500, 250, 1250), snap("UserRecordsDataPut", 1, 512, 512, 512),
+                         snap("A", 1, 1, 1, 1, dims(("quantile", "0.5"), ("quantile_", "x")))])
+        try sink.export([snap("RequestTime", 1, 3, 3, 3)])
+        XCTAssertEqual(try get(sink.configuration.port).body,
+                       family("kplm_a", "kplm_A", labels: #"quantile_="0.5",quantile__="x""#,
+                              count: "1", sum: "1", min: "1", max: "1")
+                       + family("kplm_request_time_seconds", "kplm_RequestTime", count: "3", sum: "1.503",
+                                min: "0.003", max: "0.003", unit: secondsNote)
+                       + family("kplm_user_records_data_put_bytes", "kplm_UserRecordsDataPut", count: "1",
+                                sum: "512", min: "512", max: "512", unit: " In bytes."))
+    }
+
+    /// `promtool check metrics` on an exposition: exit code and output.
+    private func promtool(_ text: String) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+        process.arguments = ["check", "metrics"]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        input.fileHandleForWriting.write(Data(text.utf8))
+        try input.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func testPromtoolFindsNothingToLint() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool") else {
+            throw XCTSkip("promtool not installed (Debian package 'prometheus')")
+        }
+        var families: [String: PrometheusFormat.Family] = [:]
+        var snapshots = KPLMetrics.all.map {
+            MetricSnapshot(name: $0.name, count: 3, sum: 4.5, min: 0.5, max: 3,
+                           dimensions: dims(("stream", "orders"), ("shard", "shardId-000000000001")),
+                           windowStart: 0, windowEnd: 1, timestampUnix: 0)
+        }
+        for name in ["HTTPRequests", "9 lives", "Weird name/ü#9", "app:queue", "Record", "RecordMin", "ErrorsTotal",
+                     "q\"\\\n", "", "__reserved__", "CamelCase_And_snake", "ShardIDs"] {
+            snapshots.append(MetricSnapshot(name: name, count: 1, sum: -1, min: -1, max: -1,
+                                            dimensions: dims(("quantile", "a\"b"), ("error_code", "x\ny")),
+                                            windowStart: 0, windowEnd: 1, timestampUnix: 0))
+        }
+        for s in snapshots {
+            let (base, labels) = PrometheusFormat.seriesKey(s, prefix: "kplm_")
+            families[base, default: PrometheusFormat.Family(rawName: "kplm_" + s.name, unit: s.unit)]
+                .series[labels] = PrometheusFormat.series(of: s)
+        }
+        let text = String(decoding: PrometheusFormat.render(families, openMetrics: false), as: UTF8.self)
+        let (status, output) = try promtool(text)
+        XCTAssertEqual(status, 0, output)
+        XCTAssertEqual(output.trimmingCharacters(in: .whitespacesAndNewlines), "", output)
+        // The check does catch problems.
+        XCTAssertEqual(try promtool(text.replacingOccurrences(of: "_seconds", with: "_ms")).0, 3)
     }
 
     func testNumbersReadBackExactly() {

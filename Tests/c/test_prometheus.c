@@ -1,5 +1,6 @@
 /* The Prometheus built-in sink through the C ABI: config defaults, refused
- * configs, a real scrape of GET /metrics over a socket opened here, who owns
+ * configs, a real scrape of GET /metrics over a socket opened here (snake_case
+ * summary families, milliseconds served as seconds), who owns
  * the sink (kplm_sink_release), and kplm_start failing with KPLM_ESINK when
  * the port is taken. */
 #include "test_support.h"
@@ -177,7 +178,7 @@ static void scrape_over_http(void) {
     kplm_manager *m = start_with_sink(&clk, port, NULL, KPLM_OK);
     CHECK_OK(kplm_put(m, "UserRecordsPut", 2.0, "orders", "shardId-1", NULL));
     CHECK_OK(kplm_put(m, "UserRecordsPut", 3.5, "orders", "shardId-1", NULL));
-    CHECK_OK(kplm_put(m, "Latency ms", 0.25, NULL, NULL, NULL));
+    CHECK_OK(kplm_put(m, "BufferingTime", 250.0, NULL, NULL, NULL)); /* milliseconds */
     CHECK_OK(kplm_flush(m));
     tclock_advance(&clk, 1.0);
     CHECK_OK(kplm_put(m, "UserRecordsPut", 1.0, "orders", "shardId-1", NULL));
@@ -189,22 +190,32 @@ static void scrape_over_http(void) {
     CHECK(strstr(buf, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n") != NULL);
     CHECK(strstr(buf, "\r\nConnection: close\r\n") != NULL);
     const char *lines[] = {
-        "\n# TYPE kplm_UserRecordsPut_count counter\n",
-        "\nkplm_UserRecordsPut_count{stream=\"orders\",shard=\"shardId-1\"} 3\n",
-        "\nkplm_UserRecordsPut_sum{stream=\"orders\",shard=\"shardId-1\"} 6.5\n",
-        "\nkplm_UserRecordsPut_min{stream=\"orders\",shard=\"shardId-1\"} 1\n",
-        "\n# TYPE kplm_UserRecordsPut_max gauge\n",
-        "\nkplm_Latency_ms_count 1\n",
-        "\nkplm_Latency_ms_sum 0.25\n",
+        "\n# TYPE kplm_user_records_put summary\n",
+        "\nkplm_user_records_put_count{stream=\"orders\",shard=\"shardId-1\"} 3\n"
+        "kplm_user_records_put_sum{stream=\"orders\",shard=\"shardId-1\"} 6.5\n",
+        "\n# TYPE kplm_user_records_put_min gauge\n"
+        "kplm_user_records_put_min{stream=\"orders\",shard=\"shardId-1\"} 1\n",
+        "\n# TYPE kplm_user_records_put_max gauge\n"
+        "kplm_user_records_put_max{stream=\"orders\",shard=\"shardId-1\"} 1\n",
+        "\n# TYPE kplm_buffering_time_seconds summary\n"
+        "kplm_buffering_time_seconds_count 1\n"
+        "kplm_buffering_time_seconds_sum 0.25\n",
+        "\nkplm_buffering_time_seconds_max 0.25\n",
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
         CHECK_MSG(strstr(buf, lines[i]) != NULL, "line %s missing from:\n%s", lines[i], buf);
+    /* No counters, no CamelCase names, no milliseconds. */
+    CHECK(strstr(buf, " counter\n") == NULL && strstr(buf, "_total") == NULL);
+    CHECK(strstr(buf, "UserRecordsPut_") == NULL && strstr(buf, "kplm_buffering_time_sum") == NULL);
     CHECK(strstr(buf, "# EOF") == NULL);
 
     CHECK(http_exchange(port, "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text\r\n\r\n", buf,
                         sizeof buf) > 0);
     CHECK(strstr(buf, "\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n") != NULL);
-    CHECK(strstr(buf, "\nkplm_UserRecordsPut_count_total{stream=\"orders\",shard=\"shardId-1\"} 3\n") != NULL);
+    /* OpenMetrics summaries have `_count` and `_sum` samples, no `_total`. */
+    CHECK(strstr(buf, "\n# TYPE kplm_user_records_put summary\n"
+                      "kplm_user_records_put_count{stream=\"orders\",shard=\"shardId-1\"} 3\n") != NULL);
+    CHECK(strstr(buf, "_total") == NULL);
     size_t n = strlen(buf);
     CHECK(n > 6 && strcmp(buf + n - 6, "# EOF\n") == 0);
 
@@ -236,7 +247,7 @@ static void port_in_use_is_esink(void) {
     CHECK_OK(kplm_flush(m));
     static char buf[1 << 14];
     CHECK(http_exchange(port, "GET /metrics HTTP/1.0\r\n\r\n", buf, sizeof buf) > 0);
-    CHECK_MSG(strstr(buf, "\nx_A_count 1\n") != NULL, "%s", buf);
+    CHECK_MSG(strstr(buf, "\nx_a_count 1\n") != NULL, "%s", buf);
     CHECK_OK(kplm_close(m));
     kplm_free(m);
 }

@@ -1,21 +1,100 @@
 /// The exposition rules of ``PrometheusSink``.
 ///
-/// - Metric names: ASCII letters, digits, "_" and ":"; any other Unicode
-///   scalar becomes "_"; "_" is put in front of a leading digit; a leading
-///   run of underscores is cut to one ("__" is reserved). Label names: the
-///   same without ":".
+/// - Sanitizing (``metricName(_:)``, ``labelName(_:)``): ASCII letters,
+///   digits, "_" and ":" (metric names only); any other Unicode scalar
+///   becomes "_"; "_" is put in front of a leading digit; a leading run of
+///   underscores is cut to one ("__" is reserved).
+/// - Family names (``familyName(_:unit:)``), from `<prefix><name>`:
+///   sanitized, then snake_case: "_" goes between a lower-case letter or a
+///   digit and an upper-case letter, and before the last capital of an
+///   acronym followed by a lower-case letter (not by a lone plural "s");
+///   all letters lower-cased; ":" becomes "_" (colons are for recording
+///   rules); runs of "_" become one and trailing ones go; a name left
+///   with nothing but "_" is "unnamed" ("UserRecordsPut" → "user_records_put",
+///   "HTTPRequests" → "http_requests", "APIKeyID" → "api_key_id",
+///   "ShardIDs" → "shard_ids").
+///   Then the unit: a KPL metric in milliseconds gets "_seconds" and its
+///   values are divided by 1000 (Prometheus wants base units; promtool
+///   lints both "_ms" and "_milliseconds"), one in bytes gets "_bytes"
+///   (``KPLMetrics/unit(of:)``). Last, a name ending in "_min" or "_max"
+///   (the gauge suffixes: another key's gauge could have that name),
+///   "_total" or "_bucket" (counter and histogram suffixes) gets "_value".
+///   "kplm_BufferingTime" → "kplm_buffering_time_seconds".
+/// - Each family is one summary without quantiles, samples `<family>_count`
+///   and `<family>_sum` (totals since the sink started), and two gauges
+///   `<family>_min` and `<family>_max` (of the last export that had the
+///   key). Keys with the same family name are merged.
+/// - Label names: sanitized, not snake-cased; "quantile" (reserved in a
+///   summary) becomes "quantile_", and a name already used by the key gets
+///   "_" appended until it is new.
 /// - Label values: `\` → `\\`, `"` → `\"`, newline → `\n` (both formats).
 /// - HELP text: `\` → `\\`, newline → `\n`, and in OpenMetrics also
 ///   `"` → `\"`; other control characters become a space.
 /// - Numbers: integers below 1e15 in plain digits, other values with the
 ///   shortest digits that read back as the same Double (an exponent where
 ///   Swift would use one, "1e-07"); "+Inf", "-Inf", "NaN"; -0 is "0".
+///
+/// Names the sink builds from KPL metric names pass `promtool check
+/// metrics` without complaint. A user's name can still draw a lint only
+/// with words of its own: an abbreviated or non-base unit ("LatencyMs",
+/// "WaitMinutes", even a lone "b", "s", "m", "h" or "d" as in "a:b" or
+/// "PlanD" → "plan_d"), or a type name ("QueueGauge"); so can a camelCase
+/// dimension name given to ``PrometheusSink/export(_:)`` directly. The
+/// sink leaves those words be.
 public enum PrometheusFormat {
     /// A sanitized metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`, not "__…").
     public static func metricName(_ raw: String) -> String { sanitize(raw, colon: true) }
 
     /// A sanitized label name (`[a-zA-Z_][a-zA-Z0-9_]*`, not "__…").
     public static func labelName(_ raw: String) -> String { sanitize(raw, colon: false) }
+
+    /// The family name of a raw `<prefix><name>` whose metric has `unit`
+    /// (`[a-z0-9_]+`, at most one leading "_", not "_" alone; see the rules
+    /// above): "kplm_UserRecordsPut" → "kplm_user_records_put",
+    /// ("kplm_RequestTime", milliseconds) → "kplm_request_time_seconds",
+    /// ("kplm_KinesisRecordsDataPut", bytes) → "kplm_kinesis_records_data_put_bytes".
+    public static func familyName(_ raw: String, unit: MetricUnit = .none) -> String {
+        var name = snakeCase(metricName(raw))
+        if name == "_" { name = "unnamed" }
+        switch unit {
+        case .milliseconds where !name.hasSuffix("_seconds"): name += "_seconds"
+        case .bytes where !name.hasSuffix("_bytes"): name += "_bytes"
+        default: break
+        }
+        if ["_min", "_max", "_total", "_bucket"].contains(where: name.hasSuffix) { name += "_value" }
+        return name
+    }
+
+    /// What values of a metric with `unit` are divided by: 1000 for
+    /// milliseconds (exposed in seconds), else 1.
+    static func divisor(_ unit: MetricUnit) -> Double { unit == .milliseconds ? 1000 : 1 }
+
+    /// The snake_case form of a sanitized metric name (see the rules above).
+    static func snakeCase(_ sanitized: String) -> String {
+        let chars = Array(sanitized.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(chars.count + 8)
+        func isUpper(_ c: UInt8) -> Bool { c >= 0x41 && c <= 0x5A }
+        func isLower(_ c: UInt8) -> Bool { c >= 0x61 && c <= 0x7A }
+        func isDigitByte(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
+        for (i, c) in chars.enumerated() {
+            if isUpper(c), i > 0 {
+                let previous = chars[i - 1]
+                let nextIsLower = i + 1 < chars.count && isLower(chars[i + 1])
+                // A plural "s" stays with its acronym: "IDs", "APIsPerCall".
+                let plural = nextIsLower && chars[i + 1] == 0x73 && (i + 2 == chars.count || !isLower(chars[i + 2]))
+                if isLower(previous) || isDigitByte(previous) || (isUpper(previous) && nextIsLower && !plural) {
+                    out.append(0x5F)
+                }
+            }
+            let byte = isUpper(c) ? c + 0x20 : (c == 0x3A ? 0x5F : c)
+            // Runs of "_" become one.
+            if byte == 0x5F && out.last == 0x5F { continue }
+            out.append(byte)
+        }
+        while out.count > 1 && out.last == 0x5F { out.removeLast() }
+        return out.isEmpty ? "_" : String(decoding: out, as: UTF8.self)
+    }
 
     /// A label value with `\`, `"` and newline escaped (without the quotes).
     public static func labelValue(_ raw: String) -> String {
@@ -39,7 +118,8 @@ public enum PrometheusFormat {
 
     // MARK: - Exposition
 
-    /// One key's accumulated statistics.
+    /// One key's accumulated statistics, in the family's unit (seconds for
+    /// a metric in milliseconds).
     struct Series: Equatable {
         var count: Int
         var sum: Double
@@ -47,60 +127,71 @@ public enum PrometheusFormat {
         var max: Double
     }
 
-    /// The series of one sanitized base name, by label text
-    /// (`a="x",b="y"`, "" for none), and the raw name of its HELP lines.
+    /// The series of one family name, by label text (`a="x",b="y"`, "" for
+    /// none), with the raw name and unit of its HELP lines (of the first key).
     struct Family: Equatable {
         var rawName: String
+        var unit: MetricUnit = .none
         var series: [String: Series] = [:]
     }
 
-    /// The four statistics: suffix, whether a counter, HELP text around the raw name.
-    private static let statistics: [(suffix: String, counter: Bool, help: (String, String))] = [
-        ("_count", true, ("Number of observations of ", " since the sink started.")),
-        ("_sum", true, ("Sum of the observations of ", " since the sink started.")),
-        ("_min", false, ("Smallest observation of ", " in the last export that had the key.")),
-        ("_max", false, ("Largest observation of ", " in the last export that had the key.")),
-    ]
-
-    /// The base name and label text of a snapshot's key.
+    /// The family name and label text of a snapshot's key.
     static func seriesKey(_ snapshot: MetricSnapshot, prefix: String) -> (base: String, labels: String) {
         var labels = ""
         var used: [String] = []
         for d in snapshot.dimensions {
             var name = labelName(d.name)
+            // A summary's "quantile" label would mark a quantile sample.
+            if name == "quantile" { name += "_" }
             // Two dimensions sanitized alike would repeat a label: keep both.
             while used.contains(name) { name += "_" }
             used.append(name)
             if !labels.isEmpty { labels += "," }
             labels += name + "=\"" + labelValue(d.value) + "\""
         }
-        return (metricName(prefix + snapshot.name), labels)
+        return (familyName(prefix + snapshot.name, unit: snapshot.unit), labels)
+    }
+
+    /// A snapshot's statistics in the unit of its family.
+    static func series(of snapshot: MetricSnapshot) -> Series {
+        let d = divisor(snapshot.unit)
+        return Series(count: snapshot.count, sum: snapshot.sum / d, min: snapshot.min / d, max: snapshot.max / d)
     }
 
     /// The exposition of `families`: text format 0.0.4, or OpenMetrics 1.0
-    /// (counter samples `<family>_total`, ending with "# EOF"). Families by
-    /// base name bytes, then count, sum, min, max; series by label bytes.
+    /// (ending with "# EOF"); the same lines otherwise. Per family, by name
+    /// bytes: the summary `<family>` (`_count` then `_sum` of each series),
+    /// then the gauges `<family>_min` and `<family>_max`; series by label
+    /// bytes.
     static func render(_ families: [String: Family], openMetrics: Bool) -> [UInt8] {
         var out = ""
         let bases = families.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         for base in bases {
             let family = families[base]!
             let series = family.series.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
-            let help = escape(family.rawName, quote: openMetrics, controls: true)
-            for stat in statistics {
-                let name = base + stat.suffix
-                out += "# HELP " + name + " " + stat.help.0 + help + stat.help.1 + "\n"
-                out += "# TYPE " + name + (stat.counter ? " counter\n" : " gauge\n")
-                let sample = openMetrics && stat.counter ? name + "_total" : name
+            let raw = escape(family.rawName, quote: openMetrics, controls: true)
+            let unit: String
+            switch family.unit {
+            case .milliseconds: unit = " In seconds (reported in milliseconds)."
+            case .bytes: unit = " In bytes."
+            default: unit = ""
+            }
+            out += "# HELP " + base + " Count and sum of the observations of " + raw + " since the sink started."
+                + unit + "\n"
+            out += "# TYPE " + base + " summary\n"
+            for (labels, s) in series {
+                let l = labels.isEmpty ? " " : "{" + labels + "} "
+                out += base + "_count" + l + String(s.count) + "\n"
+                out += base + "_sum" + l + number(s.sum) + "\n"
+            }
+            for (suffix, help) in [("_min", "Smallest"), ("_max", "Largest")] {
+                let name = base + suffix
+                out += "# HELP " + name + " " + help + " observation of " + raw
+                    + " in the last export that had the key." + unit + "\n"
+                out += "# TYPE " + name + " gauge\n"
                 for (labels, s) in series {
-                    let value: String
-                    switch stat.suffix {
-                    case "_count": value = String(s.count)
-                    case "_sum": value = number(s.sum)
-                    case "_min": value = number(s.min)
-                    default: value = number(s.max)
-                    }
-                    out += sample + (labels.isEmpty ? " " : "{" + labels + "} ") + value + "\n"
+                    out += name + (labels.isEmpty ? " " : "{" + labels + "} ")
+                        + number(suffix == "_min" ? s.min : s.max) + "\n"
                 }
             }
         }

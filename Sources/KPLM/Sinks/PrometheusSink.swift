@@ -6,8 +6,9 @@ public struct PrometheusConfiguration: Sendable, Equatable {
     public var address: String
     /// The TCP port; not 0. Default 9464.
     public var port: UInt16
-    /// Prepended to every metric name before sanitizing; "" for none.
-    /// Default "kplm_".
+    /// Prepended to every metric name before sanitizing and snake-casing
+    /// ("MyApp" + "UserRecordsPut" → "my_app_user_records_put"); "" for
+    /// none. Default "kplm_".
     public var prefix: String
     /// How long one connection may take to send its request and receive
     /// the response, in seconds (0 < t ≤ 3600). Default 5.
@@ -48,11 +49,18 @@ public struct PrometheusConfiguration: Sendable, Equatable {
 ///
 /// ``open()`` listens on the configured address and port and serves
 /// `GET /metrics` on a thread of its own ("kplm-prometheus") until
-/// ``close()``. Every export is merged into a store, per key:
-/// `<prefix><name>_count` and `_sum` are counters (totals since open),
-/// `_min` and `_max` gauges (of the last export that had the key); the
-/// key's dimensions are labels. Names and labels follow
-/// ``PrometheusFormat``; keys that sanitize alike are merged.
+/// ``close()``. Every export is merged into a store, per key, under the
+/// family name ``PrometheusFormat/familyName(_:unit:)`` of
+/// `<prefix><name>` (snake_case, "_seconds" or "_bytes" for KPL metrics in
+/// milliseconds or bytes): a summary without quantiles whose samples
+/// `<family>_count` and `<family>_sum` are totals since open, and gauges
+/// `<family>_min` and `<family>_max` of the last export that had the key;
+/// the key's dimensions are labels. Values of metrics in milliseconds are
+/// divided by 1000 (seconds). Keys with the same family name are merged.
+/// So "UserRecordsPut" with the default prefix is served as
+/// `kplm_user_records_put_count`, `_sum`, `_min` and `_max`, and
+/// "BufferingTime" as `kplm_buffering_time_seconds_count` and so on; the
+/// exposition passes `promtool check metrics` (see ``PrometheusFormat``).
 ///
 /// The text format 0.0.4 is served, or OpenMetrics 1.0 when the request's
 /// Accept header contains `application/openmetrics-text`. Other paths get
@@ -103,9 +111,9 @@ public final class PrometheusSink: MetricsSink {
         var batch: [String: PrometheusFormat.Family] = [:]
         for snapshot in snapshots {
             let (base, labels) = PrometheusFormat.seriesKey(snapshot, prefix: configuration.prefix)
-            let new = PrometheusFormat.Series(count: snapshot.count, sum: snapshot.sum, min: snapshot.min,
-                                              max: snapshot.max)
-            batch[base, default: PrometheusFormat.Family(rawName: configuration.prefix + snapshot.name)]
+            let new = PrometheusFormat.series(of: snapshot)
+            batch[base, default: PrometheusFormat.Family(rawName: configuration.prefix + snapshot.name,
+                                                         unit: snapshot.unit)]
                 .series[labels, default: PrometheusFormat.Series(count: 0, sum: 0, min: .infinity, max: -.infinity)]
                 .merge(new, replacingExtremes: false)
         }

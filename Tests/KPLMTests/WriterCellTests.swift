@@ -86,6 +86,17 @@ final class WriterCellTests: XCTestCase {
         for _ in 0..<threads { alive.enter() }
         let stop = Flag()
         let peak = Locked(0)
+        // Every writer makes its first put, then waits until all have: the
+        // pool is then as full as it gets (a writer that finished early
+        // would give its index back before the others took theirs).
+        let firstPuts = DispatchGroup()
+        for _ in 0..<threads { firstPuts.enter() }
+        let proceed = DispatchSemaphore(value: 0)
+        Thread {
+            firstPuts.wait()
+            peak.withLock { $0 = WriterIndices.inUse }
+            for _ in 0..<threads { proceed.signal() }
+        }.start()
         // A reader flushing and moving the clock while the writers run.
         let reader = Thread {
             while !stop.isSet {
@@ -103,7 +114,10 @@ final class WriterCellTests: XCTestCase {
             go.wait()   // every writer alive at once: some have no index
             let metric = try! m.metric("Hot", stream: "s\(i % 3)")
             for j in 0..<perThread {
-                if j == 1 { peak.withLock { $0 = max($0, WriterIndices.inUse) } }
+                if j == 1 {
+                    firstPuts.leave()
+                    proceed.wait()
+                }
                 let value = Double(j % 9) * 0.25 - 1
                 try! metric.put(value)
                 try! m.put("ByName", value, stream: "s\(i % 3)")

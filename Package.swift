@@ -17,8 +17,13 @@ let package = Package(
         .target(name: "CKPLM", path: "include", publicHeadersPath: "."),
         // Thread naming and a thread-local slot; hidden from the export list.
         .target(name: "CKPLMShims", path: "Sources/CKPLMShims"),
+        // The CloudWatch sink's private C helpers: SHA-256/HMAC (OpenSSL
+        // libcrypto), gzip (zlib) and HTTP(S) (libcurl); hidden from the
+        // export list. Debian: libssl-dev, zlib1g-dev, libcurl4-openssl-dev.
+        .target(name: "CKPLMCloudWatch", path: "Sources/CKPLMCloudWatch",
+                linkerSettings: [.linkedLibrary("curl"), .linkedLibrary("crypto"), .linkedLibrary("z")]),
         // The core (no Foundation) and the C exports of kplm.h.
-        .target(name: "KPLM", dependencies: ["CKPLM", "CKPLMShims"], path: "Sources/KPLM"),
+        .target(name: "KPLM", dependencies: ["CKPLM", "CKPLMShims", "CKPLMCloudWatch"], path: "Sources/KPLM"),
         .executableTarget(name: "kplm-demo", dependencies: ["KPLM"], path: "Sources/kplm-demo"),
         .executableTarget(name: "kplm-swift-example", dependencies: ["KPLM"], path: "examples/swift"),
         .testTarget(name: "KPLMTests", dependencies: ["KPLM"], path: "Tests/KPLMTests"),

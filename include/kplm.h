@@ -558,12 +558,15 @@ void kplm_prometheus_config_init(kplm_prometheus_config *config);
 /**
  * A Prometheus sink: serves GET /metrics on address:port from kplm_start to
  * the sink's close, on a thread of its own. Every export is accumulated per
- * key: `<prefix><name>_count` and `<prefix><name>_sum` are counters (totals
- * since start), `<prefix><name>_min` and `_max` gauges of the last export
- * that had the key; dimensions become labels. Names and labels are
- * sanitized to Prometheus' rules. The text format 0.0.4 is served, or
- * OpenMetrics 1.0 (ending with "# EOF") when the scraper's Accept header
- * asks for application/openmetrics-text. A scrape never waits for a put.
+ * key: each metric is a summary `<prefix><name>` (name in snake_case, with
+ * `_seconds` and values / 1000 for KPL metrics in milliseconds, `_bytes`
+ * for bytes) whose `_count` and `_sum` samples are totals since start, plus
+ * gauges `<prefix><name>_min` and `_max` of the last export that had the
+ * key; dimensions become labels. Names and labels are sanitized to
+ * Prometheus' rules (the output passes `promtool check metrics`). The text
+ * format 0.0.4 is served, or OpenMetrics 1.0 (ending with "# EOF") when the
+ * scraper's Accept header asks for application/openmetrics-text. A scrape
+ * never waits for a put.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL argument, an unknown struct_size,
  * a bad address or port 0; KPLM_ENOMEM. (If the port cannot be bound,
  * kplm_start returns KPLM_ESINK.)
@@ -596,6 +599,48 @@ void kplm_otlp_config_init(kplm_otlp_config *config);
  * finite and > 0; KPLM_ENOMEM.
  */
 kplm_status kplm_sink_otlp(const kplm_otlp_config *config, kplm_sink *out);
+
+/** Amazon CloudWatch PutMetricData. Initialise with kplm_cloudwatch_config_init. */
+typedef struct {
+    uint32_t struct_size;            /**< set by kplm_cloudwatch_config_init */
+    const char *region;              /**< "us-east-1"; NULL = AWS_REGION, AWS_DEFAULT_REGION, then the profile's region */
+    const char *endpoint;            /**< http(s)://host[:port][/path]; NULL = https://monitoring.<region>.amazonaws.com */
+    const char *cw_namespace;        /**< NULL = the manager's namespace (default "KinesisProducerLibrary") */
+    const char *access_key_id;       /**< with secret_access_key; NULL = environment, then shared files */
+    const char *secret_access_key;   /**< NULL = environment, then shared files */
+    const char *session_token;       /**< temporary credentials only, default NULL */
+    const char *profile;             /**< profile of ~/.aws/credentials and ~/.aws/config; NULL = AWS_PROFILE or "default" */
+    double timeout_ms;               /**< per PutMetricData call, retries and waits included; default 10000 */
+    uint32_t max_retries;            /**< on throttling, 429, 5xx and connection errors; default 5 */
+} kplm_cloudwatch_config;
+
+/** Fills *config with the defaults and sets struct_size. NULL is ignored. */
+void kplm_cloudwatch_config_init(kplm_cloudwatch_config *config);
+
+/**
+ * A CloudWatch sink: each export becomes PutMetricData calls (AWS JSON 1.0,
+ * X-Amz-Target GraniteServiceVersion20100801.PutMetricData, SigV4-signed),
+ * cut as kplm_cloudwatch_requests cuts them (one statistic set per key, at
+ * most 1000 datums and 1 MB per call; snapshots CloudWatch would refuse are
+ * dropped). Bodies over 8 KiB are gzipped for https endpoints (not for a
+ * plain http:// override: moto's server rejects gzipped bodies). HTTPS via
+ * libcurl; plain HTTP is allowed for an endpoint override. Credentials are read at every export:
+ * the config's keys; else (without a profile) AWS_ACCESS_KEY_ID,
+ * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; else the profile in
+ * AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials), then AWS_CONFIG_FILE
+ * (~/.aws/config). Throttling, 429, 5xx and connection errors are retried
+ * with exponential backoff and jitter, within timeout_ms per call; another
+ * status, missing credentials or exhausted retries fail the export
+ * (KPLM_ESINK from the flush; the data is kept and sent again, so calls that
+ * had succeeded may be repeated).
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL argument, an unknown struct_size,
+ * no region (none configured or found) or one that is not [a-z0-9-], an
+ * endpoint that is not http(s)://host[:port][/path], a namespace CloudWatch
+ * refuses, only one of access_key_id and secret_access_key (or a session
+ * token without them), a string that is not UTF-8 or printable ASCII where
+ * required, a timeout that is not finite and > 0; KPLM_ENOMEM.
+ */
+kplm_status kplm_sink_cloudwatch(const kplm_cloudwatch_config *config, kplm_sink *out);
 
 /** Static, never-NULL English name of a status ("KPLM_EINVAL: …"). */
 const char *kplm_status_string(kplm_status status);

@@ -107,6 +107,7 @@ __all__ = [
     "KplmEmfConfig", "EmfDestination", "emf_sink",
     "KplmPrometheusConfig", "prometheus_sink",
     "KplmOtlpConfig", "otlp_sink",
+    "KplmCloudWatchConfig", "cloudwatch_sink",
     # high level
     "MetricKey", "Snapshot", "Event", "Statistics", "Manager", "Metric", "InMemorySink",
     "ClockCallback", "ManualClock",
@@ -520,6 +521,8 @@ def _declare(cdll: ctypes.CDLL) -> None:
     proto("kplm_sink_prometheus", st, [ctypes.POINTER(KplmPrometheusConfig), ctypes.POINTER(KplmSink)])
     proto("kplm_otlp_config_init", None, [ctypes.POINTER(KplmOtlpConfig)])
     proto("kplm_sink_otlp", st, [ctypes.POINTER(KplmOtlpConfig), ctypes.POINTER(KplmSink)])
+    proto("kplm_cloudwatch_config_init", None, [ctypes.POINTER(KplmCloudWatchConfig)])
+    proto("kplm_sink_cloudwatch", st, [ctypes.POINTER(KplmCloudWatchConfig), ctypes.POINTER(KplmSink)])
     proto("kplm_status_string", ctypes.c_char_p, [ctypes.c_int])
     proto("kplm_version", ctypes.c_char_p, [])
 
@@ -1825,8 +1828,10 @@ def prometheus_sink(address: Optional[_StrLike] = "127.0.0.1", port: int = 9464,
     """``kplm_sink_prometheus``: a sink serving ``GET /metrics`` to Prometheus.
 
     From the manager's start to its close, a thread of the library listens
-    on ``address``:``port`` (``None`` = ``"127.0.0.1"``). Per key,
-    ``<prefix><name>_count`` and ``_sum`` are counters (totals since start),
+    on ``address``:``port`` (``None`` = ``"127.0.0.1"``). Each metric is a
+    summary ``<prefix><name>`` in snake_case (``kplm_user_records_put``;
+    KPL metrics in milliseconds are served in ``_seconds``, bytes get
+    ``_bytes``) whose ``_count`` and ``_sum`` are totals since start, plus
     ``_min`` and ``_max`` gauges of the last flush that had the key;
     dimensions become labels. ``prefix`` ``None`` means ``"kplm_"``, ``""``
     none. Serves the text format 0.0.4, or OpenMetrics 1.0 when the Accept
@@ -1916,6 +1921,77 @@ def otlp_sink(endpoint: Optional[_StrLike] = "http://127.0.0.1:4318/v1/metrics",
 
 
 # ---- CloudWatch sink (kplm_sink_cloudwatch) ----
+
+
+class KplmCloudWatchConfig(ctypes.Structure):
+    """``kplm_cloudwatch_config``. Initialise with ``kplm_cloudwatch_config_init`` (see :func:`cloudwatch_sink`)."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("region", ctypes.c_char_p),
+        ("endpoint", ctypes.c_char_p),
+        ("cw_namespace", ctypes.c_char_p),
+        ("access_key_id", ctypes.c_char_p),
+        ("secret_access_key", ctypes.c_char_p),
+        ("session_token", ctypes.c_char_p),
+        ("profile", ctypes.c_char_p),
+        ("timeout_ms", ctypes.c_double),
+        ("max_retries", ctypes.c_uint32),
+    ]
+
+
+class _CloudWatchConfigBuffer(ctypes.Structure):
+    """A kplm_cloudwatch_config with spare room (see :class:`_ConfigBuffer`)."""
+
+    _fields_ = [
+        ("config", KplmCloudWatchConfig),
+        ("_spare", ctypes.c_uint64 * 16),
+    ]
+
+
+def cloudwatch_sink(region: Optional[_StrLike] = None, endpoint: Optional[_StrLike] = None,
+                    namespace: Optional[_StrLike] = None, access_key_id: Optional[_StrLike] = None,
+                    secret_access_key: Optional[_StrLike] = None, session_token: Optional[_StrLike] = None,
+                    profile: Optional[_StrLike] = None, timeout_ms: float = 10000,
+                    max_retries: int = 5) -> BuiltinSink:
+    """``kplm_sink_cloudwatch``: a sink sending each flush to Amazon CloudWatch (PutMetricData).
+
+    Each key becomes one datum with a statistic set (SampleCount, Sum,
+    Minimum, Maximum), cut into SigV4-signed AWS JSON 1.0 requests of at most
+    1000 datums / 1 MB (as :func:`cloudwatch_requests`); bodies over 8 KiB are
+    gzipped for https endpoints (not for a plain ``http://`` override). ``region`` (``None`` = AWS_REGION, AWS_DEFAULT_REGION, then the
+    profile's region) and ``endpoint`` (``None`` = https://monitoring.REGION.amazonaws.com;
+    ``http://`` is allowed for a local endpoint). ``namespace`` ``None`` = the
+    manager's. Credentials: the keys given here; else (without ``profile``)
+    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN; else the
+    profile (``profile``, AWS_PROFILE or "default") of the shared credentials
+    and config files; they are looked up at every export. Throttling, 429, 5xx
+    and connection errors are retried up to ``max_retries`` times with
+    exponential backoff and jitter, each call within ``timeout_ms``. A failed
+    export makes the flush raise :class:`SinkError` and keeps the data. Raises
+    :class:`InvalidArgumentError` for a bad configuration (no region, a bad
+    endpoint or namespace, half a key pair, a timeout that is not > 0).
+    """
+    cdll = lib()
+    buf = _CloudWatchConfigBuffer()
+    cdll.kplm_cloudwatch_config_init(ctypes.byref(buf.config))
+    config = buf.config
+    # Referenced until kplm_sink_cloudwatch has returned (the library copies them).
+    keep = []
+    for field, value in (("region", region), ("endpoint", endpoint), ("cw_namespace", namespace),
+                         ("access_key_id", access_key_id), ("secret_access_key", secret_access_key),
+                         ("session_token", session_token), ("profile", profile)):
+        encoded = _encode(value, "namespace" if field == "cw_namespace" else field)
+        if encoded is not None:
+            keep.append(encoded)
+            setattr(config, field, encoded)
+    config.timeout_ms = _number(timeout_ms)
+    config.max_retries = _int_in("max_retries", max_retries, 0, _UINT32_MAX)
+    struct = KplmSink()
+    status = cdll.kplm_sink_cloudwatch(ctypes.byref(config), ctypes.byref(struct))
+    del keep
+    _check(status, "kplm_sink_cloudwatch")
+    return BuiltinSink(struct, "cloudwatch")
 
 
 class InMemorySink:

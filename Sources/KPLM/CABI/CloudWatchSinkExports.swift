@@ -1,0 +1,52 @@
+import CKPLM
+
+// kplm_cloudwatch_config_init and kplm_sink_cloudwatch: CloudWatchSink for C
+// callers, handed over as a built-in kplm_sink (see BuiltinSinks).
+
+/// Longest string accepted from C, in bytes.
+private let maxStringBytes = 4096
+
+@c @implementation
+public func kplm_cloudwatch_config_init(_ config: UnsafeMutablePointer<kplm_cloudwatch_config>?) {
+    guard let config else { return }
+    config.initialize(to: kplm_cloudwatch_config(
+        struct_size: UInt32(MemoryLayout<kplm_cloudwatch_config>.size),
+        region: nil,
+        endpoint: nil,
+        cw_namespace: nil,
+        access_key_id: nil,
+        secret_access_key: nil,
+        session_token: nil,
+        profile: nil,
+        timeout_ms: CloudWatchSinkConfiguration.defaultTimeoutMs,
+        max_retries: UInt32(CloudWatchSinkConfiguration.defaultMaxRetries)))
+}
+
+@c @implementation
+public func kplm_sink_cloudwatch(_ config: UnsafePointer<kplm_cloudwatch_config>?,
+                                 _ out: UnsafeMutablePointer<kplm_sink>?) -> kplm_status {
+    guard let out else { return KPLM_EINVAL }
+    out.pointee = kplm_sink()
+    guard let config,
+          UnsafeRawPointer(config).load(as: UInt32.self) == UInt32(MemoryLayout<kplm_cloudwatch_config>.size)
+    else { return KPLM_EINVAL }
+    let c = config.pointee
+    return statusOf { () throws(MetricsError) in
+        func string(_ p: UnsafePointer<CChar>?, _ label: String) throws(MetricsError) -> String? {
+            guard let p else { return nil }
+            return try CArguments.string(p, limit: maxStringBytes, label: "CloudWatch \(label)")
+        }
+        let configuration = CloudWatchSinkConfiguration(
+            region: try string(c.region, "region"),
+            endpoint: try string(c.endpoint, "endpoint"),
+            namespace: try string(c.cw_namespace, "namespace"),
+            accessKeyId: try string(c.access_key_id, "access key id"),
+            secretAccessKey: try string(c.secret_access_key, "secret access key"),
+            sessionToken: try string(c.session_token, "session token"),
+            profile: try string(c.profile, "profile"),
+            timeoutMs: c.timeout_ms,
+            maxRetries: Int(c.max_retries))
+        let sink = try CloudWatchSink(configuration: configuration)
+        BuiltinSinks.make(sink, out)
+    }
+}

@@ -1,0 +1,165 @@
+import CKPLMCloudWatch
+import Glibc
+
+/// Where a ``CloudWatchSink`` sends: the parts of an `http(s)://host[:port][/path]` URL.
+public struct CloudWatchEndpoint: Sendable, Equatable {
+    /// "http" or "https" (lowercase).
+    public var scheme: String
+    /// The host: a name, an IPv4 address, or an IPv6 address (without brackets).
+    public var host: String
+    /// The TCP port: the URL's, else 443 for https and 80 for http.
+    public var port: UInt16
+    /// The path, "/" when the URL has none.
+    public var path: String
+
+    /// AWS's endpoint of `region`: https://monitoring.REGION.amazonaws.com
+    /// (amazonaws.com.cn for the "cn-" regions).
+    public static func aws(region: String) -> String {
+        "https://monitoring.\(region).amazonaws.com\(region.hasPrefix("cn-") ? ".cn" : "")/"
+    }
+
+    /// Parses `url`: "http://" or "https://" (any case), a host (a name, an
+    /// IPv4 address or a bracketed IPv6 address), an optional ":port"
+    /// (1...65535) and an optional path of printable ASCII. Throws
+    /// `invalidArgument` for another scheme, user info, a query or fragment,
+    /// or a bad host or port.
+    public init(parsing url: String) throws(MetricsError) {
+        let bytes = Array(url.utf8)
+        func hasPrefix(_ p: String) -> Bool {
+            let p = Array(p.utf8)
+            return bytes.count >= p.count && zip(bytes, p).allSatisfy { $0 | 0x20 == $1 | 0x20 }
+        }
+        let rest: ArraySlice<UInt8>
+        if hasPrefix("https://") {
+            scheme = "https"
+            rest = bytes[8...]
+        } else if hasPrefix("http://") {
+            scheme = "http"
+            rest = bytes[7...]
+        } else {
+            throw Self.invalid(url, "it must start with https:// or http://")
+        }
+        let slash = rest.firstIndex(of: UInt8(ascii: "/")) ?? rest.endIndex
+        let authority = rest[..<slash]
+        let pathBytes = rest[slash...]
+        guard pathBytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "#") && $0 != UInt8(ascii: "?") }),
+              !authority.contains(where: { $0 == UInt8(ascii: "@") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") })
+        else { throw Self.invalid(url, "user info, a query, a fragment or blanks are not supported") }
+        var hostBytes = authority
+        var portBytes: ArraySlice<UInt8>?
+        if authority.first == UInt8(ascii: "[") {
+            guard let close = authority.firstIndex(of: UInt8(ascii: "]")) else {
+                throw Self.invalid(url, "an IPv6 address lacks its closing \"]\"")
+            }
+            hostBytes = authority[(authority.startIndex + 1)..<close]
+            let after = authority[(close + 1)...]
+            if let first = after.first {
+                guard first == UInt8(ascii: ":") else { throw Self.invalid(url, "unexpected text after \"]\"") }
+                portBytes = after.dropFirst()
+            }
+        } else if let colon = authority.firstIndex(of: UInt8(ascii: ":")) {
+            hostBytes = authority[..<colon]
+            portBytes = authority[(colon + 1)...]
+        }
+        host = String(decoding: hostBytes, as: UTF8.self)
+        guard !host.isEmpty, EMFSocket.isValidHost(host) else { throw Self.invalid(url, "the host is not valid") }
+        port = scheme == "https" ? 443 : 80
+        if let portBytes {
+            guard (1...5).contains(portBytes.count), portBytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                  let value = UInt16(String(decoding: portBytes, as: UTF8.self)), value != 0
+            else { throw Self.invalid(url, "the port must be a number within 1...65535") }
+            port = value
+        }
+        path = pathBytes.isEmpty ? "/" : String(decoding: pathBytes, as: UTF8.self)
+    }
+
+    /// The Host header: the host (bracketed if IPv6), then ":port" unless
+    /// it is the scheme's default.
+    public var hostHeader: String {
+        let name = host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]" : host
+        return port == (scheme == "https" ? 443 : 80) ? name : "\(name):\(port)"
+    }
+
+    /// The URL requests go to.
+    public var url: String { "\(scheme)://\(hostHeader)\(path)" }
+
+    private static func invalid(_ url: String, _ why: String) -> MetricsError {
+        MetricsError(.invalidArgument, "CloudWatch endpoint \"\(url)\" is not http(s)://host[:port][/path]: \(why)")
+    }
+}
+
+/// The transport of ``CloudWatchSink``: gzip (zlib) and one POST (libcurl),
+/// through the private CKPLMCloudWatch shim.
+enum CloudWatchHTTP {
+    /// What one POST came to.
+    struct Response: Equatable {
+        var status: Int
+        var body: String
+        /// The x-amzn-query-error header ("Throttling;Sender"), "" if absent.
+        var queryError: String
+    }
+
+    enum Outcome: Equatable {
+        case response(Response)
+        /// No answer (resolution, connection, TLS, timeout): worth a retry.
+        case transportFailure(String)
+    }
+
+    /// Most bytes of an answer kept (error answers are short).
+    static let maxResponseBytes = 65_536
+
+    /// A gzip member of `data` (zlib).
+    static func gzip(_ data: [UInt8]) throws(MetricsError) -> [UInt8] {
+        var out: UnsafeMutablePointer<UInt8>?
+        var count = 0
+        let rc = data.withUnsafeBytes { kplmshim_cw_gzip($0.baseAddress, $0.count, &out, &count) }
+        defer { kplmshim_cw_free(out) }
+        guard rc == 0, let out else { throw MetricsError(.sinkFailed, "CloudWatch: gzip failed") }
+        return Array(UnsafeBufferPointer(start: out, count: count))
+    }
+
+    /// The data of a gzip member, nil if it is not one (or inflates beyond `limit` bytes).
+    static func gunzip(_ data: [UInt8], limit: Int = 16 << 20) -> [UInt8]? {
+        var out: UnsafeMutablePointer<UInt8>?
+        var count = 0
+        let rc = data.withUnsafeBytes { kplmshim_cw_gunzip($0.baseAddress, $0.count, limit, &out, &count) }
+        defer { kplmshim_cw_free(out) }
+        guard rc == 0, let out else { return nil }
+        return Array(UnsafeBufferPointer(start: out, count: count))
+    }
+
+    /// POSTs `body` to `url` with `headers`, within the timeouts (ms).
+    static func post(_ url: String, headers: [(name: String, value: String)], body: [UInt8],
+                     connectTimeoutMs: Int, totalTimeoutMs: Int) -> Outcome {
+        let lines = headers.map { "\($0.name): \($0.value)" }
+        var response = kplmshim_cw_response()
+        // Header lines as C strings that live through the call.
+        var cLines = lines.map { strdupUnsafe($0) }
+        defer { cLines.forEach { kplmshim_cw_free($0) } }
+        let rc = cLines.withUnsafeMutableBufferPointer { lineBuffer in
+            lineBuffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) { constLines in
+                body.withUnsafeBytes { b in
+                    kplmshim_cw_post(url, constLines.baseAddress, constLines.count, b.baseAddress, b.count,
+                                     connectTimeoutMs, totalTimeoutMs, maxResponseBytes, &response)
+                }
+            }
+        }
+        defer { kplmshim_cw_free(response.body) }
+        guard rc == 0 else {
+            let why = withUnsafeBytes(of: &response.error) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            return .transportFailure("\(url): \(why)")
+        }
+        let text = response.body.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: response.body_len),
+                                              as: UTF8.self) } ?? ""
+        let queryError = withUnsafeBytes(of: &response.query_error) {
+            String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+        }
+        return .response(Response(status: response.status, body: text, queryError: queryError))
+    }
+
+    /// A malloc'd copy of `s` (free with kplmshim_cw_free).
+    private static func strdupUnsafe(_ s: String) -> UnsafeMutablePointer<CChar>? {
+        s.withCString { strdup($0) }
+    }
+}
+

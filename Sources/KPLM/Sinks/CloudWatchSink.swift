@@ -1,0 +1,330 @@
+/// Settings of a ``CloudWatchSink``. Defaults match `kplm_cloudwatch_config_init`.
+public struct CloudWatchSinkConfiguration: Sendable, Equatable {
+    /// Default budget of one PutMetricData call, retries included (ms).
+    public static let defaultTimeoutMs: Double = 10_000
+    /// Default number of retries of one PutMetricData call.
+    public static let defaultMaxRetries = 5
+    /// Default size above which a body is sent gzipped (bytes).
+    public static let defaultGzipThresholdBytes = 8_192
+
+    /// The AWS region ("us-east-1"); nil = AWS_REGION, AWS_DEFAULT_REGION,
+    /// then the profile's `region` in the config file.
+    public var region: String?
+    /// Where to POST: nil = https://monitoring.REGION.amazonaws.com/; an
+    /// override may be http:// (a local test endpoint) or https://.
+    public var endpoint: String?
+    /// The CloudWatch namespace; nil = each snapshot's namespace (the
+    /// manager's), "KinesisProducerLibrary" when that is empty.
+    public var namespace: String?
+    /// Static credentials; both or neither. nil = the environment, then the
+    /// shared credentials and config files (see ``CloudWatchSink``).
+    public var accessKeyId: String?
+    public var secretAccessKey: String?
+    /// Session token of temporary credentials (with accessKeyId only).
+    public var sessionToken: String?
+    /// The profile of the shared files; nil = AWS_PROFILE, then "default".
+    /// When set, the environment's keys are not used.
+    public var profile: String?
+    /// Budget of one PutMetricData call in milliseconds, finite and > 0:
+    /// every attempt (connect included) and every wait between attempts
+    /// ends within it. Default 10000.
+    public var timeoutMs: Double
+    /// Most time one connection attempt may take, ms (capped by what is left
+    /// of ``timeoutMs``). Default 3000.
+    public var connectTimeoutMs: Double
+    /// Retries after throttling, 429, 5xx or a transport failure; >= 0. Default 5.
+    public var maxRetries: Int
+    /// Bodies larger than this many bytes are sent gzipped
+    /// (Content-Encoding: gzip); `Int.max` never compresses. nil (the
+    /// default) = 8192 for an https:// endpoint (AWS's), never for a plain
+    /// http:// one: moto's server (5.x) decompresses such bodies twice and
+    /// answers 500, for boto3's gzipped PutMetricData calls as well.
+    public var gzipThresholdBytes: Int?
+
+    /// Creates a configuration; every argument has the default above.
+    public init(region: String? = nil, endpoint: String? = nil, namespace: String? = nil,
+                accessKeyId: String? = nil, secretAccessKey: String? = nil, sessionToken: String? = nil,
+                profile: String? = nil, timeoutMs: Double = defaultTimeoutMs, connectTimeoutMs: Double = 3_000,
+                maxRetries: Int = defaultMaxRetries, gzipThresholdBytes: Int? = nil) {
+        self.region = region
+        self.endpoint = endpoint
+        self.namespace = namespace
+        self.accessKeyId = accessKeyId
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+        self.profile = profile
+        self.timeoutMs = timeoutMs
+        self.connectTimeoutMs = connectTimeoutMs
+        self.maxRetries = maxRetries
+        self.gzipThresholdBytes = gzipThresholdBytes
+    }
+}
+
+/// A sink sending every export to Amazon CloudWatch with PutMetricData
+/// (AWS JSON 1.0: `POST /`, `X-Amz-Target:
+/// GraniteServiceVersion20100801.PutMetricData`, `Content-Type:
+/// application/x-amz-json-1.0`), signed with SigV4 (service "monitoring").
+///
+/// Each export is cut into requests by ``CloudWatchShape/batches(_:namespace:wallNow:unitOf:)``
+/// (≤ 1000 datums and ≤ 1 MB each; each key is one datum with a statistic
+/// set); snapshots CloudWatch would refuse are dropped and counted
+/// (``droppedCount``). Bodies above ``CloudWatchSinkConfiguration/gzipThresholdBytes``
+/// (8 KiB for https endpoints) are gzipped. HTTPS (and plain HTTP for an endpoint override) goes through
+/// libcurl; signing uses OpenSSL's libcrypto.
+///
+/// Credentials are looked up at every export: the configuration's keys;
+/// else (unless a profile is configured) AWS_ACCESS_KEY_ID,
+/// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; else the profile
+/// (configured, AWS_PROFILE, or "default") of AWS_SHARED_CREDENTIALS_FILE
+/// (~/.aws/credentials), then of AWS_CONFIG_FILE (~/.aws/config).
+///
+/// A 2xx answer is success. A throttling answer (400 whose `__type` or
+/// x-amzn-query-error names Throttling), 429, any 5xx, or no answer at all
+/// is retried up to ``CloudWatchSinkConfiguration/maxRetries`` times after
+/// an exponential backoff with jitter (0.1 s × 2^n, at most 10 s, less up to
+/// half); each request, its retries and waits included, ends within
+/// ``CloudWatchSinkConfiguration/timeoutMs``. Anything else fails at once.
+/// A failed request throws `sinkFailed` and the manager offers the whole
+/// export again at the next flush, so requests of that export that had
+/// succeeded are sent twice (delivery is at least once).
+public final class CloudWatchSink: MetricsSink {
+    /// The X-Amz-Target of PutMetricData.
+    public static let target = "GraniteServiceVersion20100801.PutMetricData"
+    /// The Content-Type of AWS JSON 1.0.
+    public static let contentType = "application/x-amz-json-1.0"
+    /// The SigV4 service name of CloudWatch.
+    public static let signingService = "monitoring"
+
+    /// The settings this sink was created with.
+    public let configuration: CloudWatchSinkConfiguration
+    /// The resolved region.
+    public let region: String
+    /// The parsed endpoint (AWS's for ``region`` unless overridden).
+    public let endpoint: CloudWatchEndpoint
+
+    private let env: CloudWatchEnvironment.Lookup
+    /// Bodies above this size are gzipped (see ``CloudWatchSinkConfiguration/gzipThresholdBytes``).
+    let gzipThreshold: Int
+    private let explicitCredentials: CloudWatchCredentials?
+
+    private struct State {
+        var requests = 0
+        var successes = 0
+        var dropped = 0
+        var lastStatus: Int?
+    }
+    private let state = Locked(State())
+
+    /// Creates a sink; nothing is sent before the first export. Throws
+    /// `invalidArgument` for an endpoint that is not http(s)://host[:port][/path],
+    /// no region (none configured and none in the environment or config
+    /// file) or one that is not [a-z0-9-], a namespace CloudWatch refuses,
+    /// only one of accessKeyId/secretAccessKey (or a session token without
+    /// them), a timeout that is not finite and > 0, or a negative retry count.
+    public convenience init(configuration: CloudWatchSinkConfiguration = CloudWatchSinkConfiguration())
+        throws(MetricsError) {
+        try self.init(configuration: configuration, environment: CloudWatchEnvironment.process)
+    }
+
+    init(configuration c: CloudWatchSinkConfiguration,
+         environment: @escaping CloudWatchEnvironment.Lookup) throws(MetricsError) {
+        func bad(_ why: String) -> MetricsError { MetricsError(.invalidArgument, "CloudWatch: " + why) }
+        guard c.timeoutMs.isFinite, c.timeoutMs > 0 else { throw bad("the timeout must be finite and > 0 ms, got \(c.timeoutMs)") }
+        guard c.connectTimeoutMs.isFinite, c.connectTimeoutMs > 0 else {
+            throw bad("the connect timeout must be finite and > 0 ms, got \(c.connectTimeoutMs)")
+        }
+        guard c.maxRetries >= 0 else { throw bad("the retry count must be >= 0, got \(c.maxRetries)") }
+        guard (c.gzipThresholdBytes ?? 0) >= 0 else { throw bad("the gzip threshold must be >= 0") }
+        switch (c.accessKeyId, c.secretAccessKey) {
+        case (let id?, let secret?):
+            guard !id.isEmpty, !secret.isEmpty else { throw bad("empty access key id or secret access key") }
+            explicitCredentials = CloudWatchCredentials(accessKeyId: id, secretAccessKey: secret,
+                                                        sessionToken: c.sessionToken.flatMap { $0.isEmpty ? nil : $0 })
+        case (nil, nil):
+            guard c.sessionToken == nil else { throw bad("a session token needs an access key id and a secret") }
+            explicitCredentials = nil
+        default:
+            throw bad("give both an access key id and a secret access key, or neither")
+        }
+        for (label, value) in [("access key id", c.accessKeyId), ("secret access key", c.secretAccessKey),
+                               ("session token", c.sessionToken), ("profile", c.profile)] {
+            guard let value else { continue }
+            guard value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw bad("the \(label) must be printable ASCII without blanks")
+            }
+        }
+        if let namespace = c.namespace {
+            do { try CloudWatchShape.checkNamespace(namespace) } catch { throw bad(error.message) }
+        }
+        guard let region = c.region ?? CloudWatchEnvironment.region(profile: c.profile, env: environment) else {
+            throw bad("no region: set one, or AWS_REGION / AWS_DEFAULT_REGION, or region in the config file")
+        }
+        guard !region.isEmpty, region.utf8.count <= 64, region.utf8.allSatisfy({
+            ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: "-")
+        }) else { throw bad("the region \"\(region)\" is not lowercase letters, digits and \"-\"") }
+        self.region = region
+        self.endpoint = try CloudWatchEndpoint(parsing: c.endpoint ?? CloudWatchEndpoint.aws(region: region))
+        self.configuration = c
+        self.env = environment
+        self.gzipThreshold = c.gzipThresholdBytes
+            ?? (endpoint.scheme == "https" ? CloudWatchSinkConfiguration.defaultGzipThresholdBytes : Int.max)
+    }
+
+    /// HTTP requests sent so far (attempts, retries included).
+    public var requestCount: Int { state.withLock { $0.requests } }
+    /// PutMetricData calls that succeeded so far.
+    public var successfulRequestCount: Int { state.withLock { $0.successes } }
+    /// Snapshots dropped so far because CloudWatch would refuse them.
+    public var droppedCount: Int { state.withLock { $0.dropped } }
+    /// The HTTP status of the last answer, nil before any.
+    public var lastStatus: Int? { state.withLock { $0.lastStatus } }
+
+    /// The credentials the next request would be signed with.
+    public func resolveCredentials() throws(MetricsError) -> CloudWatchCredentials {
+        try CloudWatchEnvironment.credentials(explicit: explicitCredentials, profile: configuration.profile, env: env)
+    }
+
+    /// Sends `snapshots` (see ``CloudWatchSink``). Throws ``MetricsError``
+    /// `sinkFailed` when a request fails or no credentials are found.
+    public func export(_ snapshots: [MetricSnapshot]) throws {
+        guard !snapshots.isEmpty else { return }
+        let credentials = try resolveCredentials()
+        let wallNow = OTLPHTTP.wallClock()
+        // One batch per namespace, namespaces in order of first appearance.
+        var order: [String] = []
+        var groups: [String: [MetricSnapshot]] = [:]
+        for s in snapshots {
+            let ns = configuration.namespace ?? (s.namespace.isEmpty ? EMFFormat.defaultNamespace : s.namespace)
+            if groups[ns] == nil { order.append(ns) }
+            groups[ns, default: []].append(s)
+        }
+        for ns in order {
+            let batches: CloudWatchBatches
+            do {
+                batches = try CloudWatchShape.batches(groups[ns]!, namespace: ns, wallNow: wallNow)
+            } catch {
+                throw MetricsError(.sinkFailed, "CloudWatch: " + error.message)
+            }
+            let dropped = batches.dropped.values.reduce(0, +)
+            if dropped > 0 { state.withLock { $0.dropped += dropped } }
+            for request in batches.requests {
+                try send(Array(request.body.utf8), credentials: credentials)
+                state.withLock { $0.successes += 1 }
+            }
+        }
+    }
+
+    /// The headers of one attempt, Authorization included, and the bytes to send.
+    func signedRequest(_ body: [UInt8], credentials: CloudWatchCredentials,
+                       wallNow: Double) throws(MetricsError) -> (headers: [(name: String, value: String)], payload: [UInt8]) {
+        let gzipped = body.count > gzipThreshold
+        let payload = gzipped ? try CloudWatchHTTP.gzip(body) : body
+        var headers: [(name: String, value: String)] = [
+            ("Host", endpoint.hostHeader),
+            ("X-Amz-Date", SigV4.amzDate(wallNow)),
+            ("X-Amz-Target", Self.target),
+            ("Content-Type", Self.contentType),
+        ]
+        if gzipped { headers.append(("Content-Encoding", "gzip")) }
+        if let token = credentials.sessionToken { headers.append(("X-Amz-Security-Token", token)) }
+        let signature = SigV4.sign(method: "POST", path: endpoint.path, headers: headers, payload: payload,
+                                   accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey,
+                                   region: region, service: Self.signingService, amzDate: SigV4.amzDate(wallNow))
+        headers.append(("Authorization", signature.authorization))
+        return (headers, payload)
+    }
+
+    /// What to do with an answer.
+    enum Disposition: Equatable { case success, retry, fail }
+
+    /// Success for 2xx; retry for 429, 5xx and throttling (a 400 whose
+    /// `__type` or x-amzn-query-error names Throttling); fail otherwise.
+    static func disposition(_ r: CloudWatchHTTP.Response) -> Disposition {
+        if (200..<300).contains(r.status) { return .success }
+        if r.status == 429 || (500..<600).contains(r.status) { return .retry }
+        if r.status == 400 && (errorType(r.body)?.contains("Throttling") == true || r.queryError.hasPrefix("Throttling")) {
+            return .retry
+        }
+        return .fail
+    }
+
+    /// The `__type` of an AWS JSON error body, without a "namespace#" prefix.
+    static func errorType(_ body: String) -> String? {
+        guard let t = jsonString(body, key: "__type") else { return nil }
+        return t.split(separator: "#").last.map(String.init) ?? t
+    }
+
+    /// The string value of the first `"key":"…"` in `json` (no escapes decoded).
+    static func jsonString(_ json: String, key: String) -> String? {
+        let bytes = Array(json.utf8)
+        let needle = Array("\"\(key)\"".utf8)
+        guard needle.count <= bytes.count else { return nil }
+        var i = 0
+        while i + needle.count <= bytes.count {
+            if bytes[i..<(i + needle.count)].elementsEqual(needle) {
+                var j = i + needle.count
+                while j < bytes.count, bytes[j] == 32 || bytes[j] == 9 || bytes[j] == 10 || bytes[j] == 13 { j += 1 }
+                guard j < bytes.count, bytes[j] == UInt8(ascii: ":") else { i += 1; continue }
+                j += 1
+                while j < bytes.count, bytes[j] == 32 || bytes[j] == 9 || bytes[j] == 10 || bytes[j] == 13 { j += 1 }
+                guard j < bytes.count, bytes[j] == UInt8(ascii: "\"") else { return nil }
+                var k = j + 1
+                while k < bytes.count, bytes[k] != UInt8(ascii: "\"") { k += bytes[k] == UInt8(ascii: "\\") ? 2 : 1 }
+                return String(decoding: bytes[(j + 1)..<Swift.min(k, bytes.count)], as: UTF8.self)
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// POSTs `body`, retrying as ``CloudWatchSink`` describes.
+    func send(_ body: [UInt8], credentials: CloudWatchCredentials) throws(MetricsError) {
+        let deadline = EMFSocket.deadline(afterMs: configuration.timeoutMs)
+        var attempt = 0
+        while true {
+            // Signed afresh at each attempt: X-Amz-Date must be recent.
+            let request = try signedRequest(body, credentials: credentials, wallNow: OTLPHTTP.wallClock())
+            let leftMs = Int(((deadline - EMFSocket.monotonicNow()) * 1000).rounded(.up))
+            let failure: String
+            if leftMs <= 0 {
+                failure = "timed out"
+            } else {
+                state.withLock { $0.requests += 1 }
+                let outcome = CloudWatchHTTP.post(endpoint.url, headers: request.headers, body: request.payload,
+                                                  connectTimeoutMs: Swift.min(leftMs, Int(configuration.connectTimeoutMs.rounded(.up))),
+                                                  totalTimeoutMs: leftMs)
+                switch outcome {
+                case .response(let r):
+                    state.withLock { $0.lastStatus = r.status }
+                    let what = [Self.errorType(r.body), Self.jsonString(r.body, key: "message")
+                                    ?? Self.jsonString(r.body, key: "Message")].compactMap { $0 }.joined(separator: ": ")
+                    failure = "\(endpoint.url) answered HTTP \(r.status)" + (what.isEmpty ? "" : " (\(what))")
+                    switch Self.disposition(r) {
+                    case .success: return
+                    case .fail: throw MetricsError(.sinkFailed, "CloudWatch: " + failure)
+                    case .retry: break
+                    }
+                case .transportFailure(let why):
+                    failure = why
+                }
+            }
+            guard attempt < configuration.maxRetries else {
+                throw MetricsError(.sinkFailed, "CloudWatch: " + failure + (attempt > 0 ? " (after \(attempt) retries)" : ""))
+            }
+            let delay = Self.backoff(attempt: attempt)
+            guard EMFSocket.monotonicNow() + delay < deadline else {
+                throw MetricsError(.sinkFailed, "CloudWatch: " + failure + "; a retry in \(delay) s would pass the "
+                                   + "\(configuration.timeoutMs) ms timeout")
+            }
+            OTLPHTTP.sleep(delay)
+            attempt += 1
+        }
+    }
+
+    /// The wait before retry `attempt + 1`: 0.1 s × 2^attempt (at most
+    /// 10 s), less a random part of up to half (jitter).
+    static func backoff(attempt: Int) -> Double {
+        let full = Swift.min(10, 0.1 * Double(1 << Swift.min(attempt, 10)))
+        return full * Double.random(in: 0.5...1)
+    }
+}

@@ -43,9 +43,12 @@ cxx="$toolchain_bin/clang++"
 
 tsan_options="halt_on_error=1:second_deadlock_stack=1"
 # c_fork makes a manager, hence an uploader thread, in the child of a
-# multi-threaded parent on purpose. By default TSan kills such a child
-# (die_after_fork: new threads after a multi-threaded fork are best effort
-# for it); allow them, so that the test runs under TSan too.
+# multi-threaded parent on purpose. TSan does not support that (by default
+# it kills such a child: die_after_fork), and with it allowed, the child's
+# Swift runtime (the shared libswiftCore a TSan build uses) intermittently
+# waits for ever in a one-time initialisation another parent thread was
+# running at the fork. So c_fork is left out of the TSan stage; it runs in
+# the plain ctest and under ASan. die_after_fork=0 stays for any other test.
 tsan_options_c="$tsan_options:die_after_fork=0"
 asan_options_swift="halt_on_error=1:detect_leaks=0"
 asan_options_c="halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=1"
@@ -100,6 +103,7 @@ cmake_sanitized() {
         cmake --build "$dir" --parallel "$jobs" &&
         TSAN_OPTIONS=$tsan_options_c ASAN_OPTIONS=$asan_options_c \
             ctest --test-dir "$dir" --output-on-failure --timeout 300 \
+            $([[ $kind == thread ]] && echo "-E ^c_fork\$") \
             --output-log "$dir/ctest-full.log" &&
         # ctest shows a passing test's output only in the full log.
         ! grep -E "$report_pattern" "$dir/ctest-full.log"

@@ -47,7 +47,7 @@ final class MetricSeries: @unchecked Sendable {
         /// Observations not yet handed to a flush.
         var pending: PendingExport? = nil
         /// Every observation since the series was created.
-        var total = MetricStatistics.empty
+        var total = MetricStatistics(count: 0, sum: 0, min: .infinity, max: -.infinity)   // (no lazy global: see ForkGuard)
     }
 
     private let state = Locked(State())

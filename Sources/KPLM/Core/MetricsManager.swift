@@ -167,6 +167,11 @@ public final class MetricsManager: Sendable {
     /// time, under a once-lock; a fork() while another thread holds it would
     /// leave a child's first cast waiting forever. Done early, that window
     /// is the first kplm_new instead of any later setSink.
+    ///
+    /// The same goes for the lazily initialised globals a put, a flush or a
+    /// query uses (each is initialised under a once-lock on first use): a
+    /// fork() while another thread runs one of those first uses leaves it
+    /// "in progress" for ever in the child. They are all touched here.
     private static let warmUpCasts: Bool = {
         let sinks: [any MetricsSink] = [NullSink(), InMemorySink(), CallbackSink(kplm_sink()),
                                         EventfulCallbackSink(kplm_sink())]
@@ -175,6 +180,13 @@ public final class MetricsManager: Sendable {
             if sink as? any EventfulMetricsSink != nil { found += 1 }
             if sink as? any SeriesExporting != nil { found += 1 }
         }
+        found += MetricStatistics.empty.count
+        found += Registry.refusedKey.name.utf8.count
+        found += KPLMetrics.all.count + Validation.maxNameBytes + Validation.maxDimensionBytes
+        found += Validation.windowSecondsRange.count
+        found += CellCollector.isAvailable ? 1 : 0
+        found += ForkGuard.inheritedError.message.utf8.count
+        found += WriterIndices.capacity + MetricSeries.maxWriters
         return found >= 0
     }()
 

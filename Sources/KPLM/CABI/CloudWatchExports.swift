@@ -16,17 +16,13 @@ public func kplm_cloudwatch_requests(
     snapshots.reserveCapacity(n)
     for i in 0..<n {
         let c = s![i]
-        guard let name = c.name, c.dimension_count == 0 || c.dimensions != nil else { return KPLM_EINVAL }
-        var dims: [MetricDimension] = []
-        for j in 0..<c.dimension_count {
-            let d = c.dimensions[j]
-            guard let dn = d.name, let dv = d.value else { return KPLM_EINVAL }
-            dims.append(MetricDimension(String(cString: dn), String(cString: dv)))
+        guard c.name != nil, c.dimension_count == 0 || c.dimensions != nil else { return KPLM_EINVAL }
+        for j in 0..<c.dimension_count where c.dimensions[j].name == nil || c.dimensions[j].value == nil {
+            return KPLM_EINVAL
         }
-        snapshots.append(MetricSnapshot(name: String(cString: name), count: Int(clamping: c.count), sum: c.sum,
-                                        min: c.min, max: c.max, dimensions: dims, windowStart: c.window_start,
-                                        windowEnd: c.window_end, timestampUnix: c.timestamp_unix,
-                                        namespace: namespace))
+        var snapshot = CLayout.snapshot(from: c)
+        snapshot.namespace = namespace
+        snapshots.append(snapshot)
     }
     let batches: CloudWatchBatches
     do {

@@ -116,14 +116,7 @@ struct WriterCell {
             let n = count.pointee.load(ordering: .relaxed)
             if n != 0 && s.load(fromByteOffset: 8, as: Int64.self) == second {
                 // Common case: same second as the last put of this thread.
-                s.storeBytes(of: s.load(fromByteOffset: 16, as: Double.self) + value, toByteOffset: 16, as: Double.self)
-                if value < s.load(fromByteOffset: 24, as: Double.self) {
-                    s.storeBytes(of: value, toByteOffset: 24, as: Double.self)
-                }
-                if value > s.load(fromByteOffset: 32, as: Double.self) {
-                    s.storeBytes(of: value, toByteOffset: 32, as: Double.self)
-                }
-                count.pointee.store(n &+ 1, ordering: .relaxed)
+                Self.add(value, to: s, count: count, holding: n)
             } else {
                 if n != 0 { Self.spill(s, n, into: series, windowSeconds: windowSeconds) }
                 s.storeBytes(of: second, toByteOffset: 8, as: Int64.self)
@@ -155,16 +148,22 @@ struct WriterCell {
         let n = count.pointee.load(ordering: .relaxed)
         let done = word & (PutGate.closingBit | PutGate.startedBit) == 0
             && n != 0 && s.load(fromByteOffset: 8, as: Int64.self) == second
-        if done {
-            s.storeBytes(of: s.load(fromByteOffset: 16, as: Double.self) + value, toByteOffset: 16, as: Double.self)
-            s.storeBytes(of: Swift.min(s.load(fromByteOffset: 24, as: Double.self), value), toByteOffset: 24,
-                         as: Double.self)
-            s.storeBytes(of: Swift.max(s.load(fromByteOffset: 32, as: Double.self), value), toByteOffset: 32,
-                         as: Double.self)
-            count.pointee.store(n &+ 1, ordering: .relaxed)
-        }
+        if done { Self.add(value, to: s, count: count, holding: n) }
         sequence.pointee.store(seq &+ 2, ordering: .releasing)
         return done
+    }
+
+    /// Adds `value` to a slot that already holds `n` observations of the
+    /// current second (owner only, inside its section).
+    @inline(__always)
+    private static func add(_ value: Double, to s: UnsafeMutableRawPointer, count: UnsafeMutablePointer<Atomic<Int>>,
+                            holding n: Int) {
+        // As MetricStatistics.add: a new extreme only if strictly beyond
+        // (so -0 after +0 keeps +0 as the max, whichever path recorded it).
+        s.storeBytes(of: s.load(fromByteOffset: 16, as: Double.self) + value, toByteOffset: 16, as: Double.self)
+        if value < s.load(fromByteOffset: 24, as: Double.self) { s.storeBytes(of: value, toByteOffset: 24, as: Double.self) }
+        if value > s.load(fromByteOffset: 32, as: Double.self) { s.storeBytes(of: value, toByteOffset: 32, as: Double.self) }
+        count.pointee.store(n &+ 1, ordering: .relaxed)
     }
 
     /// Moves a slot's statistics into the shared series (a new second, or a

@@ -11,28 +11,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int sink_is_cleared(const kplm_sink *s) {
-    return s->user_data == NULL && s->open == NULL && s->export_snapshots == NULL && s->record == NULL &&
-           s->close == NULL;
-}
-
-/* A TCP socket bound to 127.0.0.1 on a port chosen by the system; it
- * listens if `backlog` > 0 (else connecting to it is refused). */
-static int tcp_socket(uint16_t *port, int backlog) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    CHECK(bind(fd, (struct sockaddr *)&a, len) == 0);
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    if (backlog > 0) CHECK(listen(fd, backlog) == 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 /* No region, profile or keys from the environment of whoever runs the tests. */
 static void clean_environment(void) {
     unsetenv("AWS_REGION");
@@ -69,7 +47,7 @@ static void config_init_defaults(void) {
     CHECK_OK(kplm_sink_cloudwatch(&c, &s));
     CHECK(s.export_snapshots != NULL);
     kplm_sink_release(&s);
-    CHECK(sink_is_cleared(&s));
+    CHECK(test_sink_is_cleared(&s));
 
     /* The region may come from the environment. */
     kplm_cloudwatch_config_init(&c);
@@ -84,7 +62,7 @@ static void expect_einval(const kplm_cloudwatch_config *c, int line) {
     memset(&s, 0x5A, sizeof s);
     kplm_status st = kplm_sink_cloudwatch(c, &s);
     if (st != KPLM_EINVAL) test_fail(__FILE__, line, "expected KPLM_EINVAL, got %s", test_status_name(st));
-    if (!sink_is_cleared(&s)) test_fail(__FILE__, line, "*out not cleared on failure");
+    if (!test_sink_is_cleared(&s)) test_fail(__FILE__, line, "*out not cleared on failure");
 }
 #define EXPECT_EINVAL(c) expect_einval((c), __LINE__)
 
@@ -183,7 +161,7 @@ static void release_unused_sink(void) {
     kplm_sink s;
     CHECK_OK(kplm_sink_cloudwatch(&c, &s));
     kplm_sink_release(&s);
-    CHECK(sink_is_cleared(&s));
+    CHECK(test_sink_is_cleared(&s));
     kplm_sink_release(&s); /* a cleared sink: nothing to do */
     kplm_sink_release(NULL);
 }
@@ -210,7 +188,7 @@ static kplm_manager *manager_to(const char *endpoint, double timeout_ms, uint32_
 
 static void flush_to_dead_endpoint(void) {
     uint16_t port;
-    int holder = tcp_socket(&port, 0); /* bound, not listening: refused */
+    int holder = test_loopback_socket(SOCK_STREAM, 0, &port); /* bound, not listening: refused */
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u", (unsigned)port);
     kplm_manager *m = manager_to(endpoint, 1000.0, 3);
@@ -229,7 +207,7 @@ static void flush_to_dead_endpoint(void) {
 
 static void flush_to_silent_endpoint(void) {
     uint16_t port;
-    int listener = tcp_socket(&port, 8); /* listens, never accepts nor answers */
+    int listener = test_loopback_socket(SOCK_STREAM, 8, &port); /* listens, never accepts nor answers */
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/", (unsigned)port);
     kplm_manager *m = manager_to(endpoint, 300.0, 5);

@@ -10,21 +10,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* A UDP socket on 127.0.0.1, port chosen by the system. */
-static int udp_receiver(uint16_t *port) {
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    CHECK(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    CHECK(bind(fd, (struct sockaddr *)&a, len) == 0);
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 /* Receives one datagram (waiting up to timeout_ms) as a NUL-terminated
  * string; returns its length, or -1 if none came. */
 static long receive(int fd, char *buf, size_t cap, int timeout_ms) {
@@ -34,11 +19,6 @@ static long receive(int fd, char *buf, size_t cap, int timeout_ms) {
     CHECK(n >= 0);
     buf[n] = '\0';
     return (long)n;
-}
-
-static int sink_is_cleared(const kplm_sink *s) {
-    return s->user_data == NULL && s->open == NULL && s->export_snapshots == NULL && s->record == NULL &&
-           s->close == NULL;
 }
 
 static void config_init_defaults(void) {
@@ -59,7 +39,7 @@ static void config_init_defaults(void) {
     CHECK_OK(kplm_sink_dogstatsd(&c, &s));
     CHECK(s.export_snapshots != NULL);
     kplm_sink_release(&s);
-    CHECK(sink_is_cleared(&s));
+    CHECK(test_sink_is_cleared(&s));
 }
 
 /* kplm_sink_dogstatsd(c) must fail with KPLM_EINVAL and clear *out. */
@@ -68,7 +48,7 @@ static void expect_einval(const kplm_dogstatsd_config *c, int line) {
     memset(&s, 0x5A, sizeof s);
     kplm_status st = kplm_sink_dogstatsd(c, &s);
     if (st != KPLM_EINVAL) test_fail(__FILE__, line, "expected KPLM_EINVAL, got %s", test_status_name(st));
-    if (!sink_is_cleared(&s)) test_fail(__FILE__, line, "*out not cleared on failure");
+    if (!test_sink_is_cleared(&s)) test_fail(__FILE__, line, "*out not cleared on failure");
 }
 #define EXPECT_EINVAL(c) expect_einval((c), __LINE__)
 
@@ -142,7 +122,7 @@ static void bad_configs(void) {
 
 static void flush_to_udp(void) {
     uint16_t port;
-    int fd = udp_receiver(&port);
+    int fd = test_loopback_socket(SOCK_DGRAM, 0, &port);
 
     kplm_dogstatsd_config c;
     kplm_dogstatsd_config_init(&c);
@@ -195,7 +175,7 @@ static void flush_to_udp(void) {
 
 static void small_datagrams(void) {
     uint16_t port;
-    int fd = udp_receiver(&port);
+    int fd = test_loopback_socket(SOCK_DGRAM, 0, &port);
     kplm_dogstatsd_config c;
     kplm_dogstatsd_config_init(&c);
     c.port = port;
@@ -252,7 +232,7 @@ static void release_unused_sink(void) {
         CHECK_OK(kplm_sink_dogstatsd(&c, &s));
         CHECK(s.user_data != NULL && s.export_snapshots != NULL);
         kplm_sink_release(&s);
-        CHECK(sink_is_cleared(&s));
+        CHECK(test_sink_is_cleared(&s));
         kplm_sink_release(&s); /* cleared: ignored */
     }
     kplm_sink_release(NULL);
@@ -279,7 +259,7 @@ static void set_sink_after_start_keeps_ownership(void) {
     CHECK_OK(kplm_close(m2));
     CHECK_ST(kplm_set_sink(m2, &s), KPLM_ESTATE); /* closed */
     kplm_sink_release(&s);
-    CHECK(sink_is_cleared(&s));
+    CHECK(test_sink_is_cleared(&s));
     kplm_free(m2);
     kplm_free(m);
 }

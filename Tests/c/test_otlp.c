@@ -12,28 +12,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int sink_is_cleared(const kplm_sink *s) {
-    return s->user_data == NULL && s->open == NULL && s->export_snapshots == NULL && s->record == NULL &&
-           s->close == NULL;
-}
-
-/* A TCP socket bound to 127.0.0.1 on a port chosen by the system; it
- * listens if `backlog` > 0 (else connecting to it is refused). */
-static int tcp_socket(uint16_t *port, int backlog) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    CHECK(bind(fd, (struct sockaddr *)&a, len) == 0);
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    if (backlog > 0) CHECK(listen(fd, backlog) == 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 static void config_init_defaults(void) {
     kplm_otlp_config c;
     memset(&c, 0xAB, sizeof c);
@@ -50,7 +28,7 @@ static void config_init_defaults(void) {
     CHECK_OK(kplm_sink_otlp(&c, &s));
     CHECK(s.export_snapshots != NULL);
     kplm_sink_release(&s);
-    CHECK(sink_is_cleared(&s));
+    CHECK(test_sink_is_cleared(&s));
     c.endpoint = NULL;
     c.service_name = NULL;
     c.max_retries = 0;
@@ -64,7 +42,7 @@ static void expect_einval(const kplm_otlp_config *c, int line) {
     memset(&s, 0x5A, sizeof s);
     kplm_status st = kplm_sink_otlp(c, &s);
     if (st != KPLM_EINVAL) test_fail(__FILE__, line, "expected KPLM_EINVAL, got %s", test_status_name(st));
-    if (!sink_is_cleared(&s)) test_fail(__FILE__, line, "*out not cleared on failure");
+    if (!test_sink_is_cleared(&s)) test_fail(__FILE__, line, "*out not cleared on failure");
 }
 #define EXPECT_EINVAL(c) expect_einval((c), __LINE__)
 
@@ -136,7 +114,7 @@ static void release_unused_sink(void) {
     kplm_sink s;
     CHECK_OK(kplm_sink_otlp(&c, &s));
     kplm_sink_release(&s);
-    CHECK(sink_is_cleared(&s));
+    CHECK(test_sink_is_cleared(&s));
     kplm_sink_release(&s); /* a cleared sink: nothing to do */
     kplm_sink_release(NULL);
 }
@@ -162,7 +140,7 @@ static kplm_manager *manager_to(const char *endpoint, double timeout_ms, uint32_
 
 static void flush_to_dead_endpoint(void) {
     uint16_t port;
-    int holder = tcp_socket(&port, 0); /* bound, not listening: refused */
+    int holder = test_loopback_socket(SOCK_STREAM, 0, &port); /* bound, not listening: refused */
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/v1/metrics", (unsigned)port);
     tclock clk;
@@ -182,7 +160,7 @@ static void flush_to_dead_endpoint(void) {
 
 static void flush_to_silent_endpoint(void) {
     uint16_t port;
-    int listener = tcp_socket(&port, 8); /* listens, never accepts nor answers */
+    int listener = test_loopback_socket(SOCK_STREAM, 8, &port); /* listens, never accepts nor answers */
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/v1/metrics", (unsigned)port);
     tclock clk;
@@ -237,7 +215,7 @@ static void *serve_one(void *arg) {
 
 static void flush_to_server(void) {
     uint16_t port;
-    server sv = {.listener = tcp_socket(&port, 8)};
+    server sv = {.listener = test_loopback_socket(SOCK_STREAM, 8, &port)};
     pthread_t thread;
     CHECK(pthread_create(&thread, NULL, serve_one, &sv) == 0);
     char endpoint[64];

@@ -13,26 +13,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-/* A listening TCP socket on 127.0.0.1, port chosen by the system. */
-static int tcp_listener(uint16_t *port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    CHECK(bind(fd, (struct sockaddr *)&a, len) == 0);
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    CHECK(listen(fd, 4) == 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 /* A port that was free a moment ago. */
 static uint16_t free_port(void) {
     uint16_t port;
-    close(tcp_listener(&port));
+    close(test_loopback_socket(SOCK_STREAM, 4, &port));
     return port;
 }
 
@@ -70,11 +54,6 @@ static long http_exchange(uint16_t port, const char *request, char *buf, size_t 
     return (long)got;
 }
 
-static int sink_is_cleared(const kplm_sink *s) {
-    return s->user_data == NULL && s->open == NULL && s->export_snapshots == NULL && s->record == NULL &&
-           s->close == NULL;
-}
-
 static void config_init_defaults(void) {
     kplm_prometheus_config c;
     memset(&c, 0xAB, sizeof c);
@@ -90,7 +69,7 @@ static void config_init_defaults(void) {
     CHECK_OK(kplm_sink_prometheus(&c, &s));
     CHECK(s.export_snapshots != NULL && s.user_data != NULL);
     kplm_sink_release(&s);
-    CHECK(sink_is_cleared(&s));
+    CHECK(test_sink_is_cleared(&s));
 }
 
 /* kplm_sink_prometheus(c) must fail with KPLM_EINVAL and clear *out. */
@@ -99,7 +78,7 @@ static void expect_einval(const kplm_prometheus_config *c, int line) {
     memset(&s, 0x5A, sizeof s);
     kplm_status st = kplm_sink_prometheus(c, &s);
     if (st != KPLM_EINVAL) test_fail(__FILE__, line, "expected KPLM_EINVAL, got %s", test_status_name(st));
-    if (!sink_is_cleared(&s)) test_fail(__FILE__, line, "*out not cleared on failure");
+    if (!test_sink_is_cleared(&s)) test_fail(__FILE__, line, "*out not cleared on failure");
 }
 #define EXPECT_EINVAL(c) expect_einval((c), __LINE__)
 
@@ -234,7 +213,7 @@ static void scrape_over_http(void) {
 
 static void port_in_use_is_esink(void) {
     uint16_t port;
-    int blocker = tcp_listener(&port);
+    int blocker = test_loopback_socket(SOCK_STREAM, 4, &port);
     tclock clk;
     tclock_set(&clk, 100.0);
     kplm_manager *m = start_with_sink(&clk, port, "x_", KPLM_ESINK);
@@ -260,7 +239,7 @@ static void release_unused_sink(void) {
         CHECK_OK(kplm_sink_prometheus(&c, &s));
         CHECK(s.user_data != NULL && s.export_snapshots != NULL);
         kplm_sink_release(&s);
-        CHECK(sink_is_cleared(&s));
+        CHECK(test_sink_is_cleared(&s));
         kplm_sink_release(&s); /* cleared: ignored */
     }
     kplm_sink_release(NULL);

@@ -1,7 +1,10 @@
 #define _GNU_SOURCE
 #include "test_support.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -515,4 +518,26 @@ void msink_check_clean(msink *ms) {
     CHECK_MSG(dk == 0, "%d key(s) exported twice within one batch", dk);
     CHECK_MSG(eb == 0, "%d export call(s) with no snapshot", eb);
     CHECK_MSG(bs == 0, "%d exported snapshot(s) with count 0, min > max or a bad window", bs);
+}
+
+/* ---- Built-in sinks ---------------------------------------------------- */
+
+int test_loopback_socket(int type, int backlog, uint16_t *port) {
+    int fd = socket(AF_INET, type, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    CHECK(bind(fd, (struct sockaddr *)&a, len) == 0);
+    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    if (backlog > 0) CHECK(listen(fd, backlog) == 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+int test_sink_is_cleared(const kplm_sink *s) {
+    return s->user_data == NULL && s->open == NULL && s->export_snapshots == NULL && s->record == NULL &&
+           s->close == NULL;
 }

@@ -244,4 +244,15 @@ const tacc *msink_find_acc(msink *ms, const char *key);
 /* Checks the counters of contract violations are all zero. */
 void msink_check_clean(msink *ms);
 
+/* ------------------------------------------------------------------------ */
+/* Built-in sinks                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* A socket of `type` (SOCK_STREAM, SOCK_DGRAM) bound to 127.0.0.1 on a port
+ * the system chooses (*port); it listens if `backlog` > 0. */
+int test_loopback_socket(int type, int backlog, uint16_t *port);
+
+/* Whether a kplm_sink is all cleared (a failed constructor, a release). */
+int test_sink_is_cleared(const kplm_sink *s);
+
 #endif

@@ -90,6 +90,12 @@ static void fork_while_busy(void) {
     atomic_store(&stop_putting, 0);
     pthread_t threads[2];
     for (int i = 0; i < 2; i++) CHECK(pthread_create(&threads[i], NULL, putter, m) == 0);
+    /* Forks start once the first flushes are done: a fork while another
+     * thread runs one of the Swift runtime's first-time initialisations (of
+     * a type a flush uses) leaves that initialisation unfinished in the
+     * child for ever, a limitation of the runtime documented in the README.
+     * From then on the parent is as busy as ever. */
+    test_sleep_ms(100);
 
     for (int round = 0; round < 20; round++) {
         pid_t pid = fork();

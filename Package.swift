@@ -6,9 +6,13 @@ let package = Package(
     products: [
         // libkplm.so: the C ABI of include/kplm.h. Build it with
         // `swift build -c release --product kplm -Xswiftc -static-stdlib`.
-        .library(name: "kplm", type: .dynamic, targets: ["KPLM"]),
-        // The Swift API, for Swift packages that depend on kplm.
-        .library(name: "KPLMSwift", targets: ["KPLM"]),
+        .library(name: "kplm", type: .dynamic, targets: ["KPLM", "KPLMSinks"]),
+        // The Swift API, for Swift packages that depend on kplm: the core and
+        // the network sinks (`import KPLMSinks` brings in both).
+        .library(name: "KPLMSwift", targets: ["KPLM", "KPLMSinks"]),
+        // The core alone (`import KPLM`): no network sink, no C library
+        // beyond libc.
+        .library(name: "KPLMCore", targets: ["KPLM"]),
         .executable(name: "kplm-demo", targets: ["kplm-demo"]),
         .executable(name: "kplm-swift-example", targets: ["kplm-swift-example"]),
     ],
@@ -17,15 +21,20 @@ let package = Package(
         .target(name: "CKPLM", path: "include", publicHeadersPath: "."),
         // Thread naming and a thread-local slot; hidden from the export list.
         .target(name: "CKPLMShims", path: "Sources/CKPLMShims"),
+        // The core (no Foundation, no package, no C library beyond libc) and
+        // the C exports of kplm.h except the network sinks'.
+        .target(name: "KPLM", dependencies: ["CKPLM", "CKPLMShims"], path: "Sources/KPLM"),
         // The CloudWatch sink's private C helpers: SHA-256/HMAC (OpenSSL
         // libcrypto), gzip (zlib) and HTTP(S) (libcurl); hidden from the
         // export list. Debian: libssl-dev, zlib1g-dev, libcurl4-openssl-dev.
         .target(name: "CKPLMCloudWatch", path: "Sources/CKPLMCloudWatch",
                 linkerSettings: [.linkedLibrary("curl"), .linkedLibrary("crypto"), .linkedLibrary("z")]),
-        // The core (no Foundation) and the C exports of kplm.h.
-        .target(name: "KPLM", dependencies: ["CKPLM", "CKPLMShims", "CKPLMCloudWatch"], path: "Sources/KPLM"),
+        // The network sinks (DogStatsD, EMF, Prometheus, OTLP, CloudWatch)
+        // and their C exports; re-exports KPLM.
+        .target(name: "KPLMSinks", dependencies: ["KPLM", "CKPLM", "CKPLMShims", "CKPLMCloudWatch"],
+                path: "Sources/KPLMSinks"),
         .executableTarget(name: "kplm-demo", dependencies: ["KPLM"], path: "Sources/kplm-demo"),
         .executableTarget(name: "kplm-swift-example", dependencies: ["KPLM"], path: "examples/swift"),
-        .testTarget(name: "KPLMTests", dependencies: ["KPLM"], path: "Tests/KPLMTests"),
+        .testTarget(name: "KPLMTests", dependencies: ["KPLM", "KPLMSinks"], path: "Tests/KPLMTests"),
     ]
 )

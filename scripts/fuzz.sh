@@ -2,7 +2,8 @@
 # Coverage-guided fuzzing of the C ABI of kplm with libFuzzer, AddressSanitizer
 # and LeakSanitizer (Tests/fuzz/fuzz_abi.c; see Tests/fuzz/README.md).
 #
-# The Swift core (Sources/KPLM) is compiled into the fuzz executable together
+# The Swift core (Sources/KPLM; the harness does not drive the network sinks
+# of Sources/KPLMSinks) is compiled into the fuzz executable together
 # with the harness, both instrumented (-sanitize=fuzzer,address), so the
 # fuzzer is guided by the library's branches as well as the harness's. Only
 # the Swift toolchain is needed: its swiftc, and the clang beside it.
@@ -86,12 +87,10 @@ if [ "$mode" = coverage ]; then
     "$clang" "${covflags[@]}" -Iinclude -c Tests/fuzz/fuzz_abi.c -o "$cov/fuzz_abi.o"
     "$clang" -g -O1 -c Tests/fuzz/replay_main.c -o "$cov/replay_main.o"
     "$clang" "${covflags[@]}" -ISources/CKPLMShims/include -c Sources/CKPLMShims/shims.c -o "$cov/shims.o"
-    "$clang" "${covflags[@]}" -ISources/CKPLMCloudWatch/include -c Sources/CKPLMCloudWatch/cloudwatch_shim.c \
-        -o "$cov/cloudwatch_shim.o"
-    "$swiftc" -profile-generate -profile-coverage-mapping -parse-as-library -module-name KPLM -swift-version 6 \
-        -Onone -g -Iinclude -ISources/CKPLMShims/include -ISources/CKPLMCloudWatch/include \
+    "$swiftc" -profile-generate -profile-coverage-mapping -parse-as-library -module-name KPLM \
+        -package-name kplm -swift-version 6 -Onone -g -Iinclude -ISources/CKPLMShims/include \
         -module-cache-path "$out/module-cache" \
-        "${linker[@]}" "${swift_sources[@]}" "$cov"/*.o -lcurl -lcrypto -lz -o "$cov/fuzz_cov"
+        "${linker[@]}" "${swift_sources[@]}" "$cov"/*.o -o "$cov/fuzz_cov"
     dirs=(Tests/fuzz/corpus)
     [ -d Tests/fuzz/crashes ] && dirs+=(Tests/fuzz/crashes)
     [ -n "${extra_dir:-}" ] && dirs+=("$extra_dir")
@@ -112,13 +111,10 @@ cflags=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address -std=c1
 echo "== fuzz build ($out/fuzz_abi, ${#swift_sources[@]} Swift sources)"
 "$clang" "${cflags[@]}" -Iinclude -c Tests/fuzz/fuzz_abi.c -o "$out/fuzz_abi.o"
 "$clang" "${cflags[@]}" -ISources/CKPLMShims/include -c Sources/CKPLMShims/shims.c -o "$out/shims.o"
-"$clang" "${cflags[@]}" -ISources/CKPLMCloudWatch/include -c Sources/CKPLMCloudWatch/cloudwatch_shim.c \
-    -o "$out/cloudwatch_shim.o"
-"$swiftc" -sanitize=fuzzer,address -parse-as-library -module-name KPLM -swift-version 6 \
-    -O -g -Iinclude -ISources/CKPLMShims/include -ISources/CKPLMCloudWatch/include \
+"$swiftc" -sanitize=fuzzer,address -parse-as-library -module-name KPLM -package-name kplm -swift-version 6 \
+    -O -g -Iinclude -ISources/CKPLMShims/include \
     -module-cache-path "$out/module-cache" \
-    "${linker[@]}" "${swift_sources[@]}" "$out/fuzz_abi.o" "$out/shims.o" "$out/cloudwatch_shim.o" \
-    -lcurl -lcrypto -lz -o "$out/fuzz_abi.new"
+    "${linker[@]}" "${swift_sources[@]}" "$out/fuzz_abi.o" "$out/shims.o" -o "$out/fuzz_abi.new"
 mv "$out/fuzz_abi.new" "$out/fuzz_abi"
 [ "$mode" = build ] && exit 0
 

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import KPLM
+@testable import KPLMSinks
 
 /// A loopback HTTP server answering PutMetricData calls from a script
 /// (status and body); 200 "{}" once the script is empty.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import KPLM
+@testable import KPLMSinks
 
 /// A UDP socket bound to 127.0.0.1 on a free port, standing in for the agent.
 private final class UDPReceiver {

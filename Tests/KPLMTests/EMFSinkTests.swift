@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import XCTest
 @testable import KPLM
+@testable import KPLMSinks
 
 // MARK: - Helpers
 

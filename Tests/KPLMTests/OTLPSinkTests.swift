@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import KPLM
+@testable import KPLMSinks
 
 // MARK: - A tiny protobuf reader (tests only)
 

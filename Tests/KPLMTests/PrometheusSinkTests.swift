@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import KPLM
+@testable import KPLMSinks
 
 /// A loopback port free a moment ago (bound to port 0, then closed).
 private func freePort() throws -> UInt16 {

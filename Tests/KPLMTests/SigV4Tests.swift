@@ -1,5 +1,6 @@
 import XCTest
 @testable import KPLM
+@testable import KPLMSinks
 
 /// The SigV4 signer against the published aws-sig-v4-test-suite vectors
 /// (credentials AKIDEXAMPLE, region us-east-1, service "service", 20150830T123600Z),

@@ -11,9 +11,9 @@ final class BuiltinSinkBox: @unchecked Sendable {
     init(_ sink: any MetricsSink) { self.sink = sink }
 }
 
-enum BuiltinSinks {
+package enum BuiltinSinks {
     /// Fills `out` with trampolines owning `sink`.
-    static func make(_ sink: any MetricsSink, _ out: UnsafeMutablePointer<kplm_sink>) {
+    package static func make(_ sink: any MetricsSink, _ out: UnsafeMutablePointer<kplm_sink>) {
         var c = kplm_sink()
         c.user_data = Unmanaged.passRetained(BuiltinSinkBox(sink)).toOpaque()
         c.open = builtinOpen

@@ -2,11 +2,11 @@ import CKPLM
 
 /// Decoding of C string arguments: bounded length, strict UTF-8, then a Swift
 /// String. An empty dimension is the same as NULL.
-enum CArguments {
+package enum CArguments {
     /// Length of `p`, or nil if it is longer than `limit` (the scan stops
     /// there, so an unterminated or huge string costs at most limit+1 bytes).
     @inline(__always)
-    static func length(_ p: UnsafePointer<CChar>, limit: Int) -> Int? {
+    package static func length(_ p: UnsafePointer<CChar>, limit: Int) -> Int? {
         var n = 0
         while p[n] != 0 {
             n += 1
@@ -16,7 +16,7 @@ enum CArguments {
     }
 
     /// A validated UTF-8 string of at most `limit` bytes; "" for an empty one.
-    static func string(_ p: UnsafePointer<CChar>, limit: Int, label: String) throws(MetricsError) -> String {
+    package static func string(_ p: UnsafePointer<CChar>, limit: Int, label: String) throws(MetricsError) -> String {
         guard let n = length(p, limit: limit) else {
             throw MetricsError(.invalidArgument, "\(label) is longer than \(limit) bytes")
         }

@@ -10,7 +10,7 @@ extension kplm_status {
 
 /// Runs `body`, mapping a thrown ``MetricsError`` to its status.
 @inline(__always)
-func statusOf(_ body: () throws(MetricsError) -> Void) -> kplm_status {
+package func statusOf(_ body: () throws(MetricsError) -> Void) -> kplm_status {
     do {
         try body()
         return KPLM_OK

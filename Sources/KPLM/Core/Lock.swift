@@ -6,12 +6,12 @@ import Glibc
 /// ThreadSanitizer intercepts pthread mutexes but cannot see inside the
 /// prebuilt futex code of `Mutex`, so with `Mutex` every guarded access
 /// would be reported as a race and the sanitizer runs would be useless.
-final class Locked<Value>: @unchecked Sendable {
+package final class Locked<Value>: @unchecked Sendable {
     // Heap-allocated: a pthread mutex must never move.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var value: Value
 
-    init(_ value: Value) {
+    package init(_ value: Value) {
         self.value = value
         pthread_mutex_init(mutex, nil)
     }
@@ -23,7 +23,7 @@ final class Locked<Value>: @unchecked Sendable {
 
     /// Runs `body` with exclusive access to the value.
     @inline(__always)
-    func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
+    package func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value)
@@ -31,7 +31,7 @@ final class Locked<Value>: @unchecked Sendable {
 
     /// Like ``withLock(_:)``, but gives up and returns nil if the lock is not
     /// acquired within `timeout` seconds.
-    func withLock<R, E: Error>(timeout: Double, _ body: (inout Value) throws(E) -> R) throws(E) -> R? {
+    package func withLock<R, E: Error>(timeout: Double, _ body: (inout Value) throws(E) -> R) throws(E) -> R? {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         var until = Uploader.timespec(at: Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9 + timeout)

@@ -83,14 +83,14 @@ public struct MetricKey: Sendable, Hashable, Comparable, CustomStringConvertible
 /// Equality and hashing of strings by their UTF-8 bytes, with no Unicode
 /// normalisation (Swift's `String` treats canonically equivalent strings as
 /// equal, which would merge keys that C callers see as different).
-enum ByteIdentity {
+package enum ByteIdentity {
     @inline(__always)
-    static func equal(_ a: String, _ b: String) -> Bool {
+    package static func equal(_ a: String, _ b: String) -> Bool {
         a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
     }
 
     @inline(__always)
-    static func equal(_ a: String?, _ b: String?) -> Bool {
+    package static func equal(_ a: String?, _ b: String?) -> Bool {
         switch (a, b) {
         case (nil, nil): return true
         case let (x?, y?): return equal(x, y)
@@ -99,7 +99,7 @@ enum ByteIdentity {
     }
 
     @inline(__always)
-    static func hash(_ s: String, into hasher: inout Hasher) {
+    package static func hash(_ s: String, into hasher: inout Hasher) {
         // The length first keeps ("ab", "c") apart from ("a", "bc").
         hasher.combine(s.utf8.count)
         let hashed: Void? = s.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }

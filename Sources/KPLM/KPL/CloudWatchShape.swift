@@ -254,7 +254,7 @@ public enum CloudWatchShape {
 
     // MARK: - Checks
 
-    static func checkNamespace(_ namespace: String) throws(CloudWatchShapeError) {
+    package static func checkNamespace(_ namespace: String) throws(CloudWatchShapeError) {
         let length = namespace.unicodeScalars.count
         guard length > 0 else { throw CloudWatchShapeError("CloudWatch namespace is empty") }
         guard length <= maxNamespaceLength else {
@@ -272,7 +272,7 @@ public enum CloudWatchShape {
     }
 
     /// The CloudWatch (KPL) name of a kplm dimension name.
-    static func cloudWatchName(_ name: String) -> String {
+    package static func cloudWatchName(_ name: String) -> String {
         if ByteIdentity.equal(name, "stream") { return "StreamName" }
         if ByteIdentity.equal(name, "shard") { return "ShardId" }
         if ByteIdentity.equal(name, "error_code") { return "ErrorCode" }
@@ -280,7 +280,7 @@ public enum CloudWatchShape {
     }
 
     /// Empty, or only Unicode whitespace.
-    static func isBlank(_ s: String) -> Bool {
+    package static func isBlank(_ s: String) -> Bool {
         s.unicodeScalars.allSatisfy { $0.properties.isWhitespace }
     }
 
@@ -288,19 +288,19 @@ public enum CloudWatchShape {
         s.utf8.allSatisfy { $0 >= 0x20 && $0 <= 0x7E }
     }
 
-    static func isValidDimensionName(_ name: String) -> Bool {
+    package static func isValidDimensionName(_ name: String) -> Bool {
         // Printable ASCII, so bytes are characters.
         (1...maxDimensionNameLength).contains(name.utf8.count) && isPrintableASCII(name)
             && !isBlank(name) && name.utf8.first != UInt8(ascii: ":")
     }
 
-    static func isValidDimensionValue(_ value: String) -> Bool {
+    package static func isValidDimensionValue(_ value: String) -> Bool {
         // Blank values never get here.
         value.utf8.count <= maxDimensionValueLength && isPrintableASCII(value)
     }
 
     /// `v` as CloudWatch stores it, or nil if CloudWatch rejects it.
-    static func sendable(_ v: Double) -> Double? {
+    package static func sendable(_ v: Double) -> Double? {
         guard v.isFinite, v.magnitude <= maxValueMagnitude else { return nil }
         return v.magnitude < minValueMagnitude ? 0 : v
     }
@@ -348,11 +348,11 @@ public enum CloudWatchShape {
     /// Swift prints a finite `Double` in the shortest form that reads back
     /// exactly ("0.1", "100.0", "1e+16", "5e-324", "-0.0"), always within
     /// JSON's number grammar.
-    static func appendJSONNumber(_ v: Double, to out: inout String) {
+    package static func appendJSONNumber(_ v: Double, to out: inout String) {
         out += v.isFinite ? v.description : "null"
     }
 
-    static func appendJSONString(_ s: String, to out: inout String) {
+    package static func appendJSONString(_ s: String, to out: inout String) {
         out += "\""
         let needsEscape = s.utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
         if !needsEscape {

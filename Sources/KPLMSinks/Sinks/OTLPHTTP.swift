@@ -1,3 +1,4 @@
+import KPLM
 import Glibc
 
 /// Where an ``OTLPSink`` POSTs: the parts of an `http://host[:port]/path`

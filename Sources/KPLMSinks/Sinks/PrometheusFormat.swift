@@ -1,3 +1,5 @@
+import KPLM
+
 /// The exposition rules of ``PrometheusSink``.
 ///
 /// - Sanitizing (``metricName(_:)``, ``labelName(_:)``): ASCII letters,

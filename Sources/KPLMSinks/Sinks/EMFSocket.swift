@@ -1,3 +1,4 @@
+import KPLM
 import Glibc
 
 /// The descriptor work of ``EMFSink``: name resolution, a TCP connect and

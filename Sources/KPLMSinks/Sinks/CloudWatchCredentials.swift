@@ -1,3 +1,4 @@
+import KPLM
 import Glibc
 
 /// AWS credentials a ``CloudWatchSink`` signs with.

@@ -1,3 +1,5 @@
+import KPLM
+
 /// Settings of a ``PrometheusSink``.
 public struct PrometheusConfiguration: Sendable, Equatable {
     /// The listen address: a numeric IPv4 or IPv6 address ("0.0.0.0" or

@@ -1,3 +1,5 @@
+import KPLM
+
 /// Settings of an ``OTLPSink``. Defaults match `kplm_otlp_config_init`.
 public struct OTLPSinkConfiguration: Sendable, Equatable {
     /// The default endpoint: a collector's OTLP/HTTP receiver on this host.

@@ -1,3 +1,4 @@
+import KPLM
 import Glibc
 
 /// Settings of a ``DogStatsDSink``.

@@ -1,3 +1,4 @@
+import KPLM
 import CKPLM
 
 // kplm_cloudwatch_config_init and kplm_sink_cloudwatch: CloudWatchSink for C

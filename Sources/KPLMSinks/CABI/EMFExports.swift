@@ -1,3 +1,4 @@
+import KPLM
 import CKPLM
 import Glibc
 

@@ -1,3 +1,5 @@
+import KPLM
+
 /// Settings of a ``CloudWatchSink``. Defaults match `kplm_cloudwatch_config_init`.
 public struct CloudWatchSinkConfiguration: Sendable, Equatable {
     /// Default budget of one PutMetricData call, retries included (ms).

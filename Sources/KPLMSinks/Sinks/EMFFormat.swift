@@ -1,3 +1,5 @@
+import KPLM
+
 /// Why a snapshot produced no metric in an EMF event.
 public enum EMFDropReason: Error, Sendable, Hashable, CaseIterable {
     /// The snapshot's count is 0 (or negative): nothing was observed.

@@ -1,3 +1,4 @@
+import KPLM
 import CKPLM
 
 /// A minimal protocol-buffers writer: just the wire types OTLP metrics need

@@ -1,3 +1,4 @@
+import KPLM
 import Glibc
 
 /// Settings of an ``EMFSink``. Defaults match `kplm_emf_config_init`.

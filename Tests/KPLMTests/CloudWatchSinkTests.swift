@@ -3,99 +3,14 @@ import XCTest
 @testable import KPLM
 @testable import KPLMSinks
 
-/// A loopback HTTP server answering PutMetricData calls from a script
-/// (status and body); 200 "{}" once the script is empty.
-private final class FakeCloudWatch: @unchecked Sendable {
-    struct Request {
-        var head: String
-        var body: [UInt8]
-        func header(_ name: String) -> String? {
-            for line in head.components(separatedBy: "\r\n") {
-                guard let colon = line.firstIndex(of: ":") else { continue }
-                if line[..<colon].lowercased() == name.lowercased() {
-                    return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-                }
-            }
-            return nil
-        }
-    }
+/// A PutMetricData answer of the scripted server: status and JSON body.
+private func cloudWatchAnswer(_ status: Int, _ body: String = "") -> ScriptedHTTPServer.Answer {
+    .status(status, headers: [("Content-Type", "application/x-amz-json-1.0")], body: body)
+}
 
-    let port: UInt16
-    private let fd: Int32
-    private let lock = NSLock()
-    private var script: [(Int, String)] = []
-    private var received: [Request] = []
-    private var stopped = false
-    private let done = DispatchSemaphore(value: 0)
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p in
-                bind(fd, p, length) == 0 && getsockname(fd, p, &length) == 0 && listen(fd, 16) == 0
-            }
-        }
-        guard ok else { close(fd); throw POSIXError(.EADDRINUSE) }
-        self.fd = fd
-        port = UInt16(bigEndian: address.sin_port)
-        Thread.detachNewThread { [self] in serve() }
-    }
-
-    var endpoint: String { "http://127.0.0.1:\(port)" }
-    func answer(_ answers: (Int, String)...) { lock.withLock { script += answers } }
-    var requests: [Request] { lock.withLock { received } }
-
-    func stop() {
-        lock.withLock { stopped = true }
-        done.wait()
-        close(fd)
-    }
-
-    private func serve() {
-        defer { done.signal() }
-        while !lock.withLock({ stopped }) {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 20) == 1 else { continue }
-            let conn = accept(fd, nil, nil)
-            guard conn >= 0 else { continue }
-            handle(conn)
-            close(conn)
-        }
-    }
-
-    private func handle(_ conn: Int32) {
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        var headEnd: Int?
-        var contentLength = 0
-        while true {
-            if headEnd == nil, let r = data.firstRange(of: [13, 10, 13, 10]) {
-                headEnd = r.lowerBound
-                let head = Request(head: String(decoding: data[..<r.lowerBound], as: UTF8.self), body: [])
-                contentLength = Int(head.header("Content-Length") ?? "0") ?? 0
-            }
-            if let end = headEnd, data.count >= end + 4 + contentLength { break }
-            let n = recv(conn, &buffer, buffer.count, 0)
-            guard n > 0 else { return }
-            data += buffer[..<n]
-        }
-        let end = headEnd!
-        let (status, body) = lock.withLock { script.isEmpty ? (200, "{}") : script.removeFirst() }
-        lock.withLock {
-            received.append(Request(head: String(decoding: data[..<end], as: UTF8.self),
-                                    body: Array(data[(end + 4)..<(end + 4 + contentLength)])))
-        }
-        let text = "HTTP/1.1 \(status) Whatever\r\nContent-Type: application/x-amz-json-1.0\r\n"
-            + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-        _ = Array(text.utf8).withUnsafeBytes { send(conn, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
+/// A loopback stand-in for CloudWatch: 200 "{}" unless scripted otherwise.
+private func fakeCloudWatch() throws -> ScriptedHTTPServer {
+    try ScriptedHTTPServer(defaultAnswer: cloudWatchAnswer(200, "{}"))
 }
 
 final class CloudWatchSinkTests: XCTestCase {
@@ -105,16 +20,16 @@ final class CloudWatchSinkTests: XCTestCase {
                        timestampUnix: Double(Date().timeIntervalSince1970), namespace: "Mgr/NS")
     }
 
-    private func sink(_ fake: FakeCloudWatch, _ mutate: (inout CloudWatchSinkConfiguration) -> Void = { _ in },
+    private func sink(_ fake: ScriptedHTTPServer, _ mutate: (inout CloudWatchSinkConfiguration) -> Void = { _ in },
                       env: [String: String] = [:]) throws -> CloudWatchSink {
-        var c = CloudWatchSinkConfiguration(region: "us-east-1", endpoint: fake.endpoint, accessKeyId: "AKID",
+        var c = CloudWatchSinkConfiguration(region: "us-east-1", endpoint: fake.url(), accessKeyId: "AKID",
                                             secretAccessKey: "secret", timeoutMs: 5_000, maxRetries: 3)
         mutate(&c)
         return try CloudWatchSink(configuration: c, environment: { env[$0] })
     }
 
     func testRequestHeadersAndGzipRoundTrip() throws {
-        let fake = try FakeCloudWatch()
+        let fake = try fakeCloudWatch()
         defer { fake.stop() }
         let s = try sink(fake) { $0.gzipThresholdBytes = 100; $0.sessionToken = "TOKEN" }
         let snapshots = (0..<20).map { snapshot(stream: "s\($0)") }
@@ -170,10 +85,11 @@ final class CloudWatchSinkTests: XCTestCase {
     }
 
     func testRetriesThrottlingAnd5xxThenSucceeds() throws {
-        let fake = try FakeCloudWatch()
+        let fake = try fakeCloudWatch()
         defer { fake.stop() }
-        fake.answer((503, ""), (400, #"{"__type":"Throttling","message":"Rate exceeded"}"#), (429, ""),
-                    (400, #"{"__type":"com.amazonaws.cloudwatch.v2013_01_16#ThrottlingException"}"#))
+        fake.answer(cloudWatchAnswer(503), cloudWatchAnswer(400, #"{"__type":"Throttling","message":"Rate exceeded"}"#),
+                    cloudWatchAnswer(429),
+                    cloudWatchAnswer(400, #"{"__type":"com.amazonaws.cloudwatch.v2013_01_16#ThrottlingException"}"#))
         let s = try sink(fake) { $0.maxRetries = 5 }
         try s.export([snapshot()])
         XCTAssertEqual(fake.requests.count, 5)
@@ -183,16 +99,17 @@ final class CloudWatchSinkTests: XCTestCase {
     }
 
     func testOtherErrorsFailAtOnceAndRetriesAreBounded() throws {
-        let fake = try FakeCloudWatch()
+        let fake = try fakeCloudWatch()
         defer { fake.stop() }
-        fake.answer((400, #"{"__type":"InvalidParameterValue","message":"bad"}"#))
+        fake.answer(cloudWatchAnswer(400, #"{"__type":"InvalidParameterValue","message":"bad"}"#))
         let s = try sink(fake)
         XCTAssertThrowsError(try s.export([snapshot()])) { error in
             XCTAssertEqual((error as? MetricsError)?.code, .sinkFailed)
             XCTAssertTrue((error as? MetricsError)?.message.contains("InvalidParameterValue: bad") == true, "\(error)")
         }
         XCTAssertEqual(fake.requests.count, 1)
-        fake.answer((500, ""), (500, ""), (500, ""), (500, ""), (500, ""))
+        fake.answer(cloudWatchAnswer(500), cloudWatchAnswer(500), cloudWatchAnswer(500), cloudWatchAnswer(500),
+                    cloudWatchAnswer(500))
         XCTAssertThrowsError(try s.export([snapshot()]))
         XCTAssertEqual(fake.requests.count, 1 + 4, "1 try + maxRetries 3")
     }

@@ -77,115 +77,6 @@ private struct PBMessage {
     var numbers: [Int] { fields.map(\.number) }
 }
 
-// MARK: - A loopback HTTP collector
-
-/// An HTTP/1.1 server on 127.0.0.1 (free port) answering each POST from a
-/// script, then 200; it records every request's head and body.
-private final class TestCollector: @unchecked Sendable {
-    enum Answer {
-        case status(Int, headers: [String: String] = [:])
-        /// Close the connection without an answer.
-        case drop
-    }
-
-    struct Request {
-        var head: String
-        var body: [UInt8]
-        var status: Int?
-        var at: Double
-    }
-
-    let port: UInt16
-    private let fd: Int32
-    private let lock = NSLock()
-    private var script: [Answer] = []
-    private var received: [Request] = []
-    private var stopped = false
-    private let done = DispatchSemaphore(value: 0)
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p in
-                bind(fd, p, length) == 0 && getsockname(fd, p, &length) == 0 && listen(fd, 16) == 0
-            }
-        }
-        guard ok else { close(fd); throw POSIXError(.EADDRINUSE) }
-        self.fd = fd
-        port = UInt16(bigEndian: address.sin_port)
-        Thread.detachNewThread { [self] in serve() }
-    }
-
-    var endpoint: String { "http://127.0.0.1:\(port)/v1/metrics" }
-
-    func answer(_ answers: Answer...) { lock.withLock { script += answers } }
-    var requests: [Request] { lock.withLock { received } }
-
-    func stop() {
-        lock.withLock { stopped = true }
-        done.wait()
-        close(fd)
-    }
-
-    private func serve() {
-        defer { done.signal() }
-        while !lock.withLock({ stopped }) {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 20) == 1 else { continue }
-            let conn = accept(fd, nil, nil)
-            guard conn >= 0 else { continue }
-            handle(conn)
-            close(conn)
-        }
-    }
-
-    private func handle(_ conn: Int32) {
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        let separator: [UInt8] = [13, 10, 13, 10]
-        var headEnd: Int?
-        var contentLength = 0
-        while true {
-            if headEnd == nil, let r = data.firstRange(of: separator) {
-                headEnd = r.lowerBound
-                let head = String(decoding: data[..<r.lowerBound], as: UTF8.self)
-                for line in head.components(separatedBy: "\r\n")
-                where line.lowercased().hasPrefix("content-length:") {
-                    contentLength = Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0
-                }
-            }
-            if let end = headEnd, data.count >= end + 4 + contentLength { break }
-            let n = recv(conn, &buffer, buffer.count, 0)
-            guard n > 0 else { return }
-            data += buffer[..<n]
-        }
-        let end = headEnd!
-        let answer = lock.withLock { script.isEmpty ? .status(200) : script.removeFirst() }
-        var request = Request(head: String(decoding: data[..<end], as: UTF8.self),
-                              body: Array(data[(end + 4)..<(end + 4 + contentLength)]), status: nil,
-                              at: ProcessInfo.processInfo.systemUptime)
-        guard case .status(let status, let headers) = answer else {
-            lock.withLock { received.append(request) }
-            return
-        }
-        request.status = status
-        lock.withLock { received.append(request) }
-        var text = "HTTP/1.1 \(status) Whatever\r\nContent-Length: 0\r\nConnection: close\r\n"
-        for (name, value) in headers { text += "\(name): \(value)\r\n" }
-        text += "\r\n"
-        _ = Array(text.utf8).withUnsafeBytes { send(conn, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
-}
-
 // MARK: - Tests
 
 final class OTLPSinkTests: XCTestCase {
@@ -404,9 +295,9 @@ final class OTLPSinkTests: XCTestCase {
                                           windowEnd: 2, timestampUnix: 1_700_000_000)
 
     func testSuccessSendsOneDecodableRequest() throws {
-        let collector = try TestCollector()
+        let collector = try ScriptedHTTPServer()
         defer { collector.stop() }
-        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.endpoint, serviceName: "svc"))
+        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.url("/v1/metrics"), serviceName: "svc"))
         try sink.export([snapshot])
         let requests = collector.requests
         XCTAssertEqual(requests.count, 1)
@@ -418,10 +309,10 @@ final class OTLPSinkTests: XCTestCase {
     }
 
     func testRetryAfterIsHonoured() throws {
-        let collector = try TestCollector()
+        let collector = try ScriptedHTTPServer()
         defer { collector.stop() }
-        collector.answer(.status(503, headers: ["Retry-After": "1"]), .status(204))
-        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.endpoint))
+        collector.answer(.status(503, headers: [("Retry-After", "1")]), .status(204))
+        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.url("/v1/metrics")))
         let start = Date()
         try sink.export([snapshot])
         XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(start), 0.95)
@@ -433,10 +324,10 @@ final class OTLPSinkTests: XCTestCase {
     }
 
     func testRetryableFailuresThenExhaustion() throws {
-        let collector = try TestCollector()
+        let collector = try ScriptedHTTPServer()
         defer { collector.stop() }
-        collector.answer(.status(502), .drop, .status(429, headers: ["Retry-After": "0"]), .status(504))
-        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.endpoint, maxRetries: 3))
+        collector.answer(.status(502), .drop, .status(429, headers: [("Retry-After", "0")]), .status(504))
+        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.url("/v1/metrics"), maxRetries: 3))
         XCTAssertThrowsError(try sink.export([snapshot])) { error in
             XCTAssertEqual((error as? MetricsError)?.code, .sinkFailed)
             XCTAssertTrue("\(error)".contains("504"), "\(error)")
@@ -447,10 +338,10 @@ final class OTLPSinkTests: XCTestCase {
     }
 
     func testOtherStatusFailsAtOnce() throws {
-        let collector = try TestCollector()
+        let collector = try ScriptedHTTPServer()
         defer { collector.stop() }
         collector.answer(.status(400), .status(500))
-        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.endpoint, maxRetries: 5))
+        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.url("/v1/metrics"), maxRetries: 5))
         XCTAssertThrowsError(try sink.export([snapshot])) { error in
             XCTAssertTrue("\(error)".contains("HTTP 400"), "\(error)")
         }
@@ -459,10 +350,10 @@ final class OTLPSinkTests: XCTestCase {
     }
 
     func testRetryAfterBeyondTheTimeoutFailsAtOnce() throws {
-        let collector = try TestCollector()
+        let collector = try ScriptedHTTPServer()
         defer { collector.stop() }
-        collector.answer(.status(429, headers: ["Retry-After": "60"]))
-        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.endpoint, timeoutMs: 2_000))
+        collector.answer(.status(429, headers: [("Retry-After", "60")]))
+        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.url("/v1/metrics"), timeoutMs: 2_000))
         let start = Date()
         XCTAssertThrowsError(try sink.export([snapshot]))
         XCTAssertLessThan(Date().timeIntervalSince(start), 1)
@@ -470,11 +361,11 @@ final class OTLPSinkTests: XCTestCase {
     }
 
     func testManagerKeepsDataAfterAFailedExport() throws {
-        let collector = try TestCollector()
+        let collector = try ScriptedHTTPServer()
         defer { collector.stop() }
         collector.answer(.status(400))
         let clock = TestClock(100)
-        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.endpoint))
+        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: collector.url("/v1/metrics")))
         let m = try MetricsManager(level: .detailed, sink: sink, uploadIntervalMs: 3_600_000, clock: clock.reading)
         try m.start()
         try m.put("A", 1)

@@ -628,7 +628,11 @@ void kplm_cloudwatch_config_init(kplm_cloudwatch_config *config);
  * the config's keys; else (without a profile) AWS_ACCESS_KEY_ID,
  * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; else the profile in
  * AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials), then AWS_CONFIG_FILE
- * (~/.aws/config). Throttling, 429, 5xx and connection errors are retried
+ * (~/.aws/config); else the ECS/EKS container credentials endpoint
+ * (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI) or the EC2 instance
+ * metadata service (IMDSv2; AWS_EC2_METADATA_DISABLED=true skips it), whose
+ * temporary credentials are cached until 5 minutes before they expire.
+ * Throttling, 429, 5xx and connection errors are retried
  * with exponential backoff and jitter, within timeout_ms per call; another
  * status, missing credentials or exhausted retries fail the export
  * (KPLM_ESINK from the flush; the data is kept and sent again, so calls that

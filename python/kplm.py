@@ -1965,7 +1965,10 @@ def cloudwatch_sink(region: Optional[_StrLike] = None, endpoint: Optional[_StrLi
     manager's. Credentials: the keys given here; else (without ``profile``)
     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN; else the
     profile (``profile``, AWS_PROFILE or "default") of the shared credentials
-    and config files; they are looked up at every export. Throttling, 429, 5xx
+    and config files, all looked up at every export; else the ECS/EKS
+    container credentials endpoint or the EC2 instance metadata service
+    (IMDSv2; AWS_EC2_METADATA_DISABLED=true skips it), whose temporary
+    credentials are cached until 5 minutes before they expire. Throttling, 429, 5xx
     and connection errors are retried up to ``max_retries`` times with
     exponential backoff and jitter, each call within ``timeout_ms``. A failed
     export makes the flush raise :class:`SinkError` and keeps the data. Raises

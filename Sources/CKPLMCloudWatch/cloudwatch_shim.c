@@ -128,10 +128,16 @@ static size_t on_header(char *data, size_t size, size_t count, void *user) {
     return n;
 }
 
-int kplmshim_cw_post(const char *url, const char *const *headers, size_t header_count, const void *body,
-                     size_t body_len, long connect_timeout_ms, long total_timeout_ms, size_t max_body,
-                     kplmshim_cw_response *response) {
+int kplmshim_cw_request(const char *method, const char *url, const char *const *headers, size_t header_count,
+                        const void *body, size_t body_len, long connect_timeout_ms, long total_timeout_ms,
+                        size_t max_body, kplmshim_cw_response *response) {
     memset(response, 0, sizeof *response);
+    int is_get = strcmp(method, "GET") == 0;
+    if (!is_get && strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0) {
+        response->curl_code = (int)CURLE_BAD_FUNCTION_ARGUMENT;
+        strncpy(response->error, "unsupported HTTP method", sizeof response->error - 1);
+        return response->curl_code;
+    }
     pthread_once(&curl_once, curl_init);
     if (curl_init_code != CURLE_OK) {
         response->curl_code = (int)curl_init_code;
@@ -155,6 +161,12 @@ int kplmshim_cw_post(const char *url, const char *const *headers, size_t header_
     struct curl_slist *grown = rc == CURLE_OK ? curl_slist_append(list, "Expect:") : NULL;
     if (!grown) rc = CURLE_OUT_OF_MEMORY;
     else list = grown;
+    /* No form Content-Type that libcurl would add to an empty PUT. */
+    if (rc == CURLE_OK && !is_get && body_len == 0) {
+        grown = curl_slist_append(list, "Content-Type:");
+        if (!grown) rc = CURLE_OUT_OF_MEMORY;
+        else list = grown;
+    }
 
     sink_state state = {response, max_body};
     char error[CURL_ERROR_SIZE];
@@ -164,9 +176,16 @@ int kplmshim_cw_post(const char *url, const char *const *headers, size_t header_
         curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
         curl_easy_setopt(curl, CURLOPT_URL, url);
         curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : &empty);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        if (is_get) {
+            curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+        } else {
+            /* A PUT is a POST with another verb: the body still goes out
+             * from memory, with its Content-Length. */
+            curl_easy_setopt(curl, CURLOPT_POST, 1L);
+            curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : &empty);
+            curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+            if (strcmp(method, "PUT") == 0) curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "PUT");
+        }
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L); /* timeouts without SIGALRM: thread-safe */
         curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms < 1 ? 1L : connect_timeout_ms);

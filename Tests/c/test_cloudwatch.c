@@ -21,6 +21,10 @@ static void clean_environment(void) {
     unsetenv("AWS_SESSION_TOKEN");
     setenv("AWS_CONFIG_FILE", "/nonexistent/kplm-test/config", 1);
     setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/kplm-test/credentials", 1);
+    unsetenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    /* Not the instance metadata service of the machine running the tests. */
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
 }
 
 static void config_init_defaults(void) {

@@ -37,7 +37,11 @@ from botocore.credentials import Credentials  # noqa: E402
 REGION = "us-east-1"
 TARGET = "GraniteServiceVersion20100801.PutMetricData"
 AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
-           "AWS_DEFAULT_REGION", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE")
+           "AWS_DEFAULT_REGION", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
+           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+           "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+           "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+           "AWS_METADATA_SERVICE_TIMEOUT", "AWS_METADATA_SERVICE_NUM_ATTEMPTS")
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +51,8 @@ def clean_aws_environment(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    # Not the instance metadata service of the machine running the tests.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 def free_port() -> int:
@@ -182,6 +188,85 @@ def test_manager_namespace_and_large_gzipped_export_through_moto(moto):
     assert len(sets["UserRecordsPut"]) == 1500
     for i in (0, 999, 1000, 1499):
         assert statistics(cw, ns, "UserRecordsPut", [("StreamName", f"stream-{i:04d}")])["Sum"] == float(i)
+
+
+def test_instance_metadata_credentials_through_moto(moto, monkeypatch):
+    """No keys anywhere: the sink takes the role credentials of the instance
+    metadata service (moto serves IMDS, tokens included, on the same port),
+    signs with them, session token included, and moto stores the data."""
+    monkeypatch.delenv("AWS_EC2_METADATA_DISABLED")
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", moto.endpoint + "/")
+    ns = f"kplm/imds/{uuid.uuid4().hex[:8]}"
+    sink = kplm.cloudwatch_sink(region=REGION, endpoint=moto.endpoint, namespace=ns)
+    m = manager(sink)
+    m.put("UserRecordsPut", 4.0, "orders")
+    m.flush()
+    m.put("UserRecordsPut", 6.0, "orders")
+    m.close()
+    m.free()
+    cw = moto.client("cloudwatch")
+    assert statistics(cw, ns, "UserRecordsPut", [("StreamName", "orders")]) == {
+        "SampleCount": 2.0, "Sum": 10.0, "Minimum": 4.0, "Maximum": 6.0, "Unit": {"Count"}}
+
+
+def test_instance_metadata_protocol_and_signature(fake, monkeypatch):
+    """IMDSv2 as the SDKs speak it (a token from PUT /latest/api/token with a
+    TTL header, then the role and its credentials with the token header),
+    and requests signed with what it returned."""
+    calls = []
+
+    class IMDS(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def answer(self, body: str, status: int = 200):
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_PUT(self):
+            calls.append(("PUT", self.path, self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")))
+            self.answer("IMDS-TOKEN" if self.path == "/latest/api/token" else "", 200 if self.path == "/latest/api/token" else 404)
+
+        def do_GET(self):
+            calls.append(("GET", self.path, self.headers.get("X-aws-ec2-metadata-token")))
+            if self.headers.get("X-aws-ec2-metadata-token") != "IMDS-TOKEN":
+                return self.answer("", 401)
+            if self.path == "/latest/meta-data/iam/security-credentials/":
+                return self.answer("kplm-role\n")
+            if self.path == "/latest/meta-data/iam/security-credentials/kplm-role":
+                return self.answer(json.dumps({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "AKIDIMDS",
+                                               "SecretAccessKey": "imds/secret+key", "Token": "SESSION",
+                                               "Expiration": "2999-01-01T00:00:00Z"}))
+            self.answer("", 404)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), IMDS)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.delenv("AWS_EC2_METADATA_DISABLED")
+        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        fake.keys["AKIDIMDS"] = ("imds/secret+key", "SESSION")
+        m = manager(fake_sink(fake, access_key_id=None, secret_access_key=None))
+        for _ in range(2):
+            m.put("UserRecordsPut", 1.0)
+            m.flush()
+        m.close()
+        m.free()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert calls == [("PUT", "/latest/api/token", "21600"),
+                     ("GET", "/latest/meta-data/iam/security-credentials/", "IMDS-TOKEN"),
+                     ("GET", "/latest/meta-data/iam/security-credentials/kplm-role", "IMDS-TOKEN")], \
+        "fetched once, then cached until shortly before the expiration"
+    assert len(fake.requests) == 2
+    for r in fake.requests:
+        assert r["signature_ok"]
+        assert r["headers"]["X-Amz-Security-Token"] == "SESSION"
+        assert r["headers"]["Authorization"].split("Credential=")[1].startswith("AKIDIMDS/")
 
 
 @pytest.fixture(scope="module")

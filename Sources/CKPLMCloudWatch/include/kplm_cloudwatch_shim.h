@@ -1,7 +1,7 @@
 /*
  * Private helpers of the CloudWatch sink (not part of the C ABI; hidden by
  * the export list): SHA-256 and HMAC-SHA256 from OpenSSL's libcrypto, gzip
- * from zlib and one HTTP(S) POST through libcurl. Only plain C types here, so
+ * from zlib and one HTTP(S) request through libcurl. Only plain C types here, so
  * that Swift never imports the OpenSSL, zlib or curl headers.
  */
 #ifndef KPLM_CLOUDWATCH_SHIM_H
@@ -28,10 +28,10 @@ int kplmshim_cw_gzip(const void *data, size_t len, uint8_t **out, size_t *out_le
  * at most max_out bytes. Returns 0, or -1 for bad or oversized input. */
 int kplmshim_cw_gunzip(const void *data, size_t len, size_t max_out, uint8_t **out, size_t *out_len);
 
-/** Frees what kplmshim_cw_gzip or kplmshim_cw_post allocated (NULL is ignored). */
+/** Frees what kplmshim_cw_gzip or kplmshim_cw_request allocated (NULL is ignored). */
 void kplmshim_cw_free(void *p);
 
-/** The outcome of kplmshim_cw_post. */
+/** The outcome of kplmshim_cw_request. */
 typedef struct {
     /** 0 when the server answered (see status), else the libcurl error code. */
     int curl_code;
@@ -48,14 +48,15 @@ typedef struct {
 } kplmshim_cw_response;
 
 /**
- * POSTs body to url (http:// or https://) with the given header lines
- * ("Name: value"), following no redirects, with a connect timeout and a
- * total timeout in milliseconds (both >= 1). Fills *response (always; free
- * response->body). Returns response->curl_code.
+ * Sends one request to url (http:// or https://): method "POST" or "PUT"
+ * with body (body_len bytes, may be 0), or "GET" (body ignored), with the
+ * given header lines ("Name: value"), following no redirects, with a connect
+ * timeout and a total timeout in milliseconds (both >= 1). Fills *response
+ * (always; free response->body). Returns response->curl_code.
  */
-int kplmshim_cw_post(const char *url, const char *const *headers, size_t header_count, const void *body,
-                     size_t body_len, long connect_timeout_ms, long total_timeout_ms, size_t max_body,
-                     kplmshim_cw_response *response);
+int kplmshim_cw_request(const char *method, const char *url, const char *const *headers, size_t header_count,
+                        const void *body, size_t body_len, long connect_timeout_ms, long total_timeout_ms,
+                        size_t max_body, kplmshim_cw_response *response);
 
 #ifdef __cplusplus
 }

@@ -15,9 +15,10 @@ public struct CloudWatchCredentials: Sendable, Equatable {
     }
 }
 
-/// Where the CloudWatch sink looks up credentials and its region, the way
-/// the AWS SDKs and CLI do (a subset: static keys only, no SSO, no process
-/// or web-identity providers, no instance metadata).
+/// Where the CloudWatch sink looks up static credentials and its region, the
+/// way the AWS SDKs and CLI do (then ``CloudWatchRemoteCredentials`` for the
+/// container and instance-metadata credentials; no SSO, process or
+/// web-identity providers).
 enum CloudWatchEnvironment {
     /// Reads one environment variable; injectable for tests.
     typealias Lookup = @Sendable (String) -> String?

@@ -89,7 +89,7 @@ public struct CloudWatchEndpoint: Sendable, Equatable {
     }
 }
 
-/// The transport of ``CloudWatchSink``: gzip (zlib) and one POST (libcurl),
+/// The transport of ``CloudWatchSink``: gzip (zlib) and HTTP requests (libcurl),
 /// through the private CKPLMCloudWatch shim.
 enum CloudWatchHTTP {
     /// What one POST came to.
@@ -132,6 +132,14 @@ enum CloudWatchHTTP {
     /// POSTs `body` to `url` with `headers`, within the timeouts (ms).
     static func post(_ url: String, headers: [(name: String, value: String)], body: [UInt8],
                      connectTimeoutMs: Int, totalTimeoutMs: Int) -> Outcome {
+        request("POST", url, headers: headers, body: body, connectTimeoutMs: connectTimeoutMs,
+                totalTimeoutMs: totalTimeoutMs)
+    }
+
+    /// Sends one `method` ("GET", "PUT" or "POST") request to `url` with
+    /// `headers` (and `body`, except for GET), within the timeouts (ms).
+    static func request(_ method: String, _ url: String, headers: [(name: String, value: String)],
+                        body: [UInt8] = [], connectTimeoutMs: Int, totalTimeoutMs: Int) -> Outcome {
         let lines = headers.map { "\($0.name): \($0.value)" }
         var response = kplmshim_cw_response()
         // Header lines as C strings that live through the call.
@@ -140,8 +148,8 @@ enum CloudWatchHTTP {
         let rc = cLines.withUnsafeMutableBufferPointer { lineBuffer in
             lineBuffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) { constLines in
                 body.withUnsafeBytes { b in
-                    kplmshim_cw_post(url, constLines.baseAddress, constLines.count, b.baseAddress, b.count,
-                                     connectTimeoutMs, totalTimeoutMs, maxResponseBytes, &response)
+                    kplmshim_cw_request(method, url, constLines.baseAddress, constLines.count, b.baseAddress,
+                                        b.count, connectTimeoutMs, totalTimeoutMs, maxResponseBytes, &response)
                 }
             }
         }

@@ -78,7 +78,10 @@ public struct CloudWatchSinkConfiguration: Sendable, Equatable {
 /// else (unless a profile is configured) AWS_ACCESS_KEY_ID,
 /// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; else the profile
 /// (configured, AWS_PROFILE, or "default") of AWS_SHARED_CREDENTIALS_FILE
-/// (~/.aws/credentials), then of AWS_CONFIG_FILE (~/.aws/config).
+/// (~/.aws/credentials), then of AWS_CONFIG_FILE (~/.aws/config); else the
+/// ECS/EKS container credentials endpoint or the EC2 instance metadata
+/// service (``CloudWatchRemoteCredentials``; their temporary credentials are
+/// cached until five minutes before they expire).
 ///
 /// A 2xx answer is success. A throttling answer (400 whose `__type` or
 /// x-amzn-query-error names Throttling), 429, any 5xx, or no answer at all
@@ -108,6 +111,8 @@ public final class CloudWatchSink: MetricsSink {
     /// Bodies above this size are gzipped (see ``CloudWatchSinkConfiguration/gzipThresholdBytes``).
     let gzipThreshold: Int
     private let explicitCredentials: CloudWatchCredentials?
+    /// Container or instance-metadata credentials, cached while fresh.
+    private let remoteCredentials: CloudWatchRemoteCredentials
 
     private struct State {
         var requests = 0
@@ -168,6 +173,7 @@ public final class CloudWatchSink: MetricsSink {
         self.endpoint = try CloudWatchEndpoint(parsing: c.endpoint ?? CloudWatchEndpoint.aws(region: region))
         self.configuration = c
         self.env = environment
+        self.remoteCredentials = CloudWatchRemoteCredentials(env: environment)
         self.gzipThreshold = c.gzipThresholdBytes
             ?? (endpoint.scheme == "https" ? CloudWatchSinkConfiguration.defaultGzipThresholdBytes : Int.max)
     }
@@ -181,9 +187,24 @@ public final class CloudWatchSink: MetricsSink {
     /// The HTTP status of the last answer, nil before any.
     public var lastStatus: Int? { state.withLock { $0.lastStatus } }
 
-    /// The credentials the next request would be signed with.
+    /// The credentials the next request would be signed with: the
+    /// configuration's, the environment's or the shared files' (looked up
+    /// afresh), else the container endpoint's or the instance metadata's
+    /// (``CloudWatchRemoteCredentials``, cached until shortly before they
+    /// expire). Throws `sinkFailed` saying where it looked.
     public func resolveCredentials() throws(MetricsError) -> CloudWatchCredentials {
-        try CloudWatchEnvironment.credentials(explicit: explicitCredentials, profile: configuration.profile, env: env)
+        let local: MetricsError
+        do {
+            return try CloudWatchEnvironment.credentials(explicit: explicitCredentials, profile: configuration.profile,
+                                                         env: env)
+        } catch {
+            local = error
+        }
+        do {
+            return try remoteCredentials.credentials(now: OTLPHTTP.wallClock())
+        } catch {
+            throw MetricsError(.sinkFailed, local.message + "; " + error.message)
+        }
     }
 
     /// Sends `snapshots` (see ``CloudWatchSink``). Throws ``MetricsError``

@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of the C ABI of kplm with libFuzzer, AddressSanitizer
-# and LeakSanitizer (Tests/fuzz/fuzz_abi.c; see Tests/fuzz/README.md).
+# and LeakSanitizer (see Tests/fuzz/README.md). Two targets:
+#   abi    Tests/fuzz/fuzz_abi.c: managers, puts, reads, flushes, callback
+#          sinks, against a model of the contract (the Swift core,
+#          Sources/KPLM, compiled in);
+#   sinks  Tests/fuzz/fuzz_sinks.c: the network sinks' C constructors and
+#          the ownership of the sinks they return (Sources/KPLMSinks too).
+# The Swift sources are compiled into the fuzz executables together with the
+# harnesses, all instrumented (-sanitize=fuzzer,address), so the fuzzer is
+# guided by the library's branches as well as the harness's. Only the Swift
+# toolchain is needed: its swiftc, and the clang beside it (and, for the sinks
+# target, libcurl, libcrypto and zlib, as for the library).
 #
-# The Swift core (Sources/KPLM; the harness does not drive the network sinks
-# of Sources/KPLMSinks) is compiled into the fuzz executable together
-# with the harness, both instrumented (-sanitize=fuzzer,address), so the
-# fuzzer is guided by the library's branches as well as the harness's. Only
-# the Swift toolchain is needed: its swiftc, and the clang beside it.
-#
-#   scripts/fuzz.sh [SECONDS]         build, then fuzz for SECONDS (default 60)
-#   scripts/fuzz.sh --replay          build, then run every input of
-#                                     Tests/fuzz/corpus and Tests/fuzz/crashes once
+#   scripts/fuzz.sh [SECONDS]         build, then fuzz abi for SECONDS (default
+#                                     60) and sinks for a third of that (>= 10 s)
+#   scripts/fuzz.sh --replay          build, then run every committed input of
+#                                     both targets once
 #   scripts/fuzz.sh --build           build only
 #   scripts/fuzz.sh --minimize FILE   build, then minimise a crashing input
-#   scripts/fuzz.sh --merge           build, then add to Tests/fuzz/corpus the
+#   scripts/fuzz.sh --merge           build, then add to the committed corpus the
 #                                     inputs of the work corpus that add coverage
 #   scripts/fuzz.sh --coverage [DIR]  source-based line coverage of the library
 #                                     (llvm-cov) by the corpus, crashes and DIR
 #
-# The build and the work corpus live in $KPLM_FUZZ_DIR (default build-fuzz/,
-# git-ignored); the committed corpus is only read (except by --merge). New
+# --minimize, --merge and --coverage work on one target: KPLM_FUZZ_TARGET=abi
+# (default) or sinks. Committed inputs: Tests/fuzz/corpus and crashes (abi),
+# Tests/fuzz/sinks-corpus and sinks-crashes (sinks).
+# The build and the work corpora live in $KPLM_FUZZ_DIR (default build-fuzz/,
+# git-ignored); the committed corpora are only read (except by --merge). New
 # crashes, leaks and timeouts are written to $KPLM_FUZZ_DIR/artifacts/.
 # Extra libFuzzer flags: KPLM_FUZZ_FLAGS="-use_value_profile=1 ...".
 # Exit status: non-zero on any crash, leak, timeout or violated invariant.
@@ -44,7 +52,7 @@ case "${1:-}" in
         crash_input=$(cd "$(dirname "$crash_input")" && pwd)/$(basename "$crash_input")
         ;;
     "") ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *)
         if [[ "$1" =~ ^[0-9]+$ ]]; then seconds=$1
         else echo "usage: scripts/fuzz.sh [SECONDS|--replay|--build|--merge|--minimize FILE]" >&2; exit 2
@@ -71,6 +79,13 @@ demangle=$bindir/swift-demangle
 
 swift_sources=()
 while IFS= read -r f; do swift_sources+=("$f"); done < <(find Sources/KPLM -name '*.swift' | LC_ALL=C sort)
+sink_sources=()
+while IFS= read -r f; do sink_sources+=("$f"); done < <(find Sources/KPLMSinks -name '*.swift' | LC_ALL=C sort)
+target=${KPLM_FUZZ_TARGET:-abi}
+case "$target" in
+    abi|sinks) ;;
+    *) echo "fuzz.sh: KPLM_FUZZ_TARGET must be abi or sinks, not '$target'" >&2; exit 2 ;;
+esac
 linker=()
 if [ -x "$bindir/ld.lld" ] || command -v ld.lld > /dev/null; then linker=(-use-ld=lld); fi
 export SWIFT_BACKTRACE=enable=no
@@ -80,6 +95,7 @@ export SWIFT_BACKTRACE=enable=no
 # everything built with source-based coverage, run once over the inputs.
 # --------------------------------------------------------------------------
 if [ "$mode" = coverage ]; then
+    if [ "$target" != abi ]; then echo "fuzz.sh: --coverage measures the abi target only" >&2; exit 2; fi
     cov=$out/coverage
     rm -rf "$cov" && mkdir -p "$cov"
     echo "== coverage build ($cov/fuzz_cov)"
@@ -104,18 +120,30 @@ if [ "$mode" = coverage ]; then
 fi
 
 # --------------------------------------------------------------------------
-# Build: harness and shims with clang, the Swift core with swiftc, one link.
+# Build: harnesses and C shims with clang; the core (module KPLM) and the
+# sinks (module KPLMSinks) with swiftc, one object each; two links.
 # --------------------------------------------------------------------------
 cflags=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address -std=c11 -Wall -Wextra)
+swiftflags=(-sanitize=fuzzer,address -parse-as-library -package-name kplm -swift-version 6 -O -g -wmo
+            -Iinclude -ISources/CKPLMShims/include -module-cache-path "$out/module-cache")
 
-echo "== fuzz build ($out/fuzz_abi, ${#swift_sources[@]} Swift sources)"
+echo "== fuzz build ($out/fuzz_abi, $out/fuzz_sinks; ${#swift_sources[@]} + ${#sink_sources[@]} Swift sources)"
+mkdir -p "$out/modules"
 "$clang" "${cflags[@]}" -Iinclude -c Tests/fuzz/fuzz_abi.c -o "$out/fuzz_abi.o"
+"$clang" "${cflags[@]}" -Iinclude -c Tests/fuzz/fuzz_sinks.c -o "$out/fuzz_sinks.o"
 "$clang" "${cflags[@]}" -ISources/CKPLMShims/include -c Sources/CKPLMShims/shims.c -o "$out/shims.o"
-"$swiftc" -sanitize=fuzzer,address -parse-as-library -module-name KPLM -package-name kplm -swift-version 6 \
-    -O -g -Iinclude -ISources/CKPLMShims/include \
-    -module-cache-path "$out/module-cache" \
-    "${linker[@]}" "${swift_sources[@]}" "$out/fuzz_abi.o" "$out/shims.o" -o "$out/fuzz_abi.new"
+"$clang" "${cflags[@]}" -ISources/CKPLMCloudWatch/include -c Sources/CKPLMCloudWatch/cloudwatch_shim.c \
+    -o "$out/cloudwatch_shim.o"
+"$swiftc" "${swiftflags[@]}" -module-name KPLM -c "${swift_sources[@]}" -o "$out/kplm_core.o" \
+    -emit-module -emit-module-path "$out/modules/KPLM.swiftmodule"
+"$swiftc" "${swiftflags[@]}" -module-name KPLMSinks -I "$out/modules" -ISources/CKPLMCloudWatch/include \
+    -c "${sink_sources[@]}" -o "$out/kplm_sinks.o"
+"$swiftc" -sanitize=fuzzer,address "${linker[@]}" "$out/fuzz_abi.o" "$out/kplm_core.o" "$out/shims.o" \
+    -o "$out/fuzz_abi.new"
+"$swiftc" -sanitize=fuzzer,address "${linker[@]}" "$out/fuzz_sinks.o" "$out/kplm_core.o" "$out/kplm_sinks.o" \
+    "$out/shims.o" "$out/cloudwatch_shim.o" -lcurl -lcrypto -lz -o "$out/fuzz_sinks.new"
 mv "$out/fuzz_abi.new" "$out/fuzz_abi"
+mv "$out/fuzz_sinks.new" "$out/fuzz_sinks"
 [ "$mode" = build ] && exit 0
 
 # --------------------------------------------------------------------------
@@ -125,58 +153,85 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1:h
 [ -x "$symbolizer" ] && export ASAN_SYMBOLIZER_PATH=$symbolizer
 # (SWIFT_BACKTRACE=enable=no above: the sanitizer reports crashes, the Swift
 # runtime's own backtracer would only slow every abort down.)
-
-corpus=Tests/fuzz/corpus
-crashes=Tests/fuzz/crashes
-dict=Tests/fuzz/abi.dict
-inputs=("$root/$corpus")
-if [ -d "$crashes" ] && [ -n "$(ls -A "$crashes" 2>/dev/null)" ]; then inputs+=("$root/$crashes"); fi
-mkdir -p "$out/corpus" "$out/artifacts"
-log=$out/fuzz.log
+mkdir -p "$out/artifacts"
 common=(-detect_leaks=1 -timeout=25 -rss_limit_mb=4096 -artifact_prefix="$out/artifacts/")
+
+# The committed inputs of target $1: corpus and crashes directories.
+corpus_of() { if [ "$1" = abi ]; then echo Tests/fuzz/corpus; else echo Tests/fuzz/sinks-corpus; fi; }
+crashes_of() { if [ "$1" = abi ]; then echo Tests/fuzz/crashes; else echo Tests/fuzz/sinks-crashes; fi; }
+dict_of() { if [ "$1" = abi ]; then echo Tests/fuzz/abi.dict; else echo Tests/fuzz/sinks.dict; fi; }
+inputs_of() {
+    local crashes
+    crashes=$(crashes_of "$1")
+    echo "$root/$(corpus_of "$1")"
+    if [ -d "$crashes" ] && [ -n "$(ls -A "$crashes" 2>/dev/null)" ]; then echo "$root/$crashes"; fi
+}
 
 # Stack traces name Swift functions by their mangled names: demangle them.
 show_failure() {
-    echo "== fuzz.sh: FAILURE (full log: $log); the report, demangled:"
-    sed -n '/==[0-9]*==ERROR\|fuzz_abi: invariant\|ERROR: libFuzzer\|SUMMARY:/,$p' "$log" | head -150 |
-        if [ -x "$demangle" ]; then "$demangle" --simplified; else cat; fi
+    echo "== fuzz.sh: FAILURE (full log: $1); the report, demangled:"
+    sed -n '/==[0-9]*==ERROR\|fuzz_abi: invariant\|fuzz_sinks: invariant\|ERROR: libFuzzer\|SUMMARY:/,$p' "$1" |
+        head -150 | if [ -x "$demangle" ]; then "$demangle" --simplified; else cat; fi
     ls -l "$out/artifacts" 2>/dev/null | tail -n +2 || true
 }
 
-status=0
+# run_target TARGET MODE [SECONDS]: one libFuzzer run; prints a summary.
+run_target() {
+    local t=$1 m=$2 secs=${3:-0} status=0 exe=$out/fuzz_$1 log=$out/fuzz_$1.log
+    local inputs=()
+    while IFS= read -r d; do inputs+=("$d"); done < <(inputs_of "$t")
+    mkdir -p "$out/corpus-$t"
+    case "$m" in
+    replay)
+        echo "== $t: replay every input of ${inputs[*]#$root/} once"
+        # -runs=0: execute the given corpora (each input once), do not fuzz.
+        "$exe" "${common[@]}" -runs=0 "${inputs[@]}" > "$log" 2>&1 || status=$?
+        ;;
+    minimize)
+        echo "== $t: minimise $crash_input"
+        "$exe" "${common[@]}" -minimize_crash=1 -max_total_time="${KPLM_FUZZ_MINIMIZE_SECONDS:-120}" \
+            -exact_artifact_path="$out/artifacts/minimized" "$crash_input" > "$log" 2>&1 || true
+        ls -l "$out/artifacts/minimized" && echo "replay it with: $exe $out/artifacts/minimized"
+        return 0
+        ;;
+    merge)
+        echo "== $t: merge $out/corpus-$t into $(corpus_of "$t") (only inputs that add coverage)"
+        "$exe" "${common[@]}" -merge=1 -max_len=4096 "$root/$(corpus_of "$t")" "$out/corpus-$t" > "$log" 2>&1 ||
+            status=$?
+        ;;
+    fuzz)
+        echo "== $t: fuzz for ${secs}s (one worker; work corpus $out/corpus-$t, seeds ${inputs[*]#$root/})"
+        # shellcheck disable=SC2086
+        "$exe" "${common[@]}" -max_total_time="$secs" -max_len=4096 -dict="$root/$(dict_of "$t")" \
+            -print_final_stats=1 ${KPLM_FUZZ_FLAGS:-} "$out/corpus-$t" "${inputs[@]}" > "$log" 2>&1 || status=$?
+        ;;
+    esac
+    # Summary: executions and coverage (libFuzzer's INITED/DONE lines).
+    grep -E '^#[0-9]+\s+(INITED|DONE|pulse|NEW|REDUCE)' "$log" | tail -1 || true
+    grep -E '^Done [0-9]+ runs|stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|stat::peak_rss_mb' "$log" || true
+    if [ "$m" = replay ]; then
+        echo "replayed $(ls "${inputs[@]}" | grep -vc ':$\|^$') inputs"
+    fi
+    if [ "$status" -ne 0 ]; then
+        show_failure "$log"
+        return "$status"
+    fi
+    return 0
+}
+
+# (Each run's status is checked here: a function called in a condition
+# would not stop the script under set -e.)
 case "$mode" in
 replay)
-    echo "== replay: every input of ${inputs[*]#$root/} once"
-    # -runs=0: execute the given corpora (each input once), do not fuzz.
-    "$out/fuzz_abi" "${common[@]}" -runs=0 "${inputs[@]}" > "$log" 2>&1 || status=$?
-    ;;
-minimize)
-    echo "== minimise $crash_input"
-    "$out/fuzz_abi" "${common[@]}" -minimize_crash=1 -max_total_time="${KPLM_FUZZ_MINIMIZE_SECONDS:-120}" \
-        -exact_artifact_path="$out/artifacts/minimized" "$crash_input" > "$log" 2>&1 || true
-    ls -l "$out/artifacts/minimized" && echo "replay it with: $out/fuzz_abi $out/artifacts/minimized"
-    exit 0
-    ;;
-merge)
-    echo "== merge $out/corpus into $corpus (only inputs that add coverage)"
-    "$out/fuzz_abi" "${common[@]}" -merge=1 -max_len=4096 "$root/$corpus" "$out/corpus" > "$log" 2>&1 || status=$?
+    run_target abi replay || exit $?
+    run_target sinks replay || exit $?
     ;;
 fuzz)
-    echo "== fuzz for ${seconds}s (one worker; work corpus $out/corpus, seeds ${inputs[*]#$root/})"
-    # shellcheck disable=SC2086
-    "$out/fuzz_abi" "${common[@]}" -max_total_time="$seconds" -max_len=4096 -dict="$root/$dict" \
-        -print_final_stats=1 ${KPLM_FUZZ_FLAGS:-} "$out/corpus" "${inputs[@]}" > "$log" 2>&1 || status=$?
+    sink_seconds=$((seconds / 3))
+    [ "$sink_seconds" -lt 10 ] && sink_seconds=10
+    run_target abi fuzz "$seconds" || exit $?
+    run_target sinks fuzz "$sink_seconds" || exit $?
     ;;
+*) run_target "$target" "$mode" || exit $? ;;
 esac
-
-# Summary: executions and coverage (libFuzzer's INITED/DONE lines).
-grep -E '^#[0-9]+\s+(INITED|DONE|pulse|NEW|REDUCE)' "$log" | tail -1 || true
-grep -E '^Done [0-9]+ runs|stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|stat::peak_rss_mb' "$log" || true
-if grep -q 'NOTE: fuzzing was not performed\|INITED' "$log" && [ "$mode" = replay ]; then
-    echo "replayed $(ls "${inputs[@]}" | grep -vc ':$\|^$') inputs"
-fi
-if [ "$status" -ne 0 ]; then
-    show_failure
-    exit "$status"
-fi
 echo "== fuzz.sh: no crash, leak, timeout or invariant violation"

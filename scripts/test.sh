@@ -38,12 +38,13 @@ ctest --test-dir "$build_dir" --output-on-failure --timeout 300
 # TSan, ASan + leaks, valgrind (scripts/sanitize.sh); KPLM_SKIP_SANITIZERS=1 skips them.
 if [[ ${KPLM_SKIP_SANITIZERS:-0} != 1 ]]; then scripts/sanitize.sh; fi
 
-# libFuzzer on the C ABI (scripts/fuzz.sh, Tests/fuzz/): every committed input
-# once, then a bounded coverage-guided run (KPLM_FUZZ_SECONDS, default 90);
-# KPLM_SKIP_FUZZ=1 skips it.
+# libFuzzer on the C ABI and on the sink constructors (scripts/fuzz.sh,
+# Tests/fuzz/): every committed input once, then a bounded coverage-guided run
+# (KPLM_FUZZ_SECONDS for the C ABI, default 90, and a third of it for the
+# sinks); KPLM_SKIP_FUZZ=1 skips it.
 if [[ ${KPLM_SKIP_FUZZ:-0} != 1 ]]; then
-    echo "== fuzz: replay of the committed corpus and findings"
+    echo "== fuzz: replay of the committed corpora and findings"
     scripts/fuzz.sh --replay
-    echo "== fuzz: ${KPLM_FUZZ_SECONDS:-90} s of coverage-guided fuzzing"
+    echo "== fuzz: ${KPLM_FUZZ_SECONDS:-90} s (+ a third for the sinks) of coverage-guided fuzzing"
     scripts/fuzz.sh "${KPLM_FUZZ_SECONDS:-90}"
 fi

@@ -11,6 +11,7 @@ final class BuiltinSinkBox: @unchecked Sendable {
     init(_ sink: any MetricsSink) { self.sink = sink }
 }
 
+/// Making and unwrapping built-in `kplm_sink`s (see ``BuiltinSinkBox``).
 package enum BuiltinSinks {
     /// Fills `out` with trampolines owning `sink`.
     package static func make(_ sink: any MetricsSink, _ out: UnsafeMutablePointer<kplm_sink>) {

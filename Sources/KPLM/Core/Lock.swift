@@ -11,6 +11,7 @@ package final class Locked<Value>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var value: Value
 
+    /// A lock guarding `value`.
     package init(_ value: Value) {
         self.value = value
         pthread_mutex_init(mutex, nil)

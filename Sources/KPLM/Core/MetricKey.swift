@@ -84,11 +84,13 @@ public struct MetricKey: Sendable, Hashable, Comparable, CustomStringConvertible
 /// normalisation (Swift's `String` treats canonically equivalent strings as
 /// equal, which would merge keys that C callers see as different).
 package enum ByteIdentity {
+    /// Whether `a` and `b` have the same UTF-8 bytes.
     @inline(__always)
     package static func equal(_ a: String, _ b: String) -> Bool {
         a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
     }
 
+    /// Both nil, or the same UTF-8 bytes.
     @inline(__always)
     package static func equal(_ a: String?, _ b: String?) -> Bool {
         switch (a, b) {
@@ -98,6 +100,7 @@ package enum ByteIdentity {
         }
     }
 
+    /// Feeds the length and the UTF-8 bytes of `s` to `hasher`.
     @inline(__always)
     package static func hash(_ s: String, into hasher: inout Hasher) {
         // The length first keeps ("ab", "c") apart from ("a", "bc").

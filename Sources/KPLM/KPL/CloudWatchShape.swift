@@ -254,6 +254,8 @@ public enum CloudWatchShape {
 
     // MARK: - Checks
 
+    /// Throws unless CloudWatch accepts `namespace`: 1...255 characters, not
+    /// starting with "AWS/" or ":".
     package static func checkNamespace(_ namespace: String) throws(CloudWatchShapeError) {
         let length = namespace.unicodeScalars.count
         guard length > 0 else { throw CloudWatchShapeError("CloudWatch namespace is empty") }
@@ -288,12 +290,14 @@ public enum CloudWatchShape {
         s.utf8.allSatisfy { $0 >= 0x20 && $0 <= 0x7E }
     }
 
+    /// Whether CloudWatch accepts `name` as a dimension name.
     package static func isValidDimensionName(_ name: String) -> Bool {
         // Printable ASCII, so bytes are characters.
         (1...maxDimensionNameLength).contains(name.utf8.count) && isPrintableASCII(name)
             && !isBlank(name) && name.utf8.first != UInt8(ascii: ":")
     }
 
+    /// Whether CloudWatch accepts `value` as a dimension value.
     package static func isValidDimensionValue(_ value: String) -> Bool {
         // Blank values never get here.
         value.utf8.count <= maxDimensionValueLength && isPrintableASCII(value)
@@ -352,6 +356,7 @@ public enum CloudWatchShape {
         out += v.isFinite ? v.description : "null"
     }
 
+    /// Appends `s` to `out` as a JSON string literal (quoted, escaped).
     package static func appendJSONString(_ s: String, to out: inout String) {
         out += "\""
         let needsEscape = s.utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }

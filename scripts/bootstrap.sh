@@ -13,7 +13,7 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v ninja >/dev/null || missing+=(ninja-build)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v promtool >/dev/null || missing+=(prometheus)
-# The CloudWatch sink links OpenSSL's libcrypto (SigV4), zlib (gzip) and
+# The CloudWatch sink (module KPLMSinks) links OpenSSL's libcrypto (SigV4), zlib (gzip) and
 # libcurl (HTTPS), in both the SwiftPM and the CMake build.
 pkg-config --exists libcrypto 2>/dev/null || missing+=(libssl-dev)
 pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev)

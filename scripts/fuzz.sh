@@ -127,6 +127,16 @@ cflags=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address -std=c1
 swiftflags=(-sanitize=fuzzer,address -parse-as-library -package-name kplm -swift-version 6 -O -g -wmo
             -Iinclude -ISources/CKPLMShims/include -module-cache-path "$out/module-cache")
 
+# Up to date when both executables are newer than every input of the build
+# (CI calls this script twice: replay, then fuzz).
+up_to_date() {
+    [ -x "$out/fuzz_abi" ] && [ -x "$out/fuzz_sinks" ] || return 1
+    [ -z "$(find Sources include Tests/fuzz scripts/fuzz.sh -type f \( -newer "$out/fuzz_abi" -o \
+            -newer "$out/fuzz_sinks" \) -print -quit)" ]
+}
+if up_to_date; then
+    echo "== fuzz build: $out/fuzz_abi and $out/fuzz_sinks are up to date"
+else
 echo "== fuzz build ($out/fuzz_abi, $out/fuzz_sinks; ${#swift_sources[@]} + ${#sink_sources[@]} Swift sources)"
 mkdir -p "$out/modules"
 "$clang" "${cflags[@]}" -Iinclude -c Tests/fuzz/fuzz_abi.c -o "$out/fuzz_abi.o"
@@ -144,6 +154,7 @@ mkdir -p "$out/modules"
     "$out/shims.o" "$out/cloudwatch_shim.o" -lcurl -lcrypto -lz -o "$out/fuzz_sinks.new"
 mv "$out/fuzz_abi.new" "$out/fuzz_abi"
 mv "$out/fuzz_sinks.new" "$out/fuzz_sinks"
+fi
 [ "$mode" = build ] && exit 0
 
 # --------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 import CKPLMShims
 import Glibc
 
-/// The manager's clock: monotonic seconds, the system's or an injected one.
-struct ManagerClock: Sendable {
+/// The manager's clock: monotonic seconds, the system's or an injected one;
+/// also the system clock readings the rest of kplm (and its sinks) use.
+package struct ManagerClock: Sendable {
     private let reading: (@Sendable () -> Double)?
 
     /// The system monotonic clock (coarse: buckets are whole seconds).
@@ -65,9 +66,16 @@ struct ManagerClock: Sendable {
     }
 
     /// Wall-clock (Unix) seconds, for snapshot timestamps.
-    static func wallNow() -> Double {
+    package static func wallNow() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    /// Precise monotonic seconds (CLOCK_MONOTONIC), for deadlines and waits.
+    package static func monotonicNow() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 }

@@ -92,7 +92,7 @@ final class Uploader: @unchecked Sendable {
             self.finalWork = finalWork
             pthread_cond_broadcast(condition)
         }
-        var until = Self.timespec(at: Self.monotonicNow() + timeout)
+        var until = Self.timespec(at: ManagerClock.monotonicNow() + timeout)
         while !exited {
             if pthread_cond_timedwait(condition, mutex, &until) == ETIMEDOUT { break }
         }
@@ -107,11 +107,11 @@ final class Uploader: @unchecked Sendable {
     }
 
     private func run() {
-        var deadline = Self.monotonicNow() + interval
+        var deadline = ManagerClock.monotonicNow() + interval
         while true {
             pthread_mutex_lock(mutex)
             while !stopRequested {
-                let now = Self.monotonicNow()
+                let now = ManagerClock.monotonicNow()
                 if now >= deadline { break }
                 var until = Self.timespec(at: deadline)
                 _ = pthread_cond_timedwait(condition, mutex, &until)
@@ -127,18 +127,12 @@ final class Uploader: @unchecked Sendable {
             if !tick() { break }
             // Next tick one interval later; after a long export, do not try to
             // catch up with a burst of flushes.
-            deadline = Swift.max(deadline + interval, Self.monotonicNow())
+            deadline = Swift.max(deadline + interval, ManagerClock.monotonicNow())
         }
         pthread_mutex_lock(mutex)
         exited = true
         pthread_cond_broadcast(condition)
         pthread_mutex_unlock(mutex)
-    }
-
-    private static func monotonicNow() -> Double {
-        var ts = Glibc.timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
     /// An absolute deadline; clamped to ~30 000 years so that a huge interval

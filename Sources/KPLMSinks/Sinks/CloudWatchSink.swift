@@ -201,7 +201,7 @@ public final class CloudWatchSink: MetricsSink {
             local = error
         }
         do {
-            return try remoteCredentials.credentials(now: OTLPHTTP.wallClock())
+            return try remoteCredentials.credentials(now: ManagerClock.wallNow())
         } catch {
             throw MetricsError(.sinkFailed, local.message + "; " + error.message)
         }
@@ -212,7 +212,7 @@ public final class CloudWatchSink: MetricsSink {
     public func export(_ snapshots: [MetricSnapshot]) throws {
         guard !snapshots.isEmpty else { return }
         let credentials = try resolveCredentials()
-        let wallNow = OTLPHTTP.wallClock()
+        let wallNow = ManagerClock.wallNow()
         // One batch per namespace, namespaces in order of first appearance.
         var order: [String] = []
         var groups: [String: [MetricSnapshot]] = [:]
@@ -306,8 +306,8 @@ public final class CloudWatchSink: MetricsSink {
         var attempt = 0
         while true {
             // Signed afresh at each attempt: X-Amz-Date must be recent.
-            let request = try signedRequest(body, credentials: credentials, wallNow: OTLPHTTP.wallClock())
-            let leftMs = Int(((deadline - EMFSocket.monotonicNow()) * 1000).rounded(.up))
+            let request = try signedRequest(body, credentials: credentials, wallNow: ManagerClock.wallNow())
+            let leftMs = Int(((deadline - ManagerClock.monotonicNow()) * 1000).rounded(.up))
             let failure: String
             if leftMs <= 0 {
                 failure = "timed out"
@@ -335,7 +335,7 @@ public final class CloudWatchSink: MetricsSink {
                 throw MetricsError(.sinkFailed, "CloudWatch: " + failure + (attempt > 0 ? " (after \(attempt) retries)" : ""))
             }
             let delay = Self.backoff(attempt: attempt)
-            guard EMFSocket.monotonicNow() + delay < deadline else {
+            guard ManagerClock.monotonicNow() + delay < deadline else {
                 throw MetricsError(.sinkFailed, "CloudWatch: " + failure + "; a retry in \(delay) s would pass the "
                                    + "\(configuration.timeoutMs) ms timeout")
             }

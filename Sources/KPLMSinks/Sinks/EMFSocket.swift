@@ -14,17 +14,12 @@ enum EMFSocket {
         var proto: Int32 = 0
     }
 
-    static func monotonicNow() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-    }
-
-    static func deadline(afterMs ms: Double) -> Double { monotonicNow() + ms / 1000 }
+    /// `ms` milliseconds from now, in monotonic seconds.
+    static func deadline(afterMs ms: Double) -> Double { ManagerClock.monotonicNow() + ms / 1000 }
 
     /// Milliseconds left before `deadline`, rounded up, for poll; 0 when past.
     static func remainingMs(_ deadline: Double) -> Int32 {
-        let left = (deadline - monotonicNow()) * 1000
+        let left = (deadline - ManagerClock.monotonicNow()) * 1000
         guard left > 0 else { return 0 }
         return Int32(min(left.rounded(.up), Double(Int32.max)))
     }

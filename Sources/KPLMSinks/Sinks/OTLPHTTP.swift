@@ -201,7 +201,7 @@ enum OTLPHTTP {
 
     /// The status and Retry-After of a response head; nil if its status
     /// line is not "HTTP/1.x NNN[ reason]".
-    static func parseHead(_ head: ArraySlice<UInt8>, wallNow: Double = wallClock()) -> Response? {
+    static func parseHead(_ head: ArraySlice<UInt8>, wallNow: Double = ManagerClock.wallNow()) -> Response? {
         var lines = head.split(separator: 10, omittingEmptySubsequences: false).map { line in
             line.last == 13 ? line.dropLast() : line
         }[...]
@@ -261,19 +261,12 @@ enum OTLPHTTP {
         return s
     }
 
-    /// Unix seconds now.
-    static func wallClock() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_REALTIME, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-    }
-
     /// Sleeps `seconds` (monotonic, resumed after a signal).
     static func sleep(_ seconds: Double) {
         guard seconds > 0 else { return }
-        let until = EMFSocket.monotonicNow() + seconds
+        let until = ManagerClock.monotonicNow() + seconds
         while true {
-            let left = until - EMFSocket.monotonicNow()
+            let left = until - ManagerClock.monotonicNow()
             guard left > 0 else { return }
             var request = timespec(tv_sec: Int(left), tv_nsec: Int((left - left.rounded(.down)) * 1e9))
             _ = nanosleep(&request, nil)

@@ -130,7 +130,7 @@ public final class OTLPSink: MetricsSink {
                 throw MetricsError(.sinkFailed, failure.message + (attempt > 0 ? " (after \(attempt) retries)" : ""))
             }
             let delay = wait ?? Self.backoff(attempt: attempt)
-            guard EMFSocket.monotonicNow() + delay < deadline else {
+            guard ManagerClock.monotonicNow() + delay < deadline else {
                 throw MetricsError(.sinkFailed, failure.message + "; a retry in \(delay) s would pass the "
                                    + "\(configuration.timeoutMs) ms timeout")
             }

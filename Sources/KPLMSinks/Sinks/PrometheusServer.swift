@@ -145,7 +145,7 @@ final class PrometheusServer: @unchecked Sendable {
                 case EINTR, EAGAIN, EWOULDBLOCK, ECONNABORTED, EPROTO: continue
                 default:
                     // Out of descriptors or memory: retry a little later.
-                    if wait(nil, events: 0, until: EMFSocket.monotonicNow() + 0.1) == .stopping { return }
+                    if wait(nil, events: 0, until: ManagerClock.monotonicNow() + 0.1) == .stopping { return }
                     continue
                 }
             }
@@ -175,7 +175,7 @@ final class PrometheusServer: @unchecked Sendable {
 
     /// Reads one request head, answers it, closes our side.
     private func serve(_ client: Int32) -> Wait {
-        let deadline = EMFSocket.monotonicNow() + timeout
+        let deadline = ManagerClock.monotonicNow() + timeout
         var head: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         var end: Int?
@@ -227,7 +227,7 @@ final class PrometheusServer: @unchecked Sendable {
         // (briefly): closing with unread input would reset the connection
         // and could destroy the response in flight.
         shutdown(client, Int32(SHUT_WR))
-        let lingerUntil = Swift.min(deadline, EMFSocket.monotonicNow() + 0.5)
+        let lingerUntil = Swift.min(deadline, ManagerClock.monotonicNow() + 0.5)
         while true {
             let n = recv(client, &buffer, buffer.count, Int32(MSG_DONTWAIT))
             if n > 0 || (n < 0 && errno == EINTR) { continue }

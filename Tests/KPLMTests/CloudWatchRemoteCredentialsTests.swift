@@ -37,7 +37,7 @@ final class CloudWatchRemoteCredentialsTests: XCTestCase {
     }
 
     func testJSONValuesAndParsing() throws {
-        let v = CloudWatchRemoteCredentials.jsonValue
+        let v = CloudWatchSink.jsonString
         XCTAssertEqual(v(#"{"A" : "x\/y\"z\\\u0041\n"}"#, "A"), "x/y\"z\\A\n")
         XCTAssertEqual(v(#"{"B":"1","A":"2"}"#, "A"), "2")
         XCTAssertNil(v(#"{"A": 3}"#, "A"))

@@ -134,7 +134,7 @@ final class CloudWatchSinkTests: XCTestCase {
         for attempt in 0..<12 {
             let full = min(10, 0.1 * Double(1 << min(attempt, 10)))
             for _ in 0..<20 {
-                let b = CloudWatchSink.backoff(attempt: attempt)
+                let b = RetrySchedule.backoff(attempt: attempt)
                 XCTAssertTrue(b >= full / 2 && b <= full, "\(attempt): \(b)")
             }
         }

@@ -180,67 +180,20 @@ final class CloudWatchRemoteCredentials: Sendable {
     /// The credentials of a JSON answer (AccessKeyId, SecretAccessKey, and
     /// optional Token, Expiration; a Code other than Success is a failure).
     static func parse(_ json: String, from what: String) throws(MetricsError) -> Fetched {
-        if let code = jsonValue(json, key: "Code"), code != "Success" {
+        if let code = CloudWatchSink.jsonString(json, key: "Code"), code != "Success" {
             throw MetricsError(.sinkFailed, "\(what) answered Code \(code)")
         }
-        guard let id = jsonValue(json, key: "AccessKeyId"), let secret = jsonValue(json, key: "SecretAccessKey"),
+        guard let id = CloudWatchSink.jsonString(json, key: "AccessKeyId"), let secret = CloudWatchSink.jsonString(json, key: "SecretAccessKey"),
               !id.isEmpty, !secret.isEmpty else {
             throw MetricsError(.sinkFailed, "\(what) answered without AccessKeyId and SecretAccessKey")
         }
-        for value in [id, secret] + [jsonValue(json, key: "Token")].compactMap({ $0 })
+        for value in [id, secret] + [CloudWatchSink.jsonString(json, key: "Token")].compactMap({ $0 })
         where !value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
             throw MetricsError(.sinkFailed, "\(what) answered credentials that are not printable ASCII")
         }
-        let token = jsonValue(json, key: "Token").flatMap { $0.isEmpty ? nil : $0 }
+        let token = CloudWatchSink.jsonString(json, key: "Token").flatMap { $0.isEmpty ? nil : $0 }
         return Fetched(credentials: CloudWatchCredentials(accessKeyId: id, secretAccessKey: secret, sessionToken: token),
-                       expiration: jsonValue(json, key: "Expiration").flatMap(iso8601))
-    }
-
-    /// The string value of the first `"key": "…"` member of `json`, its
-    /// escapes decoded; nil when absent or not a string.
-    static func jsonValue(_ json: String, key: String) -> String? {
-        let bytes = Array(json.utf8)
-        let needle = Array("\"\(key)\"".utf8)
-        var i = 0
-        func skipBlanks(_ j: inout Int) {
-            while j < bytes.count, bytes[j] == 32 || bytes[j] == 9 || bytes[j] == 10 || bytes[j] == 13 { j += 1 }
-        }
-        while i + needle.count <= bytes.count {
-            guard bytes[i..<(i + needle.count)].elementsEqual(needle) else { i += 1; continue }
-            var j = i + needle.count
-            skipBlanks(&j)
-            guard j < bytes.count, bytes[j] == UInt8(ascii: ":") else { i += 1; continue }
-            j += 1
-            skipBlanks(&j)
-            guard j < bytes.count, bytes[j] == UInt8(ascii: "\"") else { return nil }
-            j += 1
-            var out: [UInt8] = []
-            while j < bytes.count {
-                let b = bytes[j]
-                if b == UInt8(ascii: "\"") { return String(decoding: out, as: UTF8.self) }
-                guard b == UInt8(ascii: "\\") else { out.append(b); j += 1; continue }
-                guard j + 1 < bytes.count else { return nil }
-                let e = bytes[j + 1]
-                j += 2
-                switch e {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
-                case UInt8(ascii: "b"): out.append(8)
-                case UInt8(ascii: "f"): out.append(12)
-                case UInt8(ascii: "n"): out.append(10)
-                case UInt8(ascii: "r"): out.append(13)
-                case UInt8(ascii: "t"): out.append(9)
-                case UInt8(ascii: "u"):
-                    guard j + 4 <= bytes.count, let unit = UInt32(String(decoding: bytes[j..<(j + 4)], as: UTF8.self),
-                                                                  radix: 16) else { return nil }
-                    j += 4
-                    // Credentials are ASCII: a surrogate is not decoded further.
-                    out.append(contentsOf: Array(String(Character(Unicode.Scalar(unit) ?? "\u{FFFD}")).utf8))
-                default: return nil
-                }
-            }
-            return nil
-        }
-        return nil
+                       expiration: CloudWatchSink.jsonString(json, key: "Expiration").flatMap(iso8601))
     }
 
     /// Unix seconds of an RFC 3339 time such as "2026-11-30T10:00:00Z"

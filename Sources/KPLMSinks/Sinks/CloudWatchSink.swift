@@ -277,25 +277,49 @@ public final class CloudWatchSink: MetricsSink {
         return t.split(separator: "#").last.map(String.init) ?? t
     }
 
-    /// The string value of the first `"key":"…"` in `json` (no escapes decoded).
+    /// The string value of the first `"key": "…"` member of `json`, its
+    /// escapes decoded; nil when absent or not a string.
     static func jsonString(_ json: String, key: String) -> String? {
         let bytes = Array(json.utf8)
         let needle = Array("\"\(key)\"".utf8)
-        guard needle.count <= bytes.count else { return nil }
         var i = 0
+        func skipBlanks(_ j: inout Int) {
+            while j < bytes.count, bytes[j] == 32 || bytes[j] == 9 || bytes[j] == 10 || bytes[j] == 13 { j += 1 }
+        }
         while i + needle.count <= bytes.count {
-            if bytes[i..<(i + needle.count)].elementsEqual(needle) {
-                var j = i + needle.count
-                while j < bytes.count, bytes[j] == 32 || bytes[j] == 9 || bytes[j] == 10 || bytes[j] == 13 { j += 1 }
-                guard j < bytes.count, bytes[j] == UInt8(ascii: ":") else { i += 1; continue }
-                j += 1
-                while j < bytes.count, bytes[j] == 32 || bytes[j] == 9 || bytes[j] == 10 || bytes[j] == 13 { j += 1 }
-                guard j < bytes.count, bytes[j] == UInt8(ascii: "\"") else { return nil }
-                var k = j + 1
-                while k < bytes.count, bytes[k] != UInt8(ascii: "\"") { k += bytes[k] == UInt8(ascii: "\\") ? 2 : 1 }
-                return String(decoding: bytes[(j + 1)..<Swift.min(k, bytes.count)], as: UTF8.self)
+            guard bytes[i..<(i + needle.count)].elementsEqual(needle) else { i += 1; continue }
+            var j = i + needle.count
+            skipBlanks(&j)
+            guard j < bytes.count, bytes[j] == UInt8(ascii: ":") else { i += 1; continue }
+            j += 1
+            skipBlanks(&j)
+            guard j < bytes.count, bytes[j] == UInt8(ascii: "\"") else { return nil }
+            j += 1
+            var out: [UInt8] = []
+            while j < bytes.count {
+                let b = bytes[j]
+                if b == UInt8(ascii: "\"") { return String(decoding: out, as: UTF8.self) }
+                guard b == UInt8(ascii: "\\") else { out.append(b); j += 1; continue }
+                guard j + 1 < bytes.count else { return nil }
+                let e = bytes[j + 1]
+                j += 2
+                switch e {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
+                case UInt8(ascii: "b"): out.append(8)
+                case UInt8(ascii: "f"): out.append(12)
+                case UInt8(ascii: "n"): out.append(10)
+                case UInt8(ascii: "r"): out.append(13)
+                case UInt8(ascii: "t"): out.append(9)
+                case UInt8(ascii: "u"):
+                    guard j + 4 <= bytes.count, let unit = UInt32(String(decoding: bytes[j..<(j + 4)], as: UTF8.self),
+                                                                  radix: 16) else { return nil }
+                    j += 4
+                    // Credentials are ASCII: a surrogate is not decoded further.
+                    out.append(contentsOf: Array(String(Character(Unicode.Scalar(unit) ?? "\u{FFFD}")).utf8))
+                default: return nil
+                }
             }
-            i += 1
+            return nil
         }
         return nil
     }
@@ -331,23 +355,10 @@ public final class CloudWatchSink: MetricsSink {
                     failure = why
                 }
             }
-            guard attempt < configuration.maxRetries else {
-                throw MetricsError(.sinkFailed, "CloudWatch: " + failure + (attempt > 0 ? " (after \(attempt) retries)" : ""))
-            }
-            let delay = Self.backoff(attempt: attempt)
-            guard ManagerClock.monotonicNow() + delay < deadline else {
-                throw MetricsError(.sinkFailed, "CloudWatch: " + failure + "; a retry in \(delay) s would pass the "
-                                   + "\(configuration.timeoutMs) ms timeout")
-            }
-            OTLPHTTP.sleep(delay)
+            OTLPHTTP.sleep(try RetrySchedule.delay(afterAttempt: attempt, maxRetries: configuration.maxRetries,
+                                                   deadline: deadline, timeoutMs: configuration.timeoutMs,
+                                                   failure: "CloudWatch: " + failure))
             attempt += 1
         }
-    }
-
-    /// The wait before retry `attempt + 1`: 0.1 s × 2^attempt (at most
-    /// 10 s), less a random part of up to half (jitter).
-    static func backoff(attempt: Int) -> Double {
-        let full = Swift.min(10, 0.1 * Double(1 << Swift.min(attempt, 10)))
-        return full * Double.random(in: 0.5...1)
     }
 }

@@ -126,23 +126,10 @@ public final class OTLPSink: MetricsSink {
             case .transportFailure(let error):
                 failure = error
             }
-            guard attempt < configuration.maxRetries else {
-                throw MetricsError(.sinkFailed, failure.message + (attempt > 0 ? " (after \(attempt) retries)" : ""))
-            }
-            let delay = wait ?? Self.backoff(attempt: attempt)
-            guard ManagerClock.monotonicNow() + delay < deadline else {
-                throw MetricsError(.sinkFailed, failure.message + "; a retry in \(delay) s would pass the "
-                                   + "\(configuration.timeoutMs) ms timeout")
-            }
-            OTLPHTTP.sleep(delay)
+            OTLPHTTP.sleep(try RetrySchedule.delay(afterAttempt: attempt, maxRetries: configuration.maxRetries,
+                                                   wait: wait, deadline: deadline,
+                                                   timeoutMs: configuration.timeoutMs, failure: failure.message))
             attempt += 1
         }
-    }
-
-    /// The wait before retry `attempt + 1` without a Retry-After:
-    /// 0.1 s × 2^attempt (at most 10 s), less a random part of up to half.
-    static func backoff(attempt: Int) -> Double {
-        let full = Swift.min(10, 0.1 * Double(1 << Swift.min(attempt, 10)))
-        return full * Double.random(in: 0.5...1)
     }
 }

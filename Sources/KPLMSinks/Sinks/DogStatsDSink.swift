@@ -200,33 +200,18 @@ public final class DogStatsDSink: MetricsSink {
         }
     }
 
-    /// The first usable address of the configured host and port.
+    /// The first IPv4 or IPv6 address of the configured host and port.
     private func resolve() throws(MetricsError) -> (sockaddr_storage, socklen_t, Int32) {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV
-        var list: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(configuration.host, String(configuration.port), &hints, &list)
-        guard rc == 0, let list else {
-            let reason = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
-            throw MetricsError(.sinkFailed, "cannot resolve DogStatsD host \(configuration.host): \(reason)")
+        let addresses: [SocketAddress]
+        do {
+            addresses = try SocketAddress.resolveAll(host: configuration.host, port: configuration.port, datagram: true)
+        } catch {
+            throw MetricsError(.sinkFailed, "cannot resolve DogStatsD host \(configuration.host): \(error.reason)")
         }
-        defer { freeaddrinfo(list) }
-        var entry: UnsafeMutablePointer<addrinfo>? = list
-        while let e = entry {
-            let info = e.pointee
-            if let address = info.ai_addr, (info.ai_family == AF_INET || info.ai_family == AF_INET6),
-               Int(info.ai_addrlen) <= MemoryLayout<sockaddr_storage>.size {
-                var storage = sockaddr_storage()
-                withUnsafeMutableBytes(of: &storage) {
-                    $0.copyMemory(from: UnsafeRawBufferPointer(start: address, count: Int(info.ai_addrlen)))
-                }
-                return (storage, info.ai_addrlen, info.ai_family)
-            }
-            entry = info.ai_next
+        guard let a = addresses.first(where: { $0.family == AF_INET || $0.family == AF_INET6 }) else {
+            throw MetricsError(.sinkFailed, "DogStatsD host \(configuration.host) has no IPv4 or IPv6 address")
         }
-        throw MetricsError(.sinkFailed, "DogStatsD host \(configuration.host) has no IPv4 or IPv6 address")
+        return (a.storage, a.length, a.family)
     }
 
     fileprivate static func systemError(_ call: String, _ code: Int32) -> MetricsError {

@@ -87,7 +87,7 @@ public final class EMFSink: MetricsSink {
 
     private struct State {
         var fd: Int32 = -1
-        var udpTarget: EMFSocket.Address?
+        var udpTarget: SocketAddress?
         var dropped: [EMFDropReason: Int] = [:]
     }
 

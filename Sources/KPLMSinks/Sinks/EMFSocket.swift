@@ -5,15 +5,6 @@ import Glibc
 /// writes bounded by a deadline (monotonic seconds), UDP datagrams.
 /// Every failure is a `sinkFailed` ``MetricsError`` naming the errno.
 enum EMFSocket {
-    /// A resolved socket address.
-    struct Address: @unchecked Sendable {
-        var storage = sockaddr_storage()
-        var length: socklen_t = 0
-        var family: Int32 = 0
-        var socketType: Int32 = 0
-        var proto: Int32 = 0
-    }
-
     /// `ms` milliseconds from now, in monotonic seconds.
     static func deadline(afterMs ms: Double) -> Double { ManagerClock.monotonicNow() + ms / 1000 }
 
@@ -54,42 +45,17 @@ enum EMFSocket {
         }
     }
 
-    /// Every address of `host`:`port` (getaddrinfo; a name may block on DNS).
-    static func resolveAll(host: String, port: UInt16, datagram: Bool) throws(MetricsError) -> [Address] {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32((datagram ? SOCK_DGRAM : SOCK_STREAM).rawValue)
-        hints.ai_flags = AI_NUMERICSERV
-        var list: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(host, String(port), &hints, &list)
-        guard rc == 0, let first = list else {
-            let reason = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
-            throw MetricsError(.sinkFailed, "EMF: cannot resolve \(host): \(reason)")
+    /// Every address of `host`:`port` (a name may block on DNS).
+    static func resolveAll(host: String, port: UInt16, datagram: Bool) throws(MetricsError) -> [SocketAddress] {
+        do {
+            return try SocketAddress.resolveAll(host: host, port: port, datagram: datagram)
+        } catch {
+            throw MetricsError(.sinkFailed, "EMF: cannot resolve \(host): \(error.reason)")
         }
-        defer { freeaddrinfo(first) }
-        var out: [Address] = []
-        var cursor: UnsafeMutablePointer<addrinfo>? = first
-        while let info = cursor {
-            let ai = info.pointee
-            if let addr = ai.ai_addr, Int(ai.ai_addrlen) <= MemoryLayout<sockaddr_storage>.size {
-                var a = Address()
-                withUnsafeMutableBytes(of: &a.storage) { raw in
-                    raw.copyMemory(from: UnsafeRawBufferPointer(start: addr, count: Int(ai.ai_addrlen)))
-                }
-                a.length = ai.ai_addrlen
-                a.family = ai.ai_family
-                a.socketType = ai.ai_socktype
-                a.proto = ai.ai_protocol
-                out.append(a)
-            }
-            cursor = ai.ai_next
-        }
-        guard !out.isEmpty else { throw MetricsError(.sinkFailed, "EMF: cannot resolve \(host): no address") }
-        return out
     }
 
     /// The first address of `host`:`port`.
-    static func resolve(host: String, port: UInt16, datagram: Bool) throws(MetricsError) -> Address {
+    static func resolve(host: String, port: UInt16, datagram: Bool) throws(MetricsError) -> SocketAddress {
         try resolveAll(host: host, port: port, datagram: datagram)[0]
     }
 
@@ -99,7 +65,7 @@ enum EMFSocket {
     /// until `deadline`.
     static func connect(host: String, port: UInt16, deadline: Double) throws(MetricsError) -> Int32 {
         var lastError = MetricsError(.sinkFailed, "EMF: cannot connect to \(host):\(port)")
-        for var address in try resolveAll(host: host, port: port, datagram: false) {
+        for address in try resolveAll(host: host, port: port, datagram: false) {
             let fd = socket(address.family, address.socketType | Int32(SOCK_CLOEXEC.rawValue)
                             | Int32(SOCK_NONBLOCK.rawValue), address.proto)
             guard fd >= 0 else {
@@ -107,7 +73,7 @@ enum EMFSocket {
                 continue
             }
             do throws(MetricsError) {
-                try connect(fd, &address, deadline: deadline, label: "\(host):\(port)")
+                try connect(fd, address, deadline: deadline, label: "\(host):\(port)")
                 return fd
             } catch {
                 Glibc.close(fd)
@@ -118,12 +84,9 @@ enum EMFSocket {
         throw lastError
     }
 
-    private static func connect(_ fd: Int32, _ address: inout Address, deadline: Double,
+    private static func connect(_ fd: Int32, _ address: SocketAddress, deadline: Double,
                                 label: String) throws(MetricsError) {
-        let length = address.length
-        let rc = withUnsafePointer(to: &address.storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
-        }
+        let rc = address.withSockaddr { Glibc.connect(fd, $0, $1) }
         if rc == 0 { return }
         guard errno == EINPROGRESS || errno == EINTR else { throw failure("cannot connect to \(label)") }
         try wait(fd, for: Int16(POLLOUT), until: deadline, what: "connecting to \(label)")
@@ -185,16 +148,12 @@ enum EMFSocket {
 
     /// Sends one datagram to `target`. An ICMP "port unreachable" reported
     /// for an earlier datagram is ignored: UDP delivery is best effort.
-    static func sendDatagram(_ fd: Int32, _ bytes: [UInt8], to target: Address,
+    static func sendDatagram(_ fd: Int32, _ bytes: [UInt8], to target: SocketAddress,
                              deadline: Double) throws(MetricsError) {
-        var target = target
-        let length = target.length
         while true {
             let n = bytes.withUnsafeBytes { raw in
-                withUnsafePointer(to: &target.storage) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), $0, length)
-                    }
+                target.withSockaddr {
+                    sendto(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), $0, $1)
                 }
             }
             if n >= 0 { return }

@@ -89,31 +89,22 @@ final class PrometheusServer: @unchecked Sendable {
 
     /// A listening socket on the first address of `address` that binds.
     private static func listen(address: String, port: UInt16) throws(MetricsError) -> Int32 {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
-        var list: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(address, String(port), &hints, &list)
-        guard rc == 0, let first = list else {
-            let reason = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
-            throw MetricsError(.sinkFailed, "Prometheus: cannot resolve \(address): \(reason)")
+        let addresses: [SocketAddress]
+        do {
+            addresses = try SocketAddress.resolveAll(host: address, port: port, datagram: false, passive: true)
+        } catch {
+            throw MetricsError(.sinkFailed, "Prometheus: cannot resolve \(address): \(error.reason)")
         }
-        defer { freeaddrinfo(first) }
         var lastError = MetricsError(.sinkFailed, "Prometheus: \(address) has no usable address")
-        var cursor: UnsafeMutablePointer<addrinfo>? = first
-        while let info = cursor {
-            let ai = info.pointee
-            cursor = ai.ai_next
-            let fd = socket(ai.ai_family, ai.ai_socktype | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
-                            ai.ai_protocol)
+        for a in addresses {
+            let fd = socket(a.family, a.socketType | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), a.proto)
             guard fd >= 0 else {
                 lastError = failure("socket")
                 continue
             }
             var one: Int32 = 1
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            if Glibc.bind(fd, ai.ai_addr, ai.ai_addrlen) == 0 && Glibc.listen(fd, 64) == 0 { return fd }
+            if a.withSockaddr({ Glibc.bind(fd, $0, $1) }) == 0 && Glibc.listen(fd, 64) == 0 { return fd }
             lastError = failure("cannot listen on \(address):\(port)")
             Glibc.close(fd)
         }

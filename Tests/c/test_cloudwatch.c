@@ -61,14 +61,7 @@ static void config_init_defaults(void) {
 }
 
 /* kplm_sink_cloudwatch(c) must fail with KPLM_EINVAL and clear *out. */
-static void expect_einval(const kplm_cloudwatch_config *c, int line) {
-    kplm_sink s;
-    memset(&s, 0x5A, sizeof s);
-    kplm_status st = kplm_sink_cloudwatch(c, &s);
-    if (st != KPLM_EINVAL) test_fail(__FILE__, line, "expected KPLM_EINVAL, got %s", test_status_name(st));
-    if (!test_sink_is_cleared(&s)) test_fail(__FILE__, line, "*out not cleared on failure");
-}
-#define EXPECT_EINVAL(c) expect_einval((c), __LINE__)
+#define EXPECT_EINVAL(c) TEST_EXPECT_SINK_EINVAL(kplm_sink_cloudwatch, (c))
 
 static void base(kplm_cloudwatch_config *c) {
     kplm_cloudwatch_config_init(c);

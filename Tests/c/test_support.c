@@ -541,3 +541,13 @@ int test_sink_is_cleared(const kplm_sink *s) {
     return s->user_data == NULL && s->open == NULL && s->export_snapshots == NULL && s->record == NULL &&
            s->close == NULL;
 }
+
+kplm_sink *test_garbage_sink(kplm_sink *s) {
+    memset(s, 0x5A, sizeof *s);
+    return s;
+}
+
+void test_check_sink_einval(kplm_status st, const kplm_sink *s, const char *file, int line) {
+    if (st != KPLM_EINVAL) test_fail(file, line, "expected KPLM_EINVAL, got %s", test_status_name(st));
+    if (!test_sink_is_cleared(s)) test_fail(file, line, "*out not cleared on failure");
+}

@@ -255,4 +255,17 @@ int test_loopback_socket(int type, int backlog, uint16_t *port);
 /* Whether a kplm_sink is all cleared (a failed constructor, a release). */
 int test_sink_is_cleared(const kplm_sink *s);
 
+/* Fills *s with garbage and returns s, for a constructor that must clear it. */
+kplm_sink *test_garbage_sink(kplm_sink *s);
+/* Fails at file:line unless st is KPLM_EINVAL and *s is cleared. */
+void test_check_sink_einval(kplm_status st, const kplm_sink *s, const char *file, int line);
+/* ctor(config, &out), a built-in sink constructor, must fail with
+ * KPLM_EINVAL and clear *out. */
+#define TEST_EXPECT_SINK_EINVAL(ctor, config)                                \
+    do {                                                                     \
+        kplm_sink s_;                                                        \
+        kplm_status st_ = ctor((config), test_garbage_sink(&s_));            \
+        test_check_sink_einval(st_, &s_, __FILE__, __LINE__);                \
+    } while (0)
+
 #endif

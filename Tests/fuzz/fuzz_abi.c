@@ -161,33 +161,15 @@ static int known_issue(const char *name) {
 /* Input                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Read by the harness thread, and by a callback on the uploader thread only
- * while the harness thread waits in kplm_close (see "handoff"). */
-static const uint8_t *in_data;
-static size_t in_size, in_pos;
-
-static int in_more(void) { return in_pos < in_size; }
-static uint8_t u8(void) { return in_pos < in_size ? in_data[in_pos++] : 0; }
-static uint16_t u16(void) { uint16_t lo = u8(); return (uint16_t)(lo | (uint16_t)u8() << 8); }
-static uint32_t u32(void) { uint32_t lo = u16(); return lo | (uint32_t)u16() << 16; }
-static uint64_t u64(void) { uint64_t lo = u32(); return lo | (uint64_t)u32() << 32; }
-static double f64(void) { uint64_t b = u64(); double d; memcpy(&d, &b, sizeof d); return d; }
+/* fuzz_input.h: the input (u8() ... f64(), in_more()) and the string arena
+ * that lasts one input (keys point into it). Read by the harness thread, and
+ * by a callback on the uploader thread only while the harness thread waits
+ * in kplm_close (see "handoff"). */
+#define FUZZ_ARENA_SIZE ARENA_SIZE
+#include "fuzz_input.h"
 
 static double bits_to_double(uint64_t b) { double d; memcpy(&d, &b, sizeof d); return d; }
 static uint64_t double_to_bits(double d) { uint64_t b; memcpy(&b, &d, sizeof b); return b; }
-
-/* Strings live in an arena that lasts one input (keys point into it). */
-static char arena[ARENA_SIZE];
-static size_t arena_used;
-
-static const char *arena_copy(const void *bytes, size_t len) {
-    if (arena_used + len + 1 > ARENA_SIZE) return "arena-full";
-    char *p = arena + arena_used;
-    memcpy(p, bytes, len);
-    p[len] = 0;
-    arena_used += len + 1;
-    return p;
-}
 
 static const char *const name_table[32] = {
     "UserRecordsReceived", "UserRecordsPending", "UserRecordsPut", "UserRecordsDataPut",
@@ -223,20 +205,8 @@ static const char *get_str(void) {
     case 2: return name_table[c & 31];
     case 3: return dim_table[c & 31];
     case 4:
-    case 5: {
-        size_t len = c & 63;
-        char buf[64];
-        size_t i;
-        for (i = 0; i < len && in_more(); i++) buf[i] = (char)u8();
-        return arena_copy(buf, i);
-    }
-    case 6: {
-        size_t len = u16() % 1200;
-        if (len > in_size - in_pos) len = in_size - in_pos;
-        const char *p = arena_copy(in_data + in_pos, len);
-        in_pos += len;
-        return p;
-    }
+    case 5: return in_short_str(c & 63);
+    case 6: return in_long_str();
     default: {
         uint8_t k = u8();
         size_t len = fill_lengths[k & 15];
@@ -1556,10 +1526,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tl_harness = 1;
     tl_depth = 0;
     tl_nexpect = 0;
-    in_data = data;
-    in_size = size;
-    in_pos = 0;
-    arena_used = 0;
+    in_begin(data, size);
     call_budget = CALL_BUDGET;
     atomic_store(&handoff, -1);
     trace("---- input of %zu bytes", size);

@@ -72,26 +72,9 @@ static void trace_call(const char *ctor, unsigned flags, int status) {
 /* Input                                                                     */
 /* ------------------------------------------------------------------------ */
 
-static const uint8_t *in_data;
-static size_t in_size, in_pos;
-
-static int in_more(void) { return in_pos < in_size; }
-static uint8_t u8(void) { return in_pos < in_size ? in_data[in_pos++] : 0; }
-static uint16_t u16(void) { uint16_t lo = u8(); return (uint16_t)(lo | (uint16_t)u8() << 8); }
-static uint32_t u32(void) { uint32_t lo = u16(); return lo | (uint32_t)u16() << 16; }
-static uint64_t u64(void) { uint64_t lo = u32(); return lo | (uint64_t)u32() << 32; }
-
-static char arena[ARENA_SIZE];
-static size_t arena_used;
-
-static const char *arena_copy(const void *bytes, size_t len) {
-    if (arena_used + len + 1 > ARENA_SIZE) return "arena-full";
-    char *p = arena + arena_used;
-    memcpy(p, bytes, len);
-    p[len] = 0;
-    arena_used += len + 1;
-    return p;
-}
+/* u8() ... f64(), in_more() and the string arena (fuzz_input.h). */
+#define FUZZ_ARENA_SIZE ARENA_SIZE
+#include "fuzz_input.h"
 
 /* Strings the constructors give meaning to, and edge cases of UTF-8. */
 static const char *const string_table[32] = {
@@ -113,20 +96,8 @@ static const char *get_str(void) {
     case 0: return NULL;
     case 1: return "";
     case 2: case 3: return string_table[c & 31];
-    case 4: case 5: {
-        size_t len = c & 63;
-        char buf[64];
-        size_t i;
-        for (i = 0; i < len && in_more(); i++) buf[i] = (char)u8();
-        return arena_copy(buf, i);
-    }
-    case 6: {
-        size_t len = u16() % 1200;
-        if (len > in_size - in_pos) len = in_size - in_pos;
-        const char *p = arena_copy(in_data + in_pos, len);
-        in_pos += len;
-        return p;
-    }
+    case 4: case 5: return in_short_str(c & 63);
+    case 6: return in_long_str();
     default: {
         uint8_t k = u8();
         size_t len = fill_lengths[k & 7];
@@ -146,10 +117,7 @@ static const double double_table[16] = {
 static double get_double(void) {
     uint8_t v = u8();
     if (v < 128) return double_table[v & 15];
-    uint64_t b = u64();
-    double d;
-    memcpy(&d, &b, sizeof d);
-    return d;
+    return f64();
 }
 
 static uint16_t get_port(void) {
@@ -349,10 +317,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         LLVMFuzzerInitialize(NULL, NULL);
         initialised = 1;
     }
-    in_data = data;
-    in_size = size;
-    in_pos = 0;
-    arena_used = 0;
+    in_begin(data, size);
     /* NULL is ignored by every config initialiser. */
     kplm_dogstatsd_config_init(NULL);
     kplm_emf_config_init(NULL);

@@ -20,20 +20,8 @@ final class CKeyLayout: @unchecked Sendable {
         storage = .allocate(byteCount: dimensionBytes + stringBytes, alignment: MemoryLayout<kplm_dimension>.alignment)
         let structs = storage.bindMemory(to: kplm_dimension.self, capacity: dims.count)
         var cursor = (storage + dimensionBytes).bindMemory(to: CChar.self, capacity: stringBytes)
-        func copy(_ s: String) -> UnsafePointer<CChar> {
-            let start = cursor
-            for byte in s.utf8 {
-                cursor.pointee = CChar(bitPattern: byte)
-                cursor += 1
-            }
-            cursor.pointee = 0
-            cursor += 1
-            return UnsafePointer(start)
-        }
-        name = copy(key.name)
-        for (i, d) in dims.enumerated() {
-            (structs + i).initialize(to: kplm_dimension(name: copy(d.name), value: copy(d.value)))
-        }
+        name = CLayout.copy(key.name, &cursor)
+        CLayout.copy(dims, into: structs, &cursor)
         dimensions = dims.isEmpty ? nil : UnsafePointer(structs)
         dimensionCount = dims.count
     }

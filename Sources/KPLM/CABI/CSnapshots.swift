@@ -14,7 +14,7 @@ enum CLayout {
     }
 
     /// Copies `s` with a NUL into `cursor`, returning the copy and advancing.
-    private static func copy(_ s: String, _ cursor: inout UnsafeMutablePointer<CChar>) -> UnsafePointer<CChar> {
+    static func copy(_ s: String, _ cursor: inout UnsafeMutablePointer<CChar>) -> UnsafePointer<CChar> {
         let start = cursor
         let copied: Void? = s.utf8.withContiguousStorageIfAvailable { bytes in
             if let base = bytes.baseAddress {
@@ -33,7 +33,9 @@ enum CLayout {
         return UnsafePointer(start)
     }
 
-    private static func copy(_ dims: [MetricDimension], into out: UnsafeMutablePointer<kplm_dimension>,
+    /// Copies `dims` as C structs into `out` (trivial structs: plain stores),
+    /// their strings at `cursor`.
+    static func copy(_ dims: [MetricDimension], into out: UnsafeMutablePointer<kplm_dimension>,
                              _ cursor: inout UnsafeMutablePointer<CChar>) {
         for (i, d) in dims.enumerated() {
             out[i] = kplm_dimension(name: copy(d.name, &cursor), value: copy(d.value, &cursor))

@@ -41,18 +41,8 @@ final class Uploader: @unchecked Sendable {
         // Hold the mutex until `thread` is set: stop() reads it under the mutex.
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        let context = Unmanaged.passRetained(self).toOpaque()
-        var created = pthread_t()
-        let rc = pthread_create(&created, nil, { raw in
-            let uploader = Unmanaged<Uploader>.fromOpaque(raw!).takeRetainedValue()
-            kplmshim_set_thread_name("kplm-upload")
-            uploader.run()
-            return nil
-        }, context)
-        guard rc == 0 else {
-            Unmanaged<Uploader>.fromOpaque(context).release()
-            return nil
-        }
+        // The thread holds the uploader until run() returns.
+        guard let created = try? NamedThread.start(named: "kplm-upload", { self.run() }) else { return nil }
         thread = created
         self.created = true
     }

@@ -54,17 +54,13 @@ final class PrometheusServer: @unchecked Sendable {
         }
         (wakeRead, wakeWrite) = (pipeFds[0], pipeFds[1])
         for fd in pipeFds { Self.setFlags(fd) }
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { raw in
-            let server = Unmanaged<PrometheusServer>.fromOpaque(raw!).takeRetainedValue()
-            kplmshim_set_thread_name("kplm-prometheus")
-            server.run()
-            return nil
-        }, context)
-        guard rc == 0 else {
-            Unmanaged<PrometheusServer>.fromOpaque(context).release()
+        // The thread holds the server until run() returns.
+        do {
+            thread = try NamedThread.start(named: "kplm-prometheus") { self.run() }
+        } catch {
             for fd in [listener, wakeRead, wakeWrite] { Glibc.close(fd) }
-            throw MetricsError(.sinkFailed, "Prometheus: cannot start the server thread: \(String(cString: strerror(rc)))")
+            throw MetricsError(.sinkFailed,
+                               "Prometheus: cannot start the server thread: \(String(cString: strerror(error.code)))")
         }
     }
 

@@ -13,8 +13,25 @@ final class BuiltinSinkBox: @unchecked Sendable {
 
 /// Making and unwrapping built-in `kplm_sink`s (see ``BuiltinSinkBox``).
 package enum BuiltinSinks {
+    /// The body of a built-in sink's C constructor: clears `*out`, checks
+    /// that `config` is set and that its leading `struct_size` (read alone,
+    /// before anything else of it) is `MemoryLayout<Config>.size`, then hands
+    /// the sink `make` builds from it to `out`. KPLM_EINVAL for a NULL
+    /// argument or another size; `make`'s error as a status.
+    package static func construct<Config>(_ config: UnsafePointer<Config>?, _ out: UnsafeMutablePointer<kplm_sink>?,
+                                          _ make: (Config) throws(MetricsError) -> any MetricsSink) -> kplm_status {
+        guard let out else { return KPLM_EINVAL }
+        out.pointee = kplm_sink()
+        guard let config,
+              UnsafeRawPointer(config).load(as: UInt32.self) == UInt32(MemoryLayout<Config>.size)
+        else { return KPLM_EINVAL }
+        return statusOf { () throws(MetricsError) in
+            Self.make(try make(config.pointee), out)
+        }
+    }
+
     /// Fills `out` with trampolines owning `sink`.
-    package static func make(_ sink: any MetricsSink, _ out: UnsafeMutablePointer<kplm_sink>) {
+    static func make(_ sink: any MetricsSink, _ out: UnsafeMutablePointer<kplm_sink>) {
         var c = kplm_sink()
         c.user_data = Unmanaged.passRetained(BuiltinSinkBox(sink)).toOpaque()
         c.open = builtinOpen

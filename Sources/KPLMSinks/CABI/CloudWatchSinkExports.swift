@@ -26,13 +26,7 @@ public func kplm_cloudwatch_config_init(_ config: UnsafeMutablePointer<kplm_clou
 @c @implementation
 public func kplm_sink_cloudwatch(_ config: UnsafePointer<kplm_cloudwatch_config>?,
                                  _ out: UnsafeMutablePointer<kplm_sink>?) -> kplm_status {
-    guard let out else { return KPLM_EINVAL }
-    out.pointee = kplm_sink()
-    guard let config,
-          UnsafeRawPointer(config).load(as: UInt32.self) == UInt32(MemoryLayout<kplm_cloudwatch_config>.size)
-    else { return KPLM_EINVAL }
-    let c = config.pointee
-    return statusOf { () throws(MetricsError) in
+    BuiltinSinks.construct(config, out) { c throws(MetricsError) in
         func string(_ p: UnsafePointer<CChar>?, _ label: String) throws(MetricsError) -> String? {
             guard let p else { return nil }
             return try CArguments.string(p, limit: maxStringBytes, label: "CloudWatch \(label)")
@@ -47,7 +41,6 @@ public func kplm_sink_cloudwatch(_ config: UnsafePointer<kplm_cloudwatch_config>
             profile: try string(c.profile, "profile"),
             timeoutMs: c.timeout_ms,
             maxRetries: Int(c.max_retries))
-        let sink = try CloudWatchSink(configuration: configuration)
-        BuiltinSinks.make(sink, out)
+        return try CloudWatchSink(configuration: configuration)
     }
 }

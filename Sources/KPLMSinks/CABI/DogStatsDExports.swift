@@ -31,13 +31,7 @@ public func kplm_dogstatsd_config_init(_ config: UnsafeMutablePointer<kplm_dogst
 @c @implementation
 public func kplm_sink_dogstatsd(_ config: UnsafePointer<kplm_dogstatsd_config>?,
                                 _ out: UnsafeMutablePointer<kplm_sink>?) -> kplm_status {
-    guard let out else { return KPLM_EINVAL }
-    out.pointee = kplm_sink()
-    guard let config,
-          UnsafeRawPointer(config).load(as: UInt32.self) == UInt32(MemoryLayout<kplm_dogstatsd_config>.size)
-    else { return KPLM_EINVAL }
-    let c = config.pointee
-    return statusOf { () throws(MetricsError) in
+    BuiltinSinks.construct(config, out) { c throws(MetricsError) in
         var configuration = DogStatsDConfiguration()
         if let host = c.host {
             configuration.host = try CArguments.string(host, limit: DogStatsDConfiguration.maxHostBytes,
@@ -55,7 +49,6 @@ public func kplm_sink_dogstatsd(_ config: UnsafePointer<kplm_dogstatsd_config>?,
             }
         }
         configuration.maxDatagramBytes = Int(c.max_datagram_bytes)
-        let sink = try DogStatsDSink(configuration: configuration)
-        BuiltinSinks.make(sink, out)
+        return try DogStatsDSink(configuration: configuration)
     }
 }

@@ -29,15 +29,7 @@ public func kplm_emf_config_init(_ config: UnsafeMutablePointer<kplm_emf_config>
 @c @implementation
 public func kplm_sink_emf(_ config: UnsafePointer<kplm_emf_config>?,
                           _ out: UnsafeMutablePointer<kplm_sink>?) -> kplm_status {
-    guard let out else { return KPLM_EINVAL }
-    out.pointee = kplm_sink()
-    guard let config, config.pointee.struct_size == UInt32(MemoryLayout<kplm_emf_config>.size) else {
-        return KPLM_EINVAL
-    }
-    return statusOf { () throws(MetricsError) in
-        let sink = try EMFSink(emfConfiguration(config.pointee))
-        BuiltinSinks.make(sink, out)
-    }
+    BuiltinSinks.construct(config, out) { c throws(MetricsError) in try EMFSink(emfConfiguration(c)) }
 }
 
 /// The Swift configuration of a C one, strings checked (bounded, UTF-8).

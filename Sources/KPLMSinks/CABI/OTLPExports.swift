@@ -29,13 +29,7 @@ public func kplm_otlp_config_init(_ config: UnsafeMutablePointer<kplm_otlp_confi
 @c @implementation
 public func kplm_sink_otlp(_ config: UnsafePointer<kplm_otlp_config>?,
                            _ out: UnsafeMutablePointer<kplm_sink>?) -> kplm_status {
-    guard let out else { return KPLM_EINVAL }
-    out.pointee = kplm_sink()
-    guard let config,
-          UnsafeRawPointer(config).load(as: UInt32.self) == UInt32(MemoryLayout<kplm_otlp_config>.size)
-    else { return KPLM_EINVAL }
-    let c = config.pointee
-    return statusOf { () throws(MetricsError) in
+    BuiltinSinks.construct(config, out) { c throws(MetricsError) in
         var configuration = OTLPSinkConfiguration(timeoutMs: c.timeout_ms, maxRetries: Int(c.max_retries))
         if let endpoint = c.endpoint {
             configuration.endpoint = try CArguments.string(endpoint, limit: maxStringBytes, label: "OTLP endpoint")
@@ -43,7 +37,6 @@ public func kplm_sink_otlp(_ config: UnsafePointer<kplm_otlp_config>?,
         if let name = c.service_name {
             configuration.serviceName = try CArguments.string(name, limit: maxStringBytes, label: "OTLP service name")
         }
-        let sink = try OTLPSink(configuration: configuration)
-        BuiltinSinks.make(sink, out)
+        return try OTLPSink(configuration: configuration)
     }
 }

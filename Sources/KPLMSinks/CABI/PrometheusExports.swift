@@ -24,13 +24,7 @@ public func kplm_prometheus_config_init(_ config: UnsafeMutablePointer<kplm_prom
 @c @implementation
 public func kplm_sink_prometheus(_ config: UnsafePointer<kplm_prometheus_config>?,
                                  _ out: UnsafeMutablePointer<kplm_sink>?) -> kplm_status {
-    guard let out else { return KPLM_EINVAL }
-    out.pointee = kplm_sink()
-    guard let config,
-          UnsafeRawPointer(config).load(as: UInt32.self) == UInt32(MemoryLayout<kplm_prometheus_config>.size)
-    else { return KPLM_EINVAL }
-    let c = config.pointee
-    return statusOf { () throws(MetricsError) in
+    BuiltinSinks.construct(config, out) { c throws(MetricsError) in
         var configuration = PrometheusConfiguration()
         if let address = c.address {
             configuration.address = try CArguments.string(address, limit: PrometheusConfiguration.maxAddressBytes,
@@ -41,7 +35,6 @@ public func kplm_sink_prometheus(_ config: UnsafePointer<kplm_prometheus_config>
             configuration.prefix = try CArguments.string(prefix, limit: PrometheusConfiguration.maxPrefixBytes,
                                                          label: "Prometheus prefix")
         }
-        let sink = try PrometheusSink(configuration: configuration)
-        BuiltinSinks.make(sink, out)
+        return try PrometheusSink(configuration: configuration)
     }
 }

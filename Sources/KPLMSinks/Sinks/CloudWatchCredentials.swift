@@ -98,7 +98,7 @@ enum CloudWatchEnvironment {
             var line = Substring(rawLine)
             if line.last == "\r" { line = line.dropLast() }
             if let first = line.first, first == " " || first == "\t" { continue }
-            let trimmedLine = line.trimmingBlanks
+            let trimmedLine = line.trimmingBlanks()
             if trimmedLine.isEmpty || trimmedLine.first == "#" || trimmedLine.first == ";" { continue }
             if trimmedLine.first == "[" {
                 guard trimmedLine.last == "]" else { current = nil; continue }
@@ -108,8 +108,8 @@ enum CloudWatchEnvironment {
                 continue
             }
             guard let current, let eq = trimmedLine.firstIndex(of: "=") else { continue }
-            let key = trimmedLine[..<eq].trimmingBlanks.lowercased()
-            let value = String(trimmedLine[trimmedLine.index(after: eq)...].trimmingBlanks)
+            let key = trimmedLine[..<eq].trimmingBlanks().lowercased()
+            let value = String(trimmedLine[trimmedLine.index(after: eq)...].trimmingBlanks())
             sections[current]![key] = value
         }
         return sections
@@ -128,15 +128,5 @@ enum CloudWatchEnvironment {
         }
         guard ferror(f) == 0, bytes.count <= limit else { return nil }
         return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-extension Substring {
-    /// Without leading and trailing spaces and tabs.
-    fileprivate var trimmingBlanks: Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
     }
 }

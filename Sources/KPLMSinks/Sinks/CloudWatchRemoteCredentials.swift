@@ -250,10 +250,5 @@ final class CloudWatchRemoteCredentials: Sendable {
     static func isTrue(_ value: String?) -> Bool { value?.lowercased() == "true" }
 
     /// `s` without leading and trailing blanks and line ends.
-    static func trimmed(_ s: String) -> String {
-        var v = Substring(s)
-        while let f = v.first, f == " " || f == "\t" || f == "\n" || f == "\r" || f == "\r\n" { v = v.dropFirst() }
-        while let l = v.last, l == " " || l == "\t" || l == "\n" || l == "\r" || l == "\r\n" { v = v.dropLast() }
-        return String(v)
-    }
+    static func trimmed(_ s: String) -> String { String(Substring(s).trimmingBlanks(lineEnds: true)) }
 }

@@ -278,13 +278,3 @@ final class PrometheusServer: @unchecked Sendable {
         }
     }
 }
-
-private extension Substring {
-    /// Without leading and trailing spaces and tabs.
-    func trimmingBlanks() -> Substring {
-        var s = self
-        while s.first == " " || s.first == "\t" { s.removeFirst() }
-        while s.last == " " || s.last == "\t" { s.removeLast() }
-        return s
-    }
-}

@@ -24,8 +24,38 @@
  *    a new manager in the child. The parent is unaffected.
  *
  * Version: this header describes the ABI of KPLM_VERSION_MAJOR.MINOR.PATCH.
- * Within a major version, functions and struct fields are only ever added
- * (kplm_config.struct_size keeps older callers working).
+ * Within a major version, functions and struct fields are only ever added,
+ * and binaries keep working across versions in both directions:
+ *
+ * Struct growth (the 1.0 ABI). A program built against this header works
+ * with every later 1.x library, and a program built against a later 1.x
+ * header works with this library as long as it leaves at zero the fields
+ * this library does not know. To stay compatible a caller must:
+ *  - call the functions by the names this header gives them: several are
+ *    macros (kplm_config_init, kplm_set_sink, kplm_snapshots, kplm_query…)
+ *    that pass the library sizeof of the structs as this header lays them
+ *    out, through a *_sized function;
+ *  - initialise a config struct with its init macro, then set fields; or
+ *    with a designated initializer (fields left out are zero) whose
+ *    struct_size is sizeof the struct or 0 (0 means the 1.0 layout);
+ *  - in a sink, index the snapshots it is handed as an array of its own
+ *    kplm_snapshot (s[i]): they are laid out at the size it was built with.
+ * The library's side of it:
+ *  - Structs only grow at their end. kplm_dimension, a (name, value) pair,
+ *    never changes.
+ *  - The library never reads or writes past the caller's size. It reads an
+ *    older caller's struct up to its size (later fields keep their
+ *    defaults), and a newer caller's only if every byte past what the
+ *    library knows is zero (fields added later have 0 as their default);
+ *    otherwise KPLM_EINVAL. It writes (and lays out for callbacks) exactly
+ *    the caller's size: a newer caller sees zeros in fields the library
+ *    does not know.
+ *  - The exported symbols named like the macros keep the layouts they were
+ *    published with, for binaries built against older headers:
+ *    kplm_config_init writes the first kplm_config layout (through
+ *    max_metrics, 48 bytes on 64-bit targets), the others the 1.0 layouts.
+ *  - Built-in sinks use only the 1.0 part of kplm_sink.
+ * The 1.0 ABI is checked against a committed baseline (abi/, abidiff).
  */
 #ifndef KPLM_H
 #define KPLM_H
@@ -41,8 +71,8 @@ extern "C" {
 /* Version                                                                   */
 /* ------------------------------------------------------------------------ */
 
-#define KPLM_VERSION_MAJOR 0
-#define KPLM_VERSION_MINOR 1
+#define KPLM_VERSION_MAJOR 1
+#define KPLM_VERSION_MINOR 0
 #define KPLM_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH, for preprocessor comparisons. */
 #define KPLM_VERSION_NUMBER \
@@ -197,7 +227,9 @@ typedef struct {
 
 /**
  * Where flushed aggregates go. kplm_set_sink copies this struct; user_data
- * must stay valid until kplm_close (or kplm_free) returns.
+ * must stay valid until kplm_close (or kplm_free) returns. The callbacks are
+ * handed kplm_snapshot and kplm_event laid out as the code that called
+ * kplm_set_sink was compiled (see "Struct growth" above).
  *
  * open, export_snapshots and close are never run concurrently with each
  * other. record runs on the putting thread, inside kplm_put, possibly on
@@ -220,11 +252,12 @@ typedef struct {
 } kplm_sink;
 
 /**
- * Manager configuration. Always initialise with kplm_config_init, then set
- * the fields you need; struct_size lets later versions add fields.
+ * Manager configuration. Initialise with kplm_config_init, then set the
+ * fields you need; struct_size lets later versions add fields (0 means the
+ * 1.0 layout; see "Struct growth" above).
  */
 typedef struct {
-    uint32_t struct_size;              /**< sizeof(kplm_config), set by kplm_config_init */
+    uint32_t struct_size;              /**< sizeof(kplm_config) (or 0), set by kplm_config_init */
     kplm_level level;                  /**< default KPLM_LEVEL_NONE */
     double upload_interval_ms;         /**< default 60000; finite and > 0 */
     uint32_t window_seconds;           /**< default 60; 1..3600 */
@@ -269,14 +302,23 @@ typedef struct {
  * level filter, namespace "KinesisProducerLibrary") and sets struct_size.
  * NULL is ignored.
  * Thread-safe (touches only *config).
+ * A macro: it calls kplm_config_init_sized with this header's
+ * sizeof(kplm_config). (The exported function of the same name, for
+ * binaries built before 1.0, fills the first layout: through max_metrics.)
  */
 void kplm_config_init(kplm_config *config);
+/** kplm_config_init for a kplm_config of `size` bytes (0 = the 1.0
+ * layout): writes exactly `size` bytes (fields this library does not know
+ * are zeroed) and sets struct_size to it. */
+void kplm_config_init_sized(kplm_config *config, size_t size);
+#define kplm_config_init(config) kplm_config_init_sized((config), sizeof(kplm_config))
 
 /**
  * Creates a manager in state "new". A NULL config means the defaults.
  * On success *out owns the manager (release with kplm_free); on failure
  * *out is set to NULL.
- * Returns KPLM_OK; KPLM_EINVAL for a NULL out, an unknown struct_size or
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL out, an unknown struct_size (or a
+ * newer layout with a field this library does not know set), an unknown
  * level, an interval or export timeout that is not finite and > 0, a window
  * outside 1..3600 or max_metrics 0; KPLM_ENOMEM.
  */
@@ -290,8 +332,19 @@ kplm_status kplm_new(const kplm_config *config, kplm_manager **out);
  * Returns KPLM_OK; KPLM_EINVAL for a NULL manager or sink or a sink without
  * export_snapshots; KPLM_ESTATE once started or closed, or when called from
  * a callback of this manager.
+ * A macro over kplm_set_sink_sized, which it passes this header's sizes of
+ * kplm_sink, kplm_snapshot and kplm_event.
  */
 kplm_status kplm_set_sink(kplm_manager *m, const kplm_sink *sink);
+/** kplm_set_sink for a kplm_sink of `sink_size` bytes whose callbacks were
+ * compiled with kplm_snapshot of `snapshot_size` and kplm_event of
+ * `event_size` bytes (each 0 = the 1.0 layout); also KPLM_EINVAL for sizes
+ * below 1.0's, or a newer kplm_sink with a field this library does not
+ * know set. */
+kplm_status kplm_set_sink_sized(kplm_manager *m, const kplm_sink *sink, size_t sink_size,
+                                size_t snapshot_size, size_t event_size);
+#define kplm_set_sink(m, sink) \
+    kplm_set_sink_sized((m), (sink), sizeof(kplm_sink), sizeof(kplm_snapshot), sizeof(kplm_event))
 
 /**
  * Opens the sink, then starts the periodic uploader thread. At level NONE
@@ -350,10 +403,18 @@ kplm_status kplm_metric_put(kplm_metric *metric, double value);
  * to stop early (still KPLM_OK). Works in every state, also after close
  * (the retained window). No lock that kplm_put needs is held during visit.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL manager or visit; KPLM_ENOMEM.
+ * A macro over kplm_snapshots_sized with this header's sizeof(kplm_snapshot).
  */
 kplm_status kplm_snapshots(kplm_manager *m,
                            int (*visit)(void *user_data, const kplm_snapshot *s),
                            void *user_data);
+/** kplm_snapshots for a visit compiled with a kplm_snapshot of
+ * `snapshot_size` bytes (0 = the 1.0 layout; smaller is KPLM_EINVAL). */
+kplm_status kplm_snapshots_sized(kplm_manager *m,
+                                 int (*visit)(void *user_data, const kplm_snapshot *s),
+                                 void *user_data, size_t snapshot_size);
+#define kplm_snapshots(m, visit, user_data) \
+    kplm_snapshots_sized((m), (visit), (user_data), sizeof(kplm_snapshot))
 
 /**
  * Exports, synchronously on the calling thread, everything not yet exported
@@ -424,6 +485,13 @@ const char *kplm_namespace(const kplm_manager *m);
  */
 kplm_status kplm_query(kplm_manager *m, const char *name, const char *stream, const char *shard_id,
                        const char *error_code, uint32_t seconds, kplm_statistics *out);
+/** kplm_query writing a kplm_statistics of `out_size` bytes (0 = the 1.0
+ * layout; smaller is KPLM_EINVAL). kplm_query is a macro over it. */
+kplm_status kplm_query_sized(kplm_manager *m, const char *name, const char *stream, const char *shard_id,
+                             const char *error_code, uint32_t seconds, kplm_statistics *out,
+                             size_t out_size);
+#define kplm_query(m, name, stream, shard_id, error_code, seconds, out) \
+    kplm_query_sized((m), (name), (stream), (shard_id), (error_code), (seconds), (out), sizeof(kplm_statistics))
 
 /**
  * kplm_query for every key of one metric name, merged (all streams, shards
@@ -431,6 +499,12 @@ kplm_status kplm_query(kplm_manager *m, const char *name, const char *stream, co
  * Returns as kplm_query.
  */
 kplm_status kplm_query_name(kplm_manager *m, const char *name, uint32_t seconds, kplm_statistics *out);
+/** kplm_query_name writing a kplm_statistics of `out_size` bytes (as
+ * kplm_query_sized). kplm_query_name is a macro over it. */
+kplm_status kplm_query_name_sized(kplm_manager *m, const char *name, uint32_t seconds, kplm_statistics *out,
+                                  size_t out_size);
+#define kplm_query_name(m, name, seconds, out) \
+    kplm_query_name_sized((m), (name), (seconds), (out), sizeof(kplm_statistics))
 
 /** The unit of a metric name: the KPL's for its metrics, KPLM_UNIT_NONE
  * for any other name (or NULL). Thread-safe, no allocation. */
@@ -469,6 +543,18 @@ kplm_status kplm_cloudwatch_requests(const kplm_snapshot *s, size_t n, const cha
                                      int (*emit)(void *user_data, const char *body, size_t body_len,
                                                  size_t datums),
                                      void *user_data, size_t *dropped);
+/** kplm_cloudwatch_requests over an array of kplm_snapshot of
+ * `snapshot_size` bytes each (0 = the 1.0 layout; smaller is KPLM_EINVAL;
+ * fields this library does not know are not read). kplm_cloudwatch_requests
+ * is a macro over it. */
+kplm_status kplm_cloudwatch_requests_sized(const kplm_snapshot *s, size_t n, const char *cw_namespace,
+                                           double wall_now,
+                                           int (*emit)(void *user_data, const char *body, size_t body_len,
+                                                       size_t datums),
+                                           void *user_data, size_t *dropped, size_t snapshot_size);
+#define kplm_cloudwatch_requests(s, n, cw_namespace, wall_now, emit, user_data, dropped) \
+    kplm_cloudwatch_requests_sized((s), (n), (cw_namespace), (wall_now), (emit), (user_data), (dropped), \
+                                   sizeof(kplm_snapshot))
 
 /* ------------------------------------------------------------------------ */
 /* Built-in sinks                                                            */
@@ -480,6 +566,13 @@ kplm_status kplm_cloudwatch_requests(const kplm_snapshot *s, size_t n, const cha
  * releases it at kplm_free, after the sink's close). A sink never given to a
  * manager must be released with kplm_sink_release. Exports run on the
  * flushing thread, never on a putting one; network sends time out.
+ *
+ * Each config struct has an init macro (kplm_X_config_init) over a sized
+ * init (kplm_X_config_init_sized(config, size): writes exactly `size` bytes,
+ * 0 = the 1.0 layout) and a leading struct_size; the constructors read the
+ * config at that size (see "Struct growth" at the top: an unknown size, or
+ * a newer layout with a field this library does not know set, is
+ * KPLM_EINVAL). They write only the 1.0 part of *out.
  */
 
 /** Releases a built-in sink that was never given to kplm_set_sink. NULL,
@@ -499,6 +592,8 @@ typedef struct {
 
 /** Fills *config with the defaults and sets struct_size. NULL is ignored. */
 void kplm_dogstatsd_config_init(kplm_dogstatsd_config *config);
+void kplm_dogstatsd_config_init_sized(kplm_dogstatsd_config *config, size_t size);
+#define kplm_dogstatsd_config_init(config) kplm_dogstatsd_config_init_sized((config), sizeof(kplm_dogstatsd_config))
 
 /**
  * A DogStatsD sink: each exported snapshot becomes the lines
@@ -532,6 +627,8 @@ typedef struct {
 
 /** Fills *config with the defaults and sets struct_size. NULL is ignored. */
 void kplm_emf_config_init(kplm_emf_config *config);
+void kplm_emf_config_init_sized(kplm_emf_config *config, size_t size);
+#define kplm_emf_config_init(config) kplm_emf_config_init_sized((config), sizeof(kplm_emf_config))
 
 /**
  * An EMF sink: each export becomes EMF events (JSON objects, one per line)
@@ -554,6 +651,8 @@ typedef struct {
 
 /** Fills *config with the defaults and sets struct_size. NULL is ignored. */
 void kplm_prometheus_config_init(kplm_prometheus_config *config);
+void kplm_prometheus_config_init_sized(kplm_prometheus_config *config, size_t size);
+#define kplm_prometheus_config_init(config) kplm_prometheus_config_init_sized((config), sizeof(kplm_prometheus_config))
 
 /**
  * A Prometheus sink: serves GET /metrics on address:port from kplm_start to
@@ -584,6 +683,8 @@ typedef struct {
 
 /** Fills *config with the defaults and sets struct_size. NULL is ignored. */
 void kplm_otlp_config_init(kplm_otlp_config *config);
+void kplm_otlp_config_init_sized(kplm_otlp_config *config, size_t size);
+#define kplm_otlp_config_init(config) kplm_otlp_config_init_sized((config), sizeof(kplm_otlp_config))
 
 /**
  * An OTLP/HTTP sink: each export is one ExportMetricsServiceRequest in
@@ -616,6 +717,8 @@ typedef struct {
 
 /** Fills *config with the defaults and sets struct_size. NULL is ignored. */
 void kplm_cloudwatch_config_init(kplm_cloudwatch_config *config);
+void kplm_cloudwatch_config_init_sized(kplm_cloudwatch_config *config, size_t size);
+#define kplm_cloudwatch_config_init(config) kplm_cloudwatch_config_init_sized((config), sizeof(kplm_cloudwatch_config))
 
 /**
  * A CloudWatch sink: each export becomes PutMetricData calls (AWS JSON 1.0,

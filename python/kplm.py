@@ -77,7 +77,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
 __all__ = [
     # constants
@@ -120,7 +120,7 @@ logger = logging.getLogger("kplm")
 # --------------------------------------------------------------------------
 
 #: (MAJOR, MINOR, PATCH) of the header this binding was written against.
-ABI_VERSION: Tuple[int, int, int] = (0, 1, 0)
+ABI_VERSION: Tuple[int, int, int] = (1, 0, 0)
 #: Longest metric name accepted, in bytes (KPLM_NAME_MAX).
 NAME_MAX = 255
 #: Longest dimension value accepted, in bytes (KPLM_DIMENSION_VALUE_MAX).
@@ -420,6 +420,11 @@ class KplmSink(ctypes.Structure):
     ]
 
 
+#: The sizes kplm_set_sink_sized gets: this module's kplm_sink, kplm_snapshot
+#: and kplm_event (the library lays out what the callbacks get at those sizes).
+_SINK_SIZES = (ctypes.sizeof(KplmSink), ctypes.sizeof(KplmSnapshot), ctypes.sizeof(KplmEvent))
+
+
 class KplmConfig(ctypes.Structure):
     """``kplm_config``. Initialise with ``kplm_config_init`` (see :func:`default_config`)."""
 
@@ -449,18 +454,6 @@ class KplmStatistics(ctypes.Structure):
     ]
 
 
-class _ConfigBuffer(ctypes.Structure):
-    """A kplm_config followed by spare room.
-
-    kplm_config_init writes ``sizeof(kplm_config)`` of the *library*, which a
-    later library version may have grown; the spare room keeps such a write
-    inside memory we own, and the new fields keep their defaults.
-    """
-
-    _fields_ = [
-        ("config", KplmConfig),
-        ("_spare", ctypes.c_uint64 * 62),
-    ]
 
 
 # --------------------------------------------------------------------------
@@ -492,16 +485,21 @@ def _declare(cdll: ctypes.CDLL) -> None:
         fn.argtypes = list(argtypes)
 
     proto("kplm_config_init", None, [ctypes.POINTER(KplmConfig)])
+    proto("kplm_config_init_sized", None, [ctypes.POINTER(KplmConfig), ctypes.c_size_t])
     proto("kplm_new", st, [ctypes.POINTER(KplmConfig), ctypes.POINTER(pm)])
     proto("kplm_set_sink", st, [pm, ctypes.POINTER(KplmSink)])
+    proto("kplm_set_sink_sized", st, [pm, ctypes.POINTER(KplmSink), ctypes.c_size_t, ctypes.c_size_t,
+                                      ctypes.c_size_t])
     proto("kplm_sink_release", None, [ctypes.POINTER(KplmSink)])
     proto("kplm_dogstatsd_config_init", None, [ctypes.POINTER(KplmDogStatsDConfig)])
+    proto("kplm_dogstatsd_config_init_sized", None, [ctypes.POINTER(KplmDogStatsDConfig), ctypes.c_size_t])
     proto("kplm_sink_dogstatsd", st, [ctypes.POINTER(KplmDogStatsDConfig), ctypes.POINTER(KplmSink)])
     proto("kplm_start", st, [pm])
     proto("kplm_put", st, [pm, s, ctypes.c_double, s, s, s])
     proto("kplm_metric_get", st, [pm, s, s, s, s, ctypes.POINTER(MetricPointer)])
     proto("kplm_metric_put", st, [MetricPointer, ctypes.c_double])
     proto("kplm_snapshots", st, [pm, VISIT_FUNC, ctypes.c_void_p])
+    proto("kplm_snapshots_sized", st, [pm, VISIT_FUNC, ctypes.c_void_p, ctypes.c_size_t])
     proto("kplm_flush", st, [pm])
     proto("kplm_close", st, [pm])
     proto("kplm_free", None, [pm])
@@ -509,19 +507,28 @@ def _declare(cdll: ctypes.CDLL) -> None:
     proto("kplm_namespace", ctypes.c_char_p, [pm])
     proto("kplm_query", st, [pm, s, s, s, s, ctypes.c_uint32, ctypes.POINTER(KplmStatistics)])
     proto("kplm_query_name", st, [pm, s, ctypes.c_uint32, ctypes.POINTER(KplmStatistics)])
+    proto("kplm_query_sized", st, [pm, s, s, s, s, ctypes.c_uint32, ctypes.POINTER(KplmStatistics), ctypes.c_size_t])
+    proto("kplm_query_name_sized", st, [pm, s, ctypes.c_uint32, ctypes.POINTER(KplmStatistics), ctypes.c_size_t])
     proto("kplm_metric_unit", ctypes.c_int, [s])
     proto("kplm_metric_level", ctypes.c_int, [s])
     proto("kplm_unit_name", ctypes.c_char_p, [ctypes.c_int])
     proto("kplm_cloudwatch_requests", st,
           [ctypes.POINTER(KplmSnapshot), ctypes.c_size_t, s, ctypes.c_double, CW_EMIT_FUNC, ctypes.c_void_p,
            ctypes.POINTER(ctypes.c_size_t)])
+    proto("kplm_cloudwatch_requests_sized", st,
+          [ctypes.POINTER(KplmSnapshot), ctypes.c_size_t, s, ctypes.c_double, CW_EMIT_FUNC, ctypes.c_void_p,
+           ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t])
     proto("kplm_emf_config_init", None, [ctypes.POINTER(KplmEmfConfig)])
+    proto("kplm_emf_config_init_sized", None, [ctypes.POINTER(KplmEmfConfig), ctypes.c_size_t])
     proto("kplm_sink_emf", st, [ctypes.POINTER(KplmEmfConfig), ctypes.POINTER(KplmSink)])
     proto("kplm_prometheus_config_init", None, [ctypes.POINTER(KplmPrometheusConfig)])
+    proto("kplm_prometheus_config_init_sized", None, [ctypes.POINTER(KplmPrometheusConfig), ctypes.c_size_t])
     proto("kplm_sink_prometheus", st, [ctypes.POINTER(KplmPrometheusConfig), ctypes.POINTER(KplmSink)])
     proto("kplm_otlp_config_init", None, [ctypes.POINTER(KplmOtlpConfig)])
+    proto("kplm_otlp_config_init_sized", None, [ctypes.POINTER(KplmOtlpConfig), ctypes.c_size_t])
     proto("kplm_sink_otlp", st, [ctypes.POINTER(KplmOtlpConfig), ctypes.POINTER(KplmSink)])
     proto("kplm_cloudwatch_config_init", None, [ctypes.POINTER(KplmCloudWatchConfig)])
+    proto("kplm_cloudwatch_config_init_sized", None, [ctypes.POINTER(KplmCloudWatchConfig), ctypes.c_size_t])
     proto("kplm_sink_cloudwatch", st, [ctypes.POINTER(KplmCloudWatchConfig), ctypes.POINTER(KplmSink)])
     proto("kplm_status_string", ctypes.c_char_p, [ctypes.c_int])
     proto("kplm_version", ctypes.c_char_p, [])
@@ -696,18 +703,30 @@ def cloudwatch_requests(snapshots: Iterable["Snapshot"], namespace: _StrLike,
     emit_c = CW_EMIT_FUNC(emit)   # referenced until the call returns
     dropped = ctypes.c_size_t(0)
     now = time.time() if wall_now is None else _number(wall_now)
-    st = lib().kplm_cloudwatch_requests(array, len(items), _encode(namespace, "namespace"), now, emit_c, None,
-                                        ctypes.byref(dropped))
+    st = lib().kplm_cloudwatch_requests_sized(array, len(items), _encode(namespace, "namespace"), now, emit_c,
+                                              None, ctypes.byref(dropped), ctypes.sizeof(KplmSnapshot))
     if st != Status.OK:
         raise KplmError.from_status(st, "kplm_cloudwatch_requests")
     return bodies, int(dropped.value)
 
 
+_ConfigT = TypeVar("_ConfigT", bound=ctypes.Structure)
+
+
+def _init_config(init_sized: Any, config: _ConfigT) -> _ConfigT:
+    """``config`` filled by a ``kplm_*_config_init_sized`` function.
+
+    The size passed is this module's layout of the struct: the library writes
+    exactly that many bytes (fields this module does not know are never
+    written, fields the library does not know are zero).
+    """
+    init_sized(ctypes.byref(config), ctypes.sizeof(config))
+    return config
+
+
 def default_config() -> KplmConfig:
     """A :class:`KplmConfig` filled by ``kplm_config_init`` (a copy; fields known here)."""
-    buf = _ConfigBuffer()
-    lib().kplm_config_init(ctypes.byref(buf.config))
-    return KplmConfig.from_buffer_copy(buf.config)
+    return _init_config(lib().kplm_config_init_sized, KplmConfig())
 
 
 # --------------------------------------------------------------------------
@@ -1276,9 +1295,7 @@ class Manager:
         cap = _int_in("max_metrics", max_metrics, 0, _UINT32_MAX)
         interval = _number(upload_interval_ms)
 
-        buf = _ConfigBuffer()
-        cdll.kplm_config_init(ctypes.byref(buf.config))
-        cfg = buf.config
+        cfg = _init_config(cdll.kplm_config_init_sized, KplmConfig())
         cfg.level = level_int
         cfg.upload_interval_ms = interval
         cfg.window_seconds = window
@@ -1418,7 +1435,7 @@ class Manager:
         """Replace the sink (``kplm_set_sink``); allowed only before :meth:`start`."""
         core = self._need_core()
         struct = _build_sink(core, sink)
-        status = core.call(core.lib.kplm_set_sink, ctypes.byref(struct))
+        status = core.call(core.lib.kplm_set_sink_sized, ctypes.byref(struct), *_SINK_SIZES)
         if status and isinstance(sink, BuiltinSink):
             sink._struct = struct   # not taken: the caller still owns it
         _check(status, "kplm_set_sink")
@@ -1508,7 +1525,7 @@ class Manager:
         secs = _int_in("seconds", seconds, 0, _UINT32_MAX)
         core = self._need_core()
         out = KplmStatistics()
-        status = core.call(core.lib.kplm_query, n, s, sh, e, secs, ctypes.byref(out))
+        status = core.call(core.lib.kplm_query_sized, n, s, sh, e, secs, ctypes.byref(out), ctypes.sizeof(out))
         _check(status, f"kplm_query({_short(name)})")
         return Statistics.from_c(out)
 
@@ -1518,7 +1535,7 @@ class Manager:
         secs = _int_in("seconds", seconds, 0, _UINT32_MAX)
         core = self._need_core()
         out = KplmStatistics()
-        status = core.call(core.lib.kplm_query_name, n, secs, ctypes.byref(out))
+        status = core.call(core.lib.kplm_query_name_sized, n, secs, ctypes.byref(out), ctypes.sizeof(out))
         _check(status, f"kplm_query_name({_short(name)})")
         return Statistics.from_c(out)
 
@@ -1540,7 +1557,7 @@ class Manager:
                 _callback_leave()
 
         visitor = VISIT_FUNC(visit)  # referenced until the call returns
-        status = core.call(core.lib.kplm_snapshots, visitor, None)
+        status = core.call(core.lib.kplm_snapshots_sized, visitor, None, ctypes.sizeof(KplmSnapshot))
         del visitor
         if failure:
             raise failure[0]
@@ -1682,13 +1699,6 @@ class KplmDogStatsDConfig(ctypes.Structure):
     ]
 
 
-class _DogStatsDConfigBuffer(ctypes.Structure):
-    """A kplm_dogstatsd_config with spare room (see :class:`_ConfigBuffer`)."""
-
-    _fields_ = [
-        ("config", KplmDogStatsDConfig),
-        ("_spare", ctypes.c_uint64 * 16),
-    ]
 
 
 def dogstatsd_sink(host: Optional[_StrLike] = "127.0.0.1", port: int = 8125, prefix: Optional[_StrLike] = None,
@@ -1717,9 +1727,7 @@ def dogstatsd_sink(host: Optional[_StrLike] = "127.0.0.1", port: int = 8125, pre
     size = _int_in("max_datagram_bytes", max_datagram_bytes, 0, _UINT32_MAX)
 
     cdll = lib()
-    buf = _DogStatsDConfigBuffer()
-    cdll.kplm_dogstatsd_config_init(ctypes.byref(buf.config))
-    cfg = buf.config
+    cfg = _init_config(cdll.kplm_dogstatsd_config_init_sized, KplmDogStatsDConfig())
     if host_bytes is not None:
         cfg.host = host_bytes
     cfg.port = port_int
@@ -1782,9 +1790,8 @@ def emf_sink(destination: Union[EmfDestination, int, str] = "stdout", path: Any 
         except KeyError:
             raise InvalidArgumentError(Status.EINVAL,
                                        context=f"unknown EMF destination {destination!r}") from None
-    config = KplmEmfConfig()
     cdll = lib()
-    cdll.kplm_emf_config_init(ctypes.byref(config))
+    config = _init_config(cdll.kplm_emf_config_init_sized, KplmEmfConfig())
     config.destination = _int_in("destination", destination, _INT32_MIN, _INT32_MAX)
     # Referenced until kplm_sink_emf has returned (the library copies them).
     path_bytes = _encode(os.fspath(path), "path") if path is not None else None
@@ -1814,13 +1821,6 @@ class KplmPrometheusConfig(ctypes.Structure):
     ]
 
 
-class _PrometheusConfigBuffer(ctypes.Structure):
-    """A kplm_prometheus_config with spare room (see :class:`_ConfigBuffer`)."""
-
-    _fields_ = [
-        ("config", KplmPrometheusConfig),
-        ("_spare", ctypes.c_uint64 * 16),
-    ]
 
 
 def prometheus_sink(address: Optional[_StrLike] = "127.0.0.1", port: int = 9464,
@@ -1844,9 +1844,7 @@ def prometheus_sink(address: Optional[_StrLike] = "127.0.0.1", port: int = 9464,
     port_int = _int_in("port", port, 0, 0xFFFF)
 
     cdll = lib()
-    buf = _PrometheusConfigBuffer()
-    cdll.kplm_prometheus_config_init(ctypes.byref(buf.config))
-    cfg = buf.config
+    cfg = _init_config(cdll.kplm_prometheus_config_init_sized, KplmPrometheusConfig())
     # Referenced until kplm_sink_prometheus has returned (the library copies them).
     if address_bytes is not None:
         cfg.address = address_bytes
@@ -1875,13 +1873,6 @@ class KplmOtlpConfig(ctypes.Structure):
     ]
 
 
-class _OtlpConfigBuffer(ctypes.Structure):
-    """A kplm_otlp_config with spare room (see :class:`_ConfigBuffer`)."""
-
-    _fields_ = [
-        ("config", KplmOtlpConfig),
-        ("_spare", ctypes.c_uint64 * 16),
-    ]
 
 
 def otlp_sink(endpoint: Optional[_StrLike] = "http://127.0.0.1:4318/v1/metrics", timeout_ms: float = 5000,
@@ -1901,9 +1892,7 @@ def otlp_sink(endpoint: Optional[_StrLike] = "http://127.0.0.1:4318/v1/metrics",
     bad endpoint or a timeout that is not finite and > 0.
     """
     cdll = lib()
-    buf = _OtlpConfigBuffer()
-    cdll.kplm_otlp_config_init(ctypes.byref(buf.config))
-    config = buf.config
+    config = _init_config(cdll.kplm_otlp_config_init_sized, KplmOtlpConfig())
     # Referenced until kplm_sink_otlp has returned (the library copies them).
     endpoint_bytes = _encode(endpoint, "endpoint")
     service_bytes = _encode(service_name, "service_name")
@@ -1940,13 +1929,6 @@ class KplmCloudWatchConfig(ctypes.Structure):
     ]
 
 
-class _CloudWatchConfigBuffer(ctypes.Structure):
-    """A kplm_cloudwatch_config with spare room (see :class:`_ConfigBuffer`)."""
-
-    _fields_ = [
-        ("config", KplmCloudWatchConfig),
-        ("_spare", ctypes.c_uint64 * 16),
-    ]
 
 
 def cloudwatch_sink(region: Optional[_StrLike] = None, endpoint: Optional[_StrLike] = None,
@@ -1976,9 +1958,7 @@ def cloudwatch_sink(region: Optional[_StrLike] = None, endpoint: Optional[_StrLi
     endpoint or namespace, half a key pair, a timeout that is not > 0).
     """
     cdll = lib()
-    buf = _CloudWatchConfigBuffer()
-    cdll.kplm_cloudwatch_config_init(ctypes.byref(buf.config))
-    config = buf.config
+    config = _init_config(cdll.kplm_cloudwatch_config_init_sized, KplmCloudWatchConfig())
     # Referenced until kplm_sink_cloudwatch has returned (the library copies them).
     keep = []
     for field, value in (("region", region), ("endpoint", endpoint), ("cw_namespace", namespace),

@@ -65,8 +65,9 @@ static void null_out(void) {
 
 static void bad_struct_size(void) {
     /* offsetof(kplm_config, export_timeout_ms) is the first (0.1.0) layout's
-     * size and is accepted: see legacy_struct_size. */
-    uint32_t sizes[] = {0, 1, 4, (uint32_t)sizeof(kplm_config) - 1,
+     * size and is accepted: see legacy_struct_size; 0 means the 1.0 layout
+     * and larger sizes a newer one (Tests/abi). */
+    uint32_t sizes[] = {1, 4, (uint32_t)sizeof(kplm_config) - 1,
                         (uint32_t)offsetof(kplm_config, export_timeout_ms) - 4,
                         (uint32_t)offsetof(kplm_config, export_timeout_ms) + 4,
                         (uint32_t)sizeof(kplm_config) + 1,

@@ -54,11 +54,11 @@ static void bad_configs(void) {
     EXPECT_EINVAL(NULL);
 
     kplm_dogstatsd_config_init(&c);
-    c.struct_size = 0;
-    EXPECT_EINVAL(&c);
+    /* Not a layout; not a whole number of fields (0, and newer layouts, are
+     * accepted: Tests/abi). */
     c.struct_size = sizeof c - 8;
     EXPECT_EINVAL(&c);
-    c.struct_size = sizeof c + 8;
+    c.struct_size = sizeof c + 4;
     EXPECT_EINVAL(&c);
 
     kplm_dogstatsd_config_init(&c);

@@ -41,8 +41,8 @@ static void bad_configs(void) {
 
     c.struct_size = sizeof(kplm_emf_config) - 8;
     EXPECT_EINVAL(&c); /* short struct_size */
-    c.struct_size = sizeof(kplm_emf_config) + 8;
-    EXPECT_EINVAL(&c); /* long struct_size */
+    c.struct_size = sizeof(kplm_emf_config) + 4;
+    EXPECT_EINVAL(&c); /* not a whole number of fields (newer layouts: Tests/abi) */
 
     kplm_emf_config_init(&c);
     c.destination = (kplm_emf_destination)7;

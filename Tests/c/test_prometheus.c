@@ -82,11 +82,11 @@ static void bad_configs(void) {
     CHECK_ST(kplm_sink_prometheus(&c, NULL), KPLM_EINVAL);
     EXPECT_EINVAL(NULL);
 
-    c.struct_size = 0;
-    EXPECT_EINVAL(&c);
+    /* Not a layout; not a whole number of fields (0, and newer layouts, are
+     * accepted: Tests/abi). */
     c.struct_size = sizeof c - 8;
     EXPECT_EINVAL(&c);
-    c.struct_size = sizeof c + 8;
+    c.struct_size = sizeof c + 4;
     EXPECT_EINVAL(&c);
 
     kplm_prometheus_config_init(&c);

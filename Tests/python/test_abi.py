@@ -101,7 +101,7 @@ def test_new_with_null_out_is_einval(library):
     assert library.kplm_new(ctypes.byref(cfg), None) == kplm.Status.EINVAL
 
 
-@pytest.mark.parametrize("size", [0, 4, ctypes.sizeof(kplm.KplmConfig) - 1])
+@pytest.mark.parametrize("size", [4, ctypes.sizeof(kplm.KplmConfig) - 1, ctypes.sizeof(kplm.KplmConfig) + 4])
 def test_new_with_unknown_struct_size_is_einval(library, size):
     cfg = kplm.default_config()
     cfg.struct_size = size
@@ -220,3 +220,34 @@ def test_callback_sink_user_data_is_passed_back(library, raw_manager):
     assert library.kplm_close(raw_manager) == 0
     addr = ctypes.addressof(marker)
     assert seen == {"open": addr, "export": [(addr, 1, b"m")], "close": addr}
+
+
+def test_exported_config_init_writes_the_first_layout_only(library):
+    # Binaries built before 1.0 call the symbol kplm_config_init with the
+    # 48-byte layout of SPEC §2: nothing past it may be written.
+    raw = library["kplm_config_init"]
+    raw.restype = None
+    raw.argtypes = [ctypes.c_void_p]
+    buf = (ctypes.c_ubyte * 256)(*([0xA5] * 256))
+    raw(ctypes.addressof(buf))
+    first = kplm.KplmConfig.export_timeout_ms.offset
+    assert first == 48
+    assert bytes(buf[first:]) == b"\xa5" * (256 - first)
+    cfg = kplm.KplmConfig.from_buffer_copy(bytes(buf[:ctypes.sizeof(kplm.KplmConfig)]))
+    assert cfg.struct_size == first
+    assert cfg.max_metrics == 100000 and cfg.window_seconds == 60
+
+
+@pytest.mark.parametrize("size", [48, 72, 80, 200])
+def test_sized_config_init_writes_exactly_size_bytes(library, size):
+    # A later header's larger struct gets zeros where this library knows no field.
+    raw = library["kplm_config_init_sized"]
+    raw.restype = None
+    raw.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    buf = (ctypes.c_ubyte * 256)(*([0xA5] * 256))
+    raw(ctypes.addressof(buf), size)
+    assert bytes(buf[size:]) == b"\xa5" * (256 - size)
+    own = ctypes.sizeof(kplm.KplmConfig)
+    if size > own:
+        assert bytes(buf[own:size]) == b"\0" * (size - own)
+    assert int.from_bytes(bytes(buf[:4]), "little") == size

@@ -14,20 +14,30 @@ final class BuiltinSinkBox: @unchecked Sendable {
 /// Making and unwrapping built-in `kplm_sink`s (see ``BuiltinSinkBox``).
 package enum BuiltinSinks {
     /// The body of a built-in sink's C constructor: clears `*out`, checks
-    /// that `config` is set and that its leading `struct_size` (read alone,
-    /// before anything else of it) is `MemoryLayout<Config>.size`, then hands
-    /// the sink `make` builds from it to `out`. KPLM_EINVAL for a NULL
-    /// argument or another size; `make`'s error as a status.
-    package static func construct<Config>(_ config: UnsafePointer<Config>?, _ out: UnsafeMutablePointer<kplm_sink>?,
-                                          _ make: (Config) throws(MetricsError) -> any MetricsSink) -> kplm_status {
+    /// that `config` is set and reads it at the size its struct_size
+    /// declares (``CallerLayout``: struct_size alone first; an unknown size,
+    /// or fields this library does not know set in a newer caller's struct,
+    /// are refused), then hands the sink `make` builds from it to `out`.
+    /// KPLM_EINVAL for a NULL argument or a refused size; `make`'s error as
+    /// a status. Only the 1.0 part of `*out` is written (built-in sinks use
+    /// no field added to kplm_sink later).
+    package static func construct<Config: CConfigStruct>(
+        _ config: UnsafePointer<Config>?, _ out: UnsafeMutablePointer<kplm_sink>?,
+        _ make: (Config) throws(MetricsError) -> any MetricsSink
+    ) -> kplm_status {
         guard let out else { return KPLM_EINVAL }
-        out.pointee = kplm_sink()
-        guard let config,
-              UnsafeRawPointer(config).load(as: UInt32.self) == UInt32(MemoryLayout<Config>.size)
-        else { return KPLM_EINVAL }
-        return statusOf { () throws(MetricsError) in
-            Self.make(try make(config.pointee), out)
+        clear(out)
+        guard let config, let c = Config.callerLayout.readConfig(config, over: Config.defaults) else {
+            return KPLM_EINVAL
         }
+        return statusOf { () throws(MetricsError) in
+            Self.make(try make(c), out)
+        }
+    }
+
+    /// Zeroes the 1.0 part of a caller's kplm_sink.
+    static func clear(_ out: UnsafeMutablePointer<kplm_sink>) {
+        CallerLayouts.sink.write(kplm_sink(), to: out, size: CallerLayouts.sink.v1Size)
     }
 
     /// Fills `out` with trampolines owning `sink`.
@@ -37,7 +47,7 @@ package enum BuiltinSinks {
         c.open = builtinOpen
         c.export_snapshots = builtinExport
         c.close = builtinClose
-        out.pointee = c
+        CallerLayouts.sink.write(c, to: out, size: CallerLayouts.sink.v1Size)
     }
 
     /// The Swift sink of a built-in `kplm_sink`, taking ownership (the box
@@ -91,6 +101,8 @@ extension CLayout {
 @c @implementation
 public func kplm_sink_release(_ sink: UnsafeMutablePointer<kplm_sink>?) {
     guard let sink else { return }
-    if BuiltinSinks.isBuiltin(sink.pointee) { _ = BuiltinSinks.take(sink.pointee) }
-    sink.pointee = kplm_sink()
+    // Built-in sinks live in the 1.0 part of the struct: read and clear only that.
+    let c = CallerLayouts.sink.read(sink, size: CallerLayouts.sink.v1Size, over: kplm_sink())
+    if BuiltinSinks.isBuiltin(c) { _ = BuiltinSinks.take(c) }
+    BuiltinSinks.clear(sink)
 }

@@ -42,34 +42,48 @@ enum CLayout {
         }
     }
 
-    /// Calls `body` with `snapshots` as a C array.
-    static func withSnapshots<R>(_ snapshots: [MetricSnapshot],
+    /// Calls `body` with `snapshots` as a C array of the caller's `stride`
+    /// (see ``CallerLayout``).
+    static func withSnapshots<R>(_ snapshots: [MetricSnapshot], stride: Int,
                                  _ body: (UnsafePointer<kplm_snapshot>, Int) -> R) -> R {
+        // The dimensions and strings first, in one allocation; then the
+        // array, each struct pointing into them.
         let dimensionCount = snapshots.reduce(0) { $0 + $1.dimensions.count }
-        let snapshotBytes = snapshots.count * MemoryLayout<kplm_snapshot>.stride
         let dimensionBytes = dimensionCount * MemoryLayout<kplm_dimension>.stride
-        let total = snapshotBytes + dimensionBytes + stringBytes(snapshots)
-        return withUnsafeTemporaryAllocation(byteCount: total, alignment: MemoryLayout<kplm_snapshot>.alignment) { raw in
+        let total = dimensionBytes + stringBytes(snapshots)
+        return withUnsafeTemporaryAllocation(byteCount: Swift.max(total, 1),
+                                             alignment: MemoryLayout<kplm_dimension>.alignment) { raw in
             let base = raw.baseAddress!
-            let structs = base.bindMemory(to: kplm_snapshot.self, capacity: snapshots.count)
-            var dims = (base + snapshotBytes).bindMemory(to: kplm_dimension.self, capacity: dimensionCount)
-            var cursor = (base + snapshotBytes + dimensionBytes).bindMemory(to: CChar.self, capacity: total - snapshotBytes - dimensionBytes)
-            for (i, s) in snapshots.enumerated() {
+            var dims = base.bindMemory(to: kplm_dimension.self, capacity: dimensionCount)
+            var cursor = (base + dimensionBytes).bindMemory(to: CChar.self, capacity: total - dimensionBytes)
+            var structs: [kplm_snapshot] = []
+            structs.reserveCapacity(snapshots.count)
+            for s in snapshots {
                 let name = copy(s.name, &cursor)
                 copy(s.dimensions, into: dims, &cursor)
-                (structs + i).initialize(to: kplm_snapshot(
-                    name: name, count: UInt64(s.count), sum: s.sum, min: s.min, max: s.max,
-                    dimensions: s.dimensions.isEmpty ? nil : UnsafePointer(dims),
-                    dimension_count: s.dimensions.count,
-                    window_start: s.windowStart, window_end: s.windowEnd, timestamp_unix: s.timestampUnix))
+                var c = kplm_snapshot()
+                c.name = name
+                c.count = UInt64(s.count)
+                c.sum = s.sum
+                c.min = s.min
+                c.max = s.max
+                c.dimensions = s.dimensions.isEmpty ? nil : UnsafePointer(dims)
+                c.dimension_count = s.dimensions.count
+                c.window_start = s.windowStart
+                c.window_end = s.windowEnd
+                c.timestamp_unix = s.timestampUnix
+                structs.append(c)
                 dims += s.dimensions.count
             }
-            return body(UnsafePointer(structs), snapshots.count)
+            return CallerLayouts.snapshot.withArray(count: structs.count, stride: stride, { structs[$0] }) {
+                body($0, structs.count)
+            }
         }
     }
 
-    /// Calls `body` with `event` as a C struct.
-    static func withEvent<R>(_ event: MetricEvent, _ body: (UnsafePointer<kplm_event>) -> R) -> R {
+    /// Calls `body` with `event` as a C struct of the caller's `size` (see
+    /// ``CallerLayout``).
+    static func withEvent<R>(_ event: MetricEvent, size: Int, _ body: (UnsafePointer<kplm_event>) -> R) -> R {
         var total = event.name.utf8.count + 1
         for d in event.dimensions { total += d.name.utf8.count + d.value.utf8.count + 2 }
         let dimensionBytes = event.dimensions.count * MemoryLayout<kplm_dimension>.stride
@@ -80,10 +94,13 @@ enum CLayout {
             var cursor = (base + dimensionBytes).bindMemory(to: CChar.self, capacity: total)
             let name = copy(event.name, &cursor)
             copy(event.dimensions, into: dims, &cursor)
-            var e = kplm_event(name: name, value: event.value, timestamp: event.timestamp,
-                               dimensions: event.dimensions.isEmpty ? nil : UnsafePointer(dims),
-                               dimension_count: event.dimensions.count)
-            return body(&e)
+            var e = kplm_event()
+            e.name = name
+            e.value = event.value
+            e.timestamp = event.timestamp
+            e.dimensions = event.dimensions.isEmpty ? nil : UnsafePointer(dims)
+            e.dimension_count = event.dimensions.count
+            return CallerLayouts.event.withArray(count: 1, stride: size, { _ in e }, body)
         }
     }
 }

@@ -5,6 +5,16 @@ class CallbackSink: MetricsSink, @unchecked Sendable {
     /// The C caller's callbacks and user data; `user_data` is the caller's
     /// to keep valid until close.
     let callbacks: kplm_sink
+    /// The sizes of kplm_snapshot and kplm_event the callbacks were compiled
+    /// with: what they are handed is laid out at those sizes.
+    let strides: Strides
+
+    /// Sizes of the structs handed to the callbacks, in bytes (see
+    /// ``CallerLayout``).
+    struct Strides {
+        var snapshot = CallerLayouts.snapshot.v1Size
+        var event = CallerLayouts.event.v1Size
+    }
 
     /// The export callback's non-zero result, as a thrown error.
     struct ExportFailed: Error, CustomStringConvertible {
@@ -17,8 +27,9 @@ class CallbackSink: MetricsSink, @unchecked Sendable {
         var description: String { "open returned \(code)" }
     }
 
-    init(_ callbacks: kplm_sink) {
+    init(_ callbacks: kplm_sink, _ strides: Strides = Strides()) {
         self.callbacks = callbacks
+        self.strides = strides
     }
 
     func open() throws {
@@ -28,7 +39,7 @@ class CallbackSink: MetricsSink, @unchecked Sendable {
     }
 
     func export(_ snapshots: [MetricSnapshot]) throws {
-        let rc = CLayout.withSnapshots(snapshots) { pointer, count in
+        let rc = CLayout.withSnapshots(snapshots, stride: strides.snapshot) { pointer, count in
             callbacks.export_snapshots(callbacks.user_data, pointer, count)
         }
         if rc != 0 { throw ExportFailed(code: rc) }
@@ -43,16 +54,12 @@ extension CallbackSink: SeriesExporting {
     /// A flush's batch as one C array, strings borrowed from each series'
     /// ``CKeyLayout`` (valid during the callback).
     func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double) throws {
-        let rc = withUnsafeTemporaryAllocation(of: kplm_snapshot.self, capacity: batch.count) { buffer in
-            let base = buffer.baseAddress!
-            for (i, item) in batch.enumerated() {
-                let end = Double(item.pending.lastSecond + 1)
-                (base + i).initialize(to: item.series.cKey.snapshot(
-                    item.pending.statistics, windowStart: Double(item.pending.firstSecond), windowEnd: end,
-                    timestampUnix: wall - (now - end)))
-            }
-            return callbacks.export_snapshots(callbacks.user_data, base, batch.count)
-        }
+        let rc = CallerLayouts.snapshot.withArray(count: batch.count, stride: strides.snapshot, { i in
+            let item = batch[i]
+            let end = Double(item.pending.lastSecond + 1)
+            return item.series.cKey.snapshot(item.pending.statistics, windowStart: Double(item.pending.firstSecond),
+                                             windowEnd: end, timestampUnix: wall - (now - end))
+        }, { callbacks.export_snapshots(callbacks.user_data, $0, batch.count) })
         if rc != 0 { throw ExportFailed(code: rc) }
     }
 }
@@ -61,6 +68,6 @@ extension CallbackSink: SeriesExporting {
 final class EventfulCallbackSink: CallbackSink, EventfulMetricsSink, @unchecked Sendable {
     func record(_ event: MetricEvent) {
         guard let record = callbacks.record else { return }
-        CLayout.withEvent(event) { record(callbacks.user_data, $0) }
+        CLayout.withEvent(event, size: strides.event) { record(callbacks.user_data, $0) }
     }
 }

@@ -26,24 +26,47 @@ public func kplm_namespace(_ m: OpaquePointer?) -> UnsafePointer<CChar>? {
 public func kplm_query(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ stream: UnsafePointer<CChar>?,
                        _ shardId: UnsafePointer<CChar>?, _ errorCode: UnsafePointer<CChar>?, _ seconds: UInt32,
                        _ out: UnsafeMutablePointer<kplm_statistics>?) -> kplm_status {
-    guard let out else { return KPLM_EINVAL }
-    out.pointee = kplm_statistics(count: 0, sum: 0, min: 0, max: 0)
-    guard let manager = manager(m) else { return KPLM_EINVAL }
-    return statusOf { () throws(MetricsError) in
+    // Binaries built before 1.0: a 1.0 kplm_statistics (kplm_query_sized).
+    kplm_query_sized(m, name, stream, shardId, errorCode, seconds, out, 0)
+}
+
+@c @implementation
+public func kplm_query_sized(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ stream: UnsafePointer<CChar>?,
+                             _ shardId: UnsafePointer<CChar>?, _ errorCode: UnsafePointer<CChar>?, _ seconds: UInt32,
+                             _ out: UnsafeMutablePointer<kplm_statistics>?, _ outSize: Int) -> kplm_status {
+    answerQuery(m, out, outSize) { manager throws(MetricsError) in
         let key = try CArguments.key(manager, name, stream, shardId, errorCode)
-        out.pointee = cStatistics(try manager.statistics(key: key, lastSeconds: lastSeconds(seconds)))
+        return try manager.statistics(key: key, lastSeconds: lastSeconds(seconds))
     }
 }
 
 @c @implementation
 public func kplm_query_name(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ seconds: UInt32,
                             _ out: UnsafeMutablePointer<kplm_statistics>?) -> kplm_status {
-    guard let out else { return KPLM_EINVAL }
-    out.pointee = kplm_statistics(count: 0, sum: 0, min: 0, max: 0)
+    // Binaries built before 1.0: a 1.0 kplm_statistics (kplm_query_name_sized).
+    kplm_query_name_sized(m, name, seconds, out, 0)
+}
+
+@c @implementation
+public func kplm_query_name_sized(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ seconds: UInt32,
+                                  _ out: UnsafeMutablePointer<kplm_statistics>?, _ outSize: Int) -> kplm_status {
+    answerQuery(m, out, outSize) { manager throws(MetricsError) in
+        try manager.statistics(name: try CArguments.name(name), lastSeconds: lastSeconds(seconds))
+    }
+}
+
+/// The body of the query functions: checks `out` and its size, writes zero
+/// statistics to it, then `query`'s answer (at the caller's `outSize`, see
+/// ``CallerLayout``).
+private func answerQuery(_ m: OpaquePointer?, _ out: UnsafeMutablePointer<kplm_statistics>?, _ outSize: Int,
+                         _ query: (MetricsManager) throws(MetricsError) -> MetricStatistics) -> kplm_status {
+    let layout = CallerLayouts.statistics
+    let size = layout.size(outSize)
+    guard let out, size >= layout.v1Size else { return KPLM_EINVAL }
+    layout.write(kplm_statistics(), to: out, size: size)
     guard let manager = manager(m) else { return KPLM_EINVAL }
     return statusOf { () throws(MetricsError) in
-        let text = try CArguments.name(name)
-        out.pointee = cStatistics(try manager.statistics(name: text, lastSeconds: lastSeconds(seconds)))
+        layout.write(cStatistics(try query(manager)), to: out, size: size)
     }
 }
 
@@ -69,8 +92,13 @@ public func kplm_unit_name(_ unit: kplm_unit) -> UnsafePointer<CChar>! {
 private func lastSeconds(_ seconds: UInt32) -> Int? { seconds == KPLM_CUMULATIVE ? nil : Int(seconds) }
 
 private func cStatistics(_ s: MetricStatistics) -> kplm_statistics {
-    s.count == 0 ? kplm_statistics(count: 0, sum: 0, min: 0, max: 0)
-        : kplm_statistics(count: UInt64(s.count), sum: s.sum, min: s.min, max: s.max)
+    var c = kplm_statistics()
+    guard s.count > 0 else { return c }
+    c.count = UInt64(s.count)
+    c.sum = s.sum
+    c.min = s.min
+    c.max = s.max
+    return c
 }
 
 /// The catalogue for C callers: names compared as bytes, no String built.

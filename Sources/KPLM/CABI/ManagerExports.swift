@@ -3,30 +3,32 @@ import CKPLM
 // The lifecycle functions of kplm.h. Each is a thin adapter over
 // MetricsManager: argument checks, then the Swift call, then the status.
 
-@c @implementation
-public func kplm_config_init(_ config: UnsafeMutablePointer<kplm_config>?) {
-    guard let config else { return }
+/// The defaults of kplm_config, in this library's layout.
+private func defaultConfig() -> kplm_config {
     let defaults = MetricsConfiguration()
-    config.initialize(to: kplm_config(
-        struct_size: UInt32(MemoryLayout<kplm_config>.size),
-        level: kplm_level(rawValue: UInt32(defaults.level.rawValue)),
-        upload_interval_ms: defaults.uploadIntervalMs,
-        window_seconds: UInt32(defaults.windowSeconds),
-        clock: nil,
-        clock_user_data: nil,
-        max_metrics: UInt32(defaults.maxMetrics),
-        export_timeout_ms: defaults.exportTimeoutMs,
-        granularity: KPLM_GRANULARITY_NONE,
-        kpl_level_filter: 0,
-        metric_namespace: nil))
+    var c = kplm_config()
+    c.struct_size = UInt32(MemoryLayout<kplm_config>.size)
+    c.level = kplm_level(rawValue: UInt32(defaults.level.rawValue))
+    c.upload_interval_ms = defaults.uploadIntervalMs
+    c.window_seconds = UInt32(defaults.windowSeconds)
+    c.max_metrics = UInt32(defaults.maxMetrics)
+    c.export_timeout_ms = defaults.exportTimeoutMs
+    c.granularity = KPLM_GRANULARITY_NONE
+    return c
 }
 
-/// The sizes of kplm_config this version reads: the current layout, the
-/// first one (0.1.0, which ended after max_metrics) and the second (which
-/// ended after export_timeout_ms).
-private let configSizeCurrent = UInt32(MemoryLayout<kplm_config>.size)
-private let configSizeFirst = UInt32(MemoryLayout<kplm_config>.offset(of: \kplm_config.export_timeout_ms)!)
-private let configSizeSecond = UInt32(MemoryLayout<kplm_config>.offset(of: \kplm_config.granularity)!)
+@c @implementation
+public func kplm_config_init(_ config: UnsafeMutablePointer<kplm_config>?) {
+    // The symbol binaries built before 1.0 call: their struct is the first
+    // layout (0.1's 48 bytes, SPEC §2), whatever this header says now.
+    // Callers of the 1.0 header reach kplm_config_init_sized (a macro).
+    CallerLayouts.config.initialize(config, size: CallerLayouts.config.olderSizes[0], defaults: defaultConfig())
+}
+
+@c @implementation
+public func kplm_config_init_sized(_ config: UnsafeMutablePointer<kplm_config>?, _ size: Int) {
+    CallerLayouts.config.initialize(config, size: size, defaults: defaultConfig())
+}
 
 /// A C clock callback and its user data, called from any thread.
 private struct CClock: @unchecked Sendable {
@@ -43,13 +45,7 @@ public func kplm_new(_ config: UnsafePointer<kplm_config>?,
     if let config {
         // Read only the bytes the caller's layout has: an older, shorter
         // struct must not be read past its end. Missing fields keep defaults.
-        let size = UnsafeRawPointer(config).load(as: UInt32.self)
-        guard size == configSizeCurrent || size == configSizeFirst || size == configSizeSecond else {
-            return KPLM_EINVAL
-        }
-        var c = kplm_config()
-        kplm_config_init(&c)
-        withUnsafeMutableBytes(of: &c) { $0.copyMemory(from: UnsafeRawBufferPointer(start: config, count: Int(size))) }
+        guard let c = CallerLayouts.config.readConfig(config, over: defaultConfig()) else { return KPLM_EINVAL }
         guard let level = MetricsLevel(rawValue: Int(c.level.rawValue)) else { return KPLM_EINVAL }
         configuration.level = level
         configuration.uploadIntervalMs = c.upload_interval_ms
@@ -79,8 +75,23 @@ public func kplm_new(_ config: UnsafePointer<kplm_config>?,
 
 @c @implementation
 public func kplm_set_sink(_ m: OpaquePointer?, _ sink: UnsafePointer<kplm_sink>?) -> kplm_status {
-    guard let manager = manager(m), let sink, sink.pointee.export_snapshots != nil else { return KPLM_EINVAL }
-    let callbacks = sink.pointee
+    // The symbol binaries built before 1.0 call: every struct in its 1.0
+    // layout. Callers of the 1.0 header reach kplm_set_sink_sized (a macro).
+    kplm_set_sink_sized(m, sink, 0, 0, 0)
+}
+
+@c @implementation
+public func kplm_set_sink_sized(_ m: OpaquePointer?, _ sink: UnsafePointer<kplm_sink>?, _ sinkSize: Int,
+                                _ snapshotSize: Int, _ eventSize: Int) -> kplm_status {
+    guard let manager = manager(m), let sink else { return KPLM_EINVAL }
+    let layouts = (sink: CallerLayouts.sink, snapshot: CallerLayouts.snapshot, event: CallerLayouts.event)
+    // The callbacks index what they are handed with the caller's sizes:
+    // smaller than 1.0 cannot be laid out.
+    guard layouts.sink.accepts(sink, declared: sinkSize),
+          layouts.snapshot.size(snapshotSize) >= layouts.snapshot.v1Size,
+          layouts.event.size(eventSize) >= layouts.event.v1Size else { return KPLM_EINVAL }
+    let callbacks = layouts.sink.read(sink, size: layouts.sink.size(sinkSize), over: kplm_sink())
+    guard callbacks.export_snapshots != nil else { return KPLM_EINVAL }
     if BuiltinSinks.isBuiltin(callbacks) {
         // A built-in sink: the manager takes the Swift sink itself (and its
         // ownership) only if it can be set; otherwise the caller keeps it.
@@ -90,7 +101,10 @@ public func kplm_set_sink(_ m: OpaquePointer?, _ sink: UnsafePointer<kplm_sink>?
         if status == KPLM_OK { _ = BuiltinSinks.take(callbacks) }
         return status
     }
-    let wrapped = callbacks.record != nil ? EventfulCallbackSink(callbacks) : CallbackSink(callbacks)
+    let strides = CallbackSink.Strides(snapshot: layouts.snapshot.size(snapshotSize),
+                                       event: layouts.event.size(eventSize))
+    let wrapped = callbacks.record != nil ? EventfulCallbackSink(callbacks, strides)
+                                          : CallbackSink(callbacks, strides)
     return statusOf { () throws(MetricsError) in try manager.setSink(wrapped) }
 }
 
@@ -129,16 +143,26 @@ public func kplm_free(_ m: OpaquePointer?) {
 public func kplm_snapshots(_ m: OpaquePointer?,
                            _ visit: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<kplm_snapshot>?) -> Int32)?,
                            _ userData: UnsafeMutableRawPointer?) -> kplm_status {
-    guard let manager = manager(m), let visit else { return KPLM_EINVAL }
+    // Binaries built before 1.0: 1.0 snapshots (kplm_snapshots_sized).
+    kplm_snapshots_sized(m, visit, userData, 0)
+}
+
+@c @implementation
+public func kplm_snapshots_sized(_ m: OpaquePointer?,
+                                 _ visit: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<kplm_snapshot>?) -> Int32)?,
+                                 _ userData: UnsafeMutableRawPointer?, _ snapshotSize: Int) -> kplm_status {
+    let layout = CallerLayouts.snapshot
+    let size = layout.size(snapshotSize)
+    guard let manager = manager(m), let visit, size >= layout.v1Size else { return KPLM_EINVAL }
     if manager.context.isInherited { return KPLM_ESTATE }
     guard manager.showsKeysAsRecorded else {
         // KPL output (rollups, extra dimensions, level filter): lines built
         // first, then laid out as C structs.
         let snapshots = manager.snapshots()
         guard !snapshots.isEmpty else { return KPLM_OK }
-        CLayout.withSnapshots(snapshots) { array, count in
+        CLayout.withSnapshots(snapshots, stride: size) { array, count in
             CallbackGuard.run(for: ObjectIdentifier(manager)) {
-                for i in 0..<count where visit(userData, array + i) != 0 { break }
+                for i in 0..<count where visit(userData, layout.element(i, of: array, stride: size)) != 0 { break }
             }
         }
         return KPLM_OK
@@ -153,9 +177,9 @@ public func kplm_snapshots(_ m: OpaquePointer?,
         return true
     }
     CallbackGuard.run(for: ObjectIdentifier(manager)) {
-        for i in lines.indices {
+        for line in lines {
             // `lines` keeps each series (and so its C strings) alive.
-            if withUnsafePointer(to: &lines[i].snapshot, { visit(userData, $0) }) != 0 { break }
+            if layout.withArray(count: 1, stride: size, { _ in line.snapshot }, { visit(userData, $0) }) != 0 { break }
         }
     }
     return KPLM_OK

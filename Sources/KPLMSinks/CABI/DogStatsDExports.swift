@@ -14,18 +14,22 @@ private enum DogStatsDDefaults {
 /// sanitized and cut to 200 characters afterwards).
 private let maxTagBytes = 4096
 
+extension kplm_dogstatsd_config {
+    package static var defaults: kplm_dogstatsd_config {
+        let defaults = DogStatsDConfiguration()
+        var c = kplm_dogstatsd_config()
+        c.struct_size = UInt32(MemoryLayout<kplm_dogstatsd_config>.size)
+        c.host = DogStatsDDefaults.host
+        c.port = defaults.port
+        c.max_datagram_bytes = UInt32(defaults.maxDatagramBytes)
+        return c
+    }
+}
+
 @c @implementation
 public func kplm_dogstatsd_config_init(_ config: UnsafeMutablePointer<kplm_dogstatsd_config>?) {
-    guard let config else { return }
-    let defaults = DogStatsDConfiguration()
-    config.initialize(to: kplm_dogstatsd_config(
-        struct_size: UInt32(MemoryLayout<kplm_dogstatsd_config>.size),
-        host: DogStatsDDefaults.host,
-        port: defaults.port,
-        prefix: nil,
-        tags: nil,
-        tag_count: 0,
-        max_datagram_bytes: UInt32(defaults.maxDatagramBytes)))
+    // Binaries built before 1.0: the 1.0 layout (kplm_dogstatsd_config_init_sized).
+    kplm_dogstatsd_config.initialize(config, size: 0)
 }
 
 @c @implementation

@@ -12,18 +12,22 @@ private enum EMFDefaults {
 /// Longest path accepted, in bytes (Linux PATH_MAX less the NUL).
 private let maxPathBytes = 4095
 
+extension kplm_emf_config {
+    package static var defaults: kplm_emf_config {
+        var c = kplm_emf_config()
+        c.struct_size = UInt32(MemoryLayout<kplm_emf_config>.size)
+        c.destination = KPLM_EMF_STDOUT
+        c.host = EMFDefaults.host
+        c.port = EMFSinkConfiguration.defaultAgentPort
+        c.timeout_ms = EMFSinkConfiguration().timeoutMs
+        return c
+    }
+}
+
 @c @implementation
 public func kplm_emf_config_init(_ config: UnsafeMutablePointer<kplm_emf_config>?) {
-    guard let config else { return }
-    let defaults = EMFSinkConfiguration()
-    config.pointee = kplm_emf_config(
-        struct_size: UInt32(MemoryLayout<kplm_emf_config>.size),
-        destination: KPLM_EMF_STDOUT,
-        path: nil,
-        host: EMFDefaults.host,
-        port: EMFSinkConfiguration.defaultAgentPort,
-        cw_namespace: nil,
-        timeout_ms: defaults.timeoutMs)
+    // Binaries built before 1.0: the 1.0 layout (kplm_emf_config_init_sized).
+    kplm_emf_config.initialize(config, size: 0)
 }
 
 @c @implementation

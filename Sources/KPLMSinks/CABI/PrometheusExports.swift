@@ -11,14 +11,21 @@ private enum PrometheusDefaults {
     nonisolated(unsafe) static let prefix = UnsafePointer(strdup(PrometheusConfiguration().prefix)!)
 }
 
+extension kplm_prometheus_config {
+    package static var defaults: kplm_prometheus_config {
+        var c = kplm_prometheus_config()
+        c.struct_size = UInt32(MemoryLayout<kplm_prometheus_config>.size)
+        c.address = PrometheusDefaults.address
+        c.port = PrometheusConfiguration().port
+        c.prefix = PrometheusDefaults.prefix
+        return c
+    }
+}
+
 @c @implementation
 public func kplm_prometheus_config_init(_ config: UnsafeMutablePointer<kplm_prometheus_config>?) {
-    guard let config else { return }
-    config.initialize(to: kplm_prometheus_config(
-        struct_size: UInt32(MemoryLayout<kplm_prometheus_config>.size),
-        address: PrometheusDefaults.address,
-        port: PrometheusConfiguration().port,
-        prefix: PrometheusDefaults.prefix))
+    // Binaries built before 1.0: the 1.0 layout (kplm_prometheus_config_init_sized).
+    kplm_prometheus_config.initialize(config, size: 0)
 }
 
 @c @implementation

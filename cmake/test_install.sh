@@ -25,7 +25,7 @@ step "install into $prefix"
 step "installed files"
 (cd "$prefix" && find . \( -type f -o -type l \) | sort)
 for f in include/kplm.h \
-         lib/libkplm.so lib/libkplm.so.0 lib/libkplm.so.0.1.0 \
+         lib/libkplm.so lib/libkplm.so.1 lib/libkplm.so.1.0.0 \
          lib/pkgconfig/kplm.pc \
          lib/cmake/kplm/kplmConfig.cmake \
          lib/cmake/kplm/kplmConfigVersion.cmake \
@@ -33,7 +33,7 @@ for f in include/kplm.h \
     [ -e "$prefix/$f" ] || fail "missing $f"
 done
 [ -L "$prefix/lib/libkplm.so" ] || fail "lib/libkplm.so is not a symlink"
-[ -L "$prefix/lib/libkplm.so.0" ] || fail "lib/libkplm.so.0 is not a symlink"
+[ -L "$prefix/lib/libkplm.so.1" ] || fail "lib/libkplm.so.1 is not a symlink"
 grep -q "^prefix=$prefix\$" "$prefix/lib/pkgconfig/kplm.pc" \
     || { cat "$prefix/lib/pkgconfig/kplm.pc"; fail "kplm.pc does not name the install prefix"; }
 
@@ -53,15 +53,15 @@ exe=$tmp/build/kplm_consumer
 # The executable must find the installed library (build RPATH), not the
 # build tree's.
 ldd "$exe" | grep libkplm
-ldd "$exe" | grep -q "libkplm.so.0 => $prefix/lib/libkplm.so.0" \
-    || fail "the CMake consumer does not load $prefix/lib/libkplm.so.0"
+ldd "$exe" | grep -q "libkplm.so.1 => $prefix/lib/libkplm.so.1" \
+    || fail "the CMake consumer does not load $prefix/lib/libkplm.so.1"
 "$exe"
 
 step "pkg-config consumer"
 PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 export PKG_CONFIG_PATH
 version=$(pkg-config --modversion kplm)
-[ "$version" = "0.1.0" ] || fail "pkg-config --modversion kplm gave '$version'"
+[ "$version" = "1.0.0" ] || fail "pkg-config --modversion kplm gave '$version'"
 flags=$(pkg-config --cflags --libs kplm)
 printf 'pkg-config --cflags --libs kplm: %s\n' "$flags"
 # shellcheck disable=SC2086

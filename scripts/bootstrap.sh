@@ -13,6 +13,8 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v ninja >/dev/null || missing+=(ninja-build)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v promtool >/dev/null || missing+=(prometheus)
+# abidw and abidiff: the 1.0 ABI baseline check (Tests/abi/abi.sh).
+command -v abidiff >/dev/null || missing+=(abigail-tools)
 # The CloudWatch sink (module KPLMSinks) links OpenSSL's libcrypto (SigV4), zlib (gzip) and
 # libcurl (HTTPS), in both the SwiftPM and the CMake build.
 pkg-config --exists libcrypto 2>/dev/null || missing+=(libssl-dev)

@@ -1234,6 +1234,17 @@ static void new_manager(slot *s) {
     }
     memcpy(&c.level, &level, sizeof level);
     c.struct_size = (uint32_t)size;
+    /* The caller's struct: c, then (for a newer caller's larger size) a
+     * tail of fields this library does not know, zero or, when the input
+     * says so, with one byte set. The library reads at most 1 KiB. */
+    static _Alignas(8) unsigned char caller[1024];
+    memset(caller, 0, sizeof caller);
+    memcpy(caller, &c, sizeof c);
+    int tail_set = 0;
+    if (size > sizeof c && size <= sizeof caller && (b & 0x80)) {
+        caller[sizeof c + (u8() % (size - sizeof c))] = 1;
+        tail_set = 1;
+    }
 
     /* What kplm_new must answer. */
     kplm_config eff = c;
@@ -1245,6 +1256,12 @@ static void new_manager(slot *s) {
             kplm_config d;
             kplm_config_init(&d);
             eff.export_timeout_ms = d.export_timeout_ms; /* not read: the default */
+        } else if (size == 0) {
+            /* The 1.0 layout: this one. */
+        } else if (size > sizeof c) {
+            /* A newer layout: whole fields, at most 1 KiB, nothing set that
+             * this library does not know. */
+            if (size % 8 != 0 || size > sizeof caller || tail_set) must_fail = 1;
         } else if (size != sizeof c) {
             /* Unknown layouts must be refused; a size between the first and
              * the current layout may be a later version's: not asserted. */
@@ -1258,7 +1275,7 @@ static void new_manager(slot *s) {
 
     atomic_store(&s->clock_bits, double_to_bits(t0));
     kplm_manager *m = (kplm_manager *)(uintptr_t)0x1;
-    kplm_status r = kplm_new(null_config ? NULL : &c, &m);
+    kplm_status r = kplm_new(null_config ? NULL : (const kplm_config *)(const void *)caller, &m);
     trace("new slot%d level=%u size=%zu%s window=%u max=%u interval=%.17g timeout=%.17g clock=%s%.17g -> %s",
           s->idx, level, size, null_config ? " (NULL config)" : "", c.window_seconds, c.max_metrics,
           c.upload_interval_ms, c.export_timeout_ms, injected ? "" : "system/", t0, st_name(r));

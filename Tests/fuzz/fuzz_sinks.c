@@ -203,11 +203,14 @@ static void dispose(kplm_sink *sink, uint8_t how) {
         }                                                                               \
     } while (0)
 
+/* A struct_size the constructors refuse without reading past the struct:
+ * no layout (0 is the 1.0 one), not whole fields, or over the 1 KiB bound
+ * (a larger multiple of 8 would be a newer layout, read to its end). */
 static uint32_t bad_size(uint32_t good) {
-    static const uint32_t sizes[4] = {0, 4, 1u << 31, UINT32_MAX};
+    static const uint32_t sizes[4] = {4, 12, 1u << 31, UINT32_MAX};
     uint8_t v = u8();
     uint32_t s = v < 192 ? sizes[v & 3] : good + 1 + (v & 15);
-    return s == good ? good + 8 : s;
+    return (s - good) % 8 == 0 ? s + 1 : s;
 }
 
 static void run_record(void) {

@@ -24,11 +24,12 @@ let package = Package(
         // The core (no Foundation, no package, no C library beyond libc) and
         // the C exports of kplm.h except the network sinks'.
         .target(name: "KPLM", dependencies: ["CKPLM", "CKPLMShims"], path: "Sources/KPLM"),
-        // The CloudWatch sink's private C helpers: SHA-256/HMAC (OpenSSL
-        // libcrypto), gzip (zlib) and HTTP(S) (libcurl); hidden from the
-        // export list. Debian: libssl-dev, zlib1g-dev, libcurl4-openssl-dev.
-        .target(name: "CKPLMCloudWatch", path: "Sources/CKPLMCloudWatch",
-                linkerSettings: [.linkedLibrary("curl"), .linkedLibrary("crypto"), .linkedLibrary("z")]),
+        // The CloudWatch and OTLP sinks' private C helpers: SHA-256/HMAC
+        // (OpenSSL libcrypto), gzip (zlib) and HTTP(S) (libcurl), loaded at
+        // run time with dlopen when a sink needs them (libkplm.so links none
+        // of them, and no -dev package is needed to build); hidden from the
+        // export list.
+        .target(name: "CKPLMCloudWatch", path: "Sources/CKPLMCloudWatch"),
         // The network sinks (DogStatsD, EMF, Prometheus, OTLP, CloudWatch)
         // and their C exports; re-exports KPLM.
         .target(name: "KPLMSinks", dependencies: ["KPLM", "CKPLM", "CKPLMShims", "CKPLMCloudWatch"],

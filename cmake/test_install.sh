@@ -3,7 +3,9 @@
 # consumer project Tests/consumer against that prefix two ways:
 #   1. CMake: find_package(kplm CONFIG REQUIRED), target kplm::kplm;
 #   2. pkg-config: cc consumer.c $(pkg-config --cflags --libs kplm).
-# usage: test_install.sh CMAKE BUILD_DIR CONSUMER_SOURCE_DIR CC [MAKE_PROGRAM]
+# Each way builds the C consumer (consumer.c, <kplm.h>) and the C++ one
+# (consumer.cpp, <kplm.hpp>).
+# usage: test_install.sh CMAKE BUILD_DIR CONSUMER_SOURCE_DIR CC [MAKE_PROGRAM [CXX]]
 set -eu
 
 cmake=$1
@@ -11,6 +13,7 @@ build=$2
 consumer=$3
 cc=$4
 make_program=${5:-}
+cxx=${6:-c++}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kplm-install-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
@@ -24,7 +27,7 @@ step "install into $prefix"
 
 step "installed files"
 (cd "$prefix" && find . \( -type f -o -type l \) | sort)
-for f in include/kplm.h \
+for f in include/kplm.h include/kplm.hpp share/doc/kplm/LICENSE \
          lib/libkplm.so lib/libkplm.so.1 lib/libkplm.so.1.0.0 \
          lib/pkgconfig/kplm.pc \
          lib/cmake/kplm/kplmConfig.cmake \
@@ -44,6 +47,7 @@ gen_args="-G Ninja"
 "$cmake" -S "$consumer" -B "$tmp/build" $gen_args \
     -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_C_COMPILER="$cc" \
+    -DCMAKE_CXX_COMPILER="$cxx" \
     -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON
 "$cmake" --build "$tmp/build"
@@ -56,10 +60,13 @@ ldd "$exe" | grep libkplm
 ldd "$exe" | grep -q "libkplm.so.1 => $prefix/lib/libkplm.so.1" \
     || fail "the CMake consumer does not load $prefix/lib/libkplm.so.1"
 "$exe"
+"$tmp/build/kplm_consumer_cpp"
 
 step "pkg-config consumer"
 PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 export PKG_CONFIG_PATH
+pkg-config --validate kplm || fail "pkg-config --validate kplm"
+grep -q '^License: Apache-2.0$' "$prefix/lib/pkgconfig/kplm.pc" || fail "kplm.pc has no License: Apache-2.0"
 version=$(pkg-config --modversion kplm)
 [ "$version" = "1.0.0" ] || fail "pkg-config --modversion kplm gave '$version'"
 flags=$(pkg-config --cflags --libs kplm)
@@ -67,5 +74,8 @@ printf 'pkg-config --cflags --libs kplm: %s\n' "$flags"
 # shellcheck disable=SC2086
 "$cc" -std=c11 -Wall -Wextra -o "$tmp/kplm_consumer_pc" "$consumer/consumer.c" $flags
 LD_LIBRARY_PATH=$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$tmp/kplm_consumer_pc"
+# shellcheck disable=SC2086
+"$cxx" -std=c++17 -Wall -Wextra -o "$tmp/kplm_consumer_cpp_pc" "$consumer/consumer.cpp" $flags
+LD_LIBRARY_PATH=$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$tmp/kplm_consumer_cpp_pc"
 
 step "install test passed"

@@ -941,25 +941,31 @@ class ClockCallback:
         self.func = func
         self.last_error: Optional[BaseException] = None
         self._last = 0.0
-        self._owner: Optional["_Core"] = None
+        self._owner: Optional["weakref.ReferenceType[_Core]"] = None  # set by Manager
         self.c_function = CLOCK_FUNC(self._call)
 
     def _call(self, _user_data: Any) -> float:
-        owner = self._owner
-        if owner is not None:
-            _callback_enter(owner)
+        stack = _callback_stack()
+        depth = len(stack)
+        owner = None
         try:
+            owner = self._owner() if self._owner is not None else None
+            if owner is not None:
+                stack.append((self._owner, "clock"))
             value = float(self.func())
             self._last = value
             return value
         except BaseException as exc:  # never let it cross into C
             self.last_error = exc
+            if owner is not None and not isinstance(exc, Exception) and _on_main_thread():
+                owner.defer(exc)  # SystemExit/KeyboardInterrupt: re-raised after the call
+                return self._last
             logger.error("kplm clock %r raised; using last reading %r", self.func, self._last,
                          exc_info=exc)
             return self._last
         finally:
-            if owner is not None:
-                _callback_leave()
+            del stack[depth:]
+            owner = None
 
     def apply(self, config: KplmConfig) -> None:
         """Install this clock into a :class:`KplmConfig`."""
@@ -1006,72 +1012,225 @@ class ManualClock:
 
 _tls = threading.local()
 
+#: Callback kinds that run inside a put on the putting thread (record) or
+#: inside any call on the calling thread (clock). On the main thread a signal
+#: handler may interrupt them; a close or free it asks for is deferred until
+#: the interrupted call returns (see :meth:`_Core.defer`).
+_PUT_TIME_KINDS = ("record", "clock")
 
-def _callback_enter(core: "_Core") -> None:
+
+def _callback_enter(core: "_Core", kind: str = "callback") -> None:
     stack = getattr(_tls, "stack", None)
     if stack is None:
         stack = _tls.stack = []
-    stack.append(core)
+    stack.append((weakref.ref(core), kind))
 
 
 def _callback_leave() -> None:
     _tls.stack.pop()
 
 
-def _in_callback_of(core: "_Core") -> bool:
+def _callback_stack() -> list:
+    """This thread's stack of running callbacks: ``(weakref to core, kind)``.
+
+    A trampoline notes ``len()`` before its ``try`` and pushes inside it, then
+    trims back to that depth in ``finally``: an exception a signal handler
+    raises on any bytecode never leaves a stale entry.
+    """
     stack = getattr(_tls, "stack", None)
-    return bool(stack) and any(c is core for c in stack)
+    if stack is None:
+        stack = _tls.stack = []
+    return stack
+
+
+def _callback_kind(core: "_Core") -> Optional[str]:
+    """The kind of the innermost callback of ``core`` running on this thread, or None."""
+    stack = getattr(_tls, "stack", None)
+    if stack:
+        for ref, kind in reversed(stack):
+            if ref() is core:
+                return kind
+    return None
+
+
+def _in_callback_of(core: "_Core") -> bool:
+    return _callback_kind(core) is not None
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 _live_cores: "weakref.WeakSet[_Core]" = weakref.WeakSet()
+
+#: Sinks the library may still call although their manager was released (a
+#: final export that outlived ``export_timeout_ms`` runs on, then the sink's
+#: close callback runs). Keyed by ``id(entry)``; an entry is added when its
+#: manager is released and removed by the sink's close trampoline, so a sink
+#: object and its ctypes callbacks live until the library has run its close
+#: callback, whatever the user drops and whenever the garbage collector runs.
+#: Updated with single dict operations only (atomic under the GIL): no lock,
+#: so a signal handler or a garbage collection can never deadlock on it.
+_sink_registry: dict = {}
+
+#: True once the interpreter-exit hook has run: managers are then left to the
+#: process exit (no kplm_free during interpreter teardown).
+_exiting = False
+
+
+class _SinkEntry:
+    """The ctypes callbacks (and what they call) of one Python sink given to the library.
+
+    Held by its :class:`_Core` while the manager lives, then by
+    :data:`_sink_registry` until the library has called the close
+    trampoline (``done``). The trampolines refer to the core weakly only, so
+    that the entry never keeps a manager alive.
+    """
+
+    __slots__ = ("keep", "done", "__weakref__")
+
+    def __init__(self) -> None:
+        self.keep: list = []
+        self.done = False
+
+    def publish(self) -> None:
+        """Keep this entry alive process-wide until its close trampoline has run."""
+        _sink_registry[id(self)] = self
+        if self.done:   # close already ran (maybe on another thread just now)
+            _sink_registry.pop(id(self), None)
+
+    def retire(self) -> None:
+        """Called by the close trampoline: the library will never call this sink again."""
+        self.done = True
+        # Dropping the last reference here frees the sink and its ctypes
+        # callbacks once the close trampoline's Python frame has returned
+        # (ctypes touches no callback object after the Python call returns).
+        _sink_registry.pop(id(self), None)
 
 
 class _Core:
     """State shared by a :class:`Manager`, its :class:`Metric` handles and its callbacks.
 
-    Kept apart from the Manager so that the callbacks (which reference this
-    object) do not keep the Manager alive: dropping the last reference to a
-    Manager frees it. Every C call goes through :meth:`acquire` /
-    :meth:`release`, so :meth:`free` waits for calls in progress and later
-    calls get :class:`ClosedError` instead of touching freed memory.
+    Kept apart from the Manager so that the callbacks (which refer to this
+    object only weakly) do not keep the Manager alive.
+
+    Lifetime, without any lock on the put path: ``ptr`` (the C manager) is
+    valid for as long as this object lives. Every call (put, metric put,
+    flush…) holds a reference to the core while it is inside C, so the C
+    manager is released (``kplm_free``, in :meth:`__del__`) only when no
+    thread can be inside a call any more: when the last :class:`Manager` or
+    :class:`Metric` reference and every call in flight are gone.
+    :meth:`Manager.free` closes the manager and drops the Manager's reference
+    (later calls through it raise :class:`ClosedError`; :class:`Metric`
+    handles get ``KPLM_ECLOSED`` from the library). Once closed, the library
+    refuses puts (``KPLM_ECLOSED``) and keeps handles valid until
+    ``kplm_free``, so a put racing with close, free or a garbage collection
+    on another thread is either recorded and exported, or refused.
+
+    Deferred work: a close or free asked for from a record or clock callback
+    of this manager on the main thread (typically by a signal handler that
+    interrupted a put there), and a ``SystemExit``/``KeyboardInterrupt``
+    raised in a callback on the main thread, are kept in :attr:`pending`
+    and done (re-raised) right after the interrupted call returns.
     """
 
     def __init__(self, cdll: ctypes.CDLL) -> None:
         self.lib = cdll
         self.ptr: Optional[Any] = None
-        self.cv = threading.Condition(threading.Lock())
-        self.active = 0
-        self.freeing = False
-        self.keepalive: list = []  # every ctypes callback object the library may call
+        self.keepalive: list = []  # the clock's ctypes callback, and replaced sinks' entries
         self.sink: Any = None
         self.sink_struct: Optional[KplmSink] = None
+        self.sink_entry: Optional[_SinkEntry] = None
         self.error_lock = threading.Lock()
         self.last_sink_error: Optional[BaseException] = None
         self.sink_error_count = 0
         self.failed_exports = 0
         self.state = "new"
+        self.started = False
+        self.inherited = False     # set in a forked child: every call is refused
+        self.rollup = False        # exported lines include KPL rollups (granularity set)
+        #: Observations delivered per metric name by successful exports of a
+        #: Python sink (None for built-in and null sinks: not observable).
+        self.delivered: Optional[dict] = None
+        #: Checked after every C call; True while :attr:`pending` holds work.
+        self.deferred = False
+        self.pending: dict = {}    # thread ident -> [action, ...]
         _live_cores.add(self)
 
-    # -- guarded access to the C pointer ---------------------------------
-    def acquire(self) -> Any:
-        with self.cv:
-            if self.ptr is None or self.freeing:
-                raise ClosedError(Status.ECLOSED, context="the manager has been freed")
-            self.active += 1
-            return self.ptr
-
-    def release(self) -> None:
-        with self.cv:
-            self.active -= 1
-            if self.active == 0 and self.freeing:
-                self.cv.notify_all()
-
+    # -- calls ---------------------------------------------------------------
     def call(self, fn: Callable, *args: Any) -> int:
-        ptr = self.acquire()
-        try:
-            return fn(ptr, *args)
-        finally:
-            self.release()
+        ptr = self.ptr
+        if ptr is None:
+            raise ClosedError(Status.ECLOSED, context="the manager has been freed")
+        status = fn(ptr, *args)
+        if self.deferred:
+            self.run_deferred()
+        return status
+
+    def close(self) -> int:
+        """``kplm_close`` (or its deferral); returns the status."""
+        if self.inherited:
+            return Status.ESTATE
+        ptr = self.ptr
+        if ptr is None:
+            return Status.OK
+        kind = _callback_kind(self)
+        if kind is not None:
+            if kind in _PUT_TIME_KINDS and _on_main_thread():
+                self.defer("close")
+                return Status.OK
+            return Status.ESTATE     # what kplm_close answers from a callback
+        status = self.lib.kplm_close(ptr)
+        if status == Status.ESTATE and _on_main_thread():
+            # The library refuses a close made inside a put on this thread: a
+            # signal handler that interrupted a record or clock callback
+            # before it was marked as one. Close once that put has returned.
+            self.defer("close")
+            return Status.OK
+        if status != Status.ESTATE:
+            self.state = "closed"
+        if self.deferred:
+            self.run_deferred()
+        return status
+
+    # -- deferred work (signal handlers on the main thread) -------------------
+    def defer(self, action: Any) -> None:
+        self.pending.setdefault(threading.get_ident(), []).append(action)
+        self.deferred = True
+
+    def run_deferred(self) -> None:
+        if _in_callback_of(self):
+            return   # still inside a callback of this manager: later
+        actions = self.pending.pop(threading.get_ident(), None)
+        if not self.pending:
+            self.deferred = False
+            if self.pending:     # another thread deferred meanwhile
+                self.deferred = True
+        if not actions:
+            return
+        raised: Optional[BaseException] = None
+        for action in actions:
+            if isinstance(action, BaseException):
+                raised = raised or action
+            elif action == "close":
+                status = self.close()
+                if status not in (Status.OK, Status.ESTATE):
+                    logger.error("kplm close (deferred from a callback or signal handler) "
+                                 "failed: %s", _safe_status_string(status))
+        if raised is not None:
+            raise raised
+
+    def callback_raised(self, what: str, exc: BaseException) -> None:
+        """A Python callback raised ``exc``: log it, or keep an exit request for later."""
+        if not isinstance(exc, Exception) and _on_main_thread():
+            # SystemExit / KeyboardInterrupt (e.g. from a signal handler that
+            # interrupted this callback): re-raised once the kplm call returns.
+            self.defer(exc)
+            if what == "export":
+                with self.error_lock:
+                    self.failed_exports += 1
+            return
+        self.sink_failed(what, exc)
 
     # -- sink error bookkeeping ------------------------------------------
     def sink_failed(self, what: str, exc: BaseException) -> None:
@@ -1083,115 +1242,285 @@ class _Core:
         logger.error("kplm sink %r: %s raised %s: %s", self.sink, what,
                      type(exc).__name__, exc, exc_info=exc)
 
+    def count_delivered(self, batch: Sequence[Snapshot]) -> None:
+        """Add a successfully exported batch to :attr:`delivered` (by metric name)."""
+        delivered = self.delivered
+        if delivered is None:
+            return
+        if not self.rollup:
+            for snap in batch:
+                delivered[snap.name] = delivered.get(snap.name, 0) + snap.count
+            return
+        # Rollup lines repeat the same observations at every level: count,
+        # per name, the lines of the coarsest level only.
+        coarsest: dict = {}
+        for snap in batch:
+            depth = len(snap.dimensions)
+            best = coarsest.get(snap.name)
+            if best is None or depth < best[0]:
+                coarsest[snap.name] = [depth, snap.count]
+            elif depth == best[0]:
+                best[1] += snap.count
+        for name, (_depth, count) in coarsest.items():
+            delivered[name] = delivered.get(name, 0) + count
+
+    def undelivered(self) -> Optional[int]:
+        """Observations accepted but not (yet) delivered by the Python sink; None if unknown."""
+        ptr = self.ptr
+        if ptr is None or self.delivered is None:
+            return None
+        delivered = dict(self.delivered)
+        names = set(delivered)
+
+        def visit(_ud: Any, snap: Any) -> int:
+            names.add(_decode(snap[0].name))
+            return 0
+
+        visitor = VISIT_FUNC(visit)
+        self.lib.kplm_snapshots_sized(ptr, visitor, None, ctypes.sizeof(KplmSnapshot))
+        total = 0
+        for name in names:
+            stats = KplmStatistics()
+            if self.lib.kplm_query_name_sized(ptr, name.encode("utf-8", "surrogatepass"),
+                                              CUMULATIVE, ctypes.byref(stats),
+                                              ctypes.sizeof(stats)) == 0:
+                total += max(0, int(stats.count) - delivered.get(name, 0))
+        return total
+
     # -- release ----------------------------------------------------------
-    def free(self, from_del: bool = False) -> None:
-        with self.cv:
-            if self.ptr is None or self.freeing:
-                return
-            if _in_callback_of(self):
-                # Like kplm_free from a callback: nothing happens. When the
-                # garbage collector got here, finish the job on another thread
-                # once the callback has returned.
-                if from_del:
-                    threading.Thread(target=self.free, name="kplm-deferred-free",
-                                     daemon=True).start()
-                return
-            self.freeing = True
-            while self.active:
-                self.cv.wait()
-            ptr, self.ptr = self.ptr, None
-        try:
+    def release(self) -> None:
+        """Mark freed: close now (or once the interrupted call returns, see :meth:`close`)."""
+        if self.inherited or self.ptr is None:
+            self.state = "freed"
+            return
+        status = self.close()
+        self.state = "freed"
+        if status not in (Status.OK, Status.ESTATE, Status.ECLOSED):
+            logger.warning("kplm: closing the manager at free failed: %s",
+                           _safe_status_string(status))
+
+    def __del__(self) -> None:
+        # No thread can be inside a call any more (each holds a reference):
+        # release the C manager, unless the process is exiting or this is an
+        # inherited manager in a forked child (kplm_free would release nothing).
+        ptr = self.ptr
+        if ptr is None or _exiting or self.inherited:
+            return
+        self.ptr = None
+        entry = self.sink_entry
+        if entry is not None and self.started:
+            entry.publish()   # the library may call it after kplm_free returns
+        if isinstance(threading.current_thread(), threading._DummyThread):
+            # On a library thread (the uploader), perhaps still inside one of
+            # this manager's callbacks in C, where kplm_free does nothing:
+            # release from a thread of our own.
+            threading.Thread(target=self.lib.kplm_free, args=(ptr,),
+                             name="kplm-deferred-free", daemon=True).start()
+        else:
             self.lib.kplm_free(ptr)
-        finally:
-            with self.cv:
-                self.state = "freed"
-                self.keepalive = []
-                self.sink_struct = None
 
 
-def _free_all_at_exit() -> None:
-    # Free every manager still alive before the interpreter tears down, so no
-    # library thread calls into Python during finalisation.
+def _close_all_at_exit() -> None:
+    """Close every live manager before the interpreter tears down.
+
+    What a close cannot deliver (its final export failed or outlived
+    ``export_timeout_ms``) is reported as one warning on the ``kplm`` logger
+    with the number of observations not delivered. Managers are then left to
+    the process exit: the sinks still pending are kept alive for good.
+    """
+    global _exiting
+    undelivered = 0
+    unknown = 0
+    failed = 0
     for core in list(_live_cores):
+        if core.inherited or core.ptr is None or _in_callback_of(core):
+            continue
         try:
-            core.free()
+            status = core.lib.kplm_close(core.ptr)
+            if status in (Status.OK, Status.ESTATE, Status.ECLOSED):
+                continue
+            failed += 1
+            count = core.undelivered()
+            if count is None:
+                unknown += 1
+            else:
+                undelivered += count
         except Exception:  # pragma: no cover - best effort at exit
+            pass
+    _exiting = True
+    if failed:
+        detail = f"{undelivered} observation(s) not delivered"
+        if unknown:
+            detail += f" (plus an unknown number from {unknown} built-in sink(s))"
+        logger.warning("kplm: %s at interpreter exit: the final export of %d manager(s) "
+                       "failed or did not finish within export_timeout_ms", detail, failed)
+    # A final export still running in the background may call its sink after
+    # the interpreter has cleared this module: keep those sinks for good.
+    if _sink_registry:
+        try:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(_sink_registry))
+        except Exception:  # pragma: no cover
             pass
 
 
-atexit.register(_free_all_at_exit)
+atexit.register(_close_all_at_exit)
 
 
-def _build_sink(core: _Core, sink: Any) -> KplmSink:
+def _after_fork_in_child() -> None:
+    # The child has only the forking thread. Managers inherited from the
+    # parent refuse every call (the library answers KPLM_ESTATE); nothing of
+    # theirs is closed or freed here, and no lock a vanished thread held is
+    # ever waited for.
+    for core in list(_live_cores):
+        core.inherited = True
+        core.state = "inherited"
+        core.error_lock = threading.Lock()
+        core.pending = {}
+        core.deferred = False
+    _tls.__dict__.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_previous_unraisablehook = sys.unraisablehook
+
+
+def _unraisable_hook(unraisable: Any) -> None:
+    # A signal handler may run on the first or last bytecode of a callback
+    # trampoline, outside its try block: ctypes then reports the SystemExit
+    # (or KeyboardInterrupt) as unraisable. Keep it for the interrupted call
+    # to re-raise once it returns, as if the trampoline had caught it.
+    exc = unraisable.exc_value
+    obj = unraisable.object
+    ref = getattr(obj, "_kplm_core", None)
+    if ref is None and isinstance(getattr(obj, "__self__", None), ClockCallback):
+        ref = obj.__self__._owner
+    core = ref() if ref is not None else None
+    if core is not None and exc is not None and not isinstance(exc, Exception) \
+            and _on_main_thread():
+        core.defer(exc)
+        return
+    _previous_unraisablehook(unraisable)
+
+
+sys.unraisablehook = _unraisable_hook
+
+
+def _build_sink(core: _Core, sink: Any) -> Tuple[KplmSink, Optional[_SinkEntry]]:
     """Wrap a Python sink object into a kplm_sink with trampolines."""
     if isinstance(sink, BuiltinSink):
-        return sink._take()
+        return sink._take(), None
     export = getattr(sink, "export", None)
     if not callable(export):
         raise TypeError("a sink needs a callable export(snapshots) method")
     open_ = getattr(sink, "open", None)
     record = getattr(sink, "record", None)
     close = getattr(sink, "close", None)
+    core_ref = weakref.ref(core)
+    entry = _SinkEntry()
+    entry.keep.append(sink)
 
     def export_trampoline(_ud: Any, snaps: Any, n: int) -> int:
-        _callback_enter(core)
+        stack = _callback_stack()
+        depth = len(stack)
+        owner = None
         try:
+            owner = core_ref()
+            if owner is not None:
+                stack.append((core_ref, "export"))
             batch = [Snapshot.from_c(snaps[i]) for i in range(n)]
             export(batch)
+            if owner is not None:
+                owner.count_delivered(batch)
             return 0
         except BaseException as exc:
-            core.sink_failed("export", exc)
+            if owner is not None:
+                owner.callback_raised("export", exc)
+            else:
+                logger.error("kplm sink %r: export raised %s: %s", sink, type(exc).__name__, exc)
             return 1
         finally:
-            _callback_leave()
+            del stack[depth:]
+            owner = None
 
     struct = KplmSink()
     struct.user_data = None
+    export_trampoline._kplm_core = core_ref  # type: ignore[attr-defined]
     struct.export_snapshots = EXPORT_FUNC(export_trampoline)
-    core.keepalive.append(struct.export_snapshots)
+    entry.keep.append(struct.export_snapshots)
 
     if callable(open_):
         def open_trampoline(_ud: Any) -> int:
-            _callback_enter(core)
+            stack = _callback_stack()
+            depth = len(stack)
+            owner = None
             try:
+                owner = core_ref()
+                if owner is not None:
+                    stack.append((core_ref, "open"))
                 open_()
                 return 0
             except BaseException as exc:
-                core.sink_failed("open", exc)
+                if owner is not None:
+                    owner.callback_raised("open", exc)
                 return 1
             finally:
-                _callback_leave()
+                del stack[depth:]
+                owner = None
 
+        open_trampoline._kplm_core = core_ref  # type: ignore[attr-defined]
         struct.open = OPEN_FUNC(open_trampoline)
-        core.keepalive.append(struct.open)
+        entry.keep.append(struct.open)
 
     if callable(record):
         def record_trampoline(_ud: Any, event: Any) -> None:
-            _callback_enter(core)
+            stack = _callback_stack()
+            depth = len(stack)
+            owner = None
             try:
+                owner = core_ref()
+                if owner is not None:
+                    stack.append((core_ref, "record"))
                 record(Event.from_c(event[0]))
             except BaseException as exc:
-                core.sink_failed("record", exc)
+                if owner is not None:
+                    owner.callback_raised("record", exc)
             finally:
-                _callback_leave()
+                del stack[depth:]
+                owner = None
 
+        record_trampoline._kplm_core = core_ref  # type: ignore[attr-defined]
         struct.record = RECORD_FUNC(record_trampoline)
-        core.keepalive.append(struct.record)
+        entry.keep.append(struct.record)
 
-    if callable(close):
-        def close_trampoline(_ud: Any) -> None:
-            _callback_enter(core)
-            try:
+    # Always a close trampoline, even for a sink without close(): it tells
+    # when the library is done with this sink.
+    def close_trampoline(_ud: Any) -> None:
+        stack = _callback_stack()
+        depth = len(stack)
+        owner = None
+        try:
+            owner = core_ref()
+            if owner is not None:
+                stack.append((core_ref, "close"))
+            if callable(close):
                 close()
-            except BaseException as exc:
-                core.sink_failed("close", exc)
-            finally:
-                _callback_leave()
+        except BaseException as exc:
+            if owner is not None:
+                owner.callback_raised("close", exc)
+            else:
+                logger.error("kplm sink %r: close raised %s: %s", sink, type(exc).__name__, exc)
+        finally:
+            del stack[depth:]
+            owner = None
+            entry.retire()
 
-        struct.close = CLOSE_FUNC(close_trampoline)
-        core.keepalive.append(struct.close)
-
-    return struct
+    close_trampoline._kplm_core = core_ref  # type: ignore[attr-defined]
+    struct.close = CLOSE_FUNC(close_trampoline)
+    entry.keep.append(struct.close)
+    entry.keep.append(struct)
+    return struct, entry
 
 
 def _check(status: int, context: str) -> None:
@@ -1222,12 +1551,12 @@ class Metric:
     def put(self, value: float = 1.0) -> None:
         """Record one observation (``kplm_metric_put``)."""
         v = _number(value)
-        core = self._core
-        core.acquire()
-        try:
-            status = core.lib.kplm_metric_put(self._ptr, v)
-        finally:
-            core.release()
+        core = self._core  # referenced until the call returns: kplm_free waits for it
+        if core.ptr is None:
+            raise ClosedError(Status.ECLOSED, context="the manager has been freed")
+        status = core.lib.kplm_metric_put(self._ptr, v)
+        if core.deferred:
+            core.run_deferred()
         if status:
             raise KplmError.from_status(status, f"kplm_metric_put({self.key.name!r})")
 
@@ -1309,7 +1638,7 @@ class Manager:
         clock_cb: Optional[ClockCallback] = None
         if clock is not None:
             clock_cb = clock if isinstance(clock, ClockCallback) else ClockCallback(clock)
-            clock_cb._owner = core
+            clock_cb._owner = weakref.ref(core)
             clock_cb.apply(cfg)
             core.keepalive.append(clock_cb.c_function)
             core.keepalive.append(clock_cb)
@@ -1319,7 +1648,9 @@ class Manager:
         del namespace_bytes
         _check(status, "kplm_new")
         core.ptr = out
+        core.rollup = granularity_int != Granularity.NONE
         self._core = core
+        self._final: Optional[Tuple[Optional[BaseException], int, int]] = None
         try:
             self._level = Level(level_int)
         except ValueError:  # pragma: no cover - kplm_new refuses unknown levels
@@ -1340,7 +1671,8 @@ class Manager:
             if sink is not None:
                 self.set_sink(sink)
         except BaseException:
-            core.free()
+            self._core = None
+            core.release()
             raise
 
     # -- configuration / state -------------------------------------------
@@ -1406,17 +1738,23 @@ class Manager:
     @property
     def last_sink_error(self) -> Optional[BaseException]:
         """The last exception raised by a sink callback (export, open, record, close)."""
-        return self._core.last_sink_error if self._core is not None else None
+        return self._errors()[0]
 
     @property
     def sink_error_count(self) -> int:
         """How many sink callbacks raised an exception."""
-        return self._core.sink_error_count if self._core is not None else 0
+        return self._errors()[1]
 
     @property
     def failed_exports(self) -> int:
         """How many exports failed because the Python sink's export raised."""
-        return self._core.failed_exports if self._core is not None else 0
+        return self._errors()[2]
+
+    def _errors(self) -> Tuple[Optional[BaseException], int, int]:
+        core = self._core
+        if core is None:
+            return getattr(self, "_final", None) or (None, 0, 0)
+        return core.last_sink_error, core.sink_error_count, core.failed_exports
 
     def clear_sink_error(self) -> None:
         """Forget :attr:`last_sink_error`."""
@@ -1434,13 +1772,17 @@ class Manager:
     def set_sink(self, sink: Any) -> None:
         """Replace the sink (``kplm_set_sink``); allowed only before :meth:`start`."""
         core = self._need_core()
-        struct = _build_sink(core, sink)
+        struct, entry = _build_sink(core, sink)
         status = core.call(core.lib.kplm_set_sink_sized, ctypes.byref(struct), *_SINK_SIZES)
         if status and isinstance(sink, BuiltinSink):
             sink._struct = struct   # not taken: the caller still owns it
         _check(status, "kplm_set_sink")
         # The earlier sink's callbacks stay in keepalive until free: cheap,
         # and it never matters whether the library still refers to them.
+        if core.sink_entry is not None:
+            core.keepalive.append(core.sink_entry)
+        core.sink_entry = entry
+        core.delivered = {} if entry is not None else None
         core.sink = sink
         core.sink_struct = struct
 
@@ -1448,6 +1790,7 @@ class Manager:
         """Open the sink and start the periodic uploader (``kplm_start``)."""
         core = self._need_core()
         _check(core.call(core.lib.kplm_start), "kplm_start")
+        core.started = True
         if core.state == "new":
             core.state = "started"
 
@@ -1459,14 +1802,12 @@ class Manager:
         sh = _encode(shard_id, "shard_id")
         e = _encode(error_code, "error_code")
         v = _number(value)
-        core = self._core
+        core = self._core  # referenced until the call returns: kplm_free waits for it
         if core is None:
             raise ClosedError(Status.ECLOSED, context="the manager has been freed")
-        ptr = core.acquire()
-        try:
-            status = core.lib.kplm_put(ptr, n, v, s, sh, e)
-        finally:
-            core.release()
+        status = core.lib.kplm_put(core.ptr, n, v, s, sh, e)
+        if core.deferred:
+            core.run_deferred()
         if status:
             raise KplmError.from_status(status, f"kplm_put({_short(name)})")
 
@@ -1576,29 +1917,40 @@ class Manager:
     def close(self) -> None:
         """Refuse further puts, final flush, stop the uploader, close the sink (idempotent).
 
-        Raises :class:`SinkError` if the final export failed (the manager is
-        closed all the same). After :meth:`free` this does nothing.
+        Raises :class:`SinkError` if the final export failed or did not
+        finish within ``export_timeout_ms`` (the manager is closed all the
+        same; a later close retries a failed final export). After
+        :meth:`free` this does nothing. From a sink callback of this manager
+        it raises :class:`StateError`; but from a record or clock callback on
+        the main thread (e.g. a signal handler that interrupted a put) the
+        close is done right after the interrupted put returns. Safe from a
+        signal handler: it takes no lock that a put holds.
         """
         core = self._core
-        if core is None or core.ptr is None:
+        if core is None:
             return
-        try:
-            status = core.call(core.lib.kplm_close)
-        except ClosedError:
-            return  # freed concurrently
-        if status != Status.ESTATE:
-            core.state = "closed"
-        _check(status, "kplm_close")
+        _check(core.close(), "kplm_close")
 
     def free(self) -> None:
         """Close if needed and release the manager (idempotent).
 
-        Called from one of this manager's own callbacks it does nothing, like
-        ``kplm_free``. Afterwards every call raises :class:`ClosedError`.
+        Called from one of this manager's own sink callbacks it does nothing,
+        like ``kplm_free`` (from a record or clock callback on the main thread,
+        e.g. a signal handler that interrupted a put, the close is done right
+        after that put returns). Afterwards every call raises
+        :class:`ClosedError`. The C manager is released once no thread is
+        inside a call and no :class:`Metric` handle refers to it; the sink
+        stays alive until the library has run its close callback.
         """
         core = self._core
-        if core is not None:
-            core.free()
+        if core is None:
+            return
+        kind = _callback_kind(core)
+        if kind is not None and not (kind in _PUT_TIME_KINDS and _on_main_thread()):
+            return
+        self._final = (core.last_sink_error, core.sink_error_count, core.failed_exports)
+        self._core = None
+        core.release()
 
     # -- protocol ------------------------------------------------------------
     def __enter__(self) -> "Manager":
@@ -1615,12 +1967,16 @@ class Manager:
             logger.error("kplm close failed while handling %s: %s", exc_type.__name__, close_exc)
 
     def __del__(self) -> None:
+        # Close now; the C manager itself is released when the core goes
+        # (at once, unless Metric handles or calls in flight still refer to it).
         core = getattr(self, "_core", None)
-        if core is not None:
-            try:
-                core.free(from_del=True)
-            except Exception:
-                pass
+        if core is None or _exiting or core.inherited:
+            return
+        self._core = None
+        try:
+            core.release()
+        except Exception:  # pragma: no cover - best effort
+            pass
 
     def __repr__(self) -> str:
         return f"<kplm.Manager level={self._level!r} state={self.state}>"
@@ -1870,41 +2226,77 @@ class KplmOtlpConfig(ctypes.Structure):
         ("timeout_ms", ctypes.c_double),
         ("max_retries", ctypes.c_uint32),
         ("service_name", ctypes.c_char_p),
+        # Added after 1.0.
+        ("headers", ctypes.POINTER(ctypes.c_char_p)),
+        ("header_count", ctypes.c_size_t),
+        ("compression", ctypes.c_uint32),
     ]
 
 
+#: ``kplm_otlp_compression`` values by name (``None`` = the environment, else none).
+OTLP_COMPRESSIONS = {None: 0, "none": 1, "gzip": 2}
 
 
-def otlp_sink(endpoint: Optional[_StrLike] = "http://127.0.0.1:4318/v1/metrics", timeout_ms: float = 5000,
-              max_retries: int = 3, service_name: Optional[_StrLike] = None) -> BuiltinSink:
+
+
+def otlp_sink(endpoint: Optional[_StrLike] = None, timeout_ms: Optional[float] = None,
+              max_retries: int = 3, service_name: Optional[_StrLike] = None,
+              headers: Optional[Union["collections.abc.Mapping[str, str]", Iterable[_StrLike]]] = None,
+              compression: Optional[str] = None) -> BuiltinSink:
     """``kplm_sink_otlp``: a sink POSTing each flush to an OpenTelemetry collector (OTLP/HTTP, protobuf).
 
     Each export is one ``ExportMetricsServiceRequest`` sent to ``endpoint``
-    (``http://host[:port]/path``; plain HTTP only; ``None`` = the default).
+    (``http(s)://host[:port]/path``; https needs libcurl at run time).
     Each key is a delta histogram data point with count, sum, min and max
     (one bucket, no bounds), its dimensions as attributes. 429, 502, 503,
     504 and connection errors are retried up to ``max_retries`` times,
     honouring Retry-After; the whole export ends within ``timeout_ms``. A
     failed export makes the flush raise :class:`SinkError` and the data is
     kept for the next one. ``service_name`` (``None`` = "kplm") is the
-    resource attribute ``service.name``. Pass the result as a
-    :class:`Manager`'s ``sink``. Raises :class:`InvalidArgumentError` for a
-    bad endpoint or a timeout that is not finite and > 0.
+    resource attribute ``service.name``. ``headers`` are extra request
+    headers: a mapping of name to value, or ``"Name: value"`` strings.
+    ``compression`` is ``"gzip"`` or ``"none"``. ``endpoint``,
+    ``timeout_ms`` and ``compression`` left at ``None`` come from the
+    OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT / _TIMEOUT / _COMPRESSION
+    environment variables, else http://127.0.0.1:4318/v1/metrics, 5000 ms
+    and none; OTEL_EXPORTER_OTLP_(METRICS_)HEADERS add headers not named in
+    ``headers``. Pass the result as a :class:`Manager`'s ``sink``. Raises
+    :class:`InvalidArgumentError` for a bad endpoint, header, compression or
+    environment variable, or a timeout that is not finite and > 0;
+    :class:`SinkError` for https without libcurl or gzip without zlib.
     """
+    import collections.abc
+
+    if compression not in OTLP_COMPRESSIONS:
+        raise InvalidArgumentError(Status.EINVAL,
+                                   context=f"compression must be 'gzip', 'none' or None, got {compression!r}")
+    if headers is None:
+        header_lines: List[_StrLike] = []
+    elif isinstance(headers, collections.abc.Mapping):
+        header_lines = [f"{name}: {value}" for name, value in headers.items()]
+    else:
+        header_lines = list(headers)
     cdll = lib()
     config = _init_config(cdll.kplm_otlp_config_init_sized, KplmOtlpConfig())
     # Referenced until kplm_sink_otlp has returned (the library copies them).
     endpoint_bytes = _encode(endpoint, "endpoint")
     service_bytes = _encode(service_name, "service_name")
+    header_bytes = [_encode(line, "header") for line in header_lines]
+    header_array = (ctypes.c_char_p * max(1, len(header_bytes)))(*header_bytes)
     if endpoint_bytes is not None:
         config.endpoint = endpoint_bytes
     if service_bytes is not None:
         config.service_name = service_bytes
-    config.timeout_ms = _number(timeout_ms)
+    if timeout_ms is not None:
+        config.timeout_ms = _number(timeout_ms)
     config.max_retries = _int_in("max_retries", max_retries, 0, _UINT32_MAX)
+    if header_bytes:
+        config.headers = ctypes.cast(header_array, ctypes.POINTER(ctypes.c_char_p))
+        config.header_count = len(header_bytes)
+    config.compression = OTLP_COMPRESSIONS[compression]
     struct = KplmSink()
     status = cdll.kplm_sink_otlp(ctypes.byref(config), ctypes.byref(struct))
-    del endpoint_bytes, service_bytes
+    del endpoint_bytes, service_bytes, header_bytes, header_array
     _check(status, "kplm_sink_otlp")
     return BuiltinSink(struct, "otlp")
 

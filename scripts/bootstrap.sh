@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build and test kplm: CMake, Ninja,
 # pkg-config and Prometheus (promtool and the server scrape the Prometheus
-# sink in its tests), libssl-dev, zlib1g-dev and libcurl4-openssl-dev (the
-# CloudWatch sink) from Debian; pytest, aws-embedded-metrics (the EMF
+# sink in its tests), the run-time libraries libcurl, libcrypto and zlib
+# (the CloudWatch and OTLP sinks' tests) and their -dev headers (test only:
+# ctest c_shim_abi) from Debian; pytest, aws-embedded-metrics (the EMF
 # sink's output is compared with AWS's serializer) and opentelemetry-proto
 # (the OTLP sink's requests are decoded with it), boto3 and moto[server] (the
 # CloudWatch sink's round trips run against a moto server) from PyPI. Safe to run again.
@@ -15,14 +16,32 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v promtool >/dev/null || missing+=(prometheus)
 # abidw and abidiff: the 1.0 ABI baseline check (Tests/abi/abi.sh).
 command -v abidiff >/dev/null || missing+=(abigail-tools)
-# The CloudWatch sink (module KPLMSinks) links OpenSSL's libcrypto (SigV4), zlib (gzip) and
-# libcurl (HTTPS), in both the SwiftPM and the CMake build.
-pkg-config --exists libcrypto 2>/dev/null || missing+=(libssl-dev)
-pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev)
-pkg-config --exists libcurl 2>/dev/null || missing+=(libcurl4-openssl-dev)
-if ((${#missing[@]})); then
+# libkplm links neither libcurl, libcrypto nor zlib: the CloudWatch and OTLP
+# sinks open them with dlopen (libcurl.so.4, libcrypto.so.3, libz.so.1), so
+# building needs none of them. Their tests need the run-time libraries (the
+# package name changed in Debian 13: the first one apt knows is installed).
+runtime=()
+has_lib() { ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$1 "; }
+has_lib libcurl.so.4 || runtime+=("libcurl4t64 libcurl4")
+has_lib libcrypto.so.3 || runtime+=("libssl3t64 libssl3")
+has_lib libz.so.1 || runtime+=("zlib1g")
+# Test only: ctest c_shim_abi compares the shim's own declarations of their
+# ABI (Sources/CKPLMCloudWatch/kplm_shim_abi.h) with the real headers.
+[[ -f /usr/include/zlib.h ]] || missing+=(zlib1g-dev)
+[[ -f /usr/include/openssl/evp.h ]] || missing+=(libssl-dev)
+{ [[ -f /usr/include/curl/curl.h ]] || ls /usr/include/*/curl/curl.h >/dev/null 2>&1; } \
+    || missing+=(libcurl4-openssl-dev)
+if ((${#missing[@]} + ${#runtime[@]})); then
     if [[ $(id -u) -ne 0 ]]; then sudo=sudo; else sudo=; fi
     $sudo apt-get update -qq
+    for choices in "${runtime[@]}"; do
+        for package in $choices; do
+            if apt-cache policy "$package" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+                missing+=("$package")
+                break
+            fi
+        done
+    done
     # The archive can be briefly missing a file: one retry.
     $sudo apt-get install -y -qq "${missing[@]}" || $sudo apt-get install -y -qq "${missing[@]}"
 fi

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of the C ABI of kplm with libFuzzer, AddressSanitizer
-# and LeakSanitizer (see Tests/fuzz/README.md). Two targets:
+# and LeakSanitizer (see Tests/fuzz/README.md). Three targets:
 #   abi    Tests/fuzz/fuzz_abi.c: managers, puts, reads, flushes, callback
 #          sinks, against a model of the contract (the Swift core,
 #          Sources/KPLM, compiled in);
 #   sinks  Tests/fuzz/fuzz_sinks.c: the network sinks' C constructors and
-#          the ownership of the sinks they return (Sources/KPLMSinks too).
+#          the ownership of the sinks they return (Sources/KPLMSinks too);
+#   prometheus  Tests/fuzz/fuzz_prometheus.swift: the Prometheus server's
+#          HTTP request-head parser (PrometheusRequest.swift, compiled into
+#          the target's own module; it is internal to the library).
 # The Swift sources are compiled into the fuzz executables together with the
 # harnesses, all instrumented (-sanitize=fuzzer,address), so the fuzzer is
 # guided by the library's branches as well as the harness's. Only the Swift
@@ -13,9 +16,10 @@
 # target, libcurl, libcrypto and zlib, as for the library).
 #
 #   scripts/fuzz.sh [SECONDS]         build, then fuzz abi for SECONDS (default
-#                                     60) and sinks for a third of that (>= 10 s)
+#                                     60), sinks and prometheus for a third of
+#                                     that each (>= 10 s)
 #   scripts/fuzz.sh --replay          build, then run every committed input of
-#                                     both targets once
+#                                     every target once
 #   scripts/fuzz.sh --build           build only
 #   scripts/fuzz.sh --minimize FILE   build, then minimise a crashing input
 #   scripts/fuzz.sh --merge           build, then add to the committed corpus the
@@ -24,8 +28,9 @@
 #                                     (llvm-cov) by the corpus, crashes and DIR
 #
 # --minimize, --merge and --coverage work on one target: KPLM_FUZZ_TARGET=abi
-# (default) or sinks. Committed inputs: Tests/fuzz/corpus and crashes (abi),
-# Tests/fuzz/sinks-corpus and sinks-crashes (sinks).
+# (default), sinks or prometheus. Committed inputs: Tests/fuzz/corpus and
+# crashes (abi), Tests/fuzz/sinks-corpus and sinks-crashes (sinks),
+# Tests/fuzz/prometheus-corpus and prometheus-crashes (prometheus).
 # The build and the work corpora live in $KPLM_FUZZ_DIR (default build-fuzz/,
 # git-ignored); the committed corpora are only read (except by --merge). New
 # crashes, leaks and timeouts are written to $KPLM_FUZZ_DIR/artifacts/.
@@ -52,7 +57,7 @@ case "${1:-}" in
         crash_input=$(cd "$(dirname "$crash_input")" && pwd)/$(basename "$crash_input")
         ;;
     "") ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *)
         if [[ "$1" =~ ^[0-9]+$ ]]; then seconds=$1
         else echo "usage: scripts/fuzz.sh [SECONDS|--replay|--build|--merge|--minimize FILE]" >&2; exit 2
@@ -83,8 +88,8 @@ sink_sources=()
 while IFS= read -r f; do sink_sources+=("$f"); done < <(find Sources/KPLMSinks -name '*.swift' | LC_ALL=C sort)
 target=${KPLM_FUZZ_TARGET:-abi}
 case "$target" in
-    abi|sinks) ;;
-    *) echo "fuzz.sh: KPLM_FUZZ_TARGET must be abi or sinks, not '$target'" >&2; exit 2 ;;
+    abi|sinks|prometheus) ;;
+    *) echo "fuzz.sh: KPLM_FUZZ_TARGET must be abi, sinks or prometheus, not '$target'" >&2; exit 2 ;;
 esac
 linker=()
 if [ -x "$bindir/ld.lld" ] || command -v ld.lld > /dev/null; then linker=(-use-ld=lld); fi
@@ -121,23 +126,25 @@ fi
 
 # --------------------------------------------------------------------------
 # Build: harnesses and C shims with clang; the core (module KPLM) and the
-# sinks (module KPLMSinks) with swiftc, one object each; two links.
+# sinks (module KPLMSinks) with swiftc, one object each; two links. The
+# prometheus target: one swiftc call (the parser, Trimming.swift, the entry).
 # --------------------------------------------------------------------------
 cflags=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address -std=c11 -Wall -Wextra)
 swiftflags=(-sanitize=fuzzer,address -parse-as-library -package-name kplm -swift-version 6 -O -g -wmo
             -Iinclude -ISources/CKPLMShims/include -module-cache-path "$out/module-cache")
 
-# Up to date when both executables are newer than every input of the build
+# Up to date when every executable is newer than every input of the build
 # (CI calls this script twice: replay, then fuzz).
 up_to_date() {
-    [ -x "$out/fuzz_abi" ] && [ -x "$out/fuzz_sinks" ] || return 1
+    [ -x "$out/fuzz_abi" ] && [ -x "$out/fuzz_sinks" ] && [ -x "$out/fuzz_prometheus" ] || return 1
     [ -z "$(find Sources include Tests/fuzz scripts/fuzz.sh -type f \( -newer "$out/fuzz_abi" -o \
-            -newer "$out/fuzz_sinks" \) -print -quit)" ]
+            -newer "$out/fuzz_sinks" -o -newer "$out/fuzz_prometheus" \) -print -quit)" ]
 }
 if up_to_date; then
-    echo "== fuzz build: $out/fuzz_abi and $out/fuzz_sinks are up to date"
+    echo "== fuzz build: $out/fuzz_abi, $out/fuzz_sinks and $out/fuzz_prometheus are up to date"
 else
-echo "== fuzz build ($out/fuzz_abi, $out/fuzz_sinks; ${#swift_sources[@]} + ${#sink_sources[@]} Swift sources)"
+echo "== fuzz build ($out/fuzz_abi, $out/fuzz_sinks, $out/fuzz_prometheus;" \
+     "${#swift_sources[@]} + ${#sink_sources[@]} Swift sources)"
 mkdir -p "$out/modules"
 "$clang" "${cflags[@]}" -Iinclude -c Tests/fuzz/fuzz_abi.c -o "$out/fuzz_abi.o"
 "$clang" "${cflags[@]}" -Iinclude -c Tests/fuzz/fuzz_sinks.c -o "$out/fuzz_sinks.o"
@@ -152,8 +159,13 @@ mkdir -p "$out/modules"
     -o "$out/fuzz_abi.new"
 "$swiftc" -sanitize=fuzzer,address "${linker[@]}" "$out/fuzz_sinks.o" "$out/kplm_core.o" "$out/kplm_sinks.o" \
     "$out/shims.o" "$out/cloudwatch_shim.o" -lcurl -lcrypto -lz -o "$out/fuzz_sinks.new"
+"$swiftc" "${swiftflags[@]}" -module-name KPLMFuzzPrometheus -c \
+    Sources/KPLMSinks/Sinks/PrometheusRequest.swift Sources/KPLMSinks/Sinks/Trimming.swift \
+    Tests/fuzz/fuzz_prometheus.swift -o "$out/fuzz_prometheus.o"
+"$swiftc" -sanitize=fuzzer,address "${linker[@]}" "$out/fuzz_prometheus.o" -o "$out/fuzz_prometheus.new"
 mv "$out/fuzz_abi.new" "$out/fuzz_abi"
 mv "$out/fuzz_sinks.new" "$out/fuzz_sinks"
+mv "$out/fuzz_prometheus.new" "$out/fuzz_prometheus"
 fi
 [ "$mode" = build ] && exit 0
 
@@ -168,9 +180,9 @@ mkdir -p "$out/artifacts"
 common=(-detect_leaks=1 -timeout=25 -rss_limit_mb=4096 -artifact_prefix="$out/artifacts/")
 
 # The committed inputs of target $1: corpus and crashes directories.
-corpus_of() { if [ "$1" = abi ]; then echo Tests/fuzz/corpus; else echo Tests/fuzz/sinks-corpus; fi; }
-crashes_of() { if [ "$1" = abi ]; then echo Tests/fuzz/crashes; else echo Tests/fuzz/sinks-crashes; fi; }
-dict_of() { if [ "$1" = abi ]; then echo Tests/fuzz/abi.dict; else echo Tests/fuzz/sinks.dict; fi; }
+corpus_of() { if [ "$1" = abi ]; then echo Tests/fuzz/corpus; else echo "Tests/fuzz/$1-corpus"; fi; }
+crashes_of() { if [ "$1" = abi ]; then echo Tests/fuzz/crashes; else echo "Tests/fuzz/$1-crashes"; fi; }
+dict_of() { echo "Tests/fuzz/$1.dict"; }
 inputs_of() {
     local crashes
     crashes=$(crashes_of "$1")
@@ -181,7 +193,7 @@ inputs_of() {
 # Stack traces name Swift functions by their mangled names: demangle them.
 show_failure() {
     echo "== fuzz.sh: FAILURE (full log: $1); the report, demangled:"
-    sed -n '/==[0-9]*==ERROR\|fuzz_abi: invariant\|fuzz_sinks: invariant\|ERROR: libFuzzer\|SUMMARY:/,$p' "$1" |
+    sed -n '/==[0-9]*==ERROR\|fuzz_abi: invariant\|fuzz_sinks: invariant\|fuzz_prometheus: invariant\|ERROR: libFuzzer\|SUMMARY:/,$p' "$1" |
         head -150 | if [ -x "$demangle" ]; then "$demangle" --simplified; else cat; fi
     ls -l "$out/artifacts" 2>/dev/null | tail -n +2 || true
 }
@@ -236,12 +248,14 @@ case "$mode" in
 replay)
     run_target abi replay || exit $?
     run_target sinks replay || exit $?
+    run_target prometheus replay || exit $?
     ;;
 fuzz)
     sink_seconds=$((seconds / 3))
     [ "$sink_seconds" -lt 10 ] && sink_seconds=10
     run_target abi fuzz "$seconds" || exit $?
     run_target sinks fuzz "$sink_seconds" || exit $?
+    run_target prometheus fuzz "$sink_seconds" || exit $?
     ;;
 *) run_target "$target" "$mode" || exit $? ;;
 esac

@@ -244,7 +244,10 @@ final class OTLPSinkTests: XCTestCase {
         XCTAssertEqual([e.host, String(e.port), e.path, e.hostHeader], ["Collector.local", "80", "/", "Collector.local"])
         e = try OTLPEndpoint(parsing: "http://[::1]:9/a?b=c")
         XCTAssertEqual([e.host, String(e.port), e.path, e.hostHeader], ["::1", "9", "/a?b=c", "[::1]:9"])
-        for bad in ["https://h/v1", "ftp://h/", "http://", "http:///x", "http://:80/x", "http://h:0/x",
+        e = try OTLPEndpoint(parsing: "HTTPS://collector.example/v1/metrics")
+        XCTAssertEqual([e.scheme, String(e.port), e.hostHeader, e.url],
+                       ["https", "443", "collector.example", "https://collector.example/v1/metrics"])
+        for bad in ["ftp://h/", "http://", "http:///x", "http://:80/x", "http://h:0/x",
                     "http://h:65536/x", "http://h:-1/x", "http://h:/x", "http://h:80:81/x", "http://u:p@h/x",
                     "http://h/a b", "http://h/x#frag", "http://h?x", "http://[::1/x", "http://[nope]/x",
                     "http://::1/x", "http://bad host/x", "h:80/x", ""] {
@@ -260,9 +263,93 @@ final class OTLPSinkTests: XCTestCase {
             XCTAssertThrowsError(try OTLPSink(configuration: OTLPSinkConfiguration(timeoutMs: timeout)))
         }
         XCTAssertThrowsError(try OTLPSink(configuration: OTLPSinkConfiguration(maxRetries: -1)))
-        XCTAssertThrowsError(try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: "https://h/x")))
-        let sink = try OTLPSink()
+        // https goes through libcurl, loaded at run time (installed where the tests run).
+        XCTAssertTrue(CloudWatchHTTP.available(.curl))
+        XCTAssertNoThrow(try OTLPSink(configuration: OTLPSinkConfiguration(endpoint: "https://h/x")))
+        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(), environment: { _ in nil })
         XCTAssertEqual(sink.endpoint, try OTLPEndpoint(parsing: "http://127.0.0.1:4318/v1/metrics"))
+        XCTAssertEqual(sink.timeoutMs, 5_000)
+        XCTAssertEqual(sink.compression, OTLPCompression.none)
+        XCTAssertTrue(sink.headers.isEmpty)
+        XCTAssertTrue(sink.usesLibcurl)
+        for (name, value) in [("", "v"), ("Bad Name", "v"), ("a:b", "v"), ("Caf\u{E9}", "v"), ("X", "a\r\nInjected: 1"),
+                              ("X", "a\nb"), ("X", "\u{0}"), ("Host", "h"), ("content-length", "1"),
+                              ("Content-Encoding", "br")] {
+            XCTAssertThrowsError(try OTLPSinkConfiguration(headers: [name: value]).validate(), name) { error in
+                XCTAssertEqual((error as? MetricsError)?.code, .invalidArgument, name)
+            }
+        }
+        XCTAssertNoThrow(try OTLPSinkConfiguration(headers: ["X-Api-Key": "s3cr\u{E9}t =,;", "t": ""]).validate())
+    }
+
+    /// The OTEL_EXPORTER_OTLP_* variables fill what the configuration leaves
+    /// unset; METRICS_ ones win over the general ones; explicit settings win.
+    func testEnvironmentVariables() throws {
+        func sink(_ c: OTLPSinkConfiguration, _ vars: [String: String]) throws(MetricsError) -> OTLPSink {
+            try OTLPSink(configuration: c, environment: { vars[$0] })
+        }
+        var s = try sink(OTLPSinkConfiguration(), ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"])
+        XCTAssertEqual(s.endpoint.url, "http://collector:4318/v1/metrics")
+        s = try sink(OTLPSinkConfiguration(), ["OTEL_EXPORTER_OTLP_ENDPOINT": "https://c.example/base/"])
+        XCTAssertEqual(s.endpoint.url, "https://c.example/base/v1/metrics")
+        s = try sink(OTLPSinkConfiguration(), ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:1",
+                                               "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://b:2/custom"])
+        XCTAssertEqual(s.endpoint.url, "http://b:2/custom")
+        s = try sink(OTLPSinkConfiguration(endpoint: "http://explicit:3/x"),
+                     ["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://b:2/custom"])
+        XCTAssertEqual(s.endpoint.url, "http://explicit:3/x")
+
+        s = try sink(OTLPSinkConfiguration(), ["OTEL_EXPORTER_OTLP_TIMEOUT": "1500",
+                                               "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"])
+        XCTAssertEqual(s.timeoutMs, 1_500)
+        XCTAssertEqual(s.compression, .gzip)
+        s = try sink(OTLPSinkConfiguration(timeoutMs: 250, compression: OTLPCompression.none),
+                     ["OTEL_EXPORTER_OTLP_TIMEOUT": "1500", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "700",
+                      "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"])
+        XCTAssertEqual(s.timeoutMs, 250)
+        XCTAssertEqual(s.compression, OTLPCompression.none)
+        s = try sink(OTLPSinkConfiguration(), ["OTEL_EXPORTER_OTLP_TIMEOUT": "1500",
+                                               "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "700",
+                                               "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION": "none",
+                                               "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"])
+        XCTAssertEqual(s.timeoutMs, 700)
+        XCTAssertEqual(s.compression, OTLPCompression.none)
+
+        s = try sink(OTLPSinkConfiguration(headers: ["Tenant": "explicit"]),
+                     ["OTEL_EXPORTER_OTLP_HEADERS": " api-key = a%20b%2Cc , tenant=env,x=1",
+                      "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "x=2"])
+        XCTAssertEqual(s.headers.map { "\($0.name): \($0.value)" }, ["api-key: a b,c", "Tenant: explicit", "x: 2"])
+
+        for (name, value) in [("OTEL_EXPORTER_OTLP_TIMEOUT", "0"), ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
+                              ("OTEL_EXPORTER_OTLP_COMPRESSION", "br"), ("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
+                              ("OTEL_EXPORTER_OTLP_HEADERS", "a=%zz"), ("OTEL_EXPORTER_OTLP_HEADERS", "a=%0D%0Ab"),
+                              ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "ftp://x/")] {
+            XCTAssertThrowsError(try sink(OTLPSinkConfiguration(), [name: value]), "\(name)=\(value)") { error in
+                XCTAssertEqual((error as? MetricsError)?.code, .invalidArgument)
+                XCTAssertTrue((error as? MetricsError)?.message.contains("OTEL_EXPORTER_OTLP") == true,
+                              (error as? MetricsError)?.message ?? "")
+            }
+        }
+    }
+
+    /// Extra headers and gzip through libcurl: the collector gets the
+    /// headers and a gzip body that inflates to the protobuf request.
+    func testHeadersAndGzipThroughLibcurl() throws {
+        let collector = try ScriptedHTTPServer()
+        defer { collector.stop() }
+        let sink = try OTLPSink(configuration: OTLPSinkConfiguration(
+            endpoint: collector.url("/v1/metrics"), serviceName: "svc",
+            headers: ["X-Api-Key": "k1", "Tenant": "t"], compression: .gzip), environment: { _ in nil })
+        XCTAssertTrue(sink.usesLibcurl)
+        try sink.export([snapshot])
+        let requests = collector.requests
+        XCTAssertEqual(requests.count, 1)
+        XCTAssertEqual(requests[0].header("X-Api-Key"), "k1")
+        XCTAssertEqual(requests[0].header("Tenant"), "t")
+        XCTAssertEqual(requests[0].header("Content-Encoding"), "gzip")
+        XCTAssertEqual(requests[0].header("Content-Type"), "application/x-protobuf")
+        XCTAssertEqual(CloudWatchHTTP.gunzip(requests[0].body),
+                       OTLPEncoding.exportRequest([snapshot], serviceName: "svc"))
     }
 
     func testResponseHeadParsing() throws {

@@ -50,14 +50,14 @@ static void bad_configs(void) {
     kplm_otlp_config_init(&c);
     /* Not a layout; not a whole number of fields (0, and newer layouts, are
      * accepted: Tests/abi). */
-    c.struct_size = sizeof c - 8;
+    c.struct_size = (uint32_t)(offsetof(kplm_otlp_config, service_name) + 4);
     EXPECT_EINVAL(&c);
     c.struct_size = sizeof c + 4;
     EXPECT_EINVAL(&c);
 
     const char *endpoints[] = {
-        "https://127.0.0.1:4318/v1/metrics", /* no TLS */
-        "http://",                           /* no host */
+        "ftp://127.0.0.1:4318/v1/metrics", /* not http(s) */
+        "http://",                         /* no host */
         "http:///v1/metrics",
         "http://:4318/v1/metrics",
         "http://127.0.0.1:0/v1/metrics", /* bad ports */
@@ -87,6 +87,40 @@ static void bad_configs(void) {
     kplm_otlp_config_init(&c);
     c.service_name = "bad \xff";
     EXPECT_EINVAL(&c);
+
+    /* Headers: "Name: value", no CR/LF or control characters, a token name,
+     * not one the sink writes itself; header_count needs headers. */
+    const char *bad_headers[] = {
+        "X-Key: a\r\nInjected: 1", "X-Key: a\nb", "No colon", ": no name", "Bad Name: v",
+        "Content-Length: 9", "host: h", "X-\xc3\xa9: v", "X-Key: \x01",
+    };
+    for (size_t i = 0; i < sizeof bad_headers / sizeof bad_headers[0]; i++) {
+        kplm_otlp_config_init(&c);
+        c.headers = &bad_headers[i];
+        c.header_count = 1;
+        EXPECT_EINVAL(&c);
+    }
+    kplm_otlp_config_init(&c);
+    c.header_count = 1; /* headers NULL */
+    EXPECT_EINVAL(&c);
+    const char *twice[] = {"X-Key: 1", "x-key: 2"};
+    kplm_otlp_config_init(&c);
+    c.headers = twice;
+    c.header_count = 2;
+    EXPECT_EINVAL(&c);
+    kplm_otlp_config_init(&c);
+    c.compression = 3;
+    EXPECT_EINVAL(&c);
+
+    /* https (through libcurl, loaded at run time), headers and gzip. */
+    const char *headers[] = {"X-Api-Key: s3cret", "Tenant:   t 1  "};
+    kplm_otlp_config_init(&c);
+    c.endpoint = "https://collector.example/v1/metrics";
+    c.headers = headers;
+    c.header_count = 2;
+    c.compression = KPLM_OTLP_COMPRESSION_GZIP;
+    CHECK_OK(kplm_sink_otlp(&c, &s));
+    kplm_sink_release(&s);
 
     /* Edges that are accepted. */
     const char *good[] = {"http://[::1]:65535/v1/metrics", "HTTP://localhost", "http://h:1/a?b=c"};

@@ -7,7 +7,9 @@ types of the hand-written encoder are checked against the reference.
 
 from __future__ import annotations
 
+import gzip
 import math
+import os
 import socket
 import threading
 import time
@@ -52,6 +54,8 @@ class Collector:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 try:
+                    if self.headers.get("Content-Encoding") == "gzip":
+                        body = gzip.decompress(body)
                     decoded = ExportMetricsServiceRequest.FromString(body)
                 except Exception as exc:  # recorded, and fails the test at teardown
                     decoded = None
@@ -367,12 +371,14 @@ def test_silent_endpoint_times_out():
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"endpoint": "https://127.0.0.1:4318/v1/metrics"}, {"endpoint": "http://"}, {"endpoint": "http:///v1"},
+    {"endpoint": "ftp://127.0.0.1:4318/v1/metrics"}, {"endpoint": "http://"}, {"endpoint": "http:///v1"},
     {"endpoint": "http://:4318/v1"}, {"endpoint": "127.0.0.1:4318/v1"}, {"endpoint": "http://h:0/v1"},
     {"endpoint": "http://h:65536/v1"}, {"endpoint": "http://h:x/v1"}, {"endpoint": "http://h:/v1"},
     {"endpoint": "http://u@h/v1"}, {"endpoint": "http://h/a b"}, {"endpoint": "http://[::1/v1"},
     {"endpoint": ""}, {"timeout_ms": 0}, {"timeout_ms": -1}, {"timeout_ms": math.nan}, {"timeout_ms": math.inf},
-    {"max_retries": -1},
+    {"max_retries": -1}, {"compression": "br"}, {"headers": {"Bad Name": "v"}}, {"headers": {"X": "a\r\nY: b"}},
+    {"headers": {"X": "a\nb"}}, {"headers": ["no colon"]}, {"headers": [": empty name"]},
+    {"headers": {"Content-Length": "1"}}, {"headers": {"host": "h"}}, {"headers": ["X: 1", "x: 2"]},
 ])
 def test_bad_arguments_are_refused(kwargs):
     with pytest.raises(kplm.InvalidArgumentError):
@@ -381,7 +387,7 @@ def test_bad_arguments_are_refused(kwargs):
 
 @pytest.mark.parametrize("endpoint", [
     "http://127.0.0.1:4318/v1/metrics", "HTTP://localhost/v1/metrics", "http://[::1]:4318/v1/metrics",
-    "http://collector.example:80", "http://h:65535/a/b?tenant=x",
+    "http://collector.example:80", "http://h:65535/a/b?tenant=x", "https://collector.example/v1/metrics",
 ])
 def test_good_endpoints_are_accepted(endpoint):
     kplm.otlp_sink(endpoint=endpoint, service_name="").release()
@@ -394,3 +400,78 @@ def test_defaults_and_ownership():
     sink.release()
     with pytest.raises(TypeError):
         kplm.otlp_sink(timeout_ms="5000")
+
+
+OTEL_VARS = [f"OTEL_EXPORTER_OTLP_{signal}{what}" for signal in ("", "METRICS_")
+             for what in ("ENDPOINT", "HEADERS", "TIMEOUT", "COMPRESSION")]
+
+
+@pytest.fixture
+def no_otel_environment(monkeypatch):
+    for name in OTEL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def put_and_flush(sink) -> None:
+    m = kplm.Manager(kplm.Level.DETAILED, clock=kplm.ManualClock(1000.0), sink=sink,
+                     upload_interval_ms=3_600_000.0)
+    m.start()
+    try:
+        m.put("UserRecordsPut", 2, stream="orders")
+        m.flush()
+    finally:
+        m.close()
+        m.free()
+
+
+def test_headers_and_gzip(collector, no_otel_environment):
+    """Extra headers and a gzip body (decoded by the collector, then by opentelemetry-proto)."""
+    put_and_flush(kplm.otlp_sink(endpoint=collector.endpoint, compression="gzip",
+                                 headers={"X-Api-Key": "secret", "Tenant": "t 1"}))
+    put_and_flush(kplm.otlp_sink(endpoint=collector.endpoint, headers=["X-Api-Key:  other  "]))
+    first, second = collector.received()
+    assert first["headers"]["Content-Encoding"] == "gzip"
+    assert (first["headers"]["X-Api-Key"], first["headers"]["Tenant"]) == ("secret", "t 1")
+    assert first["headers"]["Content-Type"] == "application/x-protobuf"
+    assert "UserRecordsPut" in points_by_metric(first["decoded"])
+    assert "Content-Encoding" not in second["headers"]
+    assert second["headers"]["X-Api-Key"] == "other"
+    assert "UserRecordsPut" in points_by_metric(second["decoded"])
+
+
+def test_environment_variables(collector, no_otel_environment):
+    """OTEL_EXPORTER_OTLP_*: the base endpoint gets /v1/metrics, METRICS_ wins over the general
+    variable, URL-decoded headers, gzip; an explicit endpoint and header win over them."""
+    monkeypatch = no_otel_environment
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{collector.port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a%20b%2Cc, tenant=env")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "4000")
+    put_and_flush(kplm.otlp_sink())
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"http://127.0.0.1:{collector.port}/custom")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "none")
+    put_and_flush(kplm.otlp_sink(headers={"Tenant": "explicit"}))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://127.0.0.1:9/unused")
+    put_and_flush(kplm.otlp_sink(endpoint=f"http://127.0.0.1:{collector.port}/explicit"))
+    first, second, third = collector.received()
+    assert first["path"] == "/v1/metrics"
+    assert first["headers"]["Content-Encoding"] == "gzip"
+    assert (first["headers"]["api-key"], first["headers"]["tenant"]) == ("a b,c", "env")
+    assert second["path"] == "/custom"
+    assert "Content-Encoding" not in second["headers"]
+    assert second["headers"]["Tenant"] == "explicit"
+    assert third["path"] == "/explicit"
+    for request in (first, second, third):
+        assert "UserRecordsPut" in points_by_metric(request["decoded"])
+
+
+@pytest.mark.parametrize("name, value", [
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"), ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "-5"),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"), ("OTEL_EXPORTER_OTLP_HEADERS", "a=%0D%0AInjected: 1"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "novalue"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://h"),
+])
+def test_bad_environment_variables_are_refused(no_otel_environment, name, value):
+    no_otel_environment.setenv(name, value)
+    with pytest.raises(kplm.InvalidArgumentError):
+        kplm.otlp_sink()

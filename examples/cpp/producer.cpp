@@ -1,8 +1,8 @@
-// The C producer example again, through the C++ wrapper kplm.hpp: worker
-// threads report KPL metrics for two streams, a Sink subclass prints each
-// flushed snapshot, the uploader runs every 500 ms, and after about two
-// seconds the manager is closed. Errors arrive as kplm::Error.
-#include "kplm.hpp"
+// The C producer example again, through the C++ API <kplm.hpp> (installed
+// with kplm.h): worker threads report KPL metrics for two streams, a Sink
+// subclass prints each flushed snapshot, the uploader runs every 500 ms, and
+// after about two seconds the manager is closed. Errors arrive as kplm::Error.
+#include <kplm.hpp>
 
 #include <atomic>
 #include <chrono>

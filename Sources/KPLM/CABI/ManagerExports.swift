@@ -131,11 +131,13 @@ public func kplm_free(_ m: OpaquePointer?) {
     guard let manager = manager(m) else { return }
     // From a callback of this manager: refuse, as close would (the caller is
     // still using the manager further up its own stack).
-    guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(manager)) else { return }
+    // The same from a signal handler that interrupted a put on this thread.
+    guard !manager.context.isInherited, !manager.isReentrantCall else { return }
     // In a forked child, a manager inherited from the parent may hold locks
-    // that no thread will ever release: leak it rather than touch them.
-    guard !manager.context.isInherited else { return }
-    _ = try? manager.close()
+    // that no thread will ever release: leak it rather than touch them
+    // (checked first, above). Close, then discard what was not delivered
+    // and close the sink: one export timeout in total.
+    manager.shutdown()
     Unmanaged<MetricsManager>.fromOpaque(UnsafeRawPointer(m!)).release()
 }
 
@@ -155,6 +157,9 @@ public func kplm_snapshots_sized(_ m: OpaquePointer?,
     let size = layout.size(snapshotSize)
     guard let manager = manager(m), let visit, size >= layout.v1Size else { return KPLM_EINVAL }
     if manager.context.isInherited { return KPLM_ESTATE }
+    // From a signal handler that interrupted a slow put (which may hold a
+    // series lock this read takes): refused rather than deadlocked.
+    if CallbackGuard.isInsidePut(of: ObjectIdentifier(manager)) { return KPLM_ESTATE }
     guard manager.showsKeysAsRecorded else {
         // KPL output (rollups, extra dimensions, level filter): lines built
         // first, then laid out as C structs.

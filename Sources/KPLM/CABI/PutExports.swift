@@ -40,11 +40,15 @@ private func status(_ outcome: PutOutcome) -> kplm_status {
 private func putResolvingKey(_ manager: MetricsManager, _ arguments: CPutArguments?,
                              _ name: UnsafePointer<CChar>, _ value: Double, _ stream: UnsafePointer<CChar>?,
                              _ shardId: UnsafePointer<CChar>?, _ errorCode: UnsafePointer<CChar>?) -> kplm_status {
-    statusOf { () throws(MetricsError) in
-        let key = try CArguments.key(manager, name, stream, shardId, errorCode)
-        let metric = try manager.metricForPut(key: key)
-        if let arguments { manager.cKeys.insert(arguments, metric) }
-        try metric.put(finite: value).check()
+    // Under a put frame: the key index's lock is held a moment (see
+    // CallbackGuard: a signal handler's close refuses instead of waiting).
+    CallbackGuard.run(for: ObjectIdentifier(manager), kind: .put) {
+        statusOf { () throws(MetricsError) in
+            let key = try CArguments.key(manager, name, stream, shardId, errorCode)
+            let metric = try manager.metricForPut(key: key)
+            if let arguments { manager.cKeys.insert(arguments, metric) }
+            try metric.put(finite: value).check()
+        }
     }
 }
 

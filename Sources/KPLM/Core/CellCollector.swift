@@ -18,10 +18,15 @@ final class CellCollector: Sendable {
     /// and merge those slots into their series.
     func collect(_ series: [MetricSeries], windowSeconds: Int64) {
         guard Self.isAvailable else { return }
+        // This thread's own cell is skipped while one of its sections is
+        // open (a signal handler that interrupted a put of this thread): the
+        // wait below would wait for ourselves. Its data is collected later.
+        let own = Self.ownWriterIndex
         turn.withLock { _ in
             var flipped: [(cell: WriterCell, slot: Int, series: MetricSeries)] = []
             for s in series {
                 s.forEachCell { cell in
+                    if own >= 0 && cell.base == Self.cellBase(own, of: s) && cell.isSectionOpen { return }
                     if let slot = cell.flipIfUsed() { flipped.append((cell, slot, s)) }
                 }
             }
@@ -35,12 +40,42 @@ final class CellCollector: Sendable {
     }
 
     /// For close, once the gate's closing bit is set: waits until every put
-    /// section that might not have seen the bit has ended. Later sections
-    /// see it and refuse their put.
-    func waitForSections(_ series: [MetricSeries]) {
-        guard Self.isAvailable else { return }
+    /// section that might not have seen the bit has ended, or until
+    /// `deadline` (monotonic seconds). Later sections see it and refuse
+    /// their put. Returns whether every section ended in time.
+    func waitForSections(_ series: [MetricSeries], until deadline: Double) -> Bool {
+        guard Self.isAvailable else { return true }
         Self.barrier()
-        for s in series { s.forEachCell { $0.waitForSection() } }
+        var ended = true
+        for s in series where ended {
+            s.forEachCell { if ended && !$0.waitForSection(until: deadline) { ended = false } }
+        }
+        return ended
+    }
+
+    /// Whether this thread has a put section open on one of `series`' cells:
+    /// it is then a signal handler that interrupted its own put, which
+    /// cannot end before the handler returns. Reads the thread's writer
+    /// index without assigning one; off the hot path (close, flush).
+    func isOwnSectionOpen(_ series: [MetricSeries]) -> Bool {
+        let own = Self.ownWriterIndex
+        guard own >= 0, Self.isAvailable else { return false }
+        for s in series {
+            if let base = Self.cellBase(own, of: s), WriterCell(base: base).isSectionOpen { return true }
+        }
+        return false
+    }
+
+    /// The calling thread's writer index, or -1 if it has none (never
+    /// assigns one).
+    private static var ownWriterIndex: Int {
+        let raw = Int(kplmshim_writer_raw())
+        return raw > 0 ? raw - 1 : -1
+    }
+
+    /// The cell of writer index `writer` in `series`, if created.
+    private static func cellBase(_ writer: Int, of series: MetricSeries) -> UnsafeMutableRawPointer? {
+        UnsafeMutableRawPointer(bitPattern: series.cells[writer].load(ordering: .acquiring))
     }
 
     /// The reader's half of the Dekker pair (see ``WriterCell``). Once

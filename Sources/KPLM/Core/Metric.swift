@@ -78,7 +78,7 @@ final class PutContext: Sendable {
     /// Runs a reserved `record`, then closes the sink if its close became
     /// due meanwhile and this was the last record.
     func deliverReserved(_ event: MetricEvent, to sink: any EventfulMetricsSink, owner: ObjectIdentifier) {
-        CallbackGuard.run(for: owner) { sink.record(event) }
+        CallbackGuard.run(for: owner, kind: .record) { sink.record(event) }
         releaseRecord()
     }
 
@@ -92,8 +92,10 @@ final class PutContext: Sendable {
 
     /// Marks the sink's close due and closes it now unless a record is
     /// running (that record's thread then closes it when it returns).
+    /// Only the first request counts: the sink is closed exactly once.
     func requestSinkClose() {
-        sinkCloseState.store(1, ordering: .sequentiallyConsistent)
+        guard sinkCloseState.compareExchange(expected: 0, desired: 1, ordering: .sequentiallyConsistent).exchanged
+        else { return }
         if sinkActivity.pointee.load(ordering: .sequentiallyConsistent) == 0 {
             closeSinkOnce()
         }
@@ -209,7 +211,19 @@ public final class Metric: Sendable {
     /// Records a validated observation: on this thread's writer cell (no
     /// lock, no locked instruction), or on the shared path when the thread
     /// has no writer index (more threads than ``MetricSeries/maxWriters``).
+    ///
+    /// Runs under a put frame of ``CallbackGuard`` (a thread-local mark):
+    /// this is the slow path (a new second or cell, the shared path, an
+    /// injected clock, an eventful sink), where it costs little next to the
+    /// gate's locked add, the series lock or the sink call. A signal handler
+    /// that interrupted it sees the mark, and its close or flush returns
+    /// `invalidState` instead of waiting for this put (which holds the
+    /// gate's in-flight count, or a series lock) to end.
     func record(_ value: Double) -> PutOutcome {
+        CallbackGuard.run(for: context.owner ?? ObjectIdentifier(context), kind: .put) { recordMarked(value) }
+    }
+
+    private func recordMarked(_ value: Double) -> PutOutcome {
         let second = context.clock.currentSecond()
         let writer = usesWriterCells ? Int(kplmshim_writer_index()) : -1
         let started: Bool
@@ -242,9 +256,12 @@ public final class Metric: Sendable {
     /// Called after the put left its section or the gate: close waits only
     /// for the recording, never for a sink callback.
     /// The put reserved the call while admitted (see ``PutContext``).
+    /// A put made inside a `record` callback of the same manager is
+    /// recorded but not handed to `record` again (no recursion).
     @inline(never)
     func notify(_ value: Double) {
-        guard let sink = context.eventSink, let owner = context.owner else {
+        guard let sink = context.eventSink, let owner = context.owner,
+              !CallbackGuard.isInsideRecord(of: owner) else {
             context.releaseRecord()
             return
         }

@@ -82,16 +82,30 @@ public final class MetricsManager: Sendable {
 
     private enum Phase { case new, started, closed }
 
-    /// The outcome of the final flush as close reports it. A failure is
-    /// reported by exactly one close call; every later call succeeds.
-    private enum CloseReport {
-        /// No close has returned yet.
-        case pending
-        /// The final export failed; the next close to return throws this.
+    /// Where the final export stands (SPEC §9: a failed one is kept and
+    /// retried by a later close; the sink is closed once, after the export
+    /// that succeeded, or at free).
+    private enum FinalOutcome {
+        /// No final export has been started.
+        case notAttempted
+        /// A final export runs on `Finale.runner`.
+        case running
+        /// The last attempt failed; its data is retained for the next close.
         case failed(MetricsError)
-        /// A close has returned (successfully or not): later calls succeed,
-        /// and a final export finishing in the background reports nothing.
-        case reported
+        /// The final export succeeded and the sink's close was requested:
+        /// later closes succeed at once.
+        case delivered
+    }
+
+    /// The final export and who runs it. Lock order: `control`, then this.
+    private struct Finale {
+        var outcome = FinalOutcome.notAttempted
+        /// The thread running (or that ran) the latest attempt: the periodic
+        /// uploader for the first, a one-shot thread for each retry.
+        var runner: Uploader?
+        /// Set by free (or the last release): a failed attempt then discards
+        /// its data and closes the sink instead of keeping it for a retry.
+        var freed = false
     }
 
     /// Lifecycle, sink and export state. Held while open, export and close
@@ -105,6 +119,8 @@ public final class MetricsManager: Sendable {
         var uploader: Uploader?
         /// Data whose export failed, offered again (merged) at the next flush.
         var retained: [MetricKey: PendingExport] = [:]
+        /// `sink` when it counts what it drops (decided at setSink).
+        var dropCounter: (any DropCountingSink)?
     }
 
     private let control = Locked(Control())
@@ -116,8 +132,8 @@ public final class MetricsManager: Sendable {
     /// The uploader, also reachable when the control lock is held by an
     /// export that hangs (set once, by start).
     private let uploaderSlot = Locked<Uploader?>(nil)
-    /// What close has to report: the final export's failure, once.
-    private let closeReport = Locked(CloseReport.pending)
+    /// The final export's state (see ``Finale``).
+    private let finale = Locked(Finale())
     private var exportTimeout: Double { configuration.exportTimeoutMs / 1000 }
 
     /// Creates a manager in the "new" state.
@@ -179,9 +195,10 @@ public final class MetricsManager: Sendable {
         for sink in sinks {
             if sink as? any EventfulMetricsSink != nil { found += 1 }
             if sink as? any SeriesExporting != nil { found += 1 }
+            if sink as? any DropCountingSink != nil { found += 1 }
         }
         found += MetricStatistics.empty.count
-        found += Registry.refusedKey.name.utf8.count
+        found += Registry.refusedKey.name.utf8.count + Registry.droppedKey.name.utf8.count
         found += KPLMetrics.all.count + Validation.maxNameBytes + Validation.maxDimensionBytes
         found += Validation.windowSecondsRange.count
         found += CellCollector.isAvailable ? 1 : 0
@@ -192,8 +209,10 @@ public final class MetricsManager: Sendable {
 
     deinit {
         // A manager dropped without close: stop the uploader and make the
-        // final flush, as close would (not in a forked child: see ForkGuard).
-        _ = try? close()
+        // final flush, as close would, then discard what could not be
+        // delivered (not in a forked child: see ForkGuard). After kplm_free
+        // this finds everything done.
+        if !context.isInherited { shutdown() }
         free(namespaceCString)
     }
 
@@ -233,11 +252,15 @@ public final class MetricsManager: Sendable {
     }
 
     /// The metric a put on a validated key records on, created if new.
+    /// Runs under a put frame (it may hold the registry lock: see
+    /// ``CallbackGuard``); not on the hot path, which finds keys resolved.
     func metricForPut(key: MetricKey) throws(MetricsError) -> Metric {
         try context.checkNotInherited()
         // Not to create keys after close began; the put itself checks again.
         if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
-        return try registry.metric(for: key)
+        return try CallbackGuard.run(for: ObjectIdentifier(self), kind: .put) { () throws(MetricsError) in
+            try registry.metric(for: key)
+        }
     }
 
     /// Resolves a key once, for repeated ``Metric/put(_:)`` calls. Same checks
@@ -263,9 +286,13 @@ public final class MetricsManager: Sendable {
             if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
             return noopMetric
         }
-        guard context.gate.enter() != nil else { throw MetricsError(.closed, "the manager is closed") }
-        defer { context.gate.leave() }
-        return try registry.metric(for: key)
+        // A put frame while admitted: a signal handler interrupting this
+        // gets invalidState from close instead of waiting for it.
+        return try CallbackGuard.run(for: ObjectIdentifier(self), kind: .put) { () throws(MetricsError) in
+            guard context.gate.enter() != nil else { throw MetricsError(.closed, "the manager is closed") }
+            defer { context.gate.leave() }
+            return try registry.metric(for: key)
+        }
     }
 
     /// The key a put forms at this manager's level: SUMMARY drops the shard
@@ -445,6 +472,7 @@ public final class MetricsManager: Sendable {
             guard c.phase == .new else { throw MetricsError(.invalidState, "the sink can only be set before start") }
             c.sink = sink
             c.seriesExporter = sink as? any SeriesExporting
+            c.dropCounter = sink as? any DropCountingSink
             context.eventSink = sink as? any EventfulMetricsSink
         }
     }
@@ -498,8 +526,9 @@ public final class MetricsManager: Sendable {
     public func flush() throws(MetricsError) {
         try context.checkNotInherited()
         guard context.level != .none else { return }
-        guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
-            throw MetricsError(.invalidState, "flush called from a callback of the same manager")
+        guard !isBusyOnThisThread() else {
+            throw MetricsError(.invalidState, "flush called from a callback of the same manager, "
+                               + "or from a signal handler that interrupted a put on it")
         }
         // Once close has begun the final flush owns the data (and may hold
         // the control lock for as long as a dead sink takes).
@@ -520,34 +549,55 @@ public final class MetricsManager: Sendable {
     }
 
     /// Refuses further puts, waits for puts in progress, then has the
-    /// uploader thread make the final flush and close the sink. Idempotent.
-    /// Before start it calls no sink function.
+    /// uploader thread make the final flush and close the sink. Idempotent
+    /// once the final export was delivered. Before start it calls no sink
+    /// function.
     ///
-    /// Waits at most ``MetricsConfiguration/exportTimeoutMs`` for the final
-    /// export: a dead sink cannot hang close. If that time runs out, close
+    /// Returns within ``MetricsConfiguration/exportTimeoutMs`` in total (one
+    /// budget for every wait: puts in progress, a running export, the final
+    /// export): a dead sink cannot hang close. If that time runs out, close
     /// throws `sinkFailed` and the final export and the sink's close still
     /// happen, in the background, when the sink returns.
     ///
-    /// Throws `invalidState` from a callback of this manager and
-    /// `sinkFailed` if the final export failed or timed out (the manager is
-    /// closed anyway: puts are refused from the start of close).
+    /// If the final export fails, close throws `sinkFailed` and keeps the
+    /// data: a later close retries that export (same bound) and succeeds
+    /// once the sink took it. The sink's close runs exactly once: after the
+    /// final export that succeeded, or when the manager is released
+    /// (``shutdown()``), which discards what is still pending.
+    ///
+    /// Throws `invalidState` from a callback of this manager, or from a
+    /// signal handler that interrupted a put on this thread (it would wait
+    /// for itself); nothing changes then. Puts are refused from the start of
+    /// any other close, whatever it returns.
     public func close() throws(MetricsError) {
+        try close(until: ManagerClock.monotonicNow() + exportTimeout)
+    }
+
+    /// ``close()`` with every wait ending at `deadline` (monotonic seconds).
+    private func close(until deadline: Double) throws(MetricsError) {
         try context.checkNotInherited()
-        guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
-            throw MetricsError(.invalidState, "close called from a callback of the same manager")
+        guard !isBusyOnThisThread() else {
+            throw MetricsError(.invalidState, "close called from a callback of the same manager, "
+                               + "or from a signal handler that interrupted a put on it")
         }
         context.gate.beginClosing()
         guard context.level != .none else { return }
-        if closeReport.withLock({ if case .reported = $0 { true } else { false } }) { return }
+        if finale.withLock({ f in
+            if case .delivered = f.outcome { return true }
+            return f.freed
+        }) { return }
         // Every put admitted before the closing bit finishes recording before
         // the final flush; every later one is refused. Puts run no callback
-        // while admitted, so this wait is short.
-        context.gate.waitForPutsInProgress()
-        context.collector.waitForSections(registry.allSeries)
+        // while admitted, so this wait is short (bounded all the same).
+        guard context.gate.waitForPutsInProgress(until: deadline),
+              context.collector.waitForSections(registry.allSeries, until: deadline) else {
+            throw MetricsError(.sinkFailed, "puts were still in progress after "
+                               + "\(configuration.exportTimeoutMs) ms; nothing was exported, close may be retried")
+        }
 
         // A manager never started is simply marked closed: no sink call.
         let uploader: Uploader?
-        if let found = control.withLock(timeout: exportTimeout, { c -> Uploader? in
+        if let found = control.withLock(timeout: Self.remaining(deadline), { c -> Uploader? in
             if c.phase == .new { c.phase = .closed }
             return c.uploader
         }) {
@@ -562,37 +612,131 @@ public final class MetricsManager: Sendable {
         }
         guard let uploader else { return }
 
-        // The final work captures the parts it needs, never `self`: close may
-        // run from deinit, and the work may outlive a timed-out close.
-        let (control, registry, context, closeReport) = (control, registry, context, closeReport)
+        // Start an attempt unless one runs (then wait for it) or succeeded.
+        let work = finalWork()
+        let attempt = finale.withLock { f -> (runner: Uploader, work: (@Sendable () -> Void)?)?? in
+            switch f.outcome {
+            case .delivered: return .some(nil)
+            case .running: return f.runner.map { ($0, nil) }
+            case .notAttempted:
+                // The periodic uploader stops ticking and runs it.
+                f.outcome = .running
+                f.runner = uploader
+                return (uploader, work)
+            case .failed:
+                // A retry: the uploader has exited; a one-shot thread runs it,
+                // so that this close too can stop waiting for a dead sink.
+                guard let retry = Uploader(intervalSeconds: 1e9, tick: { false }) else { return nil }
+                f.outcome = .running
+                f.runner = retry
+                return (retry, work)
+            }
+        }
+        guard let attempt else {
+            throw MetricsError(.outOfMemory, "could not start a thread for the final export")
+        }
+        guard let (runner, handOver) = attempt else { return }
+        let finished = runner.finish(timeout: Self.remaining(deadline), finalWork: handOver)
+        let outcome = finale.withLock { $0.outcome }
+        switch outcome {
+        case .delivered: return
+        case .failed(let error): throw error
+        case .running, .notAttempted:
+            _ = finished
+            throw MetricsError(.sinkFailed, "the final export did not finish within "
+                               + "\(configuration.exportTimeoutMs) ms; it completes in the background")
+        }
+    }
+
+    /// The final export, run by the uploader (or a retry's thread). It
+    /// captures the parts it needs, never `self`: close may run from
+    /// deinit, and the work may outlive a timed-out close.
+    private func finalWork() -> @Sendable () -> Void {
+        let (control, registry, context, finale) = (control, registry, context, finale)
         let (shape, namespace) = (shape.withLock { $0 }, configuration.namespace)
-        let finished = uploader.finish(timeout: exportTimeout) {
+        return {
             control.withLock { c in
-                guard c.phase == .started else { return }
                 c.phase = .closed
+                var failure: MetricsError?
                 do throws(MetricsError) {
-                    try Self.exportPending(&c, registry: registry, context: context, shape: shape,
-                                           namespace: namespace)
-                } catch {
-                    closeReport.withLock { report in
-                        if case .pending = report { report = .failed(error) }
+                    // What the sink dropped in the final export is exported at once.
+                    if try Self.exportPending(&c, registry: registry, context: context, shape: shape,
+                                              namespace: namespace) {
+                        try Self.exportPending(&c, registry: registry, context: context, shape: shape,
+                                               namespace: namespace)
                     }
+                } catch {
+                    failure = error
+                }
+                let closeSink = finale.withLock { f -> Bool in
+                    guard let failure else {
+                        f.outcome = .delivered
+                        return true
+                    }
+                    f.outcome = .failed(failure)
+                    // Released meanwhile: nobody will retry; discard and close.
+                    if f.freed { c.retained = [:] }
+                    return f.freed
                 }
                 // Closed now, or by the last record still running.
-                context.requestSinkClose()
+                if closeSink { context.requestSinkClose() }
             }
         }
-        // Reported once: a later close is a no-op that succeeds.
-        let failure = closeReport.withLock { report -> MetricsError? in
-            defer { report = .reported }
-            if !finished {
-                return MetricsError(.sinkFailed, "the final export did not finish within "
-                                    + "\(configuration.exportTimeoutMs) ms; it completes in the background")
+    }
+
+    /// What is left of a budget ending at `deadline` (never negative).
+    private static func remaining(_ deadline: Double) -> Double {
+        Swift.max(0, deadline - ManagerClock.monotonicNow())
+    }
+
+    /// Whether this thread is running a callback or a put of this manager
+    /// (a signal handler that interrupted one, or a sink callback): close
+    /// and flush would then wait for their own thread. Off the hot path.
+    private func isBusyOnThisThread() -> Bool {
+        CallbackGuard.isInsideCallback(of: ObjectIdentifier(self))
+            || context.collector.isOwnSectionOpen(registry.allSeries)
+    }
+
+    /// Whether close or flush called now on this thread would be refused
+    /// with `invalidState` (for kplm_free, which then does nothing).
+    var isReentrantCall: Bool { isBusyOnThisThread() }
+
+    /// What kplm_free and the last release do: close (one export timeout in
+    /// total), then give up on what could not be delivered: the pending
+    /// data is discarded and the sink closed, unless an export still runs
+    /// (it then closes the sink when it returns). Idempotent.
+    func shutdown() {
+        let deadline = ManagerClock.monotonicNow() + exportTimeout
+        _ = try? close(until: deadline)
+        guard context.level != .none else { return }
+        // Lock order: control, then finale. A timed-out lock means an
+        // export holds it: mark the release only, and let it finish.
+        let closeSink = control.withLock(timeout: Self.remaining(deadline)) { c -> Bool in
+            finale.withLock { f -> Bool in
+                f.freed = true
+                switch f.outcome {
+                case .running, .delivered: return false
+                case .failed:
+                    c.retained = [:]
+                    return true
+                case .notAttempted:
+                    // Never started (nothing to close), or close gave up
+                    // waiting for puts: the uploader may still tick, so the
+                    // sink is left open rather than closed under an export.
+                    return false
+                }
             }
-            if case .failed(let error) = report { return error }
-            return nil
         }
-        if let failure { throw failure }
+        if let closeSink {
+            if closeSink { context.requestSinkClose() }
+        } else {
+            let failed = finale.withLock { f -> Bool in
+                f.freed = true
+                if case .failed = f.outcome { return true }
+                return false
+            }
+            if failed { context.requestSinkClose() }
+        }
     }
 
     /// Keys whose failed export is retained for the next flush (for tests:
@@ -605,9 +749,12 @@ public final class MetricsManager: Sendable {
     // MARK: Export
 
     /// Takes every key's unexported data, merges what a failed export left,
-    /// and exports it. Called with the control lock held.
+    /// and exports it. Called with the control lock held. Returns whether
+    /// the sink reported drops (counted under `KplmSinkDropped`, pending
+    /// for the next export).
+    @discardableResult
     private static func exportPending(_ c: inout Control, registry: Registry, context: PutContext,
-                                      shape: OutputShape, namespace: String) throws(MetricsError) {
+                                      shape: OutputShape, namespace: String) throws(MetricsError) -> Bool {
         let all = registry.seriesInExportOrder
         context.collector.collect(all, windowSeconds: context.windowSeconds)
         // In export order already: no sort. Data a failed export left
@@ -622,7 +769,7 @@ public final class MetricsManager: Sendable {
             }
             if let pending { batch.append((series, pending)) }
         }
-        guard !batch.isEmpty else { return }
+        guard !batch.isEmpty else { return false }
         let now = context.clock.now()
         let wall = ManagerClock.wallNow()
         let sink = c.sink
@@ -646,9 +793,14 @@ public final class MetricsManager: Sendable {
                 }
             }
         } catch {
+            // Drops of a failed export are not counted: its data comes back.
+            _ = c.dropCounter?.takeDroppedCount()
             c.retained = Dictionary(uniqueKeysWithValues: batch.map { ($0.series.key, $0.pending) })
             throw MetricsError(.sinkFailed, "the sink failed to export \(batch.count) snapshots: \(error)")
         }
+        guard let dropped = c.dropCounter?.takeDroppedCount(), dropped > 0 else { return false }
+        registry.countSinkDrops(dropped)
+        return true
     }
 
     static func snapshot(_ name: String, _ dimensions: [MetricDimension], _ pending: PendingExport,

@@ -76,10 +76,21 @@ final class PutGate: @unchecked Sendable {
     /// Refuses every later put.
     func beginClosing() { word.pointee.bitwiseOr(Self.closingBit, ordering: .acquiringAndReleasing) }
 
-    /// Waits until no admitted put is still running. An admitted put only
+    /// Waits until no admitted put is still running, or until `deadline`
+    /// (monotonic seconds); returns whether none is. An admitted put only
     /// records its observation (the eventful sink is called after leaving
-    /// the gate), so the wait is short and yielding is enough.
-    func waitForPutsInProgress() {
-        while word.pointee.load(ordering: .acquiring) >> 2 != 0 { sched_yield() }
+    /// the gate), so the wait is normally short and yielding is enough; the
+    /// deadline bounds it when a putting thread is stopped. The caller must
+    /// first make sure no put of its own thread is in flight (a signal
+    /// handler that interrupted one: see ``CallbackGuard``), since that
+    /// one could never end while it waits.
+    func waitForPutsInProgress(until deadline: Double) -> Bool {
+        var spins = 0
+        while word.pointee.load(ordering: .acquiring) >> 2 != 0 {
+            spins += 1
+            if spins & 63 == 0 && ManagerClock.monotonicNow() >= deadline { return false }
+            sched_yield()
+        }
+        return true
     }
 }

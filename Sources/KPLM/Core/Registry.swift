@@ -5,6 +5,8 @@
 final class Registry: Sendable {
     /// Name of the metric counting puts refused by the cap (no dimensions).
     static let refusedKey = MetricKey(name: refusedMetricName)
+    /// Name of the metric counting what sinks dropped (no dimensions).
+    static let droppedKey = MetricKey(name: sinkDroppedMetricName)
 
     private struct State {
         var byKey: [MetricKey: Metric] = [:]
@@ -33,12 +35,13 @@ final class Registry: Sendable {
     func metric(for key: MetricKey) throws(MetricsError) -> Metric {
         let found: Metric? = state.withLock { s in
             if let existing = s.byKey[key] { return existing }
-            let isRefusedKey = key == Self.refusedKey
-            guard isRefusedKey || s.cappedCount < maxMetrics else { return nil }
+            // The self-metrics are exempt from the cap.
+            let isExempt = key == Self.refusedKey || key == Self.droppedKey
+            guard isExempt || s.cappedCount < maxMetrics else { return nil }
             let created = Metric(key: key, context: context)
             s.byKey[key] = created
             s.all.append(created.series)
-            if !isRefusedKey { s.cappedCount += 1 }
+            if !isExempt { s.cappedCount += 1 }
             return created
         }
         if let found { return found }
@@ -75,6 +78,14 @@ final class Registry: Sendable {
             }
         }
         return sorted
+    }
+
+    /// Adds `count` observations of 1 to the dropped-by-sinks counter.
+    func countSinkDrops(_ count: Int) {
+        guard count > 0, let dropped = try? metric(for: Self.droppedKey) else { return }
+        dropped.series.record(MetricStatistics(count: count, sum: Double(count), min: 1, max: 1),
+                              second: ManagerClock.second(of: context.clock.now()),
+                              windowSeconds: context.windowSeconds)
     }
 
     /// Number of keys counted against the cap.

@@ -72,3 +72,7 @@ enum Validation {
 
 /// Name of the metric that counts puts refused by `maxMetrics`.
 let refusedMetricName = KPLM_METRIC_REFUSED
+
+/// Name of the metric that counts what sinks accepted but could not deliver
+/// (see ``DropCountingSink``).
+let sinkDroppedMetricName = KPLM_METRIC_SINK_DROPPED

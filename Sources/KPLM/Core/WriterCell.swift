@@ -203,6 +203,28 @@ struct WriterCell {
         }
     }
 
+    /// Like ``waitForSection()``, but gives up at `deadline` (monotonic
+    /// seconds; for close, whose wait is bounded). Returns whether no
+    /// section that started before the call is still open.
+    func waitForSection(until deadline: Double) -> Bool {
+        let seq = sequence.pointee.load(ordering: .acquiring)
+        guard seq & 1 != 0 else { return true }
+        var spins = 0
+        while sequence.pointee.load(ordering: .acquiring) == seq {
+            spins += 1
+            if spins > 64 {
+                if spins & 63 == 0 && ManagerClock.monotonicNow() >= deadline { return false }
+                sched_yield()
+            }
+        }
+        return true
+    }
+
+    /// Whether a section is open on this cell. Called by the cell's owner
+    /// thread (only the owner opens sections), it is true only when that
+    /// thread is a signal handler that interrupted its own put.
+    var isSectionOpen: Bool { sequence.pointee.load(ordering: .relaxed) & 1 != 0 }
+
     /// Step 3: moves the drained slot into the series and empties it.
     func drain(_ index: Int, into series: MetricSeries, windowSeconds: Int64) {
         let s = slot(index)

@@ -78,11 +78,11 @@ struct OutputShape: Sendable {
     /// Whether reads show every key as recorded (the fast paths apply).
     var isIdentity: Bool { granularity == nil && extras.isEmpty && levelFilter == nil }
 
-    /// Whether a metric of this name is shown at all. The refused-keys
-    /// counter is always shown.
+    /// Whether a metric of this name is shown at all. The self-metrics
+    /// (refused keys, sink drops) are always shown.
     func admits(_ name: String) -> Bool {
         guard let levelFilter else { return true }
-        if ByteIdentity.equal(name, refusedMetricName) { return true }
+        if ByteIdentity.equal(name, refusedMetricName) || ByteIdentity.equal(name, sinkDroppedMetricName) { return true }
         return KPLMetrics.level(of: name).rawValue <= levelFilter.rawValue
     }
 

@@ -1,5 +1,6 @@
 import KPLM
 import CKPLM
+import Glibc
 
 // kplm_cloudwatch_config_init and kplm_sink_cloudwatch: CloudWatchSink for C
 // callers, handed over as a built-in kplm_sink (see BuiltinSinks).
@@ -41,6 +42,20 @@ public func kplm_sink_cloudwatch(_ config: UnsafePointer<kplm_cloudwatch_config>
             profile: try string(c.profile, "profile"),
             timeoutMs: c.timeout_ms,
             maxRetries: Int(c.max_retries))
-        return try CloudWatchSink(configuration: configuration)
+        return try reportingMissingLibraries { () throws(MetricsError) in try CloudWatchSink(configuration: configuration) }
+    }
+}
+
+/// `make()`, after writing the message of a `sinkFailed` error (a library
+/// that cannot be loaded) to stderr: the C ABI has no message channel.
+func reportingMissingLibraries<T>(_ make: () throws(MetricsError) -> T) throws(MetricsError) -> T {
+    do {
+        return try make()
+    } catch {
+        if error.code == .sinkFailed {
+            let line = Array("kplm: \(error.message)\n".utf8)
+            _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        }
+        throw error
     }
 }

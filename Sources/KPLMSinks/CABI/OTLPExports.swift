@@ -14,29 +14,71 @@ private enum OTLPDefaults {
 /// Longest endpoint or service name accepted from C, in bytes.
 private let maxStringBytes = 4096
 
+/// Most extra headers accepted from C.
+private let maxHeaders = 256
+
+/// The exported kplm_otlp_config_init, for binaries built against the 1.0
+/// header: writes the 1.0 layout only (40 bytes on 64-bit targets; the
+/// fields added later default to zero), struct_size included. The header's
+/// macro calls kplm_otlp_config_init_sized instead.
 @c @implementation
 public func kplm_otlp_config_init(_ config: UnsafeMutablePointer<kplm_otlp_config>?) {
-    guard let config else { return }
     let defaults = OTLPSinkConfiguration()
-    config.initialize(to: kplm_otlp_config(
-        struct_size: UInt32(MemoryLayout<kplm_otlp_config>.size),
+    kplm_otlp_config.callerLayout.initialize(config, size: 0, defaults: kplm_otlp_config(
+        struct_size: 0,
         endpoint: OTLPDefaults.endpoint,
-        timeout_ms: defaults.timeoutMs,
+        timeout_ms: OTLPSinkConfiguration.defaultTimeoutMs,
         max_retries: UInt32(defaults.maxRetries),
-        service_name: OTLPDefaults.serviceName))
+        service_name: OTLPDefaults.serviceName,
+        headers: nil,
+        header_count: 0,
+        compression: UInt32(KPLM_OTLP_COMPRESSION_DEFAULT.rawValue)))
 }
 
 @c @implementation
 public func kplm_sink_otlp(_ config: UnsafePointer<kplm_otlp_config>?,
                            _ out: UnsafeMutablePointer<kplm_sink>?) -> kplm_status {
     BuiltinSinks.construct(config, out) { c throws(MetricsError) in
-        var configuration = OTLPSinkConfiguration(timeoutMs: c.timeout_ms, maxRetries: Int(c.max_retries))
-        if let endpoint = c.endpoint {
-            configuration.endpoint = try CArguments.string(endpoint, limit: maxStringBytes, label: "OTLP endpoint")
-        }
-        if let name = c.service_name {
-            configuration.serviceName = try CArguments.string(name, limit: maxStringBytes, label: "OTLP service name")
-        }
-        return try OTLPSink(configuration: configuration)
+        try reportingMissingLibraries { () throws(MetricsError) in try OTLPSink(configuration: otlpConfiguration(c)) }
     }
+}
+
+/// The Swift configuration of a C one: an endpoint that is NULL or the
+/// init's default pointer, and a timeout left at the default 5000, are left
+/// to the environment.
+private func otlpConfiguration(_ c: kplm_otlp_config) throws(MetricsError) -> OTLPSinkConfiguration {
+    var configuration = OTLPSinkConfiguration(maxRetries: Int(c.max_retries))
+    if c.timeout_ms != OTLPSinkConfiguration.defaultTimeoutMs {
+        configuration.timeoutMs = c.timeout_ms
+    }
+    if let endpoint = c.endpoint, endpoint != OTLPDefaults.endpoint {
+        configuration.endpoint = try CArguments.string(endpoint, limit: maxStringBytes, label: "OTLP endpoint")
+    }
+    if let name = c.service_name {
+        configuration.serviceName = try CArguments.string(name, limit: maxStringBytes, label: "OTLP service name")
+    }
+    guard c.header_count <= maxHeaders else {
+        throw MetricsError(.invalidArgument, "OTLP: more than \(maxHeaders) headers")
+    }
+    if c.header_count > 0 {
+        guard let lines = c.headers else {
+            throw MetricsError(.invalidArgument, "OTLP: header_count is \(c.header_count) but headers is NULL")
+        }
+        for i in 0..<c.header_count {
+            guard let line = lines[i] else { throw MetricsError(.invalidArgument, "OTLP: header \(i) is NULL") }
+            let text = try CArguments.string(line, limit: maxStringBytes, label: "OTLP header")
+            let (name, value) = try OTLPEnvironment.parseHeaderLine(text)
+            guard !configuration.headers.keys.contains(where: { $0.lowercased() == name.lowercased() }) else {
+                throw MetricsError(.invalidArgument, "OTLP: header \(name) is given twice")
+            }
+            configuration.headers[name] = value
+        }
+    }
+    switch c.compression {
+    case UInt32(KPLM_OTLP_COMPRESSION_DEFAULT.rawValue): break
+    case UInt32(KPLM_OTLP_COMPRESSION_NONE.rawValue): configuration.compression = OTLPCompression.none
+    case UInt32(KPLM_OTLP_COMPRESSION_GZIP.rawValue): configuration.compression = .gzip
+    default: throw MetricsError(.invalidArgument, "OTLP: unknown compression \(c.compression)")
+    }
+    return configuration
 }

@@ -89,15 +89,44 @@ public struct CloudWatchEndpoint: Sendable, Equatable {
     }
 }
 
-/// The transport of ``CloudWatchSink``: gzip (zlib) and HTTP requests (libcurl),
-/// through the private CKPLMCloudWatch shim.
+/// The transport of ``CloudWatchSink`` (and of ``OTLPSink`` where libcurl is
+/// present): gzip (zlib) and HTTP requests (libcurl), through the private
+/// CKPLMCloudWatch shim, which loads the libraries at run time.
 enum CloudWatchHTTP {
+    /// A library the shim loads with dlopen (its `KPLMSHIM_LIB_*` bit).
+    struct Library: OptionSet, Sendable {
+        let rawValue: UInt32
+        /// libcurl.so.4: HTTP(S) requests.
+        static let curl = Library(rawValue: UInt32(KPLMSHIM_LIB_CURL))
+        /// libcrypto.so.3: SHA-256 and HMAC (SigV4).
+        static let crypto = Library(rawValue: UInt32(KPLMSHIM_LIB_CRYPTO))
+        /// libz.so.1: gzip.
+        static let zlib = Library(rawValue: UInt32(KPLMSHIM_LIB_Z))
+    }
+
+    /// Loads `libraries` (once per process; thread-safe). Throws
+    /// `sinkFailed` naming the first one that cannot be loaded, why, and the
+    /// Debian packages that provide it, after `label` ("CloudWatch").
+    static func load(_ libraries: Library, for label: String) throws(MetricsError) {
+        var error = [CChar](repeating: 0, count: 512)
+        guard kplmshim_load(libraries.rawValue, &error, error.count) != 0 else { return }
+        let why = error.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        throw MetricsError(.sinkFailed, "\(label): \(why)")
+    }
+
+    /// Whether `libraries` can be loaded (see ``load(_:for:)``).
+    static func available(_ libraries: Library) -> Bool {
+        kplmshim_load(libraries.rawValue, nil, 0) == 0
+    }
+
     /// What one POST came to.
     struct Response: Equatable {
         var status: Int
         var body: String
         /// The x-amzn-query-error header ("Throttling;Sender"), "" if absent.
         var queryError: String
+        /// The Retry-After header's value, "" if absent.
+        var retryAfter: String = ""
     }
 
     enum Outcome: Equatable {
@@ -163,7 +192,10 @@ enum CloudWatchHTTP {
         let queryError = withUnsafeBytes(of: &response.query_error) {
             String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
         }
-        return .response(Response(status: response.status, body: text, queryError: queryError))
+        let retryAfter = withUnsafeBytes(of: &response.retry_after) {
+            String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+        }
+        return .response(Response(status: response.status, body: text, queryError: queryError, retryAfter: retryAfter))
     }
 
     /// A malloc'd copy of `s` (free with kplmshim_cw_free).

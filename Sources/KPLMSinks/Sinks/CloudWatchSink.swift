@@ -72,7 +72,10 @@ public struct CloudWatchSinkConfiguration: Sendable, Equatable {
 /// set); snapshots CloudWatch would refuse are dropped and counted
 /// (``droppedCount``). Bodies above ``CloudWatchSinkConfiguration/gzipThresholdBytes``
 /// (8 KiB for https endpoints) are gzipped. HTTPS (and plain HTTP for an endpoint override) goes through
-/// libcurl; signing uses OpenSSL's libcrypto.
+/// libcurl; signing uses OpenSSL's libcrypto. libkplm links neither: the
+/// first sink created opens libcurl.so.4, libcrypto.so.3 and libz.so.1 with
+/// dlopen (once per process), and creating a sink fails with `sinkFailed`
+/// when one is missing.
 ///
 /// Credentials are looked up at every export: the configuration's keys;
 /// else (unless a profile is configured) AWS_ACCESS_KEY_ID,
@@ -127,7 +130,9 @@ public final class CloudWatchSink: MetricsSink {
     /// no region (none configured and none in the environment or config
     /// file) or one that is not [a-z0-9-], a namespace CloudWatch refuses,
     /// only one of accessKeyId/secretAccessKey (or a session token without
-    /// them), a timeout that is not finite and > 0, or a negative retry count.
+    /// them), a timeout that is not finite and > 0, or a negative retry count;
+    /// `sinkFailed` when libcurl.so.4, libcrypto.so.3 or libz.so.1 cannot be
+    /// loaded (the message names the library and its Debian package).
     public convenience init(configuration: CloudWatchSinkConfiguration = CloudWatchSinkConfiguration())
         throws(MetricsError) {
         try self.init(configuration: configuration, environment: CloudWatchEnvironment.process)
@@ -136,6 +141,7 @@ public final class CloudWatchSink: MetricsSink {
     init(configuration c: CloudWatchSinkConfiguration,
          environment: @escaping CloudWatchEnvironment.Lookup) throws(MetricsError) {
         func bad(_ why: String) -> MetricsError { MetricsError(.invalidArgument, "CloudWatch: " + why) }
+        try CloudWatchHTTP.load([.curl, .crypto, .zlib], for: "CloudWatch")
         guard c.timeoutMs.isFinite, c.timeoutMs > 0 else { throw bad("the timeout must be finite and > 0 ms, got \(c.timeoutMs)") }
         guard c.connectTimeoutMs.isFinite, c.connectTimeoutMs > 0 else {
             throw bad("the connect timeout must be finite and > 0 ms, got \(c.connectTimeoutMs)")

@@ -60,13 +60,16 @@ public struct DogStatsDConfiguration: Sendable, Equatable {
 /// tags are sanitized (see ``DogStatsDFormat``). Lines are packed, joined
 /// by "\n", into datagrams of at most
 /// ``DogStatsDConfiguration/maxDatagramBytes``; a longer line (or one with
-/// a non-finite value) is dropped and counted in ``droppedLineCount``.
+/// a non-finite value) is dropped and counted in ``droppedLineCount``, and
+/// the manager adds each export's drops to its self-metric
+/// `KplmSinkDropped` (one observation per dropped line: see
+/// ``DropCountingSink``).
 ///
 /// ``open()`` resolves the host and creates the socket; a send waits at
 /// most ``sendTimeoutSeconds``. ``export(_:)`` throws when a send fails:
 /// the manager then keeps the data and offers it again at the next flush,
 /// so datagrams sent before the failing one are sent again (at least once).
-public final class DogStatsDSink: MetricsSink {
+public final class DogStatsDSink: DropCountingSink {
     /// How long one send may block (SO_SNDTIMEO), in seconds.
     public static let sendTimeoutSeconds = 1
 
@@ -78,6 +81,8 @@ public final class DogStatsDSink: MetricsSink {
         var address = sockaddr_storage()
         var addressLength = socklen_t(0)
         var dropped = 0
+        /// Part of `dropped` already handed to the manager.
+        var droppedTaken = 0
         var datagrams = 0
         /// Test hook: the next `failSends` sends fail with EIO.
         var failSends = 0
@@ -107,6 +112,15 @@ public final class DogStatsDSink: MetricsSink {
 
     /// Lines dropped so far: longer than a datagram, or with a non-finite value.
     public var droppedLineCount: Int { state.withLock { $0.dropped } }
+
+    /// Lines dropped since the last call (see ``DropCountingSink``); the
+    /// manager calls it after each export.
+    public func takeDroppedCount() -> Int {
+        state.withLock { s in
+            defer { s.droppedTaken = s.dropped }
+            return s.dropped - s.droppedTaken
+        }
+    }
 
     /// Datagrams sent successfully so far.
     public var sentDatagramCount: Int { state.withLock { $0.datagrams } }

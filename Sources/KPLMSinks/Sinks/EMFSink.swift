@@ -72,7 +72,11 @@ public struct EMFSinkConfiguration: Sendable, Equatable {
 /// a snapshot `<Name>` becomes the metrics `<Name>` (the sum, with the
 /// metric's unit), `<Name>.Count` (the count, unit "Count"), `<Name>.Min`
 /// and `<Name>.Max` (with the metric's unit); a count-0 snapshot and
-/// non-finite values are never written (see ``dropped``).
+/// non-finite values are never written (see ``dropped``). A snapshot that
+/// produces no metric (``EMFDropReason``: over CloudWatch's limits, or a
+/// name or value it would refuse) is counted in ``dropped`` and in the
+/// manager's self-metric `KplmSinkDropped` (one observation per snapshot:
+/// see ``DropCountingSink``).
 ///
 /// `export` throws `sinkFailed` when a write or send fails or, over TCP,
 /// when connecting and sending take longer than
@@ -81,7 +85,7 @@ public struct EMFSinkConfiguration: Sendable, Equatable {
 /// delivery is at least once). A failed TCP connection is reopened at the
 /// next export, and so is one the agent closed. Files are opened with
 /// `O_APPEND`, so several processes may share one.
-public final class EMFSink: MetricsSink {
+public final class EMFSink: DropCountingSink {
     /// The configuration the sink was created with.
     public let configuration: EMFSinkConfiguration
 
@@ -89,6 +93,8 @@ public final class EMFSink: MetricsSink {
         var fd: Int32 = -1
         var udpTarget: SocketAddress?
         var dropped: [EMFDropReason: Int] = [:]
+        /// Snapshots dropped since the manager last took the count.
+        var droppedUntaken = 0
     }
 
     private let state = Locked(State())
@@ -104,6 +110,15 @@ public final class EMFSink: MetricsSink {
 
     /// Snapshots left out of every export so far, by reason.
     public var dropped: [EMFDropReason: Int] { state.withLock { $0.dropped } }
+
+    /// Snapshots dropped since the last call, whatever the reason (see
+    /// ``DropCountingSink``); the manager calls it after each export.
+    public func takeDroppedCount() -> Int {
+        state.withLock { s in
+            defer { s.droppedUntaken = 0 }
+            return s.droppedUntaken
+        }
+    }
 
     /// Opens the file, or resolves the UDP address. Stdout and TCP open
     /// nothing here: a TCP agent is connected to at the first export.
@@ -124,7 +139,10 @@ public final class EMFSink: MetricsSink {
         }
         let events = EMFFormat.events(snapshots, namespace: configuration.namespace, maxEventBytes: maxBytes)
         try state.withLock { (s) throws(MetricsError) in
-            for (reason, n) in events.dropped { s.dropped[reason, default: 0] += n }
+            for (reason, n) in events.dropped {
+                s.dropped[reason, default: 0] += n
+                s.droppedUntaken += n
+            }
             guard !events.lines.isEmpty else { return }
             let deadline = EMFSocket.deadline(afterMs: configuration.timeoutMs)
             do throws(MetricsError) {

@@ -1,33 +1,42 @@
 import KPLM
 import Glibc
 
-/// Where an ``OTLPSink`` POSTs: the parts of an `http://host[:port]/path`
+/// Where an ``OTLPSink`` POSTs: the parts of an `http(s)://host[:port]/path`
 /// URL.
 public struct OTLPEndpoint: Sendable, Equatable {
+    /// "http" or "https" (lowercase).
+    public var scheme: String
     /// The host: a name, a numeric IPv4 address, or an IPv6 address
     /// (without the brackets of the URL).
     public var host: String
-    /// The TCP port; 80 when the URL has none.
+    /// The TCP port; 80 (http) or 443 (https) when the URL has none.
     public var port: UInt16
     /// The request target: the path (and query) of the URL, "/" when empty.
     public var path: String
 
-    /// Parses `url`: "http://" (any case), a host (a name, an IPv4 address
-    /// or a bracketed IPv6 address), an optional ":port" (1...65535), then
-    /// an optional path of printable ASCII. Throws `invalidArgument` for
-    /// https (TLS is not supported), user info, a fragment, a missing or
-    /// bad host, or a bad port.
+    /// Parses `url`: "http://" or "https://" (any case), a host (a name, an
+    /// IPv4 address or a bracketed IPv6 address), an optional ":port"
+    /// (1...65535), then an optional path of printable ASCII. Throws
+    /// `invalidArgument` for another scheme, user info, a fragment, a
+    /// missing or bad host, or a bad port. (https needs libcurl at run
+    /// time: see ``OTLPSink``.)
     public init(parsing url: String) throws(MetricsError) {
         let bytes = Array(url.utf8)
-        let scheme = Array("http://".utf8)
-        guard bytes.count >= scheme.count, zip(bytes, scheme).allSatisfy({ $0 | 0x20 == $1 | 0x20 }) else {
-            let https = Array("https://".utf8)
-            if bytes.count >= https.count, zip(bytes, https).allSatisfy({ $0 | 0x20 == $1 | 0x20 }) {
-                throw Self.invalid(url, "https is not supported, only plain http://")
-            }
-            throw Self.invalid(url, "it must start with http://")
+        func hasPrefix(_ p: String) -> Bool {
+            let p = Array(p.utf8)
+            return bytes.count >= p.count && zip(bytes, p).allSatisfy { $0 | 0x20 == $1 | 0x20 }
         }
-        let rest = bytes[scheme.count...]
+        let schemeLength: Int
+        if hasPrefix("https://") {
+            scheme = "https"
+            schemeLength = 8
+        } else if hasPrefix("http://") {
+            scheme = "http"
+            schemeLength = 7
+        } else {
+            throw Self.invalid(url, "it must start with http:// or https://")
+        }
+        let rest = bytes[schemeLength...]
         let slash = rest.firstIndex(of: UInt8(ascii: "/")) ?? rest.endIndex
         let authority = rest[..<slash]
         let pathBytes = rest[slash...]
@@ -62,7 +71,7 @@ public struct OTLPEndpoint: Sendable, Equatable {
         let host = String(decoding: hostBytes, as: UTF8.self)
         guard !host.isEmpty else { throw Self.invalid(url, "it has no host") }
         guard EMFSocket.isValidHost(host) else { throw Self.invalid(url, "the host is not a valid name or address") }
-        var port: UInt16 = 80
+        var port: UInt16 = scheme == "https" ? 443 : 80
         if let portBytes {
             guard (1...5).contains(portBytes.count), portBytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
                   let value = UInt16(String(decoding: portBytes, as: UTF8.self)), value != 0
@@ -75,14 +84,17 @@ public struct OTLPEndpoint: Sendable, Equatable {
     }
 
     /// The value of the Host header: the host (bracketed if IPv6), then
-    /// ":port" unless the port is 80.
+    /// ":port" unless the port is the scheme's default (80 or 443).
     public var hostHeader: String {
         let name = host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]" : host
-        return port == 80 ? name : "\(name):\(port)"
+        return port == (scheme == "https" ? 443 : 80) ? name : "\(name):\(port)"
     }
 
+    /// The URL requests go to.
+    public var url: String { "\(scheme)://\(hostHeader)\(path)" }
+
     private static func invalid(_ url: String, _ why: String) -> MetricsError {
-        MetricsError(.invalidArgument, "OTLP endpoint \"\(url)\" is not http://host[:port]/path: \(why)")
+        MetricsError(.invalidArgument, "OTLP endpoint \"\(url)\" is not http(s)://host[:port]/path: \(why)")
     }
 }
 
@@ -109,12 +121,14 @@ enum OTLPHTTP {
     /// Longest response head read, in bytes.
     static let maxHeadBytes = 65_536
 
-    /// The bytes of a POST of `body` to `endpoint`.
-    static func request(_ endpoint: OTLPEndpoint, body: [UInt8]) -> [UInt8] {
+    /// The bytes of a POST of `body` to `endpoint` with `headers` (by
+    /// default those of a sink without extra headers or compression).
+    static func request(_ endpoint: OTLPEndpoint, headers: [(name: String, value: String)] = [
+        ("User-Agent", "kplm/\(OTLPEncoding.scopeVersion)"), ("Content-Type", "application/x-protobuf"),
+    ], body: [UInt8]) -> [UInt8] {
         var head = "POST \(endpoint.path) HTTP/1.1\r\n"
         head += "Host: \(endpoint.hostHeader)\r\n"
-        head += "User-Agent: kplm/\(OTLPEncoding.scopeVersion)\r\n"
-        head += "Content-Type: application/x-protobuf\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
         head += "Content-Length: \(body.count)\r\n"
         head += "Connection: close\r\n\r\n"
         return Array(head.utf8) + body

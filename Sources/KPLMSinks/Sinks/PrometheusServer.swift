@@ -3,20 +3,26 @@ import CKPLMShims
 import Glibc
 
 /// The HTTP side of ``PrometheusSink``: a listening TCP socket and a thread
-/// named "kplm-prometheus" serving one connection at a time.
+/// named "kplm-prometheus" serving up to ``maxConnections`` connections at
+/// once with one `poll` event loop over non-blocking sockets.
 ///
 /// Each connection gets one response, then is closed (`Connection: close`).
 /// Reading the request and writing the response share a deadline of
-/// `timeout` seconds, so a slow or silent client holds the thread that long
-/// at most. ``stop()`` wakes the thread through a pipe (also while it waits
-/// on a client) and joins it.
+/// `timeout` seconds from the accept; a connection still unanswered or
+/// still being written to then is closed. A request head longer than
+/// ``maxRequestBytes`` gets 431 (the rest is not read). Responses are
+/// written as the socket accepts them, so a slow or silent client holds no
+/// one else up. With ``maxConnections`` open, a new connection first drops
+/// the connection idle the longest (one still sending its request or
+/// already answered); if every connection is being answered, new ones wait
+/// in the listen backlog. ``stop()`` wakes the thread through a pipe and
+/// joins it; the thread closes its connections.
+///
+/// Thread-safety: ``stop()`` may be called from any thread; everything else
+/// runs on the server thread.
 final class PrometheusServer: @unchecked Sendable {
     /// A parsed request: method, path (query removed), Accept header values.
-    struct Request {
-        var method: String
-        var path: String
-        var accept: String
-    }
+    typealias Request = PrometheusRequest
 
     /// A response: status code, content type, body (and whether to send it).
     struct Response {
@@ -27,7 +33,16 @@ final class PrometheusServer: @unchecked Sendable {
     }
 
     /// Longest request head read, in bytes; a longer one gets 431.
-    static let maxRequestBytes = 16 * 1024
+    static let maxRequestBytes = PrometheusRequest.maxHeadBytes
+    /// Most connections open at once (each costs a descriptor and at most
+    /// ``maxRequestBytes`` of buffered request, or its response).
+    static let maxConnections = 128
+    /// How long an answered connection is still read (and what it sends
+    /// discarded) before it is closed, at most, in seconds and bytes:
+    /// closing with unread input would reset the connection and could
+    /// destroy the response in flight.
+    static let lingerSeconds = 0.5
+    static let maxLingerBytes = 64 * 1024
 
     private let listener: Int32
     private let wakeRead: Int32
@@ -115,150 +130,205 @@ final class PrometheusServer: @unchecked Sendable {
 
     // MARK: - Serving
 
+    /// One accepted connection, owned by the server thread.
+    private struct Connection {
+        /// What the connection is waiting for.
+        enum Phase {
+            /// The rest of the request head (POLLIN).
+            case reading
+            /// Room in the socket for the rest of the response (POLLOUT).
+            case writing
+            /// The client closing, after the whole response (POLLIN).
+            case lingering
+        }
+
+        let fd: Int32
+        /// The accept time plus the timeout.
+        let deadline: Double
+        /// When the connection was accepted or last sent something: the
+        /// least recent is dropped first when the connections are full.
+        var lastActivity: Double
+        var phase = Phase.reading
+        /// The request head received so far (reading).
+        var head: [UInt8] = []
+        /// The response and how much of it was sent (writing).
+        var output: [UInt8] = []
+        var written = 0
+        /// The end of lingering, and the bytes discarded (lingering).
+        var lingerUntil = 0.0
+        var discarded = 0
+
+        /// When the connection is closed if nothing else happens first.
+        var expiry: Double { phase == .lingering ? lingerUntil : deadline }
+        /// Whether it may be dropped for a new one: not being answered.
+        var isIdle: Bool { phase != .writing }
+    }
+
     private func run() {
+        var connections: [Connection] = []
+        defer { for c in connections { Glibc.close(c.fd) } }
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        // After accept failed for lack of descriptors or memory: retry then.
+        var acceptPausedUntil = 0.0
+        var fds: [pollfd] = []
         while true {
-            var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
-            let rc = poll(&fds, 2, -1)
+            let now = ManagerClock.monotonicNow()
+            connections.removeAll { c in
+                guard now >= c.expiry else { return false }
+                Glibc.close(c.fd)
+                return true
+            }
+            let accepting = now >= acceptPausedUntil
+                && (connections.count < Self.maxConnections || connections.contains { $0.isIdle })
+            fds.removeAll(keepingCapacity: true)
+            fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+            fds.append(pollfd(fd: accepting ? listener : -1, events: Int16(POLLIN), revents: 0))
+            var wakeAt = now < acceptPausedUntil ? acceptPausedUntil : Double.infinity
+            for c in connections {
+                fds.append(pollfd(fd: c.fd, events: Int16(c.phase == .writing ? POLLOUT : POLLIN), revents: 0))
+                wakeAt = Swift.min(wakeAt, c.expiry)
+            }
+            // (Rounded up: the loop wakes once the earliest expiry is past.)
+            let rc = poll(&fds, nfds_t(fds.count), wakeAt.isFinite ? EMFSocket.remainingMs(wakeAt) : -1)
             if rc < 0 {
                 if errno == EINTR { continue }
                 return
             }
-            if fds[1].revents != 0 { return }
-            guard fds[0].revents != 0 else { continue }
+            if fds[0].revents != 0 { return }
+            guard rc > 0 else { continue }
+            var done: [Int] = []
+            for i in connections.indices where fds[i + 2].revents != 0 {
+                if !advance(&connections[i], revents: fds[i + 2].revents, buffer: &buffer) { done.append(i) }
+            }
+            for i in done.reversed() { Glibc.close(connections.remove(at: i).fd) }
+            if fds[1].revents != 0 {
+                acceptAll(into: &connections, buffer: &buffer, pausedUntil: &acceptPausedUntil)
+            }
+        }
+    }
+
+    /// Accepts the pending connections (for each one beyond
+    /// ``maxConnections``, dropping the connection idle the longest) and
+    /// reads what they already sent.
+    private func acceptAll(into connections: inout [Connection], buffer: inout [UInt8],
+                           pausedUntil: inout Double) {
+        for _ in 0..<Self.maxConnections {
+            // Full, and every connection being answered: the rest wait in
+            // the listen backlog.
+            if connections.count >= Self.maxConnections && !connections.contains(where: { $0.isIdle }) { return }
+            // (Accepted first: a connection is only dropped for one that is
+            // there.)
             let client = accept(listener, nil, nil)
-            if client < 0 {
-                switch errno {
-                case EINTR, EAGAIN, EWOULDBLOCK, ECONNABORTED, EPROTO: continue
-                default:
-                    // Out of descriptors or memory: retry a little later.
-                    if wait(nil, events: 0, until: ManagerClock.monotonicNow() + 0.1) == .stopping { return }
-                    continue
+            guard admit(client, &pausedUntil) else { return }
+            Self.setFlags(client)
+            if connections.count >= Self.maxConnections,
+               let victim = connections.indices.filter({ connections[$0].isIdle })
+                   .min(by: { connections[$0].lastActivity < connections[$1].lastActivity }) {
+                Glibc.close(connections.remove(at: victim).fd)
+            }
+            let now = ManagerClock.monotonicNow()
+            var c = Connection(fd: client, deadline: now + timeout, lastActivity: now)
+            if advance(&c, revents: Int16(POLLIN), buffer: &buffer) {
+                connections.append(c)
+            } else {
+                Glibc.close(client)
+            }
+        }
+    }
+
+    /// Whether accept returned a connection; on an error other than "none
+    /// pending", pauses accepting for 0.1 s if the process is out of
+    /// descriptors or memory.
+    private func admit(_ client: Int32, _ pausedUntil: inout Double) -> Bool {
+        if client >= 0 { return true }
+        switch errno {
+        case EINTR, EAGAIN, EWOULDBLOCK, ECONNABORTED, EPROTO: break
+        default: pausedUntil = ManagerClock.monotonicNow() + 0.1
+        }
+        return false
+    }
+
+    /// Does what `c` is ready for (`revents` from poll); false once the
+    /// connection is to be closed.
+    private func advance(_ c: inout Connection, revents: Int16, buffer: inout [UInt8]) -> Bool {
+        if revents & Int16(POLLNVAL) != 0 { return false }
+        switch c.phase {
+        case .reading:
+            while true {
+                let classified = c.head.count
+                // Never more than the limit: a longer head is not read.
+                let want = Swift.min(buffer.count, Self.maxRequestBytes - classified)
+                let n = recv(c.fd, &buffer, want, Int32(MSG_DONTWAIT))
+                if n > 0 {
+                    c.lastActivity = ManagerClock.monotonicNow()
+                    c.head += buffer[0..<n]
+                    let parse = PrometheusRequest.classify(c.head, searchFrom: classified)
+                    if parse == .incomplete { continue }
+                    c.output = response(to: parse)
+                    c.head = []
+                    c.phase = .writing
+                    return advance(&c, revents: Int16(POLLOUT), buffer: &buffer)
+                }
+                if n == 0 { return false }   // closed before a whole request
+                if errno == EINTR { continue }
+                return errno == EAGAIN || errno == EWOULDBLOCK
+            }
+        case .writing:
+            while c.written < c.output.count {
+                let n = c.output.withUnsafeBytes {
+                    send(c.fd, $0.baseAddress! + c.written, $0.count - c.written, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                }
+                if n > 0 {
+                    c.written += n
+                } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    return true
+                } else if !(n < 0 && errno == EINTR) {
+                    return false
                 }
             }
-            Self.setFlags(client)
-            let outcome = serve(client)
-            Glibc.close(client)
-            if outcome == .stopping { return }
-        }
-    }
-
-    private enum Wait { case ready, timedOut, stopping }
-
-    /// Waits until `fd` is ready for `events` (nil: just sleeps), the
-    /// deadline passes or stop() is called.
-    private func wait(_ fd: Int32?, events: Int16, until deadline: Double) -> Wait {
-        while true {
-            let left = EMFSocket.remainingMs(deadline)
-            guard left > 0 else { return .timedOut }
-            var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: fd ?? -1, events: events, revents: 0)]
-            let rc = poll(&fds, 2, left)
-            if rc < 0 && errno != EINTR { return .timedOut }
-            if fds[0].revents != 0 { return .stopping }
-            if fds[1].revents != 0 { return .ready }
-        }
-    }
-
-    /// Reads one request head, answers it, closes our side.
-    private func serve(_ client: Int32) -> Wait {
-        let deadline = ManagerClock.monotonicNow() + timeout
-        var head: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        var end: Int?
-        while end == nil {
-            let n = recv(client, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-            if n > 0 {
-                head += buffer[0..<n]
-                end = Self.headEnd(head)
-                if end == nil && head.count > Self.maxRequestBytes { break }
-            } else if n == 0 {
-                return .ready   // closed before a whole request
-            } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                let w = wait(client, events: Int16(POLLIN), until: deadline)
-                if w != .ready { return w }
-            } else if errno != EINTR {
-                return .ready
+            c.output = []
+            // Half-close, then read until the client closes (see
+            // lingerSeconds).
+            shutdown(c.fd, Int32(SHUT_WR))
+            c.phase = .lingering
+            c.lingerUntil = Swift.min(c.deadline, ManagerClock.monotonicNow() + Self.lingerSeconds)
+            return advance(&c, revents: Int16(POLLIN), buffer: &buffer)
+        case .lingering:
+            while true {
+                let n = recv(c.fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                if n > 0 {
+                    c.lastActivity = ManagerClock.monotonicNow()
+                    c.discarded += n
+                    if c.discarded > Self.maxLingerBytes { return false }
+                    continue
+                }
+                if n < 0 && errno == EINTR { continue }
+                return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
             }
         }
-        if let e = end, e > Self.maxRequestBytes { end = nil }
-        let request = end.flatMap { Self.parse(head[..<$0]) }
+    }
+
+    /// The bytes of the answer to a head that is not incomplete: the
+    /// handler's response, 400 or 431.
+    private func response(to parse: PrometheusRequest.Parse) -> [UInt8] {
         let response: Response
-        if let request {
+        var isHead = false
+        switch parse {
+        case .complete(let request):
             response = handler(request)
-        } else if end == nil {
+            isHead = request.method == "HEAD"
+        case .tooLarge, .incomplete:
             response = Self.plain(431, "request header fields too large\n")
-        } else {
+        case .malformed:
             response = Self.plain(400, "bad request\n")
         }
-        let isHead = request?.method == "HEAD"
         var bytes = Array(("HTTP/1.1 \(response.status) \(Self.reason(response.status))\r\n"
             + "Content-Type: \(response.contentType)\r\n"
             + "Content-Length: \(response.body.count)\r\n"
             + response.extraHeaders
             + "Connection: close\r\n\r\n").utf8)
         if !isHead { bytes += response.body }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(client, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n > 0 {
-                offset += n
-            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                let w = wait(client, events: Int16(POLLOUT), until: deadline)
-                if w != .ready { return w }
-            } else if !(n < 0 && errno == EINTR) {
-                return .ready
-            }
-        }
-        // Half-close, then read what the client still sends until it closes
-        // (briefly): closing with unread input would reset the connection
-        // and could destroy the response in flight.
-        shutdown(client, Int32(SHUT_WR))
-        let lingerUntil = Swift.min(deadline, ManagerClock.monotonicNow() + 0.5)
-        while true {
-            let n = recv(client, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-            if n > 0 || (n < 0 && errno == EINTR) { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                let w = wait(client, events: Int16(POLLIN), until: lingerUntil)
-                if w == .ready { continue }
-                return w == .stopping ? .stopping : .ready
-            }
-            return .ready
-        }
-    }
-
-    /// Index just past the blank line ending the head ("\r\n\r\n" or "\n\n").
-    static func headEnd(_ bytes: [UInt8]) -> Int? {
-        var i = 0
-        while i < bytes.count {
-            if bytes[i] == 0x0A {
-                if i + 1 < bytes.count && bytes[i + 1] == 0x0A { return i + 2 }
-                if i + 2 < bytes.count && bytes[i + 1] == 0x0D && bytes[i + 2] == 0x0A { return i + 3 }
-            }
-            i += 1
-        }
-        return nil
-    }
-
-    /// The request line and Accept headers of a head; nil if malformed.
-    static func parse(_ head: ArraySlice<UInt8>) -> Request? {
-        // Bytes, not Characters: "\r\n" is a single Character in Swift.
-        var lines = head.split(separator: 0x0A, omittingEmptySubsequences: false).map { line in
-            String(decoding: line.last == 0x0D ? line.dropLast() : line, as: UTF8.self)
-        }
-        while lines.last?.isEmpty == true { lines.removeLast() }
-        guard let first = lines.first else { return nil }
-        let parts = first.split(separator: " ", omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, parts[1].hasPrefix("/") || parts[1] == "*",
-              parts[2].hasPrefix("HTTP/1.") else { return nil }
-        let path = parts[1].split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]
-        var accept: [Substring] = []
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { return nil }
-            if line[..<colon].lowercased() == "accept" { accept.append(line[line.index(after: colon)...]) }
-        }
-        return Request(method: String(parts[0]), path: String(path),
-                       accept: accept.map { $0.trimmingBlanks() }.joined(separator: ","))
+        return bytes
     }
 
     /// A text/plain response.

@@ -150,6 +150,58 @@ final class CloudWatchSinkTests: XCTestCase {
         XCTAssertGreaterThan(s.requestCount, 1, "connection failures are retried")
     }
 
+    /// Snapshots CloudWatch would refuse are counted for completed exports
+    /// only (takeDroppedCount), and the manager publishes them as KplmSinkDropped.
+    func testDropsAreCountedForCompletedExports() throws {
+        let fake = try fakeCloudWatch()
+        defer { fake.stop() }
+        let s = try sink(fake) { $0.maxRetries = 0 }
+        let now = Double(Date().timeIntervalSince1970)
+        var old = snapshot("Old")
+        old.timestampUnix = now - 15 * 86_400
+        var future = snapshot("Future")
+        future.timestampUnix = now + 3 * 3_600
+        try s.export([old, snapshot("Good"), future])
+        let body = String(decoding: try XCTUnwrap(fake.requests.last).body, as: UTF8.self)
+        XCTAssertTrue(body.contains(#""MetricName":"Good""#), body)
+        XCTAssertFalse(body.contains(#""MetricName":"Old""#) || body.contains(#""MetricName":"Future""#), body)
+        XCTAssertEqual(s.dropped, [.timestampTooOld: 1, .timestampInFuture: 1])
+        XCTAssertEqual(s.takeDroppedCount(), 2)
+        XCTAssertEqual(s.takeDroppedCount(), 0, "taking the count starts again from zero")
+
+        // A failed export counts nothing: its data comes back at the next flush.
+        fake.answer(cloudWatchAnswer(400, #"{"__type":"InvalidParameterValue"}"#))
+        XCTAssertThrowsError(try s.export([old, snapshot("Good")]))
+        XCTAssertEqual(s.takeDroppedCount(), 0)
+        XCTAssertEqual(s.droppedCount, 2)
+
+        // Through a manager: 15 days after the put, the datum is too old.
+        let clock = TestClock(100)
+        let m = try detailed(clock, window: 3_600, sink: s)
+        try m.start()
+        try m.put("Stale", 1, stream: "a")
+        try m.put("Stale", 1, stream: "b")
+        clock.advance(15 * 86_400)
+        try m.put("Fresh", 5)
+        let before = fake.requests.count
+        try m.flush()
+        XCTAssertEqual(s.takeDroppedCount(), 0, "the manager took the count")
+        XCTAssertEqual(s.droppedCount, 4)
+        let dropped = try XCTUnwrap(find(m.snapshots(), "KplmSinkDropped"))
+        XCTAssertEqual(dropped.count, 2)
+        XCTAssertEqual(dropped.sum, 2)
+        let first = fake.requests.dropFirst(before).map { String(decoding: $0.body, as: UTF8.self) }.joined()
+        XCTAssertTrue(first.contains(#""MetricName":"Fresh""#), first)
+        XCTAssertFalse(first.contains(#""MetricName":"Stale""#), first)
+        // The next flush sends the count.
+        let next = fake.requests.count
+        try m.flush()
+        let second = fake.requests.dropFirst(next).map { String(decoding: $0.body, as: UTF8.self) }.joined()
+        XCTAssertTrue(second.contains(#""MetricName":"KplmSinkDropped""#), second)
+        XCTAssertTrue(second.contains(#""SampleCount":2"#), second)
+        try m.close()
+    }
+
     func testCredentialsResolution() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kplm-cw-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -69,8 +69,14 @@ public struct CloudWatchSinkConfiguration: Sendable, Equatable {
 ///
 /// Each export is cut into requests by ``CloudWatchShape/batches(_:namespace:wallNow:unitOf:)``
 /// (≤ 1000 datums and ≤ 1 MB each; each key is one datum with a statistic
-/// set); snapshots CloudWatch would refuse are dropped and counted
-/// (``droppedCount``). Bodies above ``CloudWatchSinkConfiguration/gzipThresholdBytes``
+/// set); snapshots CloudWatch would refuse (``CloudWatchDropReason``: a
+/// timestamp outside the accepted range, a value, name or dimension it
+/// rejects, a count of 0) are dropped and counted in ``dropped``, and the
+/// manager adds each completed export's drops to its self-metric
+/// `KplmSinkDropped` (one observation per snapshot: see
+/// ``DropCountingSink``). Drops are counted only when the export returns
+/// normally: a failed export's data is offered again, and counted then.
+/// Bodies above ``CloudWatchSinkConfiguration/gzipThresholdBytes``
 /// (8 KiB for https endpoints) are gzipped. HTTPS (and plain HTTP for an endpoint override) goes through
 /// libcurl; signing uses OpenSSL's libcrypto. libkplm links neither: the
 /// first sink created opens libcurl.so.4, libcrypto.so.3 and libz.so.1 with
@@ -95,7 +101,7 @@ public struct CloudWatchSinkConfiguration: Sendable, Equatable {
 /// A failed request throws `sinkFailed` and the manager offers the whole
 /// export again at the next flush, so requests of that export that had
 /// succeeded are sent twice (delivery is at least once).
-public final class CloudWatchSink: MetricsSink {
+public final class CloudWatchSink: DropCountingSink {
     /// The X-Amz-Target of PutMetricData.
     public static let target = "GraniteServiceVersion20100801.PutMetricData"
     /// The Content-Type of AWS JSON 1.0.
@@ -120,7 +126,9 @@ public final class CloudWatchSink: MetricsSink {
     private struct State {
         var requests = 0
         var successes = 0
-        var dropped = 0
+        var dropped: [CloudWatchDropReason: Int] = [:]
+        /// Snapshots dropped by completed exports since the manager last took the count.
+        var droppedUntaken = 0
         var lastStatus: Int?
     }
     private let state = Locked(State())
@@ -188,8 +196,23 @@ public final class CloudWatchSink: MetricsSink {
     public var requestCount: Int { state.withLock { $0.requests } }
     /// PutMetricData calls that succeeded so far.
     public var successfulRequestCount: Int { state.withLock { $0.successes } }
-    /// Snapshots dropped so far because CloudWatch would refuse them.
-    public var droppedCount: Int { state.withLock { $0.dropped } }
+    /// Snapshots dropped so far because CloudWatch would refuse them, over
+    /// every export that completed (a failed export's are not counted: its
+    /// data is offered again).
+    public var droppedCount: Int { state.withLock { $0.dropped.values.reduce(0, +) } }
+    /// Snapshots dropped so far by completed exports, by reason; reasons
+    /// that did not occur are absent.
+    public var dropped: [CloudWatchDropReason: Int] { state.withLock { $0.dropped } }
+
+    /// Snapshots dropped by the exports completed since the last call,
+    /// whatever the reason (see ``DropCountingSink``); the manager calls it
+    /// after each export. Thread-safe.
+    public func takeDroppedCount() -> Int {
+        state.withLock { s in
+            defer { s.droppedUntaken = 0 }
+            return s.droppedUntaken
+        }
+    }
     /// The HTTP status of the last answer, nil before any.
     public var lastStatus: Int? { state.withLock { $0.lastStatus } }
 
@@ -213,8 +236,10 @@ public final class CloudWatchSink: MetricsSink {
         }
     }
 
-    /// Sends `snapshots` (see ``CloudWatchSink``). Throws ``MetricsError``
-    /// `sinkFailed` when a request fails or no credentials are found.
+    /// Sends `snapshots` (see ``CloudWatchSink``); the snapshots CloudWatch
+    /// would refuse are counted once every request has succeeded. Throws
+    /// ``MetricsError`` `sinkFailed` when a request fails or no credentials
+    /// are found (and then counts nothing).
     public func export(_ snapshots: [MetricSnapshot]) throws {
         guard !snapshots.isEmpty else { return }
         let credentials = try resolveCredentials()
@@ -227,6 +252,7 @@ public final class CloudWatchSink: MetricsSink {
             if groups[ns] == nil { order.append(ns) }
             groups[ns, default: []].append(s)
         }
+        var dropped: [CloudWatchDropReason: Int] = [:]
         for ns in order {
             let batches: CloudWatchBatches
             do {
@@ -234,11 +260,18 @@ public final class CloudWatchSink: MetricsSink {
             } catch {
                 throw MetricsError(.sinkFailed, "CloudWatch: " + error.message)
             }
-            let dropped = batches.dropped.values.reduce(0, +)
-            if dropped > 0 { state.withLock { $0.dropped += dropped } }
+            dropped.merge(batches.dropped, uniquingKeysWith: +)
             for request in batches.requests {
                 try send(Array(request.body.utf8), credentials: credentials)
                 state.withLock { $0.successes += 1 }
+            }
+        }
+        // Only now: a throw above has the manager offer this data again.
+        guard !dropped.isEmpty else { return }
+        state.withLock { s in
+            for (reason, n) in dropped {
+                s.dropped[reason, default: 0] += n
+                s.droppedUntaken += n
             }
         }
     }

@@ -12,8 +12,9 @@
 # The Swift sources are compiled into the fuzz executables together with the
 # harnesses, all instrumented (-sanitize=fuzzer,address), so the fuzzer is
 # guided by the library's branches as well as the harness's. Only the Swift
-# toolchain is needed: its swiftc, and the clang beside it (and, for the sinks
-# target, libcurl, libcrypto and zlib, as for the library).
+# toolchain is needed: its swiftc, and the clang beside it (the sinks target
+# does not link libcurl, libcrypto or zlib: the library dlopens them at run
+# time, see Sources/CKPLMCloudWatch/kplm_shim_abi.h).
 #
 #   scripts/fuzz.sh [SECONDS]         build, then fuzz abi for SECONDS (default
 #                                     60), sinks and prometheus for a third of
@@ -158,7 +159,7 @@ mkdir -p "$out/modules"
 "$swiftc" -sanitize=fuzzer,address "${linker[@]}" "$out/fuzz_abi.o" "$out/kplm_core.o" "$out/shims.o" \
     -o "$out/fuzz_abi.new"
 "$swiftc" -sanitize=fuzzer,address "${linker[@]}" "$out/fuzz_sinks.o" "$out/kplm_core.o" "$out/kplm_sinks.o" \
-    "$out/shims.o" "$out/cloudwatch_shim.o" -lcurl -lcrypto -lz -o "$out/fuzz_sinks.new"
+    "$out/shims.o" "$out/cloudwatch_shim.o" -o "$out/fuzz_sinks.new"
 "$swiftc" "${swiftflags[@]}" -module-name KPLMFuzzPrometheus -c \
     Sources/KPLMSinks/Sinks/PrometheusRequest.swift Sources/KPLMSinks/Sinks/Trimming.swift \
     Tests/fuzz/fuzz_prometheus.swift -o "$out/fuzz_prometheus.o"

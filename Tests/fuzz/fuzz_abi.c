@@ -16,9 +16,15 @@
  *    the situation (validation of names, dimensions, values and configs;
  *    states; KPLM_ELIMIT exactly when a new key goes beyond max_metrics);
  *  - sinks: open only from start, record once per accepted put between start
- *    and close with the put's name, dimensions, value and clock reading,
- *    close once after the final export, nothing at all before start or at
+ *    and close with the put's name, dimensions, value and clock reading
+ *    (none for a put made inside a record callback of the same manager:
+ *    record does not recurse), close exactly once: after the final export
+ *    that succeeded, or at kplm_free; nothing at all before start or at
  *    level NONE, re-entrant flush/close/start from a callback -> KPLM_ESTATE;
+ *  - a failed final export is kept: kplm_close returns KPLM_ESINK and the
+ *    sink stays open; the next kplm_close exports the same data again and
+ *    returns KPLM_OK once the sink takes it (later ones do nothing);
+ *    kplm_free makes one more try, then closes the sink and discards;
  *  - every export carries exactly the observations accepted since the last
  *    successful export (count, min, max, sum within rounding, first and last
  *    second), one snapshot per key in export order; a failed export keeps
@@ -35,11 +41,12 @@
  * Threads: with the default upload interval of the fuzzed configs (1 h) the
  * uploader thread never ticks during an input; the only callbacks off the
  * harness thread are the final export and the sink close, which kplm_close
- * hands to the uploader thread while the harness waits in kplm_close (a
- * "handoff": the callback may then use the harness's state). Configs with a
- * short interval or a small export timeout are "noisy": their export and
- * close callbacks keep only atomic counters, and only the totals are
- * checked.
+ * hands to the uploader thread (or, for a retry, a thread of its own) while
+ * the harness waits in kplm_close or kplm_free (a "handoff": the callback
+ * may then use the harness's state). Configs with a short interval or a
+ * small export timeout are "noisy": their export and close callbacks keep
+ * only atomic counters, and only the totals and the number of sink closes
+ * are checked.
  *
  * Input format (all integers little endian; reading past the end gives 0):
  *   header  u8: bit 0 = also create slot 1
@@ -414,6 +421,8 @@ typedef struct slot {
     int model_ok;                 /* the model tables did not overflow */
     /* Lifecycle as the contract describes it. */
     int started, closing;
+    int delivered;                /* a close returned KPLM_OK, or free gave up:
+                                     close and free call no sink function any more */
     int close_timed_out;          /* a close returned before its final export */
     /* The sink set last (valid only if has_sink). */
     int has_sink, cb_open, cb_record, cb_close, fail_mode, open_fail;
@@ -458,6 +467,9 @@ typedef struct {
 } expect_frame;
 static _Thread_local expect_frame *tl_expect[32];
 static _Thread_local int tl_nexpect;
+/* Record callbacks of each slot running on this thread: a put made inside
+ * one (at any depth) calls no record of that manager. */
+static _Thread_local int tl_in_record[NSLOTS];
 
 /* Slot whose close the harness thread is waiting in (-1: none). */
 static _Atomic int handoff = -1;
@@ -687,7 +699,9 @@ static void cb_record(void *user_data, const kplm_event *e) {
         CHECK(double_to_bits(e->value) == double_to_bits(f->value));
         double t = clock_now(s);
         if (s->injected && clock_value_sane(t)) CHECK(e->timestamp == t);
+        tl_in_record[s->idx]++;
         reenter(s);
+        tl_in_record[s->idx]--;
     }
     chain_pop();
 }
@@ -695,9 +709,11 @@ static void cb_record(void *user_data, const kplm_event *e) {
 static void cb_close(void *user_data) {
     slot *s = user_data;
     chain_push(s);
-    atomic_fetch_add(&s->a_closes, 1);
+    /* Exactly once per manager, whatever the thread (the counter is reset
+     * only for a new manager, after the old one's close has come). */
+    CHECK(atomic_fetch_add(&s->a_closes, 1) == 0);
     if (cb_mode(s) != MODE_STATELESS && !s->noisy) {
-        /* Once, by close, after start. */
+        /* By close or free, after start. */
         CHECK(s->started && s->closing);
         reenter(s);
     }
@@ -817,7 +833,8 @@ static prediction predict_key(slot *s, const char *name, const char *st, const c
 }
 
 static int expected_records(slot *s, kplm_status r) {
-    return r == KPLM_OK && s->level != KPLM_LEVEL_NONE && s->started && !s->closing && s->has_sink && s->cb_record;
+    return r == KPLM_OK && s->level != KPLM_LEVEL_NONE && s->started && !s->closing && s->has_sink &&
+           s->cb_record && !tl_in_record[s->idx];
 }
 
 static void do_put(slot *s, const char *name, double v, const char *st, const char *sh, const char *ec) {
@@ -942,19 +959,24 @@ static void check_totals(slot *s, const char *when) {
     }
 }
 
-/* Waits (bounded) for the sink's close callback of a close that may have
- * returned before its final export (tiny export_timeout_ms). */
-static void wait_for_sink_close(slot *s, int closes_before) {
+/* Waits (bounded) until the sink's close callback has run `want` times in
+ * all: a close or free may return before the final export it started
+ * (tiny export_timeout_ms), which then closes the sink in the background. */
+static void wait_for_sink_close(slot *s, int want) {
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (atomic_load(&s->a_closes) == closes_before) {
+    while (atomic_load(&s->a_closes) < want) {
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec - t0.tv_sec > 20) fail(__LINE__, "the background final export never closed the sink");
         sched_yield();
     }
 }
 
-/* kplm_close or kplm_free (which closes first): the shared expectations. */
+/* kplm_close or kplm_free (which closes first): the shared expectations.
+ * The final export is attempted by the first close after start and again
+ * by every close or free after one that failed, until one is delivered
+ * (s->delivered). The sink's close callback runs once: after the final
+ * export that succeeded, or at free (which then discards what is pending). */
 static void close_or_free(slot *s, int is_free) {
     const char *what = is_free ? "free" : "close";
     if (in_chain(s)) {
@@ -968,7 +990,7 @@ static void close_or_free(slot *s, int is_free) {
         return;
     }
     int was_closing = s->closing;
-    int final = s->level != KPLM_LEVEL_NONE && s->started && !was_closing;
+    int final = s->level != KPLM_LEVEL_NONE && s->started && !s->delivered;
     int pending = final && !s->noisy && s->model_ok && model_pending(s) && s->has_sink;
     int e0 = atomic_load(&s->a_exports), c0 = atomic_load(&s->a_closes), o0 = atomic_load(&s->a_opens);
     s->closing = 1;
@@ -977,12 +999,16 @@ static void close_or_free(slot *s, int is_free) {
     if (is_free) kplm_free(s->m);
     else r = kplm_close(s->m);
     atomic_store_explicit(&handoff, prev, memory_order_release);
-    if (final && s->async && s->has_sink && s->cb_close) wait_for_sink_close(s, c0);
+    int sink_closes = s->has_sink && s->cb_close;
+    /* A free closes the sink now or, if an export still runs, when it returns. */
+    if (final && is_free && s->async && sink_closes) wait_for_sink_close(s, 1);
     int exports = atomic_load(&s->a_exports) - e0, closes = atomic_load(&s->a_closes) - c0;
-    trace("%s slot%d -> %s (exports %d, sink closes %d)", what, s->idx, st_name(r), exports, closes);
+    trace("%s slot%d -> %s (exports %d, sink closes %d%s)", what, s->idx, st_name(r), exports, closes,
+          final && was_closing ? ", a retry" : "");
     CHECK(atomic_load(&s->a_opens) == o0);
     if (!final) {
-        /* Before start, at NONE, or again: no sink call; a later close is OK. */
+        /* Before start, at NONE, or after a delivered close: no sink call;
+         * a later close is OK. */
         CHECK(exports == 0 && closes == 0);
         /* Known issue: a later close reports the failure of the final export
          * that a timed-out close left running. */
@@ -990,28 +1016,41 @@ static void close_or_free(slot *s, int is_free) {
                                        ? ST(KPLM_ESINK) : 0));
         return;
     }
-    int sink_closes = s->has_sink && s->cb_close;
     if (s->noisy) {
         CHECK_ST(r, ST(KPLM_OK) | ST(KPLM_ESINK));
-        if (s->async && r == KPLM_ESINK) s->close_timed_out = 1;
-        if (!s->async || sink_closes) CHECK(closes == sink_closes);
+        if (r == KPLM_ESINK) {
+            /* Failed (the sink stays open, the data is kept) or, with a tiny
+             * timeout, still running: it may then close the sink later. */
+            if (s->async) s->close_timed_out = 1;
+            else CHECK(atomic_load(&s->a_closes) == 0 && !atomic_load(&s->a_last_ok));
+            CHECK(atomic_load(&s->a_closes) <= sink_closes);
+            return;
+        }
+        /* Delivered (close), or closed at free: the sink's close has run or
+         * (async: a background export delivered it) is about to. */
+        s->delivered = 1;
+        if (s->async && sink_closes) wait_for_sink_close(s, 1);
+        CHECK(atomic_load(&s->a_closes) == sink_closes);
         /* Exports are serialised and the final one comes last: if it (or, with
-         * nothing left for it, the one before) succeeded, all is exported. */
-        if (s->has_sink && (!s->async || sink_closes) &&
-            (atomic_load(&s->a_last_ok) || !atomic_load(&s->a_any_export)))
+         * nothing left for it, the one before) succeeded, all is exported; a
+         * close that returns KPLM_OK has exported everything. */
+        if (s->has_sink && !is_free) CHECK(atomic_load(&s->a_last_ok) || !atomic_load(&s->a_any_export));
+        if (s->has_sink && (atomic_load(&s->a_last_ok) || !atomic_load(&s->a_any_export)))
             check_totals(s, what);
         return;
     }
     if (s->model_ok) CHECK(exports == pending);
     CHECK(exports <= 1);
-    CHECK(closes == sink_closes);
     int failed = exports && s->last_export_failed;
     if (!is_free) CHECK_ST(r, failed ? ST(KPLM_ESINK) : ST(KPLM_OK));
+    /* A failed final export keeps the sink open, except at free. */
+    CHECK(closes == (failed && !is_free ? 0 : sink_closes));
     if (!s->has_sink) model_clear_pending(s);
     if (!failed && s->has_sink) {
         if (s->model_ok) CHECK(!model_pending(s));
         check_totals(s, what);
     }
+    if (!failed || is_free) s->delivered = 1;
 }
 
 static void clear_slot(slot *s) {
@@ -1305,7 +1344,7 @@ static void new_manager(slot *s) {
     s->noisy = !(s->interval_ms >= QUIET_INTERVAL_MS) || !(s->timeout_ms >= QUIET_TIMEOUT_MS);
     s->async = !(s->timeout_ms >= QUIET_TIMEOUT_MS);
     s->model_ok = 1;
-    s->started = s->closing = s->close_timed_out = 0;
+    s->started = s->closing = s->delivered = s->close_timed_out = 0;
     s->has_sink = s->cb_open = s->cb_record = s->cb_close = s->fail_mode = s->open_fail = s->slow = 0;
     s->last_export_failed = 0;
     atomic_store(&s->a_exported, 0);

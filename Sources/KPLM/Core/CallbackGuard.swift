@@ -59,10 +59,19 @@ enum CallbackGuard {
         isInside(of: owner) { $0 == .record }
     }
 
-    /// Whether this thread is inside a slow put of `owner` (a signal handler
-    /// that interrupted it, or a callback that put runs).
+    /// Whether this thread's innermost frame of `owner` is a slow put: a
+    /// signal handler interrupted it (or code that put runs without a
+    /// callback frame of its own). A `record` callback that a put runs has
+    /// its own frame above the put's, and is not inside a put by this test:
+    /// the put left its locks before calling it.
     static func isInsidePut(of owner: ObjectIdentifier) -> Bool {
-        isInside(of: owner) { $0 == .put }
+        let id = UInt(bitPattern: owner)
+        var cursor = kplmshim_callback_frame_get()
+        while let frame = cursor?.assumingMemoryBound(to: Frame.self) {
+            if frame.pointee.owner == id { return frame.pointee.kind == .put }
+            cursor = frame.pointee.previous
+        }
+        return false
     }
 
     private static func isInside(of owner: ObjectIdentifier, _ matches: (Kind) -> Bool) -> Bool {

@@ -164,7 +164,7 @@ final class LifecycleTests: XCTestCase {
         XCTAssertEqual(m.snapshots(), [])
     }
 
-    func testFailingFinalExportStillCloses() throws {
+    func testAFailedFinalExportIsKeptForTheNextCloseAndTheSinkClosesAfterIt() throws {
         let clock = TestClock(100)
         let sink = RecordingSink()
         let m = try detailed(clock, sink: sink)
@@ -173,15 +173,23 @@ final class LifecycleTests: XCTestCase {
         sink.failExports(1)
         assertThrows(.sinkFailed) { try m.close() }
         XCTAssertTrue(m.isClosed)
-        let calls = sink.calls
-        XCTAssertEqual(calls.count, 3)
-        XCTAssertEqual(calls.first, .open)
-        XCTAssertEqual(calls.last, .close, "close must still close the sink")
+        // The manager is closed, but the sink is not: its close callback waits
+        // for an export of the pending data that succeeds (SPEC §9).
+        XCTAssertEqual(sink.calls.count, 2)
+        XCTAssertEqual(sink.calls.first, .open)
+        XCTAssertEqual(sink.closeCount, 0, "the sink was closed with its data still pending")
         assertThrows(.closed) { try m.put("A", 1) }
         assertThrows(.closed) { try m.flush() }
-        // A second close is a no-op that succeeds and calls nothing.
+        // The next close retries the same data, then closes the sink.
         try m.close()
-        XCTAssertEqual(sink.calls.count, 3)
+        XCTAssertEqual(sink.calls.count, 4)
+        XCTAssertEqual(sink.calls.last, .close)
+        XCTAssertEqual(sink.batches.count, 2)
+        XCTAssertEqual(sink.batches.last?.map(\.statistics), [MetricStatistics(count: 1, sum: 1, min: 1, max: 1)],
+                       "the retried export must carry the kept data")
+        // After that a close is a no-op that succeeds and calls nothing.
+        try m.close()
+        XCTAssertEqual(sink.calls.count, 4)
     }
 
     func testDroppingAStartedManagerClosesIt() throws {

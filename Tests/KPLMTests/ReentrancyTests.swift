@@ -105,13 +105,13 @@ final class ReentrancyTests: XCTestCase {
         try m.close()
     }
 
-    func testEventfulRecordCallingPutWorks() throws {
+    func testPutsFromRecordAreAccumulatedButDoNotCallRecordAgain() throws {
         let clock = TestClock(100)
         let box = ManagerBox()
         let errors = Collected<String>()
         let sink = EventSink(onRecord: { event in
-            // Mirror each "Outer" observation into "Inner"; Inner's own
-            // record must not mirror again.
+            // Mirror each "Outer" observation into "Inner": the put is
+            // accumulated, but record is not called for it (SPEC §9).
             guard event.name == "Outer", let m = box.manager else { return }
             do { try m.put("Inner", event.value * 2, stream: "mirror") } catch { errors.append("\(error)") }
         })
@@ -120,8 +120,8 @@ final class ReentrancyTests: XCTestCase {
         try m.start()
         try m.put("Outer", 1.5)
         try m.metric("Outer").put(2)
-        XCTAssertEqual(sink.events.map(\.name), ["Outer", "Inner", "Outer", "Inner"])
-        XCTAssertEqual(sink.events.map(\.value), [1.5, 3, 2, 4])
+        XCTAssertEqual(sink.events.map(\.name), ["Outer", "Outer"])
+        XCTAssertEqual(sink.events.map(\.value), [1.5, 2])
         XCTAssertEqual(m.snapshot()[MetricKey(name: "Inner", stream: "mirror")],
                        MetricStatistics(count: 2, sum: 7, min: 3, max: 4))
         try m.flush()

@@ -124,7 +124,7 @@ final class SlowSinkTests: XCTestCase {
         try m.close()
     }
 
-    func testAfterATimedOutCloseFlushIsClosedAndABackgroundFailureIsNotReportedAgain() throws {
+    func testAfterATimedOutCloseFlushIsClosedAndTheFailedDataWaitsForTheNextClose() throws {
         let clock = TestClock(100)
         let sink = GatedSink()
         let m = try manager(sink, clock: clock)
@@ -136,15 +136,18 @@ final class SlowSinkTests: XCTestCase {
         XCTAssertEqual(sink.entered.wait(timeout: .now() + 5), .success, "the final export never started")
         // The final export still holds the export lock: flush says closed at once.
         assertThrows(.closed) { try m.flush() }
-        // The background export fails; close already reported the failure.
+        // The background export fails: its data stays pending and the sink open.
         sink.hangExports(false)
         sink.release.signal()
-        XCTAssertTrue(waitUntil { sink.closed })
+        XCTAssertFalse(waitUntil(timeout: 0.5) { sink.closed }, "the sink was closed with data pending")
+        sink.failExports(false)
         try m.close()
+        XCTAssertTrue(sink.closed)
+        XCTAssertEqual(sink.exported.map(\.statistics), [MetricStatistics(count: 1, sum: 1, min: 1, max: 1)])
         assertThrows(.closed) { try m.flush() }
     }
 
-    func testAFailedFinalExportIsReportedByOneCloseOnly() throws {
+    func testAFailedFinalExportIsRetriedByEachCloseUntilTheSinkTakesIt() throws {
         let clock = TestClock(100)
         let sink = GatedSink()
         let m = try manager(sink, clock: clock)
@@ -152,6 +155,12 @@ final class SlowSinkTests: XCTestCase {
         try m.put("A", 1)
         sink.failExports(true)
         assertThrows(.sinkFailed) { try m.close() }
+        assertThrows(.sinkFailed) { try m.close() }
+        XCTAssertFalse(sink.closed)
+        sink.failExports(false)
+        try m.close()
+        XCTAssertTrue(sink.closed)
+        XCTAssertEqual(sink.exported.count, 1)
         try m.close()
     }
 

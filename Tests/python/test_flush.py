@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 import kplm
@@ -147,19 +149,37 @@ def test_close_exports_remaining_data(make_manager, clock, sink):
     assert sink.calls[-1] == "close"
 
 
-def test_failed_final_export_closes_anyway(make_manager, clock, sink):
+def test_failed_final_export_is_kept_and_retried_by_the_next_close(make_manager, clock, sink):
     manager = make_manager(clock=clock, sink=sink)
     manager.start()
     manager.put("m", 1)
     sink.fail = True
     with pytest.raises(kplm.SinkError):
         manager.close()
-    assert sink.calls[-1] == "close"
+    # Closed to puts, but the sink stays open while its data is pending.
+    assert sink.count("close") == 0
     with pytest.raises(kplm.ClosedError):
         manager.put("m", 1)
-    manager.close()  # idempotent, no second final export
+    sink.fail = False
+    manager.close()  # retries the kept export, then closes the sink
+    assert sink.calls[-2:] == ["export", "close"]
+    assert stats_by_key(sink.batches[-1]) == {K("m"): (1, 1.0, 1.0, 1.0)}
+    manager.close()  # nothing left: no export, no second close
     assert sink.count("close") == 1
-    assert sink.count("export") == 1
+    assert sink.count("export") == 2
+
+
+def test_free_after_a_failed_close_closes_the_sink_and_discards(make_manager, clock, sink):
+    manager = make_manager(clock=clock, sink=sink)
+    manager.start()
+    manager.put("m", 1)
+    sink.fail = True
+    with pytest.raises(kplm.SinkError):
+        manager.close()
+    manager.free()
+    gc.collect()
+    assert sink.count("close") == 1
+    assert sink.calls[-1] == "close"
 
 
 def test_refused_metric_is_exported(make_manager, clock, sink):

@@ -32,19 +32,7 @@ final class CKeyLayout: @unchecked Sendable {
     @inline(__always)
     func snapshot(_ statistics: MetricStatistics, windowStart: Double, windowEnd: Double,
                   timestampUnix: Double) -> kplm_snapshot {
-        // Field by field (not the memberwise init): fields added to the
-        // struct later stay zero.
-        var c = kplm_snapshot()
-        c.name = name
-        c.count = UInt64(statistics.count)
-        c.sum = statistics.sum
-        c.min = statistics.min
-        c.max = statistics.max
-        c.dimensions = dimensions
-        c.dimension_count = dimensionCount
-        c.window_start = windowStart
-        c.window_end = windowEnd
-        c.timestamp_unix = timestampUnix
-        return c
+        kplm_snapshot(name: name, statistics: statistics, dimensions: dimensions, dimensionCount: dimensionCount,
+                      windowStart: windowStart, windowEnd: windowEnd, timestampUnix: timestampUnix)
     }
 }

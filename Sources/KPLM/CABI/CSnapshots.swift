@@ -61,17 +61,10 @@ enum CLayout {
             for s in snapshots {
                 let name = copy(s.name, &cursor)
                 copy(s.dimensions, into: dims, &cursor)
-                var c = kplm_snapshot()
-                c.name = name
-                c.count = UInt64(s.count)
-                c.sum = s.sum
-                c.min = s.min
-                c.max = s.max
-                c.dimensions = s.dimensions.isEmpty ? nil : UnsafePointer(dims)
-                c.dimension_count = s.dimensions.count
-                c.window_start = s.windowStart
-                c.window_end = s.windowEnd
-                c.timestamp_unix = s.timestampUnix
+                let c = kplm_snapshot(name: name, statistics: s.statistics,
+                                      dimensions: s.dimensions.isEmpty ? nil : UnsafePointer(dims),
+                                      dimensionCount: s.dimensions.count, windowStart: s.windowStart,
+                                      windowEnd: s.windowEnd, timestampUnix: s.timestampUnix)
                 structs.append(c)
                 dims += s.dimensions.count
             }
@@ -102,5 +95,25 @@ enum CLayout {
             e.dimension_count = event.dimensions.count
             return CallerLayouts.event.withArray(count: 1, stride: size, { _ in e }, body)
         }
+    }
+}
+
+extension kplm_snapshot {
+    /// The one place a C snapshot is built. Field by field (not the
+    /// memberwise init): fields a later header adds stay zero.
+    @inline(__always)
+    init(name: UnsafePointer<CChar>?, statistics: MetricStatistics, dimensions: UnsafePointer<kplm_dimension>?,
+         dimensionCount: Int, windowStart: Double, windowEnd: Double, timestampUnix: Double) {
+        self.init()
+        self.name = name
+        count = UInt64(statistics.count)
+        sum = statistics.sum
+        min = statistics.min
+        max = statistics.max
+        self.dimensions = dimensions
+        dimension_count = dimensionCount
+        window_start = windowStart
+        window_end = windowEnd
+        timestamp_unix = timestampUnix
     }
 }

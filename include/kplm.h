@@ -103,12 +103,12 @@ extern "C" {
 /**
  * Name of the other metric kplm keeps by itself, with no dimensions: one
  * observation of value 1 per item a sink accepted in a successful export
- * but could not deliver for a reason of its own (the DogStatsD and EMF
- * sinks say which, at their constructors). The count of an export is
- * added after it returns, so it is exported by the next flush (close
- * exports it at once). Like KPLM_METRIC_REFUSED it does not count against
- * max_metrics and is always shown. A failed export counts nothing here:
- * its data is kept and offered again.
+ * but could not deliver for a reason of its own (the DogStatsD, EMF and
+ * CloudWatch sinks say which, at their constructors). The count of an
+ * export is added after it returns, so it is exported by the next flush
+ * (close exports it at once). Like KPLM_METRIC_REFUSED it does not count
+ * against max_metrics and is always shown. A failed export counts nothing
+ * here: its data is kept and offered again.
  */
 #define KPLM_METRIC_SINK_DROPPED "KplmSinkDropped"
 
@@ -241,7 +241,9 @@ typedef struct {
 
 /**
  * Where flushed aggregates go. kplm_set_sink copies this struct; user_data
- * must stay valid until kplm_close (or kplm_free) returns. The callbacks are
+ * and the callbacks must stay valid until the sink's close callback has run
+ * (kplm_close that returned KPLM_OK, or kplm_free; after a close that timed
+ * out, when the background export has returned). The callbacks are
  * handed kplm_snapshot and kplm_event laid out as the code that called
  * kplm_set_sink was compiled (see "Struct growth" above).
  *
@@ -773,7 +775,7 @@ typedef struct {
     double timeout_ms;
     uint32_t max_retries;        /**< on 429, 502, 503, 504 and connection errors; default 3 */
     const char *service_name;    /**< resource attribute service.name, default "kplm" */
-    /* Added after 1.0 (the 1.0 layout ends here: 40 bytes on 64-bit targets). */
+    /* 0.x layouts ended here (40 bytes on 64-bit targets); still accepted. */
     /** Extra headers, header_count "Name: value" strings (copied; names
      * printable ASCII without separators, values without CR, LF or other
      * control characters; not Host, Content-Type, Content-Length,
@@ -834,9 +836,13 @@ void kplm_cloudwatch_config_init_sized(kplm_cloudwatch_config *config, size_t si
  * A CloudWatch sink: each export becomes PutMetricData calls (AWS JSON 1.0,
  * X-Amz-Target GraniteServiceVersion20100801.PutMetricData, SigV4-signed),
  * cut as kplm_cloudwatch_requests cuts them (one statistic set per key, at
- * most 1000 datums and 1 MB per call; snapshots CloudWatch would refuse are
- * dropped). Bodies over 8 KiB are gzipped for https endpoints (not for a
- * plain http:// override: moto's server rejects gzipped bodies). HTTPS via
+ * most 1000 datums and 1 MB per call). A snapshot CloudWatch would refuse
+ * (a timestamp before wall-clock now - 14 days or after now + 2 hours, a
+ * value beyond +-2^360, a name or dimension it rejects) is dropped and
+ * counted under KPLM_METRIC_SINK_DROPPED (one per snapshot) when every call
+ * of the export has succeeded; such a drop does not fail the export.
+ * Bodies over 8 KiB are gzipped for https endpoints (not for a plain
+ * http:// override: moto's server rejects gzipped bodies). HTTPS via
  * libcurl, SigV4 via libcrypto, gzip via zlib (all three opened at run time,
  * see below); plain HTTP is allowed for an endpoint override. Credentials are read at every export:
  * the config's keys; else (without a profile) AWS_ACCESS_KEY_ID,

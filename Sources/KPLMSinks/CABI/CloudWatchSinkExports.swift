@@ -8,20 +8,22 @@ import Glibc
 /// Longest string accepted from C, in bytes.
 private let maxStringBytes = 4096
 
+extension kplm_cloudwatch_config {
+    /// Field by field, so that a build against a later header (more fields,
+    /// left zero) compiles too.
+    package static var defaults: kplm_cloudwatch_config {
+        var c = kplm_cloudwatch_config()
+        c.struct_size = UInt32(MemoryLayout<kplm_cloudwatch_config>.size)
+        c.timeout_ms = CloudWatchSinkConfiguration.defaultTimeoutMs
+        c.max_retries = UInt32(CloudWatchSinkConfiguration.defaultMaxRetries)
+        return c
+    }
+}
+
 @c @implementation
 public func kplm_cloudwatch_config_init(_ config: UnsafeMutablePointer<kplm_cloudwatch_config>?) {
-    guard let config else { return }
-    config.initialize(to: kplm_cloudwatch_config(
-        struct_size: UInt32(MemoryLayout<kplm_cloudwatch_config>.size),
-        region: nil,
-        endpoint: nil,
-        cw_namespace: nil,
-        access_key_id: nil,
-        secret_access_key: nil,
-        session_token: nil,
-        profile: nil,
-        timeout_ms: CloudWatchSinkConfiguration.defaultTimeoutMs,
-        max_retries: UInt32(CloudWatchSinkConfiguration.defaultMaxRetries)))
+    // Binaries built before 1.0: the 1.0 layout (kplm_cloudwatch_config_init_sized).
+    kplm_cloudwatch_config.initialize(config, size: 0)
 }
 
 @c @implementation

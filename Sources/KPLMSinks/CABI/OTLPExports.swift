@@ -17,22 +17,25 @@ private let maxStringBytes = 4096
 /// Most extra headers accepted from C.
 private let maxHeaders = 256
 
-/// The exported kplm_otlp_config_init, for binaries built against the 1.0
-/// header: writes the 1.0 layout only (40 bytes on 64-bit targets; the
-/// fields added later default to zero), struct_size included. The header's
-/// macro calls kplm_otlp_config_init_sized instead.
+extension kplm_otlp_config {
+    /// Field by field, so that a build against a later header (more fields,
+    /// left zero) compiles too.
+    package static var defaults: kplm_otlp_config {
+        var c = kplm_otlp_config()
+        c.struct_size = UInt32(MemoryLayout<kplm_otlp_config>.size)
+        c.endpoint = OTLPDefaults.endpoint
+        c.timeout_ms = OTLPSinkConfiguration.defaultTimeoutMs
+        c.max_retries = UInt32(OTLPSinkConfiguration().maxRetries)
+        c.service_name = OTLPDefaults.serviceName
+        c.compression = UInt32(KPLM_OTLP_COMPRESSION_DEFAULT.rawValue)
+        return c
+    }
+}
+
 @c @implementation
 public func kplm_otlp_config_init(_ config: UnsafeMutablePointer<kplm_otlp_config>?) {
-    let defaults = OTLPSinkConfiguration()
-    kplm_otlp_config.callerLayout.initialize(config, size: 0, defaults: kplm_otlp_config(
-        struct_size: 0,
-        endpoint: OTLPDefaults.endpoint,
-        timeout_ms: OTLPSinkConfiguration.defaultTimeoutMs,
-        max_retries: UInt32(defaults.maxRetries),
-        service_name: OTLPDefaults.serviceName,
-        headers: nil,
-        header_count: 0,
-        compression: UInt32(KPLM_OTLP_COMPRESSION_DEFAULT.rawValue)))
+    // Binaries built before 1.0: the 1.0 layout (kplm_otlp_config_init_sized).
+    kplm_otlp_config.initialize(config, size: 0)
 }
 
 @c @implementation

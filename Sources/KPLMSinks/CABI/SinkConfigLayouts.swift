@@ -19,21 +19,14 @@ extension kplm_prometheus_config: CConfigStruct {
 }
 
 extension kplm_otlp_config: CConfigStruct {
-    package static let callerLayout = CallerLayout(lastV1Field: \kplm_otlp_config.service_name)
-    package static var defaults: kplm_otlp_config {
-        var c = kplm_otlp_config()
-        kplm_otlp_config_init(&c)
-        return c
-    }
+    /// 1.0 ends with compression; the 0.x layout ended with service_name.
+    package static let callerLayout = CallerLayout(
+        lastV1Field: \kplm_otlp_config.compression,
+        olderSizes: [MemoryLayout<kplm_otlp_config>.offset(of: \kplm_otlp_config.headers)!])
 }
 
 extension kplm_cloudwatch_config: CConfigStruct {
     package static let callerLayout = CallerLayout(lastV1Field: \kplm_cloudwatch_config.max_retries)
-    package static var defaults: kplm_cloudwatch_config {
-        var c = kplm_cloudwatch_config()
-        kplm_cloudwatch_config_init(&c)
-        return c
-    }
 }
 
 @c @implementation

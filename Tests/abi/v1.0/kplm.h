@@ -14,9 +14,11 @@
  *  - Every pointer handed to a callback is valid only during that call.
  *  - Every function is thread-safe unless its comment says otherwise.
  *  - Callbacks run with no internal lock held that kplm_put needs, so a sink
- *    may call kplm_put. A callback must not call kplm_flush, kplm_close or
- *    kplm_free on its own manager: such a call returns KPLM_ESTATE (kplm_free
- *    does nothing) instead of deadlocking.
+ *    may call kplm_put (a put made inside `record` is recorded and exported
+ *    but calls no `record` again). A callback must not call kplm_flush,
+ *    kplm_close or kplm_free on its own manager: such a call returns
+ *    KPLM_ESTATE (kplm_free does nothing) instead of deadlocking. Signal
+ *    handlers and exit without close: see "Lifecycle" after kplm_free.
  *  - fork(): the child has only the forking thread, so a manager created
  *    before the fork (whose locks another thread may have held, and whose
  *    uploader thread is gone) refuses every call in the child with
@@ -97,6 +99,18 @@ extern "C" {
  * against max_metrics and is exported like any other metric.
  */
 #define KPLM_METRIC_REFUSED "KplmMetricsRefused"
+
+/**
+ * Name of the other metric kplm keeps by itself, with no dimensions: one
+ * observation of value 1 per item a sink accepted in a successful export
+ * but could not deliver for a reason of its own (the DogStatsD, EMF and
+ * CloudWatch sinks say which, at their constructors). The count of an
+ * export is added after it returns, so it is exported by the next flush
+ * (close exports it at once). Like KPLM_METRIC_REFUSED it does not count
+ * against max_metrics and is always shown. A failed export counts nothing
+ * here: its data is kept and offered again.
+ */
+#define KPLM_METRIC_SINK_DROPPED "KplmSinkDropped"
 
 /**
  * The Kinesis Producer Library's metric names, byte for byte, with their
@@ -227,7 +241,9 @@ typedef struct {
 
 /**
  * Where flushed aggregates go. kplm_set_sink copies this struct; user_data
- * must stay valid until kplm_close (or kplm_free) returns. The callbacks are
+ * and the callbacks must stay valid until the sink's close callback has run
+ * (kplm_close that returned KPLM_OK, or kplm_free; after a close that timed
+ * out, when the background export has returned). The callbacks are
  * handed kplm_snapshot and kplm_event laid out as the code that called
  * kplm_set_sink was compiled (see "Struct growth" above).
  *
@@ -422,34 +438,82 @@ kplm_status kplm_snapshots_sized(kplm_manager *m,
  * nothing new, or at level NONE (returns KPLM_OK).
  * Exports are serialised: if another thread's export is still running after
  * export_timeout_ms, returns KPLM_ESINK without exporting (nothing is lost).
- * Returns KPLM_OK; KPLM_EINVAL for a NULL manager; KPLM_ESTATE before start
- * or from a callback of this manager; KPLM_ECLOSED after close; KPLM_ESINK if
- * the export failed or timed out (the data is kept and offered again at the
- * next flush).
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager; KPLM_ESTATE before start,
+ * from a callback of this manager or from a signal handler that interrupted
+ * a kplm_put on this thread (see "Lifecycle" below); KPLM_ECLOSED after
+ * close; KPLM_ESINK if the export failed or timed out (the data is kept and
+ * offered again at the next flush). The wait for another thread's export is
+ * bounded by export_timeout_ms; the export flush makes itself runs on the
+ * calling thread, as long as the sink takes.
  */
 kplm_status kplm_flush(kplm_manager *m);
 
 /**
  * Refuses further puts, waits for puts in progress (they run no callback
  * while counted, so this is short), then the uploader thread makes the final
- * flush and closes the sink; close waits for that at most export_timeout_ms.
- * The sink's close callback runs after the final export and after any record
- * callback still running on another thread has returned. Idempotent: a later
- * call returns KPLM_OK. Before start it only marks the manager closed and
- * calls no sink function.
- * Returns KPLM_OK; KPLM_EINVAL for a NULL manager; KPLM_ESTATE from a
- * callback of this manager; KPLM_ESINK if the final export failed, or did
- * not finish within export_timeout_ms (it then completes in the background;
- * keep the sink's user_data valid until its close callback has run).
+ * flush and closes the sink. Returns within export_timeout_ms in total,
+ * whatever the sink does: one budget for every wait, not one per step.
+ * The sink's close callback runs exactly once: after the final export that
+ * succeeded (and after any record callback still running on another thread
+ * has returned), or at kplm_free if no final export ever succeeded.
+ * If the final export fails, the data stays pending: a later kplm_close
+ * retries that export (same bound) and returns KPLM_OK once the sink took
+ * it; once it has, later calls return KPLM_OK and do nothing. Before start
+ * it only marks the manager closed and calls no sink function.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager; KPLM_ESTATE, at once and
+ * changing nothing, from a callback of this manager or from a signal handler
+ * that interrupted a kplm_put / kplm_metric_put on this thread (it would
+ * wait for itself; see "Lifecycle" below); KPLM_ESINK if the final export
+ * failed (kept, see above), or did not finish within export_timeout_ms (it
+ * then completes in the background; keep the sink's user_data valid until
+ * its close callback has run).
  */
 kplm_status kplm_close(kplm_manager *m);
 
 /**
- * Closes the manager if needed, then releases it and every kplm_metric it
- * handed out. NULL is fine. Called from a callback of this manager it does
- * nothing. The manager must not be used by any thread after this call.
+ * Closes the manager if needed (one more try of a failed final export,
+ * within export_timeout_ms in total), then discards what is still pending,
+ * runs the sink's close callback if it has not run (unless an export is
+ * still running: it then runs when that export returns), and releases the
+ * manager and every kplm_metric it handed out. NULL is fine. Called from a
+ * callback of this manager, or from a signal handler that interrupted a put
+ * on it, it does nothing. The manager must not be used by any thread after
+ * this call.
  */
 void kplm_free(kplm_manager *m);
+
+/*
+ * Lifecycle: signals, exit.
+ *
+ * Async-signal-safety: no kplm function is async-signal-safe (they take
+ * locks, allocate and start threads). The one guarantee for a signal
+ * handler: kplm_close and kplm_flush called from a handler that interrupted
+ * a kplm_put or kplm_metric_put of the same manager on the same thread
+ * return KPLM_ESTATE at once instead of waiting for that put (kplm_free
+ * there does nothing, kplm_snapshots returns KPLM_ESTATE). A handler that
+ * interrupted anything else (malloc, another kplm call) may still deadlock.
+ * So do not close from the handler: let it set a flag or write to a pipe,
+ * and close from an ordinary thread:
+ *
+ *     static volatile sig_atomic_t stop;
+ *     static void on_sigterm(int sig) { (void)sig; stop = 1; }
+ *     ...
+ *     struct sigaction sa = {0};
+ *     sa.sa_handler = on_sigterm;
+ *     sigaction(SIGTERM, &sa, NULL);
+ *     while (!stop) { ... kplm_put(m, ...); ... }
+ *     kplm_close(m);   // final export, within export_timeout_ms
+ *     kplm_free(m);
+ *
+ * (With a blocking event loop, have the handler write a byte to a pipe the
+ * loop polls, or block SIGTERM and wait for it with sigwait on a thread.)
+ *
+ * Exit without close: kplm registers no atexit handler. A program that
+ * returns from main or calls exit() without kplm_close loses everything
+ * put since the last export (up to upload_interval_ms of data, 60 s by
+ * default); so does one killed by a signal it does not handle. Call
+ * kplm_close (then kplm_free) before exiting.
+ */
 
 /**
  * Adds a dimension (name, value: copied) to every exported and reported
@@ -600,7 +664,10 @@ void kplm_dogstatsd_config_init_sized(kplm_dogstatsd_config *config, size_t size
  * "<name>.count:<count>|c", "<name>.sum:<sum>|c", "<name>.min:<min>|g" and
  * "<name>.max:<max>|g", tagged with its dimensions ("stream:orders") and the
  * constant tags, names and tags sanitized (see the README), packed into
- * datagrams of at most max_datagram_bytes.
+ * datagrams of at most max_datagram_bytes. A line longer than
+ * max_datagram_bytes (long tags), or with a non-finite value, is dropped and
+ * counted under KPLM_METRIC_SINK_DROPPED (one per line: up to 4 per
+ * snapshot); the export itself succeeds.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL argument, an unknown struct_size,
  * a bad host, port 0 or a datagram size out of range; KPLM_ENOMEM.
  */
@@ -635,6 +702,10 @@ void kplm_emf_config_init_sized(kplm_emf_config *config, size_t size);
  * within EMF's limits (100 metrics per directive, 100 values per metric, 30
  * dimensions per set, integer millisecond timestamps). EMF has no statistic
  * set: see the README for how count, sum, min and max are represented.
+ * A snapshot EMF cannot carry (alone over the event byte limit, more than 30
+ * dimensions, a name, namespace, dimension, value or timestamp CloudWatch
+ * refuses) is dropped and counted under KPLM_METRIC_SINK_DROPPED (one per
+ * snapshot); the export itself succeeds.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL argument, an unknown struct_size or
  * destination, a missing path, a bad host or port, a bad namespace;
  * KPLM_ENOMEM.
@@ -665,20 +736,55 @@ void kplm_prometheus_config_init_sized(kplm_prometheus_config *config, size_t si
  * Prometheus' rules (the output passes `promtool check metrics`). The text
  * format 0.0.4 is served, or OpenMetrics 1.0 (ending with "# EOF") when the
  * scraper's Accept header asks for application/openmetrics-text. A scrape
- * never waits for a put.
+ * never waits for a put. One thread serves up to 128 connections at once
+ * (one response each; 5 s per connection; a request head over 16 KiB gets
+ * 431); beyond 128 the connection idle the longest is dropped, so idle or
+ * slow clients do not hold scrapes up.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL argument, an unknown struct_size,
  * a bad address or port 0; KPLM_ENOMEM. (If the port cannot be bound,
  * kplm_start returns KPLM_ESINK.)
  */
 kplm_status kplm_sink_prometheus(const kplm_prometheus_config *config, kplm_sink *out);
 
-/** OTLP/HTTP metrics export. Initialise with kplm_otlp_config_init. */
+/** Compression of OTLP requests (kplm_otlp_config.compression). */
+typedef enum {
+    KPLM_OTLP_COMPRESSION_DEFAULT = 0, /**< OTEL_EXPORTER_OTLP_(METRICS_)COMPRESSION, else none */
+    KPLM_OTLP_COMPRESSION_NONE = 1,
+    KPLM_OTLP_COMPRESSION_GZIP = 2     /**< Content-Encoding: gzip (needs libz.so.1) */
+} kplm_otlp_compression;
+
+/**
+ * OTLP/HTTP metrics export. Initialise with kplm_otlp_config_init.
+ * What is left at its default comes from the OpenTelemetry environment
+ * variables, read by kplm_sink_otlp; what is set wins over them:
+ * OTEL_EXPORTER_OTLP_METRICS_ENDPOINT (used as is), else
+ * OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/metrics"; OTEL_EXPORTER_OTLP_HEADERS and
+ * OTEL_EXPORTER_OTLP_METRICS_HEADERS (comma-separated key=value, values
+ * URL-decoded); OTEL_EXPORTER_OTLP_(METRICS_)TIMEOUT (ms);
+ * OTEL_EXPORTER_OTLP_(METRICS_)COMPRESSION (gzip or none). A METRICS_
+ * variable wins over the general one.
+ */
 typedef struct {
     uint32_t struct_size;        /**< set by kplm_otlp_config_init */
-    const char *endpoint;        /**< default "http://127.0.0.1:4318/v1/metrics" (plain HTTP only) */
-    double timeout_ms;           /**< per request, connect included; default 5000 */
+    /** http(s)://host[:port]/path. NULL, or left as kplm_otlp_config_init
+     * set it, = the environment, else "http://127.0.0.1:4318/v1/metrics".
+     * https needs libcurl.so.4 at run time. */
+    const char *endpoint;
+    /** Per export, connect and retries included; finite and > 0. Left at
+     * the default 5000 = OTEL_EXPORTER_OTLP_(METRICS_)TIMEOUT, else 5000. */
+    double timeout_ms;
     uint32_t max_retries;        /**< on 429, 502, 503, 504 and connection errors; default 3 */
     const char *service_name;    /**< resource attribute service.name, default "kplm" */
+    /* 0.x layouts ended here (40 bytes on 64-bit targets); still accepted. */
+    /** Extra headers, header_count "Name: value" strings (copied; names
+     * printable ASCII without separators, values without CR, LF or other
+     * control characters; not Host, Content-Type, Content-Length,
+     * Content-Encoding, Transfer-Encoding, Connection or Expect). Headers of
+     * the environment are added unless named here. Default NULL, 0. */
+    const char *const *headers;
+    size_t header_count;
+    /** A kplm_otlp_compression; default KPLM_OTLP_COMPRESSION_DEFAULT. */
+    uint32_t compression;
 } kplm_otlp_config;
 
 /** Fills *config with the defaults and sets struct_size. NULL is ignored. */
@@ -695,9 +801,15 @@ void kplm_otlp_config_init_sized(kplm_otlp_config *config, size_t size);
  * 429/502/503/504 honouring Retry-After (capped by the timeout); another
  * status or exhausted retries fail the export (KPLM_ESINK from the flush;
  * the data is kept).
+ * Requests go through libcurl (libcurl.so.4, opened at run time) when it
+ * can be loaded; without it plain http:// still works (the library's own
+ * HTTP client). gzip needs zlib (libz.so.1, opened at run time).
  * Returns KPLM_OK; KPLM_EINVAL for a NULL argument, an unknown struct_size,
- * an endpoint that is not http://host[:port]/path, a timeout that is not
- * finite and > 0; KPLM_ENOMEM.
+ * an endpoint that is not http(s)://host[:port]/path, a timeout that is not
+ * finite and > 0, a bad header or compression, or an environment variable
+ * above that is not valid; KPLM_ESINK (with a line on stderr naming the
+ * library and its Debian package) for an https endpoint without libcurl.so.4
+ * or gzip without libz.so.1; KPLM_ENOMEM.
  */
 kplm_status kplm_sink_otlp(const kplm_otlp_config *config, kplm_sink *out);
 
@@ -724,10 +836,15 @@ void kplm_cloudwatch_config_init_sized(kplm_cloudwatch_config *config, size_t si
  * A CloudWatch sink: each export becomes PutMetricData calls (AWS JSON 1.0,
  * X-Amz-Target GraniteServiceVersion20100801.PutMetricData, SigV4-signed),
  * cut as kplm_cloudwatch_requests cuts them (one statistic set per key, at
- * most 1000 datums and 1 MB per call; snapshots CloudWatch would refuse are
- * dropped). Bodies over 8 KiB are gzipped for https endpoints (not for a
- * plain http:// override: moto's server rejects gzipped bodies). HTTPS via
- * libcurl; plain HTTP is allowed for an endpoint override. Credentials are read at every export:
+ * most 1000 datums and 1 MB per call). A snapshot CloudWatch would refuse
+ * (a timestamp before wall-clock now - 14 days or after now + 2 hours, a
+ * value beyond +-2^360, a name or dimension it rejects) is dropped and
+ * counted under KPLM_METRIC_SINK_DROPPED (one per snapshot) when every call
+ * of the export has succeeded; such a drop does not fail the export.
+ * Bodies over 8 KiB are gzipped for https endpoints (not for a plain
+ * http:// override: moto's server rejects gzipped bodies). HTTPS via
+ * libcurl, SigV4 via libcrypto, gzip via zlib (all three opened at run time,
+ * see below); plain HTTP is allowed for an endpoint override. Credentials are read at every export:
  * the config's keys; else (without a profile) AWS_ACCESS_KEY_ID,
  * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; else the profile in
  * AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials), then AWS_CONFIG_FILE
@@ -745,7 +862,12 @@ void kplm_cloudwatch_config_init_sized(kplm_cloudwatch_config *config, size_t si
  * endpoint that is not http(s)://host[:port][/path], a namespace CloudWatch
  * refuses, only one of access_key_id and secret_access_key (or a session
  * token without them), a string that is not UTF-8 or printable ASCII where
- * required, a timeout that is not finite and > 0; KPLM_ENOMEM.
+ * required, a timeout that is not finite and > 0; KPLM_ESINK when
+ * libcurl.so.4, libcrypto.so.3 or libz.so.1 cannot be loaded (libkplm does
+ * not link them: they are opened with dlopen, once per process, when the
+ * first CloudWatch sink is created; a line on stderr names the missing one
+ * and its Debian package: libcurl4, libssl3, zlib1g, or libcurl4t64 and
+ * libssl3t64 on Debian 13); KPLM_ENOMEM.
  */
 kplm_status kplm_sink_cloudwatch(const kplm_cloudwatch_config *config, kplm_sink *out);
 

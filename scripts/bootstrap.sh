@@ -47,6 +47,7 @@ if ((${#missing[@]} + ${#runtime[@]})); then
 fi
 
 python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
+python3 -c 'import mypy' 2>/dev/null || python3 -m pip install -q mypy   # ctest python_mypy
 python3 -c 'import aws_embedded_metrics' 2>/dev/null || python3 -m pip install -q aws-embedded-metrics
 python3 -c 'import opentelemetry.proto' 2>/dev/null || python3 -m pip install -q opentelemetry-proto
 python3 -c 'import boto3' 2>/dev/null || python3 -m pip install -q boto3

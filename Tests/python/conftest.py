@@ -1,7 +1,7 @@
 """Shared fixtures of the Python test suite of libkplm.
 
-The binding (python/kplm.py) is imported from the repository; it finds the
-library through $KPLM_LIBRARY or the usual build folders. A missing library
+The binding (the package python/kplm/) is imported from the repository; it
+finds the library through $KPLM_LIBRARY or the usual build folders. A missing library
 fails the whole session with the binding's explanation instead of skipping.
 """
 

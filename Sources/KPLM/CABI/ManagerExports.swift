@@ -109,6 +109,30 @@ public func kplm_set_sink_sized(_ m: OpaquePointer?, _ sink: UnsafePointer<kplm_
 }
 
 @c @implementation
+public func kplm_set_flush_hook(_ m: OpaquePointer?, _ hook: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?,
+                                _ userData: UnsafeMutableRawPointer?) -> kplm_status {
+    guard let manager = manager(m) else { return KPLM_EINVAL }
+    var closure: (@Sendable () -> Void)?
+    if let hook {
+        let context = FlushHookContext(hook, userData)
+        closure = { context.hook(context.userData) }
+    }
+    let installed = closure
+    return statusOf { () throws(MetricsError) in try manager.setFlushHook(installed) }
+}
+
+/// The user data of a C flush hook, carried into a Sendable closure (the
+/// caller keeps it valid until kplm_free; the hook is called serially).
+private final class FlushHookContext: @unchecked Sendable {
+    let hook: @convention(c) (UnsafeMutableRawPointer?) -> Void
+    let userData: UnsafeMutableRawPointer?
+    init(_ hook: @escaping @convention(c) (UnsafeMutableRawPointer?) -> Void, _ userData: UnsafeMutableRawPointer?) {
+        self.hook = hook
+        self.userData = userData
+    }
+}
+
+@c @implementation
 public func kplm_start(_ m: OpaquePointer?) -> kplm_status {
     guard let manager = manager(m) else { return KPLM_EINVAL }
     return statusOf { () throws(MetricsError) in try manager.start() }

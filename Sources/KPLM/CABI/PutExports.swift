@@ -77,3 +77,15 @@ public func kplm_metric_put(_ metric: OpaquePointer?, _ value: Double) -> kplm_s
         status(handle.put(finite: value))
     }
 }
+
+@c @implementation
+public func kplm_metric_put_many(_ metric: OpaquePointer?, _ values: UnsafePointer<Double>?, _ count: Int,
+                                 _ at: Double) -> kplm_status {
+    guard let metric, values != nil || count == 0, !at.isInfinite else { return KPLM_EINVAL }
+    let buffer = UnsafeBufferPointer(start: values, count: count)
+    for v in buffer where !v.isFinite { return KPLM_EINVAL }
+    // Borrowed without a retain: see kplm_metric_put.
+    return Unmanaged<Metric>.fromOpaque(UnsafeRawPointer(metric))._withUnsafeGuaranteedRef { handle in
+        status(handle.putMany(finite: buffer, at: at.isNaN ? nil : at))
+    }
+}

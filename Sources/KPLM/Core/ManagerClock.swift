@@ -57,7 +57,7 @@ package struct ManagerClock: Sendable {
 
     /// Readings are clamped to ±2^52 s, far beyond any real clock, so
     /// `second(of:)` stays exact and in range.
-    private static let limit = 4_503_599_627_370_496.0
+    static let limit = 4_503_599_627_370_496.0
 
     static func monotonicCoarse() -> Double {
         var ts = timespec()

@@ -200,6 +200,45 @@ public final class Metric: Sendable {
         return putGeneral(value)
     }
 
+    /// Records several observations that happened at manager-clock time
+    /// `at` (seconds; nil = now), as if each had been put then: for a layer
+    /// that buffers observations and hands them over in batches. A time
+    /// after now counts as now; one older than the window counts towards
+    /// the next export only (like any late observation).
+    ///
+    /// Throws `invalidArgument` (nothing recorded) if a value is NaN or
+    /// infinite, `closed` once the manager's close has begun, and
+    /// `invalidState` in a forked child. With an eventful sink, `record` is
+    /// called once per value, in order, with the time `at`.
+    public func put(many values: some Collection<Double>, at: Double? = nil) throws(MetricsError) {
+        for v in values { try Validation.checkValue(v) }
+        if let at, !at.isFinite { throw MetricsError(.invalidArgument, "the time of a batch must be finite") }
+        try putMany(finite: values, at: at).check()
+    }
+
+    /// ``put(many:at:)`` for finite values and a finite `at` (the caller
+    /// checked them).
+    func putMany(finite values: some Collection<Double>, at: Double?) -> PutOutcome {
+        if ForkGuard.isInherited(generation) { return .inherited }
+        if isNoop || values.isEmpty { return PutGate.isClosing(PutGate.load(gateWord)) ? .closed : .recorded }
+        var statistics = MetricStatistics.empty
+        for v in values { statistics.merge(MetricStatistics(count: 1, sum: v, min: v, max: v)) }
+        return CallbackGuard.run(for: context.owner ?? ObjectIdentifier(context), kind: .put) { () -> PutOutcome in
+            let now = context.clock.currentSecond()
+            let second = at.map {
+                Swift.min(ManagerClock.second(of: Swift.min(Swift.max($0, -ManagerClock.limit), ManagerClock.limit)), now)
+            } ?? now
+            // Shared path, as one observation: counted in by the gate, so
+            // close waits for it; one record reserved per value while admitted.
+            guard let admitted = context.gate.enter() else { return .closed }
+            if admitted { for _ in 0..<values.count { PutContext.reserveRecord(activityWord) } }
+            series.record(statistics, second: second, windowSeconds: windowSeconds)
+            context.gate.leave()
+            if admitted { for v in values { notify(v, at: at) } }
+            return .recorded
+        }
+    }
+
     /// Every case the fast path of ``put(finite:)`` leaves.
     @inline(never)
     private func putGeneral(_ value: Double) -> PutOutcome {
@@ -259,13 +298,13 @@ public final class Metric: Sendable {
     /// A put made inside a `record` callback of the same manager is
     /// recorded but not handed to `record` again (no recursion).
     @inline(never)
-    func notify(_ value: Double) {
+    func notify(_ value: Double, at: Double? = nil) {
         guard let sink = context.eventSink, let owner = context.owner,
               !CallbackGuard.isInsideRecord(of: owner) else {
             context.releaseRecord()
             return
         }
-        let now = context.clock.now()
+        let now = at ?? context.clock.now()
         context.deliverReserved(MetricEvent(name: key.name, value: value, timestamp: now,
                                             dimensions: series.dimensions), to: sink, owner: owner)
     }

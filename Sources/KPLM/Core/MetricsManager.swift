@@ -121,6 +121,8 @@ public final class MetricsManager: Sendable {
         var retained: [MetricKey: PendingExport] = [:]
         /// `sink` when it counts what it drops (decided at setSink).
         var dropCounter: (any DropCountingSink)?
+        /// Run at the start of every flush (see ``MetricsManager/setFlushHook(_:)``).
+        var flushHook: (@Sendable () -> Void)?
     }
 
     private let control = Locked(Control())
@@ -477,6 +479,30 @@ public final class MetricsManager: Sendable {
         }
     }
 
+    /// Sets (or, with nil, removes) a hook run at the start of every flush:
+    /// the periodic one, ``flush()`` and close's final flush, on the thread
+    /// making it, before the pending data is taken. It lets a layer that
+    /// buffers observations before recording them (the Python binding)
+    /// hand them over in time: puts from the hook, ``Metric/put(many:at:)``
+    /// included, are part of that flush. At close's final flush puts are
+    /// already refused. The hook runs like a sink callback: never
+    /// concurrently with open, export or close, and flush, close or setSink
+    /// called from it are refused with `invalidState`.
+    ///
+    /// Allowed before start only (`invalidState` after).
+    public func setFlushHook(_ hook: (@Sendable () -> Void)?) throws(MetricsError) {
+        try context.checkNotInherited()
+        guard !CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) else {
+            throw MetricsError(.invalidState, "setFlushHook called from a callback of the same manager")
+        }
+        try control.withLock { (c) throws(MetricsError) in
+            guard c.phase == .new, !context.gate.isClosing else {
+                throw MetricsError(.invalidState, "the flush hook can only be set before start")
+            }
+            c.flushHook = hook
+        }
+    }
+
     /// Opens the sink, then starts the periodic uploader. Does nothing at
     /// level none.
     ///
@@ -755,6 +781,8 @@ public final class MetricsManager: Sendable {
     @discardableResult
     private static func exportPending(_ c: inout Control, registry: Registry, context: PutContext,
                                       shape: OutputShape, namespace: String) throws(MetricsError) -> Bool {
+        // A layer that buffers puts hands them over first (setFlushHook).
+        if let hook = c.flushHook { CallbackGuard.run(for: context.owner!) { hook() } }
         let all = registry.seriesInExportOrder
         context.collector.collect(all, windowSeconds: context.windowSeconds)
         // In export order already: no sort. Data a failed export left

@@ -21,10 +21,11 @@ _Frame = Tuple["weakref.ReferenceType[_Core]", str]
 _tls = threading.local()
 
 #: Callback kinds that run inside a put on the putting thread (record) or
-#: inside any call on the calling thread (clock). On the main thread a signal
+#: inside any call on the calling thread (clock, the flush hook of
+#: kplm._buffer). On the main thread a signal
 #: handler may interrupt them; a close or free it asks for is deferred until
 #: the interrupted call returns (see :meth:`_Core.defer`).
-_PUT_TIME_KINDS = ("record", "clock")
+_PUT_TIME_KINDS = ("record", "clock", "flush_hook")
 
 
 def _callback_enter(core: "_Core", kind: str = "callback") -> None:

@@ -16,6 +16,7 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ._buffer import PutBuffers
 from ._convert import _decode
 from ._frames import (_PUT_TIME_KINDS, _callback_kind, _callback_stack, _in_callback_of,
                       _on_main_thread, _tls)
@@ -120,6 +121,8 @@ class _Core:
         #: Observations delivered per metric name by successful exports of a
         #: Python sink (None for built-in and null sinks: not observable).
         self.delivered: Optional[Dict[str, int]] = None
+        #: The put buffers (kplm._buffer), None when puts go to the library one by one.
+        self.buffers: Optional[PutBuffers] = None
         #: Checked after every C call; True while :attr:`pending` holds work.
         self.deferred = False
         self.pending: Dict[int, List[Any]] = {}    # thread ident -> [action, ...]
@@ -148,7 +151,18 @@ class _Core:
                 self.defer("close")
                 return Status.OK
             return Status.ESTATE     # what kplm_close answers from a callback
+        buffers = self.buffers
+        if buffers is not None:
+            if buffers.busy_here():
+                # A signal handler interrupted a hand-over of this thread's put.
+                if _on_main_thread():
+                    self.defer("close")
+                    return Status.OK
+                return Status.ESTATE
+            buffers.stop()   # everything put so far reaches the final flush
         status: int = self.lib.kplm_close(ptr)
+        if buffers is not None and status != Status.ESTATE:
+            buffers.discard()
         if status == Status.ESTATE and _on_main_thread():
             # The library refuses a close made inside a put on this thread: a
             # signal handler that interrupted a record or clock callback
@@ -304,7 +318,12 @@ def _close_all_at_exit() -> None:
         if core.inherited or core.ptr is None or _in_callback_of(core):
             continue
         try:
+            buffers = core.buffers
+            if buffers is not None and not buffers.busy_here():
+                buffers.stop()
             status = core.lib.kplm_close(core.ptr)
+            if buffers is not None and status != Status.ESTATE:
+                buffers.discard()
             if status in (Status.OK, Status.ESTATE, Status.ECLOSED):
                 continue
             failed += 1
@@ -345,6 +364,8 @@ def _after_fork_in_child() -> None:
         core.error_lock = threading.Lock()
         core.pending = {}
         core.deferred = False
+        if core.buffers is not None:
+            core.buffers.forget_after_fork()
     _tls.__dict__.clear()
 
 

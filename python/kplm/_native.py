@@ -231,6 +231,8 @@ def _declare(cdll: ctypes.CDLL) -> None:
     proto("kplm_put", st, [pm, s, ctypes.c_double, s, s, s])
     proto("kplm_metric_get", st, [pm, s, s, s, s, ctypes.POINTER(MetricPointer)])
     proto("kplm_metric_put", st, [MetricPointer, ctypes.c_double])
+    proto("kplm_metric_put_many", st, [MetricPointer, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_double])
+    proto("kplm_set_flush_hook", st, [pm, ctypes.c_void_p, ctypes.c_void_p])
     proto("kplm_snapshots", st, [pm, VISIT_FUNC, ctypes.c_void_p])
     proto("kplm_snapshots_sized", st, [pm, VISIT_FUNC, ctypes.c_void_p, ctypes.c_size_t])
     proto("kplm_flush", st, [pm])

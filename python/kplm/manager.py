@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import time
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _lifecycle
 from ._convert import _StrLike, _decode, _encode, _granularity_int, _int_in, _number, _short
 from ._frames import _PUT_TIME_KINDS, _callback_enter, _callback_kind, _callback_leave, _on_main_thread
-from ._library import lib
+from ._buffer import PutBuffers, put_many_function
+from ._library import lib, library_path
 from ._lifecycle import _build_sink, _Core
 from ._native import (VISIT_FUNC, KplmConfig, KplmSnapshot, KplmStatistics, ManagerPointer,
                       MetricPointer, _init_config, _SINK_SIZES)
@@ -24,6 +26,8 @@ from .model import MetricKey, Snapshot, Statistics
 from .sinks import BuiltinSink
 
 logger = logging.getLogger("kplm")
+
+_monotonic = time.monotonic
 
 
 def default_config() -> KplmConfig:
@@ -117,6 +121,13 @@ class Manager:
         core.ptr = out
         core.rollup = granularity_int != Granularity.NONE
         self._core = core
+        #: Manager.put's handles, by the exact arguments they were put with
+        #: (only while puts are buffered: see kplm._buffer).
+        self._by_args: Dict[Tuple[Any, Any, Any, Any], Metric] = {}
+        self._by_args_cap = cap + 1024
+        if level_int != Level.NONE and clock is None:
+            # The flush hook is installed by start(), if still buffering then.
+            core.buffers = PutBuffers(core, put_many_function(library_path()))
         self._final: Optional[Tuple[Optional[BaseException], int, int]] = None
         try:
             self._level = Level(level_int)
@@ -240,6 +251,12 @@ class Manager:
         """Replace the sink (``kplm_set_sink``); allowed only before :meth:`start`."""
         core = self._need_core()
         struct, entry = _build_sink(core, sink)
+        if core.buffers is not None and callable(getattr(sink, "record", None)):
+            # An eventful sink: record runs inside each put, so no buffering.
+            core.buffers.stop()
+            core.buffers.discard()
+            core.buffers = None
+            self._by_args.clear()
         status = core.call(core.lib.kplm_set_sink_sized, ctypes.byref(struct), *_SINK_SIZES)
         if status and isinstance(sink, BuiltinSink):
             sink._struct = struct   # not taken: the caller still owns it
@@ -256,6 +273,11 @@ class Manager:
     def start(self) -> None:
         """Open the sink and start the periodic uploader (``kplm_start``)."""
         core = self._need_core()
+        buffers = core.buffers
+        if buffers is not None and buffers.hook not in core.keepalive:
+            hook = ctypes.cast(buffers.hook, ctypes.c_void_p)
+            _check(core.call(core.lib.kplm_set_flush_hook, hook, None), "kplm_set_flush_hook")
+            core.keepalive.append(buffers.hook)
         _check(core.call(core.lib.kplm_start), "kplm_start")
         core.started = True
         if core.state == "new":
@@ -263,7 +285,28 @@ class Manager:
 
     def put(self, name: _StrLike, value: float = 1.0, stream: Optional[_StrLike] = None,
             shard_id: Optional[_StrLike] = None, error_code: Optional[_StrLike] = None) -> None:
-        """Record one observation (``kplm_put``). Raises :class:`KplmError` subclasses."""
+        """Record one observation (``kplm_put``). Raises :class:`KplmError` subclasses.
+
+        Thread-safe. Arguments put before are found in a dictionary and the
+        value appended to that key's buffer (see :class:`Metric`); the first
+        put of each argument tuple goes through ``kplm_put``.
+        """
+        # Hot path (see Metric.put): these arguments were put before.
+        try:
+            handle = self._by_args.get((name, stream, shard_id, error_code))
+            if handle is not None and value - value == 0.0 and _monotonic() < handle._end:
+                handle._buf.append(value)
+                return
+        except TypeError:
+            pass
+        self._put_slow(name, value, stream, shard_id, error_code)
+
+    def _put_slow(self, name: _StrLike, value: float, stream: Optional[_StrLike],
+                  shard_id: Optional[_StrLike], error_code: Optional[_StrLike]) -> None:
+        handle = self._handle_for(name, stream, shard_id, error_code)
+        if handle is not None:
+            handle._put_slow(value)
+            return
         n = _encode(name, "name")
         s = _encode(stream, "stream")
         sh = _encode(shard_id, "shard_id")
@@ -277,6 +320,22 @@ class Manager:
             core.run_deferred()
         if status:
             raise KplmError.from_status(status, f"kplm_put({_short(name)})")
+        buffers = core.buffers
+        if buffers is not None and buffers.enabled and len(self._by_args) < self._by_args_cap:
+            # Accepted: later puts of these arguments take the hot path.
+            try:
+                args = (name, stream, shard_id, error_code)
+                hash(args)
+            except TypeError:
+                return
+            self._by_args[args] = self.metric(name, stream, shard_id, error_code)
+
+    def _handle_for(self, name: _StrLike, stream: Optional[_StrLike], shard_id: Optional[_StrLike],
+                    error_code: Optional[_StrLike]) -> Optional[Metric]:
+        try:
+            return self._by_args.get((name, stream, shard_id, error_code))
+        except TypeError:
+            return None
 
     def metric(self, name: _StrLike, stream: Optional[_StrLike] = None,
                shard_id: Optional[_StrLike] = None,
@@ -332,6 +391,7 @@ class Manager:
         e = _encode(error_code, "error_code")
         secs = _int_in("seconds", seconds, 0, _UINT32_MAX)
         core = self._need_core()
+        self._drain(core)
         out = KplmStatistics()
         status = core.call(core.lib.kplm_query_sized, n, s, sh, e, secs, ctypes.byref(out), ctypes.sizeof(out))
         _check(status, f"kplm_query({_short(name)})")
@@ -342,6 +402,7 @@ class Manager:
         n = _encode(name, "name")
         secs = _int_in("seconds", seconds, 0, _UINT32_MAX)
         core = self._need_core()
+        self._drain(core)
         out = KplmStatistics()
         status = core.call(core.lib.kplm_query_name_sized, n, secs, ctypes.byref(out), ctypes.sizeof(out))
         _check(status, f"kplm_query_name({_short(name)})")
@@ -350,6 +411,7 @@ class Manager:
     def snapshots(self) -> List[Snapshot]:
         """Rolling-window :class:`Snapshot` of every metric with a live bucket, in export order."""
         core = self._need_core()
+        self._drain(core)
         result: List[Snapshot] = []
         failure: List[BaseException] = []
 
@@ -371,6 +433,13 @@ class Manager:
             raise failure[0]
         _check(status, "kplm_snapshots")
         return result
+
+    @staticmethod
+    def _drain(core: _Core) -> None:
+        """Hand buffered puts to the library before a read (see kplm._buffer)."""
+        buffers = core.buffers
+        if buffers is not None:
+            buffers.drain()
 
     def snapshot(self) -> Dict[MetricKey, Tuple[int, float, float, float]]:
         """``{MetricKey: (count, sum, min, max)}`` over the live window."""

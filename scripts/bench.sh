@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds libkplm.so (CMake, Release) and runs the benchmark: each figure as a
-# ratio to a relaxed atomic add measured in the same run.
+# ratio to a relaxed atomic add measured in the same run. Then the Python
+# puts (benchmarks/bench_python.py) next to aiokpl 0.2.0 in the same process,
+# from a venv (build/bench-venv) that gets aiokpl from PyPI; KPLM_BENCH_PYTHON=0
+# skips that part.
 #
 #   scripts/bench.sh [--quick] [--json FILE]    (default JSON: build/bench.json)
 set -euo pipefail
@@ -12,3 +15,15 @@ cmake --build "$build_dir" --target kplm_bench > /dev/null
 args=("$@")
 [[ " ${args[*]:-} " == *" --json "* ]] || args+=(--json "$build_dir/bench.json")
 "$build_dir/kplm_bench" "${args[@]}"
+
+if [[ ${KPLM_BENCH_PYTHON:-1} != 0 ]]; then
+    venv="$build_dir/bench-venv"
+    if [[ ! -x $venv/bin/python ]]; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q aiokpl==0.2.0 anyio
+    fi
+    rounds=7
+    [[ " ${args[*]} " == *" --quick "* ]] && rounds=3
+    KPLM_LIBRARY="$build_dir/libkplm.so" "$venv/bin/python" benchmarks/bench_python.py \
+        --rounds "$rounds" --json "$build_dir/bench-python.json"
+fi

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import inspect
 import logging
 import os
 import sys
@@ -396,13 +397,51 @@ def _unraisable_hook(unraisable: Any) -> None:
 sys.unraisablehook = _unraisable_hook
 
 
+def _is_async_callable(fn: Any) -> bool:
+    """True for a coroutine function (``async def``, also behind a partial or a ``__call__``)."""
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)
+    return call is not None and not inspect.isroutine(fn) and inspect.iscoroutinefunction(call)
+
+
+def _refuse_async_sink(sink: Any) -> None:
+    """TypeError for a sink whose export, open, close or record is a coroutine function (SPEC §7, no silent loss)."""
+    for method in ("export", "open", "close", "record"):
+        fn = getattr(sink, method, None)
+        if fn is not None and _is_async_callable(fn):
+            raise TypeError(
+                f"{type(sink).__name__}.{method} is a coroutine function: kplm.Manager calls sink "
+                "methods synchronously on its own threads and would never await it. Use "
+                "kplm.aiokpl.metrics.MetricsManager (asyncio/trio), which awaits an async "
+                "sink's export on your event loop")
+
+
+def _awaitable_result(what: str, result: Any) -> None:
+    """Raise TypeError if a sink callback returned an awaitable (it was never run: a failure, not a success)."""
+    if result is None or not inspect.isawaitable(result):
+        return
+    close = getattr(result, "close", None)
+    if callable(close):
+        close()   # a coroutine never awaited: close it, no RuntimeWarning
+    raise TypeError(f"the sink's {what} returned an awaitable ({type(result).__name__}); "
+                    "kplm.Manager never awaits it: use kplm.aiokpl for async sinks")
+
+
 def _build_sink(core: _Core, sink: Any) -> Tuple[KplmSink, Optional[_SinkEntry]]:
-    """Wrap a Python sink object into a kplm_sink with trampolines."""
+    """Wrap a Python sink object into a kplm_sink with trampolines.
+
+    A sink with a coroutine-function export, open, close or record is refused
+    (TypeError pointing to kplm.aiokpl); an awaitable returned anyway by a
+    callback is closed and counts as that callback failing (an export's data
+    is kept for the next flush).
+    """
     if isinstance(sink, BuiltinSink):
         return sink._take(), None
     export = getattr(sink, "export", None)
     if not callable(export):
         raise TypeError("a sink needs a callable export(snapshots) method")
+    _refuse_async_sink(sink)
     open_ = getattr(sink, "open", None)
     record = getattr(sink, "record", None)
     close = getattr(sink, "close", None)
@@ -419,7 +458,7 @@ def _build_sink(core: _Core, sink: Any) -> Tuple[KplmSink, Optional[_SinkEntry]]
             if owner is not None:
                 stack.append((core_ref, "export"))
             batch = [Snapshot.from_c(snaps[i]) for i in range(n)]
-            export(batch)
+            _awaitable_result("export", export(batch))
             if owner is not None:
                 owner.count_delivered(batch)
             return 0
@@ -448,7 +487,7 @@ def _build_sink(core: _Core, sink: Any) -> Tuple[KplmSink, Optional[_SinkEntry]]
                 owner = core_ref()
                 if owner is not None:
                     stack.append((core_ref, "open"))
-                open_()
+                _awaitable_result("open", open_())
                 return 0
             except BaseException as exc:
                 if owner is not None:
@@ -471,7 +510,7 @@ def _build_sink(core: _Core, sink: Any) -> Tuple[KplmSink, Optional[_SinkEntry]]
                 owner = core_ref()
                 if owner is not None:
                     stack.append((core_ref, "record"))
-                record(Event.from_c(event[0]))
+                _awaitable_result("record", record(Event.from_c(event[0])))
             except BaseException as exc:
                 if owner is not None:
                     owner.callback_raised("record", exc)
@@ -494,7 +533,7 @@ def _build_sink(core: _Core, sink: Any) -> Tuple[KplmSink, Optional[_SinkEntry]]
             if owner is not None:
                 stack.append((core_ref, "close"))
             if callable(close):
-                close()
+                _awaitable_result("close", close())
         except BaseException as exc:
             if owner is not None:
                 owner.callback_raised("close", exc)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build and test kplm: CMake, Ninja,
-# pkg-config and Prometheus (promtool and the server scrape the Prometheus
-# sink in its tests), the run-time libraries libcurl, libcrypto and zlib
-# (the CloudWatch and OTLP sinks' tests) and their -dev headers (test only:
-# ctest c_shim_abi) from Debian; pytest, aws-embedded-metrics (the EMF
+# pkg-config, python3-venv (scripts/test_package.sh) and Prometheus
+# (promtool and the server scrape the Prometheus sink in its tests), the
+# run-time libraries libcurl, libcrypto and zlib (the CloudWatch and OTLP
+# sinks' tests) and their -dev headers (test only: ctest c_shim_abi) from
+# Debian; pytest, aws-embedded-metrics (the EMF
 # sink's output is compared with AWS's serializer) and opentelemetry-proto
 # (the OTLP sink's requests are decoded with it), boto3 and moto[server] (the
 # CloudWatch sink's round trips run against a moto server) from PyPI. Safe to run again.
@@ -16,6 +17,8 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v promtool >/dev/null || missing+=(prometheus)
 # abidw and abidiff: the 1.0 ABI baseline check (Tests/abi/abi.sh).
 command -v abidiff >/dev/null || missing+=(abigail-tools)
+# python3 -m venv with pip (scripts/test_package.sh): Debian's python3 needs python3-venv.
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 # libkplm links neither libcurl, libcrypto nor zlib: the CloudWatch and OTLP
 # sinks open them with dlopen (libcurl.so.4, libcrypto.so.3, libz.so.1), so
 # building needs none of them. Their tests need the run-time libraries (the
@@ -48,6 +51,10 @@ fi
 
 python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
 python3 -c 'import mypy' 2>/dev/null || python3 -m pip install -q mypy   # ctest python_mypy
+# kplm.aiokpl (tests/test_aiokpl_contract.py, ctest python_aiokpl): anyio with its
+# from_thread token (4.11+) and trio for the second backend.
+python3 -c 'import anyio.from_thread, inspect, trio, sys; sys.exit("token" not in inspect.signature(anyio.from_thread.run).parameters)' 2>/dev/null \
+    || python3 -m pip install -q 'anyio>=4.11' 'trio>=0.26.1'
 python3 -c 'import aws_embedded_metrics' 2>/dev/null || python3 -m pip install -q aws-embedded-metrics
 python3 -c 'import opentelemetry.proto' 2>/dev/null || python3 -m pip install -q opentelemetry-proto
 python3 -c 'import boto3' 2>/dev/null || python3 -m pip install -q boto3

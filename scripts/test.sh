@@ -25,6 +25,7 @@ if ldd "$lib" | grep -q libswift; then
     echo "FAIL: $lib depends on the Swift runtime:"; ldd "$lib"; exit 1
 fi
 echo "ok: $lib has no libswift dependency"
+sh cmake/check_needed.sh "$lib"   # only the C runtime: curl, crypto and zlib are dlopen'ed
 swift run -c release kplm-demo --seconds 1 --interval-ms 400 --level summary > /dev/null
 echo "ok: kplm-demo exported every observation it put"
 
@@ -34,6 +35,10 @@ cmake --build "$build_dir" --parallel "$jobs"
 
 echo "== ctest (C tests, examples, exports, install, Python)"
 ctest --test-dir "$build_dir" --output-on-failure --timeout 300
+
+# The pip package (scripts/test_package.sh): `pip install .` of a clean copy
+# and `pip wheel .` in fresh venvs, run without Swift; KPLM_SKIP_PACKAGE=1 skips it.
+if [[ ${KPLM_SKIP_PACKAGE:-0} != 1 ]]; then scripts/test_package.sh; fi
 
 # TSan, ASan + leaks, valgrind (scripts/sanitize.sh); KPLM_SKIP_SANITIZERS=1 skips them.
 if [[ ${KPLM_SKIP_SANITIZERS:-0} != 1 ]]; then scripts/sanitize.sh; fi

@@ -89,7 +89,7 @@ from ._native import MetricPointer as MetricPointer
 from ._native import (CLOCK_FUNC, CLOSE_FUNC, EXPORT_FUNC, OPEN_FUNC, RECORD_FUNC, VISIT_FUNC,
                       KplmCloudWatchConfig, KplmConfig, KplmDimension, KplmDogStatsDConfig, KplmEmfConfig,
                       KplmEvent, KplmOtlpConfig, KplmPrometheusConfig, KplmSink, KplmSnapshot, KplmStatistics)
-from ._version import version, version_info
+from ._version import __version__, version, version_info
 from .catalog import metric_level, metric_unit, unit_name
 from .clocks import ClockCallback, ManualClock
 from .constants import (ABI_VERSION, CUMULATIVE, DEFAULT_EXPORT_TIMEOUT_MS, DEFAULT_MAX_METRICS,
@@ -134,7 +134,7 @@ __all__ = [
     "KplmDimension", "KplmSnapshot", "KplmEvent", "KplmSink", "KplmConfig", "KplmStatistics",
     "CLOCK_FUNC", "OPEN_FUNC", "EXPORT_FUNC", "RECORD_FUNC", "CLOSE_FUNC",
     "VISIT_FUNC", "load_library", "lib", "library_path", "status_string",
-    "version", "version_info", "default_config", "metric_unit", "metric_level", "unit_name", "cloudwatch_requests",
+    "__version__", "version", "version_info", "default_config", "metric_unit", "metric_level", "unit_name", "cloudwatch_requests",
     "BuiltinSink",
     "KplmDogStatsDConfig", "dogstatsd_sink",
     "KplmEmfConfig", "EmfDestination", "emf_sink",

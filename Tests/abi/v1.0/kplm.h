@@ -363,6 +363,21 @@ kplm_status kplm_set_sink_sized(kplm_manager *m, const kplm_sink *sink, size_t s
     kplm_set_sink_sized((m), (sink), sizeof(kplm_sink), sizeof(kplm_snapshot), sizeof(kplm_event))
 
 /**
+ * Sets (hook NULL: removes) a function called at the start of every flush
+ * (the periodic one, kplm_flush, and close's final flush), on the thread
+ * making it, before the pending data is taken: a layer that buffers puts
+ * hands them over there (kplm_metric_put_many), and they are part of that
+ * flush. At close's final flush puts are already refused (KPLM_ECLOSED).
+ * The hook runs like a sink callback: never concurrently with open,
+ * export_snapshots or close, and kplm_flush, kplm_close, kplm_free and the
+ * setters called from it get KPLM_ESTATE. user_data must stay valid until
+ * kplm_free.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager; KPLM_ESTATE after start
+ * or close, from a callback of this manager, or in a forked child.
+ */
+kplm_status kplm_set_flush_hook(kplm_manager *m, void (*hook)(void *user_data), void *user_data);
+
+/**
  * Opens the sink, then starts the periodic uploader thread. At level NONE
  * does nothing and returns KPLM_OK.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL manager; KPLM_ESTATE if already
@@ -412,6 +427,21 @@ kplm_status kplm_metric_get(kplm_manager *m, const char *name, const char *strea
  * KPLM_ECLOSED once close has begun.
  */
 kplm_status kplm_metric_put(kplm_metric *metric, double value);
+
+/**
+ * Records `count` observations of a handle's key that happened at
+ * manager-clock time `at` (seconds, as the config's clock reads; NAN =
+ * now), as one call: for a layer that buffers puts and hands them over in
+ * batches (the Python binding), with kplm_set_flush_hook. A time after now
+ * counts as now; one older than the window counts towards the next export
+ * only, like any late observation. With an eventful sink, record is called
+ * once per value, in order, with timestamp `at`.
+ * Returns KPLM_OK (count 0 records nothing); KPLM_EINVAL, recording
+ * nothing, for a NULL handle, NULL values with count > 0, a NaN or
+ * infinite value, or an infinite `at`; KPLM_ECLOSED once close has begun;
+ * KPLM_ESTATE in a forked child.
+ */
+kplm_status kplm_metric_put_many(kplm_metric *metric, const double *values, size_t count, double at);
 
 /**
  * Visits the rolling-window statistics of every metric with a live bucket,

@@ -1,15 +1,12 @@
 /* The CloudWatch built-in sink through the C ABI: config defaults, refused
- * configs, kplm_sink_release of an unused sink, and flushes to a dead or a
- * silent endpoint (KPLM_ESINK within the timeout, the data kept). The round
- * trip against a real (moto) server is in Tests/python/test_cloudwatch.py. */
-#include "test_support.h"
+ * configs, kplm_sink_release of an unused sink, the head of a signed request
+ * to a loopback HTTP server, and flushes to a dead or a silent endpoint
+ * (KPLM_ESINK within the timeout, the data kept). The round trip against a
+ * real (moto) server is in Tests/python/test_cloudwatch.py. */
+#include "test_http_support.h"
 
-#include <arpa/inet.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 /* No region, profile or keys from the environment of whoever runs the tests. */
 static void clean_environment(void) {
@@ -157,13 +154,10 @@ static void release_unused_sink(void) {
     base(&c);
     kplm_sink s;
     CHECK_OK(kplm_sink_cloudwatch(&c, &s));
-    kplm_sink_release(&s);
-    CHECK(test_sink_is_cleared(&s));
-    kplm_sink_release(&s); /* a cleared sink: nothing to do */
-    kplm_sink_release(NULL);
+    test_release_unused_sink(&s);
 }
 
-/* A manager exporting to `endpoint`, started, with one observation put. */
+/* A manager exporting to `endpoint` (test_http_manager_fn), with static keys. */
 static kplm_manager *manager_to(const char *endpoint, double timeout_ms, uint32_t retries) {
     kplm_cloudwatch_config c;
     base(&c);
@@ -174,47 +168,36 @@ static kplm_manager *manager_to(const char *endpoint, double timeout_ms, uint32_
     c.max_retries = retries;
     kplm_sink s;
     CHECK_OK(kplm_sink_cloudwatch(&c, &s));
-    kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, NULL);
-    kplm_manager *m = NULL;
-    CHECK_OK(kplm_new(&cfg, &m));
-    CHECK_OK(kplm_set_sink(m, &s));
-    CHECK_OK(kplm_start(m));
-    CHECK_OK(kplm_put(m, "UserRecordsPut", 2.0, "orders", "shardId-1", NULL));
-    return m;
+    return test_http_manager(&s, NULL);
 }
 
-static void flush_to_dead_endpoint(void) {
-    uint16_t port;
-    int holder = test_loopback_socket(SOCK_STREAM, 0, &port); /* bound, not listening: refused */
-    char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u", (unsigned)port);
-    kplm_manager *m = manager_to(endpoint, 1000.0, 3);
-    double start = test_wall_now();
-    CHECK_ST(kplm_flush(m), KPLM_ESINK);
-    double took = test_wall_now() - start;
-    CHECK_MSG(took < 1.5, "the flush took %.3f s with a 1 s timeout", took);
-    /* The data is kept: the query still sees it and close fails too. */
-    kplm_statistics st;
-    CHECK_OK(kplm_query(m, "UserRecordsPut", "orders", "shardId-1", NULL, KPLM_CUMULATIVE, &st));
-    CHECK_U64(st.count, 1);
-    CHECK_ST(kplm_close(m), KPLM_ESINK);
-    kplm_free(m);
-    close(holder);
-}
+static void flush_to_dead_endpoint(void) { test_http_flush_to_dead_endpoint(manager_to, ""); }
 
-static void flush_to_silent_endpoint(void) {
-    uint16_t port;
-    int listener = test_loopback_socket(SOCK_STREAM, 8, &port); /* listens, never accepts nor answers */
+static void flush_to_silent_endpoint(void) { test_http_flush_to_silent_endpoint(manager_to, "/"); }
+
+/* One PutMetricData request in AWS JSON 1.0, signed with SigV4. */
+static void flush_to_server(void) {
+    clean_environment();
+    test_http_server sv;
+    test_http_server_start(&sv);
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/", (unsigned)port);
-    kplm_manager *m = manager_to(endpoint, 300.0, 5);
-    double start = test_wall_now();
-    CHECK_ST(kplm_flush(m), KPLM_ESINK);
-    double took = test_wall_now() - start;
-    CHECK_MSG(took >= 0.25 && took < 1.0, "the flush took %.3f s with a 0.3 s timeout", took);
-    CHECK_ST(kplm_close(m), KPLM_ESINK);
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u", (unsigned)sv.port);
+    kplm_manager *m = manager_to(endpoint, 5000.0, 0);
+    CHECK_OK(kplm_flush(m));
+    test_http_server_join(&sv);
+    CHECK_MSG(strncmp(sv.head, "POST / HTTP/1.1\r\n", 17) == 0, "request line of %s", sv.head);
+    char host[64];
+    snprintf(host, sizeof host, "Host: 127.0.0.1:%u", (unsigned)sv.port);
+    CHECK_MSG(strstr(sv.head, host) != NULL, "no \"%s\" in %s", host, sv.head);
+    CHECK_HEADER(&sv, "X-Amz-Target: GraniteServiceVersion20100801.PutMetricData");
+    CHECK_HEADER(&sv, "Content-Type: application/x-amz-json-1.0");
+    CHECK_MSG(strstr(sv.head, "\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") != NULL &&
+                  strstr(sv.head, "/us-east-1/monitoring/aws4_request, SignedHeaders=") != NULL,
+              "no SigV4 Authorization for us-east-1 in %s", sv.head);
+    CHECK_MSG(strstr(sv.body, "\"UserRecordsPut\"") != NULL && strstr(sv.body, "\"orders\"") != NULL,
+              "the body lacks the metric or its stream: %s", sv.body);
+    CHECK_OK(kplm_close(m)); /* nothing left to send: no request */
     kplm_free(m);
-    close(listener);
 }
 
 int main(void) {
@@ -222,6 +205,7 @@ int main(void) {
     RUN(config_init_defaults);
     RUN(bad_configs);
     RUN(release_unused_sink);
+    RUN(flush_to_server);
     RUN(flush_to_dead_endpoint);
     RUN(flush_to_silent_endpoint);
     return failures ? 1 : 0;

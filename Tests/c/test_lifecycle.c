@@ -3,17 +3,56 @@
 
 #include <string.h>
 
-static kplm_manager *new_detailed(tclock *clk) {
+/* A DETAILED manager on clk, set to `now`. */
+static kplm_manager *new_detailed(tclock *clk, double now) {
+    tclock_set(clk, now);
     kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, clk);
     kplm_manager *m = NULL;
     CHECK_OK(kplm_new(&cfg, &m));
     return m;
 }
 
+/* new_detailed, with a fresh memory sink ms (*s: open, record and close
+ * callbacks if `callbacks`, else export only) set as its sink. */
+static kplm_manager *new_with_msink(tclock *clk, double now, msink *ms, kplm_sink *s, int callbacks) {
+    kplm_manager *m = new_detailed(clk, now);
+    msink_init(ms);
+    *s = msink_sink(ms, callbacks, callbacks, callbacks);
+    CHECK_OK(kplm_set_sink(m, s));
+    return m;
+}
+
+/* The sink calls so far: opens, export calls, closes, records. */
+#define CHECK_CALLS(ms, o, e, c, r)                                                        \
+    CHECK_MSG((ms)->opens == (o) && (ms)->export_calls == (e) && (ms)->closes == (c) &&   \
+                  (ms)->records == (r),                                                    \
+              "sink calls (opens, exports, closes, records) (%d, %d, %d, %ld), expected (%d, %d, %d, %d)", \
+              (ms)->opens, (ms)->export_calls, (ms)->closes, (ms)->records, (o), (e), (c), (r))
+
+/* A closed manager refuses a put (and one through h, unless NULL), flush,
+ * start and set_sink (of s, unless NULL). */
+static void check_closed(kplm_manager *m, kplm_metric *h, const kplm_sink *s) {
+    CHECK_ST(kplm_put(m, "UserRecordsPut", 8.0, "s", NULL, NULL), KPLM_ECLOSED);
+    if (h) CHECK_ST(kplm_metric_put(h, 16.0), KPLM_ECLOSED);
+    CHECK_ST(kplm_flush(m), KPLM_ECLOSED);
+    CHECK_ST(kplm_start(m), KPLM_ESTATE);
+    if (s) CHECK_ST(kplm_set_sink(m, s), KPLM_ESTATE);
+}
+
+/* kplm_snapshots(m) shows one line: UserRecordsPut of `stream` with these
+ * statistics. */
+static void check_one_line(kplm_manager *m, const char *stream, uint64_t count, double sum, double min,
+                           double max) {
+    tsnap_list l = {0};
+    collect_snapshots(m, &l);
+    CHECK_U64(l.n, 1);
+    CHECK_SNAP(find_snap(&l, "UserRecordsPut", stream, NULL, NULL), count, sum, min, max);
+    tsnap_list_clear(&l);
+}
+
 static void full_cycle(void) {
     tclock clk;
-    tclock_set(&clk, 100.0);
-    kplm_manager *m = new_detailed(&clk);
+    kplm_manager *m = new_detailed(&clk, 100.0);
     msink first, ms;
     msink_init(&first);
     msink_init(&ms);
@@ -67,7 +106,7 @@ static void full_cycle(void) {
     CHECK(ms.closes == 1 && ms.exports_ok == 2 && ms.opens == 1);
 
     /* Closed: puts refused and change nothing. */
-    CHECK_ST(kplm_put(m, "UserRecordsPut", 8.0, "s", NULL, NULL), KPLM_ECLOSED);
+    check_closed(m, h, &s3);
     CHECK_ST(kplm_put(m, "Other", 8.0, NULL, NULL, NULL), KPLM_ECLOSED);
     kplm_metric *h2 = (kplm_metric *)(uintptr_t)0x3000;
     CHECK_ST(kplm_metric_get(m, "UserRecordsPut", "s", NULL, NULL, &h2), KPLM_ECLOSED);
@@ -75,23 +114,14 @@ static void full_cycle(void) {
     h2 = (kplm_metric *)(uintptr_t)0x3000;
     CHECK_ST(kplm_metric_get(m, "Brand new", NULL, NULL, NULL, &h2), KPLM_ECLOSED);
     CHECK(h2 == NULL);
-    CHECK_ST(kplm_metric_put(h, 16.0), KPLM_ECLOSED);
-    CHECK_ST(kplm_flush(m), KPLM_ECLOSED);
-    CHECK_ST(kplm_start(m), KPLM_ESTATE);
-    CHECK_ST(kplm_set_sink(m, &s3), KPLM_ESTATE);
     CHECK(ms.records == 1);
 
     /* Snapshots still report the retained window. */
-    tsnap_list l = {0};
-    collect_snapshots(m, &l);
-    CHECK(l.n == 1);
-    CHECK_SNAP(find_snap(&l, "UserRecordsPut", "s", NULL, NULL), 3, 7.0, 1.0, 4.0);
-    tsnap_list_clear(&l);
+    check_one_line(m, "s", 3, 7.0, 1.0, 4.0);
 
     kplm_free(m);
     CHECK(ms.closes == 1 && ms.exports_ok == 2);
-    CHECK(first.opens == 0 && first.export_calls == 0 && first.closes == 0 &&
-          first.records == 0);
+    CHECK_CALLS(&first, 0, 0, 0, 0);
     msink_check_clean(&ms);
     msink_destroy(&first);
     msink_destroy(&ms);
@@ -99,46 +129,33 @@ static void full_cycle(void) {
 
 static void close_before_start(void) {
     tclock clk;
-    tclock_set(&clk, 7.5);
-    kplm_manager *m = new_detailed(&clk);
     msink ms;
-    msink_init(&ms);
-    kplm_sink s = msink_sink(&ms, 1, 1, 1);
-    CHECK_OK(kplm_set_sink(m, &s));
+    kplm_sink s;
+    kplm_manager *m = new_with_msink(&clk, 7.5, &ms, &s, 1);
     CHECK_OK(kplm_put(m, "UserRecordsPut", 5.0, NULL, NULL, NULL));
     kplm_metric *h = NULL;
     CHECK_OK(kplm_metric_get(m, "UserRecordsPut", NULL, NULL, NULL, &h));
 
     CHECK_OK(kplm_close(m));
-    CHECK(ms.opens == 0 && ms.export_calls == 0 && ms.closes == 0 && ms.records == 0);
+    CHECK_CALLS(&ms, 0, 0, 0, 0);
     CHECK_OK(kplm_close(m));
 
     CHECK_ST(kplm_put(m, "UserRecordsPut", 1.0, NULL, NULL, NULL), KPLM_ECLOSED);
-    CHECK_ST(kplm_metric_put(h, 1.0), KPLM_ECLOSED);
-    CHECK_ST(kplm_flush(m), KPLM_ECLOSED);
-    CHECK_ST(kplm_start(m), KPLM_ESTATE);
-    CHECK_ST(kplm_set_sink(m, &s), KPLM_ESTATE);
+    check_closed(m, h, &s);
 
-    tsnap_list l = {0};
-    collect_snapshots(m, &l);
-    CHECK(l.n == 1);
-    CHECK_SNAP(find_snap(&l, "UserRecordsPut", NULL, NULL, NULL), 1, 5.0, 5.0, 5.0);
-    tsnap_list_clear(&l);
+    check_one_line(m, NULL, 1, 5.0, 5.0, 5.0);
 
     kplm_free(m);
-    CHECK(ms.opens == 0 && ms.export_calls == 0 && ms.closes == 0 && ms.records == 0);
+    CHECK_CALLS(&ms, 0, 0, 0, 0);
     msink_destroy(&ms);
 }
 
 static void open_failure_then_retry(void) {
     tclock clk;
-    tclock_set(&clk, 1.0);
-    kplm_manager *m = new_detailed(&clk);
     msink ms;
-    msink_init(&ms);
+    kplm_sink s;
+    kplm_manager *m = new_with_msink(&clk, 1.0, &ms, &s, 1);
     ms.fail_opens = 2;
-    kplm_sink s = msink_sink(&ms, 1, 1, 1);
-    CHECK_OK(kplm_set_sink(m, &s));
 
     CHECK_ST(kplm_start(m), KPLM_ESINK);
     CHECK(ms.opens == 1 && ms.closes == 0);
@@ -169,32 +186,26 @@ static void open_failure_then_retry(void) {
 
 static void open_failure_then_close(void) {
     tclock clk;
-    tclock_set(&clk, 1.0);
-    kplm_manager *m = new_detailed(&clk);
     msink ms;
-    msink_init(&ms);
+    kplm_sink s;
+    kplm_manager *m = new_with_msink(&clk, 1.0, &ms, &s, 1);
     ms.fail_opens = 1;
-    kplm_sink s = msink_sink(&ms, 1, 1, 1);
-    CHECK_OK(kplm_set_sink(m, &s));
     CHECK_OK(kplm_put(m, "UserRecordsPut", 1.0, NULL, NULL, NULL));
     CHECK_ST(kplm_start(m), KPLM_ESINK);
     /* Never started: close calls no sink function (no close for a failed open). */
     CHECK_OK(kplm_close(m));
-    CHECK(ms.opens == 1 && ms.export_calls == 0 && ms.closes == 0 && ms.records == 0);
+    CHECK_CALLS(&ms, 1, 0, 0, 0);
     CHECK_ST(kplm_start(m), KPLM_ESTATE);
     kplm_free(m);
-    CHECK(ms.opens == 1 && ms.export_calls == 0 && ms.closes == 0);
+    CHECK_CALLS(&ms, 1, 0, 0, 0);
     msink_destroy(&ms);
 }
 
 static void final_export_failure(void) {
     tclock clk;
-    tclock_set(&clk, 1.0);
-    kplm_manager *m = new_detailed(&clk);
     msink ms;
-    msink_init(&ms);
-    kplm_sink s = msink_sink(&ms, 1, 1, 1);
-    CHECK_OK(kplm_set_sink(m, &s));
+    kplm_sink s;
+    kplm_manager *m = new_with_msink(&clk, 1.0, &ms, &s, 1);
     CHECK_OK(kplm_start(m));
     CHECK_OK(kplm_put(m, "UserRecordsPut", 1.0, NULL, NULL, NULL));
     ms.fail_exports = -1;
@@ -202,9 +213,7 @@ static void final_export_failure(void) {
     CHECK(ms.export_calls == 1);
     CHECK(ms.closes == 0); /* the data is kept for a later close (SPEC §9) */
     /* The manager is closed all the same. */
-    CHECK_ST(kplm_put(m, "UserRecordsPut", 1.0, NULL, NULL, NULL), KPLM_ECLOSED);
-    CHECK_ST(kplm_flush(m), KPLM_ECLOSED);
-    CHECK_ST(kplm_start(m), KPLM_ESTATE);
+    check_closed(m, NULL, &s);
     /* A second close retries the export (it fails again here). */
     CHECK_ST(kplm_close(m), KPLM_ESINK);
     CHECK(ms.export_calls == 2 && ms.closes == 0);
@@ -216,12 +225,9 @@ static void final_export_failure(void) {
 
 static void free_closes_first(void) {
     tclock clk;
-    tclock_set(&clk, 1.0);
-    kplm_manager *m = new_detailed(&clk);
     msink ms;
-    msink_init(&ms);
-    kplm_sink s = msink_sink(&ms, 1, 1, 1);
-    CHECK_OK(kplm_set_sink(m, &s));
+    kplm_sink s;
+    kplm_manager *m = new_with_msink(&clk, 1.0, &ms, &s, 1);
     CHECK_OK(kplm_start(m));
     CHECK_OK(kplm_put(m, "UserRecordsPut", 3.0, NULL, NULL, NULL));
     kplm_free(m); /* no close: free closes, with its final flush */
@@ -231,7 +237,7 @@ static void free_closes_first(void) {
     msink_destroy(&ms);
 
     /* free of a manager never started, and of a NONE manager. */
-    m = new_detailed(&clk);
+    m = new_detailed(&clk, 1.0);
     CHECK_OK(kplm_put(m, "UserRecordsPut", 3.0, NULL, NULL, NULL));
     kplm_free(m);
     CHECK_OK(kplm_new(NULL, &m));
@@ -242,33 +248,27 @@ static void free_closes_first(void) {
 /* Without kplm_set_sink the manager uses a null sink: every call works. */
 static void default_null_sink(void) {
     tclock clk;
-    tclock_set(&clk, 1.0);
-    kplm_manager *m = new_detailed(&clk);
+    kplm_manager *m = new_detailed(&clk, 1.0);
     CHECK_OK(kplm_start(m));
     CHECK_OK(kplm_put(m, "UserRecordsPut", 3.0, NULL, NULL, NULL));
     CHECK_OK(kplm_flush(m));
     CHECK_OK(kplm_put(m, "UserRecordsPut", 3.0, NULL, NULL, NULL));
     CHECK_OK(kplm_close(m));
-    tsnap_list l = {0};
-    collect_snapshots(m, &l);
-    CHECK_SNAP(find_snap(&l, "UserRecordsPut", NULL, NULL, NULL), 2, 6.0, 3.0, 3.0);
-    tsnap_list_clear(&l);
+    check_one_line(m, NULL, 2, 6.0, 3.0, 3.0);
     kplm_free(m);
 }
 
 /* Sink without the optional callbacks. */
 static void minimal_sink(void) {
     tclock clk;
-    tclock_set(&clk, 1.0);
-    kplm_manager *m = new_detailed(&clk);
     msink ms;
-    msink_init(&ms);
-    kplm_sink s = msink_sink(&ms, 0, 0, 0);
-    CHECK_OK(kplm_set_sink(m, &s));
+    kplm_sink s;
+    kplm_manager *m = new_with_msink(&clk, 1.0, &ms, &s, 0);
     CHECK_OK(kplm_start(m));
     CHECK_OK(kplm_put(m, "UserRecordsPut", 3.0, NULL, NULL, NULL));
     CHECK_OK(kplm_close(m));
-    CHECK(ms.exports_ok == 1 && ms.opens == 0 && ms.closes == 0 && ms.records == 0);
+    CHECK(ms.exports_ok == 1);
+    CHECK_CALLS(&ms, 0, 1, 0, 0);
     kplm_free(m);
     msink_destroy(&ms);
 }

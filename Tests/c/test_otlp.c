@@ -2,15 +2,10 @@
  * configs, kplm_sink_release of an unused sink, a flush to a loopback HTTP
  * server, and flushes to a dead or silent endpoint (KPLM_ESINK within the
  * timeout, the data kept). */
-#include "test_support.h"
+#include "test_http_support.h"
 
-#include <arpa/inet.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 static void config_init_defaults(void) {
     kplm_otlp_config c;
@@ -140,14 +135,12 @@ static void release_unused_sink(void) {
     kplm_otlp_config_init(&c);
     kplm_sink s;
     CHECK_OK(kplm_sink_otlp(&c, &s));
-    kplm_sink_release(&s);
-    CHECK(test_sink_is_cleared(&s));
-    kplm_sink_release(&s); /* a cleared sink: nothing to do */
-    kplm_sink_release(NULL);
+    test_release_unused_sink(&s);
 }
 
-/* A manager exporting to `endpoint`, started, with one observation put. */
-static kplm_manager *manager_to(const char *endpoint, double timeout_ms, uint32_t retries, tclock *clk) {
+/* A manager exporting to `endpoint` (test_http_manager_fn). */
+static tclock clk;
+static kplm_manager *manager_to(const char *endpoint, double timeout_ms, uint32_t retries) {
     kplm_otlp_config c;
     kplm_otlp_config_init(&c);
     c.endpoint = endpoint;
@@ -155,112 +148,30 @@ static kplm_manager *manager_to(const char *endpoint, double timeout_ms, uint32_
     c.max_retries = retries;
     kplm_sink s;
     CHECK_OK(kplm_sink_otlp(&c, &s));
-    tclock_set(clk, 100.0);
-    kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, clk);
-    kplm_manager *m = NULL;
-    CHECK_OK(kplm_new(&cfg, &m));
-    CHECK_OK(kplm_set_sink(m, &s));
-    CHECK_OK(kplm_start(m));
-    CHECK_OK(kplm_put(m, "UserRecordsPut", 2.0, "orders", "shardId-1", NULL));
-    return m;
+    return test_http_manager(&s, &clk);
 }
 
-static void flush_to_dead_endpoint(void) {
-    uint16_t port;
-    int holder = test_loopback_socket(SOCK_STREAM, 0, &port); /* bound, not listening: refused */
-    char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/v1/metrics", (unsigned)port);
-    tclock clk;
-    kplm_manager *m = manager_to(endpoint, 1000.0, 3, &clk);
-    double start = test_wall_now();
-    CHECK_ST(kplm_flush(m), KPLM_ESINK);
-    double took = test_wall_now() - start;
-    CHECK_MSG(took < 1.5, "the flush took %.3f s with a 1 s timeout", took);
-    /* The data is kept: the query still sees it and close fails too. */
-    kplm_statistics st;
-    CHECK_OK(kplm_query(m, "UserRecordsPut", "orders", "shardId-1", NULL, KPLM_CUMULATIVE, &st));
-    CHECK_U64(st.count, 1);
-    CHECK_ST(kplm_close(m), KPLM_ESINK);
-    kplm_free(m);
-    close(holder);
-}
+static void flush_to_dead_endpoint(void) { test_http_flush_to_dead_endpoint(manager_to, "/v1/metrics"); }
 
-static void flush_to_silent_endpoint(void) {
-    uint16_t port;
-    int listener = test_loopback_socket(SOCK_STREAM, 8, &port); /* listens, never accepts nor answers */
-    char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/v1/metrics", (unsigned)port);
-    tclock clk;
-    kplm_manager *m = manager_to(endpoint, 300.0, 5, &clk);
-    double start = test_wall_now();
-    CHECK_ST(kplm_flush(m), KPLM_ESINK);
-    double took = test_wall_now() - start;
-    CHECK_MSG(took >= 0.25 && took < 1.0, "the flush took %.3f s with a 0.3 s timeout", took);
-    CHECK_ST(kplm_close(m), KPLM_ESINK);
-    kplm_free(m);
-    close(listener);
-}
-
-/* A one-request HTTP server: reads the request, checks its head, answers 200. */
-typedef struct {
-    int listener;
-    char head[4096];
-    size_t body_bytes;
-} server;
-
-static void *serve_one(void *arg) {
-    server *sv = arg;
-    int fd = accept(sv->listener, NULL, NULL);
-    if (fd < 0) return NULL;
-    char buf[65536];
-    size_t n = 0;
-    char *end = NULL;
-    long length = -1;
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 5000) != 1) break;
-        ssize_t got = recv(fd, buf + n, sizeof buf - 1 - n, 0);
-        if (got <= 0) break;
-        n += (size_t)got;
-        buf[n] = '\0';
-        if (!end && (end = strstr(buf, "\r\n\r\n")) != NULL) {
-            size_t head = (size_t)(end - buf);
-            memcpy(sv->head, buf, head < sizeof sv->head - 1 ? head : sizeof sv->head - 1);
-            const char *cl = strstr(sv->head, "Content-Length: ");
-            length = cl ? strtol(cl + 16, NULL, 10) : 0;
-        }
-        if (end && n >= (size_t)(end - buf) + 4 + (size_t)length) {
-            sv->body_bytes = n - (size_t)(end - buf) - 4;
-            break;
-        }
-    }
-    const char *answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    (void)!send(fd, answer, strlen(answer), MSG_NOSIGNAL);
-    close(fd);
-    return NULL;
-}
+static void flush_to_silent_endpoint(void) { test_http_flush_to_silent_endpoint(manager_to, "/v1/metrics"); }
 
 static void flush_to_server(void) {
-    uint16_t port;
-    server sv = {.listener = test_loopback_socket(SOCK_STREAM, 8, &port)};
-    pthread_t thread;
-    CHECK(pthread_create(&thread, NULL, serve_one, &sv) == 0);
+    test_http_server sv;
+    test_http_server_start(&sv);
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/v1/metrics", (unsigned)port);
-    tclock clk;
-    kplm_manager *m = manager_to(endpoint, 5000.0, 0, &clk);
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/v1/metrics", (unsigned)sv.port);
+    kplm_manager *m = manager_to(endpoint, 5000.0, 0);
     CHECK_OK(kplm_flush(m));
-    CHECK(pthread_join(thread, NULL) == 0);
+    test_http_server_join(&sv);
     CHECK(strncmp(sv.head, "POST /v1/metrics HTTP/1.1\r\n", 27) == 0);
     char host[64];
-    snprintf(host, sizeof host, "\r\nHost: 127.0.0.1:%u\r\n", (unsigned)port);
+    snprintf(host, sizeof host, "\r\nHost: 127.0.0.1:%u\r\n", (unsigned)sv.port);
     CHECK_MSG(strstr(sv.head, host) != NULL, "no Host header in %s", sv.head);
     CHECK(strstr(sv.head, "\r\nContent-Type: application/x-protobuf") != NULL);
     CHECK(strstr(sv.head, "\r\nConnection: close") != NULL);
     CHECK(sv.body_bytes > 50);
     CHECK_OK(kplm_close(m)); /* nothing left to send: no request */
     kplm_free(m);
-    close(sv.listener);
 }
 
 int main(void) {

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,15 +61,8 @@ def test_status_strings_are_distinct():
     assert len(texts) == len(kplm.Status)
 
 
-def test_struct_layouts_match_c():
-    # LP64 layout of the header's structs.
-    assert ctypes.sizeof(kplm.KplmDimension) == 16
-    assert ctypes.sizeof(kplm.KplmSnapshot) == 80
-    assert ctypes.sizeof(kplm.KplmEvent) == 40
-    assert ctypes.sizeof(kplm.KplmSink) == 40
-    assert ctypes.sizeof(kplm.KplmConfig) == 72
-    assert kplm.KplmConfig.export_timeout_ms.offset == 48
-    assert kplm.KplmConfig.max_metrics.offset == 40
+# Struct layouts (every struct of kplm.h, the sink configs included, against the
+# C compiler): test_struct_layouts.py.
 
 
 def test_config_init_defaults():
@@ -78,8 +75,25 @@ def test_config_init_defaults():
     assert cfg.max_metrics == 100000
 
 
-def test_config_init_null_is_ignored(library):
-    library.kplm_config_init(None)
+#: Every *_config_init of the ABI; each must ignore NULL.
+CONFIG_INITS = ["kplm_config_init", "kplm_dogstatsd_config_init", "kplm_emf_config_init",
+                "kplm_prometheus_config_init", "kplm_otlp_config_init", "kplm_cloudwatch_config_init"]
+
+
+def test_config_init_null_is_ignored():
+    # In a child interpreter, so a NULL dereference is a failed test (exit by
+    # SIGSEGV) rather than the end of the session. The exported kplm_config_init
+    # is the pre-1.0 entry point (C code calls the macro: Tests/c/test_config.c).
+    calls = "".join(f"lib.{name}(None); lib.{name}_sized(None, 0); lib.{name}_sized(None, 4096)\n"
+                    for name in CONFIG_INITS)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import kplm; lib = kplm.load_library()\n"
+            + calls + "print('survived', flush=True)\n")
+    child = subprocess.run([sys.executable, "-c", code, str(Path(kplm.__file__).resolve().parents[1])],
+                           env=dict(os.environ, KPLM_LIBRARY=kplm.library_path()),
+                           capture_output=True, text=True, timeout=60)
+    assert (child.returncode, child.stdout) == (0, "survived\n"), child.stderr
+    cfg = kplm.default_config()  # and the library still fills a real struct
+    assert cfg.struct_size == ctypes.sizeof(kplm.KplmConfig) and cfg.window_seconds == 60
 
 
 def _new_raw(library, cfg):

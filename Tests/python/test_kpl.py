@@ -15,25 +15,6 @@ from conftest import HEADER, RecordingSink
 K = kplm.MetricKey
 G = kplm.Granularity
 
-# name -> (unit, KPL level), as the header documents them.
-CATALOGUE = {
-    "UserRecordsReceived": (kplm.Unit.COUNT, kplm.Level.DETAILED),
-    "UserRecordsPending": (kplm.Unit.COUNT, kplm.Level.DETAILED),
-    "UserRecordsPut": (kplm.Unit.COUNT, kplm.Level.SUMMARY),
-    "UserRecordsDataPut": (kplm.Unit.BYTES, kplm.Level.DETAILED),
-    "KinesisRecordsPut": (kplm.Unit.COUNT, kplm.Level.SUMMARY),
-    "KinesisRecordsDataPut": (kplm.Unit.BYTES, kplm.Level.DETAILED),
-    "ErrorsByCode": (kplm.Unit.COUNT, kplm.Level.SUMMARY),
-    "AllErrors": (kplm.Unit.COUNT, kplm.Level.SUMMARY),
-    "RetriesPerRecord": (kplm.Unit.COUNT, kplm.Level.DETAILED),
-    "UserRecordExpired": (kplm.Unit.COUNT, kplm.Level.SUMMARY),
-    "BufferingTime": (kplm.Unit.MILLISECONDS, kplm.Level.SUMMARY),
-    "RequestTime": (kplm.Unit.MILLISECONDS, kplm.Level.DETAILED),
-    "UserRecordsPerKinesisRecord": (kplm.Unit.COUNT, kplm.Level.DETAILED),
-    "KinesisRecordsPerPutRecordsRequest": (kplm.Unit.COUNT, kplm.Level.DETAILED),
-    "UserRecordsPerPutRecordsRequest": (kplm.Unit.COUNT, kplm.Level.DETAILED),
-}
-
 
 def lines(snapshots):
     """``[(name, dimensions, (count, sum, min, max))]`` in the order given."""
@@ -49,26 +30,8 @@ def exported(manager, sink):
 
 
 # --------------------------------------------------------------------------
-# Catalogue
+# Catalogue (names, units and levels of the KPL metrics: test_kpl_catalogue.py)
 # --------------------------------------------------------------------------
-
-
-def _header_kpl_macros():
-    """``[(macro suffix, name, unit, level)]`` of the KPL metric macros, in header order."""
-    found = re.findall(
-        r'^#define KPLM_METRIC_(\w+) "(\w+)"\s*/\*\*< (\w+), (\w+) \*/', HEADER.read_text(), re.M)
-    assert len(found) == 15, found
-    return found
-
-
-def test_metric_constants_match_header():
-    macros = _header_kpl_macros()
-    for suffix, name, _unit, _level in macros:
-        assert getattr(kplm, f"METRIC_{suffix}") == name
-    assert kplm.KPL_METRICS == tuple(name for _s, name, _u, _l in macros)
-    assert set(kplm.KPL_METRICS) == set(CATALOGUE)
-    assert kplm.METRIC_USER_RECORDS_PUT == "UserRecordsPut"
-    assert kplm.METRIC_KINESIS_RECORDS_PER_PUT_RECORDS_REQUEST == "KinesisRecordsPerPutRecordsRequest"
 
 
 def test_dimension_and_other_constants_match_header(header_macros):
@@ -87,20 +50,6 @@ def test_enums_match_header():
     assert {u.name: u.value for u in kplm.Unit} == {k: int(v) for k, v in units.items()}
     assert {g.name: g.value for g in kplm.Granularity} == {k: int(v) for k, v in granularities.items()}
     assert len(kplm.Unit) == 4 and len(kplm.Granularity) == 4
-
-
-@pytest.mark.parametrize("name", sorted(CATALOGUE))
-def test_unit_and_level_of_every_kpl_metric(name):
-    unit, level = CATALOGUE[name]
-    assert kplm.metric_unit(name) is unit
-    assert kplm.metric_level(name) is level
-    assert kplm.metric_unit(name.encode()) is unit  # bytes work too
-
-
-def test_catalogue_agrees_with_header_comments():
-    for _suffix, name, unit, level in _header_kpl_macros():
-        assert kplm.unit_name(kplm.metric_unit(name)) == unit
-        assert kplm.metric_level(name).name == level.upper()
 
 
 @pytest.mark.parametrize("name", [

@@ -385,12 +385,98 @@ def test_bad_arguments_are_refused(kwargs):
         kplm.otlp_sink(**kwargs)
 
 
-@pytest.mark.parametrize("endpoint", [
-    "http://127.0.0.1:4318/v1/metrics", "HTTP://localhost/v1/metrics", "http://[::1]:4318/v1/metrics",
-    "http://collector.example:80", "http://h:65535/a/b?tenant=x", "https://collector.example/v1/metrics",
+@pytest.mark.parametrize("template, target", [
+    ("http://127.0.0.1:{port}/v1/metrics", "/v1/metrics"),
+    ("HTTP://127.0.0.1:{port}/v1/metrics", "/v1/metrics"),  # the scheme in any case
+    ("http://127.0.0.1:{port}", "/"),  # no path: "/"
+    ("http://127.0.0.1:{port}/a/b?tenant=x", "/a/b?tenant=x"),  # the query is kept
 ])
-def test_good_endpoints_are_accepted(endpoint):
-    kplm.otlp_sink(endpoint=endpoint, service_name="").release()
+def test_good_endpoints_are_accepted(collector, no_otel_environment, template, target):
+    """Each accepted endpoint is parsed right: the request goes to its port, with its path and Host."""
+    put_and_flush(kplm.otlp_sink(endpoint=template.format(port=collector.port), service_name=""))
+    (request,) = collector.received()
+    assert request["path"] == target
+    assert request["headers"]["Host"] == f"127.0.0.1:{collector.port}"
+    assert "UserRecordsPut" in points_by_metric(request["decoded"])
+
+
+class FirstBytes:
+    """A listener on (host, a free port) keeping what its first connection sends.
+
+    A plain HTTP request is read to its end and answered 200; anything else
+    (a TLS ClientHello) is kept and the connection closed.
+    """
+
+    def __init__(self, family: int, host: str) -> None:
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        self.listener.bind((host, 0))
+        self.listener.listen(4)
+        self.port = self.listener.getsockname()[1]
+        self.data = b""
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(10)
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(5)
+            while True:
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                self.data += chunk
+                if not self.data.startswith(b"POST "[:len(self.data)]):
+                    return
+                head, sep, body = self.data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                if sep and len(body) >= length:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    return
+
+    def received(self) -> bytes:
+        self.thread.join(15)
+        self.listener.close()
+        return self.data
+
+
+def test_ipv6_endpoint_reaches_the_address(no_otel_environment):
+    try:
+        server = FirstBytes(socket.AF_INET6, "::1")
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    put_and_flush(kplm.otlp_sink(endpoint=f"http://[::1]:{server.port}/v1/metrics"))
+    head = server.received().split(b"\r\n\r\n")[0].decode()
+    assert head.startswith("POST /v1/metrics HTTP/1.1\r\n"), head
+    assert f"\r\nHost: [::1]:{server.port}\r\n" in head + "\r\n", head
+
+
+def test_https_endpoint_speaks_tls(no_otel_environment):
+    """https:// is TLS on the given port (the handshake is refused here, so the export fails)."""
+    server = FirstBytes(socket.AF_INET, "127.0.0.1")
+    sink = kplm.otlp_sink(endpoint=f"https://127.0.0.1:{server.port}/v1/metrics", timeout_ms=2000, max_retries=0)
+    m = kplm.Manager(kplm.Level.DETAILED, clock=kplm.ManualClock(1000.0), sink=sink,
+                     upload_interval_ms=3_600_000.0)
+    try:
+        m.start()
+        m.put("UserRecordsPut", 2, stream="orders")
+        with pytest.raises(kplm.SinkError) as failure:
+            m.flush()
+        data = server.received()
+        with pytest.raises(kplm.SinkError):
+            m.close()  # the listener is gone: refused at once
+    finally:
+        m.free()
+    if not data and "curl" in str(failure.value).lower():
+        pytest.skip(f"https needs libcurl at run time: {failure.value}")
+    assert data[:1] == b"\x16" and data[1:2] == b"\x03", f"not a TLS handshake record: {data[:16]!r}"
 
 
 def test_defaults_and_ownership():

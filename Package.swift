@@ -6,7 +6,7 @@ let package = Package(
     products: [
         // libkplm.so: the C ABI of include/kplm.h. Build it with
         // `swift build -c release --product kplm -Xswiftc -static-stdlib`.
-        .library(name: "kplm", type: .dynamic, targets: ["KPLM", "KPLMSinks"]),
+        .library(name: "kplm", type: .dynamic, targets: ["KPLM", "KPLMCABI", "KPLMSinks"]),
         // The Swift API, for Swift packages that depend on kplm: the core and
         // the network sinks (`import KPLMSinks` brings in both).
         .library(name: "KPLMSwift", targets: ["KPLM", "KPLMSinks"]),
@@ -19,11 +19,16 @@ let package = Package(
     targets: [
         // The public C header, shared with CMake (include/module.modulemap).
         .target(name: "CKPLM", path: "include", publicHeadersPath: "."),
-        // Thread naming and a thread-local slot; hidden from the export list.
+        // Thread naming, the callback frame and writer index (thread-locals),
+        // the second ticker, the heavy barrier and the fork generation;
+        // hidden from the export list.
         .target(name: "CKPLMShims", path: "Sources/CKPLMShims"),
-        // The core (no Foundation, no package, no C library beyond libc) and
-        // the C exports of kplm.h except the network sinks'.
-        .target(name: "KPLM", dependencies: ["CKPLM", "CKPLMShims"], path: "Sources/KPLM"),
+        // The core, the Swift API (no Foundation, no package, no C library
+        // beyond libc, no C type: it does not see kplm.h).
+        .target(name: "KPLM", dependencies: ["CKPLMShims"], path: "Sources/KPLM"),
+        // The C ABI of the core: the exports of kplm.h except the network
+        // sinks', and the C side data they keep (per manager, per key).
+        .target(name: "KPLMCABI", dependencies: ["KPLM", "CKPLM", "CKPLMShims"], path: "Sources/KPLMCABI"),
         // The CloudWatch and OTLP sinks' private C helpers: SHA-256/HMAC
         // (OpenSSL libcrypto), gzip (zlib) and HTTP(S) (libcurl), loaded at
         // run time with dlopen when a sink needs them (libkplm.so links none
@@ -31,11 +36,17 @@ let package = Package(
         // export list.
         .target(name: "CKPLMCloudWatch", path: "Sources/CKPLMCloudWatch"),
         // The network sinks (DogStatsD, EMF, Prometheus, OTLP, CloudWatch)
-        // and their C exports; re-exports KPLM.
-        .target(name: "KPLMSinks", dependencies: ["KPLM", "CKPLM", "CKPLMShims", "CKPLMCloudWatch"],
+        // and their C exports; re-exports KPLM. Layers: KPLM ← KPLMCABI ←
+        // KPLMSinks (nothing points back).
+        .target(name: "KPLMSinks", dependencies: ["KPLM", "KPLMCABI", "CKPLM", "CKPLMShims", "CKPLMCloudWatch"],
                 path: "Sources/KPLMSinks"),
         .executableTarget(name: "kplm-demo", dependencies: ["KPLM"], path: "Sources/kplm-demo"),
         .executableTarget(name: "kplm-swift-example", dependencies: ["KPLM"], path: "examples/swift"),
-        .testTarget(name: "KPLMTests", dependencies: ["KPLM", "KPLMSinks"], path: "Tests/KPLMTests"),
+        // One XCTest target per module, and the helpers they share.
+        .target(name: "KPLMTestSupport", dependencies: ["KPLM"], path: "Tests/KPLMTestSupport"),
+        .testTarget(name: "KPLMTests", dependencies: ["KPLM", "KPLMTestSupport"], path: "Tests/KPLMTests"),
+        .testTarget(name: "KPLMCABITests", dependencies: ["KPLM", "KPLMCABI", "CKPLM"], path: "Tests/KPLMCABITests"),
+        .testTarget(name: "KPLMSinksTests", dependencies: ["KPLMSinks", "KPLMCABI", "KPLMTestSupport"],
+                    path: "Tests/KPLMSinksTests"),
     ]
 )

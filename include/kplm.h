@@ -291,7 +291,7 @@ typedef struct {
      * the default.)
      */
     double export_timeout_ms;
-    /** Default KPLM_GRANULARITY_NONE (the seed's output). See kplm_granularity. */
+    /** Default KPLM_GRANULARITY_NONE (every key as recorded). See kplm_granularity. */
     kplm_granularity granularity;
     /**
      * Default 0. Non-zero: only metrics whose KPL level (kplm_metric_level)
@@ -550,7 +550,7 @@ void kplm_free(kplm_manager *m);
  * line, at a granularity: GLOBAL extras on every line, STREAM extras on
  * per-stream and per-shard lines, SHARD extras on per-shard lines (the KPL's
  * AdditionalMetricsDimension). Without a configured granularity the
- * extras are inserted in the seed's dimension list the same way. Allowed
+ * extras are inserted in each recorded key's dimension list the same way. Allowed
  * only before kplm_start.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL or empty name or value, an
  * over-long one (name > KPLM_NAME_MAX, value > KPLM_DIMENSION_VALUE_MAX

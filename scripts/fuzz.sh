@@ -2,8 +2,8 @@
 # Coverage-guided fuzzing of the C ABI of kplm with libFuzzer, AddressSanitizer
 # and LeakSanitizer (see Tests/fuzz/README.md). Three targets:
 #   abi    Tests/fuzz/fuzz_abi.c: managers, puts, reads, flushes, callback
-#          sinks, against a model of the contract (the Swift core,
-#          Sources/KPLM, compiled in);
+#          sinks, against a model of the contract (the Swift core and its
+#          C ABI, Sources/KPLM and Sources/KPLMCABI, compiled in);
 #   sinks  Tests/fuzz/fuzz_sinks.c: the network sinks' C constructors and
 #          the ownership of the sinks they return (Sources/KPLMSinks too);
 #   prometheus  Tests/fuzz/fuzz_prometheus.swift: the Prometheus server's
@@ -85,6 +85,8 @@ demangle=$bindir/swift-demangle
 
 swift_sources=()
 while IFS= read -r f; do swift_sources+=("$f"); done < <(find Sources/KPLM -name '*.swift' | LC_ALL=C sort)
+cabi_sources=()
+while IFS= read -r f; do cabi_sources+=("$f"); done < <(find Sources/KPLMCABI -name '*.swift' | LC_ALL=C sort)
 sink_sources=()
 while IFS= read -r f; do sink_sources+=("$f"); done < <(find Sources/KPLMSinks -name '*.swift' | LC_ALL=C sort)
 target=${KPLM_FUZZ_TARGET:-abi}
@@ -109,25 +111,30 @@ if [ "$mode" = coverage ]; then
     "$clang" "${covflags[@]}" -Iinclude -c Tests/fuzz/fuzz_abi.c -o "$cov/fuzz_abi.o"
     "$clang" -g -O1 -c Tests/fuzz/replay_main.c -o "$cov/replay_main.o"
     "$clang" "${covflags[@]}" -ISources/CKPLMShims/include -c Sources/CKPLMShims/shims.c -o "$cov/shims.o"
-    "$swiftc" -profile-generate -profile-coverage-mapping -parse-as-library -module-name KPLM \
-        -package-name kplm -swift-version 6 -Onone -g -Iinclude -ISources/CKPLMShims/include \
-        -module-cache-path "$out/module-cache" \
-        "${linker[@]}" "${swift_sources[@]}" "$cov"/*.o -o "$cov/fuzz_cov"
+    covswift=(-profile-generate -profile-coverage-mapping -parse-as-library -package-name kplm -swift-version 6
+              -Onone -g -Iinclude -ISources/CKPLMShims/include -module-cache-path "$out/module-cache")
+    mkdir -p "$cov/swift"
+    "$swiftc" "${covswift[@]}" -module-name KPLM -wmo -c "${swift_sources[@]}" -o "$cov/swift/kplm_core.o" \
+        -emit-module -emit-module-path "$cov/swift/KPLM.swiftmodule"
+    "$swiftc" "${covswift[@]}" -module-name KPLMCABI -I "$cov/swift" "${linker[@]}" "${cabi_sources[@]}" \
+        "$cov/swift/kplm_core.o" "$cov"/*.o -o "$cov/fuzz_cov"
     dirs=(Tests/fuzz/corpus)
     [ -d Tests/fuzz/crashes ] && dirs+=(Tests/fuzz/crashes)
     [ -n "${extra_dir:-}" ] && dirs+=("$extra_dir")
     echo "== run ${dirs[*]}"
     LLVM_PROFILE_FILE="$cov/run-%p.profraw" "$cov/fuzz_cov" "${dirs[@]}"
     "$bindir/llvm-profdata" merge -o "$cov/fuzz.profdata" "$cov"/run-*.profraw
-    "$bindir/llvm-cov" report "$cov/fuzz_cov" -instr-profile="$cov/fuzz.profdata" Sources/KPLM Sources/CKPLMShims |
+    "$bindir/llvm-cov" report "$cov/fuzz_cov" -instr-profile="$cov/fuzz.profdata" Sources/KPLM Sources/KPLMCABI \
+        Sources/CKPLMShims |
         awk 'NF == 13 && $1 != "Filename" { printf "%-34s lines %8s (%s of %s missed)   functions %8s\n", $1, $10, $9, $8, $7 }'
     echo "(details: $bindir/llvm-cov show $cov/fuzz_cov -instr-profile=$cov/fuzz.profdata Sources/KPLM)"
     exit 0
 fi
 
 # --------------------------------------------------------------------------
-# Build: harnesses and C shims with clang; the core (module KPLM) and the
-# sinks (module KPLMSinks) with swiftc, one object each; two links. The
+# Build: harnesses and C shims with clang; the core (module KPLM), its C ABI
+# (module KPLMCABI) and the sinks (module KPLMSinks) with swiftc, one object
+# each; two links. The
 # prometheus target: one swiftc call (the parser, Trimming.swift, the entry).
 # --------------------------------------------------------------------------
 cflags=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address -std=c11 -Wall -Wextra)
@@ -145,7 +152,7 @@ if up_to_date; then
     echo "== fuzz build: $out/fuzz_abi, $out/fuzz_sinks and $out/fuzz_prometheus are up to date"
 else
 echo "== fuzz build ($out/fuzz_abi, $out/fuzz_sinks, $out/fuzz_prometheus;" \
-     "${#swift_sources[@]} + ${#sink_sources[@]} Swift sources)"
+     "${#swift_sources[@]} + ${#cabi_sources[@]} + ${#sink_sources[@]} Swift sources)"
 mkdir -p "$out/modules"
 "$clang" "${cflags[@]}" -Iinclude -c Tests/fuzz/fuzz_abi.c -o "$out/fuzz_abi.o"
 "$clang" "${cflags[@]}" -Iinclude -c Tests/fuzz/fuzz_sinks.c -o "$out/fuzz_sinks.o"
@@ -154,14 +161,16 @@ mkdir -p "$out/modules"
     -o "$out/cloudwatch_shim.o"
 "$swiftc" "${swiftflags[@]}" -module-name KPLM -c "${swift_sources[@]}" -o "$out/kplm_core.o" \
     -emit-module -emit-module-path "$out/modules/KPLM.swiftmodule"
+"$swiftc" "${swiftflags[@]}" -module-name KPLMCABI -I "$out/modules" -c "${cabi_sources[@]}" -o "$out/kplm_cabi.o" \
+    -emit-module -emit-module-path "$out/modules/KPLMCABI.swiftmodule"
 "$swiftc" "${swiftflags[@]}" -module-name KPLMSinks -I "$out/modules" -ISources/CKPLMCloudWatch/include \
     -c "${sink_sources[@]}" -o "$out/kplm_sinks.o"
-"$swiftc" -sanitize=fuzzer,address "${linker[@]}" "$out/fuzz_abi.o" "$out/kplm_core.o" "$out/shims.o" \
+"$swiftc" -sanitize=fuzzer,address "${linker[@]}" "$out/fuzz_abi.o" "$out/kplm_cabi.o" "$out/kplm_core.o" "$out/shims.o" \
     -o "$out/fuzz_abi.new"
-"$swiftc" -sanitize=fuzzer,address "${linker[@]}" "$out/fuzz_sinks.o" "$out/kplm_core.o" "$out/kplm_sinks.o" \
+"$swiftc" -sanitize=fuzzer,address "${linker[@]}" "$out/fuzz_sinks.o" "$out/kplm_cabi.o" "$out/kplm_core.o" "$out/kplm_sinks.o" \
     "$out/shims.o" "$out/cloudwatch_shim.o" -o "$out/fuzz_sinks.new"
 "$swiftc" "${swiftflags[@]}" -module-name KPLMFuzzPrometheus -c \
-    Sources/KPLMSinks/Sinks/PrometheusRequest.swift Sources/KPLMSinks/Sinks/Trimming.swift \
+    Sources/KPLMSinks/Prometheus/PrometheusRequest.swift Sources/KPLMSinks/Transport/Trimming.swift \
     Tests/fuzz/fuzz_prometheus.swift -o "$out/fuzz_prometheus.o"
 "$swiftc" -sanitize=fuzzer,address "${linker[@]}" "$out/fuzz_prometheus.o" -o "$out/fuzz_prometheus.new"
 mv "$out/fuzz_abi.new" "$out/fuzz_abi"

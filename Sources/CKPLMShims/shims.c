@@ -185,3 +185,21 @@ int kplmshim_second_ticker_start(void) {
     pthread_mutex_unlock(&ticker_lock);
     return result;
 }
+
+/* ---- Fork generation ---------------------------------------------------- */
+
+unsigned long long kplmshim_fork_generation = 0;
+
+static void fork_generation_child(void) {
+    __atomic_add_fetch(&kplmshim_fork_generation, 1, __ATOMIC_RELAXED);
+}
+
+static pthread_once_t fork_generation_once = PTHREAD_ONCE_INIT;
+
+static void fork_generation_register(void) {
+    pthread_atfork(NULL, NULL, fork_generation_child);
+}
+
+void kplmshim_fork_generation_watch(void) {
+    pthread_once(&fork_generation_once, fork_generation_register);
+}

@@ -1,4 +1,5 @@
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// The per-second buckets and the rolling window, read through snapshots.
@@ -7,11 +8,11 @@ final class AccumulatorTests: XCTestCase {
         let clock = TestClock(100)
         let m = try detailed(clock)
         XCTAssertEqual(m.snapshots(), [])
-        XCTAssertEqual(m.snapshot(), [:])
+        XCTAssertEqual(m.windowStatisticsByKey(), [:])
         // A resolved handle with no observation reports nothing either.
         _ = try m.metric("Untouched", stream: "s")
         XCTAssertEqual(m.snapshots(), [])
-        XCTAssertEqual(m.snapshot(), [:])
+        XCTAssertEqual(m.windowStatisticsByKey(), [:])
     }
 
     func testSingleObservation() throws {
@@ -26,7 +27,7 @@ final class AccumulatorTests: XCTestCase {
         XCTAssertEqual(s.dimensions, [])
         XCTAssertEqual(s.windowStart, 100)
         XCTAssertEqual(s.windowEnd, 101)
-        XCTAssertEqual(m.snapshot(), [MetricKey(name: "UserRecordsPut"): MetricStatistics(count: 1, sum: 7.5, min: 7.5, max: 7.5)])
+        XCTAssertEqual(m.windowStatisticsByKey(), [MetricKey(name: "UserRecordsPut"): MetricStatistics(count: 1, sum: 7.5, min: 7.5, max: 7.5)])
     }
 
     /// A bucket newer than the reader's second (a put that read the clock
@@ -60,7 +61,7 @@ final class AccumulatorTests: XCTestCase {
         try m.put("Count")
         try m.put("Count")
         try m.metric("Count").put()
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "Count")], MetricStatistics(count: 3, sum: 3, min: 1, max: 1))
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "Count")], MetricStatistics(count: 3, sum: 3, min: 1, max: 1))
     }
 
     func testAggregationWithinOneSecond() throws {
@@ -111,12 +112,12 @@ final class AccumulatorTests: XCTestCase {
         XCTAssertEqual(s.statistics, MetricStatistics(count: 1, sum: 7, min: 7, max: 7))
         XCTAssertEqual(s.windowStart, 120)
         XCTAssertEqual(s.windowEnd, 121)
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "M")], MetricStatistics(count: 1, sum: 7, min: 7, max: 7))
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "M")], MetricStatistics(count: 1, sum: 7, min: 7, max: 7))
 
         // At 180 nothing is live: no snapshot at all.
         clock.now = 180
         XCTAssertEqual(m.snapshots(), [])
-        XCTAssertEqual(m.snapshot(), [:])
+        XCTAssertEqual(m.windowStatisticsByKey(), [:])
     }
 
     func testEvictionOnPutOfNewerSecond() throws {
@@ -158,10 +159,10 @@ final class AccumulatorTests: XCTestCase {
         try m.put("Neg", -5)
         try m.put("Neg", -0.5)
         try m.put("Neg", -12.25)
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "Neg")],
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "Neg")],
                        MetricStatistics(count: 3, sum: -17.75, min: -12.25, max: -0.5))
         try m.put("Neg", 3)
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "Neg")],
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "Neg")],
                        MetricStatistics(count: 4, sum: -14.75, min: -12.25, max: 3))
     }
 
@@ -186,7 +187,7 @@ final class AccumulatorTests: XCTestCase {
         clock.now = 102
         try m.put("W", 2)          // second 102
         clock.now = 104.9          // seconds 100...104 are live
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "W")], MetricStatistics(count: 2, sum: 3, min: 1, max: 2))
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "W")], MetricStatistics(count: 2, sum: 3, min: 1, max: 2))
         clock.now = 105            // second 100 is gone
         var s = try XCTUnwrap(find(m.snapshots(), "W"))
         XCTAssertEqual(s.statistics, MetricStatistics(count: 1, sum: 2, min: 2, max: 2))
@@ -199,7 +200,7 @@ final class AccumulatorTests: XCTestCase {
         let clock1 = TestClock(50.5)
         let m1 = try detailed(clock1, window: 1)
         try m1.put("One", 4)
-        XCTAssertEqual(m1.snapshot()[MetricKey(name: "One")]?.count, 1)
+        XCTAssertEqual(m1.windowStatisticsByKey()[MetricKey(name: "One")]?.count, 1)
         clock1.now = 51
         XCTAssertEqual(m1.snapshots(), [])
         try m1.put("One", 6)
@@ -248,7 +249,7 @@ final class AccumulatorTests: XCTestCase {
         try m.put("L", 5)          // far older than the window of the newest bucket
         clock.now = 200.5
         // Not in the rolling window …
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "L")], MetricStatistics(count: 1, sum: 1, min: 1, max: 1))
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "L")], MetricStatistics(count: 1, sum: 1, min: 1, max: 1))
         // … but never lost by the export.
         try m.flush()
         let s = try XCTUnwrap(find(sink.snapshots, "L"))

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import KPLMTestSupport
 import Synchronization
 @testable import KPLM
 

@@ -1,4 +1,5 @@
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// The eventful extension: `record` per put, between start and close.

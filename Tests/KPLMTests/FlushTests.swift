@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// Exactly-once export of what was not exported yet.
@@ -74,7 +75,7 @@ final class FlushTests: XCTestCase {
         XCTAssertEqual(batches[1][1].windowEnd, 103)
 
         // The rolling window is not consumed by flushing.
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "A")], MetricStatistics(count: 3, sum: 8, min: 1, max: 5))
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "A")], MetricStatistics(count: 3, sum: 8, min: 1, max: 5))
         try m.close()
         XCTAssertEqual(sink.batches.count, 2)
     }
@@ -89,7 +90,7 @@ final class FlushTests: XCTestCase {
         try m.put("A", 2)          // second 103
         clock.now = 200
         try m.put("A", 4)          // second 200: 100 and 103 left the window
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "A")], MetricStatistics(count: 1, sum: 4, min: 4, max: 4))
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "A")], MetricStatistics(count: 1, sum: 4, min: 4, max: 4))
 
         try m.flush()
         XCTAssertEqual(sink.batches.count, 1)

@@ -1,4 +1,5 @@
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// KPL parity: catalogue, rollups, level filter, extra dimensions,

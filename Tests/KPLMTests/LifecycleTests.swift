@@ -1,4 +1,5 @@
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// new → started → closed, and what the sink sees along the way.
@@ -9,7 +10,7 @@ final class LifecycleTests: XCTestCase {
         let m = try detailed(clock, sink: sink)
         try m.put("Early", 2)
         try m.metric("Early").put(3)
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "Early")], MetricStatistics(count: 2, sum: 5, min: 2, max: 3))
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "Early")], MetricStatistics(count: 2, sum: 5, min: 2, max: 3))
         try m.start()
         try m.flush()
         XCTAssertEqual(sink.snapshots.count, 1)
@@ -139,7 +140,7 @@ final class LifecycleTests: XCTestCase {
         assertThrows(.closed) { try handle.put(5) }
         assertThrows(.closed) { try handle.put() }
         // Nothing changed.
-        XCTAssertEqual(m.snapshot(), [MetricKey(name: "H", stream: "s"): MetricStatistics(count: 1, sum: 1, min: 1, max: 1)])
+        XCTAssertEqual(m.windowStatisticsByKey(), [MetricKey(name: "H", stream: "s"): MetricStatistics(count: 1, sum: 1, min: 1, max: 1)])
         XCTAssertEqual(m.metricCount, 1)
         XCTAssertEqual(sink.snapshots.count, 1)
         XCTAssertEqual(sink.snapshots.first?.count, 1)
@@ -159,7 +160,7 @@ final class LifecycleTests: XCTestCase {
         XCTAssertEqual(s.windowEnd, 111)
         // The window keeps rolling on the clock after close.
         clock.now = 160
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "A")], MetricStatistics(count: 1, sum: 3, min: 3, max: 3))
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "A")], MetricStatistics(count: 1, sum: 3, min: 3, max: 3))
         clock.now = 170
         XCTAssertEqual(m.snapshots(), [])
     }

@@ -1,4 +1,5 @@
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// The cap on distinct keys and the counter of refused puts.
@@ -30,8 +31,8 @@ final class LimitTests: XCTestCase {
         XCTAssertEqual(refused.dimensions, [])
         XCTAssertEqual(refused.count, 3)
         XCTAssertEqual(refused.sum, 3)
-        XCTAssertNil(m.snapshot()[MetricKey(name: "C")])
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "KplmMetricsRefused")]?.count, 3)
+        XCTAssertNil(m.windowStatisticsByKey()[MetricKey(name: "C")])
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "KplmMetricsRefused")]?.count, 3)
 
         try m.flush()
         let exported = sink.snapshots
@@ -56,7 +57,7 @@ final class LimitTests: XCTestCase {
         XCTAssertEqual(m.metricCount, 1)
         // An existing key still resolves.
         try m.metric("A").put(4)
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "A")], MetricStatistics(count: 1, sum: 4, min: 4, max: 4))
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "A")], MetricStatistics(count: 1, sum: 4, min: 4, max: 4))
     }
 
     func testSummaryTrimmingHappensBeforeTheCap() throws {
@@ -66,7 +67,7 @@ final class LimitTests: XCTestCase {
         try m.put("A", 1, stream: "s", shardId: "2", errorCode: "E")
         XCTAssertEqual(m.metricCount, 1)
         assertThrows(.limitReached) { try m.put("A", 1) }
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "A", stream: "s")]?.count, 2)
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "KplmMetricsRefused")]?.count, 1)
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "A", stream: "s")]?.count, 2)
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "KplmMetricsRefused")]?.count, 1)
     }
 }

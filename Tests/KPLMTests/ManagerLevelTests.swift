@@ -1,4 +1,5 @@
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// Levels, key forming and dimension rendering.
@@ -20,7 +21,7 @@ final class ManagerLevelTests: XCTestCase {
         try m.put("UserRecordsPut", 3, stream: "s", shardId: "shard-1", errorCode: "E")
         try m.put("UserRecordsPut")
         XCTAssertEqual(m.snapshots(), [])
-        XCTAssertEqual(m.snapshot(), [:])
+        XCTAssertEqual(m.windowStatisticsByKey(), [:])
 
         try m.start()
         try m.put("UserRecordsPut", 4)
@@ -74,7 +75,7 @@ final class ManagerLevelTests: XCTestCase {
         XCTAssertEqual(snaps.map(\.dimensions), [[], dims(("stream", "s1"))])
         XCTAssertEqual(snaps[0].statistics, MetricStatistics(count: 1, sum: 4, min: 4, max: 4))
         XCTAssertEqual(snaps[1].statistics, MetricStatistics(count: 3, sum: 11, min: 1, max: 8))
-        XCTAssertEqual(Set(m.snapshot().keys),
+        XCTAssertEqual(Set(m.windowStatisticsByKey().keys),
                        [MetricKey(name: "ErrorsByCode"), MetricKey(name: "ErrorsByCode", stream: "s1")])
         XCTAssertEqual(m.metricCount, 2)
     }
@@ -91,7 +92,7 @@ final class ManagerLevelTests: XCTestCase {
         XCTAssertEqual(handle.key, MetricKey(name: "ErrorsByCode", stream: "s1", shardId: "shard-0", errorCode: "Throttled"))
         try handle.put(32)
 
-        let snapshot = m.snapshot()
+        let snapshot = m.windowStatisticsByKey()
         XCTAssertEqual(snapshot.count, 4)
         XCTAssertEqual(snapshot[MetricKey(name: "ErrorsByCode", stream: "s1", shardId: "shard-0", errorCode: "Throttled")],
                        MetricStatistics(count: 2, sum: 33, min: 1, max: 32))
@@ -180,8 +181,8 @@ final class ManagerLevelTests: XCTestCase {
         try m.put("N", 1, stream: "x")
         try m.put("N", 2, shardId: "x")
         try m.put("N", 4, errorCode: "x")
-        XCTAssertEqual(m.snapshot().count, 3)
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "N", shardId: "x")], MetricStatistics(count: 1, sum: 2, min: 2, max: 2))
+        XCTAssertEqual(m.windowStatisticsByKey().count, 3)
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "N", shardId: "x")], MetricStatistics(count: 1, sum: 2, min: 2, max: 2))
     }
 
     /// Keys are byte strings (the C ABI hands the core bytes, and the order is

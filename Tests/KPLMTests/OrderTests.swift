@@ -1,4 +1,5 @@
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// Deterministic export order: name bytes, then dimensions pair by pair.

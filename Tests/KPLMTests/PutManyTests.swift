@@ -1,4 +1,5 @@
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// Metric.put(many:at:) and MetricsManager.setFlushHook: how a layer that

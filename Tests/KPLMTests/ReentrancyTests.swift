@@ -1,4 +1,5 @@
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// Sink callbacks calling back into their own manager.
@@ -21,7 +22,7 @@ final class ReentrancyTests: XCTestCase {
         try requireCount(sink.batches, 1)
         XCTAssertEqual(sink.batches[0].map(\.name), ["Data", "Data"])
         // The put made inside the export is visible at once …
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "ExportsSeen")], MetricStatistics(count: 1, sum: 2, min: 2, max: 2))
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "ExportsSeen")], MetricStatistics(count: 1, sum: 2, min: 2, max: 2))
         // … and exported by the next flush, once.
         try m.flush()
         try requireCount(try requireCount(sink.batches, 2)[1], 1)
@@ -49,7 +50,7 @@ final class ReentrancyTests: XCTestCase {
         try m.put("Data", 1)
         try m.close()
         XCTAssertEqual(codes.all, [.closed])
-        XCTAssertNil(m.snapshot()[MetricKey(name: "FromExport")])
+        XCTAssertNil(m.windowStatisticsByKey()[MetricKey(name: "FromExport")])
         box.manager = nil
     }
 
@@ -122,7 +123,7 @@ final class ReentrancyTests: XCTestCase {
         try m.metric("Outer").put(2)
         XCTAssertEqual(sink.events.map(\.name), ["Outer", "Outer"])
         XCTAssertEqual(sink.events.map(\.value), [1.5, 2])
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "Inner", stream: "mirror")],
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "Inner", stream: "mirror")],
                        MetricStatistics(count: 2, sum: 7, min: 3, max: 4))
         try m.flush()
         let exported = try requireCount(sink.batches.flatMap { $0 }, 2)

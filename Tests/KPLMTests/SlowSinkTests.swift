@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// A sink whose export (and record) can be made to hang until released.

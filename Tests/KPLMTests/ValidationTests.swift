@@ -1,4 +1,5 @@
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// Bad input gets an error, never a crash, and changes nothing.
@@ -32,7 +33,7 @@ final class ValidationTests: XCTestCase {
         assertThrows(.invalidArgument) { try m.put(ascii256, 1) }
         assertThrows(.invalidArgument) { try m.put(multi256, 1) }
         assertThrows(.invalidArgument) { _ = try m.metric(ascii256) }
-        XCTAssertEqual(Set(m.snapshot().keys), [MetricKey(name: ascii255), MetricKey(name: multi255)])
+        XCTAssertEqual(Set(m.windowStatisticsByKey().keys), [MetricKey(name: ascii255), MetricKey(name: multi255)])
         XCTAssertEqual(m.metricCount, 3)
     }
 
@@ -47,7 +48,7 @@ final class ValidationTests: XCTestCase {
         try m.put("D", 1, shardId: ok)
         try m.put("D", 1, errorCode: ok)
         try m.put("D", 1, stream: ok, shardId: ok, errorCode: ok)
-        XCTAssertEqual(m.snapshot().count, 4)
+        XCTAssertEqual(m.windowStatisticsByKey().count, 4)
 
         assertThrows(.invalidArgument) { try m.put("D", 1, stream: tooLong) }
         assertThrows(.invalidArgument) { try m.put("D", 1, shardId: tooLong) }
@@ -55,8 +56,8 @@ final class ValidationTests: XCTestCase {
         assertThrows(.invalidArgument) { try m.put("D", 1, stream: multiTooLong) }
         assertThrows(.invalidArgument) { _ = try m.metric("D", stream: tooLong) }
         assertThrows(.invalidArgument) { _ = try m.metric("D", errorCode: tooLong) }
-        XCTAssertEqual(m.snapshot().count, 4)
-        XCTAssertEqual(m.snapshot().values.map(\.count).reduce(0, +), 4)
+        XCTAssertEqual(m.windowStatisticsByKey().count, 4)
+        XCTAssertEqual(m.windowStatisticsByKey().values.map(\.count).reduce(0, +), 4)
     }
 
     func testNonFiniteValuesRefused() throws {
@@ -70,9 +71,9 @@ final class ValidationTests: XCTestCase {
         // Extreme but finite values are fine.
         try m.put("V", .greatestFiniteMagnitude)
         try handle.put(-.greatestFiniteMagnitude)
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "V")]?.count, 2)
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "V")]?.min, -.greatestFiniteMagnitude)
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "V")]?.max, .greatestFiniteMagnitude)
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "V")]?.count, 2)
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "V")]?.min, -.greatestFiniteMagnitude)
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "V")]?.max, .greatestFiniteMagnitude)
     }
 
     func testNulRefused() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import XCTest
+import KPLMTestSupport
 @testable import KPLM
 
 /// A clock that can hold one chosen thread inside its next reading, to put
@@ -57,7 +58,7 @@ final class WriterCellTests: XCTestCase {
         try m.put("A", 2)
         try m.flush()
         clock.release.signal()
-        XCTAssertTrue(waitUntil { m.snapshot()[MetricKey(name: "A")]?.count == 2 }, "the late put was lost")
+        XCTAssertTrue(waitUntil { m.windowStatisticsByKey()[MetricKey(name: "A")]?.count == 2 }, "the late put was lost")
         try m.flush()
         let batches = sink.batches
         XCTAssertEqual(batches.count, 2)
@@ -153,7 +154,7 @@ final class WriterCellTests: XCTestCase {
         // and in practice by the threads alive at once.
         XCTAssertLessThanOrEqual(metric.series.cellCount, WriterIndices.capacity)
         XCTAssertLessThan(metric.series.cellCount, 40)
-        XCTAssertEqual(m.snapshot()[MetricKey(name: "A")]?.count, 160)
+        XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "A")]?.count, 160)
     }
 
     func testSumsAreNeverDerivedBySubtraction() throws {

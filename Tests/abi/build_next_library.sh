@@ -23,6 +23,11 @@ swift_flags="-parse-as-library -package-name kplm -swift-version 6 -O -wmo"
 # shellcheck disable=SC2046,SC2086
 "$swiftc" $swift_flags $includes -module-name KPLM -emit-module -emit-module-path "$out/KPLM.swiftmodule" \
     -parse-as-library -c -o "$out/kplm_core.o" $(find "$root/Sources/KPLM" -name '*.swift' | sort)
+# The core's C ABI (module KPLMCABI) likewise.
+# shellcheck disable=SC2046,SC2086
+"$swiftc" $swift_flags $includes -I "$out" -module-name KPLMCABI -emit-module \
+    -emit-module-path "$out/KPLMCABI.swiftmodule" -Xfrontend -disable-autolink-library -Xfrontend kplm_core \
+    -c -o "$out/kplm_cabi.o" $(find "$root/Sources/KPLMCABI" -name '*.swift' | sort)
 for c in "$root/Sources/CKPLMShims/shims.c" "$root/Sources/CKPLMCloudWatch/cloudwatch_shim.c"; do
     # shellcheck disable=SC2086
     cc -O2 -fPIC -fvisibility=hidden $includes -c "$c" -o "$out/$(basename "$c" .c).o"
@@ -34,8 +39,9 @@ set --
 # shellcheck disable=SC2046,SC2086
 "$swiftc" $swift_flags $includes -I "$out" -module-name KPLMSinks -emit-library -static-stdlib \
     -Xfrontend -disable-autolink-library -Xfrontend kplm_core \
+    -Xfrontend -disable-autolink-library -Xfrontend kplm_cabi \
     -Xlinker --version-script="$root/cmake/kplm.map" -Xlinker -soname=libkplm.so.1 \
     "$@" -o "$out/libkplm.so.1" \
     $(find "$root/Sources/KPLMSinks" -name '*.swift' | sort) \
-    "$out/kplm_core.o" "$out/shims.o" "$out/cloudwatch_shim.o"
+    "$out/kplm_cabi.o" "$out/kplm_core.o" "$out/shims.o" "$out/cloudwatch_shim.o"
 echo "build_next_library.sh: $out/libkplm.so.1"

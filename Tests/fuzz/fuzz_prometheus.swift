@@ -1,6 +1,6 @@
 // fuzz_prometheus.swift: a libFuzzer target for the request-head parser of
 // the Prometheus sink's HTTP server (PrometheusRequest.classify, in
-// Sources/KPLMSinks/Sinks/PrometheusRequest.swift). The parser is internal
+// Sources/KPLMSinks/Prometheus/PrometheusRequest.swift). The parser is internal
 // to the library, so this file is compiled into one module together with
 // PrometheusRequest.swift and Trimming.swift (scripts/fuzz.sh, and the CMake
 // replayer kplm_fuzz_prometheus_replay with Tests/fuzz/replay_main.c); it is

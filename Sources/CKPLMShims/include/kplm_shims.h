@@ -11,7 +11,7 @@ void *kplmshim_callback_frame_get(void);
 void kplmshim_callback_frame_set(void *frame);
 
 /* ---- Per-thread cells of the hot path ------------------------------------
- * A thread that puts gets a small index (its "writer slot") that selects its
+ * A thread that puts gets a small index (its "writer index") that selects its
  * single-writer cell in every metric. Indices are recycled when threads exit
  * (a pthread key destructor) and re-dealt in a forked child. */
 
@@ -74,5 +74,22 @@ static inline long long kplmshim_cached_second(void) {
 /** Starts the ticker thread if it is not running (idempotent, thread-safe;
  * again in a forked child). Returns 0, or -1 if no thread could start. */
 int kplmshim_second_ticker_start(void);
+
+/* ---- Fork generation -----------------------------------------------------
+ * Incremented in a forked child at each fork (never in the parent). A manager
+ * records the generation it was created in; one created before a fork is
+ * refused in the child (the core's ForkGuard). A C variable, so that a put
+ * inlined into another Swift module reads it with one load. */
+
+/** The current generation (written by the fork handler only). */
+extern unsigned long long kplmshim_fork_generation;
+
+/** The current generation (relaxed load). */
+static inline unsigned long long kplmshim_fork_generation_now(void) {
+    return __atomic_load_n(&kplmshim_fork_generation, __ATOMIC_RELAXED);
+}
+
+/** Registers the fork handler that increments it (idempotent, thread-safe). */
+void kplmshim_fork_generation_watch(void);
 
 #endif

@@ -15,9 +15,9 @@ import CKPLMShims
 /// (``WriterCell/tryPut(_:second:gate:)``) pushes none: a signal handler
 /// that interrupted it sees its open cell section instead (see
 /// ``CellCollector/isOwnSectionOpen(_:)``).
-enum CallbackGuard {
+package enum CallbackGuard {
     /// What a frame stands for.
-    enum Kind: UInt {
+    package enum Kind: UInt {
         /// A sink callback other than `record` (open, export, close, a visit).
         case callback = 0
         /// An eventful sink's `record`.
@@ -37,7 +37,7 @@ enum CallbackGuard {
     /// frame pushed. The push and pop are calls into the shims, so they are
     /// ordered with `body` for a signal handler running on this thread.
     @inline(__always)
-    static func run<R, E: Error>(for owner: ObjectIdentifier, kind: Kind = .callback,
+    package static func run<R, E: Error>(for owner: ObjectIdentifier, kind: Kind = .callback,
                                  _ body: () throws(E) -> R) throws(E) -> R {
         var frame = Frame(owner: UInt(bitPattern: owner), kind: kind,
                           previous: kplmshim_callback_frame_get())
@@ -50,7 +50,7 @@ enum CallbackGuard {
 
     /// Whether this thread is inside a callback or a slow put of `owner`
     /// (any kind of frame).
-    static func isInsideCallback(of owner: ObjectIdentifier) -> Bool {
+    package static func isInsideCallback(of owner: ObjectIdentifier) -> Bool {
         isInside(of: owner) { _ in true }
     }
 
@@ -64,7 +64,7 @@ enum CallbackGuard {
     /// callback frame of its own). A `record` callback that a put runs has
     /// its own frame above the put's, and is not inside a put by this test:
     /// the put left its locks before calling it.
-    static func isInsidePut(of owner: ObjectIdentifier) -> Bool {
+    package static func isInsidePut(of owner: ObjectIdentifier) -> Bool {
         let id = UInt(bitPattern: owner)
         var cursor = kplmshim_callback_frame_get()
         while let frame = cursor?.assumingMemoryBound(to: Frame.self) {

@@ -3,10 +3,13 @@ import Synchronization
 
 /// Unexported observations of one key: their statistics and the first and
 /// last second they fell in.
-struct PendingExport: Sendable {
-    var statistics: MetricStatistics
-    var firstSecond: Int64
-    var lastSecond: Int64
+package struct PendingExport: Sendable {
+    /// Count, sum, min and max of the observations.
+    package var statistics: MetricStatistics
+    /// The first second they fell in.
+    package var firstSecond: Int64
+    /// The last second they fell in.
+    package var lastSecond: Int64
 
     mutating func merge(_ other: PendingExport) {
         statistics.merge(other.statistics)
@@ -37,8 +40,9 @@ struct WindowReading: Sendable {
 /// (512 bytes), allocated with the series; a 128-byte cell per (thread,
 /// metric) on that thread's first put, reused by the next thread given the
 /// same writer index when the thread exits; one bucket per live second.
-final class MetricSeries: @unchecked Sendable {
-    let key: MetricKey
+package final class MetricSeries: @unchecked Sendable {
+    /// The key this series accumulates.
+    package let key: MetricKey
 
     private struct State {
         /// Buckets sorted by second, oldest first. Buckets older than the
@@ -52,33 +56,58 @@ final class MetricSeries: @unchecked Sendable {
 
     private let state = Locked(State())
 
-    /// Cell pointers by writer index (0 = none yet). Written once per slot,
+    /// Cell pointers by writer index (0 = none yet; ``WriterIndices/capacity``
+    /// entries). Written once per entry,
     /// by compare-exchange; never cleared while the series lives.
     let cells: UnsafeMutablePointer<Atomic<UInt>>
     /// Bit i set: cells[i] is non-zero (lets readers skip empty entries).
     private let used = Atomic<UInt64>(0)
-    static let maxWriters = Int(KPLMSHIM_MAX_WRITERS)
 
     /// The key's dimensions, rendered once (``MetricKey/dimensions`` builds
     /// an array at each call).
-    let dimensions: [MetricDimension]
-    /// The key as C strings, for the C ABI's snapshots and exports.
-    let cKey: CKeyLayout
+    package let dimensions: [MetricDimension]
+    /// Data a layer above the core keeps per key (the C ABI: the key laid
+    /// out as C strings, see `CKeyLayout`), retained by the series; one
+    /// word, and nothing allocated, for a key no such layer reads. Set once
+    /// (see ``attachment(orAttach:)``); read without reference counting.
+    private let attached = Atomic<Unmanaged<AnyObject>?>(nil)
+
+    /// The series' attachment, made by `make` on first use (a thread that
+    /// loses the race to attach drops its own). Thread-safe; lock-free; the
+    /// result is valid as long as the series (not retained for the caller).
+    @inline(__always)
+    package func attachment(orAttach make: () -> AnyObject) -> Unmanaged<AnyObject> {
+        if let existing = attached.load(ordering: .acquiring) { return existing }
+        return attach(make())
+    }
+
+    /// The attachment, if one was made (for tests).
+    package var attachment: Unmanaged<AnyObject>? { attached.load(ordering: .acquiring) }
+
+    @inline(never)
+    private func attach(_ made: AnyObject) -> Unmanaged<AnyObject> {
+        let mine = Unmanaged.passRetained(made)
+        let (exchanged, existing) = attached.compareExchange(expected: nil, desired: mine,
+                                                             ordering: .acquiringAndReleasing)
+        if exchanged { return mine }
+        mine.release()
+        return existing!
+    }
 
     init(key: MetricKey) {
         self.key = key
         self.dimensions = key.dimensions
-        self.cKey = CKeyLayout(key)
-        cells = .allocate(capacity: Self.maxWriters)
-        for i in 0..<Self.maxWriters { (cells + i).initialize(to: Atomic(0)) }
+        cells = .allocate(capacity: WriterIndices.capacity)
+        for i in 0..<WriterIndices.capacity { (cells + i).initialize(to: Atomic(0)) }
     }
 
     deinit {
-        for i in 0..<Self.maxWriters {
+        for i in 0..<WriterIndices.capacity {
             let bits = cells[i].load(ordering: .acquiring)
             if bits != 0 { WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!).deallocate() }
         }
-        cells.deinitialize(count: Self.maxWriters)
+        cells.deinitialize(count: WriterIndices.capacity)
+        attached.load(ordering: .acquiring)?.release()
         cells.deallocate()
     }
 

@@ -1,17 +1,16 @@
-import CKPLM
-
-/// Input checks shared by the Swift API and the C ABI.
-enum Validation {
+/// Input checks shared by the Swift API and the C ABI. (The limits are
+/// inlinable constants: the C ABI's puts by names use them inline.)
+package enum Validation {
     /// Longest metric name, in bytes.
-    static let maxNameBytes = Int(KPLM_NAME_MAX)
+    @inlinable @inline(__always) package static var maxNameBytes: Int { 255 }   // KPLM_NAME_MAX (checked by KPLMCABITests)
     /// Longest dimension value, in bytes.
-    static let maxDimensionBytes = Int(KPLM_DIMENSION_VALUE_MAX)
+    @inlinable @inline(__always) package static var maxDimensionBytes: Int { 1024 }   // KPLM_DIMENSION_VALUE_MAX
     /// Allowed window lengths, in seconds.
-    static let windowSecondsRange = Int(KPLM_WINDOW_SECONDS_MIN)...Int(KPLM_WINDOW_SECONDS_MAX)
+    package static var windowSecondsRange: ClosedRange<Int> { 1...3600 }   // KPLM_WINDOW_SECONDS_MIN...KPLM_WINDOW_SECONDS_MAX
 
     /// Whether `bytes` is well-formed UTF-8: no overlong forms, no surrogates
     /// (U+D800…U+DFFF), nothing past U+10FFFF, no truncated sequence.
-    static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    package static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var i = 0
         let n = bytes.count
         while i < n {
@@ -71,8 +70,8 @@ enum Validation {
 }
 
 /// Name of the metric that counts puts refused by `maxMetrics`.
-let refusedMetricName = KPLM_METRIC_REFUSED
+let refusedMetricName = "KplmMetricsRefused"   // KPLM_METRIC_REFUSED
 
 /// Name of the metric that counts what sinks accepted but could not deliver
 /// (see ``DropCountingSink``).
-let sinkDroppedMetricName = KPLM_METRIC_SINK_DROPPED
+let sinkDroppedMetricName = "KplmSinkDropped"   // KPLM_METRIC_SINK_DROPPED

@@ -67,8 +67,8 @@ struct OutputKey: Hashable {
 /// How recorded keys are shown when read (exports, snapshots): KPL rollups,
 /// extra dimensions and KPL level filtering, all opt-in. Applied at read
 /// time by merging statistics: a put costs the same whatever is enabled.
-struct OutputShape: Sendable {
-    /// nil: the seed's output (one line per recorded key, dimensions
+struct OutputView: Sendable {
+    /// nil: every key as recorded (one line per recorded key, dimensions
     /// "stream", "shard", "error_code"). Otherwise the KPL's tree.
     let granularity: MetricsGranularity?
     let extras: [ExtraDimension]
@@ -76,7 +76,7 @@ struct OutputShape: Sendable {
     let levelFilter: MetricsLevel?
 
     /// Whether reads show every key as recorded (the fast paths apply).
-    var isIdentity: Bool { granularity == nil && extras.isEmpty && levelFilter == nil }
+    var showsKeysAsRecorded: Bool { granularity == nil && extras.isEmpty && levelFilter == nil }
 
     /// Whether a metric of this name is shown at all. The self-metrics
     /// (refused keys, sink drops) are always shown.
@@ -136,7 +136,7 @@ struct OutputShape: Sendable {
     }
 
     /// Merges per-key values into output lines, in export order.
-    func shape<Value>(_ items: [(MetricKey, Value)], merge: (inout Value, Value) -> Void) -> [(OutputKey, Value)] {
+    func lines<Value>(_ items: [(MetricKey, Value)], merge: (inout Value, Value) -> Void) -> [(OutputKey, Value)] {
         var merged: [OutputKey: Value] = [:]
         for (key, value) in items where admits(key.name) {
             for dims in lines(of: key) {

@@ -1,4 +1,5 @@
 import KPLM
+import KPLMCABI
 import CKPLM
 
 // The layouts of the built-in sinks' config structs (see CallerLayout in the

@@ -1,10 +1,16 @@
 import KPLM
 import Glibc
 
-/// The descriptor work of ``EMFSink``: name resolution, a TCP connect and
-/// writes bounded by a deadline (monotonic seconds), UDP datagrams.
-/// Every failure is a `sinkFailed` ``MetricsError`` naming the errno.
-enum EMFSocket {
+/// The socket and deadline layer of the network sinks: name resolution, a
+/// TCP connect and writes bounded by a deadline (monotonic seconds), UDP
+/// datagrams (``EMFSink``, ``OTLPSink``; ``PrometheusSink`` and
+/// ``CloudWatchSink`` use its deadlines and host check). Every failure is a
+/// `sinkFailed` ``MetricsError`` naming the errno, prefixed with the label
+/// of the sink using the transport ("EMF: ...", "OTLP: ...").
+struct SocketTransport: Sendable {
+    /// The prefix of this transport's error messages (the sink's name).
+    let label: String
+
     /// `ms` milliseconds from now, in monotonic seconds.
     static func deadline(afterMs ms: Double) -> Double { ManagerClock.monotonicNow() + ms / 1000 }
 
@@ -15,12 +21,12 @@ enum EMFSocket {
         return Int32(min(left.rounded(.up), Double(Int32.max)))
     }
 
-    static func failure(_ what: String, errno code: Int32 = errno) -> MetricsError {
-        MetricsError(.sinkFailed, "EMF: \(what): \(String(cString: strerror(code)))")
+    func failure(_ what: String, errno code: Int32 = errno) -> MetricsError {
+        MetricsError(.sinkFailed, "\(label): \(what): \(String(cString: strerror(code)))")
     }
 
-    static func timedOut(_ what: String) -> MetricsError {
-        MetricsError(.sinkFailed, "EMF: \(what): timed out")
+    func timedOut(_ what: String) -> MetricsError {
+        MetricsError(.sinkFailed, "\(label): \(what): timed out")
     }
 
     // MARK: - Names
@@ -46,16 +52,16 @@ enum EMFSocket {
     }
 
     /// Every address of `host`:`port` (a name may block on DNS).
-    static func resolveAll(host: String, port: UInt16, datagram: Bool) throws(MetricsError) -> [SocketAddress] {
+    func resolveAll(host: String, port: UInt16, datagram: Bool) throws(MetricsError) -> [SocketAddress] {
         do {
             return try SocketAddress.resolveAll(host: host, port: port, datagram: datagram)
         } catch {
-            throw MetricsError(.sinkFailed, "EMF: cannot resolve \(host): \(error.reason)")
+            throw MetricsError(.sinkFailed, "\(label): cannot resolve \(host): \(error.reason)")
         }
     }
 
     /// The first address of `host`:`port`.
-    static func resolve(host: String, port: UInt16, datagram: Bool) throws(MetricsError) -> SocketAddress {
+    func resolve(host: String, port: UInt16, datagram: Bool) throws(MetricsError) -> SocketAddress {
         try resolveAll(host: host, port: port, datagram: datagram)[0]
     }
 
@@ -63,8 +69,8 @@ enum EMFSocket {
 
     /// A connected non-blocking TCP socket, trying each address of `host`
     /// until `deadline`.
-    static func connect(host: String, port: UInt16, deadline: Double) throws(MetricsError) -> Int32 {
-        var lastError = MetricsError(.sinkFailed, "EMF: cannot connect to \(host):\(port)")
+    func connect(host: String, port: UInt16, deadline: Double) throws(MetricsError) -> Int32 {
+        var lastError = MetricsError(.sinkFailed, "\(label): cannot connect to \(host):\(port)")
         for address in try resolveAll(host: host, port: port, datagram: false) {
             let fd = socket(address.family, address.socketType | Int32(SOCK_CLOEXEC.rawValue)
                             | Int32(SOCK_NONBLOCK.rawValue), address.proto)
@@ -73,29 +79,29 @@ enum EMFSocket {
                 continue
             }
             do throws(MetricsError) {
-                try connect(fd, address, deadline: deadline, label: "\(host):\(port)")
+                try connect(fd, address, deadline: deadline, peer: "\(host):\(port)")
                 return fd
             } catch {
                 Glibc.close(fd)
                 lastError = error
-                if remainingMs(deadline) == 0 { break }
+                if Self.remainingMs(deadline) == 0 { break }
             }
         }
         throw lastError
     }
 
-    private static func connect(_ fd: Int32, _ address: SocketAddress, deadline: Double,
-                                label: String) throws(MetricsError) {
+    private func connect(_ fd: Int32, _ address: SocketAddress, deadline: Double,
+                         peer: String) throws(MetricsError) {
         let rc = address.withSockaddr { Glibc.connect(fd, $0, $1) }
         if rc == 0 { return }
-        guard errno == EINPROGRESS || errno == EINTR else { throw failure("cannot connect to \(label)") }
-        try wait(fd, for: Int16(POLLOUT), until: deadline, what: "connecting to \(label)")
+        guard errno == EINPROGRESS || errno == EINTR else { throw failure("cannot connect to \(peer)") }
+        try wait(fd, for: Int16(POLLOUT), until: deadline, what: "connecting to \(peer)")
         var code: Int32 = 0
         var size = socklen_t(MemoryLayout<Int32>.size)
         guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &size) == 0 else {
-            throw failure("cannot connect to \(label)")
+            throw failure("cannot connect to \(peer)")
         }
-        guard code == 0 else { throw failure("cannot connect to \(label)", errno: code) }
+        guard code == 0 else { throw failure("cannot connect to \(peer)", errno: code) }
     }
 
     /// Whether the peer of a connected stream closed it or reset it. The
@@ -112,10 +118,10 @@ enum EMFSocket {
     // MARK: - Writes
 
     /// Waits until `fd` is ready for `events`, or throws at `deadline`.
-    private static func wait(_ fd: Int32, for events: Int16, until deadline: Double,
+    private func wait(_ fd: Int32, for events: Int16, until deadline: Double,
                              what: String) throws(MetricsError) {
         while true {
-            let left = remainingMs(deadline)
+            let left = Self.remainingMs(deadline)
             guard left > 0 else { throw timedOut(what) }
             var p = pollfd(fd: fd, events: events, revents: 0)
             let rc = poll(&p, 1, left)
@@ -126,7 +132,7 @@ enum EMFSocket {
 
     /// Writes every byte (send with MSG_NOSIGNAL on a socket), waiting for
     /// a full buffer to drain until `deadline`.
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], deadline: Double, isSocket: Bool) throws(MetricsError) {
+    func writeAll(_ fd: Int32, _ bytes: [UInt8], deadline: Double, isSocket: Bool) throws(MetricsError) {
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { raw in
@@ -148,7 +154,7 @@ enum EMFSocket {
 
     /// Sends one datagram to `target`. An ICMP "port unreachable" reported
     /// for an earlier datagram is ignored: UDP delivery is best effort.
-    static func sendDatagram(_ fd: Int32, _ bytes: [UInt8], to target: SocketAddress,
+    func sendDatagram(_ fd: Int32, _ bytes: [UInt8], to target: SocketAddress,
                              deadline: Double) throws(MetricsError) {
         while true {
             let n = bytes.withUnsafeBytes { raw in

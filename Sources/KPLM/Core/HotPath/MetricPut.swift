@@ -1,0 +1,145 @@
+import CKPLMShims
+import Synchronization
+
+// The put part of ``Metric``: the hot path (see Protocol.swift beside this
+// file for the ordering argument) and its slow paths.
+
+/// What a put did, without building an error on the hot path.
+@usableFromInline
+package enum PutOutcome {
+    /// Recorded (or, at level none, accepted and dropped).
+    case recorded
+    /// Refused: close has begun.
+    case closed
+    /// Refused: the manager was created before a fork (in the child).
+    case inherited
+
+    /// The error a Swift caller sees, if any.
+    @inline(__always)
+    package func check() throws(MetricsError) {
+        switch self {
+        case .recorded: return
+        case .closed: throw MetricsError(.closed, "the manager is closed")
+        case .inherited: throw ForkGuard.inheritedError
+        }
+    }
+}
+
+extension Metric {
+    /// Records a finite value (the caller checked it).
+    ///
+    /// The common case is straight-line code with no call, no lock and no
+    /// locked instruction: the second from the process-wide ticker, this
+    /// thread's writer index from TLS, its cell from the metric's table, one
+    /// section on the cell. Anything else (level none, an injected clock, no
+    /// ticker, no writer index or cell yet, a fork, closing, an eventful
+    /// sink) leaves it for ``putGeneral(_:)``.
+    @inlinable @inline(__always)
+    package func put(finite value: Double) -> PutOutcome {
+        let second = kplmshim_cached_second()
+        let writer = Int(kplmshim_writer_raw())
+        if _fastPath(cellsWithTicker && second != Int64.min && writer > 0 && !ForkGuard.isInherited(generation)) {
+            let bits = cellTable[writer &- 1].load(ordering: .acquiring)
+            if _fastPath(bits != 0 && WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
+                .tryPut(value, second: Int64(second), gate: gateWord)) {
+                return .recorded
+            }
+        }
+        // Everything else, including a new second for this thread's cell
+        // (once a second), closing, and an eventful sink.
+        return putGeneral(value)
+    }
+
+    /// ``put(many:at:)`` for finite values and a finite `at` (the caller
+    /// checked them).
+    package func putMany(finite values: some Collection<Double>, at: Double?) -> PutOutcome {
+        if isNoop || values.isEmpty { return context.unrecordedPutOutcome }
+        if ForkGuard.isInherited(generation) { return .inherited }
+        var statistics = MetricStatistics.empty
+        for v in values { statistics.merge(MetricStatistics(count: 1, sum: v, min: v, max: v)) }
+        return CallbackGuard.run(for: context.owner ?? ObjectIdentifier(context), kind: .put) { () -> PutOutcome in
+            let now = context.clock.currentSecond()
+            let second = at.map {
+                Swift.min(ManagerClock.second(of: Swift.min(Swift.max($0, -ManagerClock.limit), ManagerClock.limit)), now)
+            } ?? now
+            // Shared path, as one observation: counted in by the gate, so
+            // close waits for it; one record reserved per value while admitted.
+            guard let admitted = context.gate.enter() else { return .closed }
+            if admitted { for _ in 0..<values.count { PutContext.reserveRecord(activityWord) } }
+            series.record(statistics, second: second, windowSeconds: windowSeconds)
+            context.gate.leave()
+            if admitted { for v in values { notify(v, at: at) } }
+            return .recorded
+        }
+    }
+
+    /// Every case the fast path of ``put(finite:)`` leaves.
+    @usableFromInline @inline(never)
+    func putGeneral(_ value: Double) -> PutOutcome {
+        if isNoop { return context.unrecordedPutOutcome }
+        if ForkGuard.isInherited(generation) { return .inherited }
+        return record(value)
+    }
+
+    /// Records a validated observation: on this thread's writer cell (no
+    /// lock, no locked instruction), or on the shared path when the thread
+    /// has no writer index (more threads than ``WriterIndices/capacity``).
+    ///
+    /// Runs under a put frame of ``CallbackGuard`` (a thread-local mark):
+    /// this is the slow path (a new second or cell, the shared path, an
+    /// injected clock, an eventful sink), where it costs little next to the
+    /// gate's locked add, the series lock or the sink call. A signal handler
+    /// that interrupted it sees the mark, and its close or flush returns
+    /// `invalidState` instead of waiting for this put (which holds the
+    /// gate's in-flight count, or a series lock) to end.
+    func record(_ value: Double) -> PutOutcome {
+        CallbackGuard.run(for: context.owner ?? ObjectIdentifier(context), kind: .put) { recordMarked(value) }
+    }
+
+    func recordMarked(_ value: Double) -> PutOutcome {
+        let second = context.clock.currentSecond()
+        let writer = usesWriterCells ? Int(kplmshim_writer_index()) : -1
+        let started: Bool
+        if writer >= 0 {
+            let cell = MetricSeries.cell(writer, in: cellTable, of: seriesRef)
+            let word = cell.put(value, second: second, gate: gateWord, activity: activityWord, series: seriesRef,
+                                windowSeconds: windowSeconds)
+            if PutGate.isClosing(word) { return .closed }
+            started = PutGate.isStartedWithEventfulSink(word)
+        } else {
+            guard let admitted = sharedRecord(value, second: second) else { return .closed }
+            started = admitted
+        }
+        if started { notify(value) }
+        return .recorded
+    }
+
+    /// Shared path: counted in by the gate, so close can wait for it.
+    /// Returns whether the manager was started, nil when closing.
+    @inline(never)
+    func sharedRecord(_ value: Double, second: Int64) -> Bool? {
+        guard let admitted = context.gate.enter() else { return nil }
+        if admitted { PutContext.reserveRecord(activityWord) }   // while admitted: see PutContext
+        series.record(value, second: second, windowSeconds: windowSeconds)
+        context.gate.leave()
+        return admitted
+    }
+
+    /// After start, hands an eventful sink the observation just recorded.
+    /// Called after the put left its section or the gate: close waits only
+    /// for the recording, never for a sink callback.
+    /// The put reserved the call while admitted (see ``PutContext``).
+    /// A put made inside a `record` callback of the same manager is
+    /// recorded but not handed to `record` again (no recursion).
+    @inline(never)
+    func notify(_ value: Double, at: Double? = nil) {
+        guard let sink = context.eventSink, let owner = context.owner,
+              !CallbackGuard.isInsideRecord(of: owner) else {
+            context.releaseRecord()
+            return
+        }
+        let now = at ?? context.clock.now()
+        context.deliverReserved(MetricEvent(name: key.name, value: value, timestamp: now,
+                                            dimensions: series.dimensions), to: sink, owner: owner)
+    }
+}

@@ -1,0 +1,75 @@
+// The hot path of a put, and the one argument for its orderings.
+//
+// Files of this folder:
+//   MetricPut.swift      the put part of `Metric`: fast path, slow paths.
+//   WriterCell.swift     one thread's accumulator per metric (its layout,
+//                        with named offsets, and the recycle rule of slots).
+//   CellCollector.swift  the reader side: flush, snapshots and close drain
+//                        the cells into the shared series.
+//   PutGate.swift        admission: one word, closing bit, started-with-an-
+//                        eventful-sink bit, count of shared-path puts.
+//   PutContext.swift     what every put needs from its manager, and the
+//                        deferred close of the sink.
+//
+// Words: a *writer index* (0..<64, per thread, `kplmshim_writer_index`)
+// selects a thread's *cell* in every metric; a cell has two *slots*, each
+// one second's (count, second, sum, min, max). A put is a *section* on its
+// cell: sequence odd while it writes. The *gate word* admits puts. A put
+// that will call an eventful sink's `record` *reserves* it.
+//
+// The actors: putting threads (any number), one reader at a time per
+// manager (flush, snapshots, queries, close; they take the collector's
+// turn lock), close (once, then the final flush on the uploader thread),
+// and `record` callbacks (on putting threads, after their put).
+//
+// Every ordering pair, and why it holds:
+//
+// 1. Cell section ↔ collector (no put is lost or torn by a read).
+//    Writer: store sequence odd (relaxed), compiler barrier, load `active`,
+//    write the slot, store sequence even (release). Reader: store the other
+//    index in `active` (release), one heavy barrier (membarrier: a full
+//    fence on every running thread), then wait until each flipped cell's
+//    sequence is even or has moved on (acquire), then drain the old slot.
+//    "Store sequence, load active" against "store active, load sequence" is
+//    a Dekker pair; the membarrier makes the writer's compiler barrier act
+//    as a full fence, so one side sees the other: the writer uses the new
+//    slot, or the reader waits for its section. The even store (release)
+//    read with acquire publishes the slot's contents; the release store of
+//    `active` read with acquire orders the reader's reset of a slot before
+//    the writer's next use of it (details: WriterCell.swift).
+//
+// 2. Admission gate ↔ close (nothing accepted misses the final flush).
+//    Shared-path puts count themselves in (acquire-release add on the gate
+//    word) and out (release); close sets the closing bit (acquire-release)
+//    and waits for the count to reach zero, so every admitted put's writes
+//    happen before the final flush, and a put admitted later sees the bit
+//    and is refused. Cell puts do not count themselves in: they read the
+//    gate word inside their section, after the odd sequence store. Close
+//    sets the closing bit, then runs the heavy barrier and waits for every
+//    open section (pair 1 again, with the gate word in place of `active`):
+//    a section either saw the bit and refused, or close waits for it.
+//
+// 3. Start ↔ puts (an eventful sink is seen installed).
+//    The sink is stored before start sets the started-with-eventful-sink bit
+//    (release); a put reads the gate word with acquire (in its section or at
+//    admission), so a put that sees the bit sees the sink. Other puts never
+//    branch to the notify path.
+//
+// 4. Deferred sink close ↔ `record` (the sink is closed exactly once, after
+//    every accepted put's `record`).
+//    `record` runs after the put left its section (or the gate), outside
+//    every lock, so close cannot wait for it. A put that will call it
+//    reserves it while still admitted (a sequentially consistent add to
+//    `sinkActivity`, inside its section or between gate enter and leave):
+//    pair 2 makes every reservation visible before the final flush. The
+//    final flush marks the close due (`sinkCloseState` 0 → 1, sequentially
+//    consistent) and closes the sink if no record is reserved; a record
+//    that ends releases its reservation (sequentially consistent subtract)
+//    and closes the sink if it was the last and the close is due. Both
+//    sides store then load (Dekker), so at least one sees the other, and
+//    the exchange 1 → 2 lets only one of them close.
+//
+// 5. Fork (a manager created before fork() is refused in the child).
+//    The fork handler increments the generation in the child only, where
+//    just the forking thread runs; a put compares its manager's generation
+//    with a relaxed load before touching any lock or cell.

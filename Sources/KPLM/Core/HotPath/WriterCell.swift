@@ -1,0 +1,286 @@
+import CKPLMShims
+import Glibc
+import Synchronization
+
+/// One thread's private accumulator for one metric: the hot path of a put.
+///
+/// ## Layout (raw memory, 128 bytes, 128-byte aligned: two threads' cells never
+/// share a line, nor a pair of lines fetched together by the prefetcher)
+///
+///     0  sequence  Atomic<UInt>  odd while the owner is writing
+///     8  active    Atomic<Int>   slot the owner writes (0 or 1); set by readers
+///    16  slot 0    count (Atomic<Int>), second, sum, min, max (8 bytes each)
+///    56  slot 1    same
+///
+/// The offsets are named below (``Offset``). A *slot* is one
+/// second's accumulator of a cell; a thread's *writer index* selects its
+/// cell in every metric.
+///
+/// ## Protocol
+///
+/// (The ordering argument for every pair on the hot path, cell sections
+/// against the collector, the admission gate and the deferred sink close,
+/// is in `HotPath/Protocol.swift`; what follows is the cell's part.)
+///
+/// A cell has exactly one writer at a time: the thread holding its writer
+/// index (see `kplmshim_writer_index`). A put is a *section*:
+///
+///     sequence = s + 1        (relaxed store: no locked instruction)
+///     compiler barrier
+///     read the gate (closing?) and `active`
+///     update slot[active]     (plain loads and stores)
+///     sequence = s + 2        (release store)
+///
+/// A reader (flush, snapshots, close; one at a time per manager) never writes
+/// a slot the writer may be using. To collect a cell it stores the other
+/// index in `active`, then calls the heavy barrier (`membarrier`) once for
+/// all the cells it flipped, then waits until each cell's sequence is even
+/// or has moved on, then drains and resets the slot it flipped away from.
+///
+/// Why that is enough: the writer's "store sequence, then load active" and
+/// the reader's "store active, then load sequence" form a Dekker pair. The
+/// membarrier turns the writer's compiler barrier into a full fence for this
+/// exchange (it makes every running thread execute one, and a thread not
+/// running has passed a context switch, itself a full barrier), so at least
+/// one side sees the other's store: either the writer reads the new `active`
+/// and never touches the old slot again, or the reader sees the odd sequence
+/// of a section that may have read the old `active`, and waits for it to end.
+/// A section that starts after the barrier reads the new `active`. The
+/// release store that ends a section, read with acquire by the reader, makes
+/// the slot's contents visible; the release store of `active`, read with
+/// acquire by the writer, orders the reader's reset of a slot before the
+/// writer's next use of it (the recycle rule: a slot is written again only
+/// after a reader has drained it and flipped back to it).
+///
+/// The same pair guards close: close sets the gate's closing bit, calls the
+/// barrier, and waits for every cell's section in progress, so a put is
+/// either refused or recorded before the final flush.
+///
+/// Seconds: a slot holds one second. When the owner's second changes (or an
+/// injected clock goes back) the owner *spills* the slot into the metric's
+/// shared series under its lock, inside its section, and starts the slot
+/// afresh: once per second per (thread, metric). Statistics only ever merge
+/// (count and sum add, min and max compare), so totals stay exact for any
+/// doubles, and a late observation lands in its own second.
+@usableFromInline
+struct WriterCell {
+    /// The cell's 128 bytes.
+    @usableFromInline let base: UnsafeMutableRawPointer
+
+    /// A cell at `base` (allocated by ``allocate()``).
+    @inlinable @inline(__always)
+    init(base: UnsafeMutableRawPointer) { self.base = base }
+
+    static let byteCount = 128
+    static let alignment = 128
+
+    /// Byte offsets of the cell's fields, and of a slot's fields from the
+    /// slot's start (see the layout above).
+    @usableFromInline
+    enum Offset {
+        /// `sequence`: odd while the owner is writing.
+        @inlinable static var sequence: Int { 0 }
+        /// `active`: the slot the owner writes.
+        @inlinable static var active: Int { 8 }
+        /// Slot 0; slot i is at `slots + i * slotStride`.
+        @inlinable static var slots: Int { 16 }
+        /// Bytes per slot: five 8-byte fields.
+        @inlinable static var slotStride: Int { 40 }
+        /// In a slot: its observations (Atomic<Int>; 0 = empty), the second
+        /// they fell in (Int64), their sum, minimum and maximum (Double).
+        @inlinable static var slotCount: Int { 0 }
+        @inlinable static var slotSecond: Int { 8 }
+        @inlinable static var slotSum: Int { 16 }
+        @inlinable static var slotMin: Int { 24 }
+        @inlinable static var slotMax: Int { 32 }
+    }
+
+    /// Allocates an empty cell (active slot 0, both slots empty).
+    static func allocate() -> WriterCell {
+        let base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: alignment)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        (base + Offset.sequence).bindMemory(to: Atomic<UInt>.self, capacity: 1).initialize(to: Atomic(0))
+        (base + Offset.active).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
+        for slot in 0..<2 {
+            (base + Offset.slots + slot * Offset.slotStride + Offset.slotCount)
+                .bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
+        }
+        return WriterCell(base: base)
+    }
+
+    func deallocate() { base.deallocate() }
+
+    // MARK: Fields
+
+    // (Inlinable, like ``tryPut(_:second:gate:)``: the C ABI's puts inline
+    // the hot path from another module.)
+    @inlinable @inline(__always) var sequence: UnsafeMutablePointer<Atomic<UInt>> {
+        (base + Offset.sequence).assumingMemoryBound(to: Atomic<UInt>.self)
+    }
+    @inlinable @inline(__always) var active: UnsafeMutablePointer<Atomic<Int>> {
+        (base + Offset.active).assumingMemoryBound(to: Atomic<Int>.self)
+    }
+    @inlinable @inline(__always) func slot(_ index: Int) -> UnsafeMutableRawPointer {
+        base + Offset.slots + index &* Offset.slotStride
+    }
+    @inlinable @inline(__always) static func count(_ slot: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<Int>> {
+        (slot + Offset.slotCount).assumingMemoryBound(to: Atomic<Int>.self)
+    }
+
+    // MARK: Writer (the owning thread only)
+
+    /// Records `value` in `second` unless the gate says closing. Returns
+    /// the gate word read inside the section (the caller refuses the put if
+    /// its closing bit is set, and notifies an eventful sink if started).
+    @inline(__always)
+    func put(_ value: Double, second: Int64, gate: UnsafeMutablePointer<Atomic<UInt64>>,
+             activity: UnsafeMutablePointer<Atomic<Int>>, series: Unmanaged<MetricSeries>,
+             windowSeconds: Int64) -> UInt64 {
+        let seq = sequence.pointee.load(ordering: .relaxed)
+        sequence.pointee.store(seq &+ 1, ordering: .relaxed)
+        // Dekker half: the odd sequence must not move below the loads of the
+        // gate and of `active` (the reader's membarrier supplies the fence).
+        kplmshim_compiler_barrier()
+        let word = PutGate.load(gate)
+        if !PutGate.isClosing(word) {
+            // An eventful sink's record for this put is reserved while the
+            // put is still inside its section, so close counts it.
+            if PutGate.isStartedWithEventfulSink(word) { PutContext.reserveRecord(activity) }
+            let s = slot(active.pointee.load(ordering: .acquiring))
+            let count = Self.count(s)
+            let n = count.pointee.load(ordering: .relaxed)
+            if n != 0 && s.load(fromByteOffset: Offset.slotSecond, as: Int64.self) == second {
+                // Common case: same second as the last put of this thread.
+                Self.add(value, to: s, count: count, holding: n)
+            } else {
+                if n != 0 { Self.spill(s, n, into: series, windowSeconds: windowSeconds) }
+                s.storeBytes(of: second, toByteOffset: Offset.slotSecond, as: Int64.self)
+                s.storeBytes(of: value, toByteOffset: Offset.slotSum, as: Double.self)
+                s.storeBytes(of: value, toByteOffset: Offset.slotMin, as: Double.self)
+                s.storeBytes(of: value, toByteOffset: Offset.slotMax, as: Double.self)
+                count.pointee.store(1, ordering: .relaxed)
+            }
+        }
+        // Ends the section: publishes the slot to a reader that acquires it.
+        sequence.pointee.store(seq &+ 2, ordering: .releasing)
+        return word
+    }
+
+    /// The common case only, as a leaf: same second as this thread's last
+    /// put on the cell, not closing, no eventful sink. Records `value` and
+    /// returns true; otherwise changes nothing (the section is opened and
+    /// closed empty) and returns false, for the caller to take the general
+    /// path (``put(_:second:gate:activity:series:windowSeconds:)``). Having
+    /// no call inside keeps the whole put free of register saves.
+    @inlinable @inline(__always)
+    func tryPut(_ value: Double, second: Int64, gate: UnsafeMutablePointer<Atomic<UInt64>>) -> Bool {
+        let seq = sequence.pointee.load(ordering: .relaxed)
+        sequence.pointee.store(seq &+ 1, ordering: .relaxed)
+        kplmshim_compiler_barrier()   // Dekker half, as in put(...)
+        let word = PutGate.load(gate)
+        let s = slot(active.pointee.load(ordering: .acquiring))
+        let count = Self.count(s)
+        let n = count.pointee.load(ordering: .relaxed)
+        let done = word & (PutGate.closingBit | PutGate.startedWithEventfulSinkBit) == 0
+            && n != 0 && s.load(fromByteOffset: Offset.slotSecond, as: Int64.self) == second
+        if done { Self.add(value, to: s, count: count, holding: n) }
+        sequence.pointee.store(seq &+ 2, ordering: .releasing)
+        return done
+    }
+
+    /// Adds `value` to a slot that already holds `n` observations of the
+    /// current second (owner only, inside its section).
+    @inlinable @inline(__always)
+    static func add(_ value: Double, to s: UnsafeMutableRawPointer, count: UnsafeMutablePointer<Atomic<Int>>,
+                            holding n: Int) {
+        // As MetricStatistics.add: a new extreme only if strictly beyond
+        // (so -0 after +0 keeps +0 as the max, whichever path recorded it).
+        s.storeBytes(of: s.load(fromByteOffset: Offset.slotSum, as: Double.self) + value,
+                     toByteOffset: Offset.slotSum, as: Double.self)
+        if value < s.load(fromByteOffset: Offset.slotMin, as: Double.self) {
+            s.storeBytes(of: value, toByteOffset: Offset.slotMin, as: Double.self)
+        }
+        if value > s.load(fromByteOffset: Offset.slotMax, as: Double.self) {
+            s.storeBytes(of: value, toByteOffset: Offset.slotMax, as: Double.self)
+        }
+        count.pointee.store(n &+ 1, ordering: .relaxed)
+    }
+
+    /// Moves a slot's statistics into the shared series (a new second, or a
+    /// drained slot). Out of line: once per second per (thread, metric).
+    @inline(never)
+    private static func spill(_ s: UnsafeMutableRawPointer, _ n: Int, into series: Unmanaged<MetricSeries>,
+                              windowSeconds: Int64) {
+        let statistics = MetricStatistics(count: n, sum: s.load(fromByteOffset: Offset.slotSum, as: Double.self),
+                                          min: s.load(fromByteOffset: Offset.slotMin, as: Double.self),
+                                          max: s.load(fromByteOffset: Offset.slotMax, as: Double.self))
+        let second = s.load(fromByteOffset: Offset.slotSecond, as: Int64.self)
+        series._withUnsafeGuaranteedRef { $0.record(statistics, second: second, windowSeconds: windowSeconds) }
+    }
+
+    // MARK: Reader (under the manager's collect lock)
+
+    /// Step 1: if the active slot holds data, points the writer at the other
+    /// (empty) slot and returns the index of the slot to drain after the
+    /// barrier. The count is read racily on purpose: a put that lands after
+    /// this read is collected next time.
+    func flipIfUsed() -> Int? {
+        let current = active.pointee.load(ordering: .relaxed)   // only readers store it
+        guard Self.count(slot(current)).pointee.load(ordering: .relaxed) != 0 else { return nil }
+        active.pointee.store(1 &- current, ordering: .releasing)
+        return current
+    }
+
+    /// Step 2 (after the heavy barrier): waits for a section that may still
+    /// use the old slot.
+    func waitForSection() {
+        let seq = sequence.pointee.load(ordering: .acquiring)
+        guard seq & 1 != 0 else { return }
+        var spins = 0
+        while sequence.pointee.load(ordering: .acquiring) == seq {
+            spins += 1
+            if spins > 64 { sched_yield() }   // the writer was preempted mid-section
+        }
+    }
+
+    /// Like ``waitForSection()``, but gives up at `deadline` (monotonic
+    /// seconds; for close, whose wait is bounded). Returns whether no
+    /// section that started before the call is still open.
+    func waitForSection(until deadline: Double) -> Bool {
+        let seq = sequence.pointee.load(ordering: .acquiring)
+        guard seq & 1 != 0 else { return true }
+        var spins = 0
+        while sequence.pointee.load(ordering: .acquiring) == seq {
+            spins += 1
+            if spins > 64 {
+                if spins & 63 == 0 && ManagerClock.monotonicNow() >= deadline { return false }
+                sched_yield()
+            }
+        }
+        return true
+    }
+
+    /// Whether a section is open on this cell. Called by the cell's owner
+    /// thread (only the owner opens sections), it is true only when that
+    /// thread is a signal handler that interrupted its own put.
+    var isSectionOpen: Bool { sequence.pointee.load(ordering: .relaxed) & 1 != 0 }
+
+    /// Step 3: moves the drained slot into the series and empties it.
+    func drain(_ index: Int, into series: MetricSeries, windowSeconds: Int64) {
+        let s = slot(index)
+        let n = Self.count(s).pointee.load(ordering: .relaxed)
+        guard n != 0 else { return }
+        Self.spill(s, n, into: Unmanaged.passUnretained(series), windowSeconds: windowSeconds)
+        Self.count(s).pointee.store(0, ordering: .relaxed)
+    }
+}
+
+/// The process-wide pool of writer indices (see `kplmshim_writer_index`).
+enum WriterIndices {
+    /// How many threads hold an index now. A thread gives its index back
+    /// when it exits; the next thread given it continues its cells.
+    static var inUse: Int { Int(kplmshim_writers_in_use()) }
+    /// How many threads can hold one at once; more take the shared path
+    /// (and the size of every series' cell table).
+    static let capacity = Int(KPLMSHIM_MAX_WRITERS)
+}

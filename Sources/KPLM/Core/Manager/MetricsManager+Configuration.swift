@@ -1,0 +1,115 @@
+// The configuration of a manager: the settings it is created with and
+// their validation, and what may be set before start.
+
+/// Settings of a ``MetricsManager``. Defaults match `kplm_config_init`.
+public struct MetricsConfiguration: Sendable {
+    /// What is recorded. Default ``MetricsLevel/none``.
+    public var level: MetricsLevel = .none
+    /// Period of the background flush, in milliseconds; finite and > 0.
+    public var uploadIntervalMs: Double = 60_000
+    /// Length of the rolling window, in seconds: 1...3600.
+    public var windowSeconds: Int = 60
+    /// Cap on distinct metric keys; > 0.
+    public var maxMetrics: Int = 100_000
+    /// Manager clock in monotonic seconds; nil = the system monotonic clock.
+    public var clock: (@Sendable () -> Double)? = nil
+    /// How long, in milliseconds, a flush waits for an export still running
+    /// on another thread, and close for the final export, before giving up
+    /// with `sinkFailed` (nothing is lost: the data stays queued, and the
+    /// final export still completes in the background). Finite and > 0.
+    public var exportTimeoutMs: Double = 10_000
+    /// KPL rollups: nil (the default) shows every key as recorded, with the
+    /// dimensions "stream", "shard", "error_code"; a granularity shows the
+    /// KPL's tree instead (see ``MetricsGranularity``), with the KPL's
+    /// dimension names and order.
+    public var granularity: MetricsGranularity? = nil
+    /// Dimensions added to every exported and reported line (see
+    /// ``ExtraDimension``). More can be added before start with
+    /// ``MetricsManager/addExtraDimension(_:)``.
+    public var extraDimensions: [ExtraDimension] = []
+    /// When true, only metrics whose KPL level (``KPLMetrics/level(of:)``) is
+    /// within ``level`` are exported and reported, as the KPL uploads them.
+    /// Default false: every recorded metric is shown.
+    public var kplLevelFilter: Bool = false
+    /// The namespace sinks publish under (CloudWatch's): 1...255 bytes.
+    public var namespace: String = "KinesisProducerLibrary"
+
+    /// The default configuration.
+    public init() {}
+
+    /// Throws `invalidArgument` if a field is out of range.
+    func validate() throws(MetricsError) {
+        guard uploadIntervalMs.isFinite && uploadIntervalMs > 0 else {
+            throw MetricsError(.invalidArgument, "upload interval must be finite and > 0 ms, got \(uploadIntervalMs)")
+        }
+        guard Validation.windowSecondsRange.contains(windowSeconds) else {
+            throw MetricsError(.invalidArgument, "window must be 1...3600 seconds, got \(windowSeconds)")
+        }
+        guard exportTimeoutMs.isFinite && exportTimeoutMs > 0 else {
+            throw MetricsError(.invalidArgument, "export timeout must be finite and > 0 ms, got \(exportTimeoutMs)")
+        }
+        guard maxMetrics > 0 else {
+            throw MetricsError(.invalidArgument, "max metrics must be > 0, got \(maxMetrics)")
+        }
+        try Validation.checkName(namespace, label: "namespace")
+        for extra in extraDimensions { try extra.validate() }
+    }
+}
+
+extension MetricsManager {
+    // MARK: Before start
+
+    /// Adds a dimension to every exported and reported line. Allowed only
+    /// before ``start()``.
+    ///
+    /// Throws `invalidArgument` for an empty or over-long name or value,
+    /// `invalidState` once started or closed.
+    public func addExtraDimension(_ extra: ExtraDimension) throws(MetricsError) {
+        try checkCallable("addExtraDimension")
+        try extra.validate()
+        try control.withLock { (c) throws(MetricsError) in
+            guard c.phase == .new, !context.gate.isClosing else {
+                throw MetricsError(.invalidState, "extra dimensions can only be added before start")
+            }
+            view.withLock { s in
+                s = OutputView(granularity: s.granularity, extras: s.extras + [extra], levelFilter: s.levelFilter)
+            }
+        }
+    }
+
+    /// Replaces the sink. Allowed only before ``start()``.
+    ///
+    /// Throws `invalidState` once started or closed, or from a callback of
+    /// this manager (an export callback runs under the lock this needs).
+    public func setSink(_ sink: any MetricsSink) throws(MetricsError) {
+        try checkCallable("setSink")
+        try control.withLock { (c) throws(MetricsError) in
+            guard c.phase == .new else { throw MetricsError(.invalidState, "the sink can only be set before start") }
+            c.sink = sink
+            c.batchExporter = sink as? any PendingBatchExporting
+            c.dropCounter = sink as? any DropCountingSink
+            context.eventSink = sink as? any EventfulMetricsSink
+        }
+    }
+
+    /// Sets (or, with nil, removes) a hook run at the start of every flush:
+    /// the periodic one, ``flush()`` and close's final flush, on the thread
+    /// making it, before the pending data is taken. It lets a layer that
+    /// buffers observations before recording them (the Python binding)
+    /// hand them over in time: puts from the hook, ``Metric/put(many:at:)``
+    /// included, are part of that flush. At close's final flush puts are
+    /// already refused. The hook runs like a sink callback: never
+    /// concurrently with open, export or close, and flush, close or setSink
+    /// called from it are refused with `invalidState`.
+    ///
+    /// Allowed before start only (`invalidState` after).
+    public func setFlushHook(_ hook: (@Sendable () -> Void)?) throws(MetricsError) {
+        try checkCallable("setFlushHook")
+        try control.withLock { (c) throws(MetricsError) in
+            guard c.phase == .new, !context.gate.isClosing else {
+                throw MetricsError(.invalidState, "the flush hook can only be set before start")
+            }
+            c.flushHook = hook
+        }
+    }
+}

@@ -1,0 +1,277 @@
+extension MetricsManager {
+    /// Opens the sink, then starts the periodic uploader. Does nothing at
+    /// level none.
+    ///
+    /// Throws `invalidState` if already started or closed (or from a
+    /// callback), `sinkFailed` if the sink's open threw (the manager stays
+    /// new; start may be retried), `outOfMemory` if no thread could start.
+    public func start() throws(MetricsError) {
+        try checkCallable("start")
+        guard context.level != .none else { return }
+        try control.withLock { (c) throws(MetricsError) in
+            guard c.phase == .new, !context.gate.isClosing else {
+                throw MetricsError(.invalidState, c.phase == .started ? "already started" : "closed")
+            }
+            let sink = c.sink
+            do {
+                try CallbackGuard.run(for: ObjectIdentifier(self)) { try sink.open() }
+            } catch {
+                throw MetricsError(.sinkFailed, "the sink failed to open: \(error)")
+            }
+            let intervalSeconds = configuration.uploadIntervalMs / 1000
+            guard let uploader = Uploader(intervalSeconds: intervalSeconds, tick: { [weak self] in
+                guard let self else { return false }
+                _ = try? self.flush()
+                return true
+            }) else {
+                CallbackGuard.run(for: ObjectIdentifier(self)) { sink.close() }
+                throw MetricsError(.outOfMemory, "could not start the uploader thread")
+            }
+            c.uploader = uploader
+            c.phase = .started
+            startedUploader.withLock { $0 = uploader }
+            context.sinkToClose = sink
+            if context.eventSink != nil { context.gate.markStartedWithEventfulSink() }
+        }
+    }
+
+    /// Hands the sink everything not exported yet — one snapshot per key,
+    /// merged over its unexported seconds — synchronously on this thread.
+    /// Does nothing at level none or when there is nothing new.
+    ///
+    /// Throws `invalidState` before start or from a callback of this
+    /// manager, `closed` after close, `sinkFailed` if the export threw (the
+    /// data is kept and offered again at the next flush).
+    public func flush() throws(MetricsError) {
+        try checkCallable("flush", evenInsideItsPut: true)
+        guard context.level != .none else { return }
+        // Once close has begun the final flush owns the data (and may hold
+        // the control lock for as long as a dead sink takes).
+        guard !context.gate.isClosing else { throw MetricsError(.closed, "the manager is closed") }
+        let done: Void? = try control.withLock(timeout: exportTimeout) { (c) throws(MetricsError) in
+            switch c.phase {
+            case .new: throw MetricsError(.invalidState, "flush before start")
+            case .closed: throw MetricsError(.closed, "the manager is closed")
+            case .started:
+                try Self.exportPending(&c, registry: registry, context: context, view: view.withLock { $0 },
+                                       namespace: configuration.namespace)
+            }
+        }
+        guard done != nil else {
+            throw MetricsError(.sinkFailed, "an export on another thread is still running after "
+                               + "\(configuration.exportTimeoutMs) ms; the data stays queued")
+        }
+    }
+
+    /// Refuses further puts, waits for puts in progress, then has the
+    /// uploader thread make the final flush and close the sink. Idempotent
+    /// once the final export was delivered. Before start it calls no sink
+    /// function.
+    ///
+    /// Returns within ``MetricsConfiguration/exportTimeoutMs`` in total (one
+    /// budget for every wait: puts in progress, a running export, the final
+    /// export): a dead sink cannot hang close. If that time runs out, close
+    /// throws `sinkFailed` and the final export and the sink's close still
+    /// happen, in the background, when the sink returns.
+    ///
+    /// If the final export fails, close throws `sinkFailed` and keeps the
+    /// data: a later close retries that export (same bound) and succeeds
+    /// once the sink took it. The sink's close runs exactly once: after the
+    /// final export that succeeded, or when the manager is released
+    /// (``shutdown()``), which discards what is still pending.
+    ///
+    /// Throws `invalidState` from a callback of this manager, or from a
+    /// signal handler that interrupted a put on this thread (it would wait
+    /// for itself); nothing changes then. Puts are refused from the start of
+    /// any other close, whatever it returns.
+    public func close() throws(MetricsError) {
+        try close(until: ManagerClock.monotonicNow() + exportTimeout)
+    }
+
+    /// ``close()`` with every wait ending at `deadline` (monotonic seconds).
+    private func close(until deadline: Double) throws(MetricsError) {
+        try checkCallable("close", evenInsideItsPut: true)
+        context.gate.beginClosing()
+        guard context.level != .none else { return }
+        if finale.withLock({ f in
+            if case .delivered = f.outcome { return true }
+            return f.freed
+        }) { return }
+        // Every put admitted before the closing bit finishes recording before
+        // the final flush; every later one is refused. Puts run no callback
+        // while admitted, so this wait is short (bounded all the same).
+        guard context.gate.waitForPutsInProgress(until: deadline),
+              context.collector.waitForSections(registry.allSeries, until: deadline) else {
+            throw MetricsError(.sinkFailed, "puts were still in progress after "
+                               + "\(configuration.exportTimeoutMs) ms; nothing was exported, close may be retried")
+        }
+
+        // A manager never started is simply marked closed: no sink call.
+        let uploader: Uploader?
+        if let found = control.withLock(timeout: Self.remaining(deadline), { c -> Uploader? in
+            if c.phase == .new { c.phase = .closed }
+            return c.uploader
+        }) {
+            uploader = found
+        } else {
+            // The control lock is held by an export that has not returned:
+            // the manager is started, so the uploader is known.
+            uploader = startedUploader.withLock { $0 }
+            guard uploader != nil else {
+                throw MetricsError(.sinkFailed, "the sink's open did not return within the export timeout")
+            }
+        }
+        guard let uploader else { return }
+
+        // Start an attempt unless one runs (then wait for it) or succeeded.
+        let work = finalWork()
+        let attempt = finale.withLock { f -> (runner: Uploader, work: (@Sendable () -> Void)?)?? in
+            switch f.outcome {
+            case .delivered: return .some(nil)
+            case .running: return f.runner.map { ($0, nil) }
+            case .notAttempted:
+                // The periodic uploader stops ticking and runs it.
+                f.outcome = .running
+                f.runner = uploader
+                return (uploader, work)
+            case .failed:
+                // A retry: the uploader has exited; a one-shot thread runs it,
+                // so that this close too can stop waiting for a dead sink.
+                guard let retry = Uploader(intervalSeconds: 1e9, tick: { false }) else { return nil }
+                f.outcome = .running
+                f.runner = retry
+                return (retry, work)
+            }
+        }
+        guard let attempt else {
+            throw MetricsError(.outOfMemory, "could not start a thread for the final export")
+        }
+        guard let (runner, handOver) = attempt else { return }
+        let finished = runner.finish(timeout: Self.remaining(deadline), finalWork: handOver)
+        let outcome = finale.withLock { $0.outcome }
+        switch outcome {
+        case .delivered: return
+        case .failed(let error): throw error
+        case .running, .notAttempted:
+            _ = finished
+            throw MetricsError(.sinkFailed, "the final export did not finish within "
+                               + "\(configuration.exportTimeoutMs) ms; it completes in the background")
+        }
+    }
+
+    /// The final export, run by the uploader (or a retry's thread). It
+    /// captures the parts it needs, never `self`: close may run from
+    /// deinit, and the work may outlive a timed-out close.
+    private func finalWork() -> @Sendable () -> Void {
+        let (control, registry, context, finale) = (control, registry, context, finale)
+        let (view, namespace) = (self.view.withLock { $0 }, configuration.namespace)
+        return {
+            control.withLock { c in
+                c.phase = .closed
+                var failure: MetricsError?
+                do throws(MetricsError) {
+                    // What the sink dropped in the final export is exported at once.
+                    if try Self.exportPending(&c, registry: registry, context: context, view: view,
+                                              namespace: namespace) {
+                        try Self.exportPending(&c, registry: registry, context: context, view: view,
+                                               namespace: namespace)
+                    }
+                } catch {
+                    failure = error
+                }
+                let closeSink = finale.withLock { f -> Bool in
+                    guard let failure else {
+                        f.outcome = .delivered
+                        return true
+                    }
+                    f.outcome = .failed(failure)
+                    // Released meanwhile: nobody will retry; discard and close.
+                    if f.freed { c.retained = [:] }
+                    return f.freed
+                }
+                // Closed now, or by the last record still running.
+                if closeSink { context.requestSinkClose() }
+            }
+        }
+    }
+
+    /// What is left of a budget ending at `deadline` (never negative).
+    private static func remaining(_ deadline: Double) -> Double {
+        Swift.max(0, deadline - ManagerClock.monotonicNow())
+    }
+
+    /// The preamble of every call that sets the manager up or changes its
+    /// state (written once here): refused with `invalidState` in a forked
+    /// child for a manager created before the fork, and from a callback of
+    /// this manager; with `evenInsideItsPut` (flush, close: they would wait
+    /// for their own thread) also from a signal handler that interrupted a
+    /// put of this manager on this thread. `call` names the call in the error.
+    func checkCallable(_ call: String, evenInsideItsPut: Bool = false) throws(MetricsError) {
+        try context.checkNotInherited()
+        if evenInsideItsPut {
+            guard !isBusyOnThisThread() else {
+                throw MetricsError(.invalidState, "\(call) called from a callback of the same manager, "
+                                   + "or from a signal handler that interrupted a put on it")
+            }
+        } else if CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) {
+            throw MetricsError(.invalidState, "\(call) called from a callback of the same manager")
+        }
+    }
+
+    /// Whether this thread is running a callback or a put of this manager
+    /// (a signal handler that interrupted one, or a sink callback): close
+    /// and flush would then wait for their own thread. Off the hot path.
+    private func isBusyOnThisThread() -> Bool {
+        CallbackGuard.isInsideCallback(of: ObjectIdentifier(self))
+            || context.collector.isOwnSectionOpen(registry.allSeries)
+    }
+
+    /// Whether close or flush called now on this thread would be refused
+    /// with `invalidState` (for kplm_free, which then does nothing).
+    package var isReentrantCall: Bool { isBusyOnThisThread() }
+
+    /// What kplm_free and the last release do: close (one export timeout in
+    /// total), then give up on what could not be delivered: the pending
+    /// data is discarded and the sink closed, unless an export still runs
+    /// (it then closes the sink when it returns). Idempotent.
+    package func shutdown() {
+        let deadline = ManagerClock.monotonicNow() + exportTimeout
+        _ = try? close(until: deadline)
+        guard context.level != .none else { return }
+        // Lock order: control, then finale. A timed-out lock means an
+        // export holds it: mark the release only, and let it finish.
+        let closeSink = control.withLock(timeout: Self.remaining(deadline)) { c -> Bool in
+            finale.withLock { f -> Bool in
+                f.freed = true
+                switch f.outcome {
+                case .running, .delivered: return false
+                case .failed:
+                    c.retained = [:]
+                    return true
+                case .notAttempted:
+                    // Never started (nothing to close), or close gave up
+                    // waiting for puts: the uploader may still tick, so the
+                    // sink is left open rather than closed under an export.
+                    return false
+                }
+            }
+        }
+        if let closeSink {
+            if closeSink { context.requestSinkClose() }
+        } else {
+            let failed = finale.withLock { f -> Bool in
+                f.freed = true
+                if case .failed = f.outcome { return true }
+                return false
+            }
+            if failed { context.requestSinkClose() }
+        }
+    }
+
+    /// Keys whose failed export is retained for the next flush (for tests:
+    /// bounded by the number of keys, since retained data merges per key).
+    var retainedKeyCount: Int { control.withLock { $0.retained.count } }
+
+    /// Whether close has begun.
+    public var isClosed: Bool { context.gate.isClosing }
+}

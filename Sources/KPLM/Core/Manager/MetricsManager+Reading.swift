@@ -1,0 +1,138 @@
+extension MetricsManager {
+    /// Rolling-window statistics of every metric with a live bucket, sorted
+    /// in export order. Empty at level none. Works in every state.
+    public func snapshots() -> [MetricSnapshot] {
+        let view = view.withLock { $0 }
+        let namespace = configuration.namespace
+        var result: [MetricSnapshot] = []
+        guard view.showsKeysAsRecorded else {
+            // KPL output: windows merged into the lines of the tree.
+            var leaves: [(MetricKey, (MetricStatistics, Double, Double, Double))] = []
+            forEachLiveWindow { series, statistics, start, end, timestamp in
+                leaves.append((series.key, (statistics, start, end, timestamp)))
+                return true
+            }
+            for (line, (statistics, start, end, timestamp)) in view.lines(leaves, merge: { a, b in
+                a.0.merge(b.0)
+                a.1 = Swift.min(a.1, b.1)
+                if b.2 > a.2 { a.2 = b.2; a.3 = b.3 }
+            }) {
+                result.append(MetricSnapshot(name: line.name, count: statistics.count, sum: statistics.sum,
+                                             min: statistics.min, max: statistics.max, dimensions: line.dimensions,
+                                             windowStart: start, windowEnd: end, timestampUnix: timestamp,
+                                             namespace: namespace))
+            }
+            return result
+        }
+        forEachLiveWindow { series, statistics, start, end, timestamp in
+            result.append(MetricSnapshot(name: series.key.name, count: statistics.count, sum: statistics.sum,
+                                         min: statistics.min, max: statistics.max, dimensions: series.dimensions,
+                                         windowStart: start, windowEnd: end, timestampUnix: timestamp,
+                                         namespace: namespace))
+            return true
+        }
+        return result
+    }
+
+    /// Whether reads show every key as recorded (no rollups, extra
+    /// dimensions or level filter): a reader may then show each series'
+    /// key as it is (the C reads borrow each key's C strings).
+    package var showsKeysAsRecorded: Bool { view.withLock { $0.showsKeysAsRecorded } }
+
+    // MARK: Queries
+
+    /// Statistics of one key (formed as a put with these arguments would
+    /// form it) over the last `lastSeconds` seconds (1...window, the current
+    /// second included), or since the manager was created when nil. An
+    /// unknown key has count 0.
+    ///
+    /// Throws `invalidArgument` for a bad name or dimension or an
+    /// out-of-range `lastSeconds`.
+    public func statistics(_ name: String, stream: String? = nil, shardId: String? = nil, errorCode: String? = nil,
+                           lastSeconds: Int? = nil) throws(MetricsError) -> MetricStatistics {
+        try Validation.checkName(name)
+        try Validation.checkDimension(stream, "stream")
+        try Validation.checkDimension(shardId, "shard id")
+        try Validation.checkDimension(errorCode, "error code")
+        return try statistics(key: formKey(name, stream, shardId, errorCode), lastSeconds: lastSeconds)
+    }
+
+    /// ``statistics(_:stream:shardId:errorCode:lastSeconds:)`` for a validated key.
+    package func statistics(key: MetricKey, lastSeconds: Int?) throws(MetricsError) -> MetricStatistics {
+        try checkQuery(lastSeconds)
+        guard context.level != .none, let metric = registry.existing(key) else { return .empty }
+        return read([metric.series], lastSeconds: lastSeconds)
+    }
+
+    /// Statistics of every key with this metric name, merged (the KPL's
+    /// per-name view), over the last `lastSeconds` seconds or since creation.
+    public func statistics(name: String, lastSeconds: Int? = nil) throws(MetricsError) -> MetricStatistics {
+        try Validation.checkName(name)
+        try checkQuery(lastSeconds)
+        guard context.level != .none else { return .empty }
+        return read(registry.allSeries.filter { ByteIdentity.equal($0.key.name, name) }, lastSeconds: lastSeconds)
+    }
+
+    private func checkQuery(_ lastSeconds: Int?) throws(MetricsError) {
+        try context.checkNotInherited()
+        if let lastSeconds, !(1...configuration.windowSeconds).contains(lastSeconds) {
+            throw MetricsError(.invalidArgument,
+                               "seconds must be 1...\(configuration.windowSeconds) (the window), got \(lastSeconds)")
+        }
+    }
+
+    private func read(_ series: [MetricSeries], lastSeconds: Int?) -> MetricStatistics {
+        guard !series.isEmpty else { return .empty }
+        context.collector.collect(series, windowSeconds: context.windowSeconds)
+        var merged = MetricStatistics.empty
+        if let lastSeconds {
+            let nowSecond = ManagerClock.second(of: context.clock.now())
+            for s in series {
+                if let reading = s.window(at: nowSecond, windowSeconds: context.windowSeconds,
+                                          lastSeconds: Int64(lastSeconds)) {
+                    merged.merge(reading.statistics)
+                }
+            }
+        } else {
+            for s in series { merged.merge(s.total) }
+        }
+        return merged
+    }
+
+    /// (count, sum, min, max) over the rolling window of every metric with
+    /// a live bucket, by key (``snapshots()`` gives the same windows as
+    /// ``MetricSnapshot`` lines, with dimensions and bounds).
+    public func windowStatisticsByKey() -> [MetricKey: MetricStatistics] {
+        var result: [MetricKey: MetricStatistics] = [:]
+        forEachLiveWindow { series, statistics, _, _, _ in
+            result[series.key] = statistics
+            return true
+        }
+        return result
+    }
+
+    /// The former name of ``windowStatisticsByKey()``.
+    @available(*, deprecated, renamed: "windowStatisticsByKey()")
+    public func snapshot() -> [MetricKey: MetricStatistics] { windowStatisticsByKey() }
+
+    /// Calls `body` with the rolling window of every metric with a live
+    /// bucket, in export order, until it returns false: the series, its
+    /// statistics, the window's start and end (manager seconds) and the
+    /// end's Unix time. No lock is held while `body` runs.
+    package func forEachLiveWindow(_ body: (MetricSeries, MetricStatistics, Double, Double, Double) -> Bool) {
+        guard context.level != .none, !context.isInherited else { return }
+        let now = context.clock.now()
+        let wall = ManagerClock.wallNow()
+        let nowSecond = ManagerClock.second(of: now)
+        let all = registry.seriesInExportOrder
+        context.collector.collect(all, windowSeconds: context.windowSeconds)
+        for series in all {
+            guard let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) else { continue }
+            let end = Double(reading.newestSecond + 1)
+            if !body(series, reading.statistics, Double(reading.oldestSecond), end, wall - (now - end)) { return }
+        }
+    }
+
+    /// Number of distinct keys recorded (the refused-puts counter excluded).
+    public var metricCount: Int { registry.count }
+}

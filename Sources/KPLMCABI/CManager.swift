@@ -1,0 +1,64 @@
+import CKPLM
+import Glibc
+import KPLM
+
+/// What a `kplm_manager *` points to: the Swift manager, and the data the C
+/// ABI keeps beside it (the core knows nothing of C). Created by kplm_new,
+/// released by kplm_free. Thread-safe: every field is set once, at creation.
+final class CManager: @unchecked Sendable {
+    /// The manager the C functions adapt.
+    let manager: MetricsManager
+    /// Whether the manager records nothing (level none): puts then only
+    /// check what costs nothing (``MetricsManager/unrecordedPutOutcome``).
+    let recordsNothing: Bool
+    /// Puts by names: argument bytes → metric, without Strings.
+    let keys: CKeyIndex
+    /// The namespace as a C string, for kplm_namespace.
+    let namespace: UnsafeMutablePointer<CChar>
+
+    init(_ manager: MetricsManager) {
+        self.manager = manager
+        let configuration = manager.configuration
+        recordsNothing = configuration.level == .none
+        // At SUMMARY several argument tuples map to one metric: room for a few each.
+        keys = CKeyIndex(maxEntries: configuration.maxMetrics > 1 << 28 ? 1 << 30 : configuration.maxMetrics * 4)
+        namespace = strdup(configuration.namespace)
+    }
+
+    deinit { free(namespace) }
+
+    /// The dynamic casts the manager's setSink makes on the C sinks, made
+    /// before the first kplm_new (see ``MetricsManager/warmUpCasts(of:)``:
+    /// a fork() during a first cast would leave the child's casts waiting).
+    static let warmUp: Int = MetricsManager.warmUpCasts(of: [CallbackSink(kplm_sink()),
+                                                             EventfulCallbackSink(kplm_sink())])
+}
+
+/// The C data of the manager behind a `kplm_manager *`.
+@inline(__always)
+func cManager(_ handle: OpaquePointer?) -> CManager? {
+    guard let handle else { return nil }
+    return Unmanaged<CManager>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
+}
+
+/// The manager behind a `kplm_manager *`.
+@inline(__always)
+func manager(_ handle: OpaquePointer?) -> MetricsManager? {
+    cManager(handle)?.manager
+}
+
+extension MetricSeries {
+    /// The key as C strings, laid out on first use and kept by the series
+    /// (its attachment, which only the C ABI sets): a reference the series
+    /// keeps alive, borrowed without reference counting.
+    @inline(__always)
+    var cKey: Unmanaged<CKeyLayout> {
+        let laidOut = attachment { [key] in CKeyLayout(key) }
+        return Unmanaged.fromOpaque(laidOut.toOpaque())
+    }
+
+    /// Lays the key out as C strings now, when a C call resolves it, as the
+    /// core did at the key's creation before the C ABI was a module of its
+    /// own: reads and exports then find every C key laid out.
+    func layOutCKey() { _ = cKey }
+}

@@ -1,0 +1,76 @@
+import CKPLM
+import KPLM
+
+/// The sink a C caller describes with a `kplm_sink` (copied at set time).
+class CallbackSink: MetricsSink, @unchecked Sendable {
+    /// The C caller's callbacks and user data; `user_data` is the caller's
+    /// to keep valid until close.
+    let callbacks: kplm_sink
+    /// The sizes of kplm_snapshot and kplm_event the callbacks were compiled
+    /// with: what they are handed is laid out at those sizes.
+    let strides: Strides
+
+    /// Sizes of the structs handed to the callbacks, in bytes (see
+    /// ``CallerLayout``).
+    struct Strides {
+        var snapshot = CallerLayouts.snapshot.v1Size
+        var event = CallerLayouts.event.v1Size
+    }
+
+    /// The export callback's non-zero result, as a thrown error.
+    struct ExportFailed: Error, CustomStringConvertible {
+        let code: Int32
+        var description: String { "export_snapshots returned \(code)" }
+    }
+
+    struct OpenFailed: Error, CustomStringConvertible {
+        let code: Int32
+        var description: String { "open returned \(code)" }
+    }
+
+    init(_ callbacks: kplm_sink, _ strides: Strides = Strides()) {
+        self.callbacks = callbacks
+        self.strides = strides
+    }
+
+    func open() throws {
+        guard let open = callbacks.open else { return }
+        let rc = open(callbacks.user_data)
+        if rc != 0 { throw OpenFailed(code: rc) }
+    }
+
+    func export(_ snapshots: [MetricSnapshot]) throws {
+        let rc = CLayout.withSnapshots(snapshots, stride: strides.snapshot) { pointer, count in
+            callbacks.export_snapshots(callbacks.user_data, pointer, count)
+        }
+        if rc != 0 { throw ExportFailed(code: rc) }
+    }
+
+    func close() {
+        callbacks.close?(callbacks.user_data)
+    }
+}
+
+extension CallbackSink: PendingBatchExporting {
+    /// A flush's batch as one C array, strings borrowed from each series'
+    /// ``CKeyLayout`` (valid during the callback).
+    func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double) throws {
+        let rc = CallerLayouts.snapshot.withArray(count: batch.count, stride: strides.snapshot, { i in
+            let item = batch[i]
+            let end = Double(item.pending.lastSecond + 1)
+            return item.series.cKey._withUnsafeGuaranteedRef {
+                $0.snapshot(item.pending.statistics, windowStart: Double(item.pending.firstSecond),
+                            windowEnd: end, timestampUnix: wall - (now - end))
+            }
+        }, { callbacks.export_snapshots(callbacks.user_data, $0, batch.count) })
+        if rc != 0 { throw ExportFailed(code: rc) }
+    }
+}
+
+/// A C sink with a `record` callback.
+final class EventfulCallbackSink: CallbackSink, EventfulMetricsSink, @unchecked Sendable {
+    func record(_ event: MetricEvent) {
+        guard let record = callbacks.record else { return }
+        CLayout.withEvent(event, size: strides.event) { record(callbacks.user_data, $0) }
+    }
+}

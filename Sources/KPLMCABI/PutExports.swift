@@ -1,0 +1,101 @@
+import CKPLM
+import KPLM
+
+// The recording functions of kplm.h.
+
+@c @implementation
+public func kplm_put(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ value: Double,
+                     _ stream: UnsafePointer<CChar>?, _ shardId: UnsafePointer<CChar>?,
+                     _ errorCode: UnsafePointer<CChar>?) -> kplm_status {
+    guard let m, let name, name[0] != 0, value.isFinite else { return KPLM_EINVAL }
+    // Borrowed without a retain: see kplm_metric_put.
+    return Unmanaged<CManager>.fromOpaque(UnsafeRawPointer(m))._withUnsafeGuaranteedRef { c in
+        // Nothing is recorded, so nothing else needs checking (and this
+        // path stays a leaf: the recording one is out of line).
+        if c.recordsNothing { return status(c.manager.unrecordedPutOutcome) }
+        return putRecorded(c, name, value, stream, shardId, errorCode)
+    }
+}
+
+/// A put by names on a manager that records.
+@inline(never)
+private func putRecorded(_ c: CManager, _ name: UnsafePointer<CChar>, _ value: Double,
+                         _ stream: UnsafePointer<CChar>?, _ shardId: UnsafePointer<CChar>?,
+                         _ errorCode: UnsafePointer<CChar>?) -> kplm_status {
+    // Fast path: these exact argument bytes were validated and resolved
+    // before.
+    let arguments = CPutArguments(name, stream, shardId, errorCode)
+    if let arguments, let metric = c.keys.find(arguments) {
+        return metric._withUnsafeGuaranteedRef { status($0.put(finite: value)) }
+    }
+    return putResolvingKey(c, arguments, name, value, stream, shardId, errorCode)
+}
+
+/// The status of a put's outcome.
+@inline(__always)
+private func status(_ outcome: PutOutcome) -> kplm_status {
+    switch outcome {
+    case .recorded: KPLM_OK
+    case .closed: KPLM_ECLOSED
+    case .inherited: KPLM_ESTATE
+    }
+}
+
+/// A put by names whose arguments are not in the index yet: validates them,
+/// resolves (or creates) the key, remembers the arguments, then records.
+@inline(never)
+private func putResolvingKey(_ c: CManager, _ arguments: CPutArguments?,
+                             _ name: UnsafePointer<CChar>, _ value: Double, _ stream: UnsafePointer<CChar>?,
+                             _ shardId: UnsafePointer<CChar>?, _ errorCode: UnsafePointer<CChar>?) -> kplm_status {
+    // Under a put frame: the key index's lock is held a moment (see
+    // CallbackGuard: a signal handler's close refuses instead of waiting).
+    let manager = c.manager
+    return CallbackGuard.run(for: ObjectIdentifier(manager), kind: .put) {
+        statusOf { () throws(MetricsError) in
+            let key = try CArguments.key(manager, name, stream, shardId, errorCode)
+            let metric = try manager.metricForPut(key: key)
+            metric.series.layOutCKey()
+            if let arguments { c.keys.insert(arguments, metric) }
+            try metric.put(finite: value).check()
+        }
+    }
+}
+
+@c @implementation
+public func kplm_metric_get(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?,
+                            _ stream: UnsafePointer<CChar>?, _ shardId: UnsafePointer<CChar>?,
+                            _ errorCode: UnsafePointer<CChar>?,
+                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kplm_status {
+    guard let out else { return KPLM_EINVAL }
+    out.pointee = nil
+    guard let manager = manager(m) else { return KPLM_EINVAL }
+    return statusOf { () throws(MetricsError) in
+        let key = try CArguments.key(manager, name, stream, shardId, errorCode)
+        let metric = try manager.metricValidated(key: key)
+        metric.series.layOutCKey()
+        // The manager keeps the metric alive until kplm_free.
+        out.pointee = OpaquePointer(Unmanaged.passUnretained(metric).toOpaque())
+    }
+}
+
+@c @implementation
+public func kplm_metric_put(_ metric: OpaquePointer?, _ value: Double) -> kplm_status {
+    guard let metric, value.isFinite else { return KPLM_EINVAL }
+    // The manager keeps the metric alive until kplm_free: borrow it without
+    // a retain (a locked instruction on a line every putting thread shares).
+    return Unmanaged<Metric>.fromOpaque(UnsafeRawPointer(metric))._withUnsafeGuaranteedRef { handle in
+        status(handle.put(finite: value))
+    }
+}
+
+@c @implementation
+public func kplm_metric_put_many(_ metric: OpaquePointer?, _ values: UnsafePointer<Double>?, _ count: Int,
+                                 _ at: Double) -> kplm_status {
+    guard let metric, values != nil || count == 0, !at.isInfinite else { return KPLM_EINVAL }
+    let buffer = UnsafeBufferPointer(start: values, count: count)
+    for v in buffer where !v.isFinite { return KPLM_EINVAL }
+    // Borrowed without a retain: see kplm_metric_put.
+    return Unmanaged<Metric>.fromOpaque(UnsafeRawPointer(metric))._withUnsafeGuaranteedRef { handle in
+        status(handle.putMany(finite: buffer, at: at.isNaN ? nil : at))
+    }
+}

@@ -1,0 +1,64 @@
+import CKPLM
+import XCTest
+@testable import KPLM
+@testable import KPLMCABI
+
+/// The C ABI module over the core: the core's copies of kplm.h's limits and
+/// names, and the C side data the C ABI keeps itself (per manager, per key).
+final class CABILayerTests: XCTestCase {
+    /// The core does not see kplm.h: its limits and reserved names must be
+    /// the header's.
+    func testCoreConstantsMatchTheHeader() {
+        XCTAssertEqual(Validation.maxNameBytes, Int(KPLM_NAME_MAX))
+        XCTAssertEqual(Validation.maxDimensionBytes, Int(KPLM_DIMENSION_VALUE_MAX))
+        XCTAssertEqual(Validation.windowSecondsRange, Int(KPLM_WINDOW_SECONDS_MIN)...Int(KPLM_WINDOW_SECONDS_MAX))
+        XCTAssertEqual(refusedMetricName, KPLM_METRIC_REFUSED)
+        XCTAssertEqual(sinkDroppedMetricName, KPLM_METRIC_SINK_DROPPED)
+        XCTAssertEqual(MetricsLevel.detailed.rawValue, Int(KPLM_LEVEL_DETAILED.rawValue))
+    }
+
+    /// A Swift-only manager lays out no C strings; a C read lays each key
+    /// out once and borrows it afterwards.
+    func testKeysAreLaidOutAsCStringsOnlyForCReaders() throws {
+        let m = try MetricsManager(level: .detailed)
+        try m.put("A", 2, stream: "s")
+        let series = try XCTUnwrap(m.metric("A", stream: "s").series)
+        XCTAssertNil(series.attachment, "a Swift put laid the key out as C strings")
+        let first = series.cKey.takeUnretainedValue()
+        XCTAssertTrue(first === series.cKey.takeUnretainedValue())
+        XCTAssertEqual(String(cString: first.name), "A")
+        XCTAssertEqual(first.dimensionCount, 1)
+        XCTAssertEqual(String(cString: first.dimensions![0].name), "stream")
+        XCTAssertEqual(String(cString: first.dimensions![0].value), "s")
+    }
+
+    /// A `kplm_manager *` carries the C side data beside the manager: the
+    /// namespace as a C string and the index of puts by names.
+    func testHandleKeepsCSideData() throws {
+        var config = kplm_config()
+        kplm_config_init_sized(&config, MemoryLayout<kplm_config>.size)
+        config.level = KPLM_LEVEL_SUMMARY
+        var handle: OpaquePointer?
+        XCTAssertEqual(kplm_new(&config, &handle), KPLM_OK)
+        defer { kplm_free(handle) }
+        let c = try XCTUnwrap(cManager(handle))
+        XCTAssertEqual(String(cString: kplm_namespace(handle)!), "KinesisProducerLibrary")
+        XCTAssertFalse(c.recordsNothing)
+        XCTAssertEqual(kplm_put(handle, "P", 3, "s", "shard-1", nil), KPLM_OK)
+        XCTAssertEqual(kplm_put(handle, "P", 4, "s", "shard-1", nil), KPLM_OK)
+        XCTAssertEqual(c.manager.windowStatisticsByKey()[MetricKey(name: "P", stream: "s")],
+                       MetricStatistics(count: 2, sum: 7, min: 3, max: 4))
+    }
+
+    /// At level none a put by names checks only what costs nothing, through
+    /// the core's one decision (``MetricsManager/unrecordedPutOutcome``).
+    func testLevelNonePutsAreDecidedByTheCore() throws {
+        var handle: OpaquePointer?
+        XCTAssertEqual(kplm_new(nil, &handle), KPLM_OK)
+        defer { kplm_free(handle) }
+        XCTAssertTrue(try XCTUnwrap(cManager(handle)).recordsNothing)
+        XCTAssertEqual(kplm_put(handle, "N", 1, nil, nil, nil), KPLM_OK)
+        XCTAssertEqual(kplm_close(handle), KPLM_OK)
+        XCTAssertEqual(kplm_put(handle, "N", 1, nil, nil, nil), KPLM_ECLOSED)
+    }
+}

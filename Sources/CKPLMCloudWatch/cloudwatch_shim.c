@@ -275,7 +275,7 @@ static size_t on_header(char *data, size_t size, size_t count, void *user) {
 
 int kplmshim_cw_request(const char *method, const char *url, const char *const *headers, size_t header_count,
                         const void *body, size_t body_len, long connect_timeout_ms, long total_timeout_ms,
-                        size_t max_body, kplmshim_cw_response *response) {
+                        size_t max_body, int bypass_proxy, kplmshim_cw_response *response) {
     memset(response, 0, sizeof *response);
     int is_get = strcmp(method, "GET") == 0;
     if (!is_get && strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0) {
@@ -342,6 +342,8 @@ int kplmshim_cw_request(const char *method, const char *url, const char *const *
         curl.easy_setopt(handle, KPLMSHIM_CURLOPT_HEADERFUNCTION, on_header);
         curl.easy_setopt(handle, KPLMSHIM_CURLOPT_HEADERDATA, response);
         curl.easy_setopt(handle, KPLMSHIM_CURLOPT_USERAGENT, "kplm-cloudwatch");
+        /* "*": no host goes through a proxy for this request. */
+        if (bypass_proxy) curl.easy_setopt(handle, KPLMSHIM_CURLOPT_NOPROXY, "*");
         rc = curl.easy_perform(handle);
     }
     long status = 0;

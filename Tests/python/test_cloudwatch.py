@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import gzip
+import http.client
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -564,3 +566,112 @@ def test_bad_configurations():
             kplm.cloudwatch_sink(**{"region": REGION, **kwargs})
     with pytest.raises((kplm.InvalidArgumentError, ValueError, OverflowError)):
         kplm.cloudwatch_sink(region=REGION, max_retries=-1)
+
+
+class RecordingProxy:
+    """A forwarding HTTP proxy on loopback that records every request it relays."""
+
+    def __init__(self) -> None:
+        self.seen: list = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def relay(self) -> None:
+                proxy.seen.append((self.command, self.path))
+                target = urllib.parse.urlsplit(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+                try:
+                    conn.request(self.command, target.path or "/", body=body, headers=headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                    self.send_response(answer.status)
+                    for k, v in answer.getheaders():
+                        if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_PUT = do_POST = relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_metadata_requests_bypass_the_proxy_and_cloudwatch_uses_it(fake, monkeypatch):
+    """SPEC §10: credentials never cross a proxy; PutMetricData honours http_proxy as the SDKs do."""
+    calls = []
+
+    class IMDS(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def answer(self, body: str, status: int = 200):
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_PUT(self):
+            calls.append(("PUT", self.path))
+            self.answer("IMDS-TOKEN")
+
+        def do_GET(self):
+            calls.append(("GET", self.path))
+            if self.path.endswith("/security-credentials/"):
+                return self.answer("kplm-role\n")
+            self.answer(json.dumps({"Code": "Success", "AccessKeyId": "AKIDIMDS", "SecretAccessKey": "imds-secret",
+                                    "Token": "SESSION", "Expiration": "2999-01-01T00:00:00Z"}))
+
+    imds = ThreadingHTTPServer(("127.0.0.1", 0), IMDS)
+    threading.Thread(target=imds.serve_forever, daemon=True).start()
+    proxy = RecordingProxy()
+    try:
+        monkeypatch.delenv("AWS_EC2_METADATA_DISABLED")
+        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", f"http://127.0.0.1:{imds.server_address[1]}")
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        fake.keys["AKIDIMDS"] = ("imds-secret", "SESSION")
+        m = manager(fake_sink(fake, access_key_id=None, secret_access_key=None))
+        m.put("UserRecordsPut", 1.0)
+        m.flush()
+        m.close()
+        m.free()
+    finally:
+        imds.shutdown()
+        imds.server_close()
+        proxy.stop()
+    assert [c[0] for c in calls] == ["PUT", "GET", "GET"], "the metadata service was not reached directly"
+    assert all(f":{imds.server_address[1]}" not in url for _, url in proxy.seen), \
+        f"a metadata request went through the proxy: {proxy.seen}"
+    assert ("POST", fake.endpoint + "/") in proxy.seen, f"PutMetricData ignored http_proxy: {proxy.seen}"
+    assert len(fake.requests) == 1 and fake.requests[0]["signature_ok"]
+
+
+def test_credentials_from_the_environment_cannot_inject_headers(fake, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "TOK\r\nX-Injected: yes")
+    m = manager(fake_sink(fake, access_key_id=None, secret_access_key=None))
+    m.put("UserRecordsPut", 1.0)
+    with pytest.raises(kplm.SinkError):
+        m.flush()
+    assert fake.requests == [], "a request was sent with the bad token"
+    m.free()

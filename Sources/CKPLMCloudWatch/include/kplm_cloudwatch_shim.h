@@ -77,13 +77,16 @@ typedef struct {
  * Sends one request to url (http:// or https://): method "POST" or "PUT"
  * with body (body_len bytes, may be 0), or "GET" (body ignored), with the
  * given header lines ("Name: value"), following no redirects, with a connect
- * timeout and a total timeout in milliseconds (both >= 1). Fills *response
- * (always; free response->body). Returns response->curl_code (libcurl must
- * be loaded: kplmshim_load).
+ * timeout and a total timeout in milliseconds (both >= 1). With bypass_proxy
+ * non-zero no proxy is used whatever http_proxy / https_proxy say (the
+ * metadata services: credentials must never cross a proxy); otherwise
+ * libcurl honours the proxy variables. Fills *response (always; free
+ * response->body). Returns response->curl_code (libcurl must be loaded:
+ * kplmshim_load).
  */
 int kplmshim_cw_request(const char *method, const char *url, const char *const *headers, size_t header_count,
                         const void *body, size_t body_len, long connect_timeout_ms, long total_timeout_ms,
-                        size_t max_body, kplmshim_cw_response *response);
+                        size_t max_body, int bypass_proxy, kplmshim_cw_response *response);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,26 @@ public struct CloudWatchCredentials: Sendable, Equatable {
         self.secretAccessKey = secretAccessKey
         self.sessionToken = sessionToken
     }
+
+    /// Whether a credential value can go into a signed request as is:
+    /// printable ASCII without blanks (no CR or LF that could start a header).
+    static func isClean(_ value: String) -> Bool {
+        value.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    }
+
+    /// These credentials, once every field passed ``isClean(_:)``; otherwise
+    /// `sinkFailed` naming the field and `source` (never the value). The one
+    /// check for every source: the environment, the shared files and the
+    /// metadata services (the config's values are checked the same way at
+    /// construction, as `invalidArgument`).
+    func checked(from source: String) throws(MetricsError) -> CloudWatchCredentials {
+        for (field, value) in [("access key id", accessKeyId), ("secret access key", secretAccessKey),
+                               ("session token", sessionToken ?? "x")] where !Self.isClean(value) {
+            throw MetricsError(.sinkFailed, "CloudWatch: the \(field) from \(source) is not printable ASCII "
+                               + "without blanks; it is not sent")
+        }
+        return self
+    }
 }
 
 /// Where the CloudWatch sink looks up static credentials and its region, the
@@ -40,15 +60,17 @@ enum CloudWatchEnvironment {
                             env: Lookup) throws(MetricsError) -> CloudWatchCredentials {
         if let explicit { return explicit }
         if profile == nil, let id = env("AWS_ACCESS_KEY_ID"), let secret = env("AWS_SECRET_ACCESS_KEY") {
-            return CloudWatchCredentials(accessKeyId: id, secretAccessKey: secret, sessionToken: env("AWS_SESSION_TOKEN"))
+            return try CloudWatchCredentials(accessKeyId: id, secretAccessKey: secret, sessionToken: env("AWS_SESSION_TOKEN"))
+                .checked(from: "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)")
         }
         let name = profile ?? env("AWS_PROFILE") ?? "default"
         for (path, section) in [(credentialsFile(env), name), (configFile(env), configSection(name))] {
             guard let path, let text = readFile(path), let values = parseINI(text)[section] else { continue }
             if let id = values["aws_access_key_id"], let secret = values["aws_secret_access_key"],
                !id.isEmpty, !secret.isEmpty {
-                return CloudWatchCredentials(accessKeyId: id, secretAccessKey: secret,
-                                             sessionToken: values["aws_session_token"].flatMap { $0.isEmpty ? nil : $0 })
+                return try CloudWatchCredentials(accessKeyId: id, secretAccessKey: secret,
+                                                 sessionToken: values["aws_session_token"].flatMap { $0.isEmpty ? nil : $0 })
+                    .checked(from: "profile \"\(section)\" of \(path)")
             }
         }
         let where_ = profile == nil ? "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, " : ""

@@ -119,8 +119,11 @@ enum CloudWatchHTTP {
 
     /// Sends one `method` ("GET", "PUT" or "POST") request to `url` with
     /// `headers` (and `body`, except for GET), within the timeouts (ms).
+    /// `bypassProxy`: never through a proxy (the metadata services); else
+    /// http_proxy / https_proxy / no_proxy apply, as in the AWS SDKs.
     static func request(_ method: String, _ url: String, headers: [(name: String, value: String)],
-                        body: [UInt8] = [], connectTimeoutMs: Int, totalTimeoutMs: Int) -> Outcome {
+                        body: [UInt8] = [], connectTimeoutMs: Int, totalTimeoutMs: Int,
+                        bypassProxy: Bool = false) -> Outcome {
         let lines = headers.map { "\($0.name): \($0.value)" }
         var response = kplmshim_cw_response()
         // Header lines as C strings that live through the call.
@@ -130,7 +133,8 @@ enum CloudWatchHTTP {
             lineBuffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) { constLines in
                 body.withUnsafeBytes { b in
                     kplmshim_cw_request(method, url, constLines.baseAddress, constLines.count, b.baseAddress,
-                                        b.count, connectTimeoutMs, totalTimeoutMs, maxResponseBytes, &response)
+                                        b.count, connectTimeoutMs, totalTimeoutMs, maxResponseBytes,
+                                        bypassProxy ? 1 : 0, &response)
                 }
             }
         }

@@ -164,8 +164,10 @@ final class CloudWatchRemoteCredentials: Sendable {
                       timeoutMs: Int, attempts: Int, what: String) throws(MetricsError) -> String {
         var failure = ""
         for _ in 0..<attempts {
+            // Metadata services are link-local or the container agent, and
+            // their answers are credentials: never through a proxy.
             switch CloudWatchHTTP.request(method, url, headers: headers, connectTimeoutMs: timeoutMs,
-                                          totalTimeoutMs: timeoutMs) {
+                                          totalTimeoutMs: timeoutMs, bypassProxy: true) {
             case .response(let r) where r.status == 200:
                 return r.body
             case .response(let r):
@@ -187,12 +189,10 @@ final class CloudWatchRemoteCredentials: Sendable {
               !id.isEmpty, !secret.isEmpty else {
             throw MetricsError(.sinkFailed, "\(what) answered without AccessKeyId and SecretAccessKey")
         }
-        for value in [id, secret] + [CloudWatchSink.jsonString(json, key: "Token")].compactMap({ $0 })
-        where !value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
-            throw MetricsError(.sinkFailed, "\(what) answered credentials that are not printable ASCII")
-        }
         let token = CloudWatchSink.jsonString(json, key: "Token").flatMap { $0.isEmpty ? nil : $0 }
-        return Fetched(credentials: CloudWatchCredentials(accessKeyId: id, secretAccessKey: secret, sessionToken: token),
+        let credentials = try CloudWatchCredentials(accessKeyId: id, secretAccessKey: secret, sessionToken: token)
+            .checked(from: what)
+        return Fetched(credentials: credentials,
                        expiration: CloudWatchSink.jsonString(json, key: "Expiration").flatMap(iso8601))
     }
 

@@ -170,7 +170,7 @@ public final class CloudWatchSink: DropCountingSink {
         for (label, value) in [("access key id", c.accessKeyId), ("secret access key", c.secretAccessKey),
                                ("session token", c.sessionToken), ("profile", c.profile)] {
             guard let value else { continue }
-            guard value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            guard CloudWatchCredentials.isClean(value) else {
                 throw bad("the \(label) must be printable ASCII without blanks")
             }
         }

@@ -84,8 +84,8 @@ package enum BuiltinSinks {
 }
 
 extension CLayout {
-    /// A Swift copy of a C snapshot.
-    static func snapshot(from c: kplm_snapshot) -> MetricSnapshot {
+    /// A Swift copy of a C snapshot (also read by the sinks' `kplm_cloudwatch_requests`).
+    package static func snapshot(from c: kplm_snapshot) -> MetricSnapshot {
         var dims: [MetricDimension] = []
         if let d = c.dimensions {
             for j in 0..<c.dimension_count {

@@ -3,7 +3,7 @@ import KPLM
 
 /// Lays Swift snapshots and events out as the C structs of kplm.h in one
 /// temporary allocation (on the stack when small), valid during `body` only.
-enum CLayout {
+package enum CLayout {
     /// Bytes needed for the NUL-terminated copies of `strings`.
     private static func stringBytes(_ snapshots: [MetricSnapshot]) -> Int {
         var total = 0

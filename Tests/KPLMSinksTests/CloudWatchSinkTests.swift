@@ -131,13 +131,43 @@ final class CloudWatchSinkTests: XCTestCase {
         XCTAssertEqual(CloudWatchSink.errorType(#"{"__type":"a.b#ThrottlingException"}"#), "ThrottlingException")
     }
 
+    /// A generator that returns `values` in turn (then starts over).
+    private struct ReplayedRandom: RandomNumberGenerator {
+        var values: [UInt64]
+        var index = 0
+        mutating func next() -> UInt64 {
+            defer { index = (index + 1) % values.count }
+            return values[index]
+        }
+    }
+
     func testBackoffHasJitterAndGrows() {
-        for attempt in 0..<12 {
-            let full = min(10, 0.1 * Double(1 << min(attempt, 10)))
-            for _ in 0..<20 {
-                let b = RetrySchedule.backoff(attempt: attempt)
-                XCTAssertTrue(b >= full / 2 && b <= full, "\(attempt): \(b)")
-            }
+        // Exact waits for a fixed random sequence: u = 0, 1/2, 3/4 and just under 1.
+        var g = ReplayedRandom(values: [0, 1 << 63, 3 << 62, .max])
+        let expected: [(attempt: Int, wait: Double)] = [
+            (0, 0.1), (0, 0.075), (0, 0.0625), (0, 0.05),
+            (3, 0.8), (3, 0.6), (3, 0.5), (3, 0.4),
+            (10, 10), (10, 7.5), (10, 6.25), (10, 5),
+            (40, 10), (40, 7.5), (40, 6.25), (40, 5),
+        ]
+        for (attempt, wait) in expected {
+            let b = RetrySchedule.backoff(attempt: attempt, using: &g)
+            XCTAssertEqual(b, wait, accuracy: 1e-9, "attempt \(attempt)")
+            XCTAssertGreaterThan(b, 0, "attempt \(attempt)")
+        }
+
+        // The system generator: spread over (0.4, 0.8] at attempt 3.
+        let draws = (0..<200).map { _ in RetrySchedule.backoff(attempt: 3) }
+        XCTAssertGreaterThanOrEqual(Set(draws).count, 50, "jitter gives distinct waits")
+        XCTAssertLessThan(draws.min()!, 0.48, "jitter reaches the lower fifth")
+        XCTAssertGreaterThan(draws.max()!, 0.72, "jitter reaches the upper fifth")
+        print("backoff at attempt 3: \(Set(draws).count) distinct of 200, min \(draws.min()!), max \(draws.max()!)")
+
+        // Growth: every wait of attempt n + 1 is at least every wait of attempt n.
+        for n in 0..<6 {
+            let now = (0..<50).map { _ in RetrySchedule.backoff(attempt: n) }
+            let next = (0..<50).map { _ in RetrySchedule.backoff(attempt: n + 1) }
+            XCTAssertGreaterThanOrEqual(next.min()!, now.max()!, "attempt \(n + 1) waits longer than attempt \(n)")
         }
     }
 

@@ -2,43 +2,24 @@ import KPLM
 import CKPLMCloudWatch
 import Glibc
 
-/// Where a ``CloudWatchSink`` sends: the parts of an `http(s)://host[:port][/path]` URL.
-public struct CloudWatchEndpoint: Sendable, Equatable {
-    /// "http" or "https" (lowercase).
-    public var scheme: String
-    /// The host: a name, an IPv4 address, or an IPv6 address (without brackets).
-    public var host: String
-    /// The TCP port: the URL's, else 443 for https and 80 for http.
-    public var port: UInt16
-    /// The path, "/" when the URL has none.
-    public var path: String
+/// Where a ``CloudWatchSink`` sends: the parts of an
+/// `http(s)://host[:port][/path]` URL (no query).
+public typealias CloudWatchEndpoint = HTTPEndpoint<CloudWatchEndpointKind>
 
+/// The rules of ``CloudWatchEndpoint``: no query; a bracketed host is any
+/// host the socket layer accepts.
+public enum CloudWatchEndpointKind: HTTPEndpointKind {
+    /// How CloudWatch endpoints are parsed.
+    public static let endpointRules = HTTPEndpointRules(label: "CloudWatch", form: "http(s)://host[:port][/path]",
+                                                        allowsQuery: false, bracketsHoldIPv6Only: false)
+}
+
+extension HTTPEndpoint where Kind == CloudWatchEndpointKind {
     /// AWS's endpoint of `region`: https://monitoring.REGION.amazonaws.com
     /// (amazonaws.com.cn for the "cn-" regions).
     public static func aws(region: String) -> String {
         "https://monitoring.\(region).amazonaws.com\(region.hasPrefix("cn-") ? ".cn" : "")/"
     }
-
-    /// How the endpoint is parsed (see ``HTTPEndpointURL``).
-    static let rules = HTTPEndpointURL.Rules(label: "CloudWatch", form: "http(s)://host[:port][/path]",
-                                             allowsQuery: false, bracketsHoldIPv6Only: false)
-
-    /// Parses `url`: "http://" or "https://" (any case), a host (a name, an
-    /// IPv4 address or a bracketed IPv6 address), an optional ":port"
-    /// (1...65535) and an optional path of printable ASCII. Throws
-    /// `invalidArgument` for another scheme, user info, a query or fragment,
-    /// or a bad host or port.
-    public init(parsing url: String) throws(MetricsError) {
-        let parts = try HTTPEndpointURL(parsing: url, Self.rules)
-        (scheme, host, port, path) = (parts.scheme, parts.host, parts.port, parts.path)
-    }
-
-    /// The value of the Host header: the host (bracketed if IPv6), then
-    /// ":port" unless the port is the scheme's default (80 or 443).
-    public var hostHeader: String { HTTPEndpointURL.hostHeader(scheme: scheme, host: host, port: port) }
-
-    /// The URL requests go to.
-    public var url: String { "\(scheme)://\(hostHeader)\(path)" }
 }
 
 /// The transport of ``CloudWatchSink`` (and of ``OTLPSink`` where libcurl is

@@ -2,39 +2,15 @@ import KPLM
 import Glibc
 
 /// Where an ``OTLPSink`` POSTs: the parts of an `http(s)://host[:port]/path`
-/// URL.
-public struct OTLPEndpoint: Sendable, Equatable {
-    /// "http" or "https" (lowercase).
-    public var scheme: String
-    /// The host: a name, a numeric IPv4 address, or an IPv6 address
-    /// (without the brackets of the URL).
-    public var host: String
-    /// The TCP port; 80 (http) or 443 (https) when the URL has none.
-    public var port: UInt16
-    /// The request target: the path (and query) of the URL, "/" when empty.
-    public var path: String
+/// URL (the path may carry a query).
+public typealias OTLPEndpoint = HTTPEndpoint<OTLPEndpointKind>
 
-    /// How the endpoint is parsed (see ``HTTPEndpointURL``).
-    static let rules = HTTPEndpointURL.Rules(label: "OTLP", form: "http(s)://host[:port]/path",
-                                             allowsQuery: true, bracketsHoldIPv6Only: true)
-
-    /// Parses `url`: "http://" or "https://" (any case), a host (a name, an
-    /// IPv4 address or a bracketed IPv6 address), an optional ":port"
-    /// (1...65535), then an optional path of printable ASCII. Throws
-    /// `invalidArgument` for another scheme, user info, a fragment, a
-    /// missing or bad host, or a bad port. (https needs libcurl at run
-    /// time: see ``OTLPSink``.)
-    public init(parsing url: String) throws(MetricsError) {
-        let parts = try HTTPEndpointURL(parsing: url, Self.rules)
-        (scheme, host, port, path) = (parts.scheme, parts.host, parts.port, parts.path)
-    }
-
-    /// The value of the Host header: the host (bracketed if IPv6), then
-    /// ":port" unless the port is the scheme's default (80 or 443).
-    public var hostHeader: String { HTTPEndpointURL.hostHeader(scheme: scheme, host: host, port: port) }
-
-    /// The URL requests go to.
-    public var url: String { "\(scheme)://\(hostHeader)\(path)" }
+/// The rules of ``OTLPEndpoint``: a query is allowed; a bracketed host must
+/// be an IPv6 address.
+public enum OTLPEndpointKind: HTTPEndpointKind {
+    /// How OTLP endpoints are parsed.
+    public static let endpointRules = HTTPEndpointRules(label: "OTLP", form: "http(s)://host[:port]/path",
+                                                        allowsQuery: true, bracketsHoldIPv6Only: true)
 }
 
 /// The HTTP/1.1 client of ``OTLPSink``: one connection per request

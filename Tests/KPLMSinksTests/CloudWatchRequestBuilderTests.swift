@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import KPLMTestSupport
 @testable import KPLM
+@testable import KPLMSinks
 
 /// Snapshots → PutMetricData requests: limits, drops, batching and the JSON body.
 final class CloudWatchRequestBuilderTests: XCTestCase {

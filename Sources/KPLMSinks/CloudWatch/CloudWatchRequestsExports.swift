@@ -1,5 +1,6 @@
 import CKPLM
 import KPLM
+import KPLMCABI
 
 // kplm_cloudwatch_requests: CloudWatchRequestBuilder for C callers.
 

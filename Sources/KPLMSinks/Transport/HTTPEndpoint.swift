@@ -1,38 +1,44 @@
 import KPLM
 import Glibc
 
-/// The parts of an `http(s)://host[:port][/path]` URL: the one parser of the
-/// HTTP sinks' endpoints (``OTLPEndpoint``, ``CloudWatchEndpoint``). Pure:
-/// no name is resolved. Thread-safe (a value).
-struct HTTPEndpointURL: Sendable, Equatable {
+/// Where an HTTP sink sends: the parts of an `http(s)://host[:port][/path]`
+/// URL, parsed by the one parser of the HTTP sinks' endpoints under the
+/// rules of `Kind` (``OTLPEndpoint``, ``CloudWatchEndpoint``). Pure: no name
+/// is resolved. Thread-safe (a value).
+public struct HTTPEndpoint<Kind: HTTPEndpointKind>: Sendable, Equatable {
     /// "http" or "https" (lowercase).
-    var scheme: String
-    /// A name, a numeric IPv4 address, or an IPv6 address (without brackets).
-    var host: String
-    /// The URL's port, else 443 for https and 80 for http.
-    var port: UInt16
-    /// The path (with the query where allowed), "/" when the URL has none.
-    var path: String
-
-    /// What the sinks' endpoints differ in.
-    struct Rules: Sendable {
-        /// The sink's name, for error messages ("OTLP", "CloudWatch").
-        var label: String
-        /// The accepted form, for error messages.
-        var form: String
-        /// Whether the path may carry a query ("?...").
-        var allowsQuery: Bool
-        /// Whether a bracketed host must be an IPv6 address (else any host
-        /// ``SocketTransport/isValidHost(_:)`` accepts).
-        var bracketsHoldIPv6Only: Bool
-    }
+    public var scheme: String
+    /// The host: a name, a numeric IPv4 address, or an IPv6 address
+    /// (without the brackets of the URL).
+    public var host: String
+    /// The TCP port: the URL's, else 443 for https and 80 for http.
+    public var port: UInt16
+    /// The request target: the path (and the query, where `Kind` allows
+    /// one), "/" when the URL has none.
+    public var path: String
 
     /// Parses `url`: "http://" or "https://" (any case), a host (a name, an
     /// IPv4 address or a bracketed IPv6 address), an optional ":port"
     /// (1...65535), then an optional path of printable ASCII. Throws
     /// `invalidArgument` for another scheme, user info, a fragment (or a
-    /// query, unless `rules` allow one), a missing or bad host, or a bad port.
-    init(parsing url: String, _ rules: Rules) throws(MetricsError) {
+    /// query, unless `Kind` allows one), a missing or bad host, or a bad
+    /// port. (https needs libcurl at run time: see the sink.)
+    public init(parsing url: String) throws(MetricsError) {
+        try self.init(parsing: url, Kind.endpointRules)
+    }
+
+    /// The value of the Host header: the host (bracketed if IPv6), then
+    /// ":port" unless the port is the scheme's default (80 or 443).
+    public var hostHeader: String {
+        let name = host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]" : host
+        return port == (scheme == "https" ? 443 : 80) ? name : "\(name):\(port)"
+    }
+
+    /// The URL requests go to.
+    public var url: String { "\(scheme)://\(hostHeader)\(path)" }
+
+    /// Parses `url` under `rules` (see ``init(parsing:)``).
+    init(parsing url: String, _ rules: HTTPEndpointRules) throws(MetricsError) {
         func invalid(_ why: String) -> MetricsError {
             MetricsError(.invalidArgument, "\(rules.label) endpoint \"\(url)\" is not \(rules.form): \(why)")
         }
@@ -95,11 +101,30 @@ struct HTTPEndpointURL: Sendable, Equatable {
         }
         path = pathBytes.isEmpty ? "/" : String(decoding: pathBytes, as: UTF8.self)
     }
+}
 
-    /// The value of the Host header: the host (bracketed if IPv6), then
-    /// ":port" unless the port is the scheme's default (80 or 443).
-    static func hostHeader(scheme: String, host: String, port: UInt16) -> String {
-        let name = host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]" : host
-        return port == (scheme == "https" ? 443 : 80) ? name : "\(name):\(port)"
+/// Which sink an ``HTTPEndpoint`` belongs to: the rules its URL is parsed
+/// under.
+public protocol HTTPEndpointKind: Sendable {
+    /// How this sink's endpoints are parsed.
+    static var endpointRules: HTTPEndpointRules { get }
+}
+
+/// What the sinks' endpoints differ in (opaque outside kplm).
+public struct HTTPEndpointRules: Sendable {
+    /// The sink's name, for error messages ("OTLP", "CloudWatch").
+    package var label: String
+    /// The accepted form, for error messages.
+    package var form: String
+    /// Whether the path may carry a query ("?...").
+    package var allowsQuery: Bool
+    /// Whether a bracketed host must be an IPv6 address (else any host
+    /// ``SocketTransport/isValidHost(_:)`` accepts).
+    package var bracketsHoldIPv6Only: Bool
+
+    /// Rules from their parts.
+    package init(label: String, form: String, allowsQuery: Bool, bracketsHoldIPv6Only: Bool) {
+        (self.label, self.form, self.allowsQuery, self.bracketsHoldIPv6Only) = (label, form, allowsQuery,
+                                                                                bracketsHoldIPv6Only)
     }
 }

@@ -1,3 +1,5 @@
+import KPLM
+
 /// One CloudWatch `MetricDatum` with a statistic set, as ``CloudWatchRequestBuilder``
 /// builds it from a ``MetricSnapshot``.
 public struct CloudWatchDatum: Sendable, Equatable {

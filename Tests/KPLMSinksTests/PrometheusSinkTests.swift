@@ -226,7 +226,8 @@ final class PrometheusSinkTests: XCTestCase {
         defer { try? m.close() }
         try m.put("Weird name/ü#9", 1, stream: "a\"b\\c\nd", errorCode: "Ça:va")
         try m.flush()
-        // Dimension names that need sanitizing, and keys merging once sanitized.
+        // Dimension names that need sanitizing, and names that sanitize
+        // alike: the second (by raw name bytes) gets its hash, never a merge.
         try sink.export([
             MetricSnapshot(name: "x-y", count: 1, sum: 2, min: 2, max: 2,
                            dimensions: dims(("1st dim", "v"), ("__meta", "w"), ("a:b", "1"), ("a_b", "2")),
@@ -238,7 +239,9 @@ final class PrometheusSinkTests: XCTestCase {
         let labels = #"_1st_dim="v",_meta="w",a_b="1",a_b_="2""#
         let want = family("my_app_weird_name_9", "my app.Weird name/ü#9",
                           labels: #"stream="a\"b\\c\nd",error_code="Ça:va""#, count: "1", sum: "1", min: "1", max: "1")
-            + family("my_app_x_y", "my app.x-y", labels: labels, count: "3", sum: "5", min: "1", max: "2")
+            + family("my_app_x_y", "my app.x-y", labels: labels, count: "1", sum: "2", min: "2", max: "2")
+            + family("my_app_x_y_82ccd40d", "my app.x_y", labels: labels, count: "2", sum: "3", min: "1", max: "2")
+        XCTAssertEqual(StableHash.hex8("my app.x_y"), "82ccd40d")
         XCTAssertEqual(try get(port).body, want)
         // HELP text in OpenMetrics escapes the quote too.
         try sink.export([MetricSnapshot(name: "q\"\\\n\r", count: 1, sum: 1, min: 1, max: 1, dimensions: [],
@@ -371,6 +374,77 @@ final class PrometheusSinkTests: XCTestCase {
         XCTAssertEqual(output.trimmingCharacters(in: .whitespacesAndNewlines), "", output)
         // The check does catch problems.
         XCTAssertEqual(try promtool(text.replacingOccurrences(of: "_seconds", with: "_ms")).0, 3)
+    }
+
+    /// SPEC §10: names that would share a family or a sample name once
+    /// mapped (reserved suffixes, sanitised characters, unit suffixes, label
+    /// names) still give one series per key, in an exposition promtool
+    /// accepts in both formats, at every scrape.
+    func testAdversarialNamesNeverMergeAndPassPromtool() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool") else {
+            throw XCTSkip("promtool not installed (Debian package 'prometheus')")
+        }
+        let sink = try PrometheusSink(configuration: PrometheusConfiguration(port: try freePort()))
+        try sink.open()
+        defer { sink.close() }
+        let names = ["Foo", "FooCount", "FooSum", "FooTotal", "FooBucket", "FooCreated", "FooMin", "FooMax",
+                     "FooMinValue", "foo_count", "Foo_Sum", "x-y", "x_y", "x.y", "X_Y", "BufferingTime",
+                     "BufferingTimeSeconds", "UserRecordsDataPut", "UserRecordsDataPutBytes", "X", "x", "x_min"]
+        var keys: [(name: String, dimensions: [MetricDimension])] = names.map { ($0, []) }
+        keys += [("L", dims(("a-b", "v"))), ("L", dims(("a_b", "v"))), ("L", dims(("a:b", "v")))]
+        func snapshots(_ round: Int) -> [MetricSnapshot] {
+            // Reversed in the second round: the order of an export changes no name.
+            let order = round == 0 ? Array(keys.indices) : keys.indices.reversed()
+            return order.map { i in
+                MetricSnapshot(name: keys[i].name, count: i + 1, sum: Double(i), min: 0, max: 1,
+                               dimensions: keys[i].dimensions, windowStart: 0, windowEnd: 1, timestampUnix: 0)
+            }
+        }
+        var previousSeries: [String]?
+        for round in 0..<2 {
+            try sink.export(snapshots(round))
+            let text = try get(sink.configuration.port).body
+            let om = try get(sink.configuration.port, accept: openMetricsAccept).body
+            XCTAssertTrue(om.hasSuffix("# EOF\n"))
+            for (format, body) in [("text", text), ("OpenMetrics", om)] {
+                let (status, output) = try promtool(body)
+                XCTAssertEqual(status, 0, "\(format): \(output)\n\(body)")
+            }
+            // OpenMetrics parsed strictly (promtool's backfill wants timestamps).
+            let stamped = om.split(separator: "\n").map { $0.hasPrefix("#") ? $0 + "\n" : $0 + " 1700000000\n" }.joined()
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kplm-prom-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            try Data(stamped.utf8).write(to: dir.appendingPathComponent("in.om"))
+            let backfill = Process()
+            backfill.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+            backfill.arguments = ["tsdb", "create-blocks-from", "openmetrics", dir.appendingPathComponent("in.om").path,
+                                  dir.appendingPathComponent("blocks").path]
+            backfill.standardOutput = FileHandle.nullDevice
+            backfill.standardError = FileHandle.nullDevice
+            try backfill.run()
+            backfill.waitUntilExit()
+            XCTAssertEqual(backfill.terminationStatus, 0, "OpenMetrics backfill")
+
+            // Every key's count survives as a sample of its own, and no two
+            // families share a name.
+            let lines = text.split(separator: "\n").map(String.init)
+            let counts = lines.filter { !$0.hasPrefix("#") && $0.split(separator: " ")[0].split(separator: "{")[0].hasSuffix("_count") }
+            let helpNames = lines.filter { $0.hasPrefix("# HELP ") }.map { $0.split(separator: " ")[2] }
+            XCTAssertEqual(Set(helpNames).count, helpNames.count, text)
+            let sampleNames = lines.filter { !$0.hasPrefix("#") }.map { String($0.split(separator: " ")[0]) }
+            XCTAssertEqual(Set(sampleNames).count, sampleNames.count, text)
+            // Families whose samples are `_count`: only the summaries (one per key name).
+            let summaries = Set(lines.filter { $0.hasPrefix("# TYPE ") && $0.hasSuffix(" summary") }
+                .map { String($0.split(separator: " ")[2]) })
+            let keyCounts = counts.filter { summaries.contains(String($0.split(separator: " ")[0].split(separator: "{")[0].dropLast(6))) }
+                .map { Int($0.split(separator: " ").last!)! }
+            XCTAssertEqual(keyCounts.sorted(), keys.indices.map { ($0 + 1) * (round + 1) }, text)
+            XCTAssertEqual(summaries.count, Set(keys.map(\.name)).count, text)
+            // The same names at every scrape.
+            if let previousSeries { XCTAssertEqual(previousSeries, sampleNames) }
+            previousSeries = sampleNames
+        }
     }
 
     func testNumbersReadBackExactly() {

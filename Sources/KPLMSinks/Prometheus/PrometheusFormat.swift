@@ -25,7 +25,21 @@ import KPLM
 /// - Each family is one summary without quantiles, samples `<family>_count`
 ///   and `<family>_sum` (totals since the sink started), and two gauges
 ///   `<family>_min` and `<family>_max` (of the last export that had the
-///   key). Keys with the same family name are merged.
+///   key).
+/// - No silent merges (SPEC §10): a family claims the names `<family>`,
+///   `_count`, `_sum`, `_created`, `_min` and `_max` (``exposedNames(_:)``)
+///   for its raw name. A raw name whose family would claim a name another
+///   raw name holds ("FooCount" next to "Foo", "a-b" next to "a_b",
+///   "BufferingTimeSeconds" next to KPL's "BufferingTime") gets
+///   "_<8 hex digits>" after the snake_case name, before the unit: the FNV-1a
+///   hash of the raw name (``StableHash``), rehashed with a salt while it
+///   still clashes ("kplm_foo_count_1f0e8a3c"). Names are claimed in order of
+///   first export, within one export by raw name bytes, and kept until the
+///   sink is opened again: the same at every scrape. Likewise a key whose
+///   label text another key of its family holds (dimension names that
+///   sanitize alike) gets one more label, `kplm_key` ("_" appended while a
+///   dimension has that name), whose value is the hash of its dimensions.
+///   Other names are left as above.
 /// - Label names: sanitized, not snake-cased; "quantile" (reserved in a
 ///   summary) becomes "quantile_", and a name already used by the key gets
 ///   "_" appended until it is new.
@@ -55,9 +69,12 @@ public enum PrometheusFormat {
     /// above): "kplm_UserRecordsPut" → "kplm_user_records_put",
     /// ("kplm_RequestTime", milliseconds) → "kplm_request_time_seconds",
     /// ("kplm_KinesisRecordsDataPut", bytes) → "kplm_kinesis_records_data_put_bytes".
-    public static func familyName(_ raw: String, unit: MetricUnit = .none) -> String {
+    /// With a `disambiguator` (hex digits), "_<disambiguator>" goes after
+    /// the snake_case name, before the unit.
+    public static func familyName(_ raw: String, unit: MetricUnit = .none, disambiguator: String? = nil) -> String {
         var name = snakeCase(metricName(raw))
         if name == "_" { name = "unnamed" }
+        if let disambiguator { name += "_" + disambiguator }
         switch unit {
         case .milliseconds where !name.hasSuffix("_seconds"): name += "_seconds"
         case .bytes where !name.hasSuffix("_bytes"): name += "_bytes"
@@ -65,6 +82,37 @@ public enum PrometheusFormat {
         }
         if ["_min", "_max", "_total", "_bucket"].contains(where: name.hasSuffix) { name += "_value" }
         return name
+    }
+
+    /// The metric names a family claims in either format: its own, its
+    /// summary's samples (`_count`, `_sum`, and `_created`, which
+    /// OpenMetrics reserves) and its gauges (`_min`, `_max`).
+    static func exposedNames(_ family: String) -> [String] {
+        [family] + ["_count", "_sum", "_created", "_min", "_max"].map { family + $0 }
+    }
+
+    /// The family names given to raw names so far (see the rules above).
+    struct Naming: Equatable {
+        /// Raw `<prefix><name>` → its family name.
+        var families: [String: String] = [:]
+        /// Claimed metric name → the raw name holding it.
+        var owners: [String: String] = [:]
+
+        /// The family name of `raw`: the one it was given, else
+        /// ``familyName(_:unit:disambiguator:)``, hashed while any of its
+        /// ``exposedNames(_:)`` is held by another raw name.
+        mutating func family(of raw: String, unit: MetricUnit) -> String {
+            if let known = families[raw] { return known }
+            var name = PrometheusFormat.familyName(raw, unit: unit)
+            var salt = 0
+            while PrometheusFormat.exposedNames(name).contains(where: { owners[$0] != nil }) {
+                name = PrometheusFormat.familyName(raw, unit: unit, disambiguator: StableHash.hex8(raw, salt: salt))
+                salt += 1
+            }
+            for claimed in PrometheusFormat.exposedNames(name) { owners[claimed] = raw }
+            families[raw] = name
+            return name
+        }
     }
 
     /// What values of a metric with `unit` are divided by: 1000 for
@@ -135,13 +183,42 @@ public enum PrometheusFormat {
         var rawName: String
         var unit: MetricUnit = .none
         var series: [String: Series] = [:]
+        /// Label text → the dimensions (``StableHash/identity(_:_:namespace:)``)
+        /// of the key holding it.
+        var owners: [String: String] = [:]
+
+        /// Adds a key's `new` statistics (merged with what it had, taking
+        /// the new extremes) under its label text, or, when another key
+        /// holds that text, under the text with a `kplm_key` label (see the
+        /// rules above). `used` are the label names of `labels`.
+        mutating func add(_ new: Series, labels: String, used: [String], owner: String) {
+            var text = labels
+            var salt = 0
+            while let holder = owners[text], holder != owner {
+                var name = "kplm_key"
+                while used.contains(name) { name += "_" }
+                text = (labels.isEmpty ? "" : labels + ",") + name + "=\"" + StableHash.hex8(owner, salt: salt) + "\""
+                salt += 1
+            }
+            owners[text] = owner
+            if series[text] == nil {
+                series[text] = new
+            } else {
+                series[text]!.merge(new, replacingExtremes: true)
+            }
+        }
     }
 
     /// The family name and label text of a snapshot's key.
     static func seriesKey(_ snapshot: MetricSnapshot, prefix: String) -> (base: String, labels: String) {
+        (familyName(prefix + snapshot.name, unit: snapshot.unit), labels(snapshot.dimensions).text)
+    }
+
+    /// The label text of a key's dimensions and the label names it uses.
+    static func labels(_ dimensions: [MetricDimension]) -> (text: String, used: [String]) {
         var labels = ""
         var used: [String] = []
-        for d in snapshot.dimensions {
+        for d in dimensions {
             var name = labelName(d.name)
             // A summary's "quantile" label would mark a quantile sample.
             if name == "quantile" { name += "_" }
@@ -151,7 +228,7 @@ public enum PrometheusFormat {
             if !labels.isEmpty { labels += "," }
             labels += name + "=\"" + labelValue(d.value) + "\""
         }
-        return (familyName(prefix + snapshot.name, unit: snapshot.unit), labels)
+        return (labels, used)
     }
 
     /// A snapshot's statistics in the unit of its family.

@@ -58,7 +58,13 @@ public struct PrometheusConfiguration: Sendable, Equatable {
 /// `<family>_count` and `<family>_sum` are totals since open, and gauges
 /// `<family>_min` and `<family>_max` of the last export that had the key;
 /// the key's dimensions are labels. Values of metrics in milliseconds are
-/// divided by 1000 (seconds). Keys with the same family name are merged.
+/// divided by 1000 (seconds). Two keys never share a series: a name whose
+/// family would clash with another's ("FooCount" next to "Foo", "a-b" next
+/// to "a_b", "BufferingTimeSeconds" next to KPL's "BufferingTime") gets a
+/// stable 8-hex-digit hash of its raw name before the unit
+/// ("kplm_foo_count_1f0e8a3c"), and a key whose labels another key of its
+/// family holds gets a `kplm_key` label; the first name seen keeps the
+/// plain name until the next ``open()`` (see ``PrometheusFormat``).
 /// So "UserRecordsPut" with the default prefix is served as
 /// `kplm_user_records_put_count`, `_sum`, `_min` and `_max`, and
 /// "BufferingTime" as `kplm_buffering_time_seconds_count` and so on; the
@@ -77,7 +83,13 @@ public final class PrometheusSink: MetricsSink {
     /// The settings this sink was created with.
     public let configuration: PrometheusConfiguration
 
-    private let store = Locked([String: PrometheusFormat.Family]())
+    /// The families served, by family name, and the names given so far.
+    private struct Store {
+        var families: [String: PrometheusFormat.Family] = [:]
+        var naming = PrometheusFormat.Naming()
+    }
+
+    private let store = Locked(Store())
     private let server = Locked<PrometheusServer?>(nil)
 
     /// Creates a sink; nothing listens before ``open()``.
@@ -99,7 +111,7 @@ public final class PrometheusSink: MetricsSink {
     /// be resolved or bound (port in use) or the thread cannot start.
     public func open() throws {
         close()
-        store.withLock { $0 = [:] }
+        store.withLock { $0 = Store() }
         let started = try PrometheusServer(address: configuration.address, port: configuration.port,
                                            timeout: configuration.requestTimeoutSeconds) { [store] request in
             Self.respond(to: request, store: store)
@@ -109,28 +121,45 @@ public final class PrometheusSink: MetricsSink {
 
     /// Merges `snapshots` into the store. Never throws.
     public func export(_ snapshots: [MetricSnapshot]) throws {
-        // Sanitize and merge the batch outside the lock.
-        var batch: [String: PrometheusFormat.Family] = [:]
+        // Sanitize and merge the batch per key outside the lock (a key can
+        // come once per window).
+        var batch: [String: Pending] = [:]
         for snapshot in snapshots {
-            let (base, labels) = PrometheusFormat.seriesKey(snapshot, prefix: configuration.prefix)
+            let raw = configuration.prefix + snapshot.name
+            let owner = StableHash.identity("", snapshot.dimensions)
             let new = PrometheusFormat.series(of: snapshot)
-            batch[base, default: PrometheusFormat.Family(rawName: configuration.prefix + snapshot.name,
-                                                         unit: snapshot.unit)]
-                .series[labels, default: PrometheusFormat.Series(count: 0, sum: 0, min: .infinity, max: -.infinity)]
-                .merge(new, replacingExtremes: false)
-        }
-        store.withLock { store in
-            for (base, family) in batch {
-                if store[base] == nil {
-                    store[base] = family
-                    continue
-                }
-                for (labels, series) in family.series {
-                    store[base]!.series[labels, default: PrometheusFormat.Series(count: 0, sum: 0, min: 0, max: 0)]
-                        .merge(series, replacingExtremes: true)
-                }
+            let id = StableHash.identity(raw, snapshot.dimensions)
+            if batch[id] == nil {
+                let (labels, used) = PrometheusFormat.labels(snapshot.dimensions)
+                batch[id] = Pending(raw: raw, unit: snapshot.unit, labels: labels, used: used, owner: owner,
+                                    series: new)
+            } else {
+                batch[id]!.series.merge(new, replacingExtremes: false)
             }
         }
+        // Names are claimed in raw name bytes order, whatever the order of the export.
+        let ordered = batch.values.sorted {
+            ByteIdentity.equal($0.raw, $1.raw) ? $0.owner.utf8.lexicographicallyPrecedes($1.owner.utf8)
+                : $0.raw.utf8.lexicographicallyPrecedes($1.raw.utf8)
+        }
+        store.withLock { store in
+            for p in ordered {
+                let base = store.naming.family(of: p.raw, unit: p.unit)
+                store.families[base, default: PrometheusFormat.Family(rawName: p.raw, unit: p.unit)]
+                    .add(p.series, labels: p.labels, used: p.used, owner: p.owner)
+            }
+        }
+    }
+
+    /// One key of an export: its raw name, unit, labels, dimensions
+    /// (``StableHash/identity(_:_:namespace:)``) and merged statistics.
+    private struct Pending {
+        var raw: String
+        var unit: MetricUnit
+        var labels: String
+        var used: [String]
+        var owner: String
+        var series: PrometheusFormat.Series
     }
 
     /// Stops serving: wakes and joins the server thread, closes its socket.
@@ -143,13 +172,13 @@ public final class PrometheusSink: MetricsSink {
 
     /// The answer to one request: the exposition, 404 or 405.
     private static func respond(to request: PrometheusServer.Request,
-                                store: Locked<[String: PrometheusFormat.Family]>) -> PrometheusServer.Response {
+                                store: Locked<Store>) -> PrometheusServer.Response {
         guard request.path == "/metrics" else { return PrometheusServer.plain(404, "404 page not found\n") }
         guard request.method == "GET" || request.method == "HEAD" else {
             return PrometheusServer.plain(405, "405 method not allowed\n", extraHeaders: "Allow: GET, HEAD\r\n")
         }
         let openMetrics = request.accept.lowercased().contains("application/openmetrics-text")
-        let snapshot = store.withLock { $0 }
+        let snapshot = store.withLock { $0.families }
         return PrometheusServer.Response(status: 200,
                                          contentType: openMetrics ? openMetricsContentType : textContentType,
                                          body: PrometheusFormat.render(snapshot, openMetrics: openMetrics))
@@ -159,7 +188,7 @@ public final class PrometheusSink: MetricsSink {
 extension PrometheusFormat.Series {
     /// Adds `other`'s count and sum; takes its min and max when
     /// `replacingExtremes` (a later export), else keeps the extremes of both
-    /// (keys of one export that sanitize alike).
+    /// (windows of one key in one export).
     mutating func merge(_ other: Self, replacingExtremes: Bool) {
         let (total, overflow) = count.addingReportingOverflow(other.count)
         count = overflow ? .max : total

@@ -302,6 +302,51 @@ final class EMFSinkTests: XCTestCase {
         XCTAssertEqual(e.dimensionSets, [[]])
     }
 
+    /// SPEC §10: across all events of one export, no (namespace,
+    /// dimensions, metric name) carries values of two keys, whatever their
+    /// names ("Foo.Min" next to "Foo"), dimension names ("stream" next to
+    /// "StreamName"), blank dimensions or timestamps; every count survives.
+    func testAdversarialKeysNeverShareAMetric() throws {
+        let s = dims(("stream", "x"))
+        var input: [MetricSnapshot] = []
+        var counts: [Int] = []
+        func add(_ name: String, _ d: [MetricDimension] = [], at t: Double = 1_700_000_000, ns: String = "") {
+            counts.append(input.count + 1)
+            input.append(snap(name, count: input.count + 1, sum: Double(input.count), min: 0, max: 1,
+                              dimensions: d, at: t, namespace: ns))
+        }
+        add("Foo"); add("Foo.Min"); add("Foo.Count", at: 1_700_000_060); add("Foo.Max", at: 1_700_000_060)
+        add("Foo.Min.Count"); add("Bar", s); add("Bar", dims(("StreamName", "x")))
+        add("Bar", dims(("StreamName", "x"), ("shard", " "))); add("Baz", ns: "A"); add("Baz", ns: "B")
+        for order in [input, input.reversed()] {
+            for namespace in [nil, "One"] as [String?] {
+                let (out, dropped) = try events(order, namespace: namespace)
+                XCTAssertEqual(dropped, [:])
+                // Every metric value of every event, by (namespace, dimensions, name).
+                var series: [String: [Double]] = [:]
+                var countValues: [Int] = []
+                for e in out {
+                    let dimensionText = (e.dimensionSets.first ?? []).sorted()
+                        .map { "\($0)=\(e.object[$0] as? String ?? "?")" }.joined(separator: ",")
+                    for m in e.metrics {
+                        let values = (e.object[m.name] as? [NSNumber]) ?? [(e.object[m.name] as? NSNumber)].compactMap { $0 }
+                        series["\(e.namespace ?? "")|\(dimensionText)|\(m.name)", default: []] += values.map(\.doubleValue)
+                        if m.unit == "Count" { countValues += values.map(\.intValue) }
+                    }
+                }
+                XCTAssertEqual(series.count, 4 * input.count, "\(series.keys.sorted())")
+                XCTAssertTrue(series.values.allSatisfy { $0.count == 1 }, "\(series.filter { $0.value.count > 1 })")
+                XCTAssertEqual(countValues.sorted(), counts)
+                // Disambiguation depends on the keys, not on their order.
+                let names = Set(out.flatMap { $0.metrics.map(\.name) })
+                if order.first?.name == "Foo" && namespace == nil { firstNames = names } else if namespace == nil {
+                    XCTAssertEqual(names, firstNames)
+                }
+            }
+        }
+    }
+    private var firstNames: Set<String> = []
+
     func testEscaping() throws {
         let name = "we\"ird\\name\n\t\u{1}é✓"
         let value = #"quote " and back\slash"#

@@ -55,6 +55,16 @@ public struct EMFEvents: Sendable, Equatable {
 /// If two snapshots of an event give a metric the same name (and unit),
 /// its value is an array of their values, in input order.
 ///
+/// No silent merges (SPEC §10): two keys (namespace, name, dimensions as
+/// given) never give values to one (namespace, dimension set, metric name)
+/// in one export, whatever their events: "Foo.Min" next to "Foo", "stream"
+/// next to "StreamName", a blank dimension left out, namespaces replaced by
+/// the sink's. Keys whose dimensions were left as given go first, then by
+/// name bytes; a later key that would share a metric is renamed
+/// `<Name>_<8 hex digits>` ("Foo.Min_3c9a01f2", so "Foo.Min_3c9a01f2.Count"
+/// and so on): the FNV-1a hash of its name, else of its whole key. Keys
+/// that clash with nothing keep their names.
+///
 /// Limits: at most ``maxMetricsPerDirective`` metrics per event and
 /// ``maxValuesPerMetric`` values per metric (a snapshot that would go
 /// beyond, or would give an existing metric another unit, starts a new
@@ -93,18 +103,26 @@ public enum EMFFormat {
         var members: [[Entry]] = []
         var heads: [GroupKey] = []
 
+        var prepared: [(GroupKey, Entry)?] = []
+        prepared.reserveCapacity(snapshots.count)
         for s in snapshots {
             switch entry(s, namespace: namespace, unit: unitOf(s.name)) {
             case .failure(let reason):
                 dropped[reason, default: 0] += 1
-            case .success(let (key, e)):
-                if let index = groups[key] {
-                    members[index].append(e)
-                } else {
-                    groups[key] = members.count
-                    members.append([e])
-                    heads.append(key)
-                }
+                prepared.append(nil)
+            case .success(let result):
+                prepared.append(result)
+            }
+        }
+        disambiguate(snapshots, &prepared, namespace: namespace, unitOf: unitOf, dropped: &dropped)
+
+        for case let (key, e)? in prepared {
+            if let index = groups[key] {
+                members[index].append(e)
+            } else {
+                groups[key] = members.count
+                members.append([e])
+                heads.append(key)
             }
         }
 
@@ -205,6 +223,80 @@ public enum EMFFormat {
             (maxName, unit, .real(maximum)),
         ])
         return .success((key, e))
+    }
+
+    /// A metric of one (namespace, dimension set): what must not carry
+    /// values of two keys in one export.
+    struct SeriesName: Hashable {
+        let namespace: Name
+        let sortedDimensions: [MetricDimension]
+        let metric: Name
+    }
+
+    /// Renames the snapshots whose metrics would share a ``SeriesName``
+    /// with another key's (SPEC §10): keys claim their four metrics in
+    /// order — keys whose dimensions were left as given first, then by name
+    /// bytes, then by key — and a key finding one of its metrics claimed by
+    /// another key is renamed `<Name>_<8 hex digits>`, the FNV-1a hash of
+    /// its name, else of its whole key (namespace, name, dimensions), salted
+    /// while it still clashes. A renamed snapshot CloudWatch would refuse
+    /// (a name over 255 characters) is dropped.
+    static func disambiguate(_ snapshots: [MetricSnapshot], _ prepared: inout [(GroupKey, Entry)?],
+                             namespace: String?, unitOf: (String) -> MetricUnit,
+                             dropped: inout [EMFDropReason: Int]) {
+        func seriesNames(_ key: GroupKey, _ e: Entry) -> [SeriesName] {
+            e.metrics.map { SeriesName(namespace: key.namespace, sortedDimensions: key.sortedDimensions,
+                                       metric: Name(text: $0.name)) }
+        }
+        // Nothing to do in the common case: every metric of a distinct key is new.
+        var identities: [String] = Array(repeating: "", count: snapshots.count)
+        var seen: [SeriesName: String] = [:]
+        var clash = false
+        for (i, p) in prepared.enumerated() {
+            guard let (key, e) = p else { continue }
+            let s = snapshots[i]
+            identities[i] = StableHash.identity(s.name, s.dimensions, namespace: s.namespace)
+            for n in seriesNames(key, e) {
+                if let holder = seen[n], holder != identities[i] { clash = true }
+                seen[n] = identities[i]
+            }
+        }
+        guard clash else { return }
+
+        func asGiven(_ i: Int) -> Bool {
+            prepared[i]!.1.dimensions.count == snapshots[i].dimensions.count
+                && zip(prepared[i]!.1.dimensions, snapshots[i].dimensions).allSatisfy { ByteIdentity.equal($0.name, $1.name) }
+        }
+        let order = prepared.indices.filter { prepared[$0] != nil }.sorted { a, b in
+            let (ga, gb) = (asGiven(a), asGiven(b))
+            if ga != gb { return ga }
+            let (na, nb) = (snapshots[a].name, snapshots[b].name)
+            if !ByteIdentity.equal(na, nb) { return na.utf8.lexicographicallyPrecedes(nb.utf8) }
+            return identities[a].utf8.lexicographicallyPrecedes(identities[b].utf8)
+        }
+        var owners: [SeriesName: String] = [:]
+        for i in order {
+            var (key, e) = prepared[i]!
+            let id = identities[i]
+            var attempt = 0
+            while seriesNames(key, e).contains(where: { owners[$0].map { $0 != id } ?? false }) {
+                let s = snapshots[i]
+                let hash = attempt == 0 ? StableHash.hex8(s.name) : StableHash.hex8(id, salt: attempt - 1)
+                attempt += 1
+                var renamed = s
+                renamed.name = s.name + "_" + hash
+                switch entry(renamed, namespace: namespace, unit: unitOf(s.name)) {
+                case .success(let result): (key, e) = result
+                case .failure(let reason):
+                    dropped[reason, default: 0] += 1
+                    prepared[i] = nil
+                }
+                if prepared[i] == nil { break }
+            }
+            guard prepared[i] != nil else { continue }
+            prepared[i] = (key, e)
+            for n in seriesNames(key, e) { owners[n] = id }
+        }
     }
 
     // MARK: - Packing

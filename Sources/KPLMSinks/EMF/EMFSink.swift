@@ -71,7 +71,11 @@ public struct EMFSinkConfiguration: Sendable, Equatable {
 /// Each export is encoded by ``EMFFormat/events(_:namespace:maxEventBytes:unitOf:)``:
 /// a snapshot `<Name>` becomes the metrics `<Name>` (the sum, with the
 /// metric's unit), `<Name>.Count` (the count, unit "Count"), `<Name>.Min`
-/// and `<Name>.Max` (with the metric's unit); a count-0 snapshot and
+/// and `<Name>.Max` (with the metric's unit). Two keys never share a metric
+/// of one (namespace, dimension set) in an export: a key whose metrics
+/// would ("Foo.Min" next to "Foo", "stream" next to "StreamName") is
+/// renamed `<Name>_<8 hex digits>`, a stable hash (see ``EMFFormat``); a
+/// count-0 snapshot and
 /// non-finite values are never written (see ``dropped``). A snapshot that
 /// produces no metric (``EMFDropReason``: over CloudWatch's limits, or a
 /// name or value it would refuse) is counted in ``dropped`` and in the

@@ -147,8 +147,10 @@ final class DogStatsDSinkTests: XCTestCase {
         let lines = parse(receiver.receiveAll())
 
         let constant = ["t_1st_tag", "r_gion:eu_west"]
-        let longBase = String(("my_app." + longName).prefix(194))
-        let longTag = String(("stream:" + String(repeating: "s", count: 300)).prefix(200))
+        // Cut names and tags end with the hash of the whole.
+        let longBase = String(("my_app." + longName).prefix(185)) + "_" + StableHash.hex8("my app." + longName)
+        let longTag = String(("stream:" + String(repeating: "s", count: 300)).prefix(191)) + "_"
+            + StableHash.hex8("stream:" + String(repeating: "S", count: 300))
         let want = expected("my_app.Weird_name___9", count: "1", sum: "1", min: "1", max: "1",
                             tags: constant + ["stream:orders_stream__x_y", "error_code:_a:va"])
             + expected(longBase, count: "1", sum: "4", min: "4", max: "4", tags: constant + [longTag])
@@ -163,6 +165,39 @@ final class DogStatsDSinkTests: XCTestCase {
         XCTAssertEqual(DogStatsDFormat.tag("Env:Prod/EU-1.a_b"), "env:prod/eu-1.a_b")
         XCTAssertEqual(DogStatsDFormat.tag(":x"), "t_:x")
         XCTAssertEqual(DogStatsDFormat.tag("a\nb,c|d@e#f"), "a_b_c_d_e_f")
+    }
+
+    /// SPEC §10: sanitising, lower-casing and truncation never send two keys
+    /// of one export under one name and tag set; long tag values that differ
+    /// only at the end stay distinct tags; every count survives.
+    func testAdversarialKeysNeverShareASeries() throws {
+        let receiver = try UDPReceiver()
+        let sink = try makeSink(receiver, limit: 65507)
+        try sink.open()
+        defer { sink.close() }
+        let long = String(repeating: "s", count: 250)
+        let longName = String(repeating: "n", count: 300)
+        var keys: [(String, [MetricDimension])] = [
+            ("a-b", []), ("a_b", []), ("a b", []), ("9x", []), ("m_9x", []),
+            (longName + "1", []), (longName + "2", []),
+            ("L", dims(("stream", long + "1"))), ("L", dims(("stream", long + "2"))), ("L", dims(("stream", long + "3"))),
+            ("T", dims(("stream", "Orders"))), ("T", dims(("stream", "orders"))), ("T", dims(("Stream", "orders"))),
+            ("C", dims(("a:b", "c"))), ("C", dims(("a", "b:c"))),
+        ]
+        keys += [("Tags", dims(("x", "1"), ("y", "2")))]
+        for order in [Array(keys.indices), keys.indices.reversed()] {
+            try sink.export(order.map { i in
+                MetricSnapshot(name: keys[i].0, count: i + 1, sum: 1, min: 1, max: 1, dimensions: keys[i].1,
+                               windowStart: 0, windowEnd: 1, timestampUnix: 0)
+            })
+            let lines = parse(receiver.receiveAll()).filter { $0.name.hasSuffix(".count") }
+            XCTAssertEqual(lines.map { Int($0.value)! }.sorted(), Array(1...keys.count))
+            let series = lines.map { "\($0.name)|\($0.tags.sorted())" }
+            XCTAssertEqual(Set(series).count, lines.count, "\(series)")
+            let longTags = Set(lines.filter { $0.name == "L.count" }.flatMap(\.tags))
+            XCTAssertEqual(longTags.count, 3, "\(longTags)")
+            XCTAssertTrue(longTags.allSatisfy { $0.count <= 200 })
+        }
     }
 
     func testNumbersArePlainRoundTripDecimals() {

@@ -57,7 +57,10 @@ public struct DogStatsDConfiguration: Sendable, Equatable {
 /// Each snapshot becomes four lines, `<prefix.><name>.count:<count>|c`,
 /// `.sum:<sum>|c`, `.min:<min>|g` and `.max:<max>|g`, tagged (`|#`) with
 /// the constant tags then one `name:value` tag per dimension. Names and
-/// tags are sanitized (see ``DogStatsDFormat``). Lines are packed, joined
+/// tags are sanitized (see ``DogStatsDFormat``); a name or tag cut to 200
+/// characters ends with a stable hash of the whole, and a key whose
+/// sanitized name and tags another key of the export has gets a hash
+/// suffix on its name, so two keys never share a series. Lines are packed, joined
 /// by "\n", into datagrams of at most
 /// ``DogStatsDConfiguration/maxDatagramBytes``; a longer line (or one with
 /// a non-finite value) is dropped and counted in ``droppedLineCount``, and
@@ -153,8 +156,9 @@ public final class DogStatsDSink: DropCountingSink {
         var lines: [String] = []
         lines.reserveCapacity(snapshots.count * 4)
         var dropped = 0
-        for snapshot in snapshots {
-            for line in DogStatsDFormat.lines(snapshot, prefix: namePrefix, tags: constantTags) {
+        let bases = DogStatsDFormat.baseNames(snapshots, prefix: namePrefix)
+        for (snapshot, base) in zip(snapshots, bases) {
+            for line in DogStatsDFormat.lines(snapshot, base: base, tags: constantTags) {
                 if let line { lines.append(line) } else { dropped += 1 }
             }
         }
@@ -237,10 +241,19 @@ public final class DogStatsDSink: DropCountingSink {
 ///
 /// - Metric names: ASCII letters, digits, "_" and "."; any other Unicode
 ///   scalar becomes "_"; "m_" is put in front of a name not starting with a
-///   letter; at most 200 characters, suffix (".count"...) included.
+///   letter; at most 200 characters, suffix (".count"...) included: a
+///   longer name is cut and ends with "_<8 hex digits>", the FNV-1a hash of
+///   the raw name (``StableHash``).
 /// - Tags: ASCII letters, digits and "_-:./"; any other scalar becomes "_";
 ///   lowercased; "t_" in front of a tag not starting with a letter; at most
-///   200 characters.
+///   200 characters: a longer tag is cut to 191 and ends with
+///   "_<8 hex digits>", the hash of the raw "name:value".
+/// - No silent merges (SPEC §10): two keys of one export never get the same
+///   name and tag set. When sanitizing would merge them ("a-b" and "a_b",
+///   "Stream:X" and "stream:x", "a:b"="c" and "a"="b:c"), keys left as
+///   given keep their name, then the first by raw name bytes; the others
+///   get "_<8 hex digits>" (``baseNames(_:prefix:)``). Other names are as
+///   above.
 /// - Numbers: plain decimal, never an exponent, the shortest digits that
 ///   read back as the same Double.
 public enum DogStatsDFormat {
@@ -252,10 +265,9 @@ public enum DogStatsDFormat {
         [(".count", "c"), (".sum", "c"), (".min", "g"), (".max", "g")]
     private static let longestSuffix = 6
 
-    /// The lines of one snapshot: count, sum, min, max; nil for a statistic
-    /// whose value is not finite.
-    static func lines(_ snapshot: MetricSnapshot, prefix: String, tags: [String]) -> [String?] {
-        let base = metricName(prefix + snapshot.name)
+    /// The lines of one snapshot under the metric name `base`: count, sum,
+    /// min, max; nil for a statistic whose value is not finite.
+    static func lines(_ snapshot: MetricSnapshot, base: String, tags: [String]) -> [String?] {
         var allTags = tags
         for d in snapshot.dimensions { allTags.append(tag(d.name + ":" + d.value)) }
         let tagText = allTags.isEmpty ? "" : "|#" + allTags.joined(separator: ",")
@@ -266,8 +278,59 @@ public enum DogStatsDFormat {
         }
     }
 
+    /// The metric name of each snapshot (`prefix` + name, sanitized), so
+    /// that no two keys of the export share a name and tag set (see the
+    /// rules above): keys that sanitizing left as given go first, then by
+    /// raw name bytes, then by dimensions; a key whose name and tags another
+    /// key holds gets "_<8 hex digits>", the hash of its raw name, else of
+    /// its whole key, salted while it still clashes.
+    static func baseNames(_ snapshots: [MetricSnapshot], prefix: String) -> [String] {
+        var bases = snapshots.map { metricName(prefix + $0.name) }
+        func tagText(_ s: MetricSnapshot) -> String {
+            s.dimensions.map { tag($0.name + ":" + $0.value) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+                .joined(separator: ",")
+        }
+        let tagTexts = snapshots.map(tagText)
+        let identities = snapshots.map { StableHash.identity(prefix + $0.name, $0.dimensions) }
+        // Nothing to do in the common case: every series of a distinct key is new.
+        var seen: [String: String] = [:]
+        var clash = false
+        for i in snapshots.indices {
+            let series = bases[i] + "|" + tagTexts[i]
+            if let holder = seen[series], holder != identities[i] { clash = true; break }
+            seen[series] = identities[i]
+        }
+        guard clash else { return bases }
+
+        func asGiven(_ i: Int) -> Bool {
+            ByteIdentity.equal(bases[i], prefix + snapshots[i].name)
+                && snapshots[i].dimensions.allSatisfy { ByteIdentity.equal(tag($0.name + ":" + $0.value), $0.name + ":" + $0.value) }
+        }
+        let order = snapshots.indices.sorted { a, b in
+            let (ga, gb) = (asGiven(a), asGiven(b))
+            if ga != gb { return ga }
+            let (na, nb) = (prefix + snapshots[a].name, prefix + snapshots[b].name)
+            if !ByteIdentity.equal(na, nb) { return na.utf8.lexicographicallyPrecedes(nb.utf8) }
+            return identities[a].utf8.lexicographicallyPrecedes(identities[b].utf8)
+        }
+        var owners: [String: String] = [:]
+        for i in order {
+            let plain = bases[i]
+            var attempt = 0
+            while let holder = owners[bases[i] + "|" + tagTexts[i]], holder != identities[i] {
+                let hash = attempt == 0 ? StableHash.hex8(prefix + snapshots[i].name)
+                    : StableHash.hex8(identities[i], salt: attempt - 1)
+                attempt += 1
+                bases[i] = String(plain.prefix(maxLength - longestSuffix - 9)) + "_" + hash
+            }
+            owners[bases[i] + "|" + tagTexts[i]] = identities[i]
+        }
+        return bases
+    }
+
     /// A sanitized metric name, without the statistic's suffix: at most 194
-    /// characters, leaving room for the longest suffix (".count").
+    /// characters, leaving room for the longest suffix (".count"); a longer
+    /// one is cut to 185 and gets "_<8 hex digits>", the hash of `raw`.
     public static func metricName(_ raw: String) -> String {
         var out = ""
         out.reserveCapacity(raw.utf8.count)
@@ -277,10 +340,19 @@ public enum DogStatsDFormat {
             out.unicodeScalars.append(keep ? scalar : "_")
         }
         if let first = out.unicodeScalars.first, isLetter(first.value) {} else { out = "m_" + out }
-        return String(out.prefix(maxLength - longestSuffix))
+        return shortened(out, to: maxLength - longestSuffix, raw: raw)
     }
 
-    /// A sanitized tag.
+    /// `text` if it has at most `limit` characters, else its first
+    /// `limit` - 9 and "_<8 hex digits>", the hash of `raw`: texts that
+    /// differ only beyond the cut stay apart.
+    private static func shortened(_ text: String, to limit: Int, raw: String) -> String {
+        guard text.count > limit else { return text }
+        return String(text.prefix(limit - 9)) + "_" + StableHash.hex8(raw)
+    }
+
+    /// A sanitized tag; at most 200 characters (a longer one is cut to 191
+    /// and gets "_<8 hex digits>", the hash of `raw`).
     public static func tag(_ raw: String) -> String {
         var out = ""
         out.reserveCapacity(raw.utf8.count)
@@ -295,7 +367,7 @@ public enum DogStatsDFormat {
             }
         }
         if let first = out.unicodeScalars.first, isLetter(first.value) {} else { out = "t_" + out }
-        return String(out.prefix(maxLength))
+        return shortened(out, to: maxLength, raw: raw)
     }
 
     /// `value` in plain decimal (no exponent), with the shortest digits that

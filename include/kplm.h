@@ -694,7 +694,11 @@ void kplm_dogstatsd_config_init_sized(kplm_dogstatsd_config *config, size_t size
  * "<name>.count:<count>|c", "<name>.sum:<sum>|c", "<name>.min:<min>|g" and
  * "<name>.max:<max>|g", tagged with its dimensions ("stream:orders") and the
  * constant tags, names and tags sanitized (see the README), packed into
- * datagrams of at most max_datagram_bytes. A line longer than
+ * datagrams of at most max_datagram_bytes. Two keys never share a series: a
+ * name or tag cut to 200 characters ends with "_<8 hex digits>" (a stable
+ * FNV-1a hash of the whole), and when sanitizing would give two keys of one
+ * export the same name and tags ("a-b", "a_b"), the key left as given (else
+ * the first by name bytes) keeps its name and the others get "_<hash>". A line longer than
  * max_datagram_bytes (long tags), or with a non-finite value, is dropped and
  * counted under KPLM_METRIC_SINK_DROPPED (one per line: up to 4 per
  * snapshot); the export itself succeeds.
@@ -731,7 +735,12 @@ void kplm_emf_config_init_sized(kplm_emf_config *config, size_t size);
  * An EMF sink: each export becomes EMF events (JSON objects, one per line)
  * within EMF's limits (100 metrics per directive, 100 values per metric, 30
  * dimensions per set, integer millisecond timestamps). EMF has no statistic
- * set: see the README for how count, sum, min and max are represented.
+ * set: see the README for how count, sum, min and max are represented
+ * (metrics <Name>, <Name>.Count, <Name>.Min, <Name>.Max). Two keys never
+ * give values to one (namespace, dimensions, metric) in an export: a key
+ * that would ("Foo.Min" next to "Foo", "stream" next to "StreamName") is
+ * renamed "<Name>_<8 hex digits>", a stable FNV-1a hash (keys with
+ * dimensions as given, then by name bytes, keep their names).
  * A snapshot EMF cannot carry (alone over the event byte limit, more than 30
  * dimensions, a name, namespace, dimension, value or timestamp CloudWatch
  * refuses) is dropped and counted under KPLM_METRIC_SINK_DROPPED (one per
@@ -763,7 +772,12 @@ void kplm_prometheus_config_init_sized(kplm_prometheus_config *config, size_t si
  * for bytes) whose `_count` and `_sum` samples are totals since start, plus
  * gauges `<prefix><name>_min` and `_max` of the last export that had the
  * key; dimensions become labels. Names and labels are sanitized to
- * Prometheus' rules (the output passes `promtool check metrics`). The text
+ * Prometheus' rules (the output passes `promtool check metrics`). Two keys
+ * never share a series: a name whose family would clash with another's
+ * ("FooCount" and "Foo", "a-b" and "a_b", "BufferingTimeSeconds" and
+ * "BufferingTime") gets "_<8 hex digits>", a stable FNV-1a hash of the name,
+ * before the unit (the first name seen keeps its name until the sink
+ * restarts), and a key whose labels another key holds gets a `kplm_key` label. The text
  * format 0.0.4 is served, or OpenMetrics 1.0 (ending with "# EOF") when the
  * scraper's Accept header asks for application/openmetrics-text. A scrape
  * never waits for a put. One thread serves up to 128 connections at once

@@ -737,10 +737,13 @@ void kplm_emf_config_init_sized(kplm_emf_config *config, size_t size);
  * dimensions per set, integer millisecond timestamps). EMF has no statistic
  * set: see the README for how count, sum, min and max are represented
  * (metrics <Name>, <Name>.Count, <Name>.Min, <Name>.Max). Two keys never
- * give values to one (namespace, dimensions, metric) in an export: a key
- * that would ("Foo.Min" next to "Foo", "stream" next to "StreamName") is
- * renamed "<Name>_<8 hex digits>", a stable FNV-1a hash (keys with
- * dimensions as given, then by name bytes, keep their names).
+ * give values to one (namespace, dimensions, metric), at any flush: by a
+ * rule of the key alone, a name ending with ".Count", ".Min", ".Max" or
+ * "_<8 hex digits>" becomes "<Name>_<8 hex digits>" (a stable FNV-1a hash
+ * of the name), and a key with a dimension named "StreamName", "ShardId" or
+ * "ErrorCode" (what "stream", "shard", "error_code" become) or a blank one
+ * becomes "<Name>_<hash of name and dimension names>"; other keys keep
+ * their names, whichever keys are exported with them.
  * A snapshot EMF cannot carry (alone over the event byte limit, more than 30
  * dimensions, a name, namespace, dimension, value or timestamp CloudWatch
  * refuses) is dropped and counted under KPLM_METRIC_SINK_DROPPED (one per

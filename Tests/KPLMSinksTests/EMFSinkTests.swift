@@ -298,29 +298,48 @@ final class EMFSinkTests: XCTestCase {
         ])
         XCTAssertEqual(dropped, [.invalidDimension: 3, .invalidName: 3])
         let e = try requireCount(out, 1)[0]
-        XCTAssertEqual(e.metrics.first?.name, "BlankDimension")
+        // Left out, the blank dimension renames the key (it is not the key
+        // without it): its name, dimension names and blank values are hashed.
+        let hash = StableHash.hex8(StableHash.identity("BlankDimension", dims(("stream", "- "))))
+        XCTAssertEqual(e.metrics.first?.name, "BlankDimension_" + hash)
         XCTAssertEqual(e.dimensionSets, [[]])
     }
 
     /// SPEC §10: across all events of one export, no (namespace,
     /// dimensions, metric name) carries values of two keys, whatever their
     /// names ("Foo.Min" next to "Foo"), dimension names ("stream" next to
-    /// "StreamName"), blank dimensions or timestamps; every count survives.
+    /// "StreamName"), blank dimensions or timestamps; every count survives;
+    /// and each key's metric names are those it has when exported alone
+    /// (the same at every flush, whichever keys are present).
     func testAdversarialKeysNeverShareAMetric() throws {
         let s = dims(("stream", "x"))
         var input: [MetricSnapshot] = []
-        var counts: [Int] = []
         func add(_ name: String, _ d: [MetricDimension] = [], at t: Double = 1_700_000_000, ns: String = "") {
-            counts.append(input.count + 1)
             input.append(snap(name, count: input.count + 1, sum: Double(input.count), min: 0, max: 1,
                               dimensions: d, at: t, namespace: ns))
         }
         add("Foo"); add("Foo.Min"); add("Foo.Count", at: 1_700_000_060); add("Foo.Max", at: 1_700_000_060)
-        add("Foo.Min.Count"); add("Bar", s); add("Bar", dims(("StreamName", "x")))
-        add("Bar", dims(("StreamName", "x"), ("shard", " "))); add("Baz", ns: "A"); add("Baz", ns: "B")
+        add("Foo.Min.Count"); add("Foo.Min_" + StableHash.hex8("Foo.Min")); add("Bar", s)
+        add("Bar", dims(("StreamName", "x"))); add("Bar", dims(("StreamName", "x"), ("shard", " ")))
+        add("Bar", dims(("StreamName", "x"), ("shard", "  "))); add("Bar", dims(("stream", "x"), ("shard", " ")))
+        add("Bar_" + StableHash.hex8(StableHash.identity("Bar", dims(("StreamName", ""))))); add("Bar", dims(("StreamName", "y")))
+        add("Baz", ns: "A"); add("Baz", ns: "B")
+        /// Metric name of each value of the export, by the key's count.
+        func names(_ out: [Event]) -> [Int: Set<String>] {
+            var byCount: [Int: Set<String>] = [:]
+            for e in out {
+                for m in e.metrics where m.unit == "Count" {
+                    let values = (e.object[m.name] as? [NSNumber]) ?? [(e.object[m.name] as? NSNumber)].compactMap { $0 }
+                    for v in values { byCount[v.intValue, default: []].insert(String(m.name.dropLast(".Count".count))) }
+                }
+            }
+            return byCount
+        }
         for order in [input, input.reversed()] {
             for namespace in [nil, "One"] as [String?] {
-                let (out, dropped) = try events(order, namespace: namespace)
+                // A sink's namespace replaces the export's one namespace.
+                let keys = namespace == nil ? order : order.filter { $0.namespace.isEmpty }
+                let (out, dropped) = try events(keys, namespace: namespace)
                 XCTAssertEqual(dropped, [:])
                 // Every metric value of every event, by (namespace, dimensions, name).
                 var series: [String: [Double]] = [:]
@@ -334,18 +353,18 @@ final class EMFSinkTests: XCTestCase {
                         if m.unit == "Count" { countValues += values.map(\.intValue) }
                     }
                 }
-                XCTAssertEqual(series.count, 4 * input.count, "\(series.keys.sorted())")
+                XCTAssertEqual(series.count, 4 * keys.count, "\(series.keys.sorted())")
                 XCTAssertTrue(series.values.allSatisfy { $0.count == 1 }, "\(series.filter { $0.value.count > 1 })")
-                XCTAssertEqual(countValues.sorted(), counts)
-                // Disambiguation depends on the keys, not on their order.
-                let names = Set(out.flatMap { $0.metrics.map(\.name) })
-                if order.first?.name == "Foo" && namespace == nil { firstNames = names } else if namespace == nil {
-                    XCTAssertEqual(names, firstNames)
+                XCTAssertEqual(countValues.sorted(), keys.map(\.count).sorted())
+                // Each key's name is the one it has alone: no other key decides it.
+                let together = names(out)
+                for k in keys {
+                    let alone = names(try events([k], namespace: namespace).0)
+                    XCTAssertEqual(together[k.count], alone[k.count], "\(k.name) \(k.dimensions)")
                 }
             }
         }
     }
-    private var firstNames: Set<String> = []
 
     func testEscaping() throws {
         let name = "we\"ird\\name\n\t\u{1}é✓"

@@ -55,15 +55,20 @@ public struct EMFEvents: Sendable, Equatable {
 /// If two snapshots of an event give a metric the same name (and unit),
 /// its value is an array of their values, in input order.
 ///
-/// No silent merges (SPEC §10): two keys (namespace, name, dimensions as
-/// given) never give values to one (namespace, dimension set, metric name)
-/// in one export, whatever their events: "Foo.Min" next to "Foo", "stream"
-/// next to "StreamName", a blank dimension left out, namespaces replaced by
-/// the sink's. Keys whose dimensions were left as given go first, then by
-/// name bytes; a later key that would share a metric is renamed
-/// `<Name>_<8 hex digits>` ("Foo.Min_3c9a01f2", so "Foo.Min_3c9a01f2.Count"
-/// and so on): the FNV-1a hash of its name, else of its whole key. Keys
-/// that clash with nothing keep their names.
+/// No silent merges (SPEC §10): two keys (name, dimensions) of one
+/// namespace never give values to one (namespace, dimension set, metric
+/// name), in any export or flush. The rule depends on the key alone, never
+/// on the other keys of the export: a key keeps its name unless
+/// - its name ends with ".Count", ".Min", ".Max" (the derived metrics'
+///   suffixes) or "_<8 hex digits>" (the renamed form): it becomes
+///   `<Name>_<8 hex digits>`, the FNV-1a hash of its name
+///   ("Foo.Min_3c9a01f2", so "Foo.Min_3c9a01f2.Count" and so on);
+/// - a dimension is named "StreamName", "ShardId" or "ErrorCode" (the names
+///   "stream", "shard", "error_code" become) or has a blank value (left
+///   out): it becomes `<Name>_<8 hex digits>`, the hash of its name,
+///   dimension names and blank values.
+/// The namespace is not renamed: an export (one manager's) has one, and
+/// the sink's namespace replaces it.
 ///
 /// Limits: at most ``maxMetricsPerDirective`` metrics per event and
 /// ``maxValuesPerMetric`` values per metric (a snapshot that would go
@@ -106,7 +111,9 @@ public enum EMFFormat {
         var prepared: [(GroupKey, Entry)?] = []
         prepared.reserveCapacity(snapshots.count)
         for s in snapshots {
-            switch entry(s, namespace: namespace, unit: unitOf(s.name)) {
+            var named = s
+            named.name = emittedName(s)
+            switch entry(named, namespace: namespace, unit: unitOf(s.name)) {
             case .failure(let reason):
                 dropped[reason, default: 0] += 1
                 prepared.append(nil)
@@ -114,7 +121,6 @@ public enum EMFFormat {
                 prepared.append(result)
             }
         }
-        disambiguate(snapshots, &prepared, namespace: namespace, unitOf: unitOf, dropped: &dropped)
 
         for case let (key, e)? in prepared {
             if let index = groups[key] {
@@ -225,78 +231,38 @@ public enum EMFFormat {
         return .success((key, e))
     }
 
-    /// A metric of one (namespace, dimension set): what must not carry
-    /// values of two keys in one export.
-    struct SeriesName: Hashable {
-        let namespace: Name
-        let sortedDimensions: [MetricDimension]
-        let metric: Name
+    /// Dimension names that the CloudWatch renaming produces ("stream"
+    /// becomes "StreamName"...): a key giving one of them as is could meet
+    /// a key renamed to it.
+    static let reservedDimensionNames = ["StreamName", "ShardId", "ErrorCode"]
+
+    /// Whether `name` ends with "_" and 8 lower-case hex digits, the form
+    /// of a renamed name.
+    static func endsWithHash(_ name: String) -> Bool {
+        let tail = Array(name.utf8.suffix(9))
+        guard tail.count == 9, tail[0] == UInt8(ascii: "_") else { return false }
+        return tail.dropFirst().allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
-    /// Renames the snapshots whose metrics would share a ``SeriesName``
-    /// with another key's (SPEC §10): keys claim their four metrics in
-    /// order — keys whose dimensions were left as given first, then by name
-    /// bytes, then by key — and a key finding one of its metrics claimed by
-    /// another key is renamed `<Name>_<8 hex digits>`, the FNV-1a hash of
-    /// its name, else of its whole key (namespace, name, dimensions), salted
-    /// while it still clashes. A renamed snapshot CloudWatch would refuse
-    /// (a name over 255 characters) is dropped.
-    static func disambiguate(_ snapshots: [MetricSnapshot], _ prepared: inout [(GroupKey, Entry)?],
-                             namespace: String?, unitOf: (String) -> MetricUnit,
-                             dropped: inout [EMFDropReason: Int]) {
-        func seriesNames(_ key: GroupKey, _ e: Entry) -> [SeriesName] {
-            e.metrics.map { SeriesName(namespace: key.namespace, sortedDimensions: key.sortedDimensions,
-                                       metric: Name(text: $0.name)) }
+    /// The metric name of a snapshot (SPEC §10), from the key alone: its
+    /// own name, unless the name ends with ".Count", ".Min", ".Max" or
+    /// "_<8 hex digits>" (the hash of its name is appended), or a dimension
+    /// is named "StreamName", "ShardId" or "ErrorCode" or has a blank value
+    /// (the hash of its name, dimension names and blank values is appended).
+    static func emittedName(_ s: MetricSnapshot) -> String {
+        var reshaped = false
+        var signature: [MetricDimension] = []
+        for d in s.dimensions {
+            let blank = CloudWatchShape.isBlank(d.value)
+            if blank || reservedDimensionNames.contains(where: { ByteIdentity.equal($0, d.name) }) { reshaped = true }
+            signature.append(MetricDimension(d.name, blank ? "-" + d.value : ""))
         }
-        // Nothing to do in the common case: every metric of a distinct key is new.
-        var identities: [String] = Array(repeating: "", count: snapshots.count)
-        var seen: [SeriesName: String] = [:]
-        var clash = false
-        for (i, p) in prepared.enumerated() {
-            guard let (key, e) = p else { continue }
-            let s = snapshots[i]
-            identities[i] = StableHash.identity(s.name, s.dimensions, namespace: s.namespace)
-            for n in seriesNames(key, e) {
-                if let holder = seen[n], holder != identities[i] { clash = true }
-                seen[n] = identities[i]
-            }
+        if reshaped { return s.name + "_" + StableHash.hex8(StableHash.identity(s.name, signature)) }
+        let suffixes = [derivedSuffixes.count, derivedSuffixes.min, derivedSuffixes.max]
+        if endsWithHash(s.name) || suffixes.contains(where: { s.name.utf8.suffix($0.utf8.count).elementsEqual($0.utf8) }) {
+            return s.name + "_" + StableHash.hex8(s.name)
         }
-        guard clash else { return }
-
-        func asGiven(_ i: Int) -> Bool {
-            prepared[i]!.1.dimensions.count == snapshots[i].dimensions.count
-                && zip(prepared[i]!.1.dimensions, snapshots[i].dimensions).allSatisfy { ByteIdentity.equal($0.name, $1.name) }
-        }
-        let order = prepared.indices.filter { prepared[$0] != nil }.sorted { a, b in
-            let (ga, gb) = (asGiven(a), asGiven(b))
-            if ga != gb { return ga }
-            let (na, nb) = (snapshots[a].name, snapshots[b].name)
-            if !ByteIdentity.equal(na, nb) { return na.utf8.lexicographicallyPrecedes(nb.utf8) }
-            return identities[a].utf8.lexicographicallyPrecedes(identities[b].utf8)
-        }
-        var owners: [SeriesName: String] = [:]
-        for i in order {
-            var (key, e) = prepared[i]!
-            let id = identities[i]
-            var attempt = 0
-            while seriesNames(key, e).contains(where: { owners[$0].map { $0 != id } ?? false }) {
-                let s = snapshots[i]
-                let hash = attempt == 0 ? StableHash.hex8(s.name) : StableHash.hex8(id, salt: attempt - 1)
-                attempt += 1
-                var renamed = s
-                renamed.name = s.name + "_" + hash
-                switch entry(renamed, namespace: namespace, unit: unitOf(s.name)) {
-                case .success(let result): (key, e) = result
-                case .failure(let reason):
-                    dropped[reason, default: 0] += 1
-                    prepared[i] = nil
-                }
-                if prepared[i] == nil { break }
-            }
-            guard prepared[i] != nil else { continue }
-            prepared[i] = (key, e)
-            for n in seriesNames(key, e) { owners[n] = id }
-        }
+        return s.name
     }
 
     // MARK: - Packing

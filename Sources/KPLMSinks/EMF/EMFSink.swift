@@ -72,10 +72,11 @@ public struct EMFSinkConfiguration: Sendable, Equatable {
 /// a snapshot `<Name>` becomes the metrics `<Name>` (the sum, with the
 /// metric's unit), `<Name>.Count` (the count, unit "Count"), `<Name>.Min`
 /// and `<Name>.Max` (with the metric's unit). Two keys never share a metric
-/// of one (namespace, dimension set) in an export: a key whose metrics
-/// would ("Foo.Min" next to "Foo", "stream" next to "StreamName") is
-/// renamed `<Name>_<8 hex digits>`, a stable hash (see ``EMFFormat``); a
-/// count-0 snapshot and
+/// of one (namespace, dimension set): a key whose name ends with ".Count",
+/// ".Min", ".Max" or "_<8 hex digits>", or with a dimension named
+/// "StreamName", "ShardId" or "ErrorCode" or a blank one, is always renamed
+/// `<Name>_<8 hex digits>`, a stable hash of the key (see ``EMFFormat``),
+/// whichever other keys are exported; a count-0 snapshot and
 /// non-finite values are never written (see ``dropped``). A snapshot that
 /// produces no metric (``EMFDropReason``: over CloudWatch's limits, or a
 /// name or value it would refuse) is counted in ``dropped`` and in the

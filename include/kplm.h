@@ -694,11 +694,13 @@ void kplm_dogstatsd_config_init_sized(kplm_dogstatsd_config *config, size_t size
  * "<name>.count:<count>|c", "<name>.sum:<sum>|c", "<name>.min:<min>|g" and
  * "<name>.max:<max>|g", tagged with its dimensions ("stream:orders") and the
  * constant tags, names and tags sanitized (see the README), packed into
- * datagrams of at most max_datagram_bytes. Two keys never share a series: a
- * name or tag cut to 200 characters ends with "_<8 hex digits>" (a stable
- * FNV-1a hash of the whole), and when sanitizing would give two keys of one
- * export the same name and tags ("a-b", "a_b"), the key left as given (else
- * the first by name bytes) keeps its name and the others get "_<hash>". A line longer than
+ * datagrams of at most max_datagram_bytes. Two keys never share a series,
+ * at any flush, by a rule of each key alone: a name (prefix included) or a
+ * dimension's "name:value" tag that sanitizing changes (lower-casing
+ * included: "shard:shardId-1" is sent "shard:shardid-1_<hash>"), that is
+ * cut to 200 characters, that ends with "_<8 hex digits>", or a tag whose
+ * dimension name has a ':', ends with "_<8 hex digits>", a stable FNV-1a
+ * hash of the raw text; others are sent as given. A line longer than
  * max_datagram_bytes (long tags), or with a non-finite value, is dropped and
  * counted under KPLM_METRIC_SINK_DROPPED (one per line: up to 4 per
  * snapshot); the export itself succeeds.

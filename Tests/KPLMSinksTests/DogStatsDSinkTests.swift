@@ -120,13 +120,14 @@ final class DogStatsDSinkTests: XCTestCase {
         let lines = parse(receiver.receiveAll())
         let env = ["env:prod", "team:ingest"]
         let want = expected("kpl.AllErrors", count: "1", sum: "1", min: "1", max: "1",
-                            tags: env + ["stream:orders", "error_code:throttled"])
+                            tags: env + ["stream:orders", "error_code:throttled_" + StableHash.hex8("error_code:Throttled")])
             + expected("kpl.BufferingTime", count: "2", sum: "0.30000000000000004", min: "0.1", max: "0.2",
                        tags: env)
             + expected("kpl.Tiny", count: "2", sum: "-2500000000000000000000", min: "-2500000000000000000000",
                        max: "0.0000001", tags: env)
             + expected("kpl.UserRecordsPut", count: "2", sum: "5.5", min: "2", max: "3.5",
-                       tags: env + ["stream:orders", "shard:shardid-000000000001"])
+                       tags: env + ["stream:orders", "shard:shardid-000000000001_"
+                                    + StableHash.hex8("shard:shardId-000000000001")])
         XCTAssertEqual(lines, want)
         XCTAssertEqual(sink.droppedLineCount, 0)
         XCTAssertEqual(sink.sentDatagramCount, 1)
@@ -147,12 +148,14 @@ final class DogStatsDSinkTests: XCTestCase {
         let lines = parse(receiver.receiveAll())
 
         let constant = ["t_1st_tag", "r_gion:eu_west"]
-        // Cut names and tags end with the hash of the whole.
+        // Changed or cut names and tags end with the hash of the whole.
         let longBase = String(("my_app." + longName).prefix(185)) + "_" + StableHash.hex8("my app." + longName)
         let longTag = String(("stream:" + String(repeating: "s", count: 300)).prefix(191)) + "_"
             + StableHash.hex8("stream:" + String(repeating: "S", count: 300))
-        let want = expected("my_app.Weird_name___9", count: "1", sum: "1", min: "1", max: "1",
-                            tags: constant + ["stream:orders_stream__x_y", "error_code:_a:va"])
+        let want = expected("my_app.Weird_name___9_" + StableHash.hex8("my app.Weird name/ü#9"),
+                            count: "1", sum: "1", min: "1", max: "1",
+                            tags: constant + ["stream:orders_stream__x_y_" + StableHash.hex8("stream:Orders Stream|#x,y"),
+                                              "error_code:_a:va_" + StableHash.hex8("error_code:Ça:va")])
             + expected(longBase, count: "1", sum: "4", min: "4", max: "4", tags: constant + [longTag])
         XCTAssertEqual(Set(lines), Set(want))
         XCTAssertEqual(lines.count, want.count)
@@ -184,13 +187,23 @@ final class DogStatsDSinkTests: XCTestCase {
             ("T", dims(("stream", "Orders"))), ("T", dims(("stream", "orders"))), ("T", dims(("Stream", "orders"))),
             ("C", dims(("a:b", "c"))), ("C", dims(("a", "b:c"))),
         ]
-        keys += [("Tags", dims(("x", "1"), ("y", "2")))]
+        keys += [("Tags", dims(("x", "1"), ("y", "2"))), ("h_" + StableHash.hex8("h-"), []), ("h-", [])]
+        func snapshot(_ i: Int) -> MetricSnapshot {
+            MetricSnapshot(name: keys[i].0, count: i + 1, sum: 1, min: 1, max: 1, dimensions: keys[i].1,
+                           windowStart: 0, windowEnd: 1, timestampUnix: 0)
+        }
+        // Each key's series alone: the rule depends on the key only.
+        var alone: [Int: String] = [:]
+        for i in keys.indices {
+            try sink.export([snapshot(i)])
+            for l in parse(receiver.receiveAll()) where l.name.hasSuffix(".count") {
+                alone[Int(l.value)!] = "\(l.name)|\(l.tags.sorted())"
+            }
+        }
         for order in [Array(keys.indices), keys.indices.reversed()] {
-            try sink.export(order.map { i in
-                MetricSnapshot(name: keys[i].0, count: i + 1, sum: 1, min: 1, max: 1, dimensions: keys[i].1,
-                               windowStart: 0, windowEnd: 1, timestampUnix: 0)
-            })
+            try sink.export(order.map(snapshot))
             let lines = parse(receiver.receiveAll()).filter { $0.name.hasSuffix(".count") }
+            for l in lines { XCTAssertEqual("\(l.name)|\(l.tags.sorted())", alone[Int(l.value)!]) }
             XCTAssertEqual(lines.map { Int($0.value)! }.sorted(), Array(1...keys.count))
             let series = lines.map { "\($0.name)|\($0.tags.sorted())" }
             XCTAssertEqual(Set(series).count, lines.count, "\(series)")

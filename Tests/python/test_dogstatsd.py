@@ -94,11 +94,11 @@ def test_flush_sends_exact_values(receiver):
         lines = parse(receiver.receive_all())
         env = ("env:ci", "team:ingest")
         assert lines == (
-            four("kpl.AllErrors", "1", "1", "1", "1", env + ("stream:orders", "error_code:throttled"))
+            four("kpl.AllErrors", "1", "1", "1", "1", env + ("stream:orders", "error_code:throttled_abaa9404"))
             + four("kpl.Huge", "1", "10000000000000000000000", "10000000000000000000000",
                    "10000000000000000000000", env)
-            + four("kpl.Latency_ms", "2", "0.30000000000000004", "0.1", "0.2", env)
-            + four("kpl.UserRecordsPut", "2", "5.5", "2", "3.5", env + ("stream:orders", "shard:shardid-7"))
+            + four("kpl.Latency_ms_c8b9bf13", "2", "0.30000000000000004", "0.1", "0.2", env)
+            + four("kpl.UserRecordsPut", "2", "5.5", "2", "3.5", env + ("stream:orders", "shard:shardid-7_453c3245"))
         )
         # Every value reads back as the exact double.
         assert float(lines[9][1]) == 0.1 + 0.2
@@ -107,7 +107,7 @@ def test_flush_sends_exact_values(receiver):
         m.put("AllErrors", 4, stream="orders", error_code="Throttled")
     # The final flush of close.
     assert parse(receiver.receive_all()) == four("kpl.AllErrors", "1", "4", "4", "4",
-                                                 env + ("stream:orders", "error_code:throttled"))
+                                                 env + ("stream:orders", "error_code:throttled_abaa9404"))
 
 
 def test_small_datagrams_carry_every_line_once(receiver):

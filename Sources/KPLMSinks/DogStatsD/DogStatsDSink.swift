@@ -57,10 +57,11 @@ public struct DogStatsDConfiguration: Sendable, Equatable {
 /// Each snapshot becomes four lines, `<prefix.><name>.count:<count>|c`,
 /// `.sum:<sum>|c`, `.min:<min>|g` and `.max:<max>|g`, tagged (`|#`) with
 /// the constant tags then one `name:value` tag per dimension. Names and
-/// tags are sanitized (see ``DogStatsDFormat``); a name or tag cut to 200
-/// characters ends with a stable hash of the whole, and a key whose
-/// sanitized name and tags another key of the export has gets a hash
-/// suffix on its name, so two keys never share a series. Lines are packed, joined
+/// tags are sanitized (see ``DogStatsDFormat``); a name or dimension tag
+/// that sanitizing changes (lower-casing included) or cuts, or that ends
+/// with "_<8 hex digits>", ends with "_<8 hex digits>", a stable hash of the
+/// raw text, so two keys never share a series, at any flush, whichever keys
+/// are exported together. Lines are packed, joined
 /// by "\n", into datagrams of at most
 /// ``DogStatsDConfiguration/maxDatagramBytes``; a longer line (or one with
 /// a non-finite value) is dropped and counted in ``droppedLineCount``, and
@@ -248,12 +249,16 @@ public final class DogStatsDSink: DropCountingSink {
 ///   lowercased; "t_" in front of a tag not starting with a letter; at most
 ///   200 characters: a longer tag is cut to 191 and ends with
 ///   "_<8 hex digits>", the hash of the raw "name:value".
-/// - No silent merges (SPEC §10): two keys of one export never get the same
-///   name and tag set. When sanitizing would merge them ("a-b" and "a_b",
-///   "Stream:X" and "stream:x", "a:b"="c" and "a"="b:c"), keys left as
-///   given keep their name, then the first by raw name bytes; the others
-///   get "_<8 hex digits>" (``baseNames(_:prefix:)``). Other names are as
-///   above.
+/// - No silent merges (SPEC §10): two keys never get the same name and tag
+///   set, at any flush, by a rule of each key alone (never of the other
+///   keys exported): a key's name (prefix included) is sent as given when
+///   sanitizing leaves it unchanged, it fits and it does not end with
+///   "_<8 hex digits>"; else it is sanitized, cut to 185 and ends with
+///   "_<8 hex digits>", the hash of the raw name (``seriesName(_:)``). A
+///   dimension's "name:value" tag likewise, cut to 191, the hash of the raw
+///   tag, also when the dimension name has a ":" ("a:b"="c" and "a"="b:c";
+///   ``dimensionTag(_:)``). Lower-casing is a change: "stream:Orders"
+///   becomes "stream:orders_<hash>", apart from "stream:orders".
 /// - Numbers: plain decimal, never an exponent, the shortest digits that
 ///   read back as the same Double.
 public enum DogStatsDFormat {
@@ -269,7 +274,7 @@ public enum DogStatsDFormat {
     /// min, max; nil for a statistic whose value is not finite.
     static func lines(_ snapshot: MetricSnapshot, base: String, tags: [String]) -> [String?] {
         var allTags = tags
-        for d in snapshot.dimensions { allTags.append(tag(d.name + ":" + d.value)) }
+        for d in snapshot.dimensions { allTags.append(dimensionTag(d)) }
         let tagText = allTags.isEmpty ? "" : "|#" + allTags.joined(separator: ",")
         let values: [String?] = [String(snapshot.count), number(snapshot.sum), number(snapshot.min),
                                  number(snapshot.max)]
@@ -278,60 +283,55 @@ public enum DogStatsDFormat {
         }
     }
 
-    /// The metric name of each snapshot (`prefix` + name, sanitized), so
-    /// that no two keys of the export share a name and tag set (see the
-    /// rules above): keys that sanitizing left as given go first, then by
-    /// raw name bytes, then by dimensions; a key whose name and tags another
-    /// key holds gets "_<8 hex digits>", the hash of its raw name, else of
-    /// its whole key, salted while it still clashes.
+    /// The metric name of each snapshot: ``seriesName(_:)`` of `prefix` + name.
     static func baseNames(_ snapshots: [MetricSnapshot], prefix: String) -> [String] {
-        var bases = snapshots.map { metricName(prefix + $0.name) }
-        func tagText(_ s: MetricSnapshot) -> String {
-            s.dimensions.map { tag($0.name + ":" + $0.value) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-                .joined(separator: ",")
-        }
-        let tagTexts = snapshots.map(tagText)
-        let identities = snapshots.map { StableHash.identity(prefix + $0.name, $0.dimensions) }
-        // Nothing to do in the common case: every series of a distinct key is new.
-        var seen: [String: String] = [:]
-        var clash = false
-        for i in snapshots.indices {
-            let series = bases[i] + "|" + tagTexts[i]
-            if let holder = seen[series], holder != identities[i] { clash = true; break }
-            seen[series] = identities[i]
-        }
-        guard clash else { return bases }
+        snapshots.map { seriesName(prefix + $0.name) }
+    }
 
-        func asGiven(_ i: Int) -> Bool {
-            ByteIdentity.equal(bases[i], prefix + snapshots[i].name)
-                && snapshots[i].dimensions.allSatisfy { ByteIdentity.equal(tag($0.name + ":" + $0.value), $0.name + ":" + $0.value) }
-        }
-        let order = snapshots.indices.sorted { a, b in
-            let (ga, gb) = (asGiven(a), asGiven(b))
-            if ga != gb { return ga }
-            let (na, nb) = (prefix + snapshots[a].name, prefix + snapshots[b].name)
-            if !ByteIdentity.equal(na, nb) { return na.utf8.lexicographicallyPrecedes(nb.utf8) }
-            return identities[a].utf8.lexicographicallyPrecedes(identities[b].utf8)
-        }
-        var owners: [String: String] = [:]
-        for i in order {
-            let plain = bases[i]
-            var attempt = 0
-            while let holder = owners[bases[i] + "|" + tagTexts[i]], holder != identities[i] {
-                let hash = attempt == 0 ? StableHash.hex8(prefix + snapshots[i].name)
-                    : StableHash.hex8(identities[i], salt: attempt - 1)
-                attempt += 1
-                bases[i] = String(plain.prefix(maxLength - longestSuffix - 9)) + "_" + hash
-            }
-            owners[bases[i] + "|" + tagTexts[i]] = identities[i]
-        }
-        return bases
+    /// Whether `text` ends with "_" and 8 lower-case hex digits, the form
+    /// of a name or tag given a hash.
+    static func endsWithHash(_ text: String) -> Bool {
+        let tail = Array(text.utf8.suffix(9))
+        guard tail.count == 9, tail[0] == UInt8(ascii: "_") else { return false }
+        return tail.dropFirst().allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    /// The metric name of a key (SPEC §10), from its raw name alone: the raw
+    /// name when sanitizing leaves it unchanged, it has at most 194
+    /// characters and does not end with "_<8 hex digits>"; else the
+    /// sanitized name, cut to 185 characters, + "_<8 hex digits>", the hash
+    /// of the raw name.
+    static func seriesName(_ raw: String) -> String {
+        let clean = sanitizedName(raw)
+        let limit = maxLength - longestSuffix
+        if ByteIdentity.equal(clean, raw), !endsWithHash(raw), clean.count <= limit { return raw }
+        return String(clean.prefix(limit - 9)) + "_" + StableHash.hex8(raw)
+    }
+
+    /// The tag of a dimension (SPEC §10), from the dimension alone:
+    /// "name:value" when sanitizing leaves it unchanged, it has at most 200
+    /// characters, does not end with "_<8 hex digits>" and the name has no
+    /// ":"; else the sanitized tag, cut to 191 characters, + "_<8 hex
+    /// digits>", the hash of the raw "name:value" (salted with the name's
+    /// length when the name has a ":").
+    static func dimensionTag(_ d: MetricDimension) -> String {
+        let raw = d.name + ":" + d.value
+        let clean = sanitizedTag(raw)
+        let colon = d.name.utf8.contains(UInt8(ascii: ":"))
+        if !colon, ByteIdentity.equal(clean, raw), !endsWithHash(raw), clean.count <= maxLength { return raw }
+        return String(clean.prefix(maxLength - 9)) + "_"
+            + StableHash.hex8(raw, salt: colon ? d.name.utf8.count : 0)
     }
 
     /// A sanitized metric name, without the statistic's suffix: at most 194
     /// characters, leaving room for the longest suffix (".count"); a longer
     /// one is cut to 185 and gets "_<8 hex digits>", the hash of `raw`.
     public static func metricName(_ raw: String) -> String {
+        shortened(sanitizedName(raw), to: maxLength - longestSuffix, raw: raw)
+    }
+
+    /// `raw` sanitized as a metric name, at any length.
+    static func sanitizedName(_ raw: String) -> String {
         var out = ""
         out.reserveCapacity(raw.utf8.count)
         for scalar in raw.unicodeScalars {
@@ -340,7 +340,7 @@ public enum DogStatsDFormat {
             out.unicodeScalars.append(keep ? scalar : "_")
         }
         if let first = out.unicodeScalars.first, isLetter(first.value) {} else { out = "m_" + out }
-        return shortened(out, to: maxLength - longestSuffix, raw: raw)
+        return out
     }
 
     /// `text` if it has at most `limit` characters, else its first
@@ -354,6 +354,11 @@ public enum DogStatsDFormat {
     /// A sanitized tag; at most 200 characters (a longer one is cut to 191
     /// and gets "_<8 hex digits>", the hash of `raw`).
     public static func tag(_ raw: String) -> String {
+        shortened(sanitizedTag(raw), to: maxLength, raw: raw)
+    }
+
+    /// `raw` sanitized as a tag, at any length.
+    static func sanitizedTag(_ raw: String) -> String {
         var out = ""
         out.reserveCapacity(raw.utf8.count)
         for scalar in raw.unicodeScalars {
@@ -367,7 +372,7 @@ public enum DogStatsDFormat {
             }
         }
         if let first = out.unicodeScalars.first, isLetter(first.value) {} else { out = "t_" + out }
-        return shortened(out, to: maxLength, raw: raw)
+        return out
     }
 
     /// `value` in plain decimal (no exponent), with the shortest digits that

@@ -696,9 +696,8 @@ void kplm_dogstatsd_config_init_sized(kplm_dogstatsd_config *config, size_t size
  * constant tags, names and tags sanitized (see the README), packed into
  * datagrams of at most max_datagram_bytes. Two keys never share a series,
  * at any flush, by a rule of each key alone: a name (prefix included) or a
- * dimension's "name:value" tag that sanitizing changes (lower-casing
- * included: "shard:shardId-1" is sent "shard:shardid-1_<hash>"), that is
- * cut to 200 characters, that ends with "_<8 hex digits>", or a tag whose
+ * dimension's "name:value" tag that sanitizing changes (case is kept:
+ * "shard:shardId-1" is sent as given), that is cut to 200 characters, that ends with "_<8 hex digits>", or a tag whose
  * dimension name has a ':', ends with "_<8 hex digits>", a stable FNV-1a
  * hash of the raw text; others are sent as given. A line longer than
  * max_datagram_bytes (long tags), or with a non-finite value, is dropped and

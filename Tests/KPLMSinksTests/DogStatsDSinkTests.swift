@@ -57,7 +57,7 @@ private struct Line: Hashable, CustomStringConvertible {
 /// The strict grammar of a line: name, plain decimal value, c or g, tags.
 private let linePattern = try! NSRegularExpression(pattern:
     #"^([A-Za-z][A-Za-z0-9_.]{0,199}):(-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?)\|(c|g)"#
-    + #"(?:\|#([a-z][a-z0-9_:./-]{0,199}(?:,[a-z][a-z0-9_:./-]{0,199})*))?$"#)
+    + #"(?:\|#([A-Za-z][A-Za-z0-9_:./-]{0,199}(?:,[A-Za-z][A-Za-z0-9_:./-]{0,199})*))?$"#)
 
 /// Parses every line of every datagram strictly (a failure for any other text).
 private func parse(_ datagrams: [[UInt8]], file: StaticString = #filePath, line: UInt = #line) -> [Line] {
@@ -118,16 +118,15 @@ final class DogStatsDSinkTests: XCTestCase {
         try m.flush()
 
         let lines = parse(receiver.receiveAll())
-        let env = ["env:prod", "team:ingest"]
+        let env = ["env:Prod", "team:ingest"]
         let want = expected("kpl.AllErrors", count: "1", sum: "1", min: "1", max: "1",
-                            tags: env + ["stream:orders", "error_code:throttled_" + StableHash.hex8("error_code:Throttled")])
+                            tags: env + ["stream:orders", "error_code:Throttled"])
             + expected("kpl.BufferingTime", count: "2", sum: "0.30000000000000004", min: "0.1", max: "0.2",
                        tags: env)
             + expected("kpl.Tiny", count: "2", sum: "-2500000000000000000000", min: "-2500000000000000000000",
                        max: "0.0000001", tags: env)
             + expected("kpl.UserRecordsPut", count: "2", sum: "5.5", min: "2", max: "3.5",
-                       tags: env + ["stream:orders", "shard:shardid-000000000001_"
-                                    + StableHash.hex8("shard:shardId-000000000001")])
+                       tags: env + ["stream:orders", "shard:shardId-000000000001"])
         XCTAssertEqual(lines, want)
         XCTAssertEqual(sink.droppedLineCount, 0)
         XCTAssertEqual(sink.sentDatagramCount, 1)
@@ -147,14 +146,14 @@ final class DogStatsDSinkTests: XCTestCase {
         try m.flush()
         let lines = parse(receiver.receiveAll())
 
-        let constant = ["t_1st_tag", "r_gion:eu_west"]
+        let constant = ["t_1st_Tag", "R_gion:EU_west"]
         // Changed or cut names and tags end with the hash of the whole.
         let longBase = String(("my_app." + longName).prefix(185)) + "_" + StableHash.hex8("my app." + longName)
-        let longTag = String(("stream:" + String(repeating: "s", count: 300)).prefix(191)) + "_"
+        let longTag = String(("stream:" + String(repeating: "S", count: 300)).prefix(191)) + "_"
             + StableHash.hex8("stream:" + String(repeating: "S", count: 300))
         let want = expected("my_app.Weird_name___9_" + StableHash.hex8("my app.Weird name/ü#9"),
                             count: "1", sum: "1", min: "1", max: "1",
-                            tags: constant + ["stream:orders_stream__x_y_" + StableHash.hex8("stream:Orders Stream|#x,y"),
+                            tags: constant + ["stream:Orders_Stream__x_y_" + StableHash.hex8("stream:Orders Stream|#x,y"),
                                               "error_code:_a:va_" + StableHash.hex8("error_code:Ça:va")])
             + expected(longBase, count: "1", sum: "4", min: "4", max: "4", tags: constant + [longTag])
         XCTAssertEqual(Set(lines), Set(want))
@@ -165,7 +164,7 @@ final class DogStatsDSinkTests: XCTestCase {
         XCTAssertEqual(DogStatsDFormat.metricName("9lives"), "m_9lives")
         XCTAssertEqual(DogStatsDFormat.metricName("_x"), "m__x")
         XCTAssertEqual(DogStatsDFormat.metricName(""), "m_")
-        XCTAssertEqual(DogStatsDFormat.tag("Env:Prod/EU-1.a_b"), "env:prod/eu-1.a_b")
+        XCTAssertEqual(DogStatsDFormat.tag("Env:Prod/EU-1.a_b"), "Env:Prod/EU-1.a_b")   // case kept
         XCTAssertEqual(DogStatsDFormat.tag(":x"), "t_:x")
         XCTAssertEqual(DogStatsDFormat.tag("a\nb,c|d@e#f"), "a_b_c_d_e_f")
     }

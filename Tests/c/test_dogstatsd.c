@@ -142,14 +142,14 @@ static void flush_to_udp(void) {
     char buf[2048];
     CHECK(receive(fd, buf, sizeof buf, 2000) > 0);
     CHECK_STR(buf,
-              "kpl.Latency_ms_c8b9bf13.count:1|c|#env:ci,t_1team\n"
-              "kpl.Latency_ms_c8b9bf13.sum:0.25|c|#env:ci,t_1team\n"
-              "kpl.Latency_ms_c8b9bf13.min:0.25|g|#env:ci,t_1team\n"
-              "kpl.Latency_ms_c8b9bf13.max:0.25|g|#env:ci,t_1team\n"
-              "kpl.UserRecordsPut.count:2|c|#env:ci,t_1team,stream:orders,shard:shardid-1_453c3277\n"
-              "kpl.UserRecordsPut.sum:5.5|c|#env:ci,t_1team,stream:orders,shard:shardid-1_453c3277\n"
-              "kpl.UserRecordsPut.min:2|g|#env:ci,t_1team,stream:orders,shard:shardid-1_453c3277\n"
-              "kpl.UserRecordsPut.max:3.5|g|#env:ci,t_1team,stream:orders,shard:shardid-1_453c3277");
+              "kpl.Latency_ms_c8b9bf13.count:1|c|#env:CI,t_1team\n"
+              "kpl.Latency_ms_c8b9bf13.sum:0.25|c|#env:CI,t_1team\n"
+              "kpl.Latency_ms_c8b9bf13.min:0.25|g|#env:CI,t_1team\n"
+              "kpl.Latency_ms_c8b9bf13.max:0.25|g|#env:CI,t_1team\n"
+              "kpl.UserRecordsPut.count:2|c|#env:CI,t_1team,stream:orders,shard:shardId-1\n"
+              "kpl.UserRecordsPut.sum:5.5|c|#env:CI,t_1team,stream:orders,shard:shardId-1\n"
+              "kpl.UserRecordsPut.min:2|g|#env:CI,t_1team,stream:orders,shard:shardId-1\n"
+              "kpl.UserRecordsPut.max:3.5|g|#env:CI,t_1team,stream:orders,shard:shardId-1");
     CHECK(receive(fd, buf, sizeof buf, 100) == -1);
 
     /* The final flush of close goes out too. */
@@ -158,10 +158,10 @@ static void flush_to_udp(void) {
     CHECK_OK(kplm_close(m));
     CHECK(receive(fd, buf, sizeof buf, 2000) > 0);
     CHECK_STR(buf,
-              "kpl.UserRecordsPut.count:1|c|#env:ci,t_1team,stream:orders\n"
-              "kpl.UserRecordsPut.sum:0.0000001|c|#env:ci,t_1team,stream:orders\n"
-              "kpl.UserRecordsPut.min:0.0000001|g|#env:ci,t_1team,stream:orders\n"
-              "kpl.UserRecordsPut.max:0.0000001|g|#env:ci,t_1team,stream:orders");
+              "kpl.UserRecordsPut.count:1|c|#env:CI,t_1team,stream:orders\n"
+              "kpl.UserRecordsPut.sum:0.0000001|c|#env:CI,t_1team,stream:orders\n"
+              "kpl.UserRecordsPut.min:0.0000001|g|#env:CI,t_1team,stream:orders\n"
+              "kpl.UserRecordsPut.max:0.0000001|g|#env:CI,t_1team,stream:orders");
     kplm_free(m);
     close(fd);
 }

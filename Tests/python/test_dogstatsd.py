@@ -12,7 +12,7 @@ import pytest
 import kplm
 
 # name:value|type(|#tags)? — plain decimals, sanitized names and tags.
-_TAG = r"[a-z][a-z0-9_:./-]{0,199}"
+_TAG = r"[A-Za-z][A-Za-z0-9_:./-]{0,199}"
 LINE = re.compile(r"([A-Za-z][A-Za-z0-9_.]{0,199}):(-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?)\|(c|g)"
                   rf"(?:\|#({_TAG}(?:,{_TAG})*))?")
 
@@ -92,13 +92,13 @@ def test_flush_sends_exact_values(receiver):
         m.put("Huge", 1e22)
         m.flush()
         lines = parse(receiver.receive_all())
-        env = ("env:ci", "team:ingest")
+        env = ("env:CI", "Team:Ingest")   # case kept
         assert lines == (
-            four("kpl.AllErrors", "1", "1", "1", "1", env + ("stream:orders", "error_code:throttled_abaa9404"))
+            four("kpl.AllErrors", "1", "1", "1", "1", env + ("stream:orders", "error_code:Throttled"))
             + four("kpl.Huge", "1", "10000000000000000000000", "10000000000000000000000",
                    "10000000000000000000000", env)
             + four("kpl.Latency_ms_c8b9bf13", "2", "0.30000000000000004", "0.1", "0.2", env)
-            + four("kpl.UserRecordsPut", "2", "5.5", "2", "3.5", env + ("stream:orders", "shard:shardid-7_453c3245"))
+            + four("kpl.UserRecordsPut", "2", "5.5", "2", "3.5", env + ("stream:orders", "shard:shardId-7"))
         )
         # Every value reads back as the exact double.
         assert float(lines[9][1]) == 0.1 + 0.2
@@ -107,7 +107,7 @@ def test_flush_sends_exact_values(receiver):
         m.put("AllErrors", 4, stream="orders", error_code="Throttled")
     # The final flush of close.
     assert parse(receiver.receive_all()) == four("kpl.AllErrors", "1", "4", "4", "4",
-                                                 env + ("stream:orders", "error_code:throttled_abaa9404"))
+                                                 env + ("stream:orders", "error_code:Throttled"))
 
 
 def test_small_datagrams_carry_every_line_once(receiver):

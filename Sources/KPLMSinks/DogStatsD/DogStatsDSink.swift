@@ -58,7 +58,7 @@ public struct DogStatsDConfiguration: Sendable, Equatable {
 /// `.sum:<sum>|c`, `.min:<min>|g` and `.max:<max>|g`, tagged (`|#`) with
 /// the constant tags then one `name:value` tag per dimension. Names and
 /// tags are sanitized (see ``DogStatsDFormat``); a name or dimension tag
-/// that sanitizing changes (lower-casing included) or cuts, or that ends
+/// that sanitizing changes or cuts, or that ends
 /// with "_<8 hex digits>", ends with "_<8 hex digits>", a stable hash of the
 /// raw text, so two keys never share a series, at any flush, whichever keys
 /// are exported together. Lines are packed, joined
@@ -245,8 +245,9 @@ public final class DogStatsDSink: DropCountingSink {
 ///   letter; at most 200 characters, suffix (".count"...) included: a
 ///   longer name is cut and ends with "_<8 hex digits>", the FNV-1a hash of
 ///   the raw name (``StableHash``).
-/// - Tags: ASCII letters, digits and "_-:./"; any other scalar becomes "_";
-///   lowercased; "t_" in front of a tag not starting with a letter; at most
+/// - Tags: ASCII letters (case kept: the agent or backend may lower-case
+///   them, kplm does not merge them), digits and "_-:./"; any other scalar
+///   becomes "_"; "t_" in front of a tag not starting with a letter; at most
 ///   200 characters: a longer tag is cut to 191 and ends with
 ///   "_<8 hex digits>", the hash of the raw "name:value".
 /// - No silent merges (SPEC §10): two keys never get the same name and tag
@@ -257,8 +258,8 @@ public final class DogStatsDSink: DropCountingSink {
 ///   "_<8 hex digits>", the hash of the raw name (``seriesName(_:)``). A
 ///   dimension's "name:value" tag likewise, cut to 191, the hash of the raw
 ///   tag, also when the dimension name has a ":" ("a:b"="c" and "a"="b:c";
-///   ``dimensionTag(_:)``). Lower-casing is a change: "stream:Orders"
-///   becomes "stream:orders_<hash>", apart from "stream:orders".
+///   ``dimensionTag(_:)``). KPL tags such as "shard:shardId-000000000001"
+///   are sent as given.
 /// - Numbers: plain decimal, never an exponent, the shortest digits that
 ///   read back as the same Double.
 public enum DogStatsDFormat {
@@ -363,9 +364,7 @@ public enum DogStatsDFormat {
         out.reserveCapacity(raw.utf8.count)
         for scalar in raw.unicodeScalars {
             let v = scalar.value
-            if v >= 0x41 && v <= 0x5A {
-                out.unicodeScalars.append(Unicode.Scalar(v + 0x20)!)
-            } else if isLetter(v) || isDigit(v) || "_-:./".unicodeScalars.contains(scalar) {
+            if isLetter(v) || isDigit(v) || "_-:./".unicodeScalars.contains(scalar) {
                 out.unicodeScalars.append(scalar)
             } else {
                 out.unicodeScalars.append("_")

@@ -428,6 +428,21 @@ def _awaitable_result(what: str, result: Any) -> None:
                     "kplm.Manager never awaits it: use kplm.aiokpl for async sinks")
 
 
+def _callback_failed(core_ref: "weakref.ReferenceType[_Core]", what: str, exc: BaseException,
+                     sink: Any) -> None:
+    """A sink callback raised ``exc``: hand it to its manager (see :meth:`_Core.callback_raised`).
+
+    The manager is looked up here, not taken from the trampoline's local: a
+    signal handler may raise (``sys.exit``) on the very line that would have
+    set that local, and its exception must not be dropped.
+    """
+    owner = core_ref()
+    if owner is not None:
+        owner.callback_raised(what, exc)
+    else:
+        logger.error("kplm sink %r: %s raised %s: %s", sink, what, type(exc).__name__, exc)
+
+
 def _build_sink(core: _Core, sink: Any) -> Tuple[KplmSink, Optional[_SinkEntry]]:
     """Wrap a Python sink object into a kplm_sink with trampolines.
 
@@ -463,10 +478,7 @@ def _build_sink(core: _Core, sink: Any) -> Tuple[KplmSink, Optional[_SinkEntry]]
                 owner.count_delivered(batch)
             return 0
         except BaseException as exc:
-            if owner is not None:
-                owner.callback_raised("export", exc)
-            else:
-                logger.error("kplm sink %r: export raised %s: %s", sink, type(exc).__name__, exc)
+            _callback_failed(core_ref, "export", exc, sink)
             return 1
         finally:
             del stack[depth:]
@@ -490,8 +502,7 @@ def _build_sink(core: _Core, sink: Any) -> Tuple[KplmSink, Optional[_SinkEntry]]
                 _awaitable_result("open", open_())
                 return 0
             except BaseException as exc:
-                if owner is not None:
-                    owner.callback_raised("open", exc)
+                _callback_failed(core_ref, "open", exc, sink)
                 return 1
             finally:
                 del stack[depth:]
@@ -512,8 +523,7 @@ def _build_sink(core: _Core, sink: Any) -> Tuple[KplmSink, Optional[_SinkEntry]]
                     stack.append((core_ref, "record"))
                 _awaitable_result("record", record(Event.from_c(event[0])))
             except BaseException as exc:
-                if owner is not None:
-                    owner.callback_raised("record", exc)
+                _callback_failed(core_ref, "record", exc, sink)
             finally:
                 del stack[depth:]
                 owner = None
@@ -535,10 +545,7 @@ def _build_sink(core: _Core, sink: Any) -> Tuple[KplmSink, Optional[_SinkEntry]]
             if callable(close):
                 _awaitable_result("close", close())
         except BaseException as exc:
-            if owner is not None:
-                owner.callback_raised("close", exc)
-            else:
-                logger.error("kplm sink %r: close raised %s: %s", sink, type(exc).__name__, exc)
+            _callback_failed(core_ref, "close", exc, sink)
         finally:
             del stack[depth:]
             owner = None

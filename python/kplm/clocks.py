@@ -50,6 +50,8 @@ class ClockCallback:
             return value
         except BaseException as exc:  # never let it cross into C
             self.last_error = exc
+            if owner is None and self._owner is not None:
+                owner = self._owner()   # a signal handler raised before the try set it
             if owner is not None and not isinstance(exc, Exception) and _on_main_thread():
                 owner.defer(exc)  # SystemExit/KeyboardInterrupt: re-raised after the call
                 return self._last

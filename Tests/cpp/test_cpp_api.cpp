@@ -356,7 +356,7 @@ void builtin_sinks() {
         CHECK(n > 0);
         buf[n] = 0;
         CHECK_EQ(std::string(buf).substr(0, std::string(buf).find('\n')),
-                 std::string("kpl.UserRecordsPut.count:1|c|#env:ci,team:a,stream:orders"));
+                 std::string("kpl.UserRecordsPut.count:1|c|#env:CI,team:a,stream:orders"));
     }
     close(fd);
 

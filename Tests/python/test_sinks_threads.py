@@ -181,6 +181,8 @@ def test_threads_putting_while_flushing_export_exact_totals(make_manager):
         handle = manager.metric("UserRecordsPut", stream=f"stream-{t % 2}")
         for i in range(n_puts):
             value = float((i * 7 + t) % 13 - 3)
+            if i % 100 == 99:
+                time.sleep(0.001)   # buffered puts are fast: spread them over many flushes
             if i % 4 == 0:
                 handle.put(value)
             else:

@@ -280,7 +280,12 @@ typedef struct {
     /** Manager clock in seconds, monotonic. NULL = the system monotonic clock. */
     double (*clock)(void *user_data);
     void *clock_user_data;
-    uint32_t max_metrics;              /**< default 100000; cap on distinct keys; > 0 */
+    /**
+     * Default 100000; > 0. Cap on distinct live keys. A key with no
+     * observation inside the window and nothing left to export is removed at
+     * the next flush, giving its place and memory back (SPEC §10).
+     */
+    uint32_t max_metrics;
     /**
      * Default 10000; finite and > 0. How long kplm_flush waits for an export
      * still running on another thread, and kplm_close for the final export,
@@ -409,6 +414,9 @@ kplm_status kplm_put(kplm_manager *m, const char *name, double value,
  * Resolves a key once, for repeated kplm_metric_put calls. Same key rules and
  * checks as kplm_put. *out is owned by the manager (valid until kplm_free);
  * NULL on failure. At level NONE it returns a handle whose puts do nothing.
+ * A handle stays valid when its key, idle, is removed at a flush (see
+ * max_metrics): its next put re-creates the key. The handle keeps the key's
+ * memory (not its place under max_metrics) until kplm_free.
  * Returns KPLM_OK; KPLM_EINVAL; KPLM_ECLOSED once close has begun;
  * KPLM_ELIMIT for a new key beyond max_metrics (counted under
  * KPLM_METRIC_REFUSED, like a refused put); KPLM_ENOMEM.
@@ -424,7 +432,9 @@ kplm_status kplm_metric_get(kplm_manager *m, const char *name, const char *strea
  * call (the first put of a thread on a metric allocates its cell; threads
  * beyond the 64 that can hold a cell at once take a slower locked path).
  * Returns KPLM_OK; KPLM_EINVAL for a NULL handle or a NaN/infinite value;
- * KPLM_ECLOSED once close has begun.
+ * KPLM_ECLOSED once close has begun; KPLM_ELIMIT when the handle's key had
+ * been removed as idle and max_metrics other keys now hold every place (the
+ * put re-creates the key otherwise; counted under KPLM_METRIC_REFUSED).
  */
 kplm_status kplm_metric_put(kplm_metric *metric, double value);
 
@@ -439,7 +449,7 @@ kplm_status kplm_metric_put(kplm_metric *metric, double value);
  * Returns KPLM_OK (count 0 records nothing); KPLM_EINVAL, recording
  * nothing, for a NULL handle, NULL values with count > 0, a NaN or
  * infinite value, or an infinite `at`; KPLM_ECLOSED once close has begun;
- * KPLM_ESTATE in a forked child.
+ * KPLM_ELIMIT as kplm_metric_put; KPLM_ESTATE in a forked child.
  */
 kplm_status kplm_metric_put_many(kplm_metric *metric, const double *values, size_t count, double at);
 
@@ -570,9 +580,10 @@ const char *kplm_namespace(const kplm_manager *m);
 /**
  * Statistics of one key, formed as kplm_put would form it from the same
  * arguments, over the last `seconds` seconds (1..window_seconds, the
- * current second included) or, with KPLM_CUMULATIVE, since the manager was
- * created (the KPL's getMetrics). Data put by any thread up to the call is
- * included. An unknown key, or level NONE, gives count 0.
+ * current second included) or, with KPLM_CUMULATIVE, since the key was
+ * created (the KPL's getMetrics; a key removed as idle and put again starts
+ * from zero). Data put by any thread up to the call is included. An unknown
+ * or removed key, or level NONE, gives count 0.
  * Returns KPLM_OK; KPLM_EINVAL for a NULL manager or out, a bad name or
  * dimension (as kplm_put), or `seconds` beyond the window; KPLM_ESTATE in a
  * forked child for an inherited manager. Thread-safe.

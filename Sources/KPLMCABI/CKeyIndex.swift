@@ -1,4 +1,5 @@
 import CKPLM
+import CKPLMShims
 import KPLM
 import Glibc
 import Synchronization
@@ -89,25 +90,44 @@ struct CPutArguments {
 /// Entries are keyed by the arguments as given (before level trimming: at
 /// SUMMARY several argument tuples lead to one metric), are added only after
 /// the slow path validated the arguments and resolved the metric, and are
-/// immutable once published. The table is open-addressed; a full table is
-/// replaced by a twice larger copy, and superseded tables are kept until the
-/// index is released, so a reader still probing an old one stays safe.
+/// immutable once published. The table is open-addressed (linear probing).
+/// When a flush removes idle keys (``remove(_:)``), their entries become
+/// tombstones; a table too full (of entries or tombstones) is replaced by a
+/// rebuilt copy. Lookups run in read sections (``KeyIndexReaders``): an
+/// unlinked entry, a superseded table and the metric an entry pointed to
+/// are kept until every section that may see them has ended, then freed.
 final class CKeyIndex: @unchecked Sendable {
-    /// Entry layout (raw memory): hash (8), metric (8, unretained: the
-    /// registry keeps it alive), four Int32 lengths (16), then the bytes of
-    /// the four arguments, back to back.
+    /// Entry layout (raw memory): hash (8), metric (8, unretained: kept
+    /// alive by the registry while the entry is linked, then by this
+    /// index's limbo), four Int32 lengths (16), then the bytes of the four
+    /// arguments, back to back.
     private static let headerBytes = 32
+    /// A slot whose entry was removed: probing goes on past it.
+    private static let tombstone: UInt = 1
 
-    /// The current table: capacity (Int), then `capacity` entry pointers.
+    /// The current table: capacity (Int), then `capacity` slots (0 = empty,
+    /// ``tombstone``, or an entry's address).
     private let table = Atomic<UInt>(0)
 
-    private struct Owned {
-        var tables: [UnsafeMutableRawPointer] = []
+    /// What was unlinked and waits for the readers that may see it.
+    private struct Limbo {
         var entries: [UnsafeMutableRawPointer] = []
+        var tables: [UnsafeMutableRawPointer] = []
+        var metrics: [Metric] = []
+        var isEmpty: Bool { entries.isEmpty && tables.isEmpty && metrics.isEmpty }
     }
-    /// Everything allocated, freed with the index. Also serialises inserts.
+
+    private struct Owned {
+        /// The linked entries of each metric.
+        var entries: [ObjectIdentifier: [UnsafeMutableRawPointer]] = [:]
+        var linked = 0
+        var tombstones = 0
+        var limbo = Limbo()
+    }
+    /// Everything allocated, freed with the index. Also serialises writers.
     private let owned = Locked(Owned())
-    /// Most entries held; beyond it puts by names keep working on the slow path.
+    /// Most entries linked at once; beyond it puts by names keep working on
+    /// the slow path.
     let maxEntries: Int
 
     init(maxEntries: Int) {
@@ -115,16 +135,49 @@ final class CKeyIndex: @unchecked Sendable {
     }
 
     deinit {
+        if let t = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .acquiring)) { t.deallocate() }
         owned.withLock { o in
-            for t in o.tables { t.deallocate() }
-            for e in o.entries { e.deallocate() }
+            for list in o.entries.values { for e in list { e.deallocate() } }
+            Self.free(o.limbo)
         }
     }
 
-    /// The metric these arguments resolved to before, if any (unretained:
-    /// the manager's registry keeps it alive).
+    /// What ``put(_:_:)`` did.
+    enum IndexedPut {
+        /// The arguments are not in the index (or this thread cannot use it).
+        case missing
+        /// Found, and recorded by the put's common case.
+        case recorded
+        /// Found; the put must take the general path (held strongly: the
+        /// read section has ended).
+        case general(Metric)
+    }
+
+    /// Looks `a` up and, if found, tries the common case of a put of
+    /// `value` on its metric, inside one read section.
     @inline(__always)
-    func find(_ a: CPutArguments) -> Unmanaged<Metric>? {
+    func put(_ a: CPutArguments, _ value: Double) -> IndexedPut {
+        let writer = Int(kplmshim_writer_raw())
+        guard writer > 0 && KeyIndexReaders.isAvailable else { return .missing }
+        let section = KeyIndexReaders.enter(writer)
+        guard let found = find(a) else {
+            KeyIndexReaders.leave(section)
+            return .missing
+        }
+        if found._withUnsafeGuaranteedRef({ $0.tryPutCommonCase(value) }) {
+            KeyIndexReaders.leave(section)
+            return .recorded
+        }
+        // Retained before the section ends (then the index may let it go).
+        let held = found.retain()
+        KeyIndexReaders.leave(section)
+        return .general(held.takeRetainedValue())
+    }
+
+    /// The metric these arguments resolved to before, if any. Call inside a
+    /// read section (the result is borrowed, valid until it ends).
+    @inline(__always)
+    private func find(_ a: CPutArguments) -> Unmanaged<Metric>? {
         let bits = table.load(ordering: .acquiring)
         guard bits != 0 else { return nil }
         let t = UnsafeMutableRawPointer(bitPattern: bits)!
@@ -136,32 +189,82 @@ final class CKeyIndex: @unchecked Sendable {
             // filled in.
             let e = slots[i].load(ordering: .acquiring)
             if e == 0 { return nil }
-            let entry = UnsafeRawPointer(bitPattern: e)!
-            if entry.load(as: UInt64.self) == a.hash && Self.matches(entry, a) {
-                return Unmanaged<Metric>.fromOpaque(entry.load(fromByteOffset: 8, as: UnsafeRawPointer.self))
+            if e != Self.tombstone {
+                let entry = UnsafeRawPointer(bitPattern: e)!
+                if entry.load(as: UInt64.self) == a.hash && Self.matches(entry, a) {
+                    return Unmanaged<Metric>.fromOpaque(entry.load(fromByteOffset: 8, as: UnsafeRawPointer.self))
+                }
             }
             i = (i &+ 1) & mask
         }
     }
 
-    /// Remembers that `a` (validated) resolves to `metric`.
+    /// Remembers that `a` (validated) resolves to `metric`, unless the
+    /// metric's key was removed meanwhile (a removal sets that before it
+    /// unlinks under this index's lock, so an entry is never left behind).
     func insert(_ a: CPutArguments, _ metric: Metric) {
         owned.withLock { o in
-            guard o.entries.count < maxEntries, find(a) == nil else { return }
-            let current = table.load(ordering: .relaxed)
-            var t = current == 0 ? nil : UnsafeMutableRawPointer(bitPattern: current)
+            guard o.linked < maxEntries, !metric.series.isRemoved else { return }
+            var t = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .relaxed))
+            if let current = t, Self.lookUp(a, in: current) { return }
             let capacity = t?.load(as: Int.self) ?? 0
-            if (o.entries.count + 1) * 2 > capacity {
-                let grown = Self.makeTable(capacity: Swift.max(64, capacity * 2), entries: o.entries)
-                o.tables.append(grown)
-                table.store(UInt(bitPattern: grown), ordering: .releasing)
-                t = grown
+            if (o.linked + o.tombstones + 1) * 2 > capacity {
+                // Grow when the entries fill half the table; else rebuild
+                // at the same size to clear the tombstones.
+                var grown = Swift.max(64, capacity)
+                while (o.linked + 1) * 2 > grown { grown *= 2 }
+                let rebuilt = Self.makeTable(capacity: grown, entries: o.entries.values.joined())
+                table.store(UInt(bitPattern: rebuilt), ordering: .releasing)
+                if let old = t { o.limbo.tables.append(old) }
+                o.tombstones = 0
+                t = rebuilt
             }
             let entry = Self.makeEntry(a, metric)
-            o.entries.append(entry)
-            Self.place(entry, in: t!)
+            o.entries[ObjectIdentifier(metric), default: []].append(entry)
+            o.linked += 1
+            if Self.place(entry, in: t!) { o.tombstones -= 1 }
         }
     }
+
+    /// Unlinks the entries of `removed` (metrics a flush removed as idle)
+    /// and frees what no read section can see any more. The metrics with
+    /// entries are kept alive until then.
+    func remove(_ removed: [Metric]) {
+        owned.withLock { o in
+            guard let bits = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .relaxed)) else { return }
+            for metric in removed {
+                guard let list = o.entries.removeValue(forKey: ObjectIdentifier(metric)) else { continue }
+                for entry in list { Self.unlink(entry, from: bits) }
+                o.linked -= list.count
+                o.tombstones += list.count
+                o.limbo.entries += list
+                o.limbo.metrics.append(metric)
+            }
+        }
+        reclaim()
+    }
+
+    /// Frees what was unlinked, once no read section can see it. Kept for a
+    /// later call when this thread's own section is open.
+    func reclaim() {
+        let limbo = owned.withLock { o -> Limbo in
+            defer { o.limbo = Limbo() }
+            return o.limbo
+        }
+        guard !limbo.isEmpty else { return }
+        if KeyIndexReaders.waitForReaders() {
+            Self.free(limbo)   // the metrics are released with `limbo`
+        } else {
+            owned.withLock { o in
+                o.limbo.entries += limbo.entries
+                o.limbo.tables += limbo.tables
+                o.limbo.metrics += limbo.metrics
+            }
+        }
+    }
+
+    /// Number of linked entries (for tests).
+    var count: Int { owned.withLock { $0.linked } }
 
     // MARK: Helpers
 
@@ -212,20 +315,69 @@ final class CKeyIndex: @unchecked Sendable {
         return entry
     }
 
-    private static func makeTable(capacity: Int, entries: [UnsafeMutableRawPointer]) -> UnsafeMutableRawPointer {
+    private static func makeTable(capacity: Int, entries: some Sequence<UnsafeMutableRawPointer>)
+        -> UnsafeMutableRawPointer {
         let t = UnsafeMutableRawPointer.allocate(byteCount: 8 + capacity * 8, alignment: 8)
         t.storeBytes(of: capacity, as: Int.self)
         let slots = (t + 8).bindMemory(to: Atomic<UInt>.self, capacity: capacity)
         for i in 0..<capacity { (slots + i).initialize(to: Atomic(0)) }
-        for e in entries { place(e, in: t) }
+        for e in entries { _ = place(e, in: t) }
         return t
     }
 
-    private static func place(_ entry: UnsafeMutableRawPointer, in t: UnsafeMutableRawPointer) {
+    /// Links `entry` at the first free slot of its probe sequence; returns
+    /// whether that slot held a tombstone. A reader probing past the slot
+    /// meanwhile sees either the tombstone or the entry: both let it go on.
+    @discardableResult
+    private static func place(_ entry: UnsafeMutableRawPointer, in t: UnsafeMutableRawPointer) -> Bool {
         let mask = t.load(as: Int.self) - 1
         let slots = (t + 8).assumingMemoryBound(to: Atomic<UInt>.self)
         var i = Int(truncatingIfNeeded: entry.load(as: UInt64.self)) & mask
-        while slots[i].load(ordering: .relaxed) != 0 { i = (i + 1) & mask }
-        slots[i].store(UInt(bitPattern: entry), ordering: .releasing)
+        while true {
+            let e = slots[i].load(ordering: .relaxed)
+            if e == 0 || e == tombstone {
+                slots[i].store(UInt(bitPattern: entry), ordering: .releasing)
+                return e == tombstone
+            }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// Replaces `entry`'s slot in `t` with a tombstone.
+    private static func unlink(_ entry: UnsafeMutableRawPointer, from t: UnsafeMutableRawPointer) {
+        let mask = t.load(as: Int.self) - 1
+        let slots = (t + 8).assumingMemoryBound(to: Atomic<UInt>.self)
+        var i = Int(truncatingIfNeeded: entry.load(as: UInt64.self)) & mask
+        let bits = UInt(bitPattern: entry)
+        while true {
+            let e = slots[i].load(ordering: .relaxed)
+            if e == bits {
+                slots[i].store(tombstone, ordering: .releasing)
+                return
+            }
+            if e == 0 { return }   // not linked here (cannot happen)
+            i = (i + 1) & mask
+        }
+    }
+
+    /// Whether `a` has an entry in `t` (for insert, under the lock).
+    private static func lookUp(_ a: CPutArguments, in t: UnsafeMutableRawPointer) -> Bool {
+        let mask = t.load(as: Int.self) - 1
+        let slots = (t + 8).assumingMemoryBound(to: Atomic<UInt>.self)
+        var i = Int(truncatingIfNeeded: a.hash) & mask
+        while true {
+            let e = slots[i].load(ordering: .relaxed)
+            if e == 0 { return false }
+            if e != tombstone {
+                let entry = UnsafeRawPointer(bitPattern: e)!
+                if entry.load(as: UInt64.self) == a.hash && matches(entry, a) { return true }
+            }
+            i = (i + 1) & mask
+        }
+    }
+
+    private static func free(_ limbo: Limbo) {
+        for e in limbo.entries { e.deallocate() }
+        for t in limbo.tables { t.deallocate() }
     }
 }

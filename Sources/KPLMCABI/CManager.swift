@@ -15,6 +15,9 @@ final class CManager: @unchecked Sendable {
     let keys: CKeyIndex
     /// The namespace as a C string, for kplm_namespace.
     let namespace: UnsafeMutablePointer<CChar>
+    /// Every metric handed out by kplm_metric_get: a C handle is valid until
+    /// kplm_free, so its metric outlives a removal of its key (SPEC §10).
+    private let pinned = Locked<[ObjectIdentifier: Metric]>([:])
 
     init(_ manager: MetricsManager) {
         self.manager = manager
@@ -23,6 +26,13 @@ final class CManager: @unchecked Sendable {
         // At SUMMARY several argument tuples map to one metric: room for a few each.
         keys = CKeyIndex(maxEntries: configuration.maxMetrics > 1 << 28 ? 1 << 30 : configuration.maxMetrics * 4)
         namespace = strdup(configuration.namespace)
+        // A flush that removes idle keys unlinks them from the index first.
+        manager.setKeyRemovalObserver { [keys] removed in keys.remove(removed) }
+    }
+
+    /// Keeps `metric` alive until kplm_free (a C handle to it exists).
+    func pin(_ metric: Metric) {
+        pinned.withLock { $0[ObjectIdentifier(metric)] = metric }
     }
 
     deinit { free(namespace) }
@@ -32,6 +42,7 @@ final class CManager: @unchecked Sendable {
     /// a fork() during a first cast would leave the child's casts waiting).
     static let warmUp: Int = MetricsManager.warmUpCasts(of: [CallbackSink(kplm_sink()),
                                                              EventfulCallbackSink(kplm_sink())])
+        + (KeyIndexReaders.isAvailable ? 1 : 0) + Int(bitPattern: KeyIndexReaders.words) & 1
 }
 
 /// The C data of the manager behind a `kplm_manager *`.

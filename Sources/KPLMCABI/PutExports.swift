@@ -25,8 +25,12 @@ private func putRecorded(_ c: CManager, _ name: UnsafePointer<CChar>, _ value: D
     // Fast path: these exact argument bytes were validated and resolved
     // before.
     let arguments = CPutArguments(name, stream, shardId, errorCode)
-    if let arguments, let metric = c.keys.find(arguments) {
-        return metric._withUnsafeGuaranteedRef { status($0.put(finite: value)) }
+    if let arguments {
+        switch c.keys.put(arguments, value) {
+        case .recorded: return KPLM_OK
+        case .general(let metric): return status(metric.put(finite: value))
+        case .missing: break
+        }
     }
     return putResolvingKey(c, arguments, name, value, stream, shardId, errorCode)
 }
@@ -38,6 +42,7 @@ private func status(_ outcome: PutOutcome) -> kplm_status {
     case .recorded: KPLM_OK
     case .closed: KPLM_ECLOSED
     case .inherited: KPLM_ESTATE
+    case .limitReached: KPLM_ELIMIT
     }
 }
 
@@ -73,7 +78,9 @@ public func kplm_metric_get(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?,
         let key = try CArguments.key(manager, name, stream, shardId, errorCode)
         let metric = try manager.metricValidated(key: key)
         metric.series.layOutCKey()
-        // The manager keeps the metric alive until kplm_free.
+        // Kept alive until kplm_free, even if its key is removed as idle
+        // (a put through the handle then re-creates it).
+        if let c = cManager(m) { c.pin(metric) }
         out.pointee = OpaquePointer(Unmanaged.passUnretained(metric).toOpaque())
     }
 }

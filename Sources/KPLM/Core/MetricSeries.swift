@@ -52,6 +52,9 @@ package final class MetricSeries: @unchecked Sendable {
         var pending: PendingExport? = nil
         /// Every observation since the series was created.
         var total = MetricStatistics(count: 0, sum: 0, min: .infinity, max: -.infinity)   // (no lazy global: see ForkGuard)
+        /// Removed from its registry as idle (see ``Registry/removeIdle(_:nowSecond:keeping:)``):
+        /// shared-path puts refuse to record and re-create the key instead.
+        var isRetired = false
     }
 
     private let state = Locked(State())
@@ -104,7 +107,9 @@ package final class MetricSeries: @unchecked Sendable {
     deinit {
         for i in 0..<WriterIndices.capacity {
             let bits = cells[i].load(ordering: .acquiring)
-            if bits != 0 { WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!).deallocate() }
+            if bits != 0 && bits != WriterCell.retiredPlaceholderBits {
+                WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!).deallocate()
+            }
         }
         cells.deinitialize(count: WriterIndices.capacity)
         attached.load(ordering: .acquiring)?.release()
@@ -133,7 +138,9 @@ package final class MetricSeries: @unchecked Sendable {
             used.bitwiseOr(1 << UInt64(writer), ordering: .releasing)
             return created
         }
-        // Cannot happen (one owner per index at a time), but stay correct.
+        // The series was removed as idle (the entry holds the placeholder,
+        // whose put reports it), or, which cannot happen (one owner per
+        // index at a time), another cell was published: use what is there.
         created.deallocate()
         return WriterCell(base: UnsafeMutableRawPointer(bitPattern: existing)!)
     }
@@ -159,45 +166,122 @@ package final class MetricSeries: @unchecked Sendable {
                windowSeconds: windowSeconds)
     }
 
-    /// Merges observations that happened during `second`: one put on the
-    /// shared path, or a writer cell's slot.
-    func record(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64) {
+    /// Merges observations of a put on the shared path, unless the series
+    /// was removed as idle (then returns false: nothing recorded, the
+    /// caller re-creates the key). Under the series lock, so a removal
+    /// (which sets the flag under it, then takes what is pending) either
+    /// sees this put's data or this put sees the flag.
+    func recordUnlessRetired(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64) -> Bool {
         state.withLock { s in
-            if s.pending == nil {
-                s.pending = PendingExport(statistics: .empty, firstSecond: second, lastSecond: second)
-            }
-            s.pending!.statistics.merge(statistics)
-            s.total.merge(statistics)
-            if second < s.pending!.firstSecond { s.pending!.firstSecond = second }
-            if second > s.pending!.lastSecond { s.pending!.lastSecond = second }
+            guard !s.isRetired else { return false }
+            Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
+            return true
+        }
+    }
 
-            // Common case: same second as the newest bucket, or a new second.
-            if let last = s.buckets.indices.last {
-                if s.buckets[last].second == second {
-                    s.buckets[last].statistics.merge(statistics)
-                    return
-                }
-                if s.buckets[last].second < second {
-                    Self.evict(&s.buckets, olderThan: second - windowSeconds)
-                    s.buckets.append((second, statistics))
-                    return
-                }
-                // A late observation (its second is older than the newest
-                // bucket): merge into its bucket, or insert one in place while
-                // it is still inside the window. Older than that, it only
-                // counts towards the next export.
-                let newest = s.buckets[last].second
-                guard newest - second < windowSeconds else { return }
-                var i = last
-                while i >= 0 && s.buckets[i].second > second { i -= 1 }
-                if i >= 0 && s.buckets[i].second == second {
-                    s.buckets[i].statistics.merge(statistics)
-                } else {
-                    s.buckets.insert((second, statistics), at: i + 1)
-                }
-            } else {
-                s.buckets.append((second, statistics))
+    /// Merges observations that happened during `second`: a writer cell's
+    /// slot (spilled by its owner inside a section, or drained by a
+    /// reader), or the library's own counters. Recorded even on a removed
+    /// series: a removal waits for those sections and exports what they left.
+    func record(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64) {
+        state.withLock { s in Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s) }
+    }
+
+    private static func merge(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64,
+                              into s: inout State) {
+        if s.pending == nil {
+            s.pending = PendingExport(statistics: .empty, firstSecond: second, lastSecond: second)
+        }
+        s.pending!.statistics.merge(statistics)
+        s.total.merge(statistics)
+        if second < s.pending!.firstSecond { s.pending!.firstSecond = second }
+        if second > s.pending!.lastSecond { s.pending!.lastSecond = second }
+
+        // Common case: same second as the newest bucket, or a new second.
+        if let last = s.buckets.indices.last {
+            if s.buckets[last].second == second {
+                s.buckets[last].statistics.merge(statistics)
+                return
             }
+            if s.buckets[last].second < second {
+                Self.evict(&s.buckets, olderThan: second - windowSeconds)
+                s.buckets.append((second, statistics))
+                return
+            }
+            // A late observation (its second is older than the newest
+            // bucket): merge into its bucket, or insert one in place while
+            // it is still inside the window. Older than that, it only
+            // counts towards the next export.
+            let newest = s.buckets[last].second
+            guard newest - second < windowSeconds else { return }
+            var i = last
+            while i >= 0 && s.buckets[i].second > second { i -= 1 }
+            if i >= 0 && s.buckets[i].second == second {
+                s.buckets[i].statistics.merge(statistics)
+            } else {
+                s.buckets.insert((second, statistics), at: i + 1)
+            }
+        } else {
+            s.buckets.append((second, statistics))
+        }
+    }
+
+    // MARK: Removal of an idle key (under the collector's turn lock)
+
+    /// Whether the key is idle at `nowSecond`: no observation inside the
+    /// window, nothing pending, and no writer cell holding data. Racy by
+    /// design (a put may land right after): the removal that follows waits
+    /// for such puts and exports what they recorded.
+    func isIdle(at nowSecond: Int64, windowSeconds: Int64) -> Bool {
+        let quiet = state.withLock { s in
+            Self.evict(&s.buckets, olderThan: nowSecond - windowSeconds)
+            return s.buckets.isEmpty && s.pending == nil
+        }
+        guard quiet else { return false }
+        var empty = true
+        forEachCell { if !$0.isEmpty { empty = false } }
+        return empty
+    }
+
+    /// Step 1 of a removal: shared-path puts stop recording (they see the
+    /// flag under the lock), cell puts too (every entry of the cell table
+    /// either holds a cell, now marked, or the placeholder). Returns the
+    /// cells to wait for after the heavy barrier.
+    func markRetired() -> [WriterCell] {
+        state.withLock { $0.isRetired = true }
+        var marked: [WriterCell] = []
+        for i in 0..<WriterIndices.capacity {
+            let (exchanged, existing) = cells[i].compareExchange(
+                expected: 0, desired: WriterCell.retiredPlaceholderBits, ordering: .acquiringAndReleasing)
+            if exchanged || existing == WriterCell.retiredPlaceholderBits { continue }
+            let cell = WriterCell(base: UnsafeMutableRawPointer(bitPattern: existing)!)
+            cell.markRetired()
+            marked.append(cell)
+        }
+        return marked
+    }
+
+    /// Whether the key was removed as idle (and not re-created since).
+    /// Thread-safe (takes the series lock).
+    package var isRemoved: Bool { state.withLock { $0.isRetired } }
+
+    /// Undoes ``markRetired()`` for a removed key that is re-created with
+    /// this series (a handle's put, or a lookup while a handle held it).
+    /// Its cells are empty: the removal drained them after the last
+    /// section that could write them.
+    func unmarkRetired() {
+        for i in 0..<WriterIndices.capacity {
+            let bits = cells[i].load(ordering: .acquiring)
+            if bits == WriterCell.retiredPlaceholderBits {
+                cells[i].store(0, ordering: .releasing)
+            } else if bits != 0 {
+                WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!).unmarkRetired()
+            }
+        }
+        state.withLock { s in
+            s.isRetired = false
+            // Cumulative statistics start again, as for a key created anew.
+            s.total = MetricStatistics(count: 0, sum: 0, min: .infinity, max: -.infinity)
         }
     }
 

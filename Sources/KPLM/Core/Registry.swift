@@ -1,24 +1,42 @@
-/// Every metric key a manager has seen, capped at `maxMetrics` distinct keys.
+/// The live metric keys of a manager, capped at `maxMetrics` distinct keys.
 ///
-/// Keys are never removed while the manager lives, so a ``Metric`` handle
-/// stays valid until the manager is released.
+/// A key that has gone idle (no observation inside the window, nothing
+/// pending) is removed at a flush (``removeIdle(_:nowSecond:keeping:)``),
+/// freeing its place and, once nothing references its ``Metric``, its
+/// memory. A ``Metric`` handle to a removed key stays valid: its next put
+/// re-creates the key with the same series (``revive(_:)``).
+///
+/// Locks: the registry's own, taken inside the collector's turn (removal
+/// and re-creation hold both, in that order), never the other way round.
 final class Registry: Sendable {
     /// Name of the metric counting puts refused by the cap (no dimensions).
     static let refusedKey = MetricKey(name: refusedMetricName)
     /// Name of the metric counting what sinks dropped (no dimensions).
     static let droppedKey = MetricKey(name: sinkDroppedMetricName)
 
+    /// A removed metric, found again if something still holds it.
+    private struct Removed {
+        weak var metric: Metric?
+    }
+
     private struct State {
         var byKey: [MetricKey: Metric] = [:]
-        /// Every series, in creation order; copied (O(1), copy-on-write) by
-        /// readers so they never hold this lock while reading a series.
+        /// Every live series, in creation order; copied (O(1), copy-on-write)
+        /// by readers so they never hold this lock while reading a series.
         var all: [MetricSeries] = []
-        /// Keys counted against the cap (the refused-counter key is not).
+        /// Keys counted against the cap (the self-metrics are not).
         var cappedCount = 0
-        /// `all` in export order, recomputed by a reader after keys were
-        /// added (the key set is mostly stable: flushes rarely sort).
+        /// `all` in export order, valid while `sortedGeneration == generation`
+        /// (the key set is mostly stable: flushes rarely sort).
         var sorted: [MetricSeries] = []
-        var sortedCount = 0
+        var generation = 0
+        var sortedGeneration = -1
+        /// Removed keys whose metric something (a handle, a put in
+        /// progress) still held at removal: a put by names re-creates the
+        /// key with that metric, so a handle and the names never split a
+        /// key in two. Entries whose metric is gone are swept at removals.
+        var removed: [MetricKey: Removed] = [:]
+        var removedAtLastSweep = 0
     }
 
     private let state = Locked(State())
@@ -30,51 +48,48 @@ final class Registry: Sendable {
         self.context = context
     }
 
-    /// The metric for `key`, created if new. Throws `limitReached` for a new
-    /// key beyond the cap, after counting the refusal.
+    /// The metric for `key`, created if new (or re-created, if removed as
+    /// idle). Throws `limitReached` for a new key beyond the cap, after
+    /// counting the refusal.
     func metric(for key: MetricKey) throws(MetricsError) -> Metric {
-        let found: Metric? = state.withLock { s in
-            if let existing = s.byKey[key] { return existing }
-            // The self-metrics are exempt from the cap.
-            let isExempt = key == Self.refusedKey || key == Self.droppedKey
-            guard isExempt || s.cappedCount < maxMetrics else { return nil }
+        enum Found { case live(Metric), removed(Metric), refused }
+        let found: Found = state.withLock { s in
+            if let existing = s.byKey[key] { return .live(existing) }
+            if let held = s.removed[key]?.metric { return .removed(held) }
+            guard Self.isExempt(key) || s.cappedCount < maxMetrics else { return .refused }
             let created = Metric(key: key, context: context)
-            s.byKey[key] = created
-            s.all.append(created.series)
-            if !isExempt { s.cappedCount += 1 }
-            return created
+            Self.insert(created, into: &s)
+            return .live(created)
         }
-        if let found { return found }
-        // The refused counter is exempt from the cap, so this cannot recurse.
-        if let refused = try? metric(for: Self.refusedKey) {
-            refused.series.record(1, second: ManagerClock.second(of: context.clock.now()),
-                                  windowSeconds: context.windowSeconds)
+        switch found {
+        case .live(let metric): return metric
+        case .removed(let metric): return try revive(metric)
+        case .refused: throw refuse(key)
         }
-        throw MetricsError(.limitReached, "max_metrics (\(maxMetrics)) distinct keys reached; new key \(key) refused")
     }
 
-    /// The metric of `key` if it exists (never creates one).
+    /// The metric of `key` if it is live (never creates one).
     func existing(_ key: MetricKey) -> Metric? {
         state.withLock { $0.byKey[key] }
     }
 
-    /// Every series, in creation order.
+    /// Every live series, in creation order.
     var allSeries: [MetricSeries] { state.withLock { $0.all } }
 
-    /// Every series in export order (see ``ExportOrder``). Sorted again only
-    /// when keys were added since the last call; the sort runs outside the
-    /// lock, so puts creating keys never wait for it.
+    /// Every live series in export order (see ``ExportOrder``). Sorted again
+    /// only when keys were added or removed since the last call; the sort
+    /// runs outside the lock, so puts creating keys never wait for it.
     var seriesInExportOrder: [MetricSeries] {
-        let (cached, all) = state.withLock { s -> ([MetricSeries]?, [MetricSeries]) in
-            s.sortedCount == s.all.count ? (s.sorted, s.all) : (nil, s.all)
+        let (cached, all, generation) = state.withLock { s -> ([MetricSeries]?, [MetricSeries], Int) in
+            (s.sortedGeneration == s.generation ? s.sorted : nil, s.all, s.generation)
         }
         if let cached { return cached }
         let sorted = all.sorted { ExportOrder.precedes($0.key.name, $0.key.dimensions, $1.key.name, $1.key.dimensions) }
         state.withLock { s in
-            // Keep the newest: another reader may have sorted more keys.
-            if all.count > s.sortedCount {
+            // Keep it only if the key set has not changed meanwhile.
+            if s.generation == generation {
                 s.sorted = sorted
-                s.sortedCount = all.count
+                s.sortedGeneration = generation
             }
         }
         return sorted
@@ -82,12 +97,110 @@ final class Registry: Sendable {
 
     /// Adds `count` observations of 1 to the dropped-by-sinks counter.
     func countSinkDrops(_ count: Int) {
-        guard count > 0, let dropped = try? metric(for: Self.droppedKey) else { return }
-        dropped.series.record(MetricStatistics(count: count, sum: Double(count), min: 1, max: 1),
-                              second: ManagerClock.second(of: context.clock.now()),
-                              windowSeconds: context.windowSeconds)
+        guard count > 0 else { return }
+        countSelf(Self.droppedKey, MetricStatistics(count: count, sum: Double(count), min: 1, max: 1))
     }
 
     /// Number of keys counted against the cap.
     var count: Int { state.withLock { $0.cappedCount } }
+
+    // MARK: Removal of idle keys
+
+    /// Removes the keys of `series` (live ones, in export order) that are
+    /// idle at `nowSecond`, except those `keeping` names (data a failed
+    /// export retained). Called by a flush, before it takes what is
+    /// pending: puts that raced with the removal recorded into the removed
+    /// series, and that flush exports them (`series` still lists them).
+    /// Returns the removed metrics: the caller keeps them alive until a
+    /// layer that borrows them (the C ABI's key index) has let them go.
+    func removeIdle(_ series: [MetricSeries], nowSecond: Int64,
+                    keeping: (MetricKey) -> Bool) -> [Metric] {
+        let window = context.windowSeconds
+        let candidates = series.filter { $0.isIdle(at: nowSecond, windowSeconds: window) && !keeping($0.key) }
+        guard !candidates.isEmpty else { return [] }
+        let collector = context.collector
+        return collector.withTurn { () -> [Metric] in
+            let removed: [Metric] = state.withLock { s in
+                var removed: [Metric] = []
+                for series in candidates {
+                    guard let metric = s.byKey[series.key], metric.series === series else { continue }
+                    s.byKey[series.key] = nil
+                    if !Self.isExempt(series.key) { s.cappedCount -= 1 }
+                    s.removed[series.key] = Removed(metric: metric)
+                    removed.append(metric)
+                }
+                guard !removed.isEmpty else { return [] }
+                let gone = Set(removed.map { ObjectIdentifier($0.series) })
+                s.all.removeAll { gone.contains(ObjectIdentifier($0)) }
+                if s.sortedGeneration == s.generation {
+                    s.sorted.removeAll { gone.contains(ObjectIdentifier($0)) }
+                    s.sortedGeneration += 1
+                }
+                s.generation += 1
+                Self.sweepRemoved(&s)
+                return removed
+            }
+            let marked = removed.map { ($0.series, $0.series.markRetired()) }
+            collector.finishRetiring(marked, windowSeconds: window)
+            return removed
+        }
+    }
+
+    /// Re-creates the key of `metric`, removed as idle, with that metric
+    /// (its series and cells); or returns the key's live metric if another
+    /// thread re-created it first. Throws `limitReached` when the cap is
+    /// full, counting `refusedPuts` refused puts (a batch's values).
+    func revive(_ metric: Metric, refusedPuts: Int = 1) throws(MetricsError) -> Metric {
+        let key = metric.key
+        let revived: Metric? = context.collector.withTurn { () -> Metric? in
+            state.withLock { s -> Metric? in
+                if let live = s.byKey[key] { return live }
+                guard Self.isExempt(key) || s.cappedCount < maxMetrics else { return nil }
+                // Its cells are usable again before any reader lists it.
+                metric.series.unmarkRetired()
+                s.removed[key] = nil
+                Self.insert(metric, into: &s)
+                return metric
+            }
+        }
+        if let revived { return revived }
+        throw refuse(key, puts: refusedPuts)
+    }
+
+    // MARK: Helpers
+
+    /// The self-metrics are exempt from the cap.
+    private static func isExempt(_ key: MetricKey) -> Bool { key == refusedKey || key == droppedKey }
+
+    private static func insert(_ metric: Metric, into s: inout State) {
+        s.byKey[metric.key] = metric
+        s.all.append(metric.series)
+        if !isExempt(metric.key) { s.cappedCount += 1 }
+        s.generation += 1
+    }
+
+    /// Drops the entries of removed metrics nothing holds any more, when
+    /// their number has doubled since the last sweep (amortised O(1)).
+    private static func sweepRemoved(_ s: inout State) {
+        guard s.removed.count > 2 * s.removedAtLastSweep + 64 else { return }
+        s.removed = s.removed.filter { $0.value.metric != nil }
+        s.removedAtLastSweep = s.removed.count
+    }
+
+    /// Counts `puts` puts refused by the cap; returns the error to throw.
+    private func refuse(_ key: MetricKey, puts: Int = 1) -> MetricsError {
+        countSelf(Self.refusedKey, MetricStatistics(count: puts, sum: Double(puts), min: 1, max: 1))
+        return MetricsError(.limitReached, "max_metrics (\(maxMetrics)) distinct keys reached; new key \(key) refused")
+    }
+
+    /// Records on one of the self-metrics (exempt from the cap: never
+    /// refused), re-creating it if it was removed meanwhile.
+    private func countSelf(_ key: MetricKey, _ statistics: MetricStatistics) {
+        let second = ManagerClock.second(of: context.clock.now())
+        while let metric = try? metric(for: key) {
+            if metric.series.recordUnlessRetired(statistics, second: second, windowSeconds: context.windowSeconds) {
+                return
+            }
+        }
+    }
 }

@@ -253,7 +253,7 @@ public enum EMFFormat {
         var reshaped = false
         var signature: [MetricDimension] = []
         for d in s.dimensions {
-            let blank = CloudWatchShape.isBlank(d.value)
+            let blank = CloudWatchRequestBuilder.isBlank(d.value)
             if blank || reservedDimensionNames.contains(where: { ByteIdentity.equal($0, d.name) }) { reshaped = true }
             signature.append(MetricDimension(d.name, blank ? "-" + d.value : ""))
         }

@@ -7,7 +7,10 @@ import Glibc
 /// Readers of one manager take turns (the flip of a cell must not race with
 /// another reader's drain); puts never take this lock.
 final class CellCollector: Sendable {
-    private let turn = Locked(())
+    /// The readers' turn; its value counts the turns taken (a lock over an
+    /// empty value would do, but TSan then reports its inout accesses as
+    /// racing: the zero-sized access is not tracked under the mutex).
+    private let turn = Locked(0)
 
     /// Whether the heavy barrier works on this kernel (checked once per
     /// process). Without it every put takes the shared, locked path.
@@ -18,23 +21,60 @@ final class CellCollector: Sendable {
     /// and merge those slots into their series.
     func collect(_ series: [MetricSeries], windowSeconds: Int64) {
         guard Self.isAvailable else { return }
+        turn.withLock { turns in
+            turns &+= 1
+            collectHoldingTurn(series, windowSeconds: windowSeconds)
+        }
+    }
+
+    private func collectHoldingTurn(_ series: [MetricSeries], windowSeconds: Int64) {
         // This thread's own cell is skipped while one of its sections is
         // open (a signal handler that interrupted a put of this thread): the
         // wait below would wait for ourselves. Its data is collected later.
         let own = Self.ownWriterIndex
-        turn.withLock { _ in
-            var flipped: [(cell: WriterCell, slot: Int, series: MetricSeries)] = []
-            for s in series {
-                s.forEachCell { cell in
-                    if own >= 0 && cell.base == Self.cellBase(own, of: s) && cell.isSectionOpen { return }
-                    if let slot = cell.flipIfUsed() { flipped.append((cell, slot, s)) }
-                }
+        var flipped: [(cell: WriterCell, slot: Int, series: MetricSeries)] = []
+        for s in series {
+            s.forEachCell { cell in
+                if own >= 0 && cell.base == Self.cellBase(own, of: s) && cell.isSectionOpen { return }
+                if let slot = cell.flipIfUsed() { flipped.append((cell, slot, s)) }
             }
-            guard !flipped.isEmpty else { return }
-            Self.barrier()
-            for (cell, slot, s) in flipped {
+        }
+        guard !flipped.isEmpty else { return }
+        Self.barrier()
+        for (cell, slot, s) in flipped {
+            cell.waitForSection()
+            cell.drain(slot, into: s, windowSeconds: windowSeconds)
+        }
+    }
+
+    /// Runs `body` holding the readers' turn: a removal or a re-creation
+    /// of idle keys (``Registry``) never interleaves with a collection.
+    func withTurn<T>(_ body: () -> T) -> T {
+        turn.withLock { turns in
+            turns &+= 1
+            return body()
+        }
+    }
+
+    /// Step 2 of removing `series` (their registry dropped them and
+    /// ``MetricSeries/markRetired()`` marked their cells; the caller holds
+    /// the turn): one barrier, then waits for every section that may not
+    /// have seen a mark and moves what it recorded into its series, where
+    /// the flush running the removal takes it. Afterwards no put writes a
+    /// cell of these series until one is re-created.
+    func finishRetiring(_ marked: [(series: MetricSeries, cells: [WriterCell])], windowSeconds: Int64) {
+        guard Self.isAvailable, marked.contains(where: { !$0.cells.isEmpty }) else { return }
+        Self.barrier()
+        let own = Self.ownWriterIndex
+        for (series, cells) in marked {
+            for cell in cells {
+                // A section of this thread would never end while it waits
+                // (a signal handler that interrupted it). Cannot happen: a
+                // flush from there is refused first (`isBusyOnThisThread`);
+                // kept so that a mistake would cost a put, not a hang.
+                if own >= 0 && cell.base == Self.cellBase(own, of: series) && cell.isSectionOpen { continue }
                 cell.waitForSection()
-                cell.drain(slot, into: s, windowSeconds: windowSeconds)
+                cell.drainBoth(into: series, windowSeconds: windowSeconds)
             }
         }
     }
@@ -75,7 +115,9 @@ final class CellCollector: Sendable {
 
     /// The cell of writer index `writer` in `series`, if created.
     private static func cellBase(_ writer: Int, of series: MetricSeries) -> UnsafeMutableRawPointer? {
-        UnsafeMutableRawPointer(bitPattern: series.cells[writer].load(ordering: .acquiring))
+        let bits = series.cells[writer].load(ordering: .acquiring)
+        // The placeholder of a removed metric is no thread's cell.
+        return bits == WriterCell.retiredPlaceholderBits ? nil : UnsafeMutableRawPointer(bitPattern: bits)
     }
 
     /// The reader's half of the Dekker pair (see ``WriterCell``). Once

@@ -13,6 +13,9 @@ package enum PutOutcome {
     case closed
     /// Refused: the manager was created before a fork (in the child).
     case inherited
+    /// Refused: the key had been removed as idle and the cap is full, so
+    /// it could not be re-created (counted like a refused new key).
+    case limitReached
 
     /// The error a Swift caller sees, if any.
     @inline(__always)
@@ -21,6 +24,9 @@ package enum PutOutcome {
         case .recorded: return
         case .closed: throw MetricsError(.closed, "the manager is closed")
         case .inherited: throw ForkGuard.inheritedError
+        case .limitReached:
+            throw MetricsError(.limitReached, "max_metrics distinct keys reached; this handle's key, "
+                               + "removed as idle, could not be re-created")
         }
     }
 }
@@ -36,18 +42,28 @@ extension Metric {
     /// sink) leaves it for ``putGeneral(_:)``.
     @inlinable @inline(__always)
     package func put(finite value: Double) -> PutOutcome {
+        if _fastPath(tryPutCommonCase(value)) { return .recorded }
+        // Everything else, including a new second for this thread's cell
+        // (once a second), closing, an eventful sink, and a removed key.
+        return putGeneral(value)
+    }
+
+    /// The common case of ``put(finite:)`` alone, as a leaf: records
+    /// `value` and returns true, or changes nothing and returns false (for
+    /// ``putGeneral(_:)``). For a caller that must know before taking the
+    /// general path (the C ABI's puts by names, which leave their key
+    /// index's read section first).
+    @inlinable @inline(__always)
+    package func tryPutCommonCase(_ value: Double) -> Bool {
         let second = kplmshim_cached_second()
         let writer = Int(kplmshim_writer_raw())
-        if _fastPath(cellsWithTicker && second != Int64.min && writer > 0 && !ForkGuard.isInherited(generation)) {
-            let bits = cellTable[writer &- 1].load(ordering: .acquiring)
-            if _fastPath(bits != 0 && WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
-                .tryPut(value, second: Int64(second), gate: gateWord)) {
-                return .recorded
-            }
-        }
-        // Everything else, including a new second for this thread's cell
-        // (once a second), closing, and an eventful sink.
-        return putGeneral(value)
+        guard _fastPath(cellsWithTicker && second != Int64.min && writer > 0 && !ForkGuard.isInherited(generation))
+        else { return false }
+        // (The entry of a removed metric holds a placeholder cell whose
+        // put reports "not done": see WriterCell.Offset.retiredSlotIndex.)
+        let bits = cellTable[writer &- 1].load(ordering: .acquiring)
+        return bits != 0 && WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
+            .tryPut(value, second: Int64(second), gate: gateWord)
     }
 
     /// ``put(many:at:)`` for finite values and a finite `at` (the caller
@@ -62,14 +78,23 @@ extension Metric {
             let second = at.map {
                 Swift.min(ManagerClock.second(of: Swift.min(Swift.max($0, -ManagerClock.limit), ManagerClock.limit)), now)
             } ?? now
-            // Shared path, as one observation: counted in by the gate, so
-            // close waits for it; one record reserved per value while admitted.
-            guard let admitted = context.gate.enter() else { return .closed }
-            if admitted { for _ in 0..<values.count { PutContext.reserveRecord(activityWord) } }
-            series.record(statistics, second: second, windowSeconds: windowSeconds)
-            context.gate.leave()
-            if admitted { for v in values { notify(v, at: at) } }
-            return .recorded
+            var target = self
+            while true {
+                // Shared path, as one observation: counted in by the gate, so
+                // close waits for it; one record reserved per value while admitted.
+                guard let admitted = context.gate.enter() else { return .closed }
+                guard target.series.recordUnlessRetired(statistics, second: second, windowSeconds: windowSeconds)
+                else {
+                    context.gate.leave()
+                    guard let revived = target.revived(refusedPuts: values.count) else { return .limitReached }
+                    target = revived
+                    continue
+                }
+                if admitted { for _ in 0..<values.count { PutContext.reserveRecord(activityWord) } }
+                context.gate.leave()
+                if admitted { for v in values { notify(v, at: at) } }
+                return .recorded
+            }
         }
     }
 
@@ -99,30 +124,53 @@ extension Metric {
     func recordMarked(_ value: Double) -> PutOutcome {
         let second = context.clock.currentSecond()
         let writer = usesWriterCells ? Int(kplmshim_writer_index()) : -1
-        let started: Bool
-        if writer >= 0 {
-            let cell = MetricSeries.cell(writer, in: cellTable, of: seriesRef)
-            let word = cell.put(value, second: second, gate: gateWord, activity: activityWord, series: seriesRef,
-                                windowSeconds: windowSeconds)
+        // The key may have been removed as idle (then nothing was recorded):
+        // re-create it, with this metric or the one that replaced it, and
+        // put again. (A flush may remove it again meanwhile: rare, and each
+        // round is a flush's doing, so this ends.)
+        var target = self
+        while true {
+            let word: UInt64
+            if writer >= 0 {
+                let cell = MetricSeries.cell(writer, in: target.cellTable, of: target.seriesRef)
+                word = cell.put(value, second: second, gate: gateWord, activity: activityWord,
+                                series: target.seriesRef, windowSeconds: windowSeconds)
+            } else {
+                guard let shared = target.sharedRecord(value, second: second) else { return .closed }
+                word = shared
+            }
+            if word & WriterCell.retiredBit != 0 {
+                guard let revived = target.revived() else { return .limitReached }
+                target = revived
+                continue
+            }
             if PutGate.isClosing(word) { return .closed }
-            started = PutGate.isStartedWithEventfulSink(word)
-        } else {
-            guard let admitted = sharedRecord(value, second: second) else { return .closed }
-            started = admitted
+            if PutGate.isStartedWithEventfulSink(word) { target.notify(value) }
+            return .recorded
         }
-        if started { notify(value) }
-        return .recorded
     }
 
     /// Shared path: counted in by the gate, so close can wait for it.
-    /// Returns whether the manager was started, nil when closing.
+    /// Returns the gate word seen at admission (with
+    /// ``WriterCell/retiredBit`` if the key was removed: nothing recorded),
+    /// nil when closing.
     @inline(never)
-    func sharedRecord(_ value: Double, second: Int64) -> Bool? {
+    func sharedRecord(_ value: Double, second: Int64) -> UInt64? {
         guard let admitted = context.gate.enter() else { return nil }
+        defer { context.gate.leave() }
+        guard series.recordUnlessRetired(MetricStatistics(count: 1, sum: value, min: value, max: value),
+                                         second: second, windowSeconds: windowSeconds)
+        else { return WriterCell.retiredBit }
         if admitted { PutContext.reserveRecord(activityWord) }   // while admitted: see PutContext
-        series.record(value, second: second, windowSeconds: windowSeconds)
-        context.gate.leave()
-        return admitted
+        return admitted ? PutGate.startedWithEventfulSinkBit : 0
+    }
+
+    /// The live metric of this metric's key, removed as idle: this one
+    /// re-created, or the one another thread re-created first; nil when
+    /// the cap is full (`refusedPuts` refusals counted) or the manager is gone.
+    @inline(never)
+    func revived(refusedPuts: Int = 1) -> Metric? {
+        try? context.registry?.revive(self, refusedPuts: refusedPuts)
     }
 
     /// After start, hands an eventful sink the observation just recorded.

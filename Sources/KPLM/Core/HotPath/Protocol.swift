@@ -73,3 +73,29 @@
 //    The fork handler increments the generation in the child only, where
 //    just the forking thread runs; a put compares its manager's generation
 //    with a relaxed load before touching any lock or cell.
+//
+// 6. Removal of an idle key ↔ puts (nothing recorded on a removed key is
+//    lost; SPEC §10).
+//    A flush, holding the readers' turn, drops the key from the registry,
+//    sets the series' removed flag (under its lock), stores the retired
+//    index 2 in `active` of each of its cells and the shared placeholder
+//    cell in each empty entry of its cell table (compare-exchange with a
+//    thread's first put, so exactly one wins), runs the heavy barrier, waits
+//    for the sections in progress and drains both slots of every cell.
+//    Pair 1's argument applies with "retired index" for "other slot": a
+//    section either reads index 2 (records nothing and reports the removal)
+//    or is waited for, and what it wrote is drained into the series, whose
+//    pending data the same flush then takes. Shared-path puts check the
+//    flag under the series lock. A put that finds its key removed
+//    re-creates it (`Registry.revive`, in the turn then the registry lock):
+//    the same series, its flag cleared and its cells pointed back at slot 0
+//    (release; the writer's acquire of `active` orders the drains before its
+//    next write) before any reader can list it; then it puts again.
+//
+// 7. C key index ↔ its reclamation (no lookup reads freed memory).
+//    A put by names looks its arguments up and puts inside a read section
+//    of its writer index (KPLMCABI `KeyIndexReaders`: word odd, compiler
+//    barrier, ..., word even with release). Removal unlinks the key's
+//    entries (tombstones), runs the heavy barrier and waits for every odd
+//    word to move on before it frees the entries, superseded tables and the
+//    metrics they pointed to: the same Dekker pair as pair 1.

@@ -23,6 +23,10 @@ final class PutContext: Sendable {
     /// Identity of the manager, for the re-entrancy guard of `record`
     /// callbacks. Set once, in the manager's init.
     nonisolated(unsafe) var owner: ObjectIdentifier?
+    /// The manager's keys, for a put that finds its key removed as idle
+    /// (it re-creates it). Set once, in the manager's init; weak, so a
+    /// handle does not keep the registry alive.
+    nonisolated(unsafe) weak var registry: Registry?
 
     // Deferred sink close: the sink is closed by whichever finishes last,
     // the final flush or the last reserved `record` (the ordering argument

@@ -86,6 +86,12 @@ struct WriterCell {
         @inlinable static var slots: Int { 16 }
         /// Bytes per slot: five 8-byte fields.
         @inlinable static var slotStride: Int { 40 }
+        /// `active`'s value in the cell of a removed (idle) metric: "slot 2"
+        /// starts at byte 96, past slot 1, whose count word (96) and second
+        /// word (104) stay zero for the cell's life. A put's common case
+        /// therefore finds it empty and takes the general path, which checks
+        /// for this value before writing (see ``put(_:second:gate:activity:series:windowSeconds:)``).
+        @inlinable static var retiredSlotIndex: Int { 2 }
         /// In a slot: its observations (Atomic<Int>; 0 = empty), the second
         /// they fell in (Int64), their sum, minimum and maximum (Double).
         @inlinable static var slotCount: Int { 0 }
@@ -129,9 +135,17 @@ struct WriterCell {
 
     // MARK: Writer (the owning thread only)
 
-    /// Records `value` in `second` unless the gate says closing. Returns
-    /// the gate word read inside the section (the caller refuses the put if
-    /// its closing bit is set, and notifies an eventful sink if started).
+    /// Bit of the word ``put(_:second:gate:activity:series:windowSeconds:)``
+    /// returns when the cell's metric was removed as idle (nothing was
+    /// recorded: the caller re-creates the key and puts again). Never set
+    /// in a gate word (its in-flight count would need 2^61 puts).
+    static let retiredBit: UInt64 = 1 << 63
+
+    /// Records `value` in `second` unless the gate says closing or the
+    /// metric was removed. Returns the gate word read inside the section
+    /// (the caller refuses the put if its closing bit is set, and notifies
+    /// an eventful sink if started), with ``retiredBit`` added if the
+    /// metric was removed.
     @inline(__always)
     func put(_ value: Double, second: Int64, gate: UnsafeMutablePointer<Atomic<UInt64>>,
              activity: UnsafeMutablePointer<Atomic<Int>>, series: Unmanaged<MetricSeries>,
@@ -141,12 +155,17 @@ struct WriterCell {
         // Dekker half: the odd sequence must not move below the loads of the
         // gate and of `active` (the reader's membarrier supplies the fence).
         kplmshim_compiler_barrier()
-        let word = PutGate.load(gate)
-        if !PutGate.isClosing(word) {
+        var word = PutGate.load(gate)
+        let index = active.pointee.load(ordering: .acquiring)
+        if index == Offset.retiredSlotIndex {
+            // Removed as idle: record nothing (the caller puts again on the
+            // re-created key). Same Dekker pair as closing (Protocol.swift, 6).
+            word |= Self.retiredBit
+        } else if !PutGate.isClosing(word) {
             // An eventful sink's record for this put is reserved while the
             // put is still inside its section, so close counts it.
             if PutGate.isStartedWithEventfulSink(word) { PutContext.reserveRecord(activity) }
-            let s = slot(active.pointee.load(ordering: .acquiring))
+            let s = slot(index)
             let count = Self.count(s)
             let n = count.pointee.load(ordering: .relaxed)
             if n != 0 && s.load(fromByteOffset: Offset.slotSecond, as: Int64.self) == second {
@@ -226,7 +245,8 @@ struct WriterCell {
     /// this read is collected next time.
     func flipIfUsed() -> Int? {
         let current = active.pointee.load(ordering: .relaxed)   // only readers store it
-        guard Self.count(slot(current)).pointee.load(ordering: .relaxed) != 0 else { return nil }
+        guard current != Offset.retiredSlotIndex,
+              Self.count(slot(current)).pointee.load(ordering: .relaxed) != 0 else { return nil }
         active.pointee.store(1 &- current, ordering: .releasing)
         return current
     }
@@ -264,6 +284,45 @@ struct WriterCell {
     /// thread (only the owner opens sections), it is true only when that
     /// thread is a signal handler that interrupted its own put.
     var isSectionOpen: Bool { sequence.pointee.load(ordering: .relaxed) & 1 != 0 }
+
+    /// Whether both slots are empty (a racy read, for the idle check).
+    var isEmpty: Bool {
+        Self.count(slot(0)).pointee.load(ordering: .relaxed) == 0
+            && Self.count(slot(1)).pointee.load(ordering: .relaxed) == 0
+    }
+
+    // MARK: Removal of an idle metric (under the collector's turn lock)
+
+    /// Points the owner at the retired slot index: its later sections
+    /// record nothing (see ``Offset/retiredSlotIndex``). The caller then
+    /// runs the heavy barrier, waits for the section in progress
+    /// (``waitForSection()``) and drains both slots (``drainBoth(into:windowSeconds:)``).
+    func markRetired() { active.pointee.store(Offset.retiredSlotIndex, ordering: .releasing) }
+
+    /// After ``markRetired()``, the barrier and the wait: moves what
+    /// sections that began before the mark recorded into the series.
+    func drainBoth(into series: MetricSeries, windowSeconds: Int64) {
+        drain(0, into: series, windowSeconds: windowSeconds)
+        drain(1, into: series, windowSeconds: windowSeconds)
+    }
+
+    /// Lets the owner record again, in slot 0 (the metric is re-created;
+    /// both slots were drained). Release: orders those drains before the
+    /// owner's next write, as a flip does.
+    func unmarkRetired() { active.pointee.store(0, ordering: .releasing) }
+
+    /// The cell that an empty entry of a removed metric's cell table holds
+    /// (as its address bits), so that a thread's first put on that metric
+    /// cannot publish a fresh cell: its `active` is the retired index, so
+    /// every put on it records nothing and reports the removal. Shared by
+    /// every removed metric and never freed; its sequence word is written
+    /// by every such put (racily: nobody waits for its sections). Allocated
+    /// at the first manager's creation (see `MetricsManager.warmUpRuntime`).
+    static let retiredPlaceholderBits: UInt = {
+        let cell = allocate()
+        cell.markRetired()
+        return UInt(bitPattern: cell.base)
+    }()
 
     /// Step 3: moves the drained slot into the series and empties it.
     func drain(_ index: Int, into series: MetricSeries, windowSeconds: Int64) {

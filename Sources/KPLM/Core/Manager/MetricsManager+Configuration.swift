@@ -113,3 +113,16 @@ extension MetricsManager {
         }
     }
 }
+
+extension MetricsManager {
+    /// Sets the function told, during a flush, which metrics that flush
+    /// removed as idle (SPEC §10), for a layer that borrows ``Metric``s
+    /// without retaining them (the C ABI's key index): it must stop handing
+    /// them out, and keep each one it still needs alive (the flush drops
+    /// the registry's references when the function returns). Called on the
+    /// flushing thread with the manager's control lock held: it must not
+    /// call back into this manager. Set once, before any flush.
+    package func setKeyRemovalObserver(_ observer: @escaping @Sendable ([Metric]) -> Void) {
+        control.withLock { $0.removalObserver = observer }
+    }
+}

@@ -10,6 +10,15 @@ extension MetricsManager {
         if let hook = c.flushHook { CallbackGuard.run(for: context.owner!) { hook() } }
         let all = registry.seriesInExportOrder
         context.collector.collect(all, windowSeconds: context.windowSeconds)
+        // Idle keys give their place back (SPEC §10), not at the final
+        // flush. Puts racing with the removal are in `all`'s series now,
+        // taken below; a layer borrowing the removed metrics lets go first.
+        if !context.gate.isClosing {
+            let retainedKeys = c.retained
+            let removed = registry.removeIdle(all, nowSecond: ManagerClock.second(of: context.clock.now()),
+                                              keeping: { retainedKeys[$0] != nil })
+            if !removed.isEmpty, let observer = c.removalObserver { observer(removed) }
+        }
         // In export order already: no sort. Data a failed export left
         // (retained) is merged into its key's new data.
         var retained = c.retained

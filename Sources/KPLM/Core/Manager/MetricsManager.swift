@@ -66,6 +66,9 @@ public final class MetricsManager: Sendable {
         var dropCounter: (any DropCountingSink)?
         /// Run at the start of every flush (see ``MetricsManager/setFlushHook(_:)``).
         var flushHook: (@Sendable () -> Void)?
+        /// Told which metrics a flush removed as idle (see
+        /// ``MetricsManager/setKeyRemovalObserver(_:)``).
+        var removalObserver: (@Sendable ([Metric]) -> Void)?
     }
 
     let control = Locked(Control())
@@ -91,6 +94,7 @@ public final class MetricsManager: Sendable {
         let context = PutContext(level: configuration.level, clock: clock, windowSeconds: configuration.windowSeconds)
         self.context = context
         self.registry = Registry(maxMetrics: configuration.maxMetrics, context: context)
+        context.registry = registry
         self.noopMetric = configuration.level == .none
             ? Metric(key: MetricKey(name: "-"), context: context, isNoop: true) : nil
         self.view = Locked(OutputView(granularity: configuration.granularity,
@@ -140,6 +144,7 @@ public final class MetricsManager: Sendable {
         found += CellCollector.isAvailable ? 1 : 0
         found += ForkGuard.inheritedError.message.utf8.count
         found += WriterIndices.capacity
+        found += WriterCell.retiredPlaceholderBits != 0 ? 1 : 0
         return found >= 0
     }()
 

@@ -1,19 +1,48 @@
+import Glibc
+
 /// The deterministic order of snapshots: bytewise on UTF-8, never locale- or
 /// normalisation-dependent (Swift's `String <` would normalise).
 enum ExportOrder {
-    /// Bytewise three-way comparison of two strings' UTF-8.
+    /// Bytewise three-way comparison of two strings' UTF-8 (memcmp over
+    /// their contiguous storage: a key's strings are native Swift strings).
     static func compare(_ a: String, _ b: String) -> Int {
-        var ia = a.utf8.makeIterator()
-        var ib = b.utf8.makeIterator()
-        while true {
-            switch (ia.next(), ib.next()) {
-            case (nil, nil): return 0
-            case (nil, _): return -1
-            case (_, nil): return 1
-            case let (x?, y?):
-                if x != y { return x < y ? -1 : 1 }
+        var a = a, b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                let common = Swift.min(x.count, y.count)
+                if common > 0 {
+                    let byBytes = memcmp(x.baseAddress!, y.baseAddress!, common)
+                    if byBytes != 0 { return byBytes < 0 ? -1 : 1 }
+                }
+                return x.count == y.count ? 0 : (x.count < y.count ? -1 : 1)
             }
         }
+    }
+
+    /// Whether series `a` sorts strictly before series `b`.
+    static func precedes(_ a: MetricSeries, _ b: MetricSeries) -> Bool {
+        precedes(a.key.name, a.dimensions, b.key.name, b.dimensions)
+    }
+
+    /// Merges two lists already in export order.
+    static func merge(_ a: [MetricSeries], _ b: [MetricSeries]) -> [MetricSeries] {
+        if a.isEmpty { return b }
+        if b.isEmpty { return a }
+        var merged: [MetricSeries] = []
+        merged.reserveCapacity(a.count + b.count)
+        var i = 0, j = 0
+        while i < a.count && j < b.count {
+            if precedes(b[j], a[i]) {
+                merged.append(b[j])
+                j += 1
+            } else {
+                merged.append(a[i])
+                i += 1
+            }
+        }
+        merged.append(contentsOf: a[i...])
+        merged.append(contentsOf: b[j...])
+        return merged
     }
 
     /// Whether (nameA, dimsA) sorts strictly before (nameB, dimsB).

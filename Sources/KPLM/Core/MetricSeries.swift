@@ -59,6 +59,16 @@ package final class MetricSeries: @unchecked Sendable {
 
     private let state = Locked(State())
 
+    /// Set while the series is on its manager's ``ChangedSeries`` list.
+    let isListedAsChanged = Atomic<Bool>(false)
+    /// Flush bookkeeping, read and written only by flushes (under the
+    /// manager's control lock): the second ``IdleWatch`` last noted the
+    /// series at, the number of the last flush that took its data.
+    nonisolated(unsafe) var idleWatchSecond: Int64 = .min
+    nonisolated(unsafe) var batchedByFlush: UInt64 = 0
+    /// While a flush orders its batch: this series' entry in it (else -1).
+    nonisolated(unsafe) var batchIndex = -1
+
     /// Cell pointers by writer index (0 = none yet; ``WriterIndices/capacity``
     /// entries). Written once per entry,
     /// by compare-exchange; never cleared while the series lives.

@@ -26,11 +26,12 @@ final class Registry: Sendable {
         var all: [MetricSeries] = []
         /// Keys counted against the cap (the self-metrics are not).
         var cappedCount = 0
-        /// `all` in export order, valid while `sortedGeneration == generation`
-        /// (the key set is mostly stable: flushes rarely sort).
+        /// Live series in export order, and live series added since (not
+        /// sorted yet): readers sort the few added and merge them in.
         var sorted: [MetricSeries] = []
+        var unsorted: [MetricSeries] = []
+        /// Changes at every insertion and removal.
         var generation = 0
-        var sortedGeneration = -1
         /// Removed keys whose metric something (a handle, a put in
         /// progress) still held at removal: a put by names re-creates the
         /// key with that metric, so a handle and the names never split a
@@ -58,7 +59,7 @@ final class Registry: Sendable {
             if let held = s.removed[key]?.metric { return .removed(held) }
             guard Self.isExempt(key) || s.cappedCount < maxMetrics else { return .refused }
             let created = Metric(key: key, context: context)
-            Self.insert(created, into: &s)
+            insert(created, into: &s)
             return .live(created)
         }
         switch found {
@@ -76,23 +77,21 @@ final class Registry: Sendable {
     /// Every live series, in creation order.
     var allSeries: [MetricSeries] { state.withLock { $0.all } }
 
-    /// Every live series in export order (see ``ExportOrder``). Sorted again
-    /// only when keys were added or removed since the last call; the sort
-    /// runs outside the lock, so puts creating keys never wait for it.
+    /// Every live series in export order (see ``ExportOrder``). Keys added
+    /// since the last call are sorted and merged in (O(n + k log k)); the
+    /// work runs outside the lock, so puts creating keys never wait for it.
     var seriesInExportOrder: [MetricSeries] {
-        let (cached, all, generation) = state.withLock { s -> ([MetricSeries]?, [MetricSeries], Int) in
-            (s.sortedGeneration == s.generation ? s.sorted : nil, s.all, s.generation)
-        }
-        if let cached { return cached }
-        let sorted = all.sorted { ExportOrder.precedes($0.key.name, $0.key.dimensions, $1.key.name, $1.key.dimensions) }
+        let (sorted, unsorted, generation) = state.withLock { s in (s.sorted, s.unsorted, s.generation) }
+        if unsorted.isEmpty { return sorted }
+        let merged = ExportOrder.merge(sorted, unsorted.sorted(by: ExportOrder.precedes))
         state.withLock { s in
             // Keep it only if the key set has not changed meanwhile.
             if s.generation == generation {
-                s.sorted = sorted
-                s.sortedGeneration = generation
+                s.sorted = merged
+                s.unsorted = []
             }
         }
-        return sorted
+        return merged
     }
 
     /// Adds `count` observations of 1 to the dropped-by-sinks counter.
@@ -132,10 +131,8 @@ final class Registry: Sendable {
                 guard !removed.isEmpty else { return [] }
                 let gone = Set(removed.map { ObjectIdentifier($0.series) })
                 s.all.removeAll { gone.contains(ObjectIdentifier($0)) }
-                if s.sortedGeneration == s.generation {
-                    s.sorted.removeAll { gone.contains(ObjectIdentifier($0)) }
-                    s.sortedGeneration += 1
-                }
+                s.sorted.removeAll { gone.contains(ObjectIdentifier($0)) }
+                s.unsorted.removeAll { gone.contains(ObjectIdentifier($0)) }
                 s.generation += 1
                 Self.sweepRemoved(&s)
                 return removed
@@ -159,7 +156,7 @@ final class Registry: Sendable {
                 // Its cells are usable again before any reader lists it.
                 metric.series.unmarkRetired()
                 s.removed[key] = nil
-                Self.insert(metric, into: &s)
+                insert(metric, into: &s)
                 return metric
             }
         }
@@ -172,10 +169,14 @@ final class Registry: Sendable {
     /// The self-metrics are exempt from the cap.
     private static func isExempt(_ key: MetricKey) -> Bool { key == refusedKey || key == droppedKey }
 
-    private static func insert(_ metric: Metric, into s: inout State) {
+    /// Adds a created or re-created metric; listed as changed, so that
+    /// flushes watch it (a key never put to goes idle too).
+    private func insert(_ metric: Metric, into s: inout State) {
+        context.changed.mark(metric.series)
         s.byKey[metric.key] = metric
         s.all.append(metric.series)
-        if !isExempt(metric.key) { s.cappedCount += 1 }
+        s.unsorted.append(metric.series)
+        if !Self.isExempt(metric.key) { s.cappedCount += 1 }
         s.generation += 1
     }
 
@@ -199,6 +200,7 @@ final class Registry: Sendable {
         let second = ManagerClock.second(of: context.clock.now())
         while let metric = try? metric(for: key) {
             if metric.series.recordUnlessRetired(statistics, second: second, windowSeconds: context.windowSeconds) {
+                context.changed.mark(metric.series)
                 return
             }
         }

@@ -19,32 +19,41 @@ final class CellCollector: Sendable {
     /// Drains every cell of `series` that holds data: flip them all, one
     /// barrier, then wait for sections that may still write the old slots
     /// and merge those slots into their series.
-    func collect(_ series: [MetricSeries], windowSeconds: Int64) {
-        guard Self.isAvailable else { return }
-        turn.withLock { turns in
+    /// Returns the series whose cell of this thread it skipped (a signal
+    /// handler that interrupted a put of this thread): a flush lists them
+    /// as changed again, so their data is taken later.
+    @discardableResult
+    func collect(_ series: [MetricSeries], windowSeconds: Int64) -> [MetricSeries] {
+        guard Self.isAvailable else { return [] }
+        return turn.withLock { turns in
             turns &+= 1
-            collectHoldingTurn(series, windowSeconds: windowSeconds)
+            return collectHoldingTurn(series, windowSeconds: windowSeconds)
         }
     }
 
-    private func collectHoldingTurn(_ series: [MetricSeries], windowSeconds: Int64) {
+    private func collectHoldingTurn(_ series: [MetricSeries], windowSeconds: Int64) -> [MetricSeries] {
         // This thread's own cell is skipped while one of its sections is
         // open (a signal handler that interrupted a put of this thread): the
         // wait below would wait for ourselves. Its data is collected later.
         let own = Self.ownWriterIndex
         var flipped: [(cell: WriterCell, slot: Int, series: MetricSeries)] = []
+        var skipped: [MetricSeries] = []
         for s in series {
             s.forEachCell { cell in
-                if own >= 0 && cell.base == Self.cellBase(own, of: s) && cell.isSectionOpen { return }
+                if own >= 0 && cell.base == Self.cellBase(own, of: s) && cell.isSectionOpen {
+                    skipped.append(s)
+                    return
+                }
                 if let slot = cell.flipIfUsed() { flipped.append((cell, slot, s)) }
             }
         }
-        guard !flipped.isEmpty else { return }
+        guard !flipped.isEmpty else { return skipped }
         Self.barrier()
         for (cell, slot, s) in flipped {
             cell.waitForSection()
             cell.drain(slot, into: s, windowSeconds: windowSeconds)
         }
+        return skipped
     }
 
     /// Runs `body` holding the readers' turn: a removal or a re-creation

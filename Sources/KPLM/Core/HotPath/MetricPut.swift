@@ -92,6 +92,7 @@ extension Metric {
                 }
                 if admitted { for _ in 0..<values.count { PutContext.reserveRecord(activityWord) } }
                 context.gate.leave()
+                context.changed.mark(target.series)
                 if admitted { for v in values { notify(v, at: at) } }
                 return .recorded
             }
@@ -144,6 +145,7 @@ extension Metric {
                 target = revived
                 continue
             }
+            if word & WriterCell.startedSlotBit != 0 { context.changed.mark(target.series) }
             if PutGate.isClosing(word) { return .closed }
             if PutGate.isStartedWithEventfulSink(word) { target.notify(value) }
             return .recorded
@@ -162,7 +164,7 @@ extension Metric {
                                          second: second, windowSeconds: windowSeconds)
         else { return WriterCell.retiredBit }
         if admitted { PutContext.reserveRecord(activityWord) }   // while admitted: see PutContext
-        return admitted ? PutGate.startedWithEventfulSinkBit : 0
+        return (admitted ? PutGate.startedWithEventfulSinkBit : 0) | WriterCell.startedSlotBit
     }
 
     /// The live metric of this metric's key, removed as idle: this one

@@ -11,6 +11,8 @@ final class PutContext: Sendable {
     @usableFromInline let gate = PutGate()
     /// Drains the writer cells of this manager's metrics.
     let collector = CellCollector()
+    /// The metrics changed since the last flush.
+    let changed = ChangedSeries()
     /// Whether puts use per-thread writer cells (not at level none, nor
     /// where the kernel lacks the barrier they rely on).
     let usesWriterCells: Bool

@@ -140,6 +140,10 @@ struct WriterCell {
     /// recorded: the caller re-creates the key and puts again). Never set
     /// in a gate word (its in-flight count would need 2^61 puts).
     static let retiredBit: UInt64 = 1 << 63
+    /// Bit of the same word when the put started a slot (its first
+    /// observation since the slot was drained): the caller lists the metric
+    /// as changed (see ``ChangedSeries``).
+    static let startedSlotBit: UInt64 = 1 << 62
 
     /// Records `value` in `second` unless the gate says closing or the
     /// metric was removed. Returns the gate word read inside the section
@@ -172,7 +176,7 @@ struct WriterCell {
                 // Common case: same second as the last put of this thread.
                 Self.add(value, to: s, count: count, holding: n)
             } else {
-                if n != 0 { Self.spill(s, n, into: series, windowSeconds: windowSeconds) }
+                if n != 0 { Self.spill(s, n, into: series, windowSeconds: windowSeconds) } else { word |= Self.startedSlotBit }
                 s.storeBytes(of: second, toByteOffset: Offset.slotSecond, as: Int64.self)
                 s.storeBytes(of: value, toByteOffset: Offset.slotSum, as: Double.self)
                 s.storeBytes(of: value, toByteOffset: Offset.slotMin, as: Double.self)

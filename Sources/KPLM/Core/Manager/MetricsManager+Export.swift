@@ -8,29 +8,7 @@ extension MetricsManager {
                                       view: OutputView, namespace: String) throws(MetricsError) -> Bool {
         // A layer that buffers puts hands them over first (setFlushHook).
         if let hook = c.flushHook { CallbackGuard.run(for: context.owner!) { hook() } }
-        let all = registry.seriesInExportOrder
-        context.collector.collect(all, windowSeconds: context.windowSeconds)
-        // Idle keys give their place back (SPEC §10), not at the final
-        // flush. Puts racing with the removal are in `all`'s series now,
-        // taken below; a layer borrowing the removed metrics lets go first.
-        if !context.gate.isClosing {
-            let retainedKeys = c.retained
-            let removed = registry.removeIdle(all, nowSecond: ManagerClock.second(of: context.clock.now()),
-                                              keeping: { retainedKeys[$0] != nil })
-            if !removed.isEmpty, let observer = c.removalObserver { observer(removed) }
-        }
-        // In export order already: no sort. Data a failed export left
-        // (retained) is merged into its key's new data.
-        var retained = c.retained
-        c.retained = [:]
-        var batch: [(series: MetricSeries, pending: PendingExport)] = []
-        for series in all {
-            var pending = series.takePending()
-            if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
-                if pending == nil { pending = old } else { pending!.merge(old) }
-            }
-            if let pending { batch.append((series, pending)) }
-        }
+        let batch = takeBatch(&c, registry: registry, context: context)
         guard !batch.isEmpty else { return false }
         let now = context.clock.now()
         let wall = ManagerClock.wallNow()
@@ -57,12 +35,99 @@ extension MetricsManager {
         } catch {
             // Drops of a failed export are not counted: its data comes back.
             _ = c.dropCounter?.takeDroppedCount()
-            c.retained = Dictionary(uniqueKeysWithValues: batch.map { ($0.series.key, $0.pending) })
+            c.retained = Dictionary(uniqueKeysWithValues: batch.map { ($0.series.key, $0) })
             throw MetricsError(.sinkFailed, "the sink failed to export \(batch.count) snapshots: \(error)")
         }
         guard let dropped = c.dropCounter?.takeDroppedCount(), dropped > 0 else { return false }
         registry.countSinkDrops(dropped)
         return true
+    }
+
+    /// What a flush exports, in export order: the unexported data of every
+    /// key changed since the last flush (``ChangedSeries``; at close's final
+    /// flush, of every key), merged with what a failed export left. Also
+    /// removes the keys that went idle (SPEC §10, ``IdleWatch``). Costs what
+    /// changed, not every key.
+    private static func takeBatch(_ c: inout Control, registry: Registry, context: PutContext)
+        -> [(series: MetricSeries, pending: PendingExport)] {
+        let changed = context.changed.take()
+        var candidates: [MetricSeries]
+        if context.gate.isClosing {
+            candidates = registry.seriesInExportOrder   // the final flush reads every key
+            context.collector.collect(candidates, windowSeconds: context.windowSeconds)
+        } else {
+            for skipped in context.collector.collect(changed, windowSeconds: context.windowSeconds) {
+                context.changed.mark(skipped)
+            }
+            candidates = changed
+            // Idle keys give their place back. Puts racing with a removal
+            // recorded into the removed series: they are candidates too. A
+            // layer borrowing the removed metrics lets go first.
+            let idleBefore = ManagerClock.second(of: context.clock.now()) - context.windowSeconds
+            let due = c.idleWatch.due(atOrBefore: idleBefore)
+            if !due.isEmpty {
+                let retained = c.retained
+                let removed = registry.removeIdle(due, nowSecond: idleBefore + context.windowSeconds,
+                                                  keeping: { retained[$0] != nil })
+                if !removed.isEmpty, let observer = c.removalObserver { observer(removed) }
+                candidates += removed.map(\.series)
+                // Kept (data a failed export left, a bucket ahead of the
+                // clock): looked at again by the next flush.
+                c.idleWatch.note(due.filter { !$0.isRemoved }, at: idleBefore)
+            }
+        }
+        c.flushCount &+= 1
+        let flush = c.flushCount
+        var retained = c.retained
+        c.retained = [:]
+        var batch: [(series: MetricSeries, pending: PendingExport)] = []
+        let nowSecond = ManagerClock.second(of: context.clock.now())
+        for series in candidates where series.batchedByFlush != flush {
+            series.batchedByFlush = flush
+            var pending = series.takePending()
+            // A changed key may go idle a window after its newest observation.
+            c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond))
+            if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
+                if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
+            }
+            if let pending { batch.append((series, pending)) }
+        }
+        for (_, old) in retained { batch.append(old) }   // keys with nothing new
+        return inExportOrder(batch, registry: registry)
+    }
+
+    /// `batch` in export order: sorted directly when small next to the key
+    /// set, else picked out of the registry's ordered keys (O(n), no
+    /// comparison), with keys no longer live sorted and merged in.
+    private static func inExportOrder(_ batch: [(series: MetricSeries, pending: PendingExport)], registry: Registry)
+        -> [(series: MetricSeries, pending: PendingExport)] {
+        if batch.count < 64 || batch.count * 16 < registry.count {
+            return batch.sorted { ExportOrder.precedes($0.series, $1.series) }
+        }
+        for (i, entry) in batch.enumerated() { entry.series.batchIndex = i }
+        var ordered: [(series: MetricSeries, pending: PendingExport)] = []
+        ordered.reserveCapacity(batch.count)
+        for series in registry.seriesInExportOrder where series.batchIndex >= 0 {
+            ordered.append(batch[series.batchIndex])
+            series.batchIndex = -1
+        }
+        // Keys no longer live (removed with data a racing put left).
+        let rest = batch.filter { $0.series.batchIndex >= 0 }.sorted { ExportOrder.precedes($0.series, $1.series) }
+        for entry in rest { entry.series.batchIndex = -1 }
+        guard !rest.isEmpty else { return ordered }
+        var merged: [(series: MetricSeries, pending: PendingExport)] = []
+        merged.reserveCapacity(batch.count)
+        var i = 0, j = 0
+        while i < ordered.count && j < rest.count {
+            if ExportOrder.precedes(rest[j].series, ordered[i].series) {
+                merged.append(rest[j]); j += 1
+            } else {
+                merged.append(ordered[i]); i += 1
+            }
+        }
+        merged.append(contentsOf: ordered[i...])
+        merged.append(contentsOf: rest[j...])
+        return merged
     }
 
     /// The line a sink is handed for `pending` data of a key (or a KPL line)

@@ -43,7 +43,9 @@ extension MetricsManager {
     /// manager, `closed` after close, `sinkFailed` if the export threw (the
     /// data is kept and offered again at the next flush).
     public func flush() throws(MetricsError) {
-        try checkCallable("flush", evenInsideItsPut: true)
+        // Only the changed keys can have a put of this thread in its common
+        // case (see ChangedSeries.listed): no scan of every key.
+        try checkCallable("flush", evenInsideItsPut: true, putsOn: context.changed.listed)
         guard context.level != .none else { return }
         // Once close has begun the final flush owns the data (and may hold
         // the control lock for as long as a dead sink takes).
@@ -206,10 +208,11 @@ extension MetricsManager {
     /// this manager; with `evenInsideItsPut` (flush, close: they would wait
     /// for their own thread) also from a signal handler that interrupted a
     /// put of this manager on this thread. `call` names the call in the error.
-    func checkCallable(_ call: String, evenInsideItsPut: Bool = false) throws(MetricsError) {
+    func checkCallable(_ call: String, evenInsideItsPut: Bool = false,
+                       putsOn series: [MetricSeries]? = nil) throws(MetricsError) {
         try context.checkNotInherited()
         if evenInsideItsPut {
-            guard !isBusyOnThisThread() else {
+            guard !isBusyOnThisThread(putsOn: series) else {
                 throw MetricsError(.invalidState, "\(call) called from a callback of the same manager, "
                                    + "or from a signal handler that interrupted a put on it")
             }
@@ -221,9 +224,11 @@ extension MetricsManager {
     /// Whether this thread is running a callback or a put of this manager
     /// (a signal handler that interrupted one, or a sink callback): close
     /// and flush would then wait for their own thread. Off the hot path.
-    private func isBusyOnThisThread() -> Bool {
+    /// `series`: where a put of this thread may be in its common case
+    /// (default: every key).
+    private func isBusyOnThisThread(putsOn series: [MetricSeries]? = nil) -> Bool {
         CallbackGuard.isInsideCallback(of: ObjectIdentifier(self))
-            || context.collector.isOwnSectionOpen(registry.allSeries)
+            || context.collector.isOwnSectionOpen(series ?? registry.allSeries)
     }
 
     /// Whether close or flush called now on this thread would be refused

@@ -61,7 +61,11 @@ public final class MetricsManager: Sendable {
         var batchExporter: (any PendingBatchExporting)?
         var uploader: Uploader?
         /// Data whose export failed, offered again (merged) at the next flush.
-        var retained: [MetricKey: PendingExport] = [:]
+        var retained: [MetricKey: (series: MetricSeries, pending: PendingExport)] = [:]
+        /// Flushes so far (numbers the batches: ``MetricSeries/batchedByFlush``).
+        var flushCount: UInt64 = 0
+        /// When to check keys for idleness (SPEC §10).
+        var idleWatch = IdleWatch()
         /// `sink` when it counts what it drops (decided at setSink).
         var dropCounter: (any DropCountingSink)?
         /// Run at the start of every flush (see ``MetricsManager/setFlushHook(_:)``).

@@ -1,0 +1,49 @@
+import Synchronization
+
+/// The series that may hold data no flush has taken yet, so that a flush
+/// costs what changed since the last one, not every key (issue #13).
+///
+/// A series is listed once between two flushes: by the put that starts a
+/// slot of one of its writer cells (the general path, once per second per
+/// (thread, key); the common case never starts one), by a shared-path or
+/// batch put, by the key's creation or re-creation. A flush takes the list
+/// and clears each mark before it collects the cells (``take()``); a put
+/// that marks afterwards lists the series again, for the next flush.
+///
+/// Why nothing is missed: the put writes its slot, then sets the mark
+/// (an exchange); the flush clears the mark (an exchange too), then reads
+/// the slots. If the flush's exchange reads the put's mark, the put's slot
+/// write happens before the flush reads the slot; if not, the put's
+/// exchange comes later and reads the cleared mark, so it lists the series
+/// again. Close's final flush reads every series, listed or not.
+final class ChangedSeries: Sendable {
+    private let list = Locked<[MetricSeries]>([])
+
+    /// Lists `series` unless it is listed already. Thread-safe; one atomic
+    /// exchange when listed, plus a short lock the first time.
+    @inline(__always)
+    func mark(_ series: MetricSeries) {
+        guard !series.isListedAsChanged.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        list.withLock { $0.append(series) }
+    }
+
+    /// The listed series, without taking them. A thread's put in its
+    /// common case (``WriterCell/tryPut(_:second:gate:)``) writes a slot
+    /// whose start listed its series, and the flush that took the series
+    /// since emptied that slot (or re-listed the series, see
+    /// ``CellCollector/collect(_:windowSeconds:)``): so such a put is always
+    /// on a listed series (for flush's check of a signal handler that
+    /// interrupted one).
+    var listed: [MetricSeries] { list.withLock { $0 } }
+
+    /// Takes every listed series and clears their marks (see above). For
+    /// flushes, one at a time.
+    func take() -> [MetricSeries] {
+        let taken = list.withLock { l -> [MetricSeries] in
+            defer { l = [] }
+            return l
+        }
+        for series in taken { _ = series.isListedAsChanged.exchange(false, ordering: .sequentiallyConsistent) }
+        return taken
+    }
+}

@@ -1,0 +1,49 @@
+/// When to look at a key again to see whether it went idle (SPEC §10), so
+/// that a flush looks only at keys that may have, not at every key.
+///
+/// A flush notes each key it took data from with the second of that data's
+/// newest observation: the key cannot be idle before that second has left
+/// the window. ``due(atOrBefore:)`` returns the keys noted at or before a
+/// second and not noted again since. Few distinct seconds are held at once
+/// (about a window's worth), each with its keys. Used by flushes only
+/// (under the manager's control lock).
+struct IdleWatch {
+    private var bySecond: [Int64: [MetricSeries]] = [:]
+    /// The group being added to (most notes of a flush share a second).
+    private var openSecond = Int64.min
+    private var open: [MetricSeries] = []
+
+    /// Notes `series` (its newest observation at `second`, or checked then).
+    mutating func note(_ series: MetricSeries, at second: Int64) {
+        if second != openSecond {
+            close()
+            openSecond = second
+            open = bySecond.removeValue(forKey: second) ?? []
+        }
+        series.idleWatchSecond = second
+        open.append(series)
+    }
+
+    /// Notes every series of `series` at `second`.
+    mutating func note(_ series: some Sequence<MetricSeries>, at second: Int64) {
+        for s in series { note(s, at: second) }
+    }
+
+    /// Takes the series last noted at or before `second`.
+    mutating func due(atOrBefore second: Int64) -> [MetricSeries] {
+        close()
+        var due: [MetricSeries] = []
+        for noted in bySecond.keys.filter({ $0 <= second }) {
+            for s in bySecond.removeValue(forKey: noted)! where s.idleWatchSecond == noted { due.append(s) }
+        }
+        return due
+    }
+
+    /// Files the open group under its second.
+    private mutating func close() {
+        guard !open.isEmpty else { return }
+        bySecond[openSecond, default: []].append(contentsOf: open)
+        open = []
+        openSecond = .min
+    }
+}

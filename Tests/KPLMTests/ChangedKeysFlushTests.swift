@@ -1,0 +1,59 @@
+import XCTest
+import KPLMTestSupport
+@testable import KPLM
+
+/// A flush takes only the keys changed since the last one (ChangedSeries),
+/// yet exports exactly what the full scan did: every changed key once, in
+/// export order, whatever share of the keys changed.
+final class ChangedKeysFlushTests: XCTestCase {
+    private func stream(_ i: Int) -> String { "s\(String(i * 7919 % 1000, radix: 36))" }
+
+    func testEachFlushExportsExactlyTheChangedKeysInExportOrder() throws {
+        let clock = TestClock(100)
+        let sink = InMemorySink()
+        let m = try detailed(clock, sink: sink)
+        try m.start()
+        var generator = SystemRandomNumberGenerator()
+        let keys = 1000
+        var expectedTotal = 0
+        // Shares of changed keys on both sides of the direct-sort threshold
+        // (1/16 of the keys), with new keys mixed in (the merge of keys added
+        // since the last sort).
+        for (round, share) in [1.0, 0.01, 0.5, 0.05, 0.2, 0.001].enumerated() {
+            sink.removeAll()
+            var expected: [String: Int] = [:]
+            let created = round * 50
+            for i in 0..<(keys + created) where Double.random(in: 0..<1, using: &generator) < share || i >= keys + created - 50 {
+                let n = Int.random(in: 1...3, using: &generator)
+                for _ in 0..<n { try m.put("Changed", 1, stream: stream(i)) }
+                expected[stream(i), default: 0] += n
+                expectedTotal += n
+            }
+            if round % 2 == 1 { clock.advance(1) }   // a new second: spills too
+            try m.flush()
+            let exported = sink.snapshots
+            XCTAssertEqual(Dictionary(uniqueKeysWithValues: exported.map { ($0.dimensions[0].value, $0.count) }),
+                           expected, "round \(round), share \(share)")
+            let order = exported.map { $0.dimensions[0].value }
+            XCTAssertEqual(order, order.sorted { ExportOrder.compare($0, $1) < 0 }, "round \(round): not in export order")
+        }
+        // Nothing changed: nothing exported.
+        sink.removeAll()
+        try m.flush()
+        XCTAssertTrue(sink.snapshots.isEmpty)
+        try m.close()
+        XCTAssertGreaterThan(expectedTotal, 0)
+    }
+
+    func testComparisonIsBytewise() {
+        XCTAssertLessThan(ExportOrder.compare("a", "b"), 0)
+        XCTAssertLessThan(ExportOrder.compare("ab", "abc"), 0)
+        XCTAssertEqual(ExportOrder.compare("", ""), 0)
+        XCTAssertGreaterThan(ExportOrder.compare("é", "z"), 0)       // UTF-8 0xC3 > 'z'
+        XCTAssertLessThan(ExportOrder.compare("Z", "a"), 0)
+        // Canonically equivalent but different bytes stay different.
+        XCTAssertNotEqual(ExportOrder.compare("\u{E9}", "e\u{301}"), 0)
+        let long = String(repeating: "x", count: 300)
+        XCTAssertLessThan(ExportOrder.compare(long + "a", long + "b"), 0)
+    }
+}

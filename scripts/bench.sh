@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds libkplm.so (CMake, Release) and runs the benchmark: each figure as a
 # ratio to a relaxed atomic add measured in the same run; the RSS of 1,000,000
-# keys passing through max_metrics 100000 (benchmarks/key_churn_rss.c). Then the Python
+# keys passing through max_metrics 100000 (benchmarks/key_churn_rss.c); kplm next
+# to a naive C store from 1,000 to 1,000,000 keys (benchmarks/bench_scale.c,
+# JSON: build/bench-scale.json). Then the Python
 # puts (benchmarks/bench_python.py) next to aiokpl 0.2.0 in the same process,
 # from a venv (build/bench-venv) that gets aiokpl from PyPI; KPLM_BENCH_PYTHON=0
 # skips that part.
@@ -12,10 +14,15 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 build_dir=${KPLM_BUILD_DIR:-build}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
-cmake --build "$build_dir" --target kplm_bench kplm_key_churn_rss kplm_key_bytes_worst > /dev/null
+cmake --build "$build_dir" --target kplm_bench kplm_bench_scale kplm_key_churn_rss kplm_key_bytes_worst > /dev/null
 args=("$@")
 [[ " ${args[*]:-} " == *" --json "* ]] || args+=(--json "$build_dir/bench.json")
 "$build_dir/kplm_bench" "${args[@]}"
+# kplm next to a naive one-mutex C store, 1,000 to 1,000,000 keys
+# (benchmarks/bench_scale.c; --quick: up to 100,000).
+scale_args=(--json "$build_dir/bench-scale.json")
+[[ " ${args[*]} " == *" --quick "* ]] && scale_args+=(--quick)
+"$build_dir/kplm_bench_scale" "${scale_args[@]}"
 "$build_dir/kplm_key_churn_rss"   # RSS of 1M keys through max_metrics 100000
 "$build_dir/kplm_key_bytes_worst"   # worst-case bytes per key
 

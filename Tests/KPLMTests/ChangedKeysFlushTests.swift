@@ -57,3 +57,22 @@ final class ChangedKeysFlushTests: XCTestCase {
         XCTAssertLessThan(ExportOrder.compare(long + "a", long + "b"), 0)
     }
 }
+
+/// IdleWatch: a key is due once, at the last second it was noted at.
+final class IdleWatchTests: XCTestCase {
+    func testAKeyIsDueAtTheLastSecondItWasNotedAt() {
+        let a = MetricSeries(key: MetricKey(name: "a")), b = MetricSeries(key: MetricKey(name: "b"))
+        var watch = IdleWatch()
+        // Alternating seconds (the pattern of keys taken in export order).
+        for _ in 0..<3 {
+            watch.note(a, at: 10)
+            watch.note(b, at: 11)
+        }
+        watch.note(a, at: 12)                          // a changed again later
+        XCTAssertTrue(watch.due(atOrBefore: 9).isEmpty)
+        XCTAssertTrue(watch.due(atOrBefore: 10).isEmpty)   // a's note at 10 is superseded
+        XCTAssertEqual(watch.due(atOrBefore: 11).map(\.key.name), ["b"])
+        XCTAssertEqual(watch.due(atOrBefore: 12).map(\.key.name), ["a"])
+        XCTAssertTrue(watch.due(atOrBefore: 100).isEmpty)
+    }
+}

@@ -9,19 +9,13 @@
 /// (under the manager's control lock).
 struct IdleWatch {
     private var bySecond: [Int64: [MetricSeries]] = [:]
-    /// The group being added to (most notes of a flush share a second).
-    private var openSecond = Int64.min
-    private var open: [MetricSeries] = []
 
     /// Notes `series` (its newest observation at `second`, or checked then).
+    /// Appends in place (the dictionary's modify accessor): O(1) amortised
+    /// however the seconds of successive notes alternate.
     mutating func note(_ series: MetricSeries, at second: Int64) {
-        if second != openSecond {
-            close()
-            openSecond = second
-            open = bySecond.removeValue(forKey: second) ?? []
-        }
         series.idleWatchSecond = second
-        open.append(series)
+        bySecond[second, default: []].append(series)
     }
 
     /// Notes every series of `series` at `second`.
@@ -31,19 +25,13 @@ struct IdleWatch {
 
     /// Takes the series last noted at or before `second`.
     mutating func due(atOrBefore second: Int64) -> [MetricSeries] {
-        close()
         var due: [MetricSeries] = []
         for noted in bySecond.keys.filter({ $0 <= second }) {
-            for s in bySecond.removeValue(forKey: noted)! where s.idleWatchSecond == noted { due.append(s) }
+            for s in bySecond.removeValue(forKey: noted)! where s.idleWatchSecond == noted {
+                s.idleWatchSecond = .min   // once, even if noted twice at that second
+                due.append(s)
+            }
         }
         return due
-    }
-
-    /// Files the open group under its second.
-    private mutating func close() {
-        guard !open.isEmpty else { return }
-        bySecond[openSecond, default: []].append(contentsOf: open)
-        open = []
-        openSecond = .min
     }
 }

@@ -10,6 +10,8 @@
 #define _GNU_SOURCE
 #include <kplm.h>
 
+#include "bench_support.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,21 +24,8 @@
 static long iterations = 20 * 1000 * 1000;
 static int repetitions = 7;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void must(kplm_status st, const char *what) {
     if (st != KPLM_OK) {

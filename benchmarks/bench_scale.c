@@ -36,6 +36,7 @@
 #define _GNU_SOURCE
 #include <kplm.h>
 
+#include "bench_support.h"
 #include "naive_metrics.h"
 
 #include <math.h>
@@ -91,21 +92,8 @@ typedef struct {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void die(const char *what, const char *why) {
     fprintf(stderr, "kplm_bench_scale: %s: %s\n", what, why);
@@ -120,15 +108,6 @@ static inline void must_naive(int st, const char *what) {
     if (__builtin_expect(st != NAIVE_OK, 0)) die(what, st == NAIVE_ENOMEM ? "out of memory" : "invalid");
 }
 
-static long rss_bytes(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &size, &resident) != 2) resident = 0;
-        fclose(f);
-    }
-    return resident * sysconf(_SC_PAGESIZE);
-}
 
 static const char *shard(uint32_t k) { return shards + (size_t)k * SHARD_LEN; }
 

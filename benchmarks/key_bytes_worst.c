@@ -9,6 +9,8 @@
  */
 #include "kplm.h"
 
+#include "bench_support.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,14 +28,6 @@ static int ignore_export(void *user_data, const kplm_snapshot *s, size_t n) {
     return 0;
 }
 
-static long rss_bytes(void) {
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL) return 0;
-    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-    fclose(f);
-    return resident * sysconf(_SC_PAGESIZE);
-}
 
 static kplm_manager *manager;
 static char name[KPLM_NAME_MAX + 1];

@@ -20,6 +20,8 @@
 #define _GNU_SOURCE
 #include <kplm.h>
 
+#include "bench_support.h"
+
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,21 +58,7 @@ static int count_export(void *ud, const kplm_snapshot *s, size_t n) {
     return 0;
 }
 
-static long rss_bytes(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &size, &resident) != 2) resident = 0;
-        fclose(f);
-    }
-    return resident * sysconf(_SC_PAGESIZE);
-}
 
-static double mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double mib(long bytes) { return (double)bytes / (1024.0 * 1024.0); }
 
@@ -107,9 +95,9 @@ static int run(int handles) {
     long base = rss_bytes(), first = 0, last = 0;
     uint64_t ok = 0;
     int failed = 0;
-    double t_start = mono_now();
+    double t_start = now_s();
     for (int r = 1; r <= ROUNDS && !failed; r++) {
-        double t0 = mono_now();
+        double t0 = now_s();
         for (int i = 0; i < KEYS_PER_ROUND; i++) {
             char stream[32];
             snprintf(stream, sizeof stream, "s%d-%d", r, i);
@@ -148,9 +136,9 @@ static int run(int handles) {
         last = full;
         printf("  %5d  %14.1f  %23.1f  %14.0f  %13.0f  %7.2f\n", r, mib(full), mib(after),
                (double)(full - base) / KEYS_PER_ROUND, (double)(full - base) / (double)ok,
-               mono_now() - t0);
+               now_s() - t0);
     }
-    double took = mono_now() - t_start;
+    double took = now_s() - t_start;
     if ((st = kplm_close(m)) != KPLM_OK) {
         printf("  kplm_close: %s\n", kplm_status_string(st));
         failed = 1;

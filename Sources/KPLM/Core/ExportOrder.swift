@@ -19,32 +19,6 @@ enum ExportOrder {
         }
     }
 
-    /// Whether series `a` sorts strictly before series `b`.
-    static func precedes(_ a: MetricSeries, _ b: MetricSeries) -> Bool {
-        precedes(a.key.name, a.dimensions, b.key.name, b.dimensions)
-    }
-
-    /// Merges two lists already in export order.
-    static func merge(_ a: [MetricSeries], _ b: [MetricSeries]) -> [MetricSeries] {
-        if a.isEmpty { return b }
-        if b.isEmpty { return a }
-        var merged: [MetricSeries] = []
-        merged.reserveCapacity(a.count + b.count)
-        var i = 0, j = 0
-        while i < a.count && j < b.count {
-            if precedes(b[j], a[i]) {
-                merged.append(b[j])
-                j += 1
-            } else {
-                merged.append(a[i])
-                i += 1
-            }
-        }
-        merged.append(contentsOf: a[i...])
-        merged.append(contentsOf: b[j...])
-        return merged
-    }
-
     /// Whether (nameA, dimsA) sorts strictly before (nameB, dimsB).
     static func precedes(_ nameA: String, _ dimsA: [MetricDimension],
                          _ nameB: String, _ dimsB: [MetricDimension]) -> Bool {
@@ -57,5 +31,36 @@ enum ExportOrder {
             if byValue != 0 { return byValue < 0 }
         }
         return dimsA.count < dimsB.count
+    }
+
+    /// Whether series `a` sorts strictly before series `b`.
+    static func precedes(_ a: MetricSeries, _ b: MetricSeries) -> Bool {
+        precedes(a.key.name, a.dimensions, b.key.name, b.dimensions)
+    }
+
+    /// Merges two lists already in export order.
+    static func merge(_ a: [MetricSeries], _ b: [MetricSeries]) -> [MetricSeries] {
+        merge(a, b, by: { $0 })
+    }
+
+    /// Merges two lists already in export order of their elements' series.
+    static func merge<Element>(_ a: [Element], _ b: [Element], by series: (Element) -> MetricSeries) -> [Element] {
+        if a.isEmpty { return b }
+        if b.isEmpty { return a }
+        var merged: [Element] = []
+        merged.reserveCapacity(a.count + b.count)
+        var i = 0, j = 0
+        while i < a.count && j < b.count {
+            if precedes(series(b[j]), series(a[i])) {
+                merged.append(b[j])
+                j += 1
+            } else {
+                merged.append(a[i])
+                i += 1
+            }
+        }
+        merged.append(contentsOf: a[i...])
+        merged.append(contentsOf: b[j...])
+        return merged
     }
 }

@@ -114,20 +114,7 @@ extension MetricsManager {
         // Keys no longer live (removed with data a racing put left).
         let rest = batch.filter { $0.series.batchIndex >= 0 }.sorted { ExportOrder.precedes($0.series, $1.series) }
         for entry in rest { entry.series.batchIndex = -1 }
-        guard !rest.isEmpty else { return ordered }
-        var merged: [(series: MetricSeries, pending: PendingExport)] = []
-        merged.reserveCapacity(batch.count)
-        var i = 0, j = 0
-        while i < ordered.count && j < rest.count {
-            if ExportOrder.precedes(rest[j].series, ordered[i].series) {
-                merged.append(rest[j]); j += 1
-            } else {
-                merged.append(ordered[i]); i += 1
-            }
-        }
-        merged.append(contentsOf: ordered[i...])
-        merged.append(contentsOf: rest[j...])
-        return merged
+        return ExportOrder.merge(ordered, rest, by: \.series)
     }
 
     /// The line a sink is handed for `pending` data of a key (or a KPL line)

@@ -45,7 +45,9 @@ extension MetricsManager {
     public func flush() throws(MetricsError) {
         // Only the changed keys can have a put of this thread in its common
         // case (see ChangedSeries.listed): no scan of every key.
-        try checkCallable("flush", evenInsideItsPut: true, putsOn: context.changed.listed)
+        // (A closure: in a forked child the lock it takes may be held for
+        // ever; checkCallable refuses an inherited manager first.)
+        try checkCallable("flush", evenInsideItsPut: true, putsOn: { [context] in context.changed.listed })
         guard context.level != .none else { return }
         // Once close has begun the final flush owns the data (and may hold
         // the control lock for as long as a dead sink takes).
@@ -209,7 +211,7 @@ extension MetricsManager {
     /// for their own thread) also from a signal handler that interrupted a
     /// put of this manager on this thread. `call` names the call in the error.
     func checkCallable(_ call: String, evenInsideItsPut: Bool = false,
-                       putsOn series: [MetricSeries]? = nil) throws(MetricsError) {
+                       putsOn series: (() -> [MetricSeries])? = nil) throws(MetricsError) {
         try context.checkNotInherited()
         if evenInsideItsPut {
             guard !isBusyOnThisThread(putsOn: series) else {
@@ -226,9 +228,9 @@ extension MetricsManager {
     /// and flush would then wait for their own thread. Off the hot path.
     /// `series`: where a put of this thread may be in its common case
     /// (default: every key).
-    private func isBusyOnThisThread(putsOn series: [MetricSeries]? = nil) -> Bool {
+    private func isBusyOnThisThread(putsOn series: (() -> [MetricSeries])? = nil) -> Bool {
         CallbackGuard.isInsideCallback(of: ObjectIdentifier(self))
-            || context.collector.isOwnSectionOpen(series ?? registry.allSeries)
+            || context.collector.isOwnSectionOpen(series?() ?? registry.allSeries)
     }
 
     /// Whether close or flush called now on this thread would be refused

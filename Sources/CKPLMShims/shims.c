@@ -43,9 +43,18 @@ static void writer_release(void *value) {
     pthread_mutex_unlock(&writers_lock);
 }
 
+/* Read sections of the C ABI's key index (KPLMCABI's KeyIndexReaders):
+ * one 64-byte line per writer index, odd while its thread is in a lookup. */
+static _Alignas(64) uint64_t reader_words[KPLMSHIM_MAX_WRITERS * 8];
+
+void *kplmshim_reader_words(void) { return reader_words; }
+
 /* In a forked child only the forking thread exists: every other index is
- * free again. The lock may have been held by a vanished thread: re-create. */
+ * free again, and no read section is open (a vanished thread's odd word
+ * would make the index wait for ever, and fool its index's next owner).
+ * The lock may have been held by a vanished thread: re-create. */
 static void writers_after_fork_in_child(void) {
+    for (size_t i = 0; i < sizeof reader_words / sizeof reader_words[0]; i++) reader_words[i] = 0;
     pthread_mutex_init(&writers_lock, NULL);
     int mine = kplmshim_writer_plus1;
     writers_used = mine > 0 ? UINT64_C(1) << (mine - 1) : 0;

@@ -26,13 +26,12 @@ enum KeyIndexReaders {
     private static let stride = 8
     private static let capacity = Int(KPLMSHIM_MAX_WRITERS)
 
-    /// The words, allocated at the first manager's creation (see
-    /// ``CManager/warmUp``) and never freed.
-    nonisolated(unsafe) static let words: UnsafeMutablePointer<Atomic<UInt>> = {
-        let words = UnsafeMutablePointer<Atomic<UInt>>.allocate(capacity: capacity * stride)
-        for i in 0..<(capacity * stride) { (words + i).initialize(to: Atomic(0)) }
-        return words
-    }()
+    /// The words: static memory of the shims (zero-initialised, and zeroed
+    /// again in a forked child, where a parent thread's open section would
+    /// otherwise stay odd for ever), looked up at the first manager's
+    /// creation (see ``CManager/warmUp``).
+    nonisolated(unsafe) static let words: UnsafeMutablePointer<Atomic<UInt>> =
+        kplmshim_reader_words().assumingMemoryBound(to: Atomic<UInt>.self)
 
     /// Whether the heavy barrier works here: without it the index is not
     /// used (every put by names takes the locked path).

@@ -121,8 +121,93 @@ static void fork_while_busy(void) {
     kplm_free(m);
 }
 
+/* The key index's read sections in a child: parent threads putting by names
+ * are inside one most of the time, so at fork their writer indices' words
+ * are odd. In the child those indices go to new threads, and a flush that
+ * removes idle keys waits for every open section before it frees what it
+ * unlinked: it must not wait for a vanished thread (the words are reset at
+ * fork), and the new threads' lookups must be protected again. */
+static double child_clock_now = 1000.0;
+static double child_clock(void *ud) { (void)ud; return child_clock_now; }
+
+static void *child_putter(void *arg) {
+    kplm_manager *m = arg;
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 200; i++) {
+            char stream[32];
+            snprintf(stream, sizeof stream, "c%d", i);
+            if (kplm_put(m, "ChildChurn", 1, stream, NULL, NULL) != KPLM_OK) return (void *)1;
+        }
+    return NULL;
+}
+
+static int child_churns_keys(void) {
+    kplm_config cfg;
+    kplm_config_init(&cfg);
+    cfg.level = KPLM_LEVEL_DETAILED;
+    cfg.upload_interval_ms = 3600e3;
+    cfg.window_seconds = 1;
+    cfg.clock = child_clock;
+    kplm_manager *m = NULL;
+    if (kplm_new(&cfg, &m) != KPLM_OK) return 30;
+    atomic_ullong exported = 0;
+    kplm_sink sink;
+    memset(&sink, 0, sizeof sink);
+    sink.user_data = &exported;
+    sink.export_snapshots = count_export;
+    if (kplm_set_sink(m, &sink) != KPLM_OK || kplm_start(m) != KPLM_OK) return 31;
+    for (int cycle = 0; cycle < 3; cycle++) {
+        /* Several new threads: they are given the vanished putters' indices. */
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++)
+            if (pthread_create(&t[i], NULL, child_putter, m) != 0) return 32;
+        for (int i = 0; i < 4; i++) {
+            void *r = NULL;
+            pthread_join(t[i], &r);
+            if (r != NULL) return 33;
+        }
+        if (kplm_flush(m) != KPLM_OK) return 34;
+        child_clock_now += 3;                       /* every key idle */
+        if (kplm_flush(m) != KPLM_OK) return 35;    /* removes them: waits for readers */
+    }
+    if (kplm_close(m) != KPLM_OK) return 36;
+    kplm_free(m);
+    return atomic_load(&exported) == 3ull * 4 * 3 * 200 ? 0 : 37;
+}
+
+static void fork_while_putting_by_names(void) {
+    kplm_config cfg;
+    kplm_config_init(&cfg);
+    cfg.level = KPLM_LEVEL_DETAILED;
+    kplm_manager *m = NULL;
+    CHECK_OK(kplm_new(&cfg, &m));
+    atomic_store(&stop_putting, 0);
+    pthread_t threads[3];
+    for (int i = 0; i < 3; i++) CHECK(pthread_create(&threads[i], NULL, putter, m) == 0);
+    test_sleep_ms(100);   /* past the first-time initialisations (see above) */
+    for (int round = 0; round < 10; round++) {
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            alarm(20);   /* a hang in the child kills it: a failure */
+            _exit(child_churns_keys());
+        }
+        int status = 0;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child of round %d: %s %d", round,
+                  WIFEXITED(status) ? "exit status" : "signal",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+        test_sleep_ms(5);
+    }
+    atomic_store(&stop_putting, 1);
+    for (int i = 0; i < 3; i++) pthread_join(threads[i], NULL);
+    CHECK_OK(kplm_close(m));
+    kplm_free(m);
+}
+
 int main(void) {
     int failures = 0;
     RUN_T(fork_while_busy, 120);
+    RUN_T(fork_while_putting_by_names, 120);
     return failures ? 1 : 0;
 }

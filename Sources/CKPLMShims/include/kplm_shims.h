@@ -28,6 +28,11 @@ extern __thread int kplmshim_writer_plus1 __attribute__((tls_model("initial-exec
  * on the first call (slow; takes a mutex once per thread). */
 int kplmshim_writer_assign(void);
 
+/** The read-section words of the C ABI's key index: KPLMSHIM_MAX_WRITERS
+ * 64-byte lines of 8 uint64_t, the first word of line i for writer index i.
+ * Zeroed in a forked child (no thread of the parent is in a section there). */
+void *kplmshim_reader_words(void);
+
 /** The calling thread's writer index (-1: shared path). Inlined into Swift. */
 static inline int kplmshim_writer_index(void) {
     int v = kplmshim_writer_plus1;

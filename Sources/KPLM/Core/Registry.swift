@@ -129,10 +129,12 @@ final class Registry: Sendable {
                     removed.append(metric)
                 }
                 guard !removed.isEmpty else { return [] }
+                // New arrays (filter), never in-place removal: readers iterate
+                // the arrays they copied out, without this lock.
                 let gone = Set(removed.map { ObjectIdentifier($0.series) })
-                s.all.removeAll { gone.contains(ObjectIdentifier($0)) }
-                s.sorted.removeAll { gone.contains(ObjectIdentifier($0)) }
-                s.unsorted.removeAll { gone.contains(ObjectIdentifier($0)) }
+                s.all = s.all.filter { !gone.contains(ObjectIdentifier($0)) }
+                s.sorted = s.sorted.filter { !gone.contains(ObjectIdentifier($0)) }
+                s.unsorted = s.unsorted.filter { !gone.contains(ObjectIdentifier($0)) }
                 s.generation += 1
                 Self.sweepRemoved(&s)
                 return removed

@@ -31,6 +31,10 @@
  *    its data for the next one; after a successful final export the counts
  *    exported add up to every accepted put, metric_put and refused-key
  *    observation (KPLM_METRIC_REFUSED);
+ *  - max_metrics: a new key beyond it is refused, unless a flush may have
+ *    removed an idle key (SPEC §10: nothing pending, its newest observation
+ *    out of the window); then the model follows the library's answer, and a
+ *    put through a handle of a key that may have been removed may be refused;
  *  - kplm_snapshots reports exactly the rolling window of a monotonic
  *    injected clock, in export order, and stops when visit says so;
  *  - every snapshot and event is sane: valid UTF-8 strings within the limits,
@@ -398,6 +402,8 @@ typedef struct {
     long p_count;
     double p_min, p_max, p_sum, p_abs;
     int64_t p_first, p_last;
+    int64_t newest;      /* second of the newest observation (sane clocks) */
+    int observed;        /* newest is set */
 } mkey;
 
 typedef struct {
@@ -554,6 +560,8 @@ static void model_observe(slot *s, int at, double v) {
     double t = clock_now(s);
     int64_t sec = s->sane ? (int64_t)floor(t) : 0;
     mkey *k = &s->keys[at];
+    if (!k->observed || sec > k->newest) k->newest = sec;
+    k->observed = 1;
     if (k->p_count == 0) {
         k->p_min = k->p_max = v;
         k->p_first = k->p_last = sec;
@@ -568,6 +576,27 @@ static void model_observe(slot *s, int at, double v) {
     k->p_abs += fabs(v);
     if (s->nevents >= MAX_EVENTS) { s->model_ok = 0; return; }
     s->events[s->nevents++] = (mevent){at, sec, v};
+}
+
+/* SPEC §10: a flush may have removed key `at` (idle: nothing pending, its
+ * newest observation out of the window; the model does not track flushes,
+ * so "may"), freeing its place. -1: any capped key. */
+static int may_be_removed(slot *s, int at) {
+    if (!s->started || !s->model_ok || !s->sane) return s->started;
+    int64_t now = (int64_t)floor(clock_now(s));
+    for (int i = at < 0 ? 0 : at; i < (at < 0 ? s->nkeys : at + 1); i++) {
+        const mkey *k = &s->keys[i];
+        if ((at >= 0 || k->capped) && k->p_count == 0 && (!k->observed || k->newest <= now - (int64_t)s->window))
+            return 1;
+    }
+    return 0;
+}
+
+/* With idle keys removed, the cap may be full when the model's count of
+ * keys ever admitted has reached it: a put of a key that may have been
+ * removed may be refused, and a new key may be admitted. */
+static int cap_uncertain_for(slot *s, int at) {
+    return (uint32_t)s->capped >= s->max_metrics && may_be_removed(s, at);
 }
 
 /* A put refused with KPLM_ELIMIT counts one observation of the refused key. */
@@ -793,11 +822,12 @@ typedef struct {
     unsigned allowed;
     int key;       /* model key, or -1 */
     int refused;   /* certain KPLM_ELIMIT */
+    int uncertain; /* KPLM_OK or KPLM_ELIMIT (SPEC §10): the model follows the answer */
 } prediction;
 
 static prediction predict_key(slot *s, const char *name, const char *st, const char *sh, const char *ec,
                               int value_ok, int is_get) {
-    prediction p = {0, -1, 0};
+    prediction p = {0, -1, 0, 0};
     if (s->level == KPLM_LEVEL_NONE) {
         /* Only the NULL/empty name, the value and closed are checked. */
         if (!name || !*name || !value_ok) p.allowed |= ST(KPLM_EINVAL);
@@ -815,7 +845,15 @@ static prediction predict_key(slot *s, const char *name, const char *st, const c
     if (p.allowed) return p;
     keyref k = form_key(s, name, st, sh, ec);
     int at = find_key(s, &k);
-    if (at >= 0) { p.allowed = ST(KPLM_OK); p.key = at; return p; }
+    if (at >= 0) {
+        p.key = at;
+        p.allowed = ST(KPLM_OK);
+        if (!is_refused_key(&k) && cap_uncertain_for(s, at)) {
+            p.allowed |= ST(KPLM_ELIMIT);
+            p.uncertain = 1;
+        }
+        return p;
+    }
     if (is_refused_key(&k)) {
         p.key = add_key(s, &k, 0);
         if (p.key >= 0) s->refused_key = p.key;
@@ -827,9 +865,26 @@ static prediction predict_key(slot *s, const char *name, const char *st, const c
         p.allowed = ST(KPLM_OK);
         return p;
     }
+    if (may_be_removed(s, -1)) {
+        p.allowed = ST(KPLM_ELIMIT) | ST(KPLM_OK);
+        p.uncertain = 1;
+        return p;
+    }
     p.allowed = ST(KPLM_ELIMIT);
     p.refused = 1;
     return p;
+}
+
+/* After an uncertain prediction: the model follows the library's answer
+ * (the key, admitted or re-created; or one refusal). Returns the key. */
+static int follow_uncertain(slot *s, const prediction *p, const char *name, const char *st, const char *sh,
+                            const char *ec, kplm_status r) {
+    if (r == KPLM_ELIMIT) { model_refused(s); return -1; }
+    if (r != KPLM_OK) return -1;
+    if (p->key >= 0) return p->key;
+    keyref k = form_key(s, name, st, sh, ec);
+    int at = find_key(s, &k);
+    return at >= 0 ? at : add_key(s, &k, 1);
 }
 
 static int expected_records(slot *s, kplm_status r) {
@@ -851,6 +906,10 @@ static void do_put(slot *s, const char *name, double v, const char *st, const ch
     tl_expect[tl_nexpect++] = &f;
     kplm_status r = kplm_put(s->m, name, v, st, sh, ec);
     tl_nexpect--;
+    if (p.uncertain) {
+        int at = follow_uncertain(s, &p, name, st, sh, ec, r);
+        if (r == KPLM_OK) model_observe(s, at, v);
+    }
     trace("put slot%d %s %.17g %s %s %s -> %s (records %d)", s->idx, esc(name), v, esc(st), esc(sh), esc(ec),
           st_name(r), f.records);
     CHECK_ST(r, p.allowed);
@@ -882,6 +941,7 @@ static void op_metric_get(slot *s) {
     kplm_status r = kplm_metric_get(s->m, name, st, sh, ec, &h);
     trace("metric_get slot%d %s %s %s %s -> %s", s->idx, esc(name), esc(st), esc(sh), esc(ec), st_name(r));
     CHECK_ST(r, p.allowed);
+    if (p.uncertain) p.key = follow_uncertain(s, &p, name, st, sh, ec, r);
     if (r != KPLM_OK) { CHECK(h == NULL); return; }
     CHECK(h != NULL);
     if (p.allowed == ST(KPLM_OK) && p.key < 0 && s->level != KPLM_LEVEL_NONE) s->model_ok = 0;
@@ -903,6 +963,10 @@ static void op_metric_put(slot *s) {
     if (!isfinite(v)) allowed |= ST(KPLM_EINVAL);
     if (s->closing) allowed |= ST(KPLM_ECLOSED);
     if (!allowed) allowed = ST(KPLM_OK);
+    /* The handle's key may have been removed and the cap filled (SPEC §10). */
+    int uncertain = allowed == ST(KPLM_OK) && s->level != KPLM_LEVEL_NONE && at >= 0 &&
+                    !is_refused_key(&s->keys[at].k) && cap_uncertain_for(s, at);
+    if (uncertain) allowed |= ST(KPLM_ELIMIT);
     int counts = allowed == ST(KPLM_OK) && s->level != KPLM_LEVEL_NONE;
     if (counts) {
         if (at < 0) s->model_ok = 0;
@@ -916,6 +980,10 @@ static void op_metric_put(slot *s) {
     tl_nexpect--;
     trace("metric_put slot%d handle%d %.17g -> %s (records %d)", s->idx, hi, v, st_name(r), f.records);
     CHECK_ST(r, allowed);
+    if (uncertain) {
+        if (r == KPLM_OK) model_observe(s, at, v);
+        else if (r == KPLM_ELIMIT) model_refused(s);
+    }
     if (at >= 0 || s->level == KPLM_LEVEL_NONE) CHECK(f.records == expected_records(s, r));
 }
 

@@ -161,6 +161,34 @@ int kplmshim_cw_hmac_sha256(const void *key, size_t key_len, const void *data, s
     return out_len == 32 ? 0 : -1;
 }
 
+/* Runs an initialised zlib stream over data[0..<len] in one Z_FINISH step
+ * into a new buffer of `capacity` bytes, then ends the stream. The buffer
+ * and the bytes produced on Z_STREAM_END with at most `max_out` produced;
+ * else -1 (nothing to free). */
+static int finish_z_stream(kplmshim_z_stream *z, kplmshim_deflate_fn step, kplmshim_deflateEnd_fn end,
+                           const void *data, size_t len, size_t capacity, size_t max_out,
+                           uint8_t **out, size_t *out_len) {
+    uint8_t *buffer = malloc(capacity);
+    if (!buffer) {
+        end(z);
+        return -1;
+    }
+    z->next_in = data;
+    z->avail_in = (unsigned int)len;
+    z->next_out = buffer;
+    z->avail_out = (unsigned int)capacity;
+    int rc = step(z, KPLMSHIM_Z_FINISH);
+    size_t produced = z->total_out;
+    end(z);
+    if (rc != KPLMSHIM_Z_STREAM_END || produced > max_out) {
+        free(buffer);
+        return -1;
+    }
+    *out = buffer;
+    *out_len = produced;
+    return 0;
+}
+
 int kplmshim_cw_gzip(const void *data, size_t len, uint8_t **out, size_t *out_len) {
     *out = NULL;
     *out_len = 0;
@@ -172,26 +200,8 @@ int kplmshim_cw_gzip(const void *data, size_t len, uint8_t **out, size_t *out_le
                            KPLMSHIM_Z_DEFAULT_STRATEGY, KPLMSHIM_ZLIB_VERSION, (int)sizeof z) != KPLMSHIM_Z_OK) {
         return -1;
     }
-    unsigned long bound = zlib.deflate_bound(&z, (unsigned long)len);
-    uint8_t *buffer = malloc(bound + 32);
-    if (!buffer) {
-        zlib.deflate_end(&z);
-        return -1;
-    }
-    z.next_in = data;
-    z.avail_in = (unsigned int)len;
-    z.next_out = buffer;
-    z.avail_out = (unsigned int)(bound + 32);
-    int rc = zlib.deflate(&z, KPLMSHIM_Z_FINISH);
-    size_t produced = z.total_out;
-    zlib.deflate_end(&z);
-    if (rc != KPLMSHIM_Z_STREAM_END) {
-        free(buffer);
-        return -1;
-    }
-    *out = buffer;
-    *out_len = produced;
-    return 0;
+    size_t bound = zlib.deflate_bound(&z, (unsigned long)len) + 32;
+    return finish_z_stream(&z, zlib.deflate, zlib.deflate_end, data, len, bound, bound, out, out_len);
 }
 
 int kplmshim_cw_gunzip(const void *data, size_t len, size_t max_out, uint8_t **out, size_t *out_len) {
@@ -201,25 +211,8 @@ int kplmshim_cw_gunzip(const void *data, size_t len, size_t max_out, uint8_t **o
     kplmshim_z_stream z;
     memset(&z, 0, sizeof z);
     if (zlib.inflate_init2(&z, 15 + 16, KPLMSHIM_ZLIB_VERSION, (int)sizeof z) != KPLMSHIM_Z_OK) return -1;
-    uint8_t *buffer = malloc(max_out + 1);
-    if (!buffer) {
-        zlib.inflate_end(&z);
-        return -1;
-    }
-    z.next_in = data;
-    z.avail_in = (unsigned int)len;
-    z.next_out = buffer;
-    z.avail_out = (unsigned int)(max_out + 1);
-    int rc = zlib.inflate(&z, KPLMSHIM_Z_FINISH);
-    size_t produced = z.total_out;
-    zlib.inflate_end(&z);
-    if (rc != KPLMSHIM_Z_STREAM_END || produced > max_out) {
-        free(buffer);
-        return -1;
-    }
-    *out = buffer;
-    *out_len = produced;
-    return 0;
+    /* One byte more than allowed: a body that fills it is too large. */
+    return finish_z_stream(&z, zlib.inflate, zlib.inflate_end, data, len, max_out + 1, max_out, out, out_len);
 }
 
 void kplmshim_cw_free(void *p) { free(p); }

@@ -12,19 +12,26 @@ final class BuiltinSinkBox: @unchecked Sendable {
     init(_ sink: any MetricsSink) { self.sink = sink }
 }
 
+/// The config struct of a built-in sink (kplm_prometheus_config…): its
+/// layouts and defaults, and the sink a caller's config makes.
+package protocol BuiltinSinkConfig: CConfigStruct {
+    /// The sink this config describes, its strings checked (bounded,
+    /// UTF-8): `.invalidArgument` for a bad field, or the sink's own error.
+    func makeSink() throws(MetricsError) -> any MetricsSink
+}
+
 /// Making and unwrapping built-in `kplm_sink`s (see ``BuiltinSinkBox``).
 package enum BuiltinSinks {
     /// The body of a built-in sink's C constructor: clears `*out`, checks
     /// that `config` is set and reads it at the size its struct_size
     /// declares (``CallerLayout``: struct_size alone first; an unknown size,
     /// or fields this library does not know set in a newer caller's struct,
-    /// are refused), then hands the sink `make` builds from it to `out`.
-    /// KPLM_EINVAL for a NULL argument or a refused size; `make`'s error as
-    /// a status. Only the 1.0 part of `*out` is written (built-in sinks use
-    /// no field added to kplm_sink later).
-    package static func construct<Config: CConfigStruct>(
-        _ config: UnsafePointer<Config>?, _ out: UnsafeMutablePointer<kplm_sink>?,
-        _ make: (Config) throws(MetricsError) -> any MetricsSink
+    /// are refused), then hands the sink the config makes to `out`.
+    /// KPLM_EINVAL for a NULL argument or a refused size; `makeSink()`'s
+    /// error as a status. Only the 1.0 part of `*out` is written (built-in
+    /// sinks use no field added to kplm_sink later).
+    package static func construct<Config: BuiltinSinkConfig>(
+        _ config: UnsafePointer<Config>?, _ out: UnsafeMutablePointer<kplm_sink>?
     ) -> kplm_status {
         guard let out else { return KPLM_EINVAL }
         clear(out)
@@ -32,7 +39,7 @@ package enum BuiltinSinks {
             return KPLM_EINVAL
         }
         return statusOf { () throws(MetricsError) in
-            Self.make(try make(c), out)
+            Self.make(try c.makeSink(), out)
         }
     }
 

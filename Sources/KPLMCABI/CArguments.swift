@@ -26,6 +26,30 @@ package enum CArguments {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// ``string(_:limit:label:)`` of `p`, or nil for NULL.
+    package static func optionalString(_ p: UnsafePointer<CChar>?, limit: Int,
+                                       label: String) throws(MetricsError) -> String? {
+        guard let p else { return nil }
+        return try string(p, limit: limit, label: label)
+    }
+
+    /// The `count` strings of a C array (each as ``string(_:limit:label:)``):
+    /// `.invalidArgument` for more than `maxCount`, a NULL array with a
+    /// non-zero count, or a NULL entry.
+    package static func strings(_ array: UnsafePointer<UnsafePointer<CChar>?>?, count: Int, maxCount: Int,
+                                limit: Int, label: String) throws(MetricsError) -> [String] {
+        guard count > 0 else { return [] }
+        guard count <= maxCount else { throw MetricsError(.invalidArgument, "more than \(maxCount) \(label)s") }
+        guard let array else { throw MetricsError(.invalidArgument, "\(label) count is \(count) but the array is NULL") }
+        var strings: [String] = []
+        strings.reserveCapacity(count)
+        for i in 0..<count {
+            guard let p = array[i] else { throw MetricsError(.invalidArgument, "\(label) \(i) is NULL") }
+            strings.append(try string(p, limit: limit, label: label))
+        }
+        return strings
+    }
+
     /// The metric name argument: non-NULL, non-empty, ≤ 255 bytes, UTF-8.
     static func name(_ p: UnsafePointer<CChar>?) throws(MetricsError) -> String {
         guard let p else { throw MetricsError(.invalidArgument, "metric name is NULL") }

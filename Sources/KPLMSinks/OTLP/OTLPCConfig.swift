@@ -3,9 +3,6 @@ import KPLMCABI
 import CKPLM
 import Glibc
 
-// kplm_otlp_config_init and kplm_sink_otlp: OTLPSink for C callers, handed
-// over as a built-in kplm_sink (see BuiltinSinks).
-
 /// Static C strings of the OTLP defaults (never freed).
 private enum OTLPDefaults {
     nonisolated(unsafe) static let endpoint = UnsafePointer(strdup(OTLPSinkConfiguration.defaultEndpoint)!)
@@ -18,12 +15,11 @@ private let maxStringBytes = 4096
 /// Most extra headers accepted from C.
 private let maxHeaders = 256
 
-extension kplm_otlp_config {
-    /// Field by field, so that a build against a later header (more fields,
-    /// left zero) compiles too.
+/// kplm_otlp_config (kplm_otlp_config_init, kplm_sink_otlp:
+/// SinkConfigExports.swift): its defaults and the OTLPSink it makes.
+extension kplm_otlp_config: BuiltinSinkConfig {
     package static var defaults: kplm_otlp_config {
         var c = kplm_otlp_config()
-        c.struct_size = UInt32(MemoryLayout<kplm_otlp_config>.size)
         c.endpoint = OTLPDefaults.endpoint
         c.timeout_ms = OTLPSinkConfiguration.defaultTimeoutMs
         c.max_retries = UInt32(OTLPSinkConfiguration().maxRetries)
@@ -31,19 +27,9 @@ extension kplm_otlp_config {
         c.compression = UInt32(KPLM_OTLP_COMPRESSION_DEFAULT.rawValue)
         return c
     }
-}
 
-@c @implementation
-public func kplm_otlp_config_init(_ config: UnsafeMutablePointer<kplm_otlp_config>?) {
-    // Binaries built before 1.0: the 1.0 layout (kplm_otlp_config_init_sized).
-    kplm_otlp_config.initialize(config, size: 0)
-}
-
-@c @implementation
-public func kplm_sink_otlp(_ config: UnsafePointer<kplm_otlp_config>?,
-                           _ out: UnsafeMutablePointer<kplm_sink>?) -> kplm_status {
-    BuiltinSinks.construct(config, out) { c throws(MetricsError) in
-        try reportingMissingLibraries { () throws(MetricsError) in try OTLPSink(configuration: otlpConfiguration(c)) }
+    package func makeSink() throws(MetricsError) -> any MetricsSink {
+        try reportingMissingLibraries { () throws(MetricsError) in try OTLPSink(configuration: otlpConfiguration(self)) }
     }
 }
 
@@ -61,22 +47,13 @@ private func otlpConfiguration(_ c: kplm_otlp_config) throws(MetricsError) -> OT
     if let name = c.service_name {
         configuration.serviceName = try CArguments.string(name, limit: maxStringBytes, label: "OTLP service name")
     }
-    guard c.header_count <= maxHeaders else {
-        throw MetricsError(.invalidArgument, "OTLP: more than \(maxHeaders) headers")
-    }
-    if c.header_count > 0 {
-        guard let lines = c.headers else {
-            throw MetricsError(.invalidArgument, "OTLP: header_count is \(c.header_count) but headers is NULL")
+    for line in try CArguments.strings(c.headers, count: c.header_count, maxCount: maxHeaders,
+                                       limit: maxStringBytes, label: "OTLP header") {
+        let (name, value) = try OTLPEnvironment.parseHeaderLine(line)
+        guard !configuration.headers.keys.contains(where: { $0.lowercased() == name.lowercased() }) else {
+            throw MetricsError(.invalidArgument, "OTLP: header \(name) is given twice")
         }
-        for i in 0..<c.header_count {
-            guard let line = lines[i] else { throw MetricsError(.invalidArgument, "OTLP: header \(i) is NULL") }
-            let text = try CArguments.string(line, limit: maxStringBytes, label: "OTLP header")
-            let (name, value) = try OTLPEnvironment.parseHeaderLine(text)
-            guard !configuration.headers.keys.contains(where: { $0.lowercased() == name.lowercased() }) else {
-                throw MetricsError(.invalidArgument, "OTLP: header \(name) is given twice")
-            }
-            configuration.headers[name] = value
-        }
+        configuration.headers[name] = value
     }
     switch c.compression {
     case UInt32(KPLM_OTLP_COMPRESSION_DEFAULT.rawValue): break

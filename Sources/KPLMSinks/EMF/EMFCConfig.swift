@@ -3,8 +3,6 @@ import KPLMCABI
 import CKPLM
 import Glibc
 
-// kplm_emf_config_init and kplm_sink_emf: the EMF sink for C callers.
-
 /// Static C strings of the EMF defaults (never freed).
 private enum EMFDefaults {
     nonisolated(unsafe) static let host = UnsafePointer(strdup("127.0.0.1")!)
@@ -13,28 +11,19 @@ private enum EMFDefaults {
 /// Longest path accepted, in bytes (Linux PATH_MAX less the NUL).
 private let maxPathBytes = 4095
 
-extension kplm_emf_config {
+/// kplm_emf_config (kplm_emf_config_init, kplm_sink_emf:
+/// SinkConfigExports.swift): its defaults and the EMFSink it makes.
+extension kplm_emf_config: BuiltinSinkConfig {
     package static var defaults: kplm_emf_config {
         var c = kplm_emf_config()
-        c.struct_size = UInt32(MemoryLayout<kplm_emf_config>.size)
         c.destination = KPLM_EMF_STDOUT
         c.host = EMFDefaults.host
         c.port = EMFSinkConfiguration.defaultAgentPort
         c.timeout_ms = EMFSinkConfiguration().timeoutMs
         return c
     }
-}
 
-@c @implementation
-public func kplm_emf_config_init(_ config: UnsafeMutablePointer<kplm_emf_config>?) {
-    // Binaries built before 1.0: the 1.0 layout (kplm_emf_config_init_sized).
-    kplm_emf_config.initialize(config, size: 0)
-}
-
-@c @implementation
-public func kplm_sink_emf(_ config: UnsafePointer<kplm_emf_config>?,
-                          _ out: UnsafeMutablePointer<kplm_sink>?) -> kplm_status {
-    BuiltinSinks.construct(config, out) { c throws(MetricsError) in try EMFSink(emfConfiguration(c)) }
+    package func makeSink() throws(MetricsError) -> any MetricsSink { try EMFSink(emfConfiguration(self)) }
 }
 
 /// The Swift configuration of a C one, strings checked (bounded, UTF-8).

@@ -7,14 +7,25 @@ let package = Package(
         // libkplm.so: the C ABI of include/kplm.h. Build it with
         // `swift build -c release --product kplm -Xswiftc -static-stdlib`.
         .library(name: "kplm", type: .dynamic, targets: ["KPLM", "KPLMCABI", "KPLMSinks"]),
-        // The Swift API, for Swift packages that depend on kplm: the core and
-        // the network sinks (`import KPLMSinks` brings in both).
+        // The Swift API, for Swift packages that depend on kplm; each product
+        // is named after the module it is imported as. The core alone
+        // (`import KPLM`): no network sink, no C library beyond libc.
+        .library(name: "KPLM", targets: ["KPLM"]),
+        // The core and the network sinks (`import KPLMSinks` brings in both).
+        .library(name: "KPLMSinks", targets: ["KPLM", "KPLMSinks"]),
+        // A manager as a swift-service-lifecycle Service (`import
+        // KPLMServiceLifecycle`); the only product that brings in a package.
+        .library(name: "KPLMServiceLifecycle", targets: ["KPLMServiceLifecycle"]),
+        // The earlier names of KPLMSinks and KPLM, kept for existing dependants.
         .library(name: "KPLMSwift", targets: ["KPLM", "KPLMSinks"]),
-        // The core alone (`import KPLM`): no network sink, no C library
-        // beyond libc.
         .library(name: "KPLMCore", targets: ["KPLM"]),
         .executable(name: "kplm-demo", targets: ["kplm-demo"]),
         .executable(name: "kplm-swift-example", targets: ["kplm-swift-example"]),
+    ],
+    dependencies: [
+        // For KPLMServiceLifecycle only: the core modules (KPLM, KPLMCABI,
+        // KPLMSinks) depend on no package.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
     ],
     targets: [
         // The public C header, shared with CMake (include/module.modulemap).
@@ -40,6 +51,11 @@ let package = Package(
         // KPLMSinks (nothing points back).
         .target(name: "KPLMSinks", dependencies: ["KPLM", "KPLMCABI", "CKPLM", "CKPLMShims", "CKPLMCloudWatch"],
                 path: "Sources/KPLMSinks"),
+        // KPLMService: a manager run as a ServiceLifecycle Service (start,
+        // wait for graceful shutdown, close with the final flush).
+        .target(name: "KPLMServiceLifecycle",
+                dependencies: ["KPLM", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                path: "Sources/KPLMServiceLifecycle"),
         .executableTarget(name: "kplm-demo", dependencies: ["KPLM"], path: "Sources/kplm-demo"),
         .executableTarget(name: "kplm-swift-example", dependencies: ["KPLM"], path: "examples/swift"),
         // One XCTest target per module, and the helpers they share.
@@ -48,5 +64,9 @@ let package = Package(
         .testTarget(name: "KPLMCABITests", dependencies: ["KPLM", "KPLMCABI", "CKPLM"], path: "Tests/KPLMCABITests"),
         .testTarget(name: "KPLMSinksTests", dependencies: ["KPLMSinks", "KPLMCABI", "KPLMTestSupport"],
                     path: "Tests/KPLMSinksTests"),
+        .testTarget(name: "KPLMServiceLifecycleTests",
+                    dependencies: ["KPLMServiceLifecycle", "KPLM", "KPLMTestSupport",
+                                   .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                    path: "Tests/KPLMServiceLifecycleTests"),
     ]
 )

@@ -10,10 +10,10 @@ private func defaultConfig() -> kplm_config {
     var c = kplm_config()
     c.struct_size = UInt32(MemoryLayout<kplm_config>.size)
     c.level = kplm_level(rawValue: UInt32(defaults.level.rawValue))
-    c.upload_interval_ms = defaults.uploadIntervalMs
+    c.upload_interval_ms = defaults.uploadIntervalMilliseconds
     c.window_seconds = UInt32(defaults.windowSeconds)
     c.max_metrics = UInt32(defaults.maxMetrics)
-    c.export_timeout_ms = defaults.exportTimeoutMs
+    c.export_timeout_ms = defaults.exportTimeoutMilliseconds
     c.granularity = KPLM_GRANULARITY_NONE
     return c
 }
@@ -49,10 +49,10 @@ public func kplm_new(_ config: UnsafePointer<kplm_config>?,
         guard let c = CallerLayouts.config.readConfig(config, over: defaultConfig()) else { return KPLM_EINVAL }
         guard let level = MetricsLevel(rawValue: Int(c.level.rawValue)) else { return KPLM_EINVAL }
         configuration.level = level
-        configuration.uploadIntervalMs = c.upload_interval_ms
+        configuration.uploadIntervalMilliseconds = c.upload_interval_ms
         configuration.windowSeconds = Int(c.window_seconds)
         configuration.maxMetrics = Int(c.max_metrics)
-        configuration.exportTimeoutMs = c.export_timeout_ms
+        configuration.exportTimeoutMilliseconds = c.export_timeout_ms
         if c.granularity != KPLM_GRANULARITY_NONE {
             guard let granularity = MetricsGranularity(rawValue: Int(c.granularity.rawValue)) else { return KPLM_EINVAL }
             configuration.granularity = granularity

@@ -101,7 +101,7 @@ enum ManagerClockReading {
 /// Runs the producers, then closes the manager (final flush).
 func runDemo(_ options: Options) throws {
     let sink = TableSink()
-    let manager = try MetricsManager(level: options.level, sink: sink, uploadIntervalMs: options.intervalMs)
+    let manager = try MetricsManager(level: options.level, sink: sink, uploadInterval: .milliseconds(options.intervalMs))
     try manager.start()
     let deadline = ManagerClockReading.now() + options.seconds
     let putCount = Mutex(0)

@@ -171,7 +171,7 @@ package func waitUntil(timeout: TimeInterval = 5, _ condition: () -> Bool) -> Bo
 
 package func detailed(_ clock: TestClock, window: Int = 60, sink: (any MetricsSink)? = nil,
               maxMetrics: Int = 100_000) throws -> MetricsManager {
-    try MetricsManager(level: .detailed, sink: sink, uploadIntervalMs: 3_600_000, windowSeconds: window,
+    try MetricsManager(level: .detailed, sink: sink, uploadInterval: .seconds(3600), windowSeconds: window,
                        maxMetrics: maxMetrics, clock: clock.reading)
 }
 

@@ -3,7 +3,7 @@
 import KPLM
 
 let sink = InMemorySink()
-let manager = try MetricsManager(level: .detailed, sink: sink, uploadIntervalMs: 60_000)
+let manager = try MetricsManager(level: .detailed, sink: sink, uploadInterval: .seconds(60))
 try manager.start()
 
 // By name: the key is looked up on every put.

@@ -5,19 +5,43 @@
 public struct MetricsConfiguration: Sendable {
     /// What is recorded. Default ``MetricsLevel/none``.
     public var level: MetricsLevel = .none
-    /// Period of the background flush, in milliseconds; finite and > 0.
-    public var uploadIntervalMs: Double = 60_000
+    /// Period of the background flush; > 0. Default 60 seconds.
+    public var uploadInterval: Duration {
+        get { Self.duration(milliseconds: uploadIntervalMilliseconds) }
+        set { uploadIntervalMilliseconds = Self.milliseconds(newValue) }
+    }
+    /// ``uploadInterval`` in milliseconds (finite and > 0): the same setting.
+    @available(*, deprecated, renamed: "uploadInterval")
+    public var uploadIntervalMs: Double {
+        get { uploadIntervalMilliseconds }
+        set { uploadIntervalMilliseconds = newValue }
+    }
+    /// Where ``uploadInterval`` lives: milliseconds, as the C ABI's
+    /// `upload_interval_ms` (which may be out of range until validation).
+    package var uploadIntervalMilliseconds: Double = 60_000
     /// Length of the rolling window, in seconds: 1...3600.
     public var windowSeconds: Int = 60
     /// Cap on distinct metric keys; > 0.
     public var maxMetrics: Int = 100_000
     /// Manager clock in monotonic seconds; nil = the system monotonic clock.
     public var clock: (@Sendable () -> Double)? = nil
-    /// How long, in milliseconds, a flush waits for an export still running
-    /// on another thread, and close for the final export, before giving up
-    /// with `sinkFailed` (nothing is lost: the data stays queued, and the
-    /// final export still completes in the background). Finite and > 0.
-    public var exportTimeoutMs: Double = 10_000
+    /// How long a flush waits for an export still running on another
+    /// thread, and close for the final export, before giving up with
+    /// `sinkFailed` (nothing is lost: the data stays queued, and the final
+    /// export still completes in the background). > 0. Default 10 seconds.
+    public var exportTimeout: Duration {
+        get { Self.duration(milliseconds: exportTimeoutMilliseconds) }
+        set { exportTimeoutMilliseconds = Self.milliseconds(newValue) }
+    }
+    /// ``exportTimeout`` in milliseconds (finite and > 0): the same setting.
+    @available(*, deprecated, renamed: "exportTimeout")
+    public var exportTimeoutMs: Double {
+        get { exportTimeoutMilliseconds }
+        set { exportTimeoutMilliseconds = newValue }
+    }
+    /// Where ``exportTimeout`` lives: milliseconds, as the C ABI's
+    /// `export_timeout_ms` (which may be out of range until validation).
+    package var exportTimeoutMilliseconds: Double = 10_000
     /// KPL rollups: nil (the default) shows every key as recorded, with the
     /// dimensions "stream", "shard", "error_code"; a granularity shows the
     /// KPL's tree instead (see ``MetricsGranularity``), with the KPL's
@@ -37,16 +61,40 @@ public struct MetricsConfiguration: Sendable {
     /// The default configuration.
     public init() {}
 
+    /// `duration` in milliseconds (exact to the nanosecond and beyond for
+    /// any interval a manager can use).
+    static func milliseconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    }
+
+    /// `milliseconds` as a Duration, for the getters: a value only the
+    /// deprecated millisecond spelling can set and validation refuses (NaN)
+    /// reads as zero; infinite or huge ones saturate.
+    static func duration(milliseconds: Double) -> Duration {
+        guard !milliseconds.isNaN else { return .zero }
+        // Int64 seconds hold about 9.2e21 ms.
+        let limit = 9.2e21
+        guard milliseconds.magnitude < limit else {
+            return .seconds(milliseconds > 0 ? Int64.max : Int64.min)
+        }
+        let seconds = (milliseconds / 1000).rounded(.towardZero)
+        let rest = milliseconds - seconds * 1000   // ms, |rest| < 1000
+        return .seconds(Int64(seconds)) + .nanoseconds(Int64((rest * 1e6).rounded()))
+    }
+
     /// Throws `invalidArgument` if a field is out of range.
     func validate() throws(MetricsError) {
-        guard uploadIntervalMs.isFinite && uploadIntervalMs > 0 else {
-            throw MetricsError(.invalidArgument, "upload interval must be finite and > 0 ms, got \(uploadIntervalMs)")
+        guard uploadIntervalMilliseconds.isFinite && uploadIntervalMilliseconds > 0 else {
+            throw MetricsError(.invalidArgument,
+                               "upload interval must be finite and > 0 ms, got \(uploadIntervalMilliseconds) ms")
         }
         guard Validation.windowSecondsRange.contains(windowSeconds) else {
             throw MetricsError(.invalidArgument, "window must be 1...3600 seconds, got \(windowSeconds)")
         }
-        guard exportTimeoutMs.isFinite && exportTimeoutMs > 0 else {
-            throw MetricsError(.invalidArgument, "export timeout must be finite and > 0 ms, got \(exportTimeoutMs)")
+        guard exportTimeoutMilliseconds.isFinite && exportTimeoutMilliseconds > 0 else {
+            throw MetricsError(.invalidArgument,
+                               "export timeout must be finite and > 0 ms, got \(exportTimeoutMilliseconds) ms")
         }
         guard maxMetrics > 0 else {
             throw MetricsError(.invalidArgument, "max metrics must be > 0, got \(maxMetrics)")

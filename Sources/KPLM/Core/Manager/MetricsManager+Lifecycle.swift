@@ -18,7 +18,7 @@ extension MetricsManager {
             } catch {
                 throw MetricsError(.sinkFailed, "the sink failed to open: \(error)")
             }
-            let intervalSeconds = configuration.uploadIntervalMs / 1000
+            let intervalSeconds = configuration.uploadIntervalMilliseconds / 1000
             guard let uploader = Uploader(intervalSeconds: intervalSeconds, tick: { [weak self] in
                 guard let self else { return false }
                 _ = try? self.flush()
@@ -63,7 +63,7 @@ extension MetricsManager {
         }
         guard done != nil else {
             throw MetricsError(.sinkFailed, "an export on another thread is still running after "
-                               + "\(configuration.exportTimeoutMs) ms; the data stays queued")
+                               + "\(configuration.exportTimeoutMilliseconds) ms; the data stays queued")
         }
     }
 
@@ -72,7 +72,7 @@ extension MetricsManager {
     /// once the final export was delivered. Before start it calls no sink
     /// function.
     ///
-    /// Returns within ``MetricsConfiguration/exportTimeoutMs`` in total (one
+    /// Returns within ``MetricsConfiguration/exportTimeout`` in total (one
     /// budget for every wait: puts in progress, a running export, the final
     /// export): a dead sink cannot hang close. If that time runs out, close
     /// throws `sinkFailed` and the final export and the sink's close still
@@ -107,7 +107,7 @@ extension MetricsManager {
         guard context.gate.waitForPutsInProgress(until: deadline),
               context.collector.waitForSections(registry.allSeries, until: deadline) else {
             throw MetricsError(.sinkFailed, "puts were still in progress after "
-                               + "\(configuration.exportTimeoutMs) ms; nothing was exported, close may be retried")
+                               + "\(configuration.exportTimeoutMilliseconds) ms; nothing was exported, close may be retried")
         }
 
         // A manager never started is simply marked closed: no sink call.
@@ -159,7 +159,7 @@ extension MetricsManager {
         case .running, .notAttempted:
             _ = finished
             throw MetricsError(.sinkFailed, "the final export did not finish within "
-                               + "\(configuration.exportTimeoutMs) ms; it completes in the background")
+                               + "\(configuration.exportTimeoutMilliseconds) ms; it completes in the background")
         }
     }
 

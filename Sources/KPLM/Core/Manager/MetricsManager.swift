@@ -84,7 +84,7 @@ public final class MetricsManager: Sendable {
     let startedUploader = Locked<Uploader?>(nil)
     /// The final export's state (see ``Finale``).
     let finale = Locked(Finale())
-    var exportTimeout: Double { configuration.exportTimeoutMs / 1000 }
+    var exportTimeout: Double { configuration.exportTimeoutMilliseconds / 1000 }
 
     /// Creates a manager in the "new" state.
     ///
@@ -111,6 +111,27 @@ public final class MetricsManager: Sendable {
     /// Creates a manager from individual settings (see ``MetricsConfiguration``).
     public convenience init(level: MetricsLevel = .none,
                             sink: (any MetricsSink)? = nil,
+                            uploadInterval: Duration = .seconds(60),
+                            windowSeconds: Int = 60,
+                            maxMetrics: Int = 100_000,
+                            exportTimeout: Duration = .seconds(10),
+                            clock: (@Sendable () -> Double)? = nil) throws(MetricsError) {
+        var configuration = MetricsConfiguration()
+        configuration.level = level
+        configuration.uploadInterval = uploadInterval
+        configuration.windowSeconds = windowSeconds
+        configuration.maxMetrics = maxMetrics
+        configuration.exportTimeout = exportTimeout
+        configuration.clock = clock
+        try self.init(configuration: configuration, sink: sink)
+    }
+
+    /// Creates a manager from individual settings, intervals in
+    /// milliseconds (the earlier spelling of the initializer above).
+    @available(*, deprecated, message: "use uploadInterval: and exportTimeout: (Duration)")
+    @_disfavoredOverload
+    public convenience init(level: MetricsLevel = .none,
+                            sink: (any MetricsSink)? = nil,
                             uploadIntervalMs: Double = 60_000,
                             windowSeconds: Int = 60,
                             maxMetrics: Int = 100_000,
@@ -118,10 +139,10 @@ public final class MetricsManager: Sendable {
                             clock: (@Sendable () -> Double)? = nil) throws(MetricsError) {
         var configuration = MetricsConfiguration()
         configuration.level = level
-        configuration.uploadIntervalMs = uploadIntervalMs
+        configuration.uploadIntervalMilliseconds = uploadIntervalMs
         configuration.windowSeconds = windowSeconds
         configuration.maxMetrics = maxMetrics
-        configuration.exportTimeoutMs = exportTimeoutMs
+        configuration.exportTimeoutMilliseconds = exportTimeoutMs
         configuration.clock = clock
         try self.init(configuration: configuration, sink: sink)
     }

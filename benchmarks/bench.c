@@ -71,6 +71,31 @@ static void *put_by_name_loop(void *arg) {
     return NULL;
 }
 
+/* The same key, by names both ways: kplm_put with three dimensions, and
+ * kplm_put_dims with the same three pairs (SPEC §5: the same key). */
+static void *put_three_names_loop(void *arg) {
+    work *w = arg;
+    double t0 = now_s();
+    for (long i = 0; i < w->n; i++)
+        kplm_put(w->m, w->name, 1.0, "orders", "shardId-000000000001", "ProvisionedThroughputExceededException");
+    w->seconds = now_s() - t0;
+    return NULL;
+}
+
+static const kplm_dimension three_pairs[] = {
+    {"stream", "orders"},
+    {"shard", "shardId-000000000001"},
+    {"error_code", "ProvisionedThroughputExceededException"},
+};
+
+static void *put_dims_loop(void *arg) {
+    work *w = arg;
+    double t0 = now_s();
+    for (long i = 0; i < w->n; i++) kplm_put_dims(w->m, w->name, 1.0, three_pairs, 3);
+    w->seconds = now_s() - t0;
+    return NULL;
+}
+
 /* Runs `fn` on `threads` threads at once; returns ns per operation per
  * thread (the mean of the threads' own loop times). */
 static void *atomic_add_loop(void *arg);
@@ -228,6 +253,16 @@ int main(int argc, char **argv) {
     proto[0].name = proto[1].name = "UserRecordsPut";
     proto[1].h = a;
     paired by_name1 = measure_paired(put_by_name_loop, proto, 1);
+    /* kplm_put_dims with three pairs next to kplm_put of the same key, the
+     * ratio taken per run (back to back). */
+    must(kplm_put_dims(m, "UserRecordsPut", 1.0, three_pairs, 3), "kplm_put_dims");
+    paired dims1 = measure_paired(put_dims_loop, proto, 1);
+    double dq[32];
+    for (int r = 0; r < repetitions; r++) {
+        double names = run_threads(put_three_names_loop, proto, 1);
+        dq[r] = run_threads(put_dims_loop, proto, 1) / names;
+    }
+    double dims_vs_names = median(dq, repetitions);
     kplm_free(m);
 
     kplm_manager *off = manager(KPLM_LEVEL_NONE, NULL, NULL);
@@ -246,6 +281,8 @@ int main(int argc, char **argv) {
         {"metric_put_2t_same", "kplm_metric_put, 2 threads on one metric", handle2_same.value, "ns/op", handle2_same.ratio, "<= 1x"},
         {"metric_put_2t_diff", "kplm_metric_put, 2 threads on two metrics", handle2_diff.value, "ns/op", handle2_diff.ratio, ""},
         {"put_by_name_1t", "kplm_put by names, existing key, 1 thread", by_name1.value, "ns/op", by_name1.ratio, "<= 6x"},
+        {"put_dims_3_pairs_1t", "kplm_put_dims, 3 pairs, existing key, 1 thread", dims1.value, "ns/op", dims1.ratio, ""},
+        {"put_dims_vs_put", "kplm_put_dims (3 pairs) / kplm_put (same key)", dims_vs_names, "x", NAN, "<= 1.5x"},
         {"put_level_none", "kplm_put at level NONE", none1.value, "ns/op", none1.ratio, "<= 1x"},
         {"scaling_2t_diff", "throughput, 2 threads on two metrics / 1 thread", scaling, "x", NAN, ">= 1.6x"},
         {"snapshots_1000x60", "kplm_snapshots, 1,000 metrics x 60 live seconds", snapshots_ms, "ms", NAN, "<= 0.5 ms"},

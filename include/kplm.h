@@ -74,7 +74,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define KPLM_VERSION_MAJOR 1
-#define KPLM_VERSION_MINOR 0
+#define KPLM_VERSION_MINOR 1
 #define KPLM_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH, for preprocessor comparisons. */
 #define KPLM_VERSION_NUMBER \
@@ -206,10 +206,13 @@ typedef struct kplm_manager kplm_manager;
 typedef struct kplm_metric kplm_metric;
 
 /**
- * One dimension of a metric. Names are "stream", "shard" and "error_code",
- * in that order, absent ones omitted; with a granularity configured, the
- * KPL's names and order instead (see kplm_granularity); extra dimensions
- * (kplm_add_dimension) where their granularity puts them.
+ * One dimension of a metric: a (name, value) pair. Reported names are
+ * "stream", "shard" and "error_code", in that order, absent ones omitted,
+ * then the key's free-form dimensions (kplm_put_dims) by name, bytewise;
+ * with a granularity configured, the KPL's names and order instead (see
+ * kplm_granularity; free-form dimensions attach at the global level, on
+ * every line, unless kplm_set_dimension_granularity says otherwise); extra
+ * dimensions (kplm_add_dimension) where their granularity puts them.
  */
 typedef struct {
     const char *name;
@@ -425,6 +428,43 @@ kplm_status kplm_metric_get(kplm_manager *m, const char *name, const char *strea
                             const char *shard_id, const char *error_code, kplm_metric **out);
 
 /**
+ * Most (name, value) pairs of one kplm_put_dims / kplm_metric_get_dims /
+ * kplm_query_dims call (CloudWatch's limit on dimensions).
+ */
+#define KPLM_DIMENSIONS_MAX 30
+
+/**
+ * kplm_put with free-form dimensions (since 1.1): the key is `name` plus
+ * the set of (name, value) pairs in `dims`, in any order (the same pairs in
+ * another order are the same key). kplm_put(m, n, v, s, sh, e) is exactly
+ * kplm_put_dims with ("stream", s), ("shard", sh), ("error_code", e).
+ * A pair whose value is NULL or "" is absent. Dimension names are 1 to
+ * KPLM_NAME_MAX bytes of UTF-8, unique within the call; values at most
+ * KPLM_DIMENSION_VALUE_MAX bytes of UTF-8. `dims` may be NULL when
+ * `dim_count` is 0. Reported order: "stream", "shard", "error_code", then
+ * the other names bytewise; SUMMARY drops the "shard" and "error_code"
+ * pairs before the key is formed.
+ * Returns as kplm_put, and KPLM_EINVAL for more than KPLM_DIMENSIONS_MAX
+ * pairs, a NULL `dims` with a non-zero count, a NULL, empty, over-long or
+ * repeated dimension name, or an over-long value; KPLM_EINVAL also when the
+ * sink refuses a new key it could not publish apart from others (the
+ * Prometheus sink: two dimension names that become one label name, in this
+ * key or against a key seen before). A key put before with the
+ * same argument bytes in the same order is found without allocating or
+ * locking, as for kplm_put. Thread-safe.
+ */
+kplm_status kplm_put_dims(kplm_manager *m, const char *name, double value,
+                          const kplm_dimension *dims, size_t dim_count);
+
+/**
+ * kplm_metric_get with free-form dimensions (since 1.1): the handle of the
+ * key kplm_put_dims would form from the same arguments. Returns as
+ * kplm_metric_get, and KPLM_EINVAL as kplm_put_dims. Thread-safe.
+ */
+kplm_status kplm_metric_get_dims(kplm_manager *m, const char *name, const kplm_dimension *dims,
+                                 size_t dim_count, kplm_metric **out);
+
+/**
  * Records one observation through a resolved handle, exactly as kplm_put
  * would for its key (an eventful sink's record callback included).
  * The hot path: the observation goes to the calling thread's own cell of the
@@ -571,6 +611,19 @@ kplm_status kplm_add_dimension(kplm_manager *m, const char *name, const char *va
                                kplm_granularity granularity);
 
 /**
+ * With a granularity configured, attaches the free-form dimension `name`
+ * (kplm_put_dims) at `granularity` of the KPL's tree instead of the global
+ * level (since 1.1): KPLM_GRANULARITY_STREAM puts it on per-stream and
+ * per-shard lines only, KPLM_GRANULARITY_SHARD on per-shard lines only,
+ * KPLM_GRANULARITY_GLOBAL (the default for every name) on every line.
+ * Without a granularity it changes nothing. Before kplm_start only.
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager or name, an empty,
+ * over-long or non-UTF-8 name, or granularity NONE or unknown; KPLM_ESTATE
+ * once started or closed, or from a callback of this manager.
+ */
+kplm_status kplm_set_dimension_granularity(kplm_manager *m, const char *name, kplm_granularity granularity);
+
+/**
  * The manager's namespace (kplm_config.metric_namespace), for sinks that
  * publish under one. Owned by the manager, valid until kplm_free; NULL for a
  * NULL manager. Thread-safe.
@@ -597,6 +650,17 @@ kplm_status kplm_query_sized(kplm_manager *m, const char *name, const char *stre
                              size_t out_size);
 #define kplm_query(m, name, stream, shard_id, error_code, seconds, out) \
     kplm_query_sized((m), (name), (stream), (shard_id), (error_code), (seconds), (out), sizeof(kplm_statistics))
+
+/**
+ * kplm_query of the key kplm_put_dims would form from `name`, `dims` and
+ * `dim_count` (since 1.1), writing a kplm_statistics of `out_size` bytes
+ * (as kplm_query_sized). kplm_query_dims is a macro over it.
+ * Returns as kplm_query, and KPLM_EINVAL as kplm_put_dims.
+ */
+kplm_status kplm_query_dims_sized(kplm_manager *m, const char *name, const kplm_dimension *dims,
+                                  size_t dim_count, uint32_t seconds, kplm_statistics *out, size_t out_size);
+#define kplm_query_dims(m, name, dims, dim_count, seconds, out) \
+    kplm_query_dims_sized((m), (name), (dims), (dim_count), (seconds), (out), sizeof(kplm_statistics))
 
 /**
  * kplm_query for every key of one metric name, merged (all streams, shards

@@ -73,5 +73,30 @@ package enum CArguments {
         let errorCode = try dimension(errorCode, "error code")
         return manager.formKey(name, stream, shardId, errorCode)
     }
-}
 
+    /// The key a C put by free-form dimensions forms (kplm_put_dims), every
+    /// argument checked: the name, then each pair (a NULL or empty name,
+    /// over-long or non-UTF-8 bytes), then the set (MetricKey: more than
+    /// 30 pairs, a repeated name); a NULL value is an absent pair.
+    static func key(_ manager: MetricsManager, _ name: UnsafePointer<CChar>?,
+                    _ dimensions: UnsafePointer<kplm_dimension>?, _ count: Int) throws(MetricsError) -> MetricKey {
+        let name = try CArguments.name(name)
+        // size_t beyond Int.max arrives negative.
+        guard count >= 0 && count <= MetricKey.maxDimensions else {
+            throw MetricsError(.invalidArgument, "more than \(MetricKey.maxDimensions) dimensions")
+        }
+        guard count == 0 || dimensions != nil else {
+            throw MetricsError(.invalidArgument, "dimension count is \(count) but dims is NULL")
+        }
+        var pairs: [(String, String)] = []
+        pairs.reserveCapacity(count)
+        for i in 0..<count {
+            let pair = dimensions![i]
+            guard let pairName = pair.name else { throw MetricsError(.invalidArgument, "dimension \(i) has a NULL name") }
+            guard pairName[0] != 0 else { throw MetricsError(.invalidArgument, "dimension \(i) has an empty name") }
+            let label = try string(pairName, limit: Validation.maxNameBytes, label: "dimension name")
+            pairs.append((label, try dimension(pair.value, "value of dimension \(label)") ?? ""))
+        }
+        return manager.formKey(try MetricKey(name: name, dimensions: pairs))
+    }
+}

@@ -4,10 +4,27 @@ import KPLM
 import Glibc
 import Synchronization
 
+/// The arguments of a put by names as the key index stores and finds them:
+/// a hash, and an entry body (after the entry's 16-byte head: hash, metric)
+/// that holds their lengths and bytes. Two kinds (``CPutArguments``,
+/// ``CDimensionArguments``) share one index: a body starts with an Int32
+/// that is a length (≥ 1) for the first and negative for the second, so an
+/// entry of one kind never matches arguments of the other.
+protocol IndexedArguments {
+    /// The hash of the arguments' bytes (well mixed: its low bits pick the slot).
+    var hash: UInt64 { get }
+    /// Size of the entry body, at least 16 bytes (a match reads the first 16).
+    var bodyBytes: Int { get }
+    /// Whether the body at `body` holds exactly these arguments.
+    func matches(body: UnsafeRawPointer) -> Bool
+    /// Writes the body (``bodyBytes`` bytes) at `body`.
+    func write(body: UnsafeMutableRawPointer)
+}
+
 /// The four C string arguments of a put by names, measured once: a length
 /// per argument (an absent or empty dimension has length 0) and a hash of
 /// their bytes. No String is built.
-struct CPutArguments {
+struct CPutArguments: IndexedArguments {
     var pointers: (UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?)
     var lengths: (Int32, Int32, Int32, Int32)
     var hash: UInt64
@@ -37,12 +54,7 @@ struct CPutArguments {
         let h1 = n1 == 0 ? 0 : Self.mix(0x1319_8A2E_0370_7344 ^ UInt64(n1), stream!, n1)
         let h2 = n2 == 0 ? 0 : Self.mix(0xA409_3822_299F_31D0 ^ UInt64(n2), shardId!, n2)
         let h3 = n3 == 0 ? 0 : Self.mix(0x082E_FA98_EC4E_6C89 ^ UInt64(n3), errorCode!, n3)
-        var h = h0 ^ (h1 << 17 | h1 >> 47) ^ (h2 << 31 | h2 >> 33) ^ (h3 << 47 | h3 >> 17)
-        h ^= h >> 32
-        h = h &* 0xBF58_476D_1CE4_E5B9
-        h ^= h >> 29
-        h = h &* 0x94D0_49BB_1331_11EB
-        hash = h ^ (h >> 32)
+        hash = Self.avalanche(h0 ^ (h1 << 17 | h1 >> 47) ^ (h2 << 31 | h2 >> 33) ^ (h3 << 47 | h3 >> 17))
     }
 
     /// Folds `count` bytes at `p` into `h`, eight at a time. Every load
@@ -50,7 +62,7 @@ struct CPutArguments {
     /// is read as an overlapping word, or from 4-byte and single-byte loads
     /// for strings under 8 bytes.
     @inline(__always)
-    private static func mix(_ hash: UInt64, _ p: UnsafePointer<CChar>, _ count: Int) -> UInt64 {
+    static func mix(_ hash: UInt64, _ p: UnsafePointer<CChar>, _ count: Int) -> UInt64 {
         let raw = UnsafeRawPointer(p)
         var h = hash
         var i = 0
@@ -81,6 +93,44 @@ struct CPutArguments {
     private static func fold(_ h: UInt64, _ word: UInt64) -> UInt64 {
         (h ^ word) &* 0x9E37_79B9_7F4A_7C15
     }
+
+    /// The final avalanche of a combined hash (its high bits brought down).
+    @inline(__always)
+    static func avalanche(_ combined: UInt64) -> UInt64 {
+        var h = combined
+        h ^= h >> 32
+        h = h &* 0xBF58_476D_1CE4_E5B9
+        h ^= h >> 29
+        h = h &* 0x94D0_49BB_1331_11EB
+        return h ^ (h >> 32)
+    }
+
+    // Body: the four lengths (Int32 each), then the bytes back to back.
+
+    var bodyBytes: Int { 16 + Int(lengths.0) + Int(lengths.1) + Int(lengths.2) + Int(lengths.3) }
+
+    @inline(__always)
+    func matches(body: UnsafeRawPointer) -> Bool {
+        guard body.load(as: (Int32, Int32, Int32, Int32).self) == lengths else { return false }
+        var bytes = body + 16
+        if !CKeyIndex.same(bytes, pointers.0, lengths.0) { return false }
+        bytes += Int(lengths.0)
+        if !CKeyIndex.same(bytes, pointers.1, lengths.1) { return false }
+        bytes += Int(lengths.1)
+        if !CKeyIndex.same(bytes, pointers.2, lengths.2) { return false }
+        bytes += Int(lengths.2)
+        return CKeyIndex.same(bytes, pointers.3, lengths.3)
+    }
+
+    func write(body: UnsafeMutableRawPointer) {
+        body.storeBytes(of: lengths, as: (Int32, Int32, Int32, Int32).self)
+        var bytes = body + 16
+        for (p, n) in [(pointers.0, lengths.0), (pointers.1, lengths.1),
+                       (pointers.2, lengths.2), (pointers.3, lengths.3)] where n != 0 {
+            bytes.copyMemory(from: p!, byteCount: Int(n))
+            bytes += Int(n)
+        }
+    }
 }
 
 /// Lock-free lookup from the raw bytes of a put's arguments to the
@@ -99,9 +149,8 @@ struct CPutArguments {
 final class CKeyIndex: @unchecked Sendable {
     /// Entry layout (raw memory): hash (8), metric (8, unretained: kept
     /// alive by the registry while the entry is linked, then by this
-    /// index's limbo), four Int32 lengths (16), then the bytes of the four
-    /// arguments, back to back.
-    private static let headerBytes = 32
+    /// index's limbo), then the arguments' body (``IndexedArguments``).
+    private static let headBytes = 16
     /// A slot whose entry was removed: probing goes on past it.
     private static let tombstone: UInt = 1
 
@@ -156,7 +205,7 @@ final class CKeyIndex: @unchecked Sendable {
     /// Looks `a` up and, if found, tries the common case of a put of
     /// `value` on its metric, inside one read section.
     @inline(__always)
-    func put(_ a: CPutArguments, _ value: Double) -> IndexedPut {
+    func put<Arguments: IndexedArguments>(_ a: Arguments, _ value: Double) -> IndexedPut {
         let writer = Int(kplmshim_writer_raw())
         guard writer > 0 && KeyIndexReaders.isAvailable else { return .missing }
         let section = KeyIndexReaders.enter(writer)
@@ -177,7 +226,7 @@ final class CKeyIndex: @unchecked Sendable {
     /// The metric these arguments resolved to before, if any. Call inside a
     /// read section (the result is borrowed, valid until it ends).
     @inline(__always)
-    private func find(_ a: CPutArguments) -> Unmanaged<Metric>? {
+    private func find<Arguments: IndexedArguments>(_ a: Arguments) -> Unmanaged<Metric>? {
         let bits = table.load(ordering: .acquiring)
         guard bits != 0 else { return nil }
         let t = UnsafeMutableRawPointer(bitPattern: bits)!
@@ -191,7 +240,7 @@ final class CKeyIndex: @unchecked Sendable {
             if e == 0 { return nil }
             if e != Self.tombstone {
                 let entry = UnsafeRawPointer(bitPattern: e)!
-                if entry.load(as: UInt64.self) == a.hash && Self.matches(entry, a) {
+                if entry.load(as: UInt64.self) == a.hash && a.matches(body: entry + Self.headBytes) {
                     return Unmanaged<Metric>.fromOpaque(entry.load(fromByteOffset: 8, as: UnsafeRawPointer.self))
                 }
             }
@@ -202,7 +251,7 @@ final class CKeyIndex: @unchecked Sendable {
     /// Remembers that `a` (validated) resolves to `metric`, unless the
     /// metric's key was removed meanwhile (a removal sets that before it
     /// unlinks under this index's lock, so an entry is never left behind).
-    func insert(_ a: CPutArguments, _ metric: Metric) {
+    func insert<Arguments: IndexedArguments>(_ a: Arguments, _ metric: Metric) {
         owned.withLock { o in
             guard o.linked < maxEntries, !metric.series.isRemoved else { return }
             var t = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .relaxed))
@@ -268,24 +317,10 @@ final class CKeyIndex: @unchecked Sendable {
 
     // MARK: Helpers
 
-    @inline(__always)
-    private static func matches(_ entry: UnsafeRawPointer, _ a: CPutArguments) -> Bool {
-        let lengths = entry.load(fromByteOffset: 16, as: (Int32, Int32, Int32, Int32).self)
-        guard lengths == a.lengths else { return false }
-        var bytes = entry + headerBytes
-        if !same(bytes, a.pointers.0, a.lengths.0) { return false }
-        bytes += Int(a.lengths.0)
-        if !same(bytes, a.pointers.1, a.lengths.1) { return false }
-        bytes += Int(a.lengths.1)
-        if !same(bytes, a.pointers.2, a.lengths.2) { return false }
-        bytes += Int(a.lengths.2)
-        return same(bytes, a.pointers.3, a.lengths.3)
-    }
-
     /// Whether `count` bytes at `stored` and `p` are equal: inline word
     /// compares (within bounds, as in ``CPutArguments``), memcmp past 32.
     @inline(__always)
-    private static func same(_ stored: UnsafeRawPointer, _ p: UnsafePointer<CChar>?, _ count: Int32) -> Bool {
+    static func same(_ stored: UnsafeRawPointer, _ p: UnsafePointer<CChar>?, _ count: Int32) -> Bool {
         let n = Int(count)
         if n == 0 { return true }
         let q = UnsafeRawPointer(p!)
@@ -300,18 +335,12 @@ final class CKeyIndex: @unchecked Sendable {
         return i == n || CPutArguments.tail(stored, n) == CPutArguments.tail(q, n)
     }
 
-    private static func makeEntry(_ a: CPutArguments, _ metric: Metric) -> UnsafeMutableRawPointer {
-        let total = Int(a.lengths.0) + Int(a.lengths.1) + Int(a.lengths.2) + Int(a.lengths.3)
-        let entry = UnsafeMutableRawPointer.allocate(byteCount: headerBytes + total, alignment: 8)
+    private static func makeEntry<Arguments: IndexedArguments>(_ a: Arguments, _ metric: Metric)
+        -> UnsafeMutableRawPointer {
+        let entry = UnsafeMutableRawPointer.allocate(byteCount: headBytes + a.bodyBytes, alignment: 8)
         entry.storeBytes(of: a.hash, as: UInt64.self)
         entry.storeBytes(of: Unmanaged.passUnretained(metric).toOpaque(), toByteOffset: 8, as: UnsafeMutableRawPointer.self)
-        entry.storeBytes(of: a.lengths, toByteOffset: 16, as: (Int32, Int32, Int32, Int32).self)
-        var bytes = entry + headerBytes
-        for (p, n) in [(a.pointers.0, a.lengths.0), (a.pointers.1, a.lengths.1),
-                       (a.pointers.2, a.lengths.2), (a.pointers.3, a.lengths.3)] where n != 0 {
-            bytes.copyMemory(from: p!, byteCount: Int(n))
-            bytes += Int(n)
-        }
+        a.write(body: entry + headBytes)
         return entry
     }
 
@@ -361,7 +390,7 @@ final class CKeyIndex: @unchecked Sendable {
     }
 
     /// Whether `a` has an entry in `t` (for insert, under the lock).
-    private static func lookUp(_ a: CPutArguments, in t: UnsafeMutableRawPointer) -> Bool {
+    private static func lookUp<Arguments: IndexedArguments>(_ a: Arguments, in t: UnsafeMutableRawPointer) -> Bool {
         let mask = t.load(as: Int.self) - 1
         let slots = (t + 8).assumingMemoryBound(to: Atomic<UInt>.self)
         var i = Int(truncatingIfNeeded: a.hash) & mask
@@ -370,7 +399,7 @@ final class CKeyIndex: @unchecked Sendable {
             if e == 0 { return false }
             if e != tombstone {
                 let entry = UnsafeRawPointer(bitPattern: e)!
-                if entry.load(as: UInt64.self) == a.hash && matches(entry, a) { return true }
+                if entry.load(as: UInt64.self) == a.hash && a.matches(body: entry + headBytes) { return true }
             }
             i = (i + 1) & mask
         }

@@ -18,6 +18,17 @@ public func kplm_add_dimension(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>
 }
 
 @c @implementation
+public func kplm_set_dimension_granularity(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?,
+                                          _ granularity: kplm_granularity) -> kplm_status {
+    guard let manager = manager(m), let name,
+          let level = MetricsGranularity(rawValue: Int(granularity.rawValue)) else { return KPLM_EINVAL }
+    return statusOf { () throws(MetricsError) in
+        let n = try CArguments.string(name, limit: Validation.maxNameBytes, label: "dimension name")
+        try manager.setDimensionGranularity(n, level)
+    }
+}
+
+@c @implementation
 public func kplm_namespace(_ m: OpaquePointer?) -> UnsafePointer<CChar>? {
     guard let c = cManager(m) else { return nil }
     return UnsafePointer(c.namespace)
@@ -38,6 +49,15 @@ public func kplm_query_sized(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?,
     answerQuery(m, out, outSize) { manager throws(MetricsError) in
         let key = try CArguments.key(manager, name, stream, shardId, errorCode)
         return try manager.statistics(key: key, lastSeconds: lastSeconds(seconds))
+    }
+}
+
+@c @implementation
+public func kplm_query_dims_sized(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?,
+                                  _ dims: UnsafePointer<kplm_dimension>?, _ dimCount: Int, _ seconds: UInt32,
+                                  _ out: UnsafeMutablePointer<kplm_statistics>?, _ outSize: Int) -> kplm_status {
+    answerQuery(m, out, outSize) { manager throws(MetricsError) in
+        try manager.statistics(key: try CArguments.key(manager, name, dims, dimCount), lastSeconds: lastSeconds(seconds))
     }
 }
 

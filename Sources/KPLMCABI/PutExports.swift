@@ -52,16 +52,58 @@ private func status(_ outcome: PutOutcome) -> kplm_status {
 private func putResolvingKey(_ c: CManager, _ arguments: CPutArguments?,
                              _ name: UnsafePointer<CChar>, _ value: Double, _ stream: UnsafePointer<CChar>?,
                              _ shardId: UnsafePointer<CChar>?, _ errorCode: UnsafePointer<CChar>?) -> kplm_status {
+    putResolvingKey(c, arguments, value) { manager throws(MetricsError) in
+        try CArguments.key(manager, name, stream, shardId, errorCode)
+    }
+}
+
+/// The body of a put whose arguments are not in the index yet: `key`
+/// validates them and forms the key, which is resolved (or created); the
+/// arguments are remembered, then the value recorded.
+private func putResolvingKey<Arguments: IndexedArguments>(
+    _ c: CManager, _ arguments: Arguments?, _ value: Double,
+    _ key: (MetricsManager) throws(MetricsError) -> MetricKey
+) -> kplm_status {
     // Under a put frame: the key index's lock is held a moment (see
     // CallbackGuard: a signal handler's close refuses instead of waiting).
     let manager = c.manager
     return CallbackGuard.run(for: ObjectIdentifier(manager), kind: .put) {
         statusOf { () throws(MetricsError) in
-            let key = try CArguments.key(manager, name, stream, shardId, errorCode)
-            let metric = try manager.metricForPut(key: key)
+            let metric = try manager.metricForPut(key: try key(manager))
             metric.series.layOutCKey()
             if let arguments { c.keys.insert(arguments, metric) }
             try metric.put(finite: value).check()
+        }
+    }
+}
+
+@c @implementation
+public func kplm_put_dims(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ value: Double,
+                          _ dims: UnsafePointer<kplm_dimension>?, _ dimCount: Int) -> kplm_status {
+    guard let m, let name, name[0] != 0, value.isFinite, dims != nil || dimCount == 0 else { return KPLM_EINVAL }
+    // Borrowed without a retain: see kplm_metric_put.
+    return Unmanaged<CManager>.fromOpaque(UnsafeRawPointer(m))._withUnsafeGuaranteedRef { c in
+        if c.recordsNothing { return status(c.manager.unrecordedPutOutcome) }
+        return putDimensionsRecorded(c, name, value, dims, dimCount)
+    }
+}
+
+/// A put by free-form dimensions on a manager that records: as
+/// ``putRecorded``, the pairs' lengths measured into a stack buffer.
+@inline(never)
+private func putDimensionsRecorded(_ c: CManager, _ name: UnsafePointer<CChar>, _ value: Double,
+                                   _ dims: UnsafePointer<kplm_dimension>?, _ count: Int) -> kplm_status {
+    withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * CDimensionArguments.maxPairs) { lengths in
+        let arguments = CDimensionArguments(name, dims, count, lengths: lengths.baseAddress!)
+        if let arguments {
+            switch c.keys.put(arguments, value) {
+            case .recorded: return KPLM_OK
+            case .general(let metric): return status(metric.put(finite: value))
+            case .missing: break
+            }
+        }
+        return putResolvingKey(c, arguments, value) { manager throws(MetricsError) in
+            try CArguments.key(manager, name, dims, count)
         }
     }
 }
@@ -71,12 +113,28 @@ public func kplm_metric_get(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?,
                             _ stream: UnsafePointer<CChar>?, _ shardId: UnsafePointer<CChar>?,
                             _ errorCode: UnsafePointer<CChar>?,
                             _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kplm_status {
+    resolveHandle(m, out) { manager throws(MetricsError) in
+        try CArguments.key(manager, name, stream, shardId, errorCode)
+    }
+}
+
+@c @implementation
+public func kplm_metric_get_dims(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?,
+                                 _ dims: UnsafePointer<kplm_dimension>?, _ dimCount: Int,
+                                 _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kplm_status {
+    resolveHandle(m, out) { manager throws(MetricsError) in try CArguments.key(manager, name, dims, dimCount) }
+}
+
+/// The body of kplm_metric_get and kplm_metric_get_dims: clears `*out`,
+/// forms the key (`key` checks the arguments), resolves it and pins the
+/// metric for the manager's lifetime.
+private func resolveHandle(_ m: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                           _ key: (MetricsManager) throws(MetricsError) -> MetricKey) -> kplm_status {
     guard let out else { return KPLM_EINVAL }
     out.pointee = nil
     guard let manager = manager(m) else { return KPLM_EINVAL }
     return statusOf { () throws(MetricsError) in
-        let key = try CArguments.key(manager, name, stream, shardId, errorCode)
-        let metric = try manager.metricValidated(key: key)
+        let metric = try manager.metricValidated(key: try key(manager))
         metric.series.layOutCKey()
         // Kept alive until kplm_free, even if its key is removed as idle
         // (a put through the handle then re-creates it).

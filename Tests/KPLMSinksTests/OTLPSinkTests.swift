@@ -9,7 +9,7 @@ import KPLMTestSupport
 
 /// One decoded protobuf field: a varint or fixed64 number, or the bytes of
 /// a length-delimited field.
-private enum PBValue: Equatable {
+enum PBValue: Equatable {
     case varint(UInt64)
     case fixed64(UInt64)
     case bytes([UInt8])
@@ -27,10 +27,10 @@ private enum PBValue: Equatable {
     var message: PBMessage? { bytes.flatMap { try? PBMessage($0) } }
 }
 
-private struct PBError: Error {}
+struct PBError: Error {}
 
 /// A decoded message: its fields in wire order.
-private struct PBMessage {
+struct PBMessage {
     var fields: [(number: Int, value: PBValue)] = []
 
     init(_ data: [UInt8]) throws {
@@ -169,7 +169,7 @@ final class OTLPSinkTests: XCTestCase {
                            windowStart: 20, windowEnd: 22, timestampUnix: 1_700_000_000.5),
         ]
         let hex = "0adb010a170a150a0c736572766963652e6e616d6512050a0373766312bf010a"
-            + "0d0a046b706c6d1205312e302e3012530a01414a4e0a4a1100368ffafd9c9717"
+            + "0d0a046b706c6d1205312e312e3012530a01414a4e0a4a1100368ffafd9c9717"
             + "1900002a36fe9c97172102000000000000002900000000000008403208020000"
             + "00000000004a080a016b12030a017659000000000000f03f6100000000000000"
             + "40100112590a0e557365725265636f7264735075741a01314a440a401100d1c1"
@@ -179,7 +179,7 @@ final class OTLPSinkTests: XCTestCase {
             let start = hex.index(hex.startIndex, offsetBy: i)
             return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)!
         }
-        XCTAssertEqual(OTLPEncoding.scopeVersion, "1.0.0", "the expected bytes carry version 1.0.0")
+        XCTAssertEqual(OTLPEncoding.scopeVersion, "1.1.0", "the expected bytes carry version 1.1.0")
         XCTAssertEqual(OTLPEncoding.exportRequest(snapshots, serviceName: "svc"), expected)
     }
 

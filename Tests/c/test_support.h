@@ -110,7 +110,7 @@ kplm_config test_config(kplm_level level, tclock *clock);
 /* Deep copies of snapshots and events                                       */
 /* ------------------------------------------------------------------------ */
 
-#define TEST_MAX_DIMS 8
+#define TEST_MAX_DIMS 32
 
 typedef struct {
     char *name;

@@ -29,6 +29,7 @@ def test_binding_constants_match_header(header_macros):
                                 header_macros["KPLM_VERSION_PATCH"])
     assert kplm.NAME_MAX == header_macros["KPLM_NAME_MAX"]
     assert kplm.DIMENSION_VALUE_MAX == header_macros["KPLM_DIMENSION_VALUE_MAX"]
+    assert kplm.DIMENSIONS_MAX == header_macros["KPLM_DIMENSIONS_MAX"]
     assert kplm.WINDOW_SECONDS_MIN == header_macros["KPLM_WINDOW_SECONDS_MIN"]
     assert kplm.WINDOW_SECONDS_MAX == header_macros["KPLM_WINDOW_SECONDS_MAX"]
     assert kplm.METRIC_REFUSED == header_macros["KPLM_METRIC_REFUSED"]

@@ -92,7 +92,7 @@ from ._native import (CLOCK_FUNC, CLOSE_FUNC, EXPORT_FUNC, OPEN_FUNC, RECORD_FUN
 from ._version import __version__, version, version_info
 from .catalog import metric_level, metric_unit, unit_name
 from .clocks import ClockCallback, ManualClock
-from .constants import (ABI_VERSION, CUMULATIVE, DEFAULT_EXPORT_TIMEOUT_MS, DEFAULT_MAX_METRICS,
+from .constants import (ABI_VERSION, CUMULATIVE, DIMENSIONS_MAX, DEFAULT_EXPORT_TIMEOUT_MS, DEFAULT_MAX_METRICS,
                         DEFAULT_NAMESPACE, DEFAULT_UPLOAD_INTERVAL_MS, DEFAULT_WINDOW_SECONDS,
                         DIMENSION_ERROR_CODE, DIMENSION_SHARD_ID, DIMENSION_STREAM_NAME, DIMENSION_VALUE_MAX,
                         KPL_METRICS, METRIC_ALL_ERRORS, METRIC_BUFFERING_TIME, METRIC_ERRORS_BY_CODE,
@@ -114,7 +114,7 @@ from .sinks import (BuiltinSink, EmfDestination, InMemorySink, cloudwatch_reques
 
 __all__ = [
     # constants
-    "ABI_VERSION", "NAME_MAX", "DIMENSION_VALUE_MAX", "WINDOW_SECONDS_MIN",
+    "ABI_VERSION", "NAME_MAX", "DIMENSION_VALUE_MAX", "DIMENSIONS_MAX", "WINDOW_SECONDS_MIN",
     "WINDOW_SECONDS_MAX", "METRIC_REFUSED", "DEFAULT_UPLOAD_INTERVAL_MS",
     "DEFAULT_WINDOW_SECONDS", "DEFAULT_MAX_METRICS", "DEFAULT_EXPORT_TIMEOUT_MS",
     "DEFAULT_NAMESPACE", "CUMULATIVE",

@@ -230,6 +230,17 @@ def _declare(cdll: ctypes.CDLL) -> None:
     proto("kplm_start", st, [pm])
     proto("kplm_put", st, [pm, s, ctypes.c_double, s, s, s])
     proto("kplm_metric_get", st, [pm, s, s, s, s, ctypes.POINTER(MetricPointer)])
+    # Since 1.1 (free-form dimensions): a 1.0 library stays usable without
+    # them (kplm._dimensions.require_dimensions says what is missing).
+    for name, argtypes in (
+            ("kplm_put_dims", [pm, s, ctypes.c_double, ctypes.POINTER(KplmDimension), ctypes.c_size_t]),
+            ("kplm_metric_get_dims", [pm, s, ctypes.POINTER(KplmDimension), ctypes.c_size_t,
+                                      ctypes.POINTER(MetricPointer)]),
+            ("kplm_query_dims_sized", [pm, s, ctypes.POINTER(KplmDimension), ctypes.c_size_t, ctypes.c_uint32,
+                                       ctypes.POINTER(KplmStatistics), ctypes.c_size_t]),
+            ("kplm_set_dimension_granularity", [pm, s, ctypes.c_int])):
+        if hasattr(cdll, name):
+            proto(name, st, argtypes)
     proto("kplm_metric_put", st, [MetricPointer, ctypes.c_double])
     proto("kplm_metric_put_many", st, [MetricPointer, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_double])
     proto("kplm_set_flush_hook", st, [pm, ctypes.c_void_p, ctypes.c_void_p])

@@ -7,11 +7,13 @@ from typing import Tuple
 
 
 #: (MAJOR, MINOR, PATCH) of the header this binding was written against.
-ABI_VERSION: Tuple[int, int, int] = (1, 0, 0)
+ABI_VERSION: Tuple[int, int, int] = (1, 1, 0)
 #: Longest metric name accepted, in bytes (KPLM_NAME_MAX).
 NAME_MAX = 255
 #: Longest dimension value accepted, in bytes (KPLM_DIMENSION_VALUE_MAX).
 DIMENSION_VALUE_MAX = 1024
+#: Most (name, value) pairs of one ``dimensions=`` argument (KPLM_DIMENSIONS_MAX).
+DIMENSIONS_MAX = 30
 #: Bounds of the window length (KPLM_WINDOW_SECONDS_MIN / _MAX).
 WINDOW_SECONDS_MIN = 1
 WINDOW_SECONDS_MAX = 3600

@@ -6,12 +6,14 @@ import ctypes
 import logging
 import time
 import weakref
+from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _lifecycle
 from ._convert import _StrLike, _decode, _encode, _granularity_int, _int_in, _number, _short
 from ._frames import _PUT_TIME_KINDS, _callback_enter, _callback_kind, _callback_leave, _on_main_thread
 from ._buffer import PutBuffers, put_many_function
+from ._dimensions import Dimensions, EncodedDimensions, encode_dimensions, require_dimensions
 from ._library import lib, library_path
 from ._lifecycle import _build_sink, _Core
 from ._native import (VISIT_FUNC, KplmConfig, KplmSnapshot, KplmStatistics, ManagerPointer,
@@ -123,7 +125,7 @@ class Manager:
         self._core = core
         #: Manager.put's handles, by the exact arguments they were put with
         #: (only while puts are buffered: see kplm._buffer).
-        self._by_args: Dict[Tuple[Any, Any, Any, Any], Metric] = {}
+        self._by_args: Dict[Tuple[Any, ...], Metric] = {}
         self._by_args_cap = cap + 1024
         if level_int != Level.NONE and clock is None:
             # The flush hook is installed by start(), if still buffering then.
@@ -284,13 +286,25 @@ class Manager:
             core.state = "started"
 
     def put(self, name: _StrLike, value: float = 1.0, stream: Optional[_StrLike] = None,
-            shard_id: Optional[_StrLike] = None, error_code: Optional[_StrLike] = None) -> None:
+            shard_id: Optional[_StrLike] = None, error_code: Optional[_StrLike] = None, *,
+            dimensions: Optional[Dimensions] = None) -> None:
         """Record one observation (``kplm_put``). Raises :class:`KplmError` subclasses.
 
         Thread-safe. Arguments put before are found in a dictionary and the
         value appended to that key's buffer (see :class:`Metric`); the first
         put of each argument tuple goes through ``kplm_put``.
+
+        ``dimensions``: free-form dimensions (``kplm_put_dims``), a mapping
+        or (name, value) pairs in any order; the key is the name plus the
+        set of pairs, ``stream``/``shard_id``/``error_code`` given too being
+        the pairs "stream", "shard", "error_code". Up to 30 pairs, names
+        unique (:class:`InvalidArgumentError` otherwise). Such a put goes to
+        the library each time: for many puts of one key, hold a
+        :meth:`metric`.
         """
+        if dimensions is not None:
+            self._put_with_dimensions(name, value, stream, shard_id, error_code, dimensions)
+            return
         # Hot path (see Metric.put): these arguments were put before.
         try:
             handle = self._by_args.get((name, stream, shard_id, error_code))
@@ -330,6 +344,37 @@ class Manager:
                 return
             self._by_args[args] = self.metric(name, stream, shard_id, error_code)
 
+    def _put_with_dimensions(self, name: _StrLike, value: float, stream: Optional[_StrLike],
+                             shard_id: Optional[_StrLike], error_code: Optional[_StrLike],
+                             dimensions: Dimensions) -> None:
+        """:meth:`put` with ``dimensions``: arguments put before (the same
+        pairs in the same order) take the buffered path of :meth:`put`;
+        others go through ``kplm_put_dims``, then get a handle."""
+        args: Optional[Tuple[Any, ...]]
+        try:
+            pairs = tuple(dimensions.items()) if isinstance(dimensions, Mapping) else tuple(dimensions)
+            args = (name, pairs, stream, shard_id, error_code)
+            handle = self._by_args.get(args)
+            if handle is not None:
+                if value - value == 0.0 and _monotonic() < handle._end:
+                    handle._buf.append(value)
+                else:
+                    handle._put_slow(value)
+                return
+        except TypeError:
+            args = None
+        dims = encode_dimensions(dimensions, stream, shard_id, error_code)
+        n = _encode(name, "name")
+        v = _number(value)
+        core = self._need_core()
+        require_dimensions(core.lib)
+        status = core.call(core.lib.kplm_put_dims, n, v, dims.array, dims.count)
+        _check(status, f"kplm_put_dims({_short(name)})")
+        buffers = core.buffers
+        if args is not None and buffers is not None and buffers.enabled and len(self._by_args) < self._by_args_cap:
+            self._by_args[args] = self.metric(name, dimensions=pairs, stream=stream, shard_id=shard_id,
+                                              error_code=error_code)
+
     def _handle_for(self, name: _StrLike, stream: Optional[_StrLike], shard_id: Optional[_StrLike],
                     error_code: Optional[_StrLike]) -> Optional[Metric]:
         try:
@@ -339,8 +384,22 @@ class Manager:
 
     def metric(self, name: _StrLike, stream: Optional[_StrLike] = None,
                shard_id: Optional[_StrLike] = None,
-               error_code: Optional[_StrLike] = None) -> Metric:
-        """Resolve a key once (``kplm_metric_get``) for repeated :meth:`Metric.put`."""
+               error_code: Optional[_StrLike] = None, *,
+               dimensions: Optional[Dimensions] = None) -> Metric:
+        """Resolve a key once (``kplm_metric_get``) for repeated :meth:`Metric.put`.
+
+        With ``dimensions``, the key :meth:`put` forms from them
+        (``kplm_metric_get_dims``).
+        """
+        if dimensions is not None:
+            dims = encode_dimensions(dimensions, stream, shard_id, error_code)
+            n = _encode(name, "name")
+            core = self._need_core()
+            require_dimensions(core.lib)
+            out = MetricPointer()
+            status = core.call(core.lib.kplm_metric_get_dims, n, dims.array, dims.count, ctypes.byref(out))
+            _check(status, f"kplm_metric_get_dims({_short(name)})")
+            return Metric(core, out, dims.key(n or b"", self._level))
         n = _encode(name, "name")
         s = _encode(stream, "stream")
         sh = _encode(shard_id, "shard_id")
@@ -373,9 +432,25 @@ class Manager:
         _check(status, f"kplm_add_dimension({_short(name)})")
         self._extra_dimensions.append((_decode(n), _decode(v), Granularity(g)))
 
+    def set_dimension_granularity(self, name: _StrLike, granularity: Union[Granularity, int, str]) -> None:
+        """Attach the free-form dimension ``name`` at ``granularity`` of the
+        KPL's tree (``kplm_set_dimension_granularity``) instead of the global
+        level: ``STREAM`` puts it on per-stream and per-shard lines only,
+        ``SHARD`` on per-shard lines only. Only with a configured
+        granularity; before :meth:`start` (:class:`StateError` after).
+        :class:`InvalidArgumentError` for an empty, over-long or invalid
+        name, or granularity ``NONE``.
+        """
+        n = _encode(name, "name")
+        g = _granularity_int(granularity)
+        core = self._need_core()
+        require_dimensions(core.lib)
+        status = core.call(core.lib.kplm_set_dimension_granularity, n, g)
+        _check(status, f"kplm_set_dimension_granularity({_short(name)})")
+
     def query(self, name: _StrLike, stream: Optional[_StrLike] = None,
               shard_id: Optional[_StrLike] = None, error_code: Optional[_StrLike] = None,
-              seconds: int = CUMULATIVE) -> Statistics:
+              seconds: int = CUMULATIVE, *, dimensions: Optional[Dimensions] = None) -> Statistics:
         """Statistics of one key (``kplm_query``), formed as :meth:`put` would form it.
 
         Over the last ``seconds`` seconds (1 to :attr:`window_seconds`, the
@@ -383,8 +458,11 @@ class Manager:
         since the manager was created (the KPL's getMetrics). An unknown key,
         or level NONE, gives ``Statistics(0, 0.0, 0.0, 0.0)``. Raises
         :class:`InvalidArgumentError` for a bad name or dimension, or
-        ``seconds`` beyond the window.
+        ``seconds`` beyond the window. With ``dimensions``, the key
+        :meth:`put` forms from them (``kplm_query_dims``).
         """
+        if dimensions is not None:
+            return self._query_dims(name, encode_dimensions(dimensions, stream, shard_id, error_code), seconds)
         n = _encode(name, "name")
         s = _encode(stream, "stream")
         sh = _encode(shard_id, "shard_id")
@@ -395,6 +473,18 @@ class Manager:
         out = KplmStatistics()
         status = core.call(core.lib.kplm_query_sized, n, s, sh, e, secs, ctypes.byref(out), ctypes.sizeof(out))
         _check(status, f"kplm_query({_short(name)})")
+        return Statistics.from_c(out)
+
+    def _query_dims(self, name: _StrLike, dims: EncodedDimensions, seconds: int) -> Statistics:
+        n = _encode(name, "name")
+        secs = _int_in("seconds", seconds, 0, _UINT32_MAX)
+        core = self._need_core()
+        require_dimensions(core.lib)
+        self._drain(core)
+        out = KplmStatistics()
+        status = core.call(core.lib.kplm_query_dims_sized, n, dims.array, dims.count, secs, ctypes.byref(out),
+                           ctypes.sizeof(out))
+        _check(status, f"kplm_query_dims({_short(name)})")
         return Statistics.from_c(out)
 
     def query_name(self, name: _StrLike, seconds: int = CUMULATIVE) -> Statistics:

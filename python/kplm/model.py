@@ -17,7 +17,8 @@ _DIM_TO_FIELD = dict(_DIM_FIELDS)
 class MetricKey:
     """Identity of a metric: name plus optional dimensions (hashable).
 
-    ``extra`` holds dimensions this binding has no field for: the extra
+    ``extra`` holds dimensions this binding has no field for: the
+    free-form dimensions of ``dimensions=`` (by name, bytewise), the extra
     dimensions of :meth:`Manager.add_dimension`, and every dimension of a
     line shown with a :class:`Granularity` (whose names are the KPL's
     ``StreamName``, ``ShardId``, ``ErrorCode``). It is empty for every key of
@@ -56,7 +57,7 @@ class MetricKey:
         """The key the library forms from this one at ``level`` ("" → None, SUMMARY drops shard and error_code)."""
         stream = self.stream or None
         if int(level) == Level.SUMMARY:
-            return MetricKey(self.name, stream)
+            return MetricKey(self.name, stream, extra=self.extra)
         return MetricKey(self.name, stream, self.shard_id or None, self.error_code or None, self.extra)
 
 

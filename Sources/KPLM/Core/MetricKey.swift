@@ -23,8 +23,9 @@ public struct MetricDimension: Sendable, Hashable {
     }
 }
 
-/// The identity of a metric: its name plus optional stream, shard and error
-/// code. Two keys differ if any part differs, byte for byte: unlike Swift's
+/// The identity of a metric: its name plus a set of (dimension name, value)
+/// pairs: optional stream, shard and error code, and free-form dimensions
+/// (``otherDimensions``). Two keys differ if any part differs, byte for byte: unlike Swift's
 /// `String ==`, "é" (C3 A9) and "e\u{301}" (65 CC 81) are different keys, as
 /// they are for C and Python callers. An empty string is the same as `nil`.
 public struct MetricKey: Sendable, Hashable, Comparable, CustomStringConvertible {
@@ -36,23 +37,86 @@ public struct MetricKey: Sendable, Hashable, Comparable, CustomStringConvertible
     public let shardId: String?
     /// Error code, if any.
     public let errorCode: String?
+    /// The free-form dimensions (SPEC §5): every pair whose name is not
+    /// "stream", "shard" or "error_code", sorted by name bytewise; values
+    /// never empty. Empty for a key formed from the three alone.
+    public let otherDimensions: [MetricDimension]
+
+    /// Most (name, value) pairs one key may be formed from (CloudWatch's
+    /// limit on dimensions).
+    public static let maxDimensions = 30
 
     /// Creates a key; empty dimension strings are stored as `nil`.
     public init(name: String, stream: String? = nil, shardId: String? = nil, errorCode: String? = nil) {
+        self.init(name: name, stream: stream, shardId: shardId, errorCode: errorCode, otherDimensions: [])
+    }
+
+    /// Creates a key from a name and a set of (dimension name, value) pairs,
+    /// in any order: the same pairs in another order make the same key. The
+    /// pairs named "stream", "shard" and "error_code" fill ``stream``,
+    /// ``shardId`` and ``errorCode``; the others are ``otherDimensions``. A
+    /// pair with an empty value is absent.
+    ///
+    /// Throws `invalidArgument` for more than ``maxDimensions`` pairs, a
+    /// dimension name that is empty, over 255 bytes or contains NUL, a name
+    /// given twice, or a value over 1024 bytes or containing NUL. The metric
+    /// name is checked where the key is used (a put, a query).
+    public init(name: String, dimensions: some Sequence<(String, String)>) throws(MetricsError) {
+        // .some(value) once a pair of that name was seen (value may be empty).
+        var stream: String?? = nil, shardId: String?? = nil, errorCode: String?? = nil
+        var others: [MetricDimension] = []
+        var count = 0
+        for (dimension, value) in dimensions {
+            count += 1
+            guard count <= Self.maxDimensions else {
+                throw MetricsError(.invalidArgument, "more than \(Self.maxDimensions) dimensions")
+            }
+            try Validation.checkName(dimension, label: "dimension name")
+            try Validation.checkDimension(value, "value of dimension \(dimension)")
+            switch dimension {
+            case "stream": try Self.setOnce(&stream, value, dimension)
+            case "shard": try Self.setOnce(&shardId, value, dimension)
+            case "error_code": try Self.setOnce(&errorCode, value, dimension)
+            default: others.append(MetricDimension(dimension, value))
+            }
+        }
+        // Repeated names are checked on every pair, empty values included.
+        others.sort { ExportOrder.compare($0.name, $1.name) < 0 }
+        for i in others.indices.dropFirst() where ByteIdentity.equal(others[i - 1].name, others[i].name) {
+            throw MetricsError(.invalidArgument, "dimension \(others[i].name) is given twice")
+        }
+        self.init(name: name, stream: stream ?? nil, shardId: shardId ?? nil, errorCode: errorCode ?? nil,
+                  otherDimensions: others.filter { !$0.value.isEmpty })
+    }
+
+    /// A key from parts already in their stored form (``otherDimensions``
+    /// sorted, no empty value, no name of the three).
+    package init(name: String, stream: String?, shardId: String?, errorCode: String?,
+                 otherDimensions: [MetricDimension]) {
         self.name = name
         self.stream = stream.flatMap { $0.isEmpty ? nil : $0 }
         self.shardId = shardId.flatMap { $0.isEmpty ? nil : $0 }
         self.errorCode = errorCode.flatMap { $0.isEmpty ? nil : $0 }
+        self.otherDimensions = otherDimensions
+    }
+
+    /// Sets one of the three named parts, refusing a second pair of that
+    /// name (even after a first one with an empty value).
+    private static func setOnce(_ part: inout String??, _ value: String, _ dimension: String) throws(MetricsError) {
+        guard part == nil else { throw MetricsError(.invalidArgument, "dimension \(dimension) is given twice") }
+        part = .some(value)
     }
 
     /// The dimensions sinks see, in this order and with these names:
-    /// ("stream", s), ("shard", id), ("error_code", c); absent parts omitted.
+    /// ("stream", s), ("shard", id), ("error_code", c), absent parts omitted,
+    /// then ``otherDimensions`` (by name, bytewise).
     public var dimensions: [MetricDimension] {
         var out: [MetricDimension] = []
-        out.reserveCapacity(3)
+        out.reserveCapacity(3 + otherDimensions.count)
         if let stream { out.append(MetricDimension("stream", stream)) }
         if let shardId { out.append(MetricDimension("shard", shardId)) }
         if let errorCode { out.append(MetricDimension("error_code", errorCode)) }
+        out.append(contentsOf: otherDimensions)
         return out
     }
 
@@ -65,6 +129,7 @@ public struct MetricKey: Sendable, Hashable, Comparable, CustomStringConvertible
     public static func == (lhs: MetricKey, rhs: MetricKey) -> Bool {
         ByteIdentity.equal(lhs.name, rhs.name) && ByteIdentity.equal(lhs.stream, rhs.stream)
             && ByteIdentity.equal(lhs.shardId, rhs.shardId) && ByteIdentity.equal(lhs.errorCode, rhs.errorCode)
+            && lhs.otherDimensions == rhs.otherDimensions
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -72,6 +137,7 @@ public struct MetricKey: Sendable, Hashable, Comparable, CustomStringConvertible
         ByteIdentity.hash(stream, into: &hasher)
         ByteIdentity.hash(shardId, into: &hasher)
         ByteIdentity.hash(errorCode, into: &hasher)
+        hasher.combine(otherDimensions)
     }
 
     public var description: String {

@@ -71,7 +71,10 @@ struct OutputView: Sendable {
     /// nil: every key as recorded (one line per recorded key, dimensions
     /// "stream", "shard", "error_code"). Otherwise the KPL's tree.
     let granularity: MetricsGranularity?
-    let extras: [ExtraDimension]
+    var extras: [ExtraDimension]
+    /// Where free-form dimensions attach in the KPL's tree, by name (absent:
+    /// global). Used only with a granularity.
+    var dimensionGranularities: [String: MetricsGranularity]
     /// When set, only metrics whose KPL level is within it are shown.
     let levelFilter: MetricsLevel?
 
@@ -93,11 +96,13 @@ struct OutputView: Sendable {
     /// The dimension lists a recorded key contributes to.
     ///
     /// Seed output: one list, the extras inserted by level (global first,
-    /// stream extras after the stream, shard extras after the shard), the
-    /// error code last.
+    /// stream extras after the stream, shard extras after the shard), then
+    /// the error code and the key's free-form dimensions.
     ///
-    /// KPL output: the KPL's order — global extras, ErrorCode, StreamName and
-    /// the stream extras, ShardId and the shard extras — and one line per
+    /// KPL output: the KPL's order — global extras and the key's free-form
+    /// dimensions attached there (all, unless configured otherwise),
+    /// ErrorCode, StreamName with the stream extras and the free-form
+    /// dimensions attached at the stream, ShardId with the shard ones — and one line per
     /// level of the tree down to the configured granularity: the name alone
     /// (with its global extras), then with the error code, then with the
     /// stream, then with the shard. A parent's statistics are the merge of
@@ -114,9 +119,10 @@ struct OutputView: Sendable {
                 dims += extras(at: .shard)
             }
             if let code = key.errorCode { dims.append(MetricDimension("error_code", code)) }
+            dims += key.otherDimensions
             return [dims]
         }
-        var current = extras(at: .global)
+        var current = extras(at: .global) + free(key, at: .global)
         var out = [current]
         if let code = key.errorCode {
             current.append(MetricDimension(KPLDimensionNames.errorCode, code))
@@ -124,15 +130,22 @@ struct OutputView: Sendable {
         }
         if let stream = key.stream, granularity >= .stream {
             current.append(MetricDimension(KPLDimensionNames.streamName, stream))
-            current += extras(at: .stream)
+            current += extras(at: .stream) + free(key, at: .stream)
             out.append(current)
         }
         if let shard = key.shardId, granularity >= .shard, key.stream != nil {
             current.append(MetricDimension(KPLDimensionNames.shardId, shard))
-            current += extras(at: .shard)
+            current += extras(at: .shard) + free(key, at: .shard)
             out.append(current)
         }
         return out
+    }
+
+    /// The key's free-form dimensions that attach at `g` (global: those not
+    /// configured elsewhere). A key has none on the common path: no work.
+    private func free(_ key: MetricKey, at g: MetricsGranularity) -> [MetricDimension] {
+        guard !key.otherDimensions.isEmpty else { return [] }
+        return key.otherDimensions.filter { (dimensionGranularities[$0.name] ?? .global) == g }
     }
 
     /// Merges per-key values into output lines, in export order.

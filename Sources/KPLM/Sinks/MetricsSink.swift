@@ -20,6 +20,20 @@ extension MetricsSink {
     public func close() {}
 }
 
+/// A sink that refuses keys it could not publish apart from others (the
+/// Prometheus sink: two dimension names that become the same label name),
+/// so that the put creating such a key fails with a clear error instead of
+/// the sink renaming or merging series.
+///
+/// ``check(newKey:)`` runs when a key with free-form dimensions
+/// (``MetricKey/otherDimensions``) is resolved and not yet recorded, on the
+/// putting thread, under no lock of the manager; keys created before the
+/// sink was set are not checked. It must be thread-safe.
+public protocol KeyCheckingSink: MetricsSink {
+    /// Throws `invalidArgument`, saying why, to refuse `key`.
+    func check(newKey key: MetricKey) throws(MetricsError)
+}
+
 /// A sink that also sees every observation as it is put.
 ///
 /// `record` runs synchronously on the putting thread, inside the put, between

@@ -214,14 +214,19 @@ public enum PrometheusFormat {
         (familyName(prefix + snapshot.name, unit: snapshot.unit), labels(snapshot.dimensions).text)
     }
 
+    /// The label name of a dimension: ``labelName(_:)``, and "quantile"
+    /// (which would mark a summary's quantile sample) as "quantile_".
+    static func dimensionLabelName(_ raw: String) -> String {
+        let name = labelName(raw)
+        return name == "quantile" ? "quantile_" : name
+    }
+
     /// The label text of a key's dimensions and the label names it uses.
     static func labels(_ dimensions: [MetricDimension]) -> (text: String, used: [String]) {
         var labels = ""
         var used: [String] = []
         for d in dimensions {
-            var name = labelName(d.name)
-            // A summary's "quantile" label would mark a quantile sample.
-            if name == "quantile" { name += "_" }
+            var name = dimensionLabelName(d.name)
             // Two dimensions sanitized alike would repeat a label: keep both.
             while used.contains(name) { name += "_" }
             used.append(name)

@@ -91,6 +91,9 @@ public final class PrometheusSink: MetricsSink {
 
     private let store = Locked(Store())
     private let server = Locked<PrometheusServer?>(nil)
+    /// The dimension name that owns each label name, among the keys with
+    /// free-form dimensions checked so far (see PrometheusKeyCheck.swift).
+    let labelOwners = Locked<[String: String]>([:])
 
     /// Creates a sink; nothing listens before ``open()``.
     ///

@@ -22,6 +22,9 @@ final class PutContext: Sendable {
     /// manager's control lock) and read only by puts admitted after start:
     /// the gate's started bit orders the write before those reads.
     nonisolated(unsafe) var eventSink: (any EventfulMetricsSink)?
+    /// The sink's key check, if it has one (see ``KeyCheckingSink``): set
+    /// with the sink, read when a key with free-form dimensions is created.
+    let keyChecker = Locked<(any KeyCheckingSink)?>(nil)
     /// Identity of the manager, for the re-entrancy guard of `record`
     /// callbacks. Set once, in the manager's init.
     nonisolated(unsafe) var owner: ObjectIdentifier?

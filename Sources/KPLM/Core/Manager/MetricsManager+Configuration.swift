@@ -51,6 +51,14 @@ public struct MetricsConfiguration: Sendable {
     /// ``ExtraDimension``). More can be added before start with
     /// ``MetricsManager/addExtraDimension(_:)``.
     public var extraDimensions: [ExtraDimension] = []
+    /// With a ``granularity``, the level of the KPL's tree a free-form
+    /// dimension (``MetricKey/otherDimensions``) attaches at, by dimension
+    /// name: ``MetricsGranularity/stream`` puts it on per-stream and
+    /// per-shard lines, ``MetricsGranularity/shard`` on per-shard lines.
+    /// Names not listed attach at ``MetricsGranularity/global`` (every
+    /// line). More can be set before start with
+    /// ``MetricsManager/setDimensionGranularity(_:_:)``.
+    public var dimensionGranularities: [String: MetricsGranularity] = [:]
     /// When true, only metrics whose KPL level (``KPLMetrics/level(of:)``) is
     /// within ``level`` are exported and reported, as the KPL uploads them.
     /// Default false: every recorded metric is shown.
@@ -101,6 +109,7 @@ public struct MetricsConfiguration: Sendable {
         }
         try Validation.checkName(namespace, label: "namespace")
         for extra in extraDimensions { try extra.validate() }
+        for name in dimensionGranularities.keys { try Validation.checkName(name, label: "dimension name") }
     }
 }
 
@@ -119,9 +128,25 @@ extension MetricsManager {
             guard c.phase == .new, !context.gate.isClosing else {
                 throw MetricsError(.invalidState, "extra dimensions can only be added before start")
             }
-            view.withLock { s in
-                s = OutputView(granularity: s.granularity, extras: s.extras + [extra], levelFilter: s.levelFilter)
+            view.withLock { $0.extras.append(extra) }
+        }
+    }
+
+    /// With a granularity, attaches the free-form dimension `name` at
+    /// `granularity` of the KPL's tree instead of the global level (see
+    /// ``MetricsConfiguration/dimensionGranularities``). Allowed only before
+    /// ``start()``.
+    ///
+    /// Throws `invalidArgument` for an empty or over-long name,
+    /// `invalidState` once started or closed.
+    public func setDimensionGranularity(_ name: String, _ granularity: MetricsGranularity) throws(MetricsError) {
+        try checkCallable("setDimensionGranularity")
+        try Validation.checkName(name, label: "dimension name")
+        try control.withLock { (c) throws(MetricsError) in
+            guard c.phase == .new, !context.gate.isClosing else {
+                throw MetricsError(.invalidState, "dimension granularities can only be set before start")
             }
+            view.withLock { $0.dimensionGranularities[name] = granularity }
         }
     }
 
@@ -137,6 +162,7 @@ extension MetricsManager {
             c.batchExporter = sink as? any PendingBatchExporting
             c.dropCounter = sink as? any DropCountingSink
             context.eventSink = sink as? any EventfulMetricsSink
+            context.keyChecker.withLock { $0 = sink as? any KeyCheckingSink }
         }
     }
 

@@ -57,6 +57,15 @@ extension MetricsManager {
         return try statistics(key: formKey(name, stream, shardId, errorCode), lastSeconds: lastSeconds)
     }
 
+    /// Statistics of the key formed from `name` and a set of (dimension
+    /// name, value) pairs (as ``put(_:_:dimensions:)`` forms it), as
+    /// ``statistics(_:stream:shardId:errorCode:lastSeconds:)``.
+    public func statistics(_ name: String, dimensions: some Sequence<(String, String)>,
+                           lastSeconds: Int? = nil) throws(MetricsError) -> MetricStatistics {
+        try Validation.checkName(name)
+        return try statistics(key: formKey(MetricKey(name: name, dimensions: dimensions)), lastSeconds: lastSeconds)
+    }
+
     /// ``statistics(_:stream:shardId:errorCode:lastSeconds:)`` for a validated key.
     package func statistics(key: MetricKey, lastSeconds: Int?) throws(MetricsError) -> MetricStatistics {
         try checkQuery(lastSeconds)

@@ -21,6 +21,28 @@ extension MetricsManager {
         try putValidated(key: formKey(name, stream, shardId, errorCode), value)
     }
 
+    /// Records one observation of `value` for the key formed from `name` and
+    /// a set of (dimension name, value) pairs in any order (see
+    /// ``MetricKey/init(name:dimensions:)``): `put(n, v, stream: s)` and
+    /// `put(n, v, dimensions: [("stream", s)])` record on the same key. The
+    /// level applies as to the other form (SUMMARY drops "shard" and
+    /// "error_code"). Works before ``start()``.
+    ///
+    /// Throws as ``put(_:_:stream:shardId:errorCode:)`` does, and
+    /// `invalidArgument` for a dimension the key refuses (more than 30, a
+    /// name given twice, an empty, over-long or NUL-containing name).
+    public func put(_ name: String, _ value: Double = 1,
+                    dimensions: some Sequence<(String, String)>) throws(MetricsError) {
+        try Validation.checkValue(value)
+        if context.level == .none {
+            guard !name.isEmpty else { throw MetricsError(.invalidArgument, "metric name is empty") }
+            try unrecordedPutOutcome.check()
+            return
+        }
+        try Validation.checkName(name)
+        try putValidated(key: formKey(MetricKey(name: name, dimensions: dimensions)), value)
+    }
+
     /// Records an observation whose inputs are already validated.
     func putValidated(key: MetricKey, _ value: Double) throws(MetricsError) {
         try metricForPut(key: key).record(value).check()
@@ -33,9 +55,20 @@ extension MetricsManager {
         try context.checkNotInherited()
         // Not to create keys after close began; the put itself checks again.
         if context.gate.isClosing { throw MetricsError(.closed, "the manager is closed") }
+        try checkNewKey(key)
         return try CallbackGuard.run(for: ObjectIdentifier(self), kind: .put) { () throws(MetricsError) in
             try registry.metric(for: key)
         }
+    }
+
+    /// Lets the sink refuse a new key with free-form dimensions (see
+    /// ``KeyCheckingSink``). Keys without them are never refused, and cost
+    /// nothing here.
+    @inline(__always)
+    func checkNewKey(_ key: MetricKey) throws(MetricsError) {
+        guard !key.otherDimensions.isEmpty, let checker = context.keyChecker.withLock({ $0 }),
+              registry.existing(key) == nil else { return }
+        try checker.check(newKey: key)
     }
 
     /// Resolves a key once, for repeated ``Metric/put(_:)`` calls. Same checks
@@ -54,6 +87,18 @@ extension MetricsManager {
         return try metricValidated(key: formKey(name, stream, shardId, errorCode))
     }
 
+    /// Resolves the key formed from `name` and a set of (dimension name,
+    /// value) pairs, for repeated ``Metric/put(_:)`` calls. Same checks as
+    /// ``put(_:_:dimensions:)``. At level none the handle's puts do nothing.
+    public func metric(_ name: String, dimensions: some Sequence<(String, String)>) throws(MetricsError) -> Metric {
+        if noopMetric != nil {
+            guard !name.isEmpty else { throw MetricsError(.invalidArgument, "metric name is empty") }
+            return try metricValidated(key: MetricKey(name: name))
+        }
+        try Validation.checkName(name)
+        return try metricValidated(key: formKey(MetricKey(name: name, dimensions: dimensions)))
+    }
+
     /// Resolves a key whose inputs are already validated.
     package func metricValidated(key: MetricKey) throws(MetricsError) -> Metric {
         if let noopMetric {
@@ -61,6 +106,7 @@ extension MetricsManager {
             return noopMetric
         }
         try context.checkNotInherited()
+        try checkNewKey(key)
         // A put frame while admitted: a signal handler interrupting this
         // gets invalidState from close instead of waiting for it.
         return try CallbackGuard.run(for: ObjectIdentifier(self), kind: .put) { () throws(MetricsError) in
@@ -76,6 +122,14 @@ extension MetricsManager {
         context.level == .detailed
             ? MetricKey(name: name, stream: stream, shardId: shardId, errorCode: errorCode)
             : MetricKey(name: name, stream: stream)
+    }
+
+    /// `key` at this manager's level: SUMMARY drops the shard and the error
+    /// code (the free-form dimensions stay).
+    package func formKey(_ key: MetricKey) -> MetricKey {
+        guard context.level != .detailed, key.shardId != nil || key.errorCode != nil else { return key }
+        return MetricKey(name: key.name, stream: key.stream, shardId: nil, errorCode: nil,
+                         otherDimensions: key.otherDimensions)
     }
 
     /// The outcome of a put at level none, where nothing is recorded (see

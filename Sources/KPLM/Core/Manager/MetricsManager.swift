@@ -103,6 +103,7 @@ public final class MetricsManager: Sendable {
             ? Metric(key: MetricKey(name: "-"), context: context, isNoop: true) : nil
         self.view = Locked(OutputView(granularity: configuration.granularity,
                                         extras: configuration.extraDimensions,
+                                        dimensionGranularities: configuration.dimensionGranularities,
                                         levelFilter: configuration.kplLevelFilter ? configuration.level : nil))
         context.owner = ObjectIdentifier(self)
         if let sink { try setSink(sink) }
@@ -181,6 +182,7 @@ public final class MetricsManager: Sendable {
             if sink as? any EventfulMetricsSink != nil { found += 1 }
             if sink as? any PendingBatchExporting != nil { found += 1 }
             if sink as? any DropCountingSink != nil { found += 1 }
+            if sink as? any KeyCheckingSink != nil { found += 1 }
         }
         return found
     }

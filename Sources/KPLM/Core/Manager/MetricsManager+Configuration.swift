@@ -10,12 +10,6 @@ public struct MetricsConfiguration: Sendable {
         get { Self.duration(milliseconds: uploadIntervalMilliseconds) }
         set { uploadIntervalMilliseconds = Self.milliseconds(newValue) }
     }
-    /// ``uploadInterval`` in milliseconds (finite and > 0): the same setting.
-    @available(*, deprecated, renamed: "uploadInterval")
-    public var uploadIntervalMs: Double {
-        get { uploadIntervalMilliseconds }
-        set { uploadIntervalMilliseconds = newValue }
-    }
     /// Where ``uploadInterval`` lives: milliseconds, as the C ABI's
     /// `upload_interval_ms` (which may be out of range until validation).
     package var uploadIntervalMilliseconds: Double = 60_000
@@ -32,12 +26,6 @@ public struct MetricsConfiguration: Sendable {
     public var exportTimeout: Duration {
         get { Self.duration(milliseconds: exportTimeoutMilliseconds) }
         set { exportTimeoutMilliseconds = Self.milliseconds(newValue) }
-    }
-    /// ``exportTimeout`` in milliseconds (finite and > 0): the same setting.
-    @available(*, deprecated, renamed: "exportTimeout")
-    public var exportTimeoutMs: Double {
-        get { exportTimeoutMilliseconds }
-        set { exportTimeoutMilliseconds = newValue }
     }
     /// Where ``exportTimeout`` lives: milliseconds, as the C ABI's
     /// `export_timeout_ms` (which may be out of range until validation).
@@ -110,6 +98,38 @@ public struct MetricsConfiguration: Sendable {
         try Validation.checkName(namespace, label: "namespace")
         for extra in extraDimensions { try extra.validate() }
         for name in dimensionGranularities.keys { try Validation.checkName(name, label: "dimension name") }
+    }
+}
+
+// The earlier spellings of the intervals, in milliseconds (kept for
+// existing callers; the C ABI keeps milliseconds).
+extension MetricsConfiguration {
+    /// ``uploadInterval`` in milliseconds (finite and > 0): the same setting.
+    @available(*, deprecated, renamed: "uploadInterval")
+    public var uploadIntervalMs: Double {
+        get { uploadIntervalMilliseconds }
+        set { uploadIntervalMilliseconds = newValue }
+    }
+
+    /// ``exportTimeout`` in milliseconds (finite and > 0): the same setting.
+    @available(*, deprecated, renamed: "exportTimeout")
+    public var exportTimeoutMs: Double {
+        get { exportTimeoutMilliseconds }
+        set { exportTimeoutMilliseconds = newValue }
+    }
+
+    /// A configuration of the settings the manager's convenience
+    /// initializers take, `intervals` setting the two intervals.
+    static func settings(_ level: MetricsLevel, windowSeconds: Int, maxMetrics: Int,
+                         clock: (@Sendable () -> Double)?,
+                         intervals: (inout MetricsConfiguration) -> Void) -> MetricsConfiguration {
+        var configuration = MetricsConfiguration()
+        configuration.level = level
+        configuration.windowSeconds = windowSeconds
+        configuration.maxMetrics = maxMetrics
+        configuration.clock = clock
+        intervals(&configuration)
+        return configuration
     }
 }
 

@@ -117,13 +117,11 @@ public final class MetricsManager: Sendable {
                             maxMetrics: Int = 100_000,
                             exportTimeout: Duration = .seconds(10),
                             clock: (@Sendable () -> Double)? = nil) throws(MetricsError) {
-        var configuration = MetricsConfiguration()
-        configuration.level = level
-        configuration.uploadInterval = uploadInterval
-        configuration.windowSeconds = windowSeconds
-        configuration.maxMetrics = maxMetrics
-        configuration.exportTimeout = exportTimeout
-        configuration.clock = clock
+        let configuration = MetricsConfiguration.settings(level, windowSeconds: windowSeconds, maxMetrics: maxMetrics,
+                                                          clock: clock) {
+            $0.uploadInterval = uploadInterval
+            $0.exportTimeout = exportTimeout
+        }
         try self.init(configuration: configuration, sink: sink)
     }
 
@@ -131,21 +129,14 @@ public final class MetricsManager: Sendable {
     /// milliseconds (the earlier spelling of the initializer above).
     @available(*, deprecated, message: "use uploadInterval: and exportTimeout: (Duration)")
     @_disfavoredOverload
-    public convenience init(level: MetricsLevel = .none,
-                            sink: (any MetricsSink)? = nil,
-                            uploadIntervalMs: Double = 60_000,
-                            windowSeconds: Int = 60,
-                            maxMetrics: Int = 100_000,
-                            exportTimeoutMs: Double = 10_000,
+    public convenience init(level: MetricsLevel = .none, sink: (any MetricsSink)? = nil, uploadIntervalMs: Double = 60_000,
+                            windowSeconds: Int = 60, maxMetrics: Int = 100_000, exportTimeoutMs: Double = 10_000,
                             clock: (@Sendable () -> Double)? = nil) throws(MetricsError) {
-        var configuration = MetricsConfiguration()
-        configuration.level = level
-        configuration.uploadIntervalMilliseconds = uploadIntervalMs
-        configuration.windowSeconds = windowSeconds
-        configuration.maxMetrics = maxMetrics
-        configuration.exportTimeoutMilliseconds = exportTimeoutMs
-        configuration.clock = clock
-        try self.init(configuration: configuration, sink: sink)
+        // Milliseconds as given: validation refuses what a Duration could not hold (NaN).
+        try self.init(configuration: .settings(level, windowSeconds: windowSeconds, maxMetrics: maxMetrics, clock: clock) {
+            $0.uploadIntervalMilliseconds = uploadIntervalMs
+            $0.exportTimeoutMilliseconds = exportTimeoutMs
+        }, sink: sink)
     }
 
     /// The dynamic casts setSink makes and the lazily initialised globals

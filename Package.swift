@@ -16,6 +16,9 @@ let package = Package(
         // A manager as a swift-service-lifecycle Service (`import
         // KPLMServiceLifecycle`); the only product that brings in a package.
         .library(name: "KPLMServiceLifecycle", targets: ["KPLMServiceLifecycle"]),
+        // kplm as an apple/swift-metrics backend (`import KPLMMetrics`):
+        // KPLMMetricsFactory.
+        .library(name: "KPLMMetrics", targets: ["KPLMMetrics"]),
         // The earlier names of KPLMSinks and KPLM, kept for existing dependants.
         .library(name: "KPLMSwift", targets: ["KPLM", "KPLMSinks"]),
         .library(name: "KPLMCore", targets: ["KPLM"]),
@@ -23,9 +26,13 @@ let package = Package(
         .executable(name: "kplm-swift-example", targets: ["kplm-swift-example"]),
     ],
     dependencies: [
-        // For KPLMServiceLifecycle only: the core modules (KPLM, KPLMCABI,
-        // KPLMSinks) depend on no package.
+        // The core modules (KPLM, KPLMCABI, KPLMSinks) depend on no package.
+        // For KPLMServiceLifecycle only.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
+        // For KPLMMetrics only.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.0.0"),
+        // For the benchmark of KPLMMetrics only (kplm-metrics-bench): the peer it is measured against.
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // The public C header, shared with CMake (include/module.modulemap).
@@ -56,7 +63,16 @@ let package = Package(
         .target(name: "KPLMServiceLifecycle",
                 dependencies: ["KPLM", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                 path: "Sources/KPLMServiceLifecycle"),
+        // kplm behind swift-metrics' MetricsFactory.
+        .target(name: "KPLMMetrics", dependencies: ["KPLM", .product(name: "CoreMetrics", package: "swift-metrics")],
+                path: "Sources/KPLMMetrics"),
         .executableTarget(name: "kplm-demo", dependencies: ["KPLM"], path: "Sources/kplm-demo"),
+        // swift-metrics handlers through KPLMMetrics next to swift-prometheus
+        // (scripts/bench.sh; swift run -c release kplm-metrics-bench).
+        .executableTarget(name: "kplm-metrics-bench",
+                          dependencies: ["KPLM", "KPLMMetrics", .product(name: "CoreMetrics", package: "swift-metrics"),
+                                         .product(name: "Prometheus", package: "swift-prometheus")],
+                          path: "benchmarks/swift-metrics"),
         .executableTarget(name: "kplm-swift-example", dependencies: ["KPLM"], path: "examples/swift"),
         // One XCTest target per module, and the helpers they share.
         .target(name: "KPLMTestSupport", dependencies: ["KPLM"], path: "Tests/KPLMTestSupport"),
@@ -64,6 +80,10 @@ let package = Package(
         .testTarget(name: "KPLMCABITests", dependencies: ["KPLM", "KPLMCABI", "CKPLM"], path: "Tests/KPLMCABITests"),
         .testTarget(name: "KPLMSinksTests", dependencies: ["KPLMSinks", "KPLMCABI", "KPLMTestSupport"],
                     path: "Tests/KPLMSinksTests"),
+        .testTarget(name: "KPLMMetricsTests",
+                    dependencies: ["KPLMMetrics", "KPLM", "KPLMTestSupport",
+                                   .product(name: "CoreMetrics", package: "swift-metrics")],
+                    path: "Tests/KPLMMetricsTests"),
         .testTarget(name: "KPLMServiceLifecycleTests",
                     dependencies: ["KPLMServiceLifecycle", "KPLM", "KPLMTestSupport",
                                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],

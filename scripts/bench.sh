@@ -3,7 +3,8 @@
 # ratio to a relaxed atomic add measured in the same run; the RSS of 1,000,000
 # keys passing through max_metrics 100000 (benchmarks/key_churn_rss.c); kplm next
 # to a naive C store from 1,000 to 1,000,000 keys (benchmarks/bench_scale.c,
-# JSON: build/bench-scale.json). Then the Python
+# JSON: build/bench-scale.json); swift-metrics through KPLMMetrics next to
+# swift-prometheus (KPLM_BENCH_SWIFT=0 skips it). Then the Python
 # puts (benchmarks/bench_python.py) next to aiokpl 0.2.0 in the same process,
 # from a venv (build/bench-venv) that gets aiokpl from PyPI; KPLM_BENCH_PYTHON=0
 # skips that part.
@@ -25,6 +26,15 @@ scale_args=(--json "$build_dir/bench-scale.json")
 "$build_dir/kplm_bench_scale" "${scale_args[@]}"
 "$build_dir/kplm_key_churn_rss"   # RSS of 1M keys through max_metrics 100000
 "$build_dir/kplm_key_bytes_worst"   # worst-case bytes per key
+
+# swift-metrics handlers through KPLMMetrics next to swift-prometheus 2.x
+# (benchmarks/swift-metrics/main.swift); KPLM_BENCH_SWIFT=0 skips it.
+if [[ ${KPLM_BENCH_SWIFT:-1} != 0 ]]; then
+    swift build -c release --product kplm-metrics-bench > /dev/null
+    metrics_args=(--json "$build_dir/bench-swift-metrics.json")
+    [[ " ${args[*]} " == *" --quick "* ]] && metrics_args+=(--quick)
+    "$(swift build -c release --show-bin-path)/kplm-metrics-bench" "${metrics_args[@]}"
+fi
 
 if [[ ${KPLM_BENCH_PYTHON:-1} != 0 ]]; then
     venv="$build_dir/bench-venv"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of kplm: the Swift XCTest suite (swift test), then the CMake
+# Runs every test of kplm: the Swift XCTest suite (swift test), a Swift
+# package outside the tree using kplm through swift-metrics, then the CMake
 # build of libkplm.so with the C tests, the examples, the export check, the
 # install + consumer check, the Python ctypes tests and the fuzz corpus replay,
 # all under ctest; then the sanitizer stage and a bounded fuzzing run.
@@ -28,6 +29,9 @@ echo "ok: $lib has no libswift dependency"
 sh cmake/check_needed.sh "$lib"   # only the C runtime: curl, crypto and zlib are dlopen'ed
 swift run -c release kplm-demo --seconds 1 --interval-ms 400 --level summary > /dev/null
 echo "ok: kplm-demo exported every observation it put"
+
+echo "== a Swift package outside the tree, through swift-metrics only (KPLMMetrics)"
+scripts/test_swift_consumer.sh
 
 echo "== cmake build ($build_dir)"
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKPLM_FUZZ=ON

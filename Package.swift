@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "KPLMCore", targets: ["KPLM"]),
         .executable(name: "kplm-demo", targets: ["kplm-demo"]),
         .executable(name: "kplm-swift-example", targets: ["kplm-swift-example"]),
+        .executable(name: "kplm-service-example", targets: ["kplm-service-example"]),
     ],
     dependencies: [
         // The core modules (KPLM, KPLMCABI, KPLMSinks) depend on no package.
@@ -74,6 +75,13 @@ let package = Package(
                                          .product(name: "Prometheus", package: "swift-prometheus")],
                           path: "benchmarks/swift-metrics"),
         .executableTarget(name: "kplm-swift-example", dependencies: ["KPLM"], path: "examples/swift"),
+        // A service recording through swift-metrics only, under ServiceLifecycle,
+        // exporting to Prometheus (scripts/check_service_example.py scrapes it).
+        .executableTarget(name: "kplm-service-example",
+                          dependencies: ["KPLM", "KPLMSinks", "KPLMMetrics", "KPLMServiceLifecycle",
+                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                                         .product(name: "Metrics", package: "swift-metrics")],
+                          path: "examples/swift-service"),
         // One XCTest target per module, and the helpers they share.
         .target(name: "KPLMTestSupport", dependencies: ["KPLM"], path: "Tests/KPLMTestSupport"),
         .testTarget(name: "KPLMTests", dependencies: ["KPLM", "KPLMTestSupport"], path: "Tests/KPLMTests"),

@@ -32,6 +32,9 @@ echo "ok: kplm-demo exported every observation it put"
 
 echo "== a Swift package outside the tree, through swift-metrics only (KPLMMetrics)"
 scripts/test_swift_consumer.sh
+echo "== the example service (swift-metrics, ServiceLifecycle, Prometheus), scraped"
+swift build -c release --product kplm-service-example
+python3 scripts/check_service_example.py "$(swift build -c release --show-bin-path)/kplm-service-example"
 
 echo "== cmake build ($build_dir)"
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKPLM_FUZZ=ON

@@ -140,3 +140,14 @@ def test_rollups_attach_them_where_configured(make_manager):
     manager.start()
     with pytest.raises(kplm.StateError):
         manager.set_dimension_granularity("host", kplm.Granularity.STREAM)
+
+
+def test_an_iterator_of_pairs_is_read_once(manager):
+    for _ in range(3):
+        manager.put("R", 1, dimensions=iter([("host", "h"), ("az", "a")]))
+        manager.put("R", 1, dimensions=((name, value) for name, value in {"az": "a", "host": "h"}.items()))
+    assert manager.query("R", dimensions=iter([("az", "a"), ("host", "h")])).count == 6
+    (snapshot,) = manager.snapshots()
+    assert snapshot.dimensions == (("az", "a"), ("host", "h"))
+    with pytest.raises(TypeError):
+        manager.put("R", 1, dimensions=42)

@@ -350,20 +350,24 @@ class Manager:
         """:meth:`put` with ``dimensions``: arguments put before (the same
         pairs in the same order) take the buffered path of :meth:`put`;
         others go through ``kplm_put_dims``, then get a handle."""
-        args: Optional[Tuple[Any, ...]]
+        # One pass over `dimensions` (it may be an iterator).
         try:
             pairs = tuple(dimensions.items()) if isinstance(dimensions, Mapping) else tuple(dimensions)
-            args = (name, pairs, stream, shard_id, error_code)
-            handle = self._by_args.get(args)
-            if handle is not None:
-                if value - value == 0.0 and _monotonic() < handle._end:
-                    handle._buf.append(value)
-                else:
-                    handle._put_slow(value)
-                return
         except TypeError:
-            args = None
-        dims = encode_dimensions(dimensions, stream, shard_id, error_code)
+            raise TypeError("dimensions must be a mapping or an iterable of (name, value) pairs") from None
+        key: Tuple[Any, ...] = (name, pairs, stream, shard_id, error_code)
+        args: Optional[Tuple[Any, ...]] = key
+        try:
+            handle = self._by_args.get(key)
+        except TypeError:   # unhashable arguments: no cache
+            args, handle = None, None
+        if handle is not None:
+            if value - value == 0.0 and _monotonic() < handle._end:
+                handle._buf.append(value)
+            else:
+                handle._put_slow(value)
+            return
+        dims = encode_dimensions(pairs, stream, shard_id, error_code)
         n = _encode(name, "name")
         v = _number(value)
         core = self._need_core()

@@ -205,4 +205,29 @@ final class LifecycleTests: XCTestCase {
         XCTAssertEqual(sink.batches.count, 1)
         XCTAssertEqual(sink.batches.first?.first?.statistics, MetricStatistics(count: 1, sum: 2, min: 2, max: 2))
     }
+
+    /// A release (kplm_free) whose close gave up waiting for a put in
+    /// progress (a tiny export timeout) still offers what was accepted to
+    /// the sink and closes it, once the put ends: the sink is not left open.
+    /// (Found by CI's fuzzing: the sink's close never ran.)
+    func testReleaseAfterACloseThatGaveUpStillExportsAndClosesTheSink() throws {
+        let sink = RecordingSink()
+        var c = MetricsConfiguration()
+        c.level = .detailed
+        c.uploadInterval = .seconds(3600)
+        c.exportTimeout = .milliseconds(20)
+        let m = try MetricsManager(configuration: c, sink: sink)
+        try m.start()
+        try m.put("Accepted", 2)
+        // A put in progress (admitted by the gate) that outlasts the timeout.
+        XCTAssertNotNil(m.context.gate.enter())
+        m.shutdown()
+        XCTAssertEqual(sink.batches.count, 0, "nothing exported while the put is in progress")
+        XCTAssertEqual(sink.closeCount, 0)
+        m.context.gate.leave()
+        XCTAssertTrue(waitUntil { sink.closeCount == 1 }, "the sink was never closed: \(sink.calls)")
+        XCTAssertEqual(sink.batches.count, 1)
+        XCTAssertEqual(sink.batches.first?.first?.name, "Accepted")
+        XCTAssertEqual(sink.batches.first?.first?.statistics, MetricStatistics(count: 1, sum: 2, min: 2, max: 2))
+    }
 }

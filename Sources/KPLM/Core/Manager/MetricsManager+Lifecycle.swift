@@ -245,6 +245,7 @@ extension MetricsManager {
         let deadline = ManagerClock.monotonicNow() + exportTimeout
         _ = try? close(until: deadline)
         guard context.level != .none else { return }
+        handOverFinalExportIfNotAttempted()
         // Lock order: control, then finale. A timed-out lock means an
         // export holds it: mark the release only, and let it finish.
         let closeSink = control.withLock(timeout: Self.remaining(deadline)) { c -> Bool in
@@ -256,9 +257,7 @@ extension MetricsManager {
                     c.retained = [:]
                     return true
                 case .notAttempted:
-                    // Never started (nothing to close), or close gave up
-                    // waiting for puts: the uploader may still tick, so the
-                    // sink is left open rather than closed under an export.
+                    // Never started: no sink call.
                     return false
                 }
             }
@@ -273,6 +272,34 @@ extension MetricsManager {
             }
             if failed { context.requestSinkClose() }
         }
+    }
+
+    /// For a release after a close that gave up before its final export
+    /// (the puts in progress outlasted a tiny export timeout): the final
+    /// export is handed to the uploader all the same, behind a bounded wait
+    /// for those puts, so that what was accepted is still offered to the
+    /// sink and the sink is closed after it (by the final work, the manager
+    /// being released) instead of being left open. Nothing for a manager
+    /// never started.
+    private func handOverFinalExportIfNotAttempted() {
+        guard let uploader = startedUploader.withLock({ $0 }) else { return }
+        let work = finalWork()
+        let (gate, collector, registry) = (context.gate, context.collector, registry)
+        // At least a second: this runs in the background, and a put still in
+        // progress is about to end (new ones are refused).
+        let patience = Swift.max(exportTimeout, 1)
+        let handOver = finale.withLock { f -> (@Sendable () -> Void)? in
+            guard case .notAttempted = f.outcome else { return nil }
+            f.outcome = .running
+            f.runner = uploader
+            return {
+                let until = ManagerClock.monotonicNow() + patience
+                _ = gate.waitForPutsInProgress(until: until)
+                _ = collector.waitForSections(registry.allSeries, until: until)
+                work()
+            }
+        }
+        if let handOver { _ = uploader.finish(timeout: 0, finalWork: handOver) }
     }
 
     /// Keys whose failed export is retained for the next flush (for tests:

@@ -10,15 +10,12 @@ from ._convert import _StrLike, _decode, _encode
 from ._native import KplmDimension
 from .constants import Level
 from .errors import KplmError, Status
-from .model import MetricKey
+from .model import _DIM_FIELDS, MetricKey
 
 #: What ``dimensions=`` accepts: a mapping of dimension name to value, or an
 #: iterable of (name, value) pairs. A value of ``None`` or ``""`` is an
 #: absent pair.
 Dimensions = Union[Mapping[_StrLike, Optional[_StrLike]], Iterable[Tuple[_StrLike, Optional[_StrLike]]]]
-
-#: The names the seed's three keyword arguments stand for.
-_SEED_NAMES = (("stream", "stream"), ("shard", "shard_id"), ("error_code", "error_code"))
 
 
 class EncodedDimensions:
@@ -36,22 +33,10 @@ class EncodedDimensions:
 
     def key(self, name: bytes, level: Union[Level, int]) -> MetricKey:
         """The key the library forms (for :attr:`Metric.key`), assuming it
-        accepted these pairs: the three seed names in their fields, the
-        other pairs with a value sorted by name bytewise."""
-        fields = {}
-        others = []
-        for dim_name, value in self.pairs:
-            if not value:
-                continue
-            field = dict(_SEED_NAMES).get(_decode(dim_name))
-            if field is not None:
-                fields[field] = _decode(value)
-            else:
-                others.append((dim_name or b"", value))
-        others.sort(key=lambda pair: pair[0])
-        key = MetricKey(_decode(name), extra=tuple((_decode(n), _decode(v)) for n, v in others), **fields)
-        return key.formed(level)
-
+        accepted these pairs: those with a value, the others sorted by name
+        bytewise, as :meth:`MetricKey.from_dimensions` reads them."""
+        present = sorted((n or b"", v) for n, v in self.pairs if v)
+        return MetricKey.from_dimensions(_decode(name), ((_decode(n), _decode(v)) for n, v in present)).formed(level)
 
 def require_dimensions(lib: Any) -> None:
     """Raise :class:`StateError` when the loaded library predates
@@ -76,7 +61,7 @@ def encode_dimensions(dimensions: Dimensions, stream: Optional[_StrLike] = None,
         except (TypeError, ValueError):
             raise TypeError(f"a dimension must be a (name, value) pair, not {item!r}") from None
         pairs.append((_encode(dim_name, "dimension name"), _encode(value, "dimension value")))
-    for (dim_name, field), value in zip(_SEED_NAMES, (stream, shard_id, error_code)):
+    for (dim_name, field), value in zip(_DIM_FIELDS, (stream, shard_id, error_code)):
         if value is not None:
             pairs.append((dim_name.encode(), _encode(value, field)))
     return EncodedDimensions(pairs)

@@ -104,8 +104,7 @@ extension MetricsManager {
         // Every put admitted before the closing bit finishes recording before
         // the final flush; every later one is refused. Puts run no callback
         // while admitted, so this wait is short (bounded all the same).
-        guard context.gate.waitForPutsInProgress(until: deadline),
-              context.collector.waitForSections(registry.allSeries, until: deadline) else {
+        guard Self.waitForPutsInProgress(context, registry, until: deadline) else {
             throw MetricsError(.sinkFailed, "puts were still in progress after "
                                + "\(configuration.exportTimeoutMilliseconds) ms; nothing was exported, close may be retried")
         }
@@ -199,6 +198,15 @@ extension MetricsManager {
         }
     }
 
+    /// Waits, until `deadline`, for the puts admitted before the closing bit
+    /// to finish recording: those counted by the gate, and those in a
+    /// writer cell's section. False if time ran out.
+    private static func waitForPutsInProgress(_ context: PutContext, _ registry: Registry,
+                                              until deadline: Double) -> Bool {
+        context.gate.waitForPutsInProgress(until: deadline)
+            && context.collector.waitForSections(registry.allSeries, until: deadline)
+    }
+
     /// What is left of a budget ending at `deadline` (never negative).
     private static func remaining(_ deadline: Double) -> Double {
         Swift.max(0, deadline - ManagerClock.monotonicNow())
@@ -284,7 +292,7 @@ extension MetricsManager {
     private func handOverFinalExportIfNotAttempted() {
         guard let uploader = startedUploader.withLock({ $0 }) else { return }
         let work = finalWork()
-        let (gate, collector, registry) = (context.gate, context.collector, registry)
+        let (context, registry) = (context, registry)
         // At least a second: this runs in the background, and a put still in
         // progress is about to end (new ones are refused).
         let patience = Swift.max(exportTimeout, 1)
@@ -293,9 +301,7 @@ extension MetricsManager {
             f.outcome = .running
             f.runner = uploader
             return {
-                let until = ManagerClock.monotonicNow() + patience
-                _ = gate.waitForPutsInProgress(until: until)
-                _ = collector.waitForSections(registry.allSeries, until: until)
+                _ = Self.waitForPutsInProgress(context, registry, until: ManagerClock.monotonicNow() + patience)
                 work()
             }
         }

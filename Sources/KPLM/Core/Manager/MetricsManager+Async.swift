@@ -32,13 +32,17 @@ extension MetricsManager {
     /// result as usual, within the export timeout. If no thread can be
     /// started, the flush runs on the calling thread (blocking it), with
     /// the same result.
-    public func flush() async throws(MetricsError) {
+    ///
+    /// An ``AsyncMetricsSink``'s export is awaited on the caller's
+    /// executor (its actor, if the caller is isolated to one).
+    public nonisolated(nonsending) func flush() async throws(MetricsError) {
+        let isolation = #isolation
         // Refusals that depend on nothing running: said at once, on the
         // caller's thread, without starting a thread.
         try checkCallable("flush", evenInsideItsPut: true, putsOn: { [context] in context.changed.listed })
         guard context.level != .none else { return }
         try await Self.onOwnThread(named: "kplm-flush") { [self] () throws(MetricsError) in
-            try self.flush()
+            try self.flush(exportingOn: isolation)
         }
     }
 

@@ -179,11 +179,18 @@ extension MetricsManager {
         try control.withLock { (c) throws(MetricsError) in
             guard c.phase == .new else { throw MetricsError(.invalidState, "the sink can only be set before start") }
             c.sink = sink
+            c.asyncSink = sink as? AsyncSinkBridge
             c.batchExporter = sink as? any PendingBatchExporting
             c.dropCounter = sink as? any DropCountingSink
             context.eventSink = sink as? any EventfulMetricsSink
             context.keyChecker.withLock { $0 = sink as? any KeyCheckingSink }
         }
+    }
+
+    /// Replaces the sink with an async one (see ``AsyncMetricsSink``).
+    /// Allowed only before ``start()``; throws like the synchronous form.
+    public func setSink(_ sink: any AsyncMetricsSink) throws(MetricsError) {
+        try setSink(AsyncSinkBridge(sink))
     }
 
     /// Sets (or, with nil, removes) a hook run at the start of every flush:

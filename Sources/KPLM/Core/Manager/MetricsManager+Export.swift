@@ -2,30 +2,35 @@ extension MetricsManager {
     /// Takes every key's unexported data, merges what a failed export left,
     /// and exports it. Called with the control lock held. Returns whether
     /// the sink reported drops (counted under `KplmSinkDropped`, pending
-    /// for the next export).
+    /// for the next export). An async sink awaits the export on
+    /// `isolation` (an async flush's caller; nil: on the sink's thread).
     @discardableResult
     static func exportPending(_ c: inout Control, registry: Registry, context: PutContext,
-                                      view: OutputView, namespace: String) throws(MetricsError) -> Bool {
+                              view: OutputView, namespace: String,
+                              isolation: (any Actor)? = nil) throws(MetricsError) -> Bool {
         // A layer that buffers puts hands them over first (setFlushHook).
         if let hook = c.flushHook { CallbackGuard.run(for: context.owner!) { hook() } }
         let batch = takeBatch(&c, registry: registry, context: context)
         guard !batch.isEmpty else { return false }
         let now = context.clock.now()
         let wall = ManagerClock.wallNow()
-        let sink = c.sink
+        let sink = c.sink, asyncSink = c.asyncSink
         let batchExporter = view.showsKeysAsRecorded ? c.batchExporter : nil
+        let export = { (snapshots: [MetricSnapshot]) throws in
+            if let asyncSink { try asyncSink.export(snapshots, awaitingOn: isolation) } else { try sink.export(snapshots) }
+        }
         do {
             try CallbackGuard.run(for: context.owner!) {
                 if let direct = batchExporter {
                     try direct.export(batch, now: now, wall: wall)
                 } else if view.showsKeysAsRecorded {
-                    try sink.export(batch.map { series, pending in
+                    try export(batch.map { series, pending in
                         Self.exportedSnapshot(series.key.name, series.dimensions, pending, now: now, wall: wall,
                                       namespace: namespace)
                     })
                 } else {
                     // KPL output: each key's data merged into its lines of the tree.
-                    try sink.export(view.lines(batch.map { ($0.series.key, $0.pending) }, merge: { $0.merge($1) })
+                    try export(view.lines(batch.map { ($0.series.key, $0.pending) }, merge: { $0.merge($1) })
                         .map { line, pending in
                             Self.exportedSnapshot(line.name, line.dimensions, pending, now: now, wall: wall,
                                           namespace: namespace)

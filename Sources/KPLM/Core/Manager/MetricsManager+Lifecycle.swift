@@ -43,6 +43,12 @@ extension MetricsManager {
     /// manager, `closed` after close, `sinkFailed` if the export threw (the
     /// data is kept and offered again at the next flush).
     public func flush() throws(MetricsError) {
+        try flush(exportingOn: nil)
+    }
+
+    /// ``flush()``, with an async sink's export awaited on `isolation` (the
+    /// caller of the async form; nil: on the sink's thread).
+    func flush(exportingOn isolation: (any Actor)?) throws(MetricsError) {
         // Only the changed keys can have a put of this thread in its common
         // case (see ChangedSeries.listed): no scan of every key.
         // (A closure: in a forked child the lock it takes may be held for
@@ -58,7 +64,7 @@ extension MetricsManager {
             case .closed: throw MetricsError(.closed, "the manager is closed")
             case .started:
                 try Self.exportPending(&c, registry: registry, context: context, view: view.withLock { $0 },
-                                       namespace: configuration.namespace)
+                                       namespace: configuration.namespace, isolation: isolation)
             }
         }
         guard done != nil else {

@@ -59,6 +59,9 @@ public final class MetricsManager: Sendable {
         /// `sink` when it takes a flush's batch directly (decided at setSink,
         /// so a flush makes no dynamic cast: see ``MetricsManager/warmUpRuntime``).
         var batchExporter: (any PendingBatchExporting)?
+        /// `sink` when it bridges an ``AsyncMetricsSink`` (decided at setSink):
+        /// an async flush has it await the export on the flush's caller.
+        var asyncSink: AsyncSinkBridge?
         var uploader: Uploader?
         /// Data whose export failed, offered again (merged) at the next flush.
         var retained: [MetricKey: (series: MetricSeries, pending: PendingExport)] = [:]
@@ -107,6 +110,15 @@ public final class MetricsManager: Sendable {
                                         levelFilter: configuration.kplLevelFilter ? configuration.level : nil))
         context.owner = ObjectIdentifier(self)
         if let sink { try setSink(sink) }
+    }
+
+    /// Creates a manager in the "new" state, exporting to an async sink
+    /// (see ``AsyncMetricsSink``).
+    ///
+    /// Throws `invalidArgument` for an out-of-range configuration.
+    public convenience init(configuration: MetricsConfiguration = MetricsConfiguration(),
+                            sink: any AsyncMetricsSink) throws(MetricsError) {
+        try self.init(configuration: configuration, sink: AsyncSinkBridge(sink))
     }
 
     /// Creates a manager from individual settings (see ``MetricsConfiguration``).

@@ -65,7 +65,7 @@ let package = Package(
                 dependencies: ["KPLM", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                 path: "Sources/KPLMServiceLifecycle"),
         // kplm behind swift-metrics' MetricsFactory.
-        .target(name: "KPLMMetrics", dependencies: ["KPLM", .product(name: "CoreMetrics", package: "swift-metrics")],
+        .target(name: "KPLMMetrics", dependencies: ["KPLM", "CKPLMShims", .product(name: "CoreMetrics", package: "swift-metrics")],
                 path: "Sources/KPLMMetrics"),
         .executableTarget(name: "kplm-demo", dependencies: ["KPLM"], path: "Sources/kplm-demo"),
         // swift-metrics handlers through KPLMMetrics next to swift-prometheus

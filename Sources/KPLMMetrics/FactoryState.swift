@@ -2,7 +2,7 @@ import CoreMetrics
 import KPLM
 
 /// What a ``KPLMMetricsFactory`` shares between its copies: the handler
-/// cache, the meters whose last value each flush publishes, and the last
+/// cache, the counters and meters each flush publishes, and the last
 /// error. Thread-safe (one lock; never held while recording).
 final class FactoryState: Sendable {
     /// The kinds of handler, part of the cache key (a counter and a timer
@@ -28,10 +28,18 @@ final class FactoryState: Sendable {
     private struct Shared {
         var handlers: [CacheKey: AnyObject] = [:]
         var meters: [ObjectIdentifier: KPLMMeterHandler] = [:]
+        var counters: [ObjectIdentifier: KPLMCounterHandler] = [:]
         var lastError: MetricsError?
+        var publishes = false
     }
 
     private let shared = Locked(Shared())
+
+    /// Whether the manager runs ``publish()`` (its flush hook was installed).
+    var publishes: Bool { shared.withLock { $0.publishes } }
+
+    /// Notes that the manager runs ``publish()``.
+    func notePublishing() { shared.withLock { $0.publishes = true } }
 
     /// The cached handler of this kind, label and dimensions, made by
     /// `make` if there is none. `make` runs outside the lock (it resolves
@@ -46,16 +54,21 @@ final class FactoryState: Sendable {
             if let found = s.handlers[key], let cached = found as? Handler { return cached }
             s.handlers[key] = made as AnyObject
             if let meter = made as? KPLMMeterHandler { s.meters[ObjectIdentifier(meter)] = meter }
+            if let counter = made as? KPLMCounterHandler { s.counters[ObjectIdentifier(counter)] = counter }
             return made
         }
     }
 
-    /// Forgets `handler`: the cache lets it go, a meter stops publishing.
+    /// Forgets `handler`: the cache lets it go, a meter stops publishing,
+    /// a counter records what it added since the last flush, then stops
+    /// (later increments through it are dropped).
     func destroy(_ handler: AnyObject) {
-        shared.withLock { s in
+        let counter = shared.withLock { s -> KPLMCounterHandler? in
             s.meters[ObjectIdentifier(handler)] = nil
             if let key = s.handlers.first(where: { $0.value === handler })?.key { s.handlers[key] = nil }
+            return s.counters.removeValue(forKey: ObjectIdentifier(handler))
         }
+        counter?.publishIncrease()
     }
 
     /// Keeps the most recent error.
@@ -65,10 +78,12 @@ final class FactoryState: Sendable {
 
     var lastError: MetricsError? { shared.withLock { $0.lastError } }
 
-    /// The flush hook: each meter that was set records its current value
-    /// under `<label>.last`.
-    func publishLastValues() {
-        let meters = shared.withLock { Array($0.meters.values) }
+    /// The flush hook (also run before close): each counter records its
+    /// increase since the last flush, each meter that was set its current
+    /// value under `<label>.last`.
+    func publish() {
+        let (counters, meters) = shared.withLock { (Array($0.counters.values), Array($0.meters.values)) }
+        for counter in counters { counter.publishIncrease() }
         for meter in meters { meter.publishLastValue() }
     }
 }

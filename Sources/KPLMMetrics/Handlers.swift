@@ -4,15 +4,37 @@ import Synchronization
 
 // The swift-metrics handlers of KPLMMetricsFactory. Each holds resolved kplm
 // handles (nil when the manager refused the key: it then records nothing)
-// and records with Metric.put(finite:), inlined from the core (the public
+// and records with Metric.put(finite:) (a Counter: at each flush), inlined from the core (the public
 // Metric.put is a call across modules, and checks what these check once):
 // the calling thread's own cell, no lock, no lookup. A put the manager
 // refuses (closed, the cap) is dropped, as swift-metrics handlers cannot
 // throw; the manager counts cap refusals under KplmMetricsRefused. Values
 // that are not finite are dropped. All are thread-safe.
 
-/// `Counter`: each increment is one observation of its amount.
+/// `Counter`: increments add to a running total striped by thread (see
+/// ``CounterStripes``: no locked instruction); each flush records the
+/// increase since the last one as one observation (``publishIncrease()``).
 final class KPLMCounterHandler: CounterHandler, Sendable {
+    let metric: Metric?
+    private let total = CounterStripes()
+    init(_ metric: Metric?) { self.metric = metric }
+
+    func increment(by amount: Int64) { total.add(amount) }
+    /// Nothing to rewind: kplm exports what each flush period added.
+    func reset() {}
+
+    /// Records the increase since the last call, if any, as one
+    /// observation. Called from the manager's flush hook (and before
+    /// close), and at destroy.
+    func publishIncrease() {
+        let increase = total.takeIncrease()
+        if increase != 0 { _ = metric?.put(finite: Double(increase)) }
+    }
+}
+
+/// `Counter` of a factory whose flush hook could not be installed (made
+/// after start): each increment is one observation of its amount.
+final class KPLMDirectCounterHandler: CounterHandler, Sendable {
     let metric: Metric?
     init(_ metric: Metric?) { self.metric = metric }
 

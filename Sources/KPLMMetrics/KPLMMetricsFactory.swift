@@ -9,7 +9,8 @@ import KPLM
 ///
 /// | swift-metrics | kplm |
 /// |---|---|
-/// | `Counter`, `FloatingPointCounter` | one observation per increment: the flush's sum is the increase (count = increments) |
+/// | `Counter` | one observation per flush, the increase since the last flush (sum = the increase; count = flushes that saw one) |
+/// | `FloatingPointCounter` | one observation per increment: the flush's sum is the increase (count = increments) |
 /// | `Recorder(aggregate: true)` | one observation per value: count, sum, min, max |
 /// | `Timer` | one observation per duration, in milliseconds (the KPL's unit of `BufferingTime` and `RequestTime`) |
 /// | `Recorder(aggregate: false)`, `Meter` | one observation per value set (statistics), and the last value as the metric `<label>.last`, recorded once at each flush |
@@ -26,11 +27,14 @@ import KPLM
 /// `reset()` does not rewind what was recorded (kplm exports per-flush
 /// sums). Thread-safe.
 ///
-/// Meters publish their last value from the manager's flush hook, which
-/// this factory installs when it is created: create it before the manager
-/// starts (created after, meters publish their statistics only, and
-/// ``lastError`` says why). The hook replaces any other flush hook of the
-/// manager.
+/// Counters publish their increase, and meters their last value, from the
+/// manager's flush hook, which this factory installs when it is created
+/// (run at every flush and once before close, so the final flush has
+/// them): create it before the manager starts. Created after, counters
+/// record one observation per increment and meters their statistics only,
+/// and ``lastError`` says why. The hook replaces any other flush hook of
+/// the manager. A counter's increments reach the manager's queries
+/// (`statistics`, `snapshots`) at the next flush.
 public struct KPLMMetricsFactory: MetricsFactory, Sendable {
     /// The manager every handler records into.
     public let manager: MetricsManager
@@ -40,10 +44,11 @@ public struct KPLMMetricsFactory: MetricsFactory, Sendable {
     /// hook it installs).
     public init(manager: MetricsManager) {
         self.manager = manager
-        self.state = FactoryState()
-        let state = self.state
+        let state = FactoryState()
+        self.state = state
         do {
-            try manager.setFlushHook { state.publishLastValues() }
+            try manager.setFlushHook({ state.publish() }, runsBeforeClosing: true)
+            state.notePublishing()
         } catch {
             state.keep(error)
         }
@@ -54,7 +59,10 @@ public struct KPLMMetricsFactory: MetricsFactory, Sendable {
     public var lastError: MetricsError? { state.lastError }
 
     public func makeCounter(label: String, dimensions: [(String, String)]) -> CounterHandler {
-        state.handler(.counter, label, dimensions) { KPLMCounterHandler(metric($0, $1)) }
+        state.handler(.counter, label, dimensions) { (label, dimensions) -> CounterHandler in
+            state.publishes ? KPLMCounterHandler(metric(label, dimensions))
+                : KPLMDirectCounterHandler(metric(label, dimensions))
+        }
     }
 
     public func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> FloatingPointCounterHandler {

@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import XCTest
 import KPLMTestSupport
 @testable import KPLM
@@ -39,9 +40,12 @@ final class KPLMMetricsFactoryTests: XCTestCase {
         counter.increment(by: 7)
         counter.reset()
         try m.close()
+        // One observation per flush, its increase: 1,500 at the flush, and
+        // the 7 added after it at close (the hook runs before puts are refused).
         let r = try XCTUnwrap(exported(sink, "requests", dims(("az", "a"), ("route", "/put"))))
-        XCTAssertEqual(r.0, 1002)
+        XCTAssertEqual(r.0, 2)
         XCTAssertEqual(r.1, 1507)
+        XCTAssertEqual(sink.snapshots.filter { $0.name == "requests" }.map(\.sum), [1500, 7])
         XCTAssertEqual(exported(sink, "bytes")?.1, 2.75)
     }
 
@@ -115,8 +119,10 @@ final class KPLMMetricsFactoryTests: XCTestCase {
         XCTAssertFalse(a === factory.makeCounter(label: "c", dimensions: [("x", "1")]))
         // Another kind of the same label and dimensions records on the same kplm key.
         let fp = factory.makeFloatingPointCounter(label: "c", dimensions: [("x", "1"), ("y", "2")])
+        try m.start()
         a.increment(by: 1)
         fp.increment(by: 0.5)
+        try m.flush()   // (a counter's increase reaches the key at a flush)
         XCTAssertEqual(try m.statistics("c", dimensions: [("x", "1"), ("y", "2")]).sum, 1.5)
         factory.destroyCounter(a)
         XCTAssertFalse(a === factory.makeCounter(label: "c", dimensions: [("x", "1"), ("y", "2")]))
@@ -142,9 +148,74 @@ final class KPLMMetricsFactoryTests: XCTestCase {
         let factory = KPLMMetricsFactory(manager: m)
         XCTAssertEqual(factory.lastError?.code, .invalidState)
         factory.makeMeter(label: "g", dimensions: []).set(Int64(4))
+        // Without the hook a counter records each increment.
+        let counter = factory.makeCounter(label: "c", dimensions: [])
+        counter.increment(by: 2)
+        counter.increment(by: 5)
         try m.close()
         XCTAssertEqual(exported(sink, "g")?.1, 4)
         XCTAssertNil(exported(sink, "g.last"))
+        XCTAssertEqual(exported(sink, "c").map { [Double($0.0), $0.1, $0.2, $0.3] }, [2, 7, 2, 5])
+    }
+
+    /// Counters from many threads at once, more than there are writer
+    /// indices (the rest share the atomic stripe), while flushes run: every
+    /// increment is exported exactly once.
+    func testCounterIncrementsFromManyThreadsAreExportedExactlyOnce() throws {
+        let sink = InMemorySink()
+        let m = try manager(sink)
+        let factory = KPLMMetricsFactory(manager: m)
+        try m.start()
+        let counter = factory.makeCounter(label: "hits", dimensions: [])
+        let threads = 80, perThread = 2_000
+        let ready = DispatchGroup(), go = DispatchSemaphore(value: 0), done = DispatchGroup()
+        for t in 0..<threads {
+            ready.enter()
+            done.enter()
+            Thread {
+                // Each thread holds its writer index (or finds none) until all have started.
+                counter.increment(by: 0)
+                ready.leave()
+                go.wait()
+                for _ in 0..<perThread { counter.increment(by: Int64(t % 3 + 1)) }
+                done.leave()
+            }.start()
+        }
+        ready.wait()
+        for _ in 0..<threads { go.signal() }
+        while done.wait(timeout: .now() + .milliseconds(2)) == .timedOut { try m.flush() }
+        try m.close()
+        let expected = (0..<threads).reduce(0) { $0 + ($1 % 3 + 1) * perThread }
+        XCTAssertEqual(exported(sink, "hits")?.1, Double(expected))
+    }
+
+    /// Destroying a counter records what it added since the last flush.
+    func testADestroyedCounterRecordsItsLastIncrease() throws {
+        let sink = InMemorySink()
+        let m = try manager(sink)
+        let factory = KPLMMetricsFactory(manager: m)
+        try m.start()
+        let counter = factory.makeCounter(label: "c", dimensions: [])
+        counter.increment(by: 4)
+        factory.destroyCounter(counter)
+        counter.increment(by: 100)   // after destroy: dropped
+        try m.flush()
+        XCTAssertEqual(exported(sink, "c")?.1, 4)
+        try m.close()
+        XCTAssertEqual(exported(sink, "c")?.1, 4)
+    }
+
+    /// A manager released without close still exports what counters added
+    /// since the last flush (the hook runs before the final flush).
+    func testAReleasedManagerExportsTheCountersLastIncrease() throws {
+        let sink = InMemorySink()
+        do {
+            let m = try manager(sink)
+            let factory = KPLMMetricsFactory(manager: m)
+            try m.start()
+            factory.makeCounter(label: "c", dimensions: []).increment(by: 9)
+        }
+        XCTAssertEqual(exported(sink, "c")?.1, 9)
     }
 
     func testTheMetricsSystemRoutesEveryKindIntoKPLM() throws {

@@ -56,4 +56,34 @@ final class PutManyTests: XCTestCase {
         XCTAssertEqual(nested.withLock { $0 }, [.invalidState])
         try m.close()
     }
+
+    /// A hook set with `runsBeforeClosing` also runs when close begins,
+    /// while puts are accepted: what it hands over is in the final flush.
+    /// Without it, the hook's puts at close are refused (`closed`).
+    func testAHookThatRunsBeforeClosingHandsOverToTheFinalFlush() throws {
+        for runsBeforeClosing in [true, false] {
+            let sink = InMemorySink()
+            let m = try detailed(TestClock(30), sink: sink)
+            let h = try m.metric("Held")
+            let held = Locked<[Double]>([])
+            let refusals = Locked<[MetricsError.Code]>([])
+            try m.setFlushHook({
+                let values = held.withLock { v -> [Double] in defer { v = [] }; return v }
+                guard !values.isEmpty else { return }
+                do throws(MetricsError) { try h.put(many: values) } catch { refusals.withLock { $0.append(error.code) } }
+            }, runsBeforeClosing: runsBeforeClosing)
+            try m.start()
+            held.withLock { $0 = [4, 5] }
+            try m.close()
+            try m.close()   // a second close runs no hook
+            let exported = sink.snapshots.map(\.statistics)
+            if runsBeforeClosing {
+                XCTAssertEqual(exported, [MetricStatistics(count: 2, sum: 9, min: 4, max: 5)])
+                XCTAssertEqual(refusals.withLock { $0 }, [])
+            } else {
+                XCTAssertEqual(exported, [])
+                XCTAssertEqual(refusals.withLock { $0 }, [.closed])
+            }
+        }
+    }
 }

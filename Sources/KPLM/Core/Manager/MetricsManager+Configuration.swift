@@ -203,14 +203,21 @@ extension MetricsManager {
     /// concurrently with open, export or close, and flush, close or setSink
     /// called from it are refused with `invalidState`.
     ///
+    /// With `runsBeforeClosing`, close (and a release without close) also
+    /// runs it once before refusing puts, for a layer that must hand over
+    /// what it holds (running totals, a buffer) so that the final flush
+    /// exports it; skipped if an export still holds the manager when close
+    /// begins (then until the export timeout).
+    ///
     /// Allowed before start only (`invalidState` after).
-    public func setFlushHook(_ hook: (@Sendable () -> Void)?) throws(MetricsError) {
+    public func setFlushHook(_ hook: (@Sendable () -> Void)?, runsBeforeClosing: Bool = false) throws(MetricsError) {
         try checkCallable("setFlushHook")
         try control.withLock { (c) throws(MetricsError) in
             guard c.phase == .new, !context.gate.isClosing else {
                 throw MetricsError(.invalidState, "the flush hook can only be set before start")
             }
             c.flushHook = hook
+            c.flushHookRunsBeforeClosing = hook != nil && runsBeforeClosing
         }
     }
 }

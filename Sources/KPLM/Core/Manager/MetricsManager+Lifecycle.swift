@@ -101,6 +101,7 @@ extension MetricsManager {
     /// ``close()`` with every wait ending at `deadline` (monotonic seconds).
     private func close(until deadline: Double) throws(MetricsError) {
         try checkCallable("close", evenInsideItsPut: true)
+        runFlushHookBeforeClosing(until: deadline)
         context.gate.beginClosing()
         guard context.level != .none else { return }
         if finale.withLock({ f in
@@ -165,6 +166,18 @@ extension MetricsManager {
             _ = finished
             throw MetricsError(.sinkFailed, "the final export did not finish within "
                                + "\(configuration.exportTimeoutMilliseconds) ms; it completes in the background")
+        }
+    }
+
+    /// Runs a flush hook set with `runsBeforeClosing` (see
+    /// ``setFlushHook(_:runsBeforeClosing:)``), at the first close of a
+    /// started manager, while puts are still accepted. Skipped if the
+    /// control lock stays held (by an export) until `deadline`.
+    private func runFlushHookBeforeClosing(until deadline: Double) {
+        guard context.level != .none, !context.gate.isClosing else { return }
+        _ = control.withLock(timeout: Self.remaining(deadline)) { c in
+            guard c.phase == .started, c.flushHookRunsBeforeClosing, let hook = c.flushHook else { return }
+            CallbackGuard.run(for: ObjectIdentifier(self)) { hook() }
         }
     }
 

@@ -73,6 +73,8 @@ public final class MetricsManager: Sendable {
         var dropCounter: (any DropCountingSink)?
         /// Run at the start of every flush (see ``MetricsManager/setFlushHook(_:)``).
         var flushHook: (@Sendable () -> Void)?
+        /// Close runs `flushHook` once before refusing puts, too.
+        var flushHookRunsBeforeClosing = false
         /// Told which metrics a flush removed as idle (see
         /// ``MetricsManager/setKeyRemovalObserver(_:)``).
         var removalObserver: (@Sendable ([Metric]) -> Void)?

@@ -40,7 +40,8 @@ func total(_ name: String, _ dimensions: [(String, String)]) -> (count: Int, sum
 }
 for az in ["use1-az0", "use1-az1"] {
     let r = total("requests", [("az", az), ("route", "/put")])
-    expect("requests \(az) count", r.count, threads / 2 * perThread)
+    // One observation per flush that saw an increase (the periodic ones, and close's).
+    expect("requests \(az) count within the flushes", (1...sink.batches.count).contains(r.count), true)
     expect("requests \(az) sum", r.sum, Double(threads / 2 * perThread))
 }
 let time = total("RequestTime", [("route", "/put")])

@@ -3,7 +3,7 @@
  *
  * LLVMFuzzerTestOneInput decodes its input as a small program over up to two
  * managers ("slots"): configurations (invalid ones included), then a sequence
- * of operations: put, metric_get, metric_put, flush, snapshots, set_sink,
+ * of operations: put (also through kplm_put_dims), metric_get, metric_put, flush, snapshots, set_sink,
  * start, close, free, moving the injected clock, status strings and calls
  * with NULL arguments. Sink, clock and visit callbacks are driven by the same
  * input: an export can fail, and callbacks re-enter the API (put, flush,
@@ -892,7 +892,22 @@ static int expected_records(slot *s, kplm_status r) {
            s->cb_record && !tl_in_record[s->idx];
 }
 
-static void do_put(slot *s, const char *name, double v, const char *st, const char *sh, const char *ec) {
+/* kplm_put, or (order >= 0) the same put through kplm_put_dims: its three
+ * pairs, NULL values included (absent), in one of their 6 orders. The
+ * header promises the two are exactly the same call, so the model and every
+ * check are shared. */
+static kplm_status put_via(slot *s, const char *name, double v, const char *st, const char *sh, const char *ec,
+                           int order) {
+    if (order < 0) return kplm_put(s->m, name, v, st, sh, ec);
+    static const int perms[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    const kplm_dimension seed[3] = {{"stream", st}, {"shard", sh}, {"error_code", ec}};
+    kplm_dimension dims[3];
+    for (int i = 0; i < 3; i++) dims[i] = seed[perms[order % 6][i]];
+    return kplm_put_dims(s->m, name, v, dims, 3);
+}
+
+static void do_put(slot *s, const char *name, double v, const char *st, const char *sh, const char *ec,
+                   int order) {
     call_budget--;
     prediction p = predict_key(s, name, st, sh, ec, isfinite(v), 0);
     /* Recorded before the call: a callback inside it may look. */
@@ -904,14 +919,14 @@ static void do_put(slot *s, const char *name, double v, const char *st, const ch
     expect_frame f = {s, form_key(s, name ? name : "", st, sh, ec), v, 0};
     CHECK(tl_nexpect < 32);
     tl_expect[tl_nexpect++] = &f;
-    kplm_status r = kplm_put(s->m, name, v, st, sh, ec);
+    kplm_status r = put_via(s, name, v, st, sh, ec, order);
     tl_nexpect--;
     if (p.uncertain) {
         int at = follow_uncertain(s, &p, name, st, sh, ec, r);
         if (r == KPLM_OK) model_observe(s, at, v);
     }
-    trace("put slot%d %s %.17g %s %s %s -> %s (records %d)", s->idx, esc(name), v, esc(st), esc(sh), esc(ec),
-          st_name(r), f.records);
+    trace("put%s slot%d %s %.17g %s %s %s -> %s (records %d)", order < 0 ? "" : "_dims", s->idx, esc(name), v,
+          esc(st), esc(sh), esc(ec), st_name(r), f.records);
     CHECK_ST(r, p.allowed);
     CHECK(f.records == expected_records(s, r));
     s->have_last = 1;
@@ -922,14 +937,20 @@ static void do_put(slot *s, const char *name, double v, const char *st, const ch
 static void op_put(slot *s) {
     const char *name = get_str(), *st = get_str(), *sh = get_str(), *ec = get_str();
     double v = get_value();
-    do_put(s, name, v, st, sh, ec);
+    do_put(s, name, v, st, sh, ec, -1);
+}
+
+static void op_put_dims(slot *s) {
+    const char *name = get_str(), *st = get_str(), *sh = get_str(), *ec = get_str();
+    double v = get_value();
+    do_put(s, name, v, st, sh, ec, u8() % 6);
 }
 
 static void op_burst(slot *s) {
     unsigned n = u8() % 64 + 1;
     if (!s->have_last) return;
     for (unsigned i = 0; i < n && call_budget > 0 && s->m; i++)
-        do_put(s, s->last_name, s->last_value, s->last_dim[0], s->last_dim[1], s->last_dim[2]);
+        do_put(s, s->last_name, s->last_value, s->last_dim[0], s->last_dim[1], s->last_dim[2], -1);
 }
 
 static void op_metric_get(slot *s) {
@@ -1591,7 +1612,8 @@ static void run_op(void) {
     if (kind == 14) { op_misc(s); return; }
     if (!s->m) return;
     switch (kind) {
-    case 0: case 1: case 2: op_put(s); break;
+    case 0: case 1: op_put(s); break;
+    case 2: op_put_dims(s); break;
     case 3: op_metric_get(s); break;
     case 4: op_metric_put(s); break;
     case 5: op_flush(s); break;

@@ -157,6 +157,60 @@ final class WriterCellTests: XCTestCase {
         XCTAssertEqual(m.windowStatisticsByKey()[MetricKey(name: "A")]?.count, 160)
     }
 
+    /// Writer indices past the table's inline entries (``CellTable``):
+    /// their cells go to the overflow table, made on the first such put;
+    /// a key removed as idle (with an overflow table, and without one: the
+    /// shared table of placeholders) is re-created by those threads' puts.
+    /// Eight threads holding their indices at once: at least four of them
+    /// have one past the inline entries. Totals stay exact.
+    func testWritersPastTheInlineEntriesUseTheOverflowTable() throws {
+        let clock = TestClock(100)
+        let sink = InMemorySink()
+        let m = try detailed(clock, window: 1, sink: sink)
+        try m.start()
+        let withOverflow = try m.metric("WithOverflow")
+        let withoutOverflow = try m.metric("WithoutOverflow")
+        let threads = 8
+        /// Every thread puts once on `metric`, all holding their writer index at once.
+        func putFromEveryThread(_ metric: Metric) {
+            let held = DispatchGroup(), release = DispatchSemaphore(value: 0)
+            for _ in 0..<threads { held.enter() }
+            Thread {
+                held.wait()
+                for _ in 0..<threads { release.signal() }
+            }.start()
+            XCTAssertTrue(runThreads(threads) { _ in
+                try! metric.put(1)
+                held.leave()
+                release.wait()
+            })
+        }
+        let overflowWord = { (metric: Metric) in metric.series.cells.words[0].load(ordering: .acquiring) }
+
+        putFromEveryThread(withOverflow)
+        XCTAssertNotEqual(overflowWord(withOverflow), 0, "no writer index past the inline entries")
+        XCTAssertNotEqual(overflowWord(withOverflow), CellTable.retiredOverflowBits)
+        try withoutOverflow.put(1)   // this thread only
+        try m.flush()
+
+        // Both idle: removed. The second had no overflow table: it gets the shared one.
+        clock.now = 102
+        try m.flush()
+        XCTAssertTrue(withOverflow.series.isRemoved)
+        XCTAssertTrue(withoutOverflow.series.isRemoved)
+        XCTAssertEqual(overflowWord(withoutOverflow), CellTable.retiredOverflowBits)
+
+        // Puts from every thread re-create both keys and are recorded once.
+        putFromEveryThread(withOverflow)
+        putFromEveryThread(withoutOverflow)
+        XCTAssertFalse(withOverflow.series.isRemoved)
+        XCTAssertFalse(withoutOverflow.series.isRemoved)
+        XCTAssertNotEqual(overflowWord(withoutOverflow), CellTable.retiredOverflowBits)
+        try m.close()
+        let exported = sink.snapshots.reduce(into: [String: Int]()) { $0[$1.name, default: 0] += $1.count }
+        XCTAssertEqual(exported, ["WithOverflow": 2 * threads, "WithoutOverflow": 1 + threads])
+    }
+
     func testSumsAreNeverDerivedBySubtraction() throws {
         // A design that exports "total now minus total at the last flush"
         // would lose the 1 next to 1e16; merging per-flush data keeps it.

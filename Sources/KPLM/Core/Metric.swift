@@ -17,7 +17,7 @@ public final class Metric: Sendable {
     // a line every thread putting on this metric would then share).
     // (Usable from inline: the C ABI inlines ``put(finite:)``.)
     @usableFromInline nonisolated(unsafe) let gateWord: UnsafeMutablePointer<Atomic<UInt64>>
-    @usableFromInline nonisolated(unsafe) let cellTable: UnsafeMutablePointer<Atomic<UInt>>
+    @usableFromInline nonisolated(unsafe) let cellTable: CellTable
     nonisolated(unsafe) let activityWord: UnsafeMutablePointer<Atomic<Int>>
     let seriesRef: Unmanaged<MetricSeries>
     let windowSeconds: Int64

@@ -36,10 +36,11 @@ struct WindowReading: Sendable {
 /// merge is either wholly visible to a reader or not at all, and exports stay
 /// exact for any double values (nothing is derived by subtraction).
 ///
-/// Memory: 64 bytes of state plus an 8-byte pointer per writer index
-/// (512 bytes), allocated with the series; a 128-byte cell per (thread,
-/// metric) on that thread's first put, reused by the next thread given the
-/// same writer index when the thread exits; one bucket per live second.
+/// Memory: 64 bytes of state plus a ``CellTable`` (40 bytes: the cells of
+/// the first four writer indices, and an overflow table of 480 bytes once a
+/// thread with a higher index puts); a 128-byte cell per (thread, metric) on
+/// that thread's first put, reused by the next thread given the same writer
+/// index when the thread exits; one bucket per live second.
 package final class MetricSeries: @unchecked Sendable {
     /// The key this series accumulates.
     package let key: MetricKey
@@ -69,10 +70,10 @@ package final class MetricSeries: @unchecked Sendable {
     /// While a flush orders its batch: this series' entry in it (else -1).
     nonisolated(unsafe) var batchIndex = -1
 
-    /// Cell pointers by writer index (0 = none yet; ``WriterIndices/capacity``
-    /// entries). Written once per entry,
-    /// by compare-exchange; never cleared while the series lives.
-    let cells: UnsafeMutablePointer<Atomic<UInt>>
+    /// Cell pointers by writer index (see ``CellTable``). Written once per
+    /// entry, by compare-exchange; never cleared while the series lives
+    /// (except the retired placeholders a re-creation clears).
+    let cells: CellTable
     /// Bit i set: cells[i] is non-zero (lets readers skip empty entries).
     private let used = Atomic<UInt64>(0)
 
@@ -110,18 +111,16 @@ package final class MetricSeries: @unchecked Sendable {
     init(key: MetricKey) {
         self.key = key
         self.dimensions = key.dimensions
-        cells = .allocate(capacity: WriterIndices.capacity)
-        for i in 0..<WriterIndices.capacity { (cells + i).initialize(to: Atomic(0)) }
+        cells = CellTable.allocate()
     }
 
     deinit {
         for i in 0..<WriterIndices.capacity {
-            let bits = cells[i].load(ordering: .acquiring)
+            let bits = cells.load(i)
             if bits != 0 && bits != WriterCell.retiredPlaceholderBits {
                 WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!).deallocate()
             }
         }
-        cells.deinitialize(count: WriterIndices.capacity)
         attached.load(ordering: .acquiring)?.release()
         cells.deallocate()
     }
@@ -129,11 +128,10 @@ package final class MetricSeries: @unchecked Sendable {
     /// The cell of writer index `writer` in the table `cells` of `series`,
     /// created on first use. Static, on plain pointers: no reference counting.
     @inline(__always)
-    static func cell(_ writer: Int, in cells: UnsafeMutablePointer<Atomic<UInt>>,
-                     of series: Unmanaged<MetricSeries>) -> WriterCell {
+    static func cell(_ writer: Int, in cells: CellTable, of series: Unmanaged<MetricSeries>) -> WriterCell {
         // Acquire: a cell published by another thread (a reader scanning, or
         // a later owner of the index) is seen initialised.
-        let bits = cells[writer].load(ordering: .acquiring)
+        let bits = cells.load(writer)
         if bits != 0 { return WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!) }
         return series._withUnsafeGuaranteedRef { $0.createCell(writer) }
     }
@@ -142,7 +140,7 @@ package final class MetricSeries: @unchecked Sendable {
     func createCell(_ writer: Int) -> WriterCell {
         let created = WriterCell.allocate()
         let bits = UInt(bitPattern: created.base)
-        let (exchanged, existing) = cells[writer].compareExchange(
+        let (exchanged, existing) = cells.entry(writer).pointee.compareExchange(
             expected: 0, desired: bits, ordering: .acquiringAndReleasing)
         if exchanged {
             used.bitwiseOr(1 << UInt64(writer), ordering: .releasing)
@@ -165,7 +163,7 @@ package final class MetricSeries: @unchecked Sendable {
         while mask != 0 {
             let i = mask.trailingZeroBitCount
             mask &= mask &- 1
-            let bits = cells[i].load(ordering: .acquiring)
+            let bits = cells.load(i)
             if bits != 0 { body(WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)) }
         }
     }
@@ -259,15 +257,8 @@ package final class MetricSeries: @unchecked Sendable {
     /// cells to wait for after the heavy barrier.
     func markRetired() -> [WriterCell] {
         state.withLock { $0.isRetired = true }
-        var marked: [WriterCell] = []
-        for i in 0..<WriterIndices.capacity {
-            let (exchanged, existing) = cells[i].compareExchange(
-                expected: 0, desired: WriterCell.retiredPlaceholderBits, ordering: .acquiringAndReleasing)
-            if exchanged || existing == WriterCell.retiredPlaceholderBits { continue }
-            let cell = WriterCell(base: UnsafeMutableRawPointer(bitPattern: existing)!)
-            cell.markRetired()
-            marked.append(cell)
-        }
+        let marked = cells.retireEmptyEntries()
+        for cell in marked { cell.markRetired() }
         return marked
     }
 
@@ -280,14 +271,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// Its cells are empty: the removal drained them after the last
     /// section that could write them.
     func unmarkRetired() {
-        for i in 0..<WriterIndices.capacity {
-            let bits = cells[i].load(ordering: .acquiring)
-            if bits == WriterCell.retiredPlaceholderBits {
-                cells[i].store(0, ordering: .releasing)
-            } else if bits != 0 {
-                WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!).unmarkRetired()
-            }
-        }
+        for cell in cells.clearRetiredEntries() { cell.unmarkRetired() }
         state.withLock { s in
             s.isRetired = false
             // Cumulative statistics start again, as for a key created anew.

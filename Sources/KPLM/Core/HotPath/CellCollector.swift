@@ -124,7 +124,7 @@ final class CellCollector: Sendable {
 
     /// The cell of writer index `writer` in `series`, if created.
     private static func cellBase(_ writer: Int, of series: MetricSeries) -> UnsafeMutableRawPointer? {
-        let bits = series.cells[writer].load(ordering: .acquiring)
+        let bits = series.cells.load(writer)
         // The placeholder of a removed metric is no thread's cell.
         return bits == WriterCell.retiredPlaceholderBits ? nil : UnsafeMutableRawPointer(bitPattern: bits)
     }

@@ -56,12 +56,12 @@ extension Metric {
     @inlinable @inline(__always)
     package func tryPutCommonCase(_ value: Double) -> Bool {
         let second = kplmshim_cached_second()
-        let writer = Int(kplmshim_writer_raw())
-        guard _fastPath(cellsWithTicker && second != Int64.min && writer > 0 && !ForkGuard.isInherited(generation))
+        let writerPlus1 = Int(kplmshim_writer_raw())   // this thread's writer index + 1, or <= 0
+        guard _fastPath(cellsWithTicker && second != Int64.min && writerPlus1 > 0 && !ForkGuard.isInherited(generation))
         else { return false }
         // (The entry of a removed metric holds a placeholder cell whose
         // put reports "not done": see WriterCell.Offset.retiredSlotIndex.)
-        let bits = cellTable[writer &- 1].load(ordering: .acquiring)
+        let bits = cellTable.load(writerPlus1: writerPlus1)
         return bits != 0 && WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
             .tryPut(value, second: Int64(second), gate: gateWord)
     }

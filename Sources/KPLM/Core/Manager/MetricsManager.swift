@@ -176,6 +176,7 @@ public final class MetricsManager: Sendable {
         found += ForkGuard.inheritedError.message.utf8.count
         found += WriterIndices.capacity
         found += WriterCell.retiredPlaceholderBits != 0 ? 1 : 0
+        found += CellTable.retiredOverflowBits != 0 ? 1 : 0
         return found >= 0
     }()
 

@@ -36,7 +36,10 @@ final class CellCollector: Sendable {
         // open (a signal handler that interrupted a put of this thread): the
         // wait below would wait for ourselves. Its data is collected later.
         let own = Self.ownWriterIndex
-        var flipped: [(cell: WriterCell, slot: Int, series: MetricSeries)] = []
+        // Unretained: `series` keeps every series alive for the whole call
+        // (no reference counting per cell: a flush of every key is this loop).
+        var flipped: [(cell: WriterCell, slot: Int, series: Unmanaged<MetricSeries>)] = []
+        flipped.reserveCapacity(series.count)
         var skipped: [MetricSeries] = []
         for s in series {
             s.forEachCell { cell in
@@ -44,14 +47,14 @@ final class CellCollector: Sendable {
                     skipped.append(s)
                     return
                 }
-                if let slot = cell.flipIfUsed() { flipped.append((cell, slot, s)) }
+                if let slot = cell.flipIfUsed() { flipped.append((cell, slot, Unmanaged.passUnretained(s))) }
             }
         }
         guard !flipped.isEmpty else { return skipped }
         Self.barrier()
         for (cell, slot, s) in flipped {
             cell.waitForSection()
-            cell.drain(slot, into: s, windowSeconds: windowSeconds)
+            s._withUnsafeGuaranteedRef { cell.drain(slot, into: $0, windowSeconds: windowSeconds) }
         }
         return skipped
     }

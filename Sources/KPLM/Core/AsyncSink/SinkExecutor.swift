@@ -10,35 +10,21 @@ import Glibc
 /// the first job and ends once ``stop()`` was called and no job is left
 /// (a job enqueued after that starts a thread again). Thread-safe.
 final class SinkExecutor: TaskExecutor, @unchecked Sendable {
-    // On the heap: a pthread mutex and condition must never move.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    // Guarded by `mutex`.
+    private let lock = WaitableLock()
+    // Guarded by `lock`.
     private var jobs: [UnownedJob] = []
     private var head = 0
     private var running = false
     private var stopRequested = false
 
-    init() {
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        condition.deallocate()
-        mutex.deallocate()
-    }
-
     /// Queues `job` for the executor's thread (started if not running).
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         jobs.append(job)
         if running {
-            pthread_cond_signal(condition)
+            lock.signal()
             return
         }
         // The thread holds the executor until it ends. Without a thread the
@@ -51,23 +37,23 @@ final class SinkExecutor: TaskExecutor, @unchecked Sendable {
         } catch {
             running = false
             jobs.removeLast()
-            pthread_mutex_unlock(mutex)
+            lock.unlock()
             job.runSynchronously(on: asUnownedTaskExecutor())
-            pthread_mutex_lock(mutex)
+            lock.lock()
         }
     }
 
     /// Lets the thread end once its queue is empty.
     func stop() {
-        pthread_mutex_lock(mutex)
+        lock.lock()
         stopRequested = true
-        pthread_cond_signal(condition)
-        pthread_mutex_unlock(mutex)
+        lock.signal()
+        lock.unlock()
     }
 
     /// The thread's loop: runs jobs until stopped with nothing queued.
     private func runJobs() {
-        pthread_mutex_lock(mutex)
+        lock.lock()
         while true {
             if head < jobs.count {
                 let job = jobs[head]
@@ -76,15 +62,15 @@ final class SinkExecutor: TaskExecutor, @unchecked Sendable {
                     jobs.removeAll(keepingCapacity: true)
                     head = 0
                 }
-                pthread_mutex_unlock(mutex)
+                lock.unlock()
                 job.runSynchronously(on: asUnownedTaskExecutor())
-                pthread_mutex_lock(mutex)
+                lock.lock()
             } else if stopRequested {
                 running = false
-                pthread_mutex_unlock(mutex)
+                lock.unlock()
                 return
             } else {
-                pthread_cond_wait(condition, mutex)
+                lock.wait()
             }
         }
     }

@@ -580,13 +580,16 @@ static void model_observe(slot *s, int at, double v) {
 
 /* SPEC §10: a flush may have removed key `at` (idle: nothing pending, its
  * newest observation out of the window; the model does not track flushes,
- * so "may"), freeing its place. -1: any capped key. */
+ * so "may"), freeing its place. -1: any capped key. In a noisy slot the
+ * uploader may have exported what the model holds as pending (and a
+ * flush's export may have taken it unseen): pending does not keep a key. */
 static int may_be_removed(slot *s, int at) {
     if (!s->started || !s->model_ok || !s->sane) return s->started;
     int64_t now = (int64_t)floor(clock_now(s));
     for (int i = at < 0 ? 0 : at; i < (at < 0 ? s->nkeys : at + 1); i++) {
         const mkey *k = &s->keys[i];
-        if ((at >= 0 || k->capped) && k->p_count == 0 && (!k->observed || k->newest <= now - (int64_t)s->window))
+        if ((at >= 0 || k->capped) && (k->p_count == 0 || s->noisy) &&
+            (!k->observed || k->newest <= now - (int64_t)s->window))
             return 1;
     }
     return 0;

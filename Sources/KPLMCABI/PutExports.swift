@@ -22,9 +22,19 @@ public func kplm_put(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ value
 private func putRecorded(_ c: CManager, _ name: UnsafePointer<CChar>, _ value: Double,
                          _ stream: UnsafePointer<CChar>?, _ shardId: UnsafePointer<CChar>?,
                          _ errorCode: UnsafePointer<CChar>?) -> kplm_status {
-    // Fast path: these exact argument bytes were validated and resolved
-    // before.
-    let arguments = CPutArguments(name, stream, shardId, errorCode)
+    putThroughIndex(c, CPutArguments(name, stream, shardId, errorCode), value) { manager throws(MetricsError) in
+        try CArguments.key(manager, name, stream, shardId, errorCode)
+    }
+}
+
+/// The body of both puts by names: the fast path when these exact argument
+/// bytes were validated and resolved before (the key index), else `key`
+/// validates them and forms the key (``putResolvingKey(_:_:_:_:)``).
+@inline(__always)
+private func putThroughIndex<Arguments: IndexedArguments>(
+    _ c: CManager, _ arguments: Arguments?, _ value: Double,
+    _ key: (MetricsManager) throws(MetricsError) -> MetricKey
+) -> kplm_status {
     if let arguments {
         switch c.keys.put(arguments, value) {
         case .recorded: return KPLM_OK
@@ -32,7 +42,7 @@ private func putRecorded(_ c: CManager, _ name: UnsafePointer<CChar>, _ value: D
         case .missing: break
         }
     }
-    return putResolvingKey(c, arguments, name, value, stream, shardId, errorCode)
+    return putResolvingKey(c, arguments, value, key)
 }
 
 /// The status of a put's outcome.
@@ -46,20 +56,10 @@ private func status(_ outcome: PutOutcome) -> kplm_status {
     }
 }
 
-/// A put by names whose arguments are not in the index yet: validates them,
-/// resolves (or creates) the key, remembers the arguments, then records.
-@inline(never)
-private func putResolvingKey(_ c: CManager, _ arguments: CPutArguments?,
-                             _ name: UnsafePointer<CChar>, _ value: Double, _ stream: UnsafePointer<CChar>?,
-                             _ shardId: UnsafePointer<CChar>?, _ errorCode: UnsafePointer<CChar>?) -> kplm_status {
-    putResolvingKey(c, arguments, value) { manager throws(MetricsError) in
-        try CArguments.key(manager, name, stream, shardId, errorCode)
-    }
-}
-
-/// The body of a put whose arguments are not in the index yet: `key`
+/// A put by names whose arguments are not in the index yet: `key`
 /// validates them and forms the key, which is resolved (or created); the
 /// arguments are remembered, then the value recorded.
+@inline(never)
 private func putResolvingKey<Arguments: IndexedArguments>(
     _ c: CManager, _ arguments: Arguments?, _ value: Double,
     _ key: (MetricsManager) throws(MetricsError) -> MetricKey
@@ -94,16 +94,8 @@ public func kplm_put_dims(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ 
 private func putDimensionsRecorded(_ c: CManager, _ name: UnsafePointer<CChar>, _ value: Double,
                                    _ dims: UnsafePointer<kplm_dimension>?, _ count: Int) -> kplm_status {
     withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * CDimensionArguments.maxPairs) { lengths in
-        let arguments = CDimensionArguments(name, dims, count, lengths: lengths.baseAddress!)
-        if let arguments {
-            switch c.keys.put(arguments, value) {
-            case .recorded: return KPLM_OK
-            case .general(let metric): return status(metric.put(finite: value))
-            case .missing: break
-            }
-        }
-        return putResolvingKey(c, arguments, value) { manager throws(MetricsError) in
-            try CArguments.key(manager, name, dims, count)
+        putThroughIndex(c, CDimensionArguments(name, dims, count, lengths: lengths.baseAddress!), value) {
+            manager throws(MetricsError) in try CArguments.key(manager, name, dims, count)
         }
     }
 }

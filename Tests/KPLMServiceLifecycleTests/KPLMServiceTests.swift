@@ -12,11 +12,7 @@ final class KPLMServiceTests: XCTestCase {
     /// shutdown: the final flush exports exact totals, and the sink is closed.
     func testGracefulShutdownMakesTheFinalFlush() async throws {
         let sink = InMemorySink()
-        // The periodic flush never comes: only the final flush exports.
-        let manager = try MetricsManager(level: .detailed, sink: sink, uploadInterval: .seconds(3600))
-        let group = ServiceGroup(services: [KPLMService(manager: manager)])
-        let running = Task { try await group.run() }
-        try await waitUntil("the sink is opened") { sink.openCount == 1 }
+        let (manager, group, running) = try await runGroup(sink) { sink.openCount == 1 }
 
         try await putFromTasks(manager)
         XCTAssertEqual(sink.batches.count, 0, "nothing may be exported before the shutdown")
@@ -33,10 +29,7 @@ final class KPLMServiceTests: XCTestCase {
     /// its final flush; the service returns normally.
     func testCancellationStillMakesTheFinalFlush() async throws {
         let sink = InMemorySink()
-        let manager = try MetricsManager(level: .detailed, sink: sink, uploadInterval: .seconds(3600))
-        let group = ServiceGroup(services: [KPLMService(manager: manager)])
-        let running = Task { try await group.run() }
-        try await waitUntil("the sink is opened") { sink.openCount == 1 }
+        let (manager, _, running) = try await runGroup(sink) { sink.openCount == 1 }
 
         try await putFromTasks(manager)
         running.cancel()
@@ -53,10 +46,7 @@ final class KPLMServiceTests: XCTestCase {
     func testFailedFinalExportFailsTheService() async throws {
         let sink = RecordingSink()
         sink.failExports(1)
-        let manager = try MetricsManager(level: .detailed, sink: sink, uploadInterval: .seconds(3600))
-        let group = ServiceGroup(services: [KPLMService(manager: manager)])
-        let running = Task { try await group.run() }
-        try await waitUntil("the sink is opened") { sink.calls.contains(.open) }
+        let (manager, group, running) = try await runGroup(sink) { sink.calls.contains(.open) }
         try manager.put("A", 5)
         await group.triggerGracefulShutdown()
         let outcome = await running.result
@@ -90,6 +80,18 @@ final class KPLMServiceTests: XCTestCase {
     // MARK: Helpers
 
     private static let tasks = 8
+
+    /// A manager exporting to `sink` (no periodic flush comes: only the
+    /// final flush exports), run by a ServiceGroup in a task, once
+    /// `opened` says the sink was opened.
+    private func runGroup(_ sink: some MetricsSink, opened: @escaping @Sendable () -> Bool) async throws
+        -> (MetricsManager, ServiceGroup, Task<Void, any Error>) {
+        let manager = try MetricsManager(level: .detailed, sink: sink, uploadInterval: .seconds(3600))
+        let group = ServiceGroup(services: [KPLMService(manager: manager)])
+        let running = Task { try await group.run() }
+        try await waitUntil("the sink is opened", opened)
+        return (manager, group, running)
+    }
     private static let putsPerTask = 500
 
     /// Puts 1...putsPerTask on "Latency" from `tasks` tasks, and 1 on

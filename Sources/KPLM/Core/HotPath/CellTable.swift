@@ -69,13 +69,6 @@ struct CellTable {
         return Self.overflowTable(overflowBitsCreatingTable()) + (writer - Self.inlineCount)
     }
 
-    /// The entry of writer index `writer` if it exists (no allocation).
-    func existingEntry(_ writer: Int) -> UnsafeMutablePointer<Atomic<UInt>>? {
-        if writer < Self.inlineCount { return words + 1 + writer }
-        let overflow = words[0].load(ordering: .acquiring)
-        return overflow == 0 ? nil : Self.overflowTable(overflow) + (writer - Self.inlineCount)
-    }
-
     // MARK: Removal of an idle series (see MetricSeries.markRetired)
 
     /// Marks every empty entry with the retired placeholder cell, and
@@ -113,25 +106,26 @@ struct CellTable {
     /// the address of a table whose every entry is the retired placeholder.
     /// Shared, never freed (allocated with the placeholder at the first
     /// manager's creation, see `MetricsManager.warmUpRuntime`).
-    static let retiredOverflowBits: UInt = {
-        let table = UnsafeMutablePointer<Atomic<UInt>>.allocate(capacity: overflowCount)
-        for i in 0..<overflowCount { (table + i).initialize(to: Atomic(WriterCell.retiredPlaceholderBits)) }
-        return UInt(bitPattern: table)
-    }()
+    static let retiredOverflowBits = UInt(bitPattern: allocateOverflowTable(filledWith: WriterCell.retiredPlaceholderBits))
 
     // MARK: Helpers
 
     private func overflowBitsCreatingTable() -> UInt {
         let existing = words[0].load(ordering: .acquiring)
         if existing != 0 { return existing }
-        let table = UnsafeMutablePointer<Atomic<UInt>>.allocate(capacity: Self.overflowCount)
-        for i in 0..<Self.overflowCount { (table + i).initialize(to: Atomic(0)) }
+        let table = Self.allocateOverflowTable(filledWith: 0)
         let (exchanged, winner) = words[0].compareExchange(
             expected: 0, desired: UInt(bitPattern: table), ordering: .acquiringAndReleasing)
         if exchanged { return UInt(bitPattern: table) }
         table.deinitialize(count: Self.overflowCount)
         table.deallocate()
         return winner
+    }
+
+    private static func allocateOverflowTable(filledWith bits: UInt) -> UnsafeMutablePointer<Atomic<UInt>> {
+        let table = UnsafeMutablePointer<Atomic<UInt>>.allocate(capacity: overflowCount)
+        for i in 0..<overflowCount { (table + i).initialize(to: Atomic(bits)) }
+        return table
     }
 
     private static func overflowTable(_ bits: UInt) -> UnsafeMutablePointer<Atomic<UInt>> {

@@ -11,9 +11,10 @@ import Synchronization
 /// writer cells use; a thread that exits gives it back and the next thread
 /// dealt it continues the same running total), each a 64-byte line
 /// allocated on that index's first increment; plus one shared stripe,
-/// updated with an atomic add, for threads without an index (more than
-/// `KPLMSHIM_MAX_WRITERS` at once). A table of 65 pointers (520 bytes) per
-/// counter, and 64 bytes per (thread, counter) that incremented.
+/// allocated likewise and updated with an atomic add, for threads without
+/// an index (more than `KPLMSHIM_MAX_WRITERS` at once). A table of 65
+/// pointers (520 bytes) per counter, and 64 bytes per (thread, counter)
+/// that incremented.
 ///
 /// Why the totals are exact: a stripe has one writer at a time, which
 /// stores its new running total (relaxed; a load and a store, not a
@@ -32,7 +33,6 @@ final class CounterStripes: @unchecked Sendable {
     init() {
         table = .allocate(capacity: Self.ownStripes + 1)
         for i in 0...Self.ownStripes { (table + i).initialize(to: Atomic(0)) }
-        _ = stripe(Self.ownStripes)   // the shared stripe, made now
     }
 
     deinit {

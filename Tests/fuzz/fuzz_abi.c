@@ -470,6 +470,11 @@ typedef struct {
     keyref k;
     double value;
     int records;
+    /* An uncertain put (SPEC §10: the cap full, a key maybe removed) is
+     * counted by the model once its outcome is known: in its record callback
+     * (only an accepted put has one; a snapshot taken there must see it), or
+     * else after it returns. */
+    int uncertain, resolved;
 } expect_frame;
 static _Thread_local expect_frame *tl_expect[32];
 static _Thread_local int tl_nexpect;
@@ -729,6 +734,11 @@ static void cb_record(void *user_data, const kplm_event *e) {
         keyref k = keyref_of(e->name, e->dimensions, e->dimension_count);
         CHECK(keyref_eq(&k, &f->k));
         CHECK(double_to_bits(e->value) == double_to_bits(f->value));
+        if (f->uncertain && !f->resolved) {
+            int at = find_key(s, &f->k);
+            model_observe(s, at >= 0 ? at : add_key(s, &f->k, 1), f->value);
+            f->resolved = 1;
+        }
         double t = clock_now(s);
         if (s->injected && clock_value_sane(t)) CHECK(e->timestamp == t);
         tl_in_record[s->idx]++;
@@ -919,12 +929,13 @@ static void do_put(slot *s, const char *name, double v, const char *st, const ch
         model_observe(s, p.key, v);
     }
     if (p.refused) model_refused(s);
-    expect_frame f = {s, form_key(s, name ? name : "", st, sh, ec), v, 0};
+    expect_frame f = {s, form_key(s, name ? name : "", st, sh, ec), v, 0, p.uncertain, 0};
     CHECK(tl_nexpect < 32);
     tl_expect[tl_nexpect++] = &f;
     kplm_status r = put_via(s, name, v, st, sh, ec, order);
     tl_nexpect--;
-    if (p.uncertain) {
+    if (f.resolved) CHECK(r == KPLM_OK);
+    else if (p.uncertain) {
         int at = follow_uncertain(s, &p, name, st, sh, ec, r);
         if (r == KPLM_OK) model_observe(s, at, v);
     }
@@ -997,14 +1008,15 @@ static void op_metric_put(slot *s) {
         model_observe(s, at, v);
     }
     keyref k = at >= 0 ? s->keys[at].k : (keyref){"", {0}};
-    expect_frame f = {s, k, v, 0};
+    expect_frame f = {s, k, v, 0, uncertain, 0};
     CHECK(tl_nexpect < 32);
     tl_expect[tl_nexpect++] = &f;
     kplm_status r = kplm_metric_put(s->handles[hi].h, v);
     tl_nexpect--;
     trace("metric_put slot%d handle%d %.17g -> %s (records %d)", s->idx, hi, v, st_name(r), f.records);
     CHECK_ST(r, allowed);
-    if (uncertain) {
+    if (f.resolved) CHECK(r == KPLM_OK);
+    else if (uncertain) {
         if (r == KPLM_OK) model_observe(s, at, v);
         else if (r == KPLM_ELIMIT) model_refused(s);
     }

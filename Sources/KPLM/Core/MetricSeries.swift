@@ -238,8 +238,8 @@ package final class MetricSeries: @unchecked Sendable {
 
     /// Whether the key is idle at `nowSecond`: no observation inside the
     /// window, nothing pending, and no writer cell holding data. Racy by
-    /// design (a put may land right after): the removal that follows waits
-    /// for such puts and exports what they recorded.
+    /// design (a put may land right after): the removal that follows stops
+    /// puts, waits for those in progress, and checks again.
     func isIdle(at nowSecond: Int64, windowSeconds: Int64) -> Bool {
         let quiet = state.withLock { s in
             Self.evict(&s.buckets, olderThan: nowSecond - windowSeconds)
@@ -277,6 +277,13 @@ package final class MetricSeries: @unchecked Sendable {
             // Cumulative statistics start again, as for a key created anew.
             s.total = MetricStatistics(count: 0, sum: 0, min: .infinity, max: -.infinity)
         }
+    }
+
+    /// Undoes ``markRetired()`` for a key that stays (a put made it busy
+    /// while it was being removed): its puts resume, nothing is reset.
+    func cancelRetirement() {
+        for cell in cells.clearRetiredEntries() { cell.unmarkRetired() }
+        state.withLock { $0.isRetired = false }
     }
 
     /// Every observation merged into the series so far (cumulative).

@@ -108,18 +108,40 @@ final class Registry: Sendable {
     /// Removes the keys of `series` (live ones, in export order) that are
     /// idle at `nowSecond`, except those `keeping` names (data a failed
     /// export retained). Called by a flush, before it takes what is
-    /// pending: puts that raced with the removal recorded into the removed
-    /// series, and that flush exports them (`series` still lists them).
-    /// Returns the removed metrics: the caller keeps them alive until a
-    /// layer that borrows them (the C ABI's key index) has let them go.
+    /// pending. Returns the removed metrics: the caller keeps them alive
+    /// until a layer that borrows them (the C ABI's key index) has let
+    /// them go.
+    ///
+    /// The idle check is racy (a put may land right after it), so the
+    /// candidates' puts are stopped first (``MetricSeries/markRetired()``,
+    /// then the collector waits for the puts in progress and drains them),
+    /// and only then is each key checked again: one that a racing put made
+    /// busy stays (its puts resume), the others leave the registry. A put
+    /// that meets a marked key waits for this turn to end, then finds the
+    /// key live, or re-creates it. A key is never missing from reads while
+    /// it holds an observation of the window.
     func removeIdle(_ series: [MetricSeries], nowSecond: Int64,
                     keeping: (MetricKey) -> Bool) -> [Metric] {
         let window = context.windowSeconds
-        let candidates = series.filter { $0.isIdle(at: nowSecond, windowSeconds: window) && !keeping($0.key) }
-        guard !candidates.isEmpty else { return [] }
+        let idle = series.filter { $0.isIdle(at: nowSecond, windowSeconds: window) && !keeping($0.key) }
+        guard !idle.isEmpty else { return [] }
         let collector = context.collector
         return collector.withTurn { () -> [Metric] in
-            let removed: [Metric] = state.withLock { s in
+            // (Re-created keys are re-created under the turn: the registry's
+            // view of these keys holds until it ends.)
+            let live = state.withLock { s in idle.filter { s.byKey[$0.key]?.series === $0 } }
+            let marked = live.map { ($0, $0.markRetired()) }
+            collector.finishRetiring(marked, windowSeconds: window)
+            var candidates: [MetricSeries] = []
+            for series in live {
+                if series.isIdle(at: nowSecond, windowSeconds: window) {
+                    candidates.append(series)
+                } else {
+                    series.cancelRetirement()   // a put raced with the first check
+                }
+            }
+            guard !candidates.isEmpty else { return [] }
+            return state.withLock { s in
                 var removed: [Metric] = []
                 for series in candidates {
                     guard let metric = s.byKey[series.key], metric.series === series else { continue }
@@ -139,9 +161,6 @@ final class Registry: Sendable {
                 Self.sweepRemoved(&s)
                 return removed
             }
-            let marked = removed.map { ($0.series, $0.series.markRetired()) }
-            collector.finishRetiring(marked, windowSeconds: window)
-            return removed
         }
     }
 

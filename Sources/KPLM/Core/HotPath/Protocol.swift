@@ -76,17 +76,19 @@
 //
 // 6. Removal of an idle key ↔ puts (nothing recorded on a removed key is
 //    lost; SPEC §10).
-//    A flush, holding the readers' turn, drops the key from the registry,
-//    sets the series' removed flag (under its lock), stores the retired
+//    A flush, holding the readers' turn, sets the series' removed flag
+//    (under its lock), stores the retired
 //    index 2 in `active` of each of its cells and the shared placeholder
 //    cell in each empty entry of its cell table (compare-exchange with a
 //    thread's first put, so exactly one wins), runs the heavy barrier, waits
 //    for the sections in progress and drains both slots of every cell.
 //    Pair 1's argument applies with "retired index" for "other slot": a
 //    section either reads index 2 (records nothing and reports the removal)
-//    or is waited for, and what it wrote is drained into the series, whose
-//    pending data the same flush then takes. Shared-path puts check the
-//    flag under the series lock. A put that finds its key removed
+//    or is waited for, and what it wrote is drained into the series. Then
+//    the key is checked again: a key such a put made busy keeps its place
+//    (flag cleared, cells pointed back at slot 0, as for a re-creation);
+//    an idle one leaves the registry. Shared-path puts check the flag
+//    under the series lock. A put that finds its key removed
 //    re-creates it (`Registry.revive`, in the turn then the registry lock):
 //    the same series, its flag cleared and its cells pointed back at slot 0
 //    (release; the writer's acquire of `active` orders the drains before its

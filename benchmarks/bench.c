@@ -96,6 +96,14 @@ static void *put_dims_loop(void *arg) {
     return NULL;
 }
 
+static void *distribution_put_loop(void *arg) {
+    work *w = arg;
+    double t0 = now_s();
+    for (long i = 0; i < w->n; i++) kplm_metric_put(w->h, (double)(1 + (i & 1023)));
+    w->seconds = now_s() - t0;
+    return NULL;
+}
+
 /* Runs `fn` on `threads` threads at once; returns ns per operation per
  * thread (the mean of the threads' own loop times). */
 static void *atomic_add_loop(void *arg);
@@ -265,6 +273,18 @@ int main(int argc, char **argv) {
     double dims_vs_names = median(dq, repetitions);
     kplm_free(m);
 
+    /* A distribution metric (SPEC §6, 1%): its handle's put, one thread and
+     * two threads on it; its values vary so they spread over buckets. */
+    kplm_manager *dm = manager(KPLM_LEVEL_DETAILED, NULL, NULL);
+    must(kplm_set_distribution(dm, "RequestTime", 0.01), "kplm_set_distribution");
+    kplm_metric *d = NULL;
+    must(kplm_metric_get(dm, "RequestTime", "orders", NULL, NULL, &d), "get");
+    proto[0].m = proto[1].m = dm;
+    proto[0].h = proto[1].h = d;
+    paired dist1 = measure_paired(distribution_put_loop, proto, 1);
+    paired dist2 = measure_paired(distribution_put_loop, proto, 2);
+    kplm_free(dm);
+
     kplm_manager *off = manager(KPLM_LEVEL_NONE, NULL, NULL);
     proto[0].m = off;
     paired none1 = measure_paired(put_by_name_loop, proto, 1);
@@ -283,6 +303,8 @@ int main(int argc, char **argv) {
         {"put_by_name_1t", "kplm_put by names, existing key, 1 thread", by_name1.value, "ns/op", by_name1.ratio, "<= 6x"},
         {"put_dims_3_pairs_1t", "kplm_put_dims, 3 pairs, existing key, 1 thread", dims1.value, "ns/op", dims1.ratio, ""},
         {"put_dims_vs_put", "kplm_put_dims (3 pairs) / kplm_put (same key)", dims_vs_names, "x", NAN, "<= 1.5x"},
+        {"distribution_put_1t", "kplm_metric_put, distribution metric (1%), 1 thread", dist1.value, "ns/op", dist1.ratio, "<= 3x (#15)"},
+        {"distribution_put_2t_same", "the same, 2 threads on one distribution metric", dist2.value, "ns/op", dist2.ratio, ""},
         {"put_level_none", "kplm_put at level NONE", none1.value, "ns/op", none1.ratio, "<= 1x"},
         {"scaling_2t_diff", "throughput, 2 threads on two metrics / 1 thread", scaling, "x", NAN, ">= 1.6x"},
         {"snapshots_1000x60", "kplm_snapshots, 1,000 metrics x 60 live seconds", snapshots_ms, "ms", NAN, "<= 0.5 ms"},

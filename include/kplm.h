@@ -675,6 +675,44 @@ kplm_status kplm_query_name_sized(kplm_manager *m, const char *name, uint32_t se
 #define kplm_query_name(m, name, seconds, out) \
     kplm_query_name_sized((m), (name), (seconds), (out), sizeof(kplm_statistics))
 
+/* ---- Distributions (since 1.2; SPEC §6) ---- */
+
+/**
+ * Makes `name` a distribution metric: every observation of a key with this
+ * name still feeds its exact count, sum, min and max, and also a mergeable
+ * distribution with relative accuracy `relative_accuracy` (0 < a <= 0.1),
+ * read by kplm_query_quantile. Setting it again changes the accuracy.
+ * Puts to a distribution metric take a lock per put (plain metrics are
+ * unchanged). Memory: 8 bytes per bucket of the range seen, about
+ * ln(max/min) / (2a) buckets per second of the window and per sign (1% over
+ * 1 ms..10 s: ~460 buckets, 3.7 KB), at most 131,072 per sign (1 MB, the
+ * whole range of doubles for a >= 0.56%; past that the smallest magnitudes
+ * fold together and only quantiles among them lose accuracy).
+ * Returns KPLM_OK (at level NONE too, where nothing is recorded);
+ * KPLM_EINVAL for a NULL manager, a bad name (as kplm_put), an accuracy out
+ * of range or NaN, or KPLM_METRIC_REFUSED / KPLM_METRIC_SINK_DROPPED;
+ * KPLM_ESTATE after kplm_start or close, once a key of that name exists,
+ * from a callback of the manager, or in a forked child. Thread-safe.
+ */
+kplm_status kplm_set_distribution(kplm_manager *m, const char *name, double relative_accuracy);
+
+/**
+ * The value at quantile `q` (0 <= q <= 1) of the observations of one key of
+ * a distribution metric, the key formed as kplm_put_dims forms it, over the
+ * last `seconds` seconds (1..window_seconds, the current second included)
+ * or, with KPLM_CUMULATIVE, since the key was created: within a·|x| of the
+ * exact sample quantile x, the element of rank floor(q·(n−1)) of the sorted
+ * observations, for any finite values (negative, zero, subnormal, huge);
+ * q = 0 and q = 1 give the exact minimum and maximum. Writes NaN to `*out`
+ * when there is no observation (an unknown key, level NONE).
+ * Returns KPLM_OK; KPLM_EINVAL for a NULL manager or out, a bad name or
+ * dimension (as kplm_put_dims), q outside [0, 1] or NaN, `seconds` beyond
+ * the window, or a name that is not a distribution metric (`*out` is then
+ * NaN); KPLM_ESTATE in a forked child. Thread-safe.
+ */
+kplm_status kplm_query_quantile(kplm_manager *m, const char *name, const kplm_dimension *dims, size_t dim_count,
+                                uint32_t seconds, double q, double *out);
+
 /** The unit of a metric name: the KPL's for its metrics, KPLM_UNIT_NONE
  * for any other name (or NULL). Thread-safe, no allocation. */
 kplm_unit kplm_metric_unit(const char *name);

@@ -238,7 +238,11 @@ def _declare(cdll: ctypes.CDLL) -> None:
                                       ctypes.POINTER(MetricPointer)]),
             ("kplm_query_dims_sized", [pm, s, ctypes.POINTER(KplmDimension), ctypes.c_size_t, ctypes.c_uint32,
                                        ctypes.POINTER(KplmStatistics), ctypes.c_size_t]),
-            ("kplm_set_dimension_granularity", [pm, s, ctypes.c_int])):
+            ("kplm_set_dimension_granularity", [pm, s, ctypes.c_int]),
+            # Since 1.2 (distributions).
+            ("kplm_set_distribution", [pm, s, ctypes.c_double]),
+            ("kplm_query_quantile", [pm, s, ctypes.POINTER(KplmDimension), ctypes.c_size_t, ctypes.c_uint32,
+                                     ctypes.c_double, ctypes.POINTER(ctypes.c_double)])):
         if hasattr(cdll, name):
             proto(name, st, argtypes)
     proto("kplm_metric_put", st, [MetricPointer, ctypes.c_double])

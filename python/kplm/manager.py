@@ -452,6 +452,44 @@ class Manager:
         status = core.call(core.lib.kplm_set_dimension_granularity, n, g)
         _check(status, f"kplm_set_dimension_granularity({_short(name)})")
 
+    def set_distribution(self, name: _StrLike, relative_accuracy: float) -> None:
+        """Make ``name`` a distribution metric (``kplm_set_distribution``):
+        its observations also feed a distribution with relative accuracy
+        ``relative_accuracy`` (0 < a <= 0.1), read by :meth:`query_quantile`.
+        Before :meth:`start` and before the first put of that name
+        (:class:`StateError` otherwise); :class:`InvalidArgumentError` for a
+        bad name or accuracy.
+        """
+        n = _encode(name, "name")
+        a = float(relative_accuracy)
+        core = self._need_core()
+        _require_distributions(core.lib)
+        status = core.call(core.lib.kplm_set_distribution, n, a)
+        _check(status, f"kplm_set_distribution({_short(name)})")
+
+    def query_quantile(self, name: _StrLike, q: float, dimensions: Optional[Dimensions] = None,
+                       seconds: int = CUMULATIVE) -> float:
+        """The value at quantile ``q`` (0 to 1) of one key of a distribution
+        metric (``kplm_query_quantile``), the key formed as :meth:`put` forms
+        it from ``dimensions``: within ``a·|x|`` of the exact sample quantile
+        ``x`` (rank ``floor(q·(n−1))`` of the sorted observations), over the
+        last ``seconds`` seconds or, with :data:`CUMULATIVE` (the default),
+        since the key was created. ``nan`` when there is no observation.
+        :class:`InvalidArgumentError` for a bad name, dimension, ``q`` or
+        ``seconds``, or a name that is not a distribution metric.
+        """
+        n = _encode(name, "name")
+        dims = encode_dimensions(dimensions or {}, None, None, None)
+        secs = _int_in("seconds", seconds, 0, _UINT32_MAX)
+        core = self._need_core()
+        _require_distributions(core.lib)
+        self._drain(core)
+        out = ctypes.c_double(float("nan"))
+        status = core.call(core.lib.kplm_query_quantile, n, dims.array, dims.count, secs, float(q),
+                           ctypes.byref(out))
+        _check(status, f"kplm_query_quantile({_short(name)})")
+        return out.value
+
     def query(self, name: _StrLike, stream: Optional[_StrLike] = None,
               shard_id: Optional[_StrLike] = None, error_code: Optional[_StrLike] = None,
               seconds: int = CUMULATIVE, *, dimensions: Optional[Dimensions] = None) -> Statistics:
@@ -610,3 +648,11 @@ class Manager:
 
     def __repr__(self) -> str:
         return f"<kplm.Manager level={self._level!r} state={self.state}>"
+
+
+def _require_distributions(native: Any) -> None:
+    """Raise :class:`StateError` when the loaded library predates
+    distributions (libkplm 1.2 added ``kplm_set_distribution``)."""
+    if not hasattr(native, "kplm_set_distribution"):
+        raise KplmError.from_status(Status.ESTATE, "distributions need libkplm 1.2 or later "
+                                    "(the loaded library has no kplm_set_distribution)")

@@ -29,7 +29,8 @@ public final class Metric: Sendable {
 
     init(key: MetricKey, context: PutContext, isNoop: Bool = false) {
         self.key = key
-        let series = MetricSeries(key: key)
+        let accuracy = isNoop ? nil : context.distributionAccuracies.withLock { $0[MetricKey(name: key.name)] }
+        let series = MetricSeries(key: key, distributionAccuracy: accuracy)
         self.series = series
         self.context = context
         self.isNoop = isNoop
@@ -38,8 +39,10 @@ public final class Metric: Sendable {
         self.activityWord = context.sinkActivity
         self.seriesRef = Unmanaged.passUnretained(series)
         self.windowSeconds = context.windowSeconds
-        self.usesWriterCells = context.usesWriterCells
-        self.cellsWithTicker = !isNoop && context.usesWriterCells && context.clock.isSystem
+        // A distribution metric's puts take the shared path, where each value
+        // also feeds its distribution (a writer cell keeps statistics only).
+        self.usesWriterCells = context.usesWriterCells && accuracy == nil
+        self.cellsWithTicker = !isNoop && usesWriterCells && context.clock.isSystem
         self.generation = context.generation
     }
 

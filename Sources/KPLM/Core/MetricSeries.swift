@@ -56,9 +56,14 @@ package final class MetricSeries: @unchecked Sendable {
         /// Removed from its registry as idle (see ``Registry/removeIdle(_:nowSecond:keeping:)``):
         /// shared-path puts refuse to record and re-create the key instead.
         var isRetired = false
+        /// The key's distribution, for a distribution metric (SPEC §6).
+        var distribution: SeriesDistribution? = nil
     }
 
-    private let state = Locked(State())
+    private let state: Locked<State>
+    /// Whether the key belongs to a distribution metric: its puts take the
+    /// shared path, where each value also feeds the distribution.
+    let isDistribution: Bool
 
     /// Set while the series is on its manager's ``ChangedSeries`` list.
     let isListedAsChanged = Atomic<Bool>(false)
@@ -108,9 +113,14 @@ package final class MetricSeries: @unchecked Sendable {
         return existing!
     }
 
-    init(key: MetricKey) {
+    /// A series of `key`; with a relative accuracy, of a distribution metric.
+    init(key: MetricKey, distributionAccuracy: Double? = nil) {
         self.key = key
         self.dimensions = key.dimensions
+        var initial = State()
+        initial.distribution = distributionAccuracy.map { SeriesDistribution(relativeAccuracy: $0) }
+        state = Locked(initial)
+        isDistribution = distributionAccuracy != nil
         cells = CellTable.allocate()
     }
 
@@ -179,10 +189,14 @@ package final class MetricSeries: @unchecked Sendable {
     /// caller re-creates the key). Under the series lock, so a removal
     /// (which sets the flag under it, then takes what is pending) either
     /// sees this put's data or this put sees the flag.
-    func recordUnlessRetired(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64) -> Bool {
+    /// `values` are the observations `statistics` summarises, for the
+    /// distribution of a distribution metric (ignored otherwise).
+    func recordUnlessRetired(_ statistics: MetricStatistics, values: some Collection<Double>, second: Int64,
+                             windowSeconds: Int64) -> Bool {
         state.withLock { s in
             guard !s.isRetired else { return false }
             Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
+            s.distribution?.add(values, second: second, windowSeconds: windowSeconds)
             return true
         }
     }
@@ -276,6 +290,7 @@ package final class MetricSeries: @unchecked Sendable {
             s.isRetired = false
             // Cumulative statistics start again, as for a key created anew.
             s.total = MetricStatistics(count: 0, sum: 0, min: .infinity, max: -.infinity)
+            s.distribution?.resetTotal()
         }
     }
 
@@ -322,6 +337,15 @@ package final class MetricSeries: @unchecked Sendable {
             }
             guard merged.count > 0 else { return nil }
             return WindowReading(statistics: merged, oldestSecond: oldest, newestSecond: newest)
+        }
+    }
+
+    /// The distribution over the last `lastSeconds` seconds at `nowSecond`
+    /// (the current second included), or since creation when nil; nil for
+    /// a key that is not of a distribution metric.
+    func distribution(at nowSecond: Int64, windowSeconds: Int64, lastSeconds: Int64?) -> DistributionSketch? {
+        state.withLock { s in
+            s.distribution?.sketch(at: nowSecond, windowSeconds: windowSeconds, lastSeconds: lastSeconds)
         }
     }
 

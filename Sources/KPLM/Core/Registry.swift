@@ -69,6 +69,19 @@ final class Registry: Sendable {
         }
     }
 
+    /// Runs `body` under the registry's lock unless a key named `name` is
+    /// known (live, or removed and still held); returns whether it ran. A
+    /// key is created under the same lock, so none of that name appears
+    /// while `body` runs (it may take locks a key's creation takes).
+    func ifNoKey(named name: String, _ body: () -> Void) -> Bool {
+        state.withLock { s in
+            let known = s.all.contains { ByteIdentity.equal($0.key.name, name) }
+                || s.removed.contains { $0.value.metric != nil && ByteIdentity.equal($0.key.name, name) }
+            if !known { body() }
+            return !known
+        }
+    }
+
     /// The metric of `key` if it is live (never creates one).
     func existing(_ key: MetricKey) -> Metric? {
         state.withLock { $0.byKey[key] }
@@ -190,6 +203,11 @@ final class Registry: Sendable {
     /// The self-metrics are exempt from the cap.
     private static func isExempt(_ key: MetricKey) -> Bool { key == refusedKey || key == droppedKey }
 
+    /// Whether `name` is one of the metrics kplm counts itself.
+    static func isSelfMetricName(_ name: String) -> Bool {
+        ByteIdentity.equal(name, refusedKey.name) || ByteIdentity.equal(name, droppedKey.name)
+    }
+
     /// Adds a created or re-created metric; listed as changed, so that
     /// flushes watch it (a key never put to goes idle too).
     private func insert(_ metric: Metric, into s: inout State) {
@@ -220,7 +238,9 @@ final class Registry: Sendable {
     private func countSelf(_ key: MetricKey, _ statistics: MetricStatistics) {
         let second = ManagerClock.second(of: context.clock.now())
         while let metric = try? metric(for: key) {
-            if metric.series.recordUnlessRetired(statistics, second: second, windowSeconds: context.windowSeconds) {
+            // (Never a distribution metric: see MetricsManager.setDistribution.)
+            if metric.series.recordUnlessRetired(statistics, values: EmptyCollection(), second: second,
+                                                 windowSeconds: context.windowSeconds) {
                 context.changed.mark(metric.series)
                 return
             }

@@ -83,7 +83,8 @@ extension Metric {
                 // Shared path, as one observation: counted in by the gate, so
                 // close waits for it; one record reserved per value while admitted.
                 guard let admitted = context.gate.enter() else { return .closed }
-                guard target.series.recordUnlessRetired(statistics, second: second, windowSeconds: windowSeconds)
+                guard target.series.recordUnlessRetired(statistics, values: values, second: second,
+                                                        windowSeconds: windowSeconds)
                 else {
                     context.gate.leave()
                     guard let revived = target.revived(refusedPuts: values.count) else { return .limitReached }
@@ -161,7 +162,7 @@ extension Metric {
         guard let admitted = context.gate.enter() else { return nil }
         defer { context.gate.leave() }
         guard series.recordUnlessRetired(MetricStatistics(count: 1, sum: value, min: value, max: value),
-                                         second: second, windowSeconds: windowSeconds)
+                                         values: CollectionOfOne(value), second: second, windowSeconds: windowSeconds)
         else { return WriterCell.retiredBit }
         if admitted { PutContext.reserveRecord(activityWord) }   // while admitted: see PutContext
         return (admitted ? PutGate.startedWithEventfulSinkBit : 0) | WriterCell.startedSlotBit

@@ -25,6 +25,10 @@ final class PutContext: Sendable {
     /// The sink's key check, if it has one (see ``KeyCheckingSink``): set
     /// with the sink, read when a key with free-form dimensions is created.
     let keyChecker = Locked<(any KeyCheckingSink)?>(nil)
+    /// Relative accuracy by metric name, for the distribution metrics
+    /// (SPEC §6): set before start, read when a key is created.
+    /// (Keyed by a name-only key: names compare bytewise, as keys do.)
+    let distributionAccuracies = Locked<[MetricKey: Double]>([:])
     /// Identity of the manager, for the re-entrancy guard of `record`
     /// callbacks. Set once, in the manager's init.
     nonisolated(unsafe) var owner: ObjectIdentifier?

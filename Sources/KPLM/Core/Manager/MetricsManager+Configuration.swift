@@ -170,6 +170,48 @@ extension MetricsManager {
         }
     }
 
+    /// Makes `name` a distribution metric (SPEC §6): every observation of a
+    /// key with this name also feeds a mergeable distribution with relative
+    /// accuracy `relativeAccuracy` (0 < a <= 0.1), which
+    /// ``quantile(_:of:dimensions:lastSeconds:)`` reads. Count, sum, min
+    /// and max stay exact. Setting it again changes the accuracy. Puts to
+    /// such a metric take the shared path (a lock per put) instead of a
+    /// writer cell.
+    ///
+    /// Allowed before ``start()`` only, and before any key of that name
+    /// exists (`invalidState` otherwise). Throws `invalidArgument` for a bad
+    /// name, an accuracy out of range, or one of kplm's own metrics.
+    public func setDistribution(_ name: String, relativeAccuracy: Double) throws(MetricsError) {
+        try checkCallable("setDistribution")
+        try Validation.checkName(name)
+        guard DistributionSketch.isValidAccuracy(relativeAccuracy) else {
+            throw MetricsError(.invalidArgument, "relative accuracy must be > 0 and <= 0.1, got \(relativeAccuracy)")
+        }
+        guard !Registry.isSelfMetricName(name) else {
+            throw MetricsError(.invalidArgument, "\(name) is counted by kplm itself and cannot be a distribution")
+        }
+        try control.withLock { (c) throws(MetricsError) in
+            guard c.phase == .new, !context.gate.isClosing else {
+                throw MetricsError(.invalidState, "distributions can only be set before start")
+            }
+            guard context.level != .none else { return }   // nothing is recorded at level none
+            // Under the registry's lock (as a key's creation reads the
+            // accuracies): no key of the name appears meanwhile.
+            let set = registry.ifNoKey(named: name) {
+                context.distributionAccuracies.withLock { $0[MetricKey(name: name)] = relativeAccuracy }
+            }
+            guard set else {
+                throw MetricsError(.invalidState, "keys of \(name) already exist; set a distribution before "
+                                   + "the first put of that name")
+            }
+        }
+    }
+
+    /// The relative accuracy of distribution metric `name`, or nil.
+    public func distributionAccuracy(_ name: String) -> Double? {
+        context.distributionAccuracies.withLock { $0[MetricKey(name: name)] }
+    }
+
     /// Replaces the sink. Allowed only before ``start()``.
     ///
     /// Throws `invalidState` once started or closed, or from a callback of

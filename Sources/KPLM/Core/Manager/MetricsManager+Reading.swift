@@ -82,6 +82,48 @@ extension MetricsManager {
         return read(registry.allSeries.filter { ByteIdentity.equal($0.key.name, name) }, lastSeconds: lastSeconds)
     }
 
+    // MARK: Distributions (SPEC §6)
+
+    /// The value at quantile `q` (0...1) of the observations of one key of
+    /// a distribution metric (see ``setDistribution(_:relativeAccuracy:)``)
+    /// over the last `lastSeconds` seconds (1...window), or since the key was
+    /// created when nil: within `a·|x|` of the exact sample quantile `x`, the
+    /// element of rank ⌊q·(n−1)⌋ of the sorted observations. NaN when there
+    /// is no observation (and at level none).
+    ///
+    /// Throws `invalidArgument` for a bad name or dimension, `q` outside
+    /// [0, 1], an out-of-range `lastSeconds`, or a name that is not a
+    /// distribution metric.
+    public func quantile(_ q: Double, of name: String, dimensions: [(String, String)] = [],
+                         lastSeconds: Int? = nil) throws(MetricsError) -> Double {
+        guard q >= 0 && q <= 1 else { throw MetricsError(.invalidArgument, "q must be in [0, 1], got \(q)") }
+        return try distribution(name, dimensions: dimensions, lastSeconds: lastSeconds)?.quantile(q) ?? .nan
+    }
+
+    /// The distribution of one key of a distribution metric, as
+    /// ``quantile(_:of:dimensions:lastSeconds:)`` reads it (for several
+    /// quantiles from one reading, or its buckets); nil at level none.
+    /// Throws as that function.
+    public func distribution(_ name: String, dimensions: [(String, String)] = [],
+                             lastSeconds: Int? = nil) throws(MetricsError) -> DistributionSketch? {
+        try Validation.checkName(name)
+        return try distribution(key: formKey(MetricKey(name: name, dimensions: dimensions)), lastSeconds: lastSeconds)
+    }
+
+    /// ``distribution(_:dimensions:lastSeconds:)`` for a validated key.
+    package func distribution(key: MetricKey, lastSeconds: Int?) throws(MetricsError) -> DistributionSketch? {
+        try checkQuery(lastSeconds)
+        guard context.level != .none else { return nil }
+        guard let accuracy = distributionAccuracy(key.name) else {
+            throw MetricsError(.invalidArgument, "\(key.name) is not a distribution metric (see setDistribution)")
+        }
+        guard let metric = registry.existing(key) else { return DistributionSketch(validAccuracy: accuracy) }
+        let nowSecond = ManagerClock.second(of: context.clock.now())
+        return metric.series.distribution(at: nowSecond, windowSeconds: context.windowSeconds,
+                                          lastSeconds: lastSeconds.map { Int64($0) })
+            ?? DistributionSketch(validAccuracy: accuracy)
+    }
+
     private func checkQuery(_ lastSeconds: Int?) throws(MetricsError) {
         try context.checkNotInherited()
         if let lastSeconds, !(1...configuration.windowSeconds).contains(lastSeconds) {

@@ -1,0 +1,246 @@
+import Glibc
+
+/// A mergeable summary of a set of finite doubles that answers quantiles
+/// within a relative accuracy (SPEC §6).
+///
+/// For `q` in [0, 1], ``quantile(_:)`` returns a value within `a·|x|` of
+/// the exact sample quantile `x` (the element of rank ⌊q·(n−1)⌋ of the
+/// sorted observations), `a` being ``relativeAccuracy``, for any finite
+/// doubles: negative, zero, subnormal and huge included.
+///
+/// ## Design
+///
+/// - Mapping: a magnitude `x` falls in bucket `i = ⌈log(x) / log γ⌉`, which
+///   covers (γ^(i−1), γ^i], with γ = (1 + a′) / (1 − a′). The bucket's
+///   value γ^(i−1)·(1 + a′) is within a′·x of every x it covers. a′ is
+///   `a` less 0.1%: the margin absorbs the rounding of the logarithm, of
+///   the power and of the result to a double.
+/// - Storage: positive and negative magnitudes each in a dense array of
+///   counts over the range of indices seen (``BucketStore``), plus a count
+///   of zeros (both signs), plus the exact values of the few subnormals too
+///   small for the margin (below ⌈4000/a⌉ times the smallest subnormal, where
+///   a double's spacing is no longer small next to a·x), and the exact
+///   minimum and maximum, which bound every answer.
+/// - Merge: counts add, bucket by bucket; nothing is re-sampled, so a merge
+///   of sketches answers as one sketch of all their observations.
+/// - Memory: 8 bytes per bucket in the range seen, per sign: about
+///   ln(max/min) / (2a) buckets, so 1% over 1 ms..10 s is ~460 buckets
+///   (3.7 KB). Each sign spans at most ``maxBuckets(relativeAccuracy:)``
+///   buckets: the whole range of doubles, up to 131,072 buckets (1 MB),
+///   which covers it for a >= 0.56%. Beyond it (a finer accuracy and a
+///   wider range seen) the smallest magnitudes fold into the lowest bucket
+///   kept, and only quantiles that fall among them lose accuracy (see
+///   ``BucketStore``).
+///
+/// A value type; not thread-safe (guard a shared one with a lock).
+public struct DistributionSketch: Sendable, Equatable {
+    /// The promised relative accuracy `a`.
+    public let relativeAccuracy: Double
+    private let mapping: Mapping
+    private var positive: BucketStore
+    private var negative: BucketStore
+    /// Observations equal to zero (+0 or −0).
+    private var zeroCount: UInt64 = 0
+    /// Exact subnormals below ``Mapping/tinyLimit`` in magnitude, sorted by value.
+    private var tiny: [(value: Double, count: UInt64)] = []
+    /// Exact extremes (every answer lies between them).
+    private var minimum = Double.infinity, maximum = -Double.infinity
+
+    /// Number of observations.
+    public private(set) var count: UInt64 = 0
+
+    /// The accuracies a sketch accepts: 0 < a <= 0.1.
+    public static func isValidAccuracy(_ a: Double) -> Bool { a > 0 && a <= 0.1 }
+
+    /// An empty sketch with relative accuracy `relativeAccuracy` (0 < a <= 0.1).
+    ///
+    /// Throws `invalidArgument` for an accuracy out of that range or NaN.
+    public init(relativeAccuracy: Double) throws(MetricsError) {
+        guard Self.isValidAccuracy(relativeAccuracy) else {
+            throw MetricsError(.invalidArgument,
+                               "relative accuracy must be > 0 and <= 0.1, got \(relativeAccuracy)")
+        }
+        self.init(validAccuracy: relativeAccuracy)
+    }
+
+    init(validAccuracy a: Double) {
+        relativeAccuracy = a
+        mapping = Mapping(relativeAccuracy: a)
+        let cap = Self.maxBuckets(relativeAccuracy: a)
+        positive = BucketStore(capacity: cap)
+        negative = BucketStore(capacity: cap)
+    }
+
+    /// The most buckets one sign spans at accuracy `a`: every magnitude a
+    /// double can have, at most 131,072 (1 MB).
+    public static func maxBuckets(relativeAccuracy a: Double) -> Int {
+        let mapping = Mapping(relativeAccuracy: a)
+        let range = mapping.index(.greatestFiniteMagnitude) - mapping.index(mapping.tinyLimit) + 1
+        return Swift.min(range, 131_072)
+    }
+
+    public static func == (l: Self, r: Self) -> Bool {
+        l.relativeAccuracy == r.relativeAccuracy && l.positive == r.positive && l.negative == r.negative
+            && l.zeroCount == r.zeroCount && l.count == r.count && l.tiny.elementsEqual(r.tiny, by: ==)
+            && l.minimum == r.minimum && l.maximum == r.maximum
+    }
+
+    /// Whether no observation was added.
+    public var isEmpty: Bool { count == 0 }
+
+    /// Adds one observation. A NaN or infinite value is ignored (kplm
+    /// refuses them before they reach a sketch).
+    public mutating func add(_ value: Double) {
+        guard value.isFinite else { return }
+        count &+= 1
+        if value < minimum { minimum = value }
+        if value > maximum { maximum = value }
+        let magnitude = Swift.abs(value)
+        if magnitude == 0 {
+            zeroCount &+= 1
+        } else if magnitude < mapping.tinyLimit {
+            addTiny(value, count: 1)
+        } else if value > 0 {
+            positive.add(mapping.index(magnitude))
+        } else {
+            negative.add(mapping.index(magnitude))
+        }
+    }
+
+    /// Adds every observation of `other`, which must have the same accuracy
+    /// (a sketch of another accuracy is a programming error: trapped).
+    public mutating func merge(_ other: DistributionSketch) {
+        precondition(other.relativeAccuracy == relativeAccuracy, "merging sketches of different accuracies")
+        guard !other.isEmpty else { return }
+        count &+= other.count
+        zeroCount &+= other.zeroCount
+        minimum = Swift.min(minimum, other.minimum)
+        maximum = Swift.max(maximum, other.maximum)
+        positive.merge(other.positive)
+        negative.merge(other.negative)
+        for entry in other.tiny { addTiny(entry.value, count: entry.count) }
+    }
+
+    /// The value at quantile `q` (0 ... 1): within `a·|x|` of the element of
+    /// rank ⌊q·(n−1)⌋ of the sorted observations. NaN when empty or when
+    /// `q` is outside [0, 1] or NaN.
+    public func quantile(_ q: Double) -> Double {
+        guard count > 0, q >= 0, q <= 1 else { return .nan }
+        if q == 0 { return minimum }
+        if q == 1 { return maximum }
+        let rank = Swift.min(UInt64((q * Double(count - 1)).rounded(.down)), count - 1)
+        var answer = Double.nan
+        forEachBucket { value, n, seen in
+            if rank < seen + n { answer = value; return false }
+            return true
+        }
+        // Clamping towards the exact extremes never moves an answer away
+        // from x, which lies between them.
+        return Swift.min(Swift.max(answer, minimum), maximum)
+    }
+
+    /// The sketch's buckets in ascending order of value: each bucket's
+    /// representative value (within `a` of every observation it holds) and
+    /// its count; the counts add up to ``count``. What exporters hand on.
+    public func forEachBucket(_ body: (_ value: Double, _ count: UInt64) -> Void) {
+        forEachBucket { value, n, _ in body(value, n); return true }
+    }
+
+    /// Exact smallest and largest observation (NaN when empty).
+    public var min: Double { count > 0 ? minimum : .nan }
+    public var max: Double { count > 0 ? maximum : .nan }
+
+    /// Bytes held beyond the struct (for the memory figures).
+    var heapByteCount: Int {
+        positive.byteCount + negative.byteCount + tiny.capacity * MemoryLayout<(Double, UInt64)>.stride
+    }
+
+    /// Buckets in ascending order of value with the number of observations
+    /// before each, until `body` returns false.
+    private func forEachBucket(_ body: (_ value: Double, _ count: UInt64, _ before: UInt64) -> Bool) {
+        var seen: UInt64 = 0
+        var going = true
+        negative.forEachBucketDescending { index, n in
+            going = body(-mapping.value(index), n, seen)
+            seen &+= n
+            return going
+        }
+        guard going else { return }
+        for entry in tiny where entry.value < 0 {
+            guard body(entry.value, entry.count, seen) else { return }
+            seen &+= entry.count
+        }
+        if zeroCount > 0 {
+            guard body(0, zeroCount, seen) else { return }
+            seen &+= zeroCount
+        }
+        for entry in tiny where entry.value > 0 {
+            guard body(entry.value, entry.count, seen) else { return }
+            seen &+= entry.count
+        }
+        positive.forEachBucket { index, n in
+            if going { going = body(mapping.value(index), n, seen) }
+            seen &+= n
+        }
+    }
+
+    /// The most distinct tiny subnormals kept exactly; more fold into the
+    /// nearest one kept (only quantiles among them lose accuracy).
+    static let maxTinyValues = 4096
+
+    private mutating func addTiny(_ value: Double, count n: UInt64) {
+        // Binary search for the value's place (the array is sorted).
+        var low = 0, high = tiny.count
+        while low < high {
+            let mid = (low + high) / 2
+            if tiny[mid].value < value { low = mid + 1 } else { high = mid }
+        }
+        if low < tiny.count && tiny[low].value == value {
+            tiny[low].count &+= n
+        } else if tiny.count < Self.maxTinyValues {
+            tiny.insert((value, n), at: low)
+        } else {
+            let nearest = low == tiny.count ? low - 1
+                : low == 0 ? 0
+                : (value - tiny[low - 1].value <= tiny[low].value - value ? low - 1 : low)
+            tiny[nearest].count &+= n
+        }
+    }
+}
+
+extension DistributionSketch {
+    /// The logarithmic bucket mapping of one accuracy.
+    struct Mapping: Sendable {
+        /// a′: the accuracy the buckets keep, a little under `a`.
+        let innerAccuracy: Double
+        /// ln γ and its inverse.
+        let logGamma: Double
+        let inverseLogGamma: Double
+        /// Magnitudes below this (subnormals only) are kept exactly.
+        let tinyLimit: Double
+
+        init(relativeAccuracy a: Double) {
+            innerAccuracy = a * (1 - 1e-3)
+            let gamma = (1 + innerAccuracy) / (1 - innerAccuracy)
+            logGamma = log(gamma)
+            inverseLogGamma = 1 / logGamma
+            // Where 4 units of the last place (the rounding of a subnormal
+            // result, with room to spare) are at most 0.1% of a·x:
+            // x >= 4000/a times the smallest subnormal.
+            tinyLimit = (4000 / a).rounded(.up) * Double.leastNonzeroMagnitude
+        }
+
+        /// The bucket of a magnitude >= ``tinyLimit``.
+        @inline(__always)
+        func index(_ magnitude: Double) -> Int {
+            Int((log(magnitude) * inverseLogGamma).rounded(.up))
+        }
+
+        /// The value of bucket `index`: γ^(index−1)·(1 + a′), the greatest
+        /// finite double if that overflows.
+        func value(_ index: Int) -> Double {
+            let v = exp(Double(index - 1) * logGamma + log1p(innerAccuracy))   // one rounding
+            return v.isFinite ? v : .greatestFiniteMagnitude
+        }
+    }
+}

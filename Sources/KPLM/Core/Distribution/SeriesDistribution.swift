@@ -1,0 +1,76 @@
+/// The distribution of one key of a distribution metric (SPEC §6): a
+/// sketch per second of the rolling window, and one since the key was
+/// created. Kept in step with the series' statistics buckets: the same
+/// observations, the same seconds, the same eviction rules, so a quantile
+/// over the last N seconds summarises exactly what the statistics over
+/// those seconds count.
+///
+/// A value type, part of the series state (guarded by the series lock).
+struct SeriesDistribution: Sendable {
+    /// One sketch per second, oldest first.
+    private(set) var seconds: [(second: Int64, sketch: DistributionSketch)] = []
+    /// Every observation since the key was created (or re-created).
+    private(set) var total: DistributionSketch
+
+    init(relativeAccuracy: Double) {
+        total = DistributionSketch(validAccuracy: relativeAccuracy)
+    }
+
+    var relativeAccuracy: Double { total.relativeAccuracy }
+
+    /// Adds observations that fell in `second`, as ``MetricSeries`` adds
+    /// their statistics: into the newest second or a new one; a late one
+    /// into its second while that is inside the window, else only into the
+    /// total.
+    mutating func add(_ values: some Collection<Double>, second: Int64, windowSeconds: Int64) {
+        guard !values.isEmpty else { return }
+        for v in values { total.add(v) }
+        guard let last = seconds.indices.last else {
+            seconds.append((second, sketch(of: values)))
+            return
+        }
+        if seconds[last].second == second {
+            for v in values { seconds[last].sketch.add(v) }
+        } else if seconds[last].second < second {
+            evict(olderThan: second - windowSeconds)
+            seconds.append((second, sketch(of: values)))
+        } else if seconds[last].second - second < windowSeconds {
+            var i = last
+            while i >= 0 && seconds[i].second > second { i -= 1 }
+            if i >= 0 && seconds[i].second == second {
+                for v in values { seconds[i].sketch.add(v) }
+            } else {
+                seconds.insert((second, sketch(of: values)), at: i + 1)
+            }
+        }
+    }
+
+    /// The merged sketch of the seconds in (nowSecond − lastSeconds,
+    /// nowSecond] (after evicting those out of the window), or of
+    /// everything since creation when `lastSeconds` is nil.
+    mutating func sketch(at nowSecond: Int64, windowSeconds: Int64, lastSeconds: Int64?) -> DistributionSketch {
+        guard let lastSeconds else { return total }
+        evict(olderThan: nowSecond - windowSeconds)
+        var merged = DistributionSketch(validAccuracy: relativeAccuracy)
+        for entry in seconds where entry.second > nowSecond - lastSeconds && entry.second <= nowSecond {
+            merged.merge(entry.sketch)
+        }
+        return merged
+    }
+
+    /// Starts the cumulative sketch again (a key re-created after removal).
+    mutating func resetTotal() { total = DistributionSketch(validAccuracy: relativeAccuracy) }
+
+    /// Drops seconds <= `limit` (they left the window).
+    mutating func evict(olderThan limit: Int64) {
+        var dead = 0
+        while dead < seconds.count && seconds[dead].second <= limit { dead += 1 }
+        if dead > 0 { seconds.removeFirst(dead) }
+    }
+
+    private func sketch(of values: some Collection<Double>) -> DistributionSketch {
+        var s = DistributionSketch(validAccuracy: relativeAccuracy)
+        for v in values { s.add(v) }
+        return s
+    }
+}

@@ -1,0 +1,80 @@
+import XCTest
+import KPLMTestSupport
+@testable import KPLM
+
+/// Distribution metrics in a manager (SPEC §6): opt in per name, quantiles
+/// over the last seconds or since creation, statistics unchanged.
+final class DistributionMetricTests: XCTestCase {
+    private func manager(_ clock: TestClock, level: MetricsLevel = .detailed) throws -> MetricsManager {
+        var c = MetricsConfiguration()
+        c.level = level
+        c.uploadInterval = .seconds(3600)
+        c.windowSeconds = 10
+        c.clock = clock.reading
+        return try MetricsManager(configuration: c)
+    }
+
+    func testQuantilesFromManyThreadsAndSeconds() throws {
+        let clock = TestClock(100)
+        let m = try manager(clock)
+        try m.setDistribution("BufferingTime", relativeAccuracy: 0.01)
+        XCTAssertEqual(m.distributionAccuracy("BufferingTime"), 0.01)
+        var r = DistributionSketchTests.Random(state: 9)
+        let first = (0..<8000).map { _ in exp(2 * r.normal()) }
+        let second = (0..<8000).map { _ in -exp(r.normal()) }
+        // Four threads put the first second's values, by names and by handle.
+        let handle = try m.metric("BufferingTime", dimensions: [("stream", "s")])
+        DispatchQueue.concurrentPerform(iterations: 4) { t in
+            for (i, v) in first.enumerated() where i % 4 == t {
+                if t % 2 == 0 { try! m.put("BufferingTime", v, dimensions: [("stream", "s")]) } else { try! handle.put(v) }
+            }
+        }
+        clock.advance(1)
+        try handle.put(many: second)
+        let dims = [("stream", "s")]
+        for (values, seconds) in [(first + second, nil), (second, 1), (first + second, 2)] as [([Double], Int?)] {
+            let sorted = values.sorted()
+            for q in DistributionSketchTests.quantiles {
+                let x = sorted[Int((q * Double(sorted.count - 1)).rounded(.down))]
+                let got = try m.quantile(q, of: "BufferingTime", dimensions: dims, lastSeconds: seconds)
+                XCTAssertLessThanOrEqual(abs(got - x), 0.01 * abs(x), "q=\(q) seconds=\(String(describing: seconds))")
+            }
+        }
+        let s = try m.statistics("BufferingTime", dimensions: dims)
+        XCTAssertEqual(s.count, 16000)
+        XCTAssertEqual(s.min, (first + second).min())
+        XCTAssertEqual(try m.distribution("BufferingTime", dimensions: dims)?.count, 16000)
+        // Out of the window, the last seconds are empty; cumulative stays.
+        clock.advance(20)
+        XCTAssertTrue(try m.quantile(0.5, of: "BufferingTime", dimensions: dims, lastSeconds: 10).isNaN)
+        XCTAssertFalse(try m.quantile(0.5, of: "BufferingTime", dimensions: dims).isNaN)
+    }
+
+    func testErrors() throws {
+        let m = try manager(TestClock(100))
+        XCTAssertThrowsError(try m.setDistribution("A", relativeAccuracy: 0))
+        XCTAssertThrowsError(try m.setDistribution("A", relativeAccuracy: .nan))
+        XCTAssertThrowsError(try m.setDistribution(Registry.refusedKey.name, relativeAccuracy: 0.01))
+        try m.setDistribution("A", relativeAccuracy: 0.01)
+        XCTAssertTrue(try m.quantile(0.5, of: "A").isNaN)
+        XCTAssertThrowsError(try m.quantile(0.5, of: "NotOne"))
+        XCTAssertThrowsError(try m.quantile(2, of: "A"))
+        XCTAssertThrowsError(try m.quantile(0.5, of: "A", lastSeconds: 11))
+        try m.put("B", 1)
+        XCTAssertThrowsError(try m.setDistribution("B", relativeAccuracy: 0.01)) { error in
+            XCTAssertEqual((error as? MetricsError)?.code, .invalidState)
+        }
+        try m.start()
+        XCTAssertThrowsError(try m.setDistribution("C", relativeAccuracy: 0.01))
+        try m.close()
+    }
+
+    /// A plain metric keeps its writer cells; a distribution metric takes
+    /// the shared path, where its values feed the distribution.
+    func testOnlyDistributionMetricsLeaveTheWriterCells() throws {
+        let m = try manager(TestClock(100))
+        try m.setDistribution("D", relativeAccuracy: 0.05)
+        XCTAssertFalse(try m.metric("D").usesWriterCells)
+        XCTAssertTrue(try m.metric("P").usesWriterCells || !CellCollector.isAvailable)
+    }
+}

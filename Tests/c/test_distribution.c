@@ -1,0 +1,158 @@
+/* Distribution metrics (SPEC §6) through the C ABI: kplm_set_distribution
+ * and kplm_query_quantile. Every quantile is checked against the exact
+ * sample quantile (rank floor(q·(n−1)) of the sorted observations) on the
+ * issue's data shapes, over the last seconds and cumulatively, with puts
+ * from two threads; and every error the header lists. */
+#define _GNU_SOURCE
+#include "test_support.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N 20000
+
+static const double quantiles[] = {0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1};
+
+/* SplitMix64, uniform in (0, 1): a fixed sequence per seed. */
+static uint64_t rng_state;
+static uint64_t next_u64(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static double unit(void) { return ((double)(next_u64() >> 11) + 0.5) / 9007199254740992.0; }
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The data shapes: lognormal, uniform over 12 decades, signed with zeros,
+ * constant, and the edges of the double range. Returns the count. */
+static size_t fill(int shape, double *v) {
+    rng_state = 1000 + (uint64_t)shape;
+    size_t n = N;
+    for (size_t i = 0; i < n; i++) {
+        switch (shape) {
+        case 0: v[i] = exp(1 + 2 * sqrt(-2 * log(unit())) * cos(2 * M_PI * unit())); break;
+        case 1: v[i] = pow(10, -6 + 12 * unit()); break;
+        case 2: v[i] = i % 7 == 0 ? (i % 14 ? -0.0 : 0.0) : ((next_u64() & 1) ? -1 : 1) * pow(10, -3 + 6 * unit()); break;
+        case 3: v[i] = 0.125; break;
+        default: {
+            static const double edges[] = {5e-324, -5e-324, 1e-320, 2.2250738585072014e-308, 1.7976931348623157e308,
+                                           -1.7976931348623157e308, 1e300, 0.0, -0.0, 1.0};
+            v[i] = i < 10 ? edges[i] : (unit() - 0.5) * 1e-310;
+        }
+        }
+    }
+    return n;
+}
+
+typedef struct {
+    kplm_manager *m;
+    const double *v;
+    size_t from, to;
+} put_job;
+
+static void *put_range(void *arg) {
+    put_job *j = arg;
+    const kplm_dimension dims[] = {{"stream", "orders"}};
+    for (size_t i = j->from; i < j->to; i++) CHECK_OK(kplm_put_dims(j->m, "RequestTime", j->v[i], dims, 1));
+    return NULL;
+}
+
+static void quantiles_within_the_accuracy(void) {
+    static double v[N], sorted[N];
+    const double accuracies[] = {0.01, 0.001};
+    for (int shape = 0; shape < 5; shape++) {
+        for (size_t ai = 0; ai < 2; ai++) {
+            double a = accuracies[ai];
+            if (shape == 4 && a < 0.0056) continue;   /* the bucket cap spans less than every double there */
+            size_t n = fill(shape, v);
+            memcpy(sorted, v, sizeof v);
+            qsort(sorted, n, sizeof *sorted, cmp_double);
+            tclock clk;
+            tclock_set(&clk, 1000);
+            kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, &clk);
+            cfg.window_seconds = 10;
+            kplm_manager *m = NULL;
+            CHECK_OK(kplm_new(&cfg, &m));
+            CHECK_OK(kplm_set_distribution(m, "RequestTime", a));
+            /* Two threads, then over two seconds. */
+            put_job jobs[2] = {{m, v, 0, n / 2}, {m, v, n / 2, n}};
+            pthread_t t[2];
+            for (int i = 0; i < 2; i++) CHECK(pthread_create(&t[i], NULL, put_range, &jobs[i]) == 0);
+            for (int i = 0; i < 2; i++) CHECK(pthread_join(t[i], NULL) == 0);
+            const kplm_dimension dims[] = {{"stream", "orders"}};
+            kplm_statistics st;
+            CHECK_OK(kplm_query_dims(m, "RequestTime", dims, 1, KPLM_CUMULATIVE, &st));
+            CHECK_U64(st.count, n);
+            CHECK(st.min == sorted[0] && st.max == sorted[n - 1]);
+            for (size_t qi = 0; qi < sizeof quantiles / sizeof *quantiles; qi++) {
+                double q = quantiles[qi], x = sorted[(size_t)floor(q * (double)(n - 1))];
+                const uint32_t spans[] = {KPLM_CUMULATIVE, 1, 10};
+                for (int si = 0; si < 3; si++) {
+                    double got = NAN;
+                    CHECK_OK(kplm_query_quantile(m, "RequestTime", dims, 1, spans[si], q, &got));
+                    CHECK_MSG(fabs(got - x) <= a * fabs(x), "shape %d a=%g q=%g seconds=%u: got %.17g, exact %.17g",
+                              shape, a, q, spans[si], got, x);
+                }
+            }
+            /* Seconds after, the last second holds nothing; the window still all. */
+            tclock_advance(&clk, 3);
+            double got = 0;
+            CHECK_OK(kplm_query_quantile(m, "RequestTime", dims, 1, 1, 0.5, &got));
+            CHECK(isnan(got));
+            CHECK_OK(kplm_query_quantile(m, "RequestTime", dims, 1, 10, 0.5, &got));
+            CHECK(!isnan(got));
+            kplm_free(m);
+        }
+    }
+}
+
+static void errors_and_empty_answers(void) {
+    tclock clk;
+    tclock_set(&clk, 1000);
+    kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, &clk);
+    cfg.window_seconds = 10;
+    kplm_manager *m = NULL;
+    CHECK_OK(kplm_new(&cfg, &m));
+    double out = 0;
+    CHECK_ST(kplm_set_distribution(NULL, "A", 0.01), KPLM_EINVAL);
+    CHECK_ST(kplm_set_distribution(m, NULL, 0.01), KPLM_EINVAL);
+    CHECK_ST(kplm_set_distribution(m, "", 0.01), KPLM_EINVAL);
+    CHECK_ST(kplm_set_distribution(m, "A", 0), KPLM_EINVAL);
+    CHECK_ST(kplm_set_distribution(m, "A", 0.11), KPLM_EINVAL);
+    CHECK_ST(kplm_set_distribution(m, "A", NAN), KPLM_EINVAL);
+    CHECK_ST(kplm_set_distribution(m, KPLM_METRIC_REFUSED, 0.01), KPLM_EINVAL);
+    CHECK_OK(kplm_set_distribution(m, "A", 0.1));
+    CHECK_OK(kplm_set_distribution(m, "A", 0.02));   /* again: the new accuracy */
+    CHECK_OK(kplm_query_quantile(m, "A", NULL, 0, KPLM_CUMULATIVE, 0.5, &out));
+    CHECK(isnan(out));                              /* no observation */
+    out = 0;
+    CHECK_ST(kplm_query_quantile(m, "Plain", NULL, 0, KPLM_CUMULATIVE, 0.5, &out), KPLM_EINVAL);
+    CHECK(isnan(out));
+    CHECK_ST(kplm_query_quantile(m, "A", NULL, 0, KPLM_CUMULATIVE, 1.01, &out), KPLM_EINVAL);
+    CHECK_ST(kplm_query_quantile(m, "A", NULL, 0, KPLM_CUMULATIVE, NAN, &out), KPLM_EINVAL);
+    CHECK_ST(kplm_query_quantile(m, "A", NULL, 0, 11, 0.5, &out), KPLM_EINVAL);
+    CHECK_ST(kplm_query_quantile(m, "A", NULL, 0, KPLM_CUMULATIVE, 0.5, NULL), KPLM_EINVAL);
+    CHECK_ST(kplm_query_quantile(NULL, "A", NULL, 0, KPLM_CUMULATIVE, 0.5, &out), KPLM_EINVAL);
+    CHECK_OK(kplm_put(m, "A", 3, NULL, NULL, NULL));
+    CHECK_OK(kplm_query_quantile(m, "A", NULL, 0, KPLM_CUMULATIVE, 0.5, &out));
+    CHECK_DEQ(out, 3);
+    CHECK_OK(kplm_put(m, "B", 3, NULL, NULL, NULL));
+    CHECK_ST(kplm_set_distribution(m, "B", 0.01), KPLM_ESTATE);   /* a key of that name exists */
+    CHECK_OK(kplm_start(m));
+    CHECK_ST(kplm_set_distribution(m, "C", 0.01), KPLM_ESTATE);
+    kplm_free(m);
+}
+
+int main(void) {
+    int failures = 0;
+    RUN_T(quantiles_within_the_accuracy, 120);
+    RUN(errors_and_empty_answers);
+    return failures != 0;
+}

@@ -219,6 +219,16 @@ typedef struct {
     const char *value;
 } kplm_dimension;
 
+/**
+ * One bucket of a distribution (since 1.2; SPEC §6): a value within the
+ * metric's relative accuracy of every observation the bucket holds, and how
+ * many it holds.
+ */
+typedef struct {
+    double value;
+    uint64_t count;
+} kplm_bucket;
+
 /** Aggregated statistics of one metric key over a span of seconds. */
 typedef struct {
     const char *name;
@@ -230,6 +240,17 @@ typedef struct {
     double window_start, window_end;
     /** Wall-clock (Unix) seconds matching window_end. */
     double timestamp_unix;
+    /**
+     * Since 1.2: for a distribution metric (kplm_set_distribution), in the
+     * snapshots a sink exports, the distribution of the same observations:
+     * its buckets in ascending order of value, counts adding up to `count`
+     * (valid during the callback). NULL and 0 otherwise, in kplm_snapshots,
+     * and with a library older than 1.2.
+     */
+    const kplm_bucket *buckets;
+    size_t bucket_count;
+    /** Since 1.2: the metric's relative accuracy when `buckets` is set, else 0. */
+    double relative_accuracy;
 } kplm_snapshot;
 
 /** One observation, handed to an eventful sink's record callback. */

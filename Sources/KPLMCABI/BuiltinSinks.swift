@@ -100,9 +100,16 @@ extension CLayout {
                                             d[j].value.map { String(cString: $0) } ?? ""))
             }
         }
+        var distribution: DistributionSketch? = nil
+        if let buckets = c.buckets, c.bucket_count > 0 {
+            distribution = DistributionSketch.rebuilt(
+                relativeAccuracy: c.relative_accuracy,
+                buckets: UnsafeBufferPointer(start: buckets, count: c.bucket_count).lazy.map { ($0.value, $0.count) },
+                min: c.min, max: c.max)
+        }
         return MetricSnapshot(name: c.name.map { String(cString: $0) } ?? "", count: Int(clamping: c.count),
                               sum: c.sum, min: c.min, max: c.max, dimensions: dims, windowStart: c.window_start,
-                              windowEnd: c.window_end, timestampUnix: c.timestamp_unix)
+                              windowEnd: c.window_end, timestampUnix: c.timestamp_unix, distribution: distribution)
     }
 }
 

@@ -69,8 +69,46 @@ package enum CLayout {
                 structs.append(c)
                 dims += s.dimensions.count
             }
-            return CallerLayouts.snapshot.withArray(count: structs.count, stride: stride, { structs[$0] }) {
-                body($0, structs.count)
+            return withBuckets(count: snapshots.count, { snapshots[$0].distribution }) { buckets in
+                CallerLayouts.snapshot.withArray(count: structs.count, stride: stride, { i in
+                    var c = structs[i]
+                    buckets(i, &c)
+                    return c
+                }) { body($0, structs.count) }
+            }
+        }
+    }
+
+    /// Calls `body` with a function that sets the distribution fields of C
+    /// snapshot `i` of `count` (buckets, their count, the accuracy; left
+    /// zero without a distribution), the buckets laid out in one array valid
+    /// during `body`. Nothing is allocated when no snapshot has one.
+    static func withBuckets<R>(count: Int, _ distribution: (Int) -> DistributionSketch?,
+                               _ body: ((Int, inout kplm_snapshot) -> Void) -> R) -> R {
+        guard (0..<count).contains(where: { distribution($0) != nil }) else { return body { _, _ in } }
+        var accuracies = [Double](repeating: 0, count: count)
+        var all: [kplm_bucket] = []
+        var spans: [(start: Int, count: Int)] = []
+        spans.reserveCapacity(count)
+        for i in 0..<count {
+            let start = all.count
+            if let d = distribution(i) {
+                d.forEachBucket { value, n in
+                    var bucket = kplm_bucket()   // field by field: a later header may add fields
+                    bucket.value = value
+                    bucket.count = n
+                    all.append(bucket)
+                }
+                accuracies[i] = d.relativeAccuracy
+            }
+            spans.append((start, all.count - start))
+        }
+        return all.withUnsafeBufferPointer { buffer in
+            body { i, c in
+                guard spans[i].count > 0 else { return }
+                c.buckets = buffer.baseAddress! + spans[i].start
+                c.bucket_count = spans[i].count
+                c.relative_accuracy = accuracies[i]
             }
         }
     }

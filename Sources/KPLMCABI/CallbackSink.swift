@@ -55,14 +55,18 @@ extension CallbackSink: PendingBatchExporting {
     /// A flush's batch as one C array, strings borrowed from each series'
     /// ``CKeyLayout`` (valid during the callback).
     func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double) throws {
-        let rc = CallerLayouts.snapshot.withArray(count: batch.count, stride: strides.snapshot, { i in
-            let item = batch[i]
-            let end = Double(item.pending.lastSecond + 1)
-            return item.series.cKey._withUnsafeGuaranteedRef {
-                $0.snapshot(item.pending.statistics, windowStart: Double(item.pending.firstSecond),
-                            windowEnd: end, timestampUnix: wall - (now - end))
-            }
-        }, { callbacks.export_snapshots(callbacks.user_data, $0, batch.count) })
+        let rc = CLayout.withBuckets(count: batch.count, { batch[$0].pending.distribution }) { buckets in
+            CallerLayouts.snapshot.withArray(count: batch.count, stride: strides.snapshot, { i in
+                let item = batch[i]
+                let end = Double(item.pending.lastSecond + 1)
+                var c = item.series.cKey._withUnsafeGuaranteedRef {
+                    $0.snapshot(item.pending.statistics, windowStart: Double(item.pending.firstSecond),
+                                windowEnd: end, timestampUnix: wall - (now - end))
+                }
+                buckets(i, &c)
+                return c
+            }, { callbacks.export_snapshots(callbacks.user_data, $0, batch.count) })
+        }
         if rc != 0 { throw ExportFailed(code: rc) }
     }
 }

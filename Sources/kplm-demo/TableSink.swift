@@ -12,12 +12,15 @@ final class TableSink: MetricsSink {
     func export(_ snapshots: [MetricSnapshot]) throws {
         let number = flushes.withLock { n in n += 1; return n }
         exported.withLock { $0 += snapshots.reduce(0) { $0 + $1.count } }
-        let header = ["metric", "stream", "shard", "error_code", "count", "sum", "min", "max", "seconds"]
+        let header = ["metric", "stream", "shard", "error_code", "count", "sum", "min", "max", "p50", "p99", "seconds"]
         var rows: [[String]] = []
         for s in snapshots {
             func dimension(_ name: String) -> String { s.dimensions.first { $0.name == name }?.value ?? "-" }
             rows.append([s.name, dimension("stream"), dimension("shard"), dimension("error_code"),
                          String(s.count), format(s.sum), format(s.min), format(s.max),
+                         // The latency metrics are distributions (kplDistributions): their quantiles.
+                         s.distribution.map { format($0.quantile(0.5)) } ?? "-",
+                         s.distribution.map { format($0.quantile(0.99)) } ?? "-",
                          "\(Int(s.windowStart))..<\(Int(s.windowEnd))"])
         }
         var widths = header.map { $0.count }

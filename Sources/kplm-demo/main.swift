@@ -101,7 +101,11 @@ enum ManagerClockReading {
 /// Runs the producers, then closes the manager (final flush).
 func runDemo(_ options: Options) throws {
     let sink = TableSink()
-    let manager = try MetricsManager(level: options.level, sink: sink, uploadInterval: .milliseconds(options.intervalMs))
+    var configuration = MetricsConfiguration()
+    configuration.level = options.level
+    configuration.uploadInterval = .milliseconds(options.intervalMs)
+    configuration.distributions = MetricsConfiguration.kplDistributions   // p50/p99 of the latencies
+    let manager = try MetricsManager(configuration: configuration, sink: sink)
     try manager.start()
     let deadline = ManagerClockReading.now() + options.seconds
     let putCount = Mutex(0)

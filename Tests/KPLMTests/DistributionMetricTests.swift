@@ -69,6 +69,40 @@ final class DistributionMetricTests: XCTestCase {
         try m.close()
     }
 
+    /// Exports carry the distribution of exactly the observations their
+    /// statistics count: once, kept and merged after a failed export, and
+    /// merged across keys in the KPL's rollups.
+    func testExportsCarryItExactlyOnce() throws {
+        let clock = TestClock(100)
+        let sink = RecordingSink()
+        var c = MetricsConfiguration()
+        c.level = .detailed
+        c.uploadInterval = .seconds(3600)
+        c.clock = clock.reading
+        let m = try MetricsManager(configuration: c, sink: sink)
+        try m.setDistribution("RequestTime", relativeAccuracy: 0.01)
+        try m.start()
+        for v in 1...100 { try m.put("RequestTime", Double(v), stream: "s") }
+        sink.failExports(1)
+        XCTAssertThrowsError(try m.flush())
+        clock.advance(1)
+        for v in 101...200 { try m.put("RequestTime", Double(v), stream: "s") }
+        try m.put("Plain", 1)
+        try m.flush()
+        try m.flush()   // nothing new: nothing exported
+        // (batches lists every attempt: the failed one, then its retry.)
+        let timed = sink.batches.compactMap { $0.first { $0.name == "RequestTime" } }
+        XCTAssertEqual(timed.map(\.count), [100, 200])
+        XCTAssertEqual(timed.map { $0.distribution?.count }, [100, 200])
+        let d = try XCTUnwrap(timed.last?.distribution)
+        XCTAssertLessThanOrEqual(abs(d.quantile(0.99) - 198), 0.01 * 198)
+        var total: UInt64 = 0
+        d.forEachBucket { _, n in total += n }
+        XCTAssertEqual(total, 200)
+        XCTAssertNil(sink.batches.joined().first { $0.name == "Plain" }?.distribution)
+        try m.close()
+    }
+
     /// A plain metric keeps its writer cells; a distribution metric takes
     /// the shared path, where its values feed the distribution.
     func testOnlyDistributionMetricsLeaveTheWriterCells() throws {

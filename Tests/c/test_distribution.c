@@ -113,6 +113,80 @@ static void quantiles_within_the_accuracy(void) {
     }
 }
 
+/* What the export callback saw of "RequestTime": the last attempt's
+ * statistics and buckets, and whether to fail it. */
+typedef struct {
+    int attempts, fail_next;
+    uint64_t count, bucket_total;
+    size_t bucket_count, plain_buckets;
+    double p50, min, max;
+    int ascending;
+} seen_export;
+
+static int capture_export(void *user_data, const kplm_snapshot *snaps, size_t n) {
+    seen_export *seen = user_data;
+    for (size_t i = 0; i < n; i++) {
+        const kplm_snapshot *s = &snaps[i];
+        if (strcmp(s->name, "RequestTime") != 0) {
+            seen->plain_buckets += s->bucket_count + (s->buckets != NULL);
+            continue;
+        }
+        seen->attempts++;
+        seen->count = s->count;
+        seen->bucket_count = s->bucket_count;
+        seen->bucket_total = 0;
+        seen->ascending = 1;
+        seen->min = s->min, seen->max = s->max;
+        /* The median from the buckets: rank floor(0.5·(n−1)). */
+        uint64_t rank = (s->count - 1) / 2, before = 0;
+        seen->p50 = NAN;
+        for (size_t b = 0; b < s->bucket_count; b++) {
+            if (b > 0 && !(s->buckets[b - 1].value < s->buckets[b].value)) seen->ascending = 0;
+            if (isnan(seen->p50) && rank < before + s->buckets[b].count) seen->p50 = s->buckets[b].value;
+            before += s->buckets[b].count;
+        }
+        seen->bucket_total = before;
+    }
+    if (seen->fail_next) { seen->fail_next = 0; return -1; }
+    return 0;
+}
+
+/* A sink gets the buckets with the statistics: counts adding up, values
+ * ascending and within the accuracy; kept and merged after a failed
+ * export; never for a plain metric. */
+static void exports_carry_the_buckets(void) {
+    tclock clk;
+    tclock_set(&clk, 1000);
+    kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, &clk);
+    cfg.upload_interval_ms = 3600e3;
+    kplm_manager *m = NULL;
+    CHECK_OK(kplm_new(&cfg, &m));
+    CHECK_OK(kplm_set_distribution(m, "RequestTime", 0.01));
+    seen_export seen = {0};
+    kplm_sink sink = {0};
+    sink.user_data = &seen;
+    sink.export_snapshots = capture_export;
+    CHECK_OK(kplm_set_sink(m, &sink));
+    CHECK_OK(kplm_start(m));
+    for (int i = 1; i <= 1000; i++) CHECK_OK(kplm_put(m, "RequestTime", i, "s", NULL, NULL));
+    CHECK_OK(kplm_put(m, "Plain", 1, NULL, NULL, NULL));
+    seen.fail_next = 1;
+    CHECK_ST(kplm_flush(m), KPLM_ESINK);
+    CHECK_U64(seen.count, 1000);
+    tclock_advance(&clk, 1);
+    for (int i = 1001; i <= 2001; i++) CHECK_OK(kplm_put(m, "RequestTime", i, "s", NULL, NULL));
+    CHECK_OK(kplm_flush(m));
+    CHECK(seen.attempts == 2);
+    CHECK_U64(seen.count, 2001);
+    CHECK_U64(seen.bucket_total, 2001);
+    CHECK(seen.bucket_count > 100 && seen.ascending);
+    CHECK_MSG(fabs(seen.p50 - 1001) <= 0.01 * 1001, "p50 from the buckets: %.17g", seen.p50);
+    CHECK(seen.plain_buckets == 0);
+    CHECK_OK(kplm_flush(m));
+    CHECK(seen.attempts == 2);   /* exported once */
+    kplm_free(m);
+}
+
 static void errors_and_empty_answers(void) {
     tclock clk;
     tclock_set(&clk, 1000);
@@ -154,5 +228,6 @@ int main(void) {
     int failures = 0;
     RUN_T(quantiles_within_the_accuracy, 120);
     RUN(errors_and_empty_answers);
+    RUN(exports_carry_the_buckets);
     return failures != 0;
 }

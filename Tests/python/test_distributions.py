@@ -9,6 +9,7 @@ import random
 import pytest
 
 import kplm
+from conftest import RecordingSink
 
 QUANTILES = (0.0, 0.001, 0.01, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0)
 
@@ -65,3 +66,23 @@ def test_errors_and_empty(make_manager):
     m.start()
     with pytest.raises(kplm.StateError):
         m.set_distribution("Later", 0.01)
+
+
+def test_exports_carry_the_buckets_once(make_manager, clock):
+    sink = RecordingSink(eventful=False)
+    m = make_manager(clock=clock, sink=sink)
+    m.set_distribution("RequestTime", 0.01)
+    m.start()
+    for v in range(1, 1001):
+        m.put("RequestTime", float(v), "s")
+    m.put("Plain", 1.0)
+    m.flush()
+    m.flush()   # nothing new
+    (batch,) = sink.batches
+    by_name = {snap.name: snap for snap in batch}
+    timed = by_name["RequestTime"]
+    assert sum(n for _, n in timed.buckets) == timed.count == 1000
+    values = [v for v, _ in timed.buckets]
+    assert values == sorted(values) and len(values) > 100
+    assert all(abs(v - round(v)) <= 0.01 * v for v in values)   # each within 1% of the integers it holds
+    assert by_name["Plain"].buckets == ()

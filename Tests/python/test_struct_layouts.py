@@ -32,6 +32,7 @@ C_NAMES = {
     "KplmStatistics": "kplm_statistics",
     "KplmDimension": "kplm_dimension",
     "KplmSnapshot": "kplm_snapshot",
+    "KplmBucket": "kplm_bucket",
     "KplmEvent": "kplm_event",
     "KplmSink": "kplm_sink",
     "KplmConfig": "kplm_config",

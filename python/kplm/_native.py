@@ -35,6 +35,12 @@ class KplmDimension(ctypes.Structure):
     ]
 
 
+class KplmBucket(ctypes.Structure):
+    """``kplm_bucket``: one bucket of a distribution (value, count)."""
+
+    _fields_ = [("value", ctypes.c_double), ("count", ctypes.c_uint64)]
+
+
 class KplmSnapshot(ctypes.Structure):
     """``kplm_snapshot``: aggregated statistics of one key over a span."""
 
@@ -49,6 +55,9 @@ class KplmSnapshot(ctypes.Structure):
         ("window_start", ctypes.c_double),
         ("window_end", ctypes.c_double),
         ("timestamp_unix", ctypes.c_double),
+        ("buckets", ctypes.POINTER(KplmBucket)),
+        ("bucket_count", ctypes.c_size_t),
+        ("relative_accuracy", ctypes.c_double),
     ]
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from typing import Tuple
+from types import MappingProxyType
+from typing import Mapping, Tuple
 
 
 #: (MAJOR, MINOR, PATCH) of the header this binding was written against.
@@ -71,6 +72,10 @@ KPL_METRICS: Tuple[str, ...] = (
     METRIC_USER_RECORDS_PER_KINESIS_RECORD, METRIC_KINESIS_RECORDS_PER_PUT_RECORDS_REQUEST,
     METRIC_USER_RECORDS_PER_PUT_RECORDS_REQUEST,
 )
+
+#: The KPL's latency metrics as distributions at 1% (SPEC §6): pass as
+#: ``Manager(distributions=KPL_DISTRIBUTIONS)`` for their p50/p99.
+KPL_DISTRIBUTIONS: Mapping[str, float] = MappingProxyType({METRIC_BUFFERING_TIME: 0.01, METRIC_REQUEST_TIME: 0.01})
 
 #: The KPL's dimension names (KPLM_DIMENSION_*), used by snapshots and
 #: exports when a granularity is configured.

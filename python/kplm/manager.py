@@ -60,7 +60,9 @@ class Manager:
     ``namespace`` (``None`` = :data:`DEFAULT_NAMESPACE`) is the namespace
     sinks publish under (:attr:`namespace`); ``extra_dimensions`` is an
     iterable of ``(name, value, granularity)`` applied with
-    :meth:`add_dimension` right after creation.
+    :meth:`add_dimension` right after creation; ``distributions`` maps
+    metric names to a relative accuracy, applied with
+    :meth:`set_distribution` (:data:`KPL_DISTRIBUTIONS` is the KPL's list).
 
     Use as a context manager: entering starts the manager, leaving closes it
     (the final flush reaches the sink). Closing does not free: the retained
@@ -79,7 +81,8 @@ class Manager:
                  kpl_level_filter: bool = False,
                  namespace: Optional[_StrLike] = None,
                  extra_dimensions: Iterable[Tuple[_StrLike, _StrLike,
-                                                  Union[Granularity, int, str]]] = ()) -> None:
+                                                  Union[Granularity, int, str]]] = (),
+                 distributions: Optional[Mapping[_StrLike, float]] = None) -> None:
         self._core: Optional[_Core] = None
         cdll = lib()
         if isinstance(level, str):
@@ -148,6 +151,8 @@ class Manager:
         try:
             for name, value, extra_granularity in extras:
                 self.add_dimension(name, value, extra_granularity)
+            for dist_name, accuracy in (distributions or {}).items():
+                self.set_distribution(dist_name, accuracy)
             if sink is not None:
                 self.set_sink(sink)
         except BaseException:

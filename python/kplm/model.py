@@ -74,6 +74,11 @@ class Snapshot:
     window_start: float
     window_end: float
     timestamp_unix: float
+    #: For a distribution metric, in exports: its buckets, ``(value, count)``
+    #: in ascending order of value (counts add up to ``count``); else empty.
+    buckets: Tuple[Tuple[float, int], ...] = ()
+    #: The metric's relative accuracy when ``buckets`` is set, else 0.
+    relative_accuracy: float = 0.0
 
     @property
     def key(self) -> MetricKey:
@@ -98,6 +103,8 @@ class Snapshot:
             window_start=s.window_start,
             window_end=s.window_end,
             timestamp_unix=s.timestamp_unix,
+            buckets=tuple((s.buckets[i].value, int(s.buckets[i].count)) for i in range(s.bucket_count)),
+            relative_accuracy=s.relative_accuracy,
         )
 
 

@@ -10,11 +10,22 @@ package struct PendingExport: Sendable {
     package var firstSecond: Int64
     /// The last second they fell in.
     package var lastSecond: Int64
+    /// Their distribution, for a distribution metric (SPEC §6).
+    package var distribution: DistributionSketch? = nil
 
     mutating func merge(_ other: PendingExport) {
         statistics.merge(other.statistics)
         firstSecond = Swift.min(firstSecond, other.firstSecond)
         lastSecond = Swift.max(lastSecond, other.lastSecond)
+        if let theirs = other.distribution {
+            // Keys of one name share its accuracy (set before any key of it
+            // exists); a mismatch cannot happen, and would keep ours.
+            if distribution == nil {
+                distribution = theirs
+            } else if distribution!.relativeAccuracy == theirs.relativeAccuracy {
+                distribution!.merge(theirs)
+            }
+        }
     }
 }
 
@@ -196,7 +207,15 @@ package final class MetricSeries: @unchecked Sendable {
         state.withLock { s in
             guard !s.isRetired else { return false }
             Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
-            s.distribution?.add(values, second: second, windowSeconds: windowSeconds)
+            if s.distribution != nil && !values.isEmpty {
+                // The window's sketches, and the pending one a flush exports
+                // with the statistics (taken, and kept on failure, with them).
+                s.distribution!.add(values, second: second, windowSeconds: windowSeconds)
+                if s.pending!.distribution == nil {
+                    s.pending!.distribution = DistributionSketch(validAccuracy: s.distribution!.relativeAccuracy)
+                }
+                for v in values { s.pending!.distribution!.add(v) }
+            }
             return true
         }
     }

@@ -22,12 +22,17 @@ public struct MetricSnapshot: Sendable, Equatable {
     /// The namespace of the manager that produced it
     /// (``MetricsConfiguration/namespace``); "" when built by hand.
     public var namespace: String
+    /// For a distribution metric (``MetricsManager/setDistribution(_:relativeAccuracy:)``),
+    /// the distribution of the same observations as the statistics, in
+    /// exports; nil otherwise (and in ``MetricsManager/snapshots()``).
+    public var distribution: DistributionSketch?
 
     /// Creates a snapshot from its parts.
     public init(name: String, count: Int, sum: Double, min: Double, max: Double,
                 dimensions: [MetricDimension], windowStart: Double, windowEnd: Double,
-                timestampUnix: Double, namespace: String = "") {
+                timestampUnix: Double, namespace: String = "", distribution: DistributionSketch? = nil) {
         self.namespace = namespace
+        self.distribution = distribution
         self.name = name
         self.count = count
         self.sum = sum

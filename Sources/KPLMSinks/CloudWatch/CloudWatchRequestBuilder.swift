@@ -20,6 +20,13 @@ public struct CloudWatchDatum: Sendable, Equatable {
     public var minimum: Double
     /// `StatisticValues.Maximum`.
     public var maximum: Double
+    /// For a distribution metric (SPEC §6): `Values` (distinct, at most
+    /// ``CloudWatchRequestBuilder/maxValuesPerDatum``) and their `Counts`,
+    /// sent instead of `StatisticValues` (CloudWatch takes one or the other,
+    /// and computes percentiles only from values). Empty otherwise.
+    public var values: [Double] = []
+    /// `Counts`, one per value.
+    public var counts: [Double] = []
 
     /// Creates a datum from its parts, unchecked.
     public init(metricName: String, dimensions: [MetricDimension], unit: MetricUnit, timestampUnix: Double,
@@ -117,6 +124,8 @@ public struct CloudWatchRequestError: Error, Sendable, Equatable, CustomStringCo
 public enum CloudWatchRequestBuilder {
     /// Most datums in one PutMetricData request.
     public static let maxDatumsPerRequest = 1000
+    /// Most distinct values in one datum's `Values`.
+    public static let maxValuesPerDatum = 150
     /// Most UTF-8 bytes in one request body: a margin under PutMetricData's 1 MB.
     public static let maxRequestBodyBytes = 1_000_000
     /// Most dimensions on one datum.
@@ -179,6 +188,45 @@ public enum CloudWatchRequestBuilder {
                                         sampleCount: Double(s.count), sum: sum, minimum: minimum, maximum: maximum))
     }
 
+    /// The datums of `s`: one with its statistic set; or, for a distribution
+    /// metric, its buckets as `Values`/`Counts` split across datums of
+    /// ``maxValuesPerDatum`` values each, with the same name, dimensions,
+    /// unit and timestamp (CloudWatch adds them up in one period, and
+    /// computes every statistic and percentile from the values: sum, min
+    /// and max within the metric's accuracy instead of exact). Values below
+    /// 2^-260 in magnitude are sent as 0 (merged with other zeros); a value
+    /// beyond ±2^360 drops the snapshot, as its min or max would.
+    public static func datums(_ s: MetricSnapshot, unit: MetricUnit,
+                              wallNow: Double) -> Result<[CloudWatchDatum], CloudWatchDropReason> {
+        let base: CloudWatchDatum
+        switch datum(s, unit: unit, wallNow: wallNow) {
+        case .failure(let reason): return .failure(reason)
+        case .success(let d): base = d
+        }
+        guard let distribution = s.distribution, !distribution.isEmpty else { return .success([base]) }
+        var pairs: [(value: Double, count: Double)] = []
+        var outOfRange = false
+        distribution.forEachBucket { value, n in
+            guard let v = sendable(value) else { outOfRange = true; return }
+            // Ascending: equal values (several tiny ones sent as 0) are adjacent.
+            if let last = pairs.last, last.value == v { pairs[pairs.count - 1].count += Double(n) }
+            else { pairs.append((v, Double(n))) }
+        }
+        guard !outOfRange else { return .failure(.valueOutOfRange) }
+        var result: [CloudWatchDatum] = []
+        var start = 0
+        while start < pairs.count {
+            let end = Swift.min(start + maxValuesPerDatum, pairs.count)
+            var d = base
+            d.values = pairs[start..<end].map(\.value)
+            d.counts = pairs[start..<end].map(\.count)
+            d.sampleCount = d.counts.reduce(0, +)
+            result.append(d)
+            start = end
+        }
+        return .success(result)
+    }
+
     /// The datums of `snapshots` cut into requests for `namespace`.
     ///
     /// Input order is kept. Requests are filled greedily: a request is closed
@@ -216,18 +264,20 @@ public enum CloudWatchRequestBuilder {
         }
 
         for s in snapshots {
-            switch datum(s, unit: unitOf(s.name), wallNow: wallNow) {
+            switch Self.datums(s, unit: unitOf(s.name), wallNow: wallNow) {
             case .failure(let reason):
                 dropped[reason, default: 0] += 1
-            case .success(let d):
-                let fragment = datumJSON(d)
-                let bytes = fragment.utf8.count
-                if datums.count == maxDatumsPerRequest || size + 1 + bytes > maxRequestBodyBytes {
-                    close()
+            case .success(let made):
+                for d in made {
+                    let fragment = datumJSON(d)
+                    let bytes = fragment.utf8.count
+                    if datums.count == maxDatumsPerRequest || size + 1 + bytes > maxRequestBodyBytes {
+                        close()
+                    }
+                    size += (datums.isEmpty ? 0 : 1) + bytes
+                    datums.append(d)
+                    fragments.append(fragment)
                 }
-                size += (datums.isEmpty ? 0 : 1) + bytes
-                datums.append(d)
-                fragments.append(fragment)
             }
         }
         close()
@@ -337,15 +387,27 @@ public enum CloudWatchRequestBuilder {
         }
         out += ",\"Timestamp\":"
         appendJSONNumber(d.timestampUnix, to: &out)
-        out += ",\"StatisticValues\":{\"SampleCount\":"
-        appendJSONNumber(d.sampleCount, to: &out)
-        out += ",\"Sum\":"
-        appendJSONNumber(d.sum, to: &out)
-        out += ",\"Minimum\":"
-        appendJSONNumber(d.minimum, to: &out)
-        out += ",\"Maximum\":"
-        appendJSONNumber(d.maximum, to: &out)
-        out += "},\"Unit\":"
+        if d.values.isEmpty {
+            out += ",\"StatisticValues\":{\"SampleCount\":"
+            appendJSONNumber(d.sampleCount, to: &out)
+            out += ",\"Sum\":"
+            appendJSONNumber(d.sum, to: &out)
+            out += ",\"Minimum\":"
+            appendJSONNumber(d.minimum, to: &out)
+            out += ",\"Maximum\":"
+            appendJSONNumber(d.maximum, to: &out)
+            out += "}"
+        } else {
+            for (key, numbers) in [("Values", d.values), ("Counts", d.counts)] {
+                out += ",\"\(key)\":["
+                for (i, v) in numbers.enumerated() {
+                    if i > 0 { out += "," }
+                    appendJSONNumber(v, to: &out)
+                }
+                out += "]"
+            }
+        }
+        out += ",\"Unit\":"
         appendJSONString(d.unit.name, to: &out)
         out += "}"
         return out

@@ -1,5 +1,6 @@
 import KPLM
 import CKPLM
+import Glibc
 
 /// A minimal protocol-buffers writer: just the wire types OTLP metrics need
 /// (varint, 64-bit, length-delimited), appended to a byte array.
@@ -92,6 +93,19 @@ struct OTLPProtobufWriter: Sendable {
         for value in values { fixed64(value) }
     }
 
+    /// Field `number` as a packed repeated varint (uint64); nothing for no values.
+    mutating func packedVarintField(_ number: Int, _ values: [UInt64]) {
+        guard !values.isEmpty else { return }
+        var inner = OTLPProtobufWriter()
+        for value in values { inner.varint(value) }
+        bytesField(number, inner.bytes)
+    }
+
+    /// Field `number` as a sint32 (zigzag varint).
+    mutating func sint32Field(_ number: Int, _ value: Int32) {
+        varintField(number, UInt64(UInt32(bitPattern: (value << 1) ^ (value >> 31))))
+    }
+
     /// Field `number` as a packed repeated double; nothing for no values.
     mutating func packedDoubleField(_ number: Int, _ values: [Double]) {
         packedFixed64Field(number, values.map(\.bitPattern))
@@ -107,8 +121,10 @@ struct OTLPProtobufWriter: Sendable {
 /// unit (``unit(_:)``) and a delta Histogram. Each snapshot is one data
 /// point: its dimensions as string attributes, start and end times in Unix
 /// nanoseconds, count, sum, min, max, one bucket holding the count and no
-/// bounds. Fields whose value is the proto3 default (empty string, 0) are
-/// left out, except `sum`, `min` and `max`, which have explicit presence.
+/// bounds. A distribution metric (SPEC §6) is an ExponentialHistogram
+/// instead (see ``exponentialDataPoint(_:_:_:)``). Fields whose value is the
+/// proto3 default (empty string, 0) are left out, except `sum`, `min` and
+/// `max`, which have explicit presence.
 public enum OTLPEncoding {
     /// Field numbers of the OTLP protos (opentelemetry-proto v1).
     enum Field {
@@ -123,12 +139,16 @@ public enum OTLPEncoding {
         // InstrumentationScope
         static let scopeName = 1, scopeVersion = 2
         // Metric
-        static let metricName = 1, metricUnit = 3, histogram = 9
+        static let metricName = 1, metricUnit = 3, histogram = 9, exponentialHistogram = 10
         // Histogram
         static let dataPoints = 1, aggregationTemporality = 2
         // HistogramDataPoint
         static let startTimeUnixNano = 2, timeUnixNano = 3, count = 4, sum = 5, bucketCounts = 6,
                    explicitBounds = 7, attributes = 9, min = 11, max = 12
+        // ExponentialHistogramDataPoint (and its Buckets)
+        static let expAttributes = 1, expStartTimeUnixNano = 2, expTimeUnixNano = 3, expCount = 4, expSum = 5,
+                   expScale = 6, expZeroCount = 7, expPositive = 8, expNegative = 9, expMin = 12, expMax = 13
+        static let bucketsOffset = 1, bucketsCounts = 2
         // KeyValue
         static let key = 1, value = 2
         // AnyValue
@@ -191,11 +211,22 @@ public enum OTLPEncoding {
                         metric.stringField(Field.metricName, name)
                         let unit = unit(points[0].unit)
                         if !unit.isEmpty { metric.stringField(Field.metricUnit, unit) }
-                        metric.messageField(Field.histogram) { histogram in
-                            for point in points {
-                                histogram.messageField(Field.dataPoints) { dataPoint(&$0, point) }
+                        if points.allSatisfy({ $0.distribution != nil }) {
+                            metric.messageField(Field.exponentialHistogram) { histogram in
+                                for point in points {
+                                    histogram.messageField(Field.dataPoints) {
+                                        exponentialDataPoint(&$0, point, point.distribution!)
+                                    }
+                                }
+                                histogram.varintField(Field.aggregationTemporality, aggregationTemporalityDelta)
                             }
-                            histogram.varintField(Field.aggregationTemporality, aggregationTemporalityDelta)
+                        } else {
+                            metric.messageField(Field.histogram) { histogram in
+                                for point in points {
+                                    histogram.messageField(Field.dataPoints) { dataPoint(&$0, point) }
+                                }
+                                histogram.varintField(Field.aggregationTemporality, aggregationTemporalityDelta)
+                            }
                         }
                     }
                 }
@@ -220,6 +251,59 @@ public enum OTLPEncoding {
         }
         w.doubleField(Field.min, s.min)
         w.doubleField(Field.max, s.max)
+    }
+
+    /// The scale of an exponential histogram for relative accuracy `a`: the
+    /// smallest whose buckets (ratio 2^(2^−scale) between bounds) read
+    /// within `a` of their values, (base − 1)/(base + 1) <= a, in [−10, 20].
+    public static func exponentialScale(relativeAccuracy a: Double) -> Int32 {
+        // (base − 1)/(base + 1) <= a  ⇔  ln(base) <= ln((1 + a)/(1 − a)).
+        let scale = log2(log(2.0) / log((1 + a) / (1 - a))).rounded(.up)
+        return Int32(Swift.min(Swift.max(scale, -10), 20))
+    }
+
+    /// The bucket of magnitude `v` at `scale`: index i covers
+    /// (2^(i·2^−scale), 2^((i+1)·2^−scale)].
+    static func exponentialIndex(_ v: Double, scale: Int32) -> Int {
+        Int((log2(v) * exp2(Double(scale))).rounded(.up)) - 1
+    }
+
+    /// One ExponentialHistogramDataPoint, fields in number order: the
+    /// sketch's buckets re-bucketed at the scale of its accuracy (each
+    /// sketch bucket's count in the exponential bucket of its value), zeros
+    /// in `zero_count` (threshold 0); the counts add up to `count`.
+    private static func exponentialDataPoint(_ w: inout OTLPProtobufWriter, _ s: MetricSnapshot,
+                                             _ d: DistributionSketch) {
+        let scale = exponentialScale(relativeAccuracy: d.relativeAccuracy)
+        var positive: [Int: UInt64] = [:], negative: [Int: UInt64] = [:]
+        var zeros: UInt64 = 0
+        d.forEachBucket { value, n in
+            if value == 0 { zeros &+= n }
+            else if value > 0 { positive[exponentialIndex(value, scale: scale), default: 0] &+= n }
+            else { negative[exponentialIndex(-value, scale: scale), default: 0] &+= n }
+        }
+        for d in s.dimensions {
+            w.messageField(Field.expAttributes) { keyValue(&$0, d.name, d.value) }
+        }
+        let end = unixNanos(s.timestampUnix)
+        let start = unixNanos(s.timestampUnix - (s.windowEnd - s.windowStart))
+        if start != 0 { w.fixed64Field(Field.expStartTimeUnixNano, start) }
+        if end != 0 { w.fixed64Field(Field.expTimeUnixNano, end) }
+        if d.count != 0 { w.fixed64Field(Field.expCount, d.count) }
+        w.doubleField(Field.expSum, s.sum)
+        if scale != 0 { w.sint32Field(Field.expScale, scale) }
+        if zeros != 0 { w.fixed64Field(Field.expZeroCount, zeros) }
+        for (field, buckets) in [(Field.expPositive, positive), (Field.expNegative, negative)] where !buckets.isEmpty {
+            let low = buckets.keys.min()!, high = buckets.keys.max()!
+            var dense = [UInt64](repeating: 0, count: high - low + 1)
+            for (i, n) in buckets { dense[i - low] = n }
+            w.messageField(field) { b in
+                if low != 0 { b.sint32Field(Field.bucketsOffset, Int32(clamping: low)) }
+                b.packedVarintField(Field.bucketsCounts, dense)
+            }
+        }
+        w.doubleField(Field.expMin, s.min)
+        w.doubleField(Field.expMax, s.max)
     }
 
     /// A KeyValue with a string AnyValue (the oneof member is always written).

@@ -22,10 +22,13 @@ import KPLM
 ///   (the gauge suffixes: another key's gauge could have that name),
 ///   "_total" or "_bucket" (counter and histogram suffixes) gets "_value".
 ///   "kplm_BufferingTime" → "kplm_buffering_time_seconds".
-/// - Each family is one summary without quantiles, samples `<family>_count`
-///   and `<family>_sum` (totals since the sink started), and two gauges
+/// - Each family is one summary, samples `<family>_count` and
+///   `<family>_sum` (totals since the sink started), and two gauges
 ///   `<family>_min` and `<family>_max` (of the last export that had the
-///   key).
+///   key). A distribution metric's summary (SPEC §6) also has quantile
+///   samples `<family>{…,quantile="0.5"}` for ``quantiles`` (0.5, 0.9,
+///   0.99, 0.999), over the last export that had the key, within the
+///   metric's accuracy; other summaries have none.
 /// - No silent merges (SPEC §10): a family claims the names `<family>`,
 ///   `_count`, `_sum`, `_created`, `_min` and `_max` (``exposedNames(_:)``)
 ///   for its raw name. A raw name whose family would claim a name another
@@ -175,7 +178,16 @@ public enum PrometheusFormat {
         var sum: Double
         var min: Double
         var max: Double
+        /// For a distribution metric (SPEC §6): the distribution of the last
+        /// export that had the key, in the metric's own unit (the summary's
+        /// ``quantiles`` are read from it, divided like the statistics).
+        var distribution: DistributionSketch? = nil
+        /// Its unit divisor (see ``divisor(_:)``).
+        var divisor: Double = 1
     }
+
+    /// The quantiles a distribution metric's summary exposes.
+    public static let quantiles: [Double] = [0.5, 0.9, 0.99, 0.999]
 
     /// The series of one family name, by label text (`a="x",b="y"`, "" for
     /// none), with the raw name and unit of its HELP lines (of the first key).
@@ -239,7 +251,8 @@ public enum PrometheusFormat {
     /// A snapshot's statistics in the unit of its family.
     static func series(of snapshot: MetricSnapshot) -> Series {
         let d = divisor(snapshot.unit)
-        return Series(count: snapshot.count, sum: snapshot.sum / d, min: snapshot.min / d, max: snapshot.max / d)
+        return Series(count: snapshot.count, sum: snapshot.sum / d, min: snapshot.min / d, max: snapshot.max / d,
+                      distribution: snapshot.distribution, divisor: d)
     }
 
     /// The exposition of `families`: text format 0.0.4, or OpenMetrics 1.0
@@ -264,6 +277,13 @@ public enum PrometheusFormat {
                 + unit + "\n"
             out += "# TYPE " + base + " summary\n"
             for (labels, s) in series {
+                if let d = s.distribution, !d.isEmpty {
+                    let prefix = labels.isEmpty ? "{" : "{" + labels + ","
+                    for q in quantiles {
+                        out += base + prefix + "quantile=\"" + number(q) + "\"} " + number(d.quantile(q) / s.divisor)
+                            + "\n"
+                    }
+                }
                 let l = labels.isEmpty ? " " : "{" + labels + "} "
                 out += base + "_count" + l + String(s.count) + "\n"
                 out += base + "_sum" + l + number(s.sum) + "\n"

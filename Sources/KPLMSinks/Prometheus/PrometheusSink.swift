@@ -198,5 +198,12 @@ extension PrometheusFormat.Series {
         sum += other.sum
         min = replacingExtremes ? other.min : Swift.min(min, other.min)
         max = replacingExtremes ? other.max : Swift.max(max, other.max)
+        // The distribution, like the extremes: the later export's, or both
+        // windows of one export merged.
+        if replacingExtremes || distribution == nil {
+            distribution = other.distribution
+        } else if let theirs = other.distribution, theirs.relativeAccuracy == distribution!.relativeAccuracy {
+            distribution!.merge(theirs)
+        }
     }
 }

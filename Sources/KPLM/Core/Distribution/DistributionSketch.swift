@@ -10,11 +10,13 @@ import Glibc
 ///
 /// ## Design
 ///
-/// - Mapping: a magnitude `x` falls in bucket `i = ⌈log(x) / log γ⌉`, which
-///   covers (γ^(i−1), γ^i], with γ = (1 + a′) / (1 − a′). The bucket's
-///   value γ^(i−1)·(1 + a′) is within a′·x of every x it covers. a′ is
-///   `a` less 0.1%: the margin absorbs the rounding of the logarithm, of
-///   the power and of the result to a double.
+/// - Mapping (``BucketMapping``): a magnitude `x` falls in bucket
+///   `i = ⌊log2(x)·K⌋`, which covers [γ^i, γ^(i+1)) with γ = 2^(1/K), K the
+///   fewest buckets per octave for which the bucket's value γ^i·2γ/(1+γ)
+///   is within (γ−1)/(γ+1) ≤ a′ of every x it covers. a′ is `a` less
+///   0.1%: the margin absorbs the rounding of boundaries, of the value and
+///   of the result to a double. The index of a normal double is read from
+///   its exponent and a table of its mantissa's top bits: no logarithm.
 /// - Storage: positive and negative magnitudes each in a dense array of
 ///   counts over the range of indices seen (``BucketStore``), plus a count
 ///   of zeros (both signs), plus the exact values of the few subnormals too
@@ -36,12 +38,12 @@ import Glibc
 public struct DistributionSketch: Sendable, Equatable {
     /// The promised relative accuracy `a`.
     public let relativeAccuracy: Double
-    private let mapping: Mapping
+    private let mapping: BucketMapping
     private var positive: BucketStore
     private var negative: BucketStore
     /// Observations equal to zero (+0 or −0).
     private var zeroCount: UInt64 = 0
-    /// Exact subnormals below ``Mapping/tinyLimit`` in magnitude, sorted by value.
+    /// Exact subnormals below ``BucketMapping/tinyLimit`` in magnitude, sorted by value.
     private var tiny: [(value: Double, count: UInt64)] = []
     /// Exact extremes (every answer lies between them).
     private var minimum = Double.infinity, maximum = -Double.infinity
@@ -65,7 +67,7 @@ public struct DistributionSketch: Sendable, Equatable {
 
     init(validAccuracy a: Double) {
         relativeAccuracy = a
-        mapping = Mapping(relativeAccuracy: a)
+        mapping = BucketMapping.forAccuracy(a)
         let cap = Self.maxBuckets(relativeAccuracy: a)
         positive = BucketStore(capacity: cap)
         negative = BucketStore(capacity: cap)
@@ -74,9 +76,7 @@ public struct DistributionSketch: Sendable, Equatable {
     /// The most buckets one sign spans at accuracy `a`: every magnitude a
     /// double can have, at most 131,072 (1 MB).
     public static func maxBuckets(relativeAccuracy a: Double) -> Int {
-        let mapping = Mapping(relativeAccuracy: a)
-        let range = mapping.index(.greatestFiniteMagnitude) - mapping.index(mapping.tinyLimit) + 1
-        return Swift.min(range, 131_072)
+        Swift.min(BucketMapping.forAccuracy(a).fullRange, 131_072)
     }
 
     public static func == (l: Self, r: Self) -> Bool {
@@ -92,19 +92,7 @@ public struct DistributionSketch: Sendable, Equatable {
     /// refuses them before they reach a sketch).
     public mutating func add(_ value: Double) {
         guard value.isFinite else { return }
-        count &+= 1
-        if value < minimum { minimum = value }
-        if value > maximum { maximum = value }
-        let magnitude = Swift.abs(value)
-        if magnitude == 0 {
-            zeroCount &+= 1
-        } else if magnitude < mapping.tinyLimit {
-            addTiny(value, count: 1)
-        } else if value > 0 {
-            positive.add(mapping.index(magnitude))
-        } else {
-            negative.add(mapping.index(magnitude))
-        }
+        add(value, count: 1)
     }
 
     /// Adds every observation of `other`, which must have the same accuracy
@@ -144,6 +132,38 @@ public struct DistributionSketch: Sendable, Equatable {
     /// its count; the counts add up to ``count``. What exporters hand on.
     public func forEachBucket(_ body: (_ value: Double, _ count: UInt64) -> Void) {
         forEachBucket { value, n, _ in body(value, n); return true }
+    }
+
+    /// A sketch of accuracy `a` holding `buckets` (values and counts, as
+    /// ``forEachBucket(_:)`` gives them, e.g. from a C snapshot), whose exact
+    /// extremes are `min` and `max`; nil for an invalid accuracy. Each value
+    /// lands back in its own bucket.
+    package static func rebuilt(relativeAccuracy a: Double, buckets: some Sequence<(Double, UInt64)>,
+                                min: Double, max: Double) -> DistributionSketch? {
+        guard isValidAccuracy(a) else { return nil }
+        var sketch = DistributionSketch(validAccuracy: a)
+        for (value, n) in buckets where value.isFinite && n > 0 { sketch.add(value, count: n) }
+        guard sketch.count > 0 else { return sketch }
+        // The exact extremes (the buckets' values are only within `a` of them).
+        if min.isFinite && max.isFinite && min <= max { (sketch.minimum, sketch.maximum) = (min, max) }
+        return sketch
+    }
+
+    /// Adds `n` observations of a finite `value`.
+    private mutating func add(_ value: Double, count n: UInt64) {
+        count &+= n
+        if value < minimum { minimum = value }
+        if value > maximum { maximum = value }
+        let magnitude = Swift.abs(value)
+        if magnitude == 0 {
+            zeroCount &+= n
+        } else if magnitude < mapping.tinyLimit {
+            addTiny(value, count: n)
+        } else if value > 0 {
+            positive.add(mapping.index(magnitude), count: n)
+        } else {
+            negative.add(mapping.index(magnitude), count: n)
+        }
     }
 
     /// Exact smallest and largest observation (NaN when empty).
@@ -204,43 +224,6 @@ public struct DistributionSketch: Sendable, Equatable {
                 : low == 0 ? 0
                 : (value - tiny[low - 1].value <= tiny[low].value - value ? low - 1 : low)
             tiny[nearest].count &+= n
-        }
-    }
-}
-
-extension DistributionSketch {
-    /// The logarithmic bucket mapping of one accuracy.
-    struct Mapping: Sendable {
-        /// a′: the accuracy the buckets keep, a little under `a`.
-        let innerAccuracy: Double
-        /// ln γ and its inverse.
-        let logGamma: Double
-        let inverseLogGamma: Double
-        /// Magnitudes below this (subnormals only) are kept exactly.
-        let tinyLimit: Double
-
-        init(relativeAccuracy a: Double) {
-            innerAccuracy = a * (1 - 1e-3)
-            let gamma = (1 + innerAccuracy) / (1 - innerAccuracy)
-            logGamma = log(gamma)
-            inverseLogGamma = 1 / logGamma
-            // Where 4 units of the last place (the rounding of a subnormal
-            // result, with room to spare) are at most 0.1% of a·x:
-            // x >= 4000/a times the smallest subnormal.
-            tinyLimit = (4000 / a).rounded(.up) * Double.leastNonzeroMagnitude
-        }
-
-        /// The bucket of a magnitude >= ``tinyLimit``.
-        @inline(__always)
-        func index(_ magnitude: Double) -> Int {
-            Int((log(magnitude) * inverseLogGamma).rounded(.up))
-        }
-
-        /// The value of bucket `index`: γ^(index−1)·(1 + a′), the greatest
-        /// finite double if that overflows.
-        func value(_ index: Int) -> Double {
-            let v = exp(Double(index - 1) * logGamma + log1p(innerAccuracy))   // one rounding
-            return v.isFinite ? v : .greatestFiniteMagnitude
         }
     }
 }

@@ -24,23 +24,28 @@ struct SeriesDistribution: Sendable {
     /// total.
     mutating func add(_ values: some Collection<Double>, second: Int64, windowSeconds: Int64) {
         guard !values.isEmpty else { return }
-        for v in values { total.add(v) }
+        add(second: second, windowSeconds: windowSeconds) { for v in values { $0.add(v) } }
+    }
+
+    /// Applies `observe` to the total and to the sketch of `second`.
+    private mutating func add(second: Int64, windowSeconds: Int64, _ observe: (inout DistributionSketch) -> Void) {
+        observe(&total)
         guard let last = seconds.indices.last else {
-            seconds.append((second, sketch(of: values)))
+            seconds.append((second, fresh(observe)))
             return
         }
         if seconds[last].second == second {
-            for v in values { seconds[last].sketch.add(v) }
+            observe(&seconds[last].sketch)
         } else if seconds[last].second < second {
             evict(olderThan: second - windowSeconds)
-            seconds.append((second, sketch(of: values)))
+            seconds.append((second, fresh(observe)))
         } else if seconds[last].second - second < windowSeconds {
             var i = last
             while i >= 0 && seconds[i].second > second { i -= 1 }
             if i >= 0 && seconds[i].second == second {
-                for v in values { seconds[i].sketch.add(v) }
+                observe(&seconds[i].sketch)
             } else {
-                seconds.insert((second, sketch(of: values)), at: i + 1)
+                seconds.insert((second, fresh(observe)), at: i + 1)
             }
         }
     }
@@ -68,9 +73,9 @@ struct SeriesDistribution: Sendable {
         if dead > 0 { seconds.removeFirst(dead) }
     }
 
-    private func sketch(of values: some Collection<Double>) -> DistributionSketch {
+    private func fresh(_ observe: (inout DistributionSketch) -> Void) -> DistributionSketch {
         var s = DistributionSketch(validAccuracy: relativeAccuracy)
-        for v in values { s.add(v) }
+        observe(&s)
         return s
     }
 }

@@ -53,6 +53,18 @@ public struct MetricsConfiguration: Sendable {
     public var kplLevelFilter: Bool = false
     /// The namespace sinks publish under (CloudWatch's): 1...255 bytes.
     public var namespace: String = "KinesisProducerLibrary"
+    /// Distribution metrics (SPEC §6) by name, with their relative accuracy
+    /// (0 < a <= 0.1): the manager starts with them set, as by
+    /// ``MetricsManager/setDistribution(_:relativeAccuracy:)``. Empty by
+    /// default; ``kplDistributions`` is the KPL's list.
+    public var distributions: [String: Double] = [:]
+
+    /// The KPL's latency metrics as distributions at 1%: `BufferingTime`
+    /// and `RequestTime` (assign to ``distributions`` to get p50/p99 of
+    /// them).
+    public static let kplDistributions: [String: Double] = [
+        KPLMetrics.bufferingTime: 0.01, KPLMetrics.requestTime: 0.01,
+    ]
 
     /// The default configuration.
     public init() {}
@@ -98,6 +110,13 @@ public struct MetricsConfiguration: Sendable {
         try Validation.checkName(namespace, label: "namespace")
         for extra in extraDimensions { try extra.validate() }
         for name in dimensionGranularities.keys { try Validation.checkName(name, label: "dimension name") }
+        for (name, accuracy) in distributions {
+            try Validation.checkName(name)
+            guard DistributionSketch.isValidAccuracy(accuracy), !Registry.isSelfMetricName(name) else {
+                throw MetricsError(.invalidArgument, "distribution \(name): relative accuracy must be > 0 and "
+                                   + "<= 0.1 (and the name not one of kplm's own), got \(accuracy)")
+            }
+        }
     }
 }
 

@@ -131,7 +131,8 @@ extension MetricsManager {
         return MetricSnapshot(name: name, count: statistics.count, sum: statistics.sum,
                               min: statistics.min, max: statistics.max, dimensions: dimensions,
                               windowStart: Double(pending.firstSecond), windowEnd: windowEnd,
-                              timestampUnix: wall - (now - windowEnd), namespace: namespace)
+                              timestampUnix: wall - (now - windowEnd), namespace: namespace,
+                              distribution: pending.distribution)
     }
 }
 

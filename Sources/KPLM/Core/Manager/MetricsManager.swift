@@ -111,6 +111,11 @@ public final class MetricsManager: Sendable {
                                         dimensionGranularities: configuration.dimensionGranularities,
                                         levelFilter: configuration.kplLevelFilter ? configuration.level : nil))
         context.owner = ObjectIdentifier(self)
+        if configuration.level != .none {
+            context.distributionAccuracies.withLock { accuracies in
+                for (name, accuracy) in configuration.distributions { accuracies[MetricKey(name: name)] = accuracy }
+            }
+        }
         if let sink { try setSink(sink) }
     }
 
@@ -177,6 +182,7 @@ public final class MetricsManager: Sendable {
         found += WriterIndices.capacity
         found += WriterCell.retiredPlaceholderBits != 0 ? 1 : 0
         found += CellTable.retiredOverflowBits != 0 ? 1 : 0
+        found += BucketMapping.Cache.capacity + (Int(bitPattern: BucketMapping.Cache.shared.keys) != 0 ? 1 : 0)
         return found >= 0
     }()
 

@@ -334,6 +334,12 @@ typedef struct {
      * See kplm_namespace.
      */
     const char *metric_namespace;
+    /**
+     * Since 1.2. Default 0. Non-zero: the KPL's latency metrics,
+     * BufferingTime and RequestTime, are distribution metrics at 1%, as by
+     * kplm_set_distribution (their p50/p99 through kplm_query_quantile).
+     */
+    int kpl_distributions;
     /* more fields may follow in later versions; struct_size keeps the ABI */
 } kplm_config;
 
@@ -703,12 +709,13 @@ kplm_status kplm_query_name_sized(kplm_manager *m, const char *name, uint32_t se
  * name still feeds its exact count, sum, min and max, and also a mergeable
  * distribution with relative accuracy `relative_accuracy` (0 < a <= 0.1),
  * read by kplm_query_quantile. Setting it again changes the accuracy.
- * Puts to a distribution metric take a lock per put (plain metrics are
- * unchanged). Memory: 8 bytes per bucket of the range seen, about
- * ln(max/min) / (2a) buckets per second of the window and per sign (1% over
- * 1 ms..10 s: ~460 buckets, 3.7 KB), at most 131,072 per sign (1 MB, the
- * whole range of doubles for a >= 0.56%; past that the smallest magnitudes
- * fold together and only quantiles among them lose accuracy).
+ * A put to it stays lock-free (its writer cell also counts the value's
+ * bucket); plain metrics are unchanged. Memory: 8 bytes per bucket of the
+ * range seen, about 1/(2a) buckets per octave, per sign, per second of the
+ * window and per putting thread (1% over 1 ms..10 s: ~680 buckets, 5.4 KB),
+ * at most 131,072 per sign (1 MB: every double's magnitude for a >= 0.8%;
+ * past that the smallest magnitudes fold together and only quantiles
+ * among them lose accuracy). See docs/distributions.md.
  * Returns KPLM_OK (at level NONE too, where nothing is recorded);
  * KPLM_EINVAL for a NULL manager, a bad name (as kplm_put), an accuracy out
  * of range or NaN, or KPLM_METRIC_REFUSED / KPLM_METRIC_SINK_DROPPED;

@@ -617,6 +617,11 @@ public:
         c_.kpl_level_filter = on ? 1 : 0;
         return *this;
     }
+    // BufferingTime and RequestTime as distribution metrics at 1% (see quantile).
+    Config &kpl_distributions(bool on) {
+        c_.kpl_distributions = on ? 1 : 0;
+        return *this;
+    }
     Config &metric_namespace(std::string ns) {
         namespace_ = std::move(ns);
         return *this;
@@ -864,6 +869,23 @@ public:
         kplm_status st = kplm_query_name(m_, name, seconds, &s);
         if (st == KPLM_OK) out = Statistics::from(s);
         return st;
+    }
+
+    // Makes `name` a distribution metric (before start; 0 < a <= 0.1).
+    void set_distribution(const char *name, double relative_accuracy) {
+        detail::check(kplm_set_distribution(live(), name, relative_accuracy), "kplm_set_distribution");
+    }
+    // The value at quantile q (0..1) of one key of a distribution metric
+    // (its stream only, or none), over the last `seconds` or, with
+    // kplm::cumulative, since creation: within a·|x| of the exact sample
+    // quantile x. NaN with no observation.
+    double quantile(const char *name, double q, const char *stream = nullptr,
+                    std::uint32_t seconds = cumulative) const {
+        kplm_dimension dim{"stream", stream};
+        double out = 0;
+        detail::check(kplm_query_quantile(m_, name, stream ? &dim : nullptr, stream ? 1 : 0, seconds, q, &out),
+                      "kplm_query_quantile");
+        return out;
     }
 
     // Visits the rolling-window statistics, in export order, on this thread:

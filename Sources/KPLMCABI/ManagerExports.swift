@@ -58,6 +58,7 @@ public func kplm_new(_ config: UnsafePointer<kplm_config>?,
             configuration.granularity = granularity
         }
         configuration.kplLevelFilter = c.kpl_level_filter != 0
+        if c.kpl_distributions != 0 { configuration.distributions = MetricsConfiguration.kplDistributions }
         if let ns = c.metric_namespace {
             guard let text = try? CArguments.string(ns, limit: Validation.maxNameBytes, label: "namespace"),
                   !text.isEmpty else { return KPLM_EINVAL }

@@ -103,12 +103,46 @@ final class DistributionMetricTests: XCTestCase {
         try m.close()
     }
 
-    /// A plain metric keeps its writer cells; a distribution metric takes
-    /// the shared path, where its values feed the distribution.
-    func testOnlyDistributionMetricsLeaveTheWriterCells() throws {
-        let m = try manager(TestClock(100))
-        try m.setDistribution("D", relativeAccuracy: 0.05)
-        XCTAssertFalse(try m.metric("D").usesWriterCells)
-        XCTAssertTrue(try m.metric("P").usesWriterCells || !CellCollector.isAvailable)
+    /// Distribution metrics record on writer cells (statistics and bucket
+    /// counts), and values a cell does not take (tiny subnormals) on the
+    /// shared path; with the system clock the common case runs, and what
+    /// is exported is exact in count and within the accuracy in quantiles.
+    func testThreadsOnTheCellPathAndTheSharedPath() throws {
+        let sink = RecordingSink()
+        var c = MetricsConfiguration()
+        c.level = .detailed
+        c.uploadInterval = .seconds(3600)
+        let m = try MetricsManager(configuration: c, sink: sink)
+        try m.setDistribution("RequestTime", relativeAccuracy: 0.01)
+        try m.start()
+        let handle = try m.metric("RequestTime", stream: "s")
+        XCTAssertTrue(handle.usesWriterCells)
+        XCTAssertEqual(handle.distributionCellsWithTicker, CellCollector.isAvailable)
+        let perThread = 50_000
+        @Sendable func value(_ t: Int, _ i: Int) -> Double {
+            switch i % 100 {
+            case 0: return 0
+            case 1: return 3 * .leastNonzeroMagnitude      // not taken by a cell: shared path
+            case 2: return -Double(i % 777) - 1
+            default: return Double((i &* 2_654_435_761 &+ t) % 100_000) / 7 + 0.5
+            }
+        }
+        DispatchQueue.concurrentPerform(iterations: 4) { t in
+            for i in 0..<perThread {
+                if t % 2 == 0 { try! handle.put(value(t, i)) } else { try! m.put("RequestTime", value(t, i), stream: "s") }
+            }
+        }
+        try m.flush()
+        let exported = sink.batches.joined().filter { $0.name == "RequestTime" }
+        var merged = try DistributionSketch(relativeAccuracy: 0.01)
+        for s in exported { merged.merge(try XCTUnwrap(s.distribution)) }
+        XCTAssertEqual(exported.reduce(0) { $0 + $1.count }, 4 * perThread)
+        XCTAssertEqual(merged.count, UInt64(4 * perThread))
+        let sorted = (0..<4).flatMap { t in (0..<perThread).map { value(t, $0) } }.sorted()
+        for q in DistributionSketchTests.quantiles {
+            let x = sorted[Int((q * Double(sorted.count - 1)).rounded(.down))]
+            XCTAssertLessThanOrEqual(abs(merged.quantile(q) - x), 0.01 * abs(x), "q=\(q)")
+        }
+        try m.close()
     }
 }

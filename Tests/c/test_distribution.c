@@ -187,6 +187,67 @@ static void exports_carry_the_buckets(void) {
     kplm_free(m);
 }
 
+/* With the system clock the puts take the cells' common case: two threads
+ * on one handle, checked against the exact sample as above. */
+static void lock_free_puts_with_the_system_clock(void) {
+    static double v[N], sorted[N];
+    size_t n = fill(1, v);
+    memcpy(sorted, v, sizeof v);
+    qsort(sorted, n, sizeof *sorted, cmp_double);
+    kplm_config cfg;
+    kplm_config_init(&cfg);
+    cfg.level = KPLM_LEVEL_DETAILED;
+    cfg.upload_interval_ms = 3600e3;
+    kplm_manager *m = NULL;
+    CHECK_OK(kplm_new(&cfg, &m));
+    CHECK_OK(kplm_set_distribution(m, "RequestTime", 0.01));
+    put_job jobs[2] = {{m, v, 0, n / 2}, {m, v, n / 2, n}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&t[i], NULL, put_range, &jobs[i]) == 0);
+    for (int i = 0; i < 2; i++) CHECK(pthread_join(t[i], NULL) == 0);
+    const kplm_dimension dims[] = {{"stream", "orders"}};
+    for (size_t qi = 0; qi < sizeof quantiles / sizeof *quantiles; qi++) {
+        double q = quantiles[qi], x = sorted[(size_t)floor(q * (double)(n - 1))], got = NAN;
+        CHECK_OK(kplm_query_quantile(m, "RequestTime", dims, 1, KPLM_CUMULATIVE, q, &got));
+        CHECK_MSG(fabs(got - x) <= 0.01 * fabs(x), "q=%g: got %.17g, exact %.17g", q, got, x);
+    }
+    kplm_statistics st;
+    CHECK_OK(kplm_query_dims(m, "RequestTime", dims, 1, KPLM_CUMULATIVE, &st));
+    CHECK_U64(st.count, n);
+    kplm_free(m);
+}
+
+/* kplm_config.kpl_distributions: the KPL's latency metrics at 1%. */
+static void the_kpl_list_in_the_config(void) {
+    tclock clk;
+    tclock_set(&clk, 1000);
+    kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, &clk);
+    cfg.kpl_distributions = 1;
+    kplm_manager *m = NULL;
+    CHECK_OK(kplm_new(&cfg, &m));
+    for (int i = 1; i <= 100; i++) {
+        CHECK_OK(kplm_put(m, KPLM_METRIC_BUFFERING_TIME, i, "s", NULL, NULL));
+        CHECK_OK(kplm_put(m, KPLM_METRIC_REQUEST_TIME, 2 * i, "s", NULL, NULL));
+    }
+    const kplm_dimension dims[] = {{"stream", "s"}};
+    double p50 = 0;
+    CHECK_OK(kplm_query_quantile(m, KPLM_METRIC_BUFFERING_TIME, dims, 1, KPLM_CUMULATIVE, 0.5, &p50));
+    CHECK_MSG(fabs(p50 - 50) <= 0.5, "p50 %g", p50);
+    CHECK_OK(kplm_query_quantile(m, KPLM_METRIC_REQUEST_TIME, dims, 1, KPLM_CUMULATIVE, 0.5, &p50));
+    CHECK_MSG(fabs(p50 - 100) <= 1, "p50 %g", p50);
+    CHECK_ST(kplm_query_quantile(m, KPLM_METRIC_USER_RECORDS_PUT, dims, 1, KPLM_CUMULATIVE, 0.5, &p50), KPLM_EINVAL);
+    CHECK_OK(kplm_set_distribution(m, "Other", 0.05));   /* more may be added */
+    kplm_free(m);
+    /* Default: none. */
+    kplm_config plain;
+    kplm_config_init(&plain);
+    CHECK(plain.kpl_distributions == 0);
+    plain.level = KPLM_LEVEL_DETAILED;
+    CHECK_OK(kplm_new(&plain, &m));
+    CHECK_ST(kplm_query_quantile(m, KPLM_METRIC_BUFFERING_TIME, NULL, 0, KPLM_CUMULATIVE, 0.5, &p50), KPLM_EINVAL);
+    kplm_free(m);
+}
+
 static void errors_and_empty_answers(void) {
     tclock clk;
     tclock_set(&clk, 1000);
@@ -227,6 +288,8 @@ static void errors_and_empty_answers(void) {
 int main(void) {
     int failures = 0;
     RUN_T(quantiles_within_the_accuracy, 120);
+    RUN(lock_free_puts_with_the_system_clock);
+    RUN(the_kpl_list_in_the_config);
     RUN(errors_and_empty_answers);
     RUN(exports_carry_the_buckets);
     return failures != 0;

@@ -420,12 +420,36 @@ void builtin_sinks() {
 
 }  // namespace
 
+// Distribution metrics: set before start, quantiles within the accuracy.
+void distributions() {
+    double t = 100.0;
+    kplm::Manager m(kplm::Config().level(kplm::Level::Detailed).upload_interval(std::chrono::minutes(10))
+                        .window_seconds(10).clock([&t] { return t; }));
+    m.set_distribution("RequestTime", 0.01);
+    CHECK_THROWS_STATUS(m.set_distribution("X", 0.2), KPLM_EINVAL);
+    CHECK(std::isnan(m.quantile("RequestTime", 0.5, "orders")));
+    for (int i = 1; i <= 1000; i++) m.put("RequestTime", i, "orders");
+    double p99 = m.quantile("RequestTime", 0.99, "orders");
+    CHECK(std::fabs(p99 - 990) <= 0.01 * 990);
+    CHECK_EQ(m.quantile("RequestTime", 0, "orders"), 1.0);     // the exact minimum
+    CHECK_EQ(m.quantile("RequestTime", 1, "orders", 10), 1000.0);
+    CHECK_THROWS_STATUS(m.quantile("Plain", 0.5), KPLM_EINVAL);
+    CHECK_THROWS_STATUS(m.quantile("RequestTime", 1.5), KPLM_EINVAL);
+    m.start();
+    CHECK_THROWS_STATUS(m.set_distribution("Later", 0.01), KPLM_ESTATE);
+    m.close();
+    kplm::Manager kpl(kplm::Config().level(kplm::Level::Detailed).kpl_distributions(true));
+    kpl.put("BufferingTime", 5.0);
+    CHECK_EQ(kpl.quantile("BufferingTime", 0.5), 5.0);
+}
+
 int main() {
     setvbuf(stdout, nullptr, _IONBF, 0);
     int failures = 0;
     RUN(helpers);
     RUN(config_errors);
     RUN(lifecycle_puts_and_queries);
+    RUN(distributions);
     RUN(batch_and_views);
     RUN(throwing_sink_callbacks);
     RUN(kpl_output_options);

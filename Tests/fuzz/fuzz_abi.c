@@ -388,6 +388,25 @@ static void check_snapshot_sane(const kplm_snapshot *s, int level, uint32_t wind
     CHECK(s->window_start < s->window_end);
     /* A rolling-window reading never spans more than the window. */
     if (rolling) CHECK(s->window_end - s->window_start <= (double)window);
+    /* A distribution metric's buckets (exports only): ascending values
+     * within the metric's accuracy of [min, max], counts adding up to
+     * count (SPEC §6). */
+    if (rolling) CHECK(s->buckets == NULL && s->bucket_count == 0);
+    if (s->bucket_count > 0) {
+        double a = s->relative_accuracy;
+        CHECK(s->buckets != NULL && a > 0 && a <= 0.1);
+        uint64_t total = 0;
+        for (size_t i = 0; i < s->bucket_count; i++) {
+            const kplm_bucket *b = &s->buckets[i];
+            CHECK(b->count >= 1 && isfinite(b->value));
+            if (i > 0) CHECK(s->buckets[i - 1].value < b->value);
+            CHECK(b->value >= s->min - a * fabs(s->min) && b->value <= s->max + a * fabs(s->max));
+            total += b->count;
+        }
+        CHECK(total == s->count);
+    } else {
+        CHECK(s->buckets == NULL && s->relative_accuracy == 0);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1435,6 +1454,17 @@ static void new_manager(slot *s) {
     }
     CHECK_ST(r, ST(KPLM_OK));
     CHECK(m != NULL);
+
+    /* Some managers make two of the fuzzer's names distribution metrics
+     * (SPEC §6): their puts then take the distribution paths, under every
+     * check that follows (the statistics are unchanged by it). Derived from
+     * the config, so no input byte moves. */
+    if ((c.window_seconds ^ c.max_metrics) & 1) {
+        double a = c.window_seconds & 2 ? 0.1 : 0.01;
+        CHECK_ST(kplm_set_distribution(m, "a", a), ST(KPLM_OK));
+        CHECK_ST(kplm_set_distribution(m, "UserRecordsPut", a), ST(KPLM_OK));
+        trace("set_distribution slot%d \"a\", \"UserRecordsPut\" %g -> OK", s->idx, a);
+    }
 
     /* Fresh slot. */
     s->m = m;

@@ -86,3 +86,16 @@ def test_exports_carry_the_buckets_once(make_manager, clock):
     assert values == sorted(values) and len(values) > 100
     assert all(abs(v - round(v)) <= 0.01 * v for v in values)   # each within 1% of the integers it holds
     assert by_name["Plain"].buckets == ()
+    assert timed.relative_accuracy == 0.01 and by_name["Plain"].relative_accuracy == 0.0
+
+
+def test_the_kpl_list_at_creation(make_manager):
+    assert dict(kplm.KPL_DISTRIBUTIONS) == {"BufferingTime": 0.01, "RequestTime": 0.01}
+    m = make_manager(distributions=kplm.KPL_DISTRIBUTIONS)
+    for v in range(1, 101):
+        m.put("BufferingTime", float(v), "s")
+    assert abs(m.query_quantile("BufferingTime", 0.5, {"stream": "s"}) - 50) <= 0.5
+    with pytest.raises(kplm.InvalidArgumentError):
+        m.query_quantile("UserRecordsPut", 0.5)     # not in the list
+    with pytest.raises(kplm.InvalidArgumentError):
+        make_manager(distributions={"X": 0.5})

@@ -78,20 +78,22 @@ def test_unit_names():
 
 
 def test_struct_layouts_of_kpl_fields():
-    assert ctypes.sizeof(kplm.KplmConfig) == 72
+    assert ctypes.sizeof(kplm.KplmConfig) == 80          # 1.2 added kpl_distributions
     assert kplm.KplmConfig.granularity.offset == 56
     assert kplm.KplmConfig.kpl_level_filter.offset == 60
     assert kplm.KplmConfig.metric_namespace.offset == 64
+    assert kplm.KplmConfig.kpl_distributions.offset == 72
     assert ctypes.sizeof(kplm.KplmStatistics) == 32
     assert kplm.KplmStatistics.sum.offset == 8 and kplm.KplmStatistics.max.offset == 24
 
 
 def test_config_init_kpl_defaults():
     cfg = kplm.default_config()
-    assert cfg.struct_size == 72
+    assert cfg.struct_size == 80
     assert cfg.granularity == kplm.Granularity.NONE
     assert cfg.kpl_level_filter == 0
     assert cfg.metric_namespace is None
+    assert cfg.kpl_distributions == 0
 
 
 # --------------------------------------------------------------------------

@@ -126,6 +126,7 @@ class KplmConfig(ctypes.Structure):
         ("granularity", ctypes.c_int),
         ("kpl_level_filter", ctypes.c_int),
         ("metric_namespace", ctypes.c_char_p),
+        ("kpl_distributions", ctypes.c_int),
     ]
 
 

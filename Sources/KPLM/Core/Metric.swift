@@ -22,8 +22,14 @@ public final class Metric: Sendable {
     let seriesRef: Unmanaged<MetricSeries>
     let windowSeconds: Int64
     let usesWriterCells: Bool
-    /// Writer cells and the system clock (the second comes from the ticker).
+    /// Writer cells and the system clock (the second comes from the ticker);
+    /// false for a distribution metric, whose common case is
+    /// ``tryPutDistribution(_:)`` (so a plain metric's put pays nothing for it).
     @usableFromInline let cellsWithTicker: Bool
+    /// A distribution metric's bucket mapping, and whether its common case
+    /// can run (writer cells, system clock).
+    let bucketMapping: BucketMapping?
+    @usableFromInline let distributionCellsWithTicker: Bool
     /// The fork generation of the manager (see ``ForkGuard``).
     @usableFromInline let generation: UInt64
 
@@ -39,10 +45,11 @@ public final class Metric: Sendable {
         self.activityWord = context.sinkActivity
         self.seriesRef = Unmanaged.passUnretained(series)
         self.windowSeconds = context.windowSeconds
-        // A distribution metric's puts take the shared path, where each value
-        // also feeds its distribution (a writer cell keeps statistics only).
-        self.usesWriterCells = context.usesWriterCells && accuracy == nil
-        self.cellsWithTicker = !isNoop && usesWriterCells && context.clock.isSystem
+        self.usesWriterCells = context.usesWriterCells
+        let withTicker = !isNoop && usesWriterCells && context.clock.isSystem
+        self.cellsWithTicker = withTicker && accuracy == nil
+        self.bucketMapping = accuracy.map { BucketMapping(relativeAccuracy: $0) }
+        self.distributionCellsWithTicker = withTicker && accuracy != nil
         self.generation = context.generation
     }
 

@@ -72,8 +72,9 @@ package final class MetricSeries: @unchecked Sendable {
     }
 
     private let state: Locked<State>
-    /// Whether the key belongs to a distribution metric: its puts take the
-    /// shared path, where each value also feeds the distribution.
+    /// Whether the key belongs to a distribution metric: each observation
+    /// also feeds its distribution (through ``CellBuckets`` on a writer
+    /// cell, or directly on the shared path).
     let isDistribution: Bool
 
     /// Set while the series is on its manager's ``ChangedSeries`` list.
@@ -224,8 +225,21 @@ package final class MetricSeries: @unchecked Sendable {
     /// slot (spilled by its owner inside a section, or drained by a
     /// reader), or the library's own counters. Recorded even on a removed
     /// series: a removal waits for those sections and exports what they left.
-    func record(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64) {
-        state.withLock { s in Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s) }
+    ///
+    /// `buckets`, a distribution metric's cell slot counts of the same
+    /// observations, feed its distribution in the same critical section.
+    func record(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64,
+                buckets: UnsafeMutablePointer<CellBuckets>? = nil) {
+        state.withLock { s in
+            Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
+            guard let buckets, s.distribution != nil else { return }
+            s.distribution!.add(buckets, min: statistics.min, max: statistics.max, second: second,
+                                windowSeconds: windowSeconds)
+            if s.pending!.distribution == nil {
+                s.pending!.distribution = DistributionSketch(validAccuracy: s.distribution!.relativeAccuracy)
+            }
+            s.pending!.distribution!.add(buckets, min: statistics.min, max: statistics.max)
+        }
     }
 
     private static func merge(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64,

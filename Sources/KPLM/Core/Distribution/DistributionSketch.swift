@@ -10,26 +10,25 @@ import Glibc
 ///
 /// ## Design
 ///
-/// - Mapping (``BucketMapping``): a magnitude `x` falls in bucket
-///   `i = ⌊log2(x)·K⌋`, which covers [γ^i, γ^(i+1)) with γ = 2^(1/K), K the
-///   fewest buckets per octave for which the bucket's value γ^i·2γ/(1+γ)
-///   is within (γ−1)/(γ+1) ≤ a′ of every x it covers. a′ is `a` less
-///   0.1%: the margin absorbs the rounding of boundaries, of the value and
-///   of the result to a double. The index of a normal double is read from
-///   its exponent and a table of its mantissa's top bits: no logarithm.
+/// - Mapping (``BucketMapping``): each octave [2^e, 2^(e+1)) is cut into
+///   K buckets of equal width, so a normal double's bucket is its bits read
+///   as a number, scaled and truncated (no logarithm); a bucket's value,
+///   the harmonic mean of its bounds, is within 1/(2K + 1) ≤ a′ of every x
+///   it holds. a′ is `a` less 0.1%: the margin absorbs the rounding of the
+///   index and of the value.
 /// - Storage: positive and negative magnitudes each in a dense array of
-///   counts over the range of indices seen (``BucketStore``), plus a count
-///   of zeros (both signs), plus the exact values of the few subnormals too
-///   small for the margin (below ⌈4000/a⌉ times the smallest subnormal, where
-///   a double's spacing is no longer small next to a·x), and the exact
-///   minimum and maximum, which bound every answer.
+///   counts over the range of buckets seen (``BucketStore``), plus a count
+///   of zeros (both signs), plus the exact values of the smallest
+///   subnormals (below ⌈4000/a⌉ times the smallest; up to 4,096 distinct
+///   ones, more fold into the nearest kept), and the exact minimum and
+///   maximum, which bound every answer.
 /// - Merge: counts add, bucket by bucket; nothing is re-sampled, so a merge
 ///   of sketches answers as one sketch of all their observations.
-/// - Memory: 8 bytes per bucket in the range seen, per sign: about
-///   ln(max/min) / (2a) buckets, so 1% over 1 ms..10 s is ~460 buckets
-///   (3.7 KB). Each sign spans at most ``maxBuckets(relativeAccuracy:)``
-///   buckets: the whole range of doubles, up to 131,072 buckets (1 MB),
-///   which covers it for a >= 0.56%. Beyond it (a finer accuracy and a
+/// - Memory: 8 bytes per bucket in the range seen, per sign: K ≈ 1/(2a)
+///   buckets per octave, so 1% over 1 ms..10 s (13.3 octaves) is ~680
+///   buckets (5.4 KB). Each sign spans at most ``maxBuckets(relativeAccuracy:)``
+///   buckets, up to 131,072 (1 MB), which covers every double's magnitude
+///   for a >= 0.8%. Beyond it (a finer accuracy and a
 ///   wider range seen) the smallest magnitudes fold into the lowest bucket
 ///   kept, and only quantiles that fall among them lose accuracy (see
 ///   ``BucketStore``).
@@ -67,7 +66,7 @@ public struct DistributionSketch: Sendable, Equatable {
 
     init(validAccuracy a: Double) {
         relativeAccuracy = a
-        mapping = BucketMapping.forAccuracy(a)
+        mapping = BucketMapping(relativeAccuracy: a)
         let cap = Self.maxBuckets(relativeAccuracy: a)
         positive = BucketStore(capacity: cap)
         negative = BucketStore(capacity: cap)
@@ -76,7 +75,7 @@ public struct DistributionSketch: Sendable, Equatable {
     /// The most buckets one sign spans at accuracy `a`: every magnitude a
     /// double can have, at most 131,072 (1 MB).
     public static func maxBuckets(relativeAccuracy a: Double) -> Int {
-        Swift.min(BucketMapping.forAccuracy(a).fullRange, 131_072)
+        Swift.min(BucketMapping(relativeAccuracy: a).fullRange, 131_072)
     }
 
     public static func == (l: Self, r: Self) -> Bool {
@@ -147,6 +146,29 @@ public struct DistributionSketch: Sendable, Equatable {
         // The exact extremes (the buckets' values are only within `a` of them).
         if min.isFinite && max.isFinite && min <= max { (sketch.minimum, sketch.maximum) = (min, max) }
         return sketch
+    }
+
+    /// Adds the counts of a writer cell's slot (``CellBuckets``, of this
+    /// sketch's accuracy), whose exact extremes are `min` and `max`.
+    mutating func add(_ b: UnsafePointer<CellBuckets>, min: Double, max: Double) {
+        var added: UInt64 = b.pointee.zeros
+        zeroCount &+= b.pointee.zeros
+        if let counts = b.pointee.positive {
+            for k in 0..<b.pointee.positiveCount where counts[k] != 0 {
+                positive.add(b.pointee.positiveLow - b.pointee.offset + k, count: counts[k])
+                added &+= counts[k]
+            }
+        }
+        if let counts = b.pointee.negative {
+            for k in 0..<b.pointee.negativeCount where counts[k] != 0 {
+                negative.add(b.pointee.negativeLow - b.pointee.offset + k, count: counts[k])
+                added &+= counts[k]
+            }
+        }
+        guard added > 0 else { return }
+        count &+= added
+        if min < minimum { minimum = min }
+        if max > maximum { maximum = max }
     }
 
     /// Adds `n` observations of a finite `value`.

@@ -27,6 +27,13 @@ struct SeriesDistribution: Sendable {
         add(second: second, windowSeconds: windowSeconds) { for v in values { $0.add(v) } }
     }
 
+    /// Adds a writer cell slot's counts that fell in `second` (see
+    /// ``add(_:second:windowSeconds:)``), with their exact extremes.
+    mutating func add(_ buckets: UnsafePointer<CellBuckets>, min: Double, max: Double, second: Int64,
+                      windowSeconds: Int64) {
+        add(second: second, windowSeconds: windowSeconds) { $0.add(buckets, min: min, max: max) }
+    }
+
     /// Applies `observe` to the total and to the sketch of `second`.
     private mutating func add(second: Int64, windowSeconds: Int64, _ observe: (inout DistributionSketch) -> Void) {
         observe(&total)

@@ -57,13 +57,20 @@ extension Metric {
     package func tryPutCommonCase(_ value: Double) -> Bool {
         let second = kplmshim_cached_second()
         let writerPlus1 = Int(kplmshim_writer_raw())   // this thread's writer index + 1, or <= 0
-        guard _fastPath(cellsWithTicker && second != Int64.min && writerPlus1 > 0 && !ForkGuard.isInherited(generation))
-        else { return false }
+        guard _fastPath(second != Int64.min && writerPlus1 > 0 && !ForkGuard.isInherited(generation)) else { return false }
         // (The entry of a removed metric holds a placeholder cell whose
         // put reports "not done": see WriterCell.Offset.retiredSlotIndex.)
+        if _fastPath(cellsWithTicker) {
+            let bits = cellTable.load(writerPlus1: writerPlus1)
+            return bits != 0 && WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
+                .tryPut(value, second: Int64(second), gate: gateWord)
+        }
+        // A distribution metric's common case: one section on this thread's
+        // cell counting the value's bucket and its statistics.
+        guard distributionCellsWithTicker else { return false }
         let bits = cellTable.load(writerPlus1: writerPlus1)
         return bits != 0 && WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
-            .tryPut(value, second: Int64(second), gate: gateWord)
+            .tryPutDistribution(value, second: Int64(second), gate: gateWord)
     }
 
     /// ``put(many:at:)`` for finite values and a finite `at` (the caller
@@ -135,8 +142,16 @@ extension Metric {
             let word: UInt64
             if writer >= 0 {
                 let cell = MetricSeries.cell(writer, in: target.cellTable, of: target.seriesRef)
-                word = cell.put(value, second: second, gate: gateWord, activity: activityWord,
-                                series: target.seriesRef, windowSeconds: windowSeconds)
+                let put = cell.put(value, second: second, gate: gateWord, activity: activityWord,
+                                   series: target.seriesRef, windowSeconds: windowSeconds,
+                                   distribution: target.bucketMapping)
+                if put & WriterCell.sharedPathBit != 0 {
+                    // A value the distribution cell does not take (see CellBuckets).
+                    guard let shared = target.sharedRecord(value, second: second) else { return .closed }
+                    word = shared
+                } else {
+                    word = put
+                }
             } else {
                 guard let shared = target.sharedRecord(value, second: second) else { return .closed }
                 word = shared

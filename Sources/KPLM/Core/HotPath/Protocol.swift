@@ -4,6 +4,9 @@
 //   MetricPut.swift      the put part of `Metric`: fast path, slow paths.
 //   WriterCell.swift     one thread's accumulator per metric (its layout,
 //                        with named offsets, and the recycle rule of slots).
+//   CellBuckets.swift    a distribution metric's bucket counts per slot:
+//                        written, drained and recycled with their slot, so
+//                        every pair below covers them as it covers the slot.
 //   CellCollector.swift  the reader side: flush, snapshots and close drain
 //                        the cells into the shared series.
 //   PutGate.swift        admission: one word, closing bit, started-with-an-

@@ -11,6 +11,8 @@ import Synchronization
 ///     8  active    Atomic<Int>   slot the owner writes (0 or 1); set by readers
 ///    16  slot 0    count (Atomic<Int>), second, sum, min, max (8 bytes each)
 ///    56  slot 1    same
+///   112  buckets   per slot, a pointer to its ``CellBuckets`` (distribution
+///                  metrics only; made by the owner; 0 = none yet)
 ///
 /// The offsets are named below (``Offset``). A *slot* is one
 /// second's accumulator of a cell; a thread's *writer index* selects its
@@ -99,6 +101,10 @@ struct WriterCell {
         @inlinable static var slotSum: Int { 16 }
         @inlinable static var slotMin: Int { 24 }
         @inlinable static var slotMax: Int { 32 }
+        /// Slot i's ``CellBuckets`` pointer is at `buckets + 8 * i` (bytes
+        /// 112 and 120: the sum and min words of the retired "slot 2",
+        /// which no put reads: its count word stays zero).
+        @inlinable static var buckets: Int { 112 }
     }
 
     /// Allocates an empty cell (active slot 0, both slots empty).
@@ -114,7 +120,25 @@ struct WriterCell {
         return WriterCell(base: base)
     }
 
-    func deallocate() { base.deallocate() }
+    func deallocate() {
+        for index in 0..<2 { if let b = buckets(index) { CellBuckets.deallocate(b) } }
+        base.deallocate()
+    }
+
+    /// Slot `index`'s distribution counts, if made (0 or 1 only).
+    @inlinable @inline(__always)
+    func buckets(_ index: Int) -> UnsafeMutablePointer<CellBuckets>? {
+        UnsafeMutablePointer(bitPattern: base.load(fromByteOffset: Offset.buckets &+ index &* 8, as: UInt.self))
+    }
+
+    /// Slot `index`'s distribution counts, made by the owner inside its
+    /// section on first use. A reader reads the pointer after acquiring
+    /// the section's end, like the slot's other fields.
+    private func makeBuckets(_ index: Int, _ mapping: BucketMapping) -> UnsafeMutablePointer<CellBuckets> {
+        let made = CellBuckets.allocate(mapping)
+        base.storeBytes(of: UInt(bitPattern: made), toByteOffset: Offset.buckets + index * 8, as: UInt.self)
+        return made
+    }
 
     // MARK: Fields
 
@@ -144,16 +168,24 @@ struct WriterCell {
     /// observation since the slot was drained): the caller lists the metric
     /// as changed (see ``ChangedSeries``).
     static let startedSlotBit: UInt64 = 1 << 62
+    /// Bit of the same word when a distribution metric's cell does not take
+    /// the value (see ``CellBuckets``): nothing was recorded, the caller
+    /// records it on the shared path.
+    static let sharedPathBit: UInt64 = 1 << 61
 
     /// Records `value` in `second` unless the gate says closing or the
     /// metric was removed. Returns the gate word read inside the section
     /// (the caller refuses the put if its closing bit is set, and notifies
     /// an eventful sink if started), with ``retiredBit`` added if the
     /// metric was removed.
+    ///
+    /// For a distribution metric (`distribution` its mapping) the value's
+    /// bucket is counted in the slot's ``CellBuckets`` too, or, if the cell
+    /// does not take it, nothing is recorded and ``sharedPathBit`` is set.
     @inline(__always)
     func put(_ value: Double, second: Int64, gate: UnsafeMutablePointer<Atomic<UInt64>>,
              activity: UnsafeMutablePointer<Atomic<Int>>, series: Unmanaged<MetricSeries>,
-             windowSeconds: Int64) -> UInt64 {
+             windowSeconds: Int64, distribution: BucketMapping? = nil) -> UInt64 {
         let seq = sequence.pointee.load(ordering: .relaxed)
         sequence.pointee.store(seq &+ 1, ordering: .relaxed)
         // Dekker half: the odd sequence must not move below the loads of the
@@ -165,6 +197,9 @@ struct WriterCell {
             // Removed as idle: record nothing (the caller puts again on the
             // re-created key). Same Dekker pair as closing (Protocol.swift, 6).
             word |= Self.retiredBit
+        } else if let distribution, !PutGate.isClosing(word) {
+            word = putDistribution(value, second: second, word: word, index: index, mapping: distribution,
+                                   activity: activity, series: series, windowSeconds: windowSeconds)
         } else if !PutGate.isClosing(word) {
             // An eventful sink's record for this put is reserved while the
             // put is still inside its section, so close counts it.
@@ -176,7 +211,7 @@ struct WriterCell {
                 // Common case: same second as the last put of this thread.
                 Self.add(value, to: s, count: count, holding: n)
             } else {
-                if n != 0 { Self.spill(s, n, into: series, windowSeconds: windowSeconds) } else { word |= Self.startedSlotBit }
+                if n != 0 { Self.spill(s, n, nil, into: series, windowSeconds: windowSeconds) } else { word |= Self.startedSlotBit }
                 s.storeBytes(of: second, toByteOffset: Offset.slotSecond, as: Int64.self)
                 s.storeBytes(of: value, toByteOffset: Offset.slotSum, as: Double.self)
                 s.storeBytes(of: value, toByteOffset: Offset.slotMin, as: Double.self)
@@ -187,6 +222,71 @@ struct WriterCell {
         // Ends the section: publishes the slot to a reader that acquires it.
         sequence.pointee.store(seq &+ 2, ordering: .releasing)
         return word
+    }
+
+    /// ``put(_:second:gate:activity:series:windowSeconds:distribution:)`` of
+    /// a distribution metric, inside the section, not closing, not retired:
+    /// a new second spills the slot (statistics and buckets) first; then
+    /// the value's bucket, then its statistics, or neither.
+    @inline(__always)
+    private func putDistribution(_ value: Double, second: Int64, word: UInt64, index: Int,
+                                 mapping: BucketMapping, activity: UnsafeMutablePointer<Atomic<Int>>,
+                                 series: Unmanaged<MetricSeries>, windowSeconds: Int64) -> UInt64 {
+        var word = word
+        let s = slot(index)
+        let count = Self.count(s)
+        var n = count.pointee.load(ordering: .relaxed)
+        let b = buckets(index) ?? makeBuckets(index, mapping)
+        var spilled = false
+        if n != 0 && s.load(fromByteOffset: Offset.slotSecond, as: Int64.self) != second {
+            Self.spill(s, n, b, into: series, windowSeconds: windowSeconds)
+            count.pointee.store(0, ordering: .relaxed)
+            n = 0
+            spilled = true
+        }
+        guard CellBuckets.add(value, mapping, to: b) else {
+            return word | Self.sharedPathBit
+        }
+        if PutGate.isStartedWithEventfulSink(word) { PutContext.reserveRecord(activity) }   // as in put(...)
+        if n != 0 {
+            Self.add(value, to: s, count: count, holding: n)
+        } else {
+            if !spilled { word |= Self.startedSlotBit }
+            s.storeBytes(of: second, toByteOffset: Offset.slotSecond, as: Int64.self)
+            s.storeBytes(of: value, toByteOffset: Offset.slotSum, as: Double.self)
+            s.storeBytes(of: value, toByteOffset: Offset.slotMin, as: Double.self)
+            s.storeBytes(of: value, toByteOffset: Offset.slotMax, as: Double.self)
+            count.pointee.store(1, ordering: .relaxed)
+        }
+        return word
+    }
+
+    /// The common case of a distribution metric's put, as a leaf (see
+    /// ``tryPut(_:second:gate:)``): same second, not closing, no eventful
+    /// sink, and the value's bucket in the range the slot's counts hold.
+    /// Records the value (bucket and statistics) and returns true, or
+    /// changes nothing and returns false.
+    @inlinable @inline(__always)
+    func tryPutDistribution(_ value: Double, second: Int64, gate: UnsafeMutablePointer<Atomic<UInt64>>) -> Bool {
+        let seq = sequence.pointee.load(ordering: .relaxed)
+        sequence.pointee.store(seq &+ 1, ordering: .relaxed)
+        kplmshim_compiler_barrier()   // Dekker half, as in put(...)
+        let word = PutGate.load(gate)
+        let index = active.pointee.load(ordering: .acquiring)
+        let s = slot(index)
+        let count = Self.count(s)
+        let n = count.pointee.load(ordering: .relaxed)
+        // (n == 0 for the retired index: its buckets word is never read.)
+        var done = word & (PutGate.closingBit | PutGate.startedWithEventfulSinkBit) == 0
+            && n != 0 && s.load(fromByteOffset: Offset.slotSecond, as: Int64.self) == second
+        if done, let b = buckets(index), let counter = CellBuckets.counter(for: value, in: b) {
+            Self.add(value, to: s, count: count, holding: n)
+            counter.pointee &+= 1
+        } else {
+            done = false
+        }
+        sequence.pointee.store(seq &+ 2, ordering: .releasing)
+        return done
     }
 
     /// The common case only, as a leaf: same second as this thread's last
@@ -229,16 +329,21 @@ struct WriterCell {
         count.pointee.store(n &+ 1, ordering: .relaxed)
     }
 
-    /// Moves a slot's statistics into the shared series (a new second, or a
-    /// drained slot). Out of line: once per second per (thread, metric).
+    /// Moves a slot's statistics (and, for a distribution metric, its
+    /// bucket counts, then emptied) into the shared series (a new second,
+    /// or a drained slot), in one critical section of the series.
+    /// Out of line: once per second per (thread, metric).
     @inline(never)
-    private static func spill(_ s: UnsafeMutableRawPointer, _ n: Int, into series: Unmanaged<MetricSeries>,
-                              windowSeconds: Int64) {
+    private static func spill(_ s: UnsafeMutableRawPointer, _ n: Int, _ buckets: UnsafeMutablePointer<CellBuckets>?,
+                              into series: Unmanaged<MetricSeries>, windowSeconds: Int64) {
         let statistics = MetricStatistics(count: n, sum: s.load(fromByteOffset: Offset.slotSum, as: Double.self),
                                           min: s.load(fromByteOffset: Offset.slotMin, as: Double.self),
                                           max: s.load(fromByteOffset: Offset.slotMax, as: Double.self))
         let second = s.load(fromByteOffset: Offset.slotSecond, as: Int64.self)
-        series._withUnsafeGuaranteedRef { $0.record(statistics, second: second, windowSeconds: windowSeconds) }
+        series._withUnsafeGuaranteedRef {
+            $0.record(statistics, second: second, windowSeconds: windowSeconds, buckets: buckets)
+        }
+        if let buckets { CellBuckets.reset(buckets) }
     }
 
     // MARK: Reader (under the manager's collect lock)
@@ -333,7 +438,7 @@ struct WriterCell {
         let s = slot(index)
         let n = Self.count(s).pointee.load(ordering: .relaxed)
         guard n != 0 else { return }
-        Self.spill(s, n, into: Unmanaged.passUnretained(series), windowSeconds: windowSeconds)
+        Self.spill(s, n, buckets(index), into: Unmanaged.passUnretained(series), windowSeconds: windowSeconds)
         Self.count(s).pointee.store(0, ordering: .relaxed)
     }
 }

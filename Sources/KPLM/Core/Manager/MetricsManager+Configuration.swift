@@ -194,8 +194,8 @@ extension MetricsManager {
     /// accuracy `relativeAccuracy` (0 < a <= 0.1), which
     /// ``quantile(_:of:dimensions:lastSeconds:)`` reads. Count, sum, min
     /// and max stay exact. Setting it again changes the accuracy. Puts to
-    /// such a metric take the shared path (a lock per put) instead of a
-    /// writer cell.
+    /// such a metric stay lock-free: their writer cell also counts the
+    /// value's bucket (see ``DistributionSketch`` for memory and accuracy).
     ///
     /// Allowed before ``start()`` only, and before any key of that name
     /// exists (`invalidState` otherwise). Throws `invalidArgument` for a bad

@@ -118,6 +118,7 @@ extension MetricsManager {
             throw MetricsError(.invalidArgument, "\(key.name) is not a distribution metric (see setDistribution)")
         }
         guard let metric = registry.existing(key) else { return DistributionSketch(validAccuracy: accuracy) }
+        context.collector.collect([metric.series], windowSeconds: context.windowSeconds)   // what cells hold
         let nowSecond = ManagerClock.second(of: context.clock.now())
         return metric.series.distribution(at: nowSecond, windowSeconds: context.windowSeconds,
                                           lastSeconds: lastSeconds.map { Int64($0) })

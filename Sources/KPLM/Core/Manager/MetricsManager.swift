@@ -182,7 +182,6 @@ public final class MetricsManager: Sendable {
         found += WriterIndices.capacity
         found += WriterCell.retiredPlaceholderBits != 0 ? 1 : 0
         found += CellTable.retiredOverflowBits != 0 ? 1 : 0
-        found += BucketMapping.Cache.capacity + (Int(bitPattern: BucketMapping.Cache.shared.keys) != 0 ? 1 : 0)
         return found >= 0
     }()
 

@@ -53,21 +53,36 @@ class CallbackSink: MetricsSink, @unchecked Sendable {
 
 extension CallbackSink: PendingBatchExporting {
     /// A flush's batch as one C array, strings borrowed from each series'
-    /// ``CKeyLayout`` (valid during the callback).
-    func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double) throws {
-        let rc = CLayout.withBuckets(count: batch.count, { batch[$0].pending.distribution }) { buckets in
-            CallerLayouts.snapshot.withArray(count: batch.count, stride: strides.snapshot, { i in
-                let item = batch[i]
-                let end = Double(item.pending.lastSecond + 1)
-                var c = item.series.cKey._withUnsafeGuaranteedRef {
-                    $0.snapshot(item.pending.statistics, windowStart: Double(item.pending.firstSecond),
-                                windowEnd: end, timestampUnix: wall - (now - end))
-                }
-                buckets(i, &c)
-                return c
-            }, { callbacks.export_snapshots(callbacks.user_data, $0, batch.count) })
+    /// ``CKeyLayout`` (valid during the callback), with the buckets of the
+    /// distribution metrics' pending data.
+    func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double,
+                withDistributions: Bool) throws {
+        // (Through the buffer: reading an item retains nothing.)
+        let rc = batch.withUnsafeBufferPointer { items in
+            // Most managers have no distribution metric: no bucket pass at all.
+            guard withDistributions else { return export(items, now: now, wall: wall) { _, _ in } }
+            return CLayout.withBuckets(count: items.count, { items[$0].pending.distribution }) { buckets in
+                export(items, now: now, wall: wall, buckets)
+            }
         }
         if rc != 0 { throw ExportFailed(code: rc) }
+    }
+
+    /// Lays `items` out as C snapshots, `buckets` setting each one's
+    /// distribution fields, and calls the export callback.
+    @inline(__always)
+    private func export(_ items: UnsafeBufferPointer<(series: MetricSeries, pending: PendingExport)>, now: Double,
+                        wall: Double, _ buckets: (Int, inout kplm_snapshot) -> Void) -> Int32 {
+        CallerLayouts.snapshot.withArray(count: items.count, stride: strides.snapshot, { i in
+            let item = items[i]
+            let end = Double(item.pending.lastSecond + 1)
+            var c = item.series.cKey._withUnsafeGuaranteedRef {
+                $0.snapshot(item.pending.statistics, windowStart: Double(item.pending.firstSecond),
+                            windowEnd: end, timestampUnix: wall - (now - end))
+            }
+            buckets(i, &c)
+            return c
+        }, { callbacks.export_snapshots(callbacks.user_data, $0, items.count) })
     }
 }
 

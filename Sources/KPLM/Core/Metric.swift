@@ -26,16 +26,15 @@ public final class Metric: Sendable {
     /// false for a distribution metric, whose common case is
     /// ``tryPutDistribution(_:)`` (so a plain metric's put pays nothing for it).
     @usableFromInline let cellsWithTicker: Bool
-    /// A distribution metric's bucket mapping, and whether its common case
-    /// can run (writer cells, system clock).
-    let bucketMapping: BucketMapping?
+    /// A distribution metric whose common case can run (writer cells, system
+    /// clock). (Beside the other flags: the fields a put reads share a line.)
     @usableFromInline let distributionCellsWithTicker: Bool
     /// The fork generation of the manager (see ``ForkGuard``).
     @usableFromInline let generation: UInt64
 
     init(key: MetricKey, context: PutContext, isNoop: Bool = false) {
         self.key = key
-        let accuracy = isNoop ? nil : context.distributionAccuracies.withLock { $0[MetricKey(name: key.name)] }
+        let accuracy = isNoop ? nil : context.distributionAccuracy(of: key.name)
         let series = MetricSeries(key: key, distributionAccuracy: accuracy)
         self.series = series
         self.context = context
@@ -48,7 +47,6 @@ public final class Metric: Sendable {
         self.usesWriterCells = context.usesWriterCells
         let withTicker = !isNoop && usesWriterCells && context.clock.isSystem
         self.cellsWithTicker = withTicker && accuracy == nil
-        self.bucketMapping = accuracy.map { BucketMapping(relativeAccuracy: $0) }
         self.distributionCellsWithTicker = withTicker && accuracy != nil
         self.generation = context.generation
     }

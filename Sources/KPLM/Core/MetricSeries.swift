@@ -67,15 +67,23 @@ package final class MetricSeries: @unchecked Sendable {
         /// Removed from its registry as idle (see ``Registry/removeIdle(_:nowSecond:keeping:)``):
         /// shared-path puts refuse to record and re-create the key instead.
         var isRetired = false
-        /// The key's distribution, for a distribution metric (SPEC §6).
-        var distribution: SeriesDistribution? = nil
     }
 
     private let state: Locked<State>
-    /// Whether the key belongs to a distribution metric: each observation
-    /// also feeds its distribution (through ``CellBuckets`` on a writer
-    /// cell, or directly on the shared path).
-    let isDistribution: Bool
+    /// For a distribution metric (SPEC §6), its distribution: each
+    /// observation also feeds it (through ``CellBuckets`` on a writer cell,
+    /// or directly on the shared path). Guarded by the state's lock; kept
+    /// out of the state, which stays the size it has for a plain metric.
+    private let distribution: SeriesDistribution?
+
+    /// Whether the key is of a distribution metric.
+    var isDistribution: Bool { distribution != nil }
+
+    /// A distribution metric's bucket mapping (for the general path of a
+    /// put; made on the spot: a few operations).
+    var bucketMapping: BucketMapping? {
+        distribution.map { BucketMapping(relativeAccuracy: $0.relativeAccuracy) }
+    }
 
     /// Set while the series is on its manager's ``ChangedSeries`` list.
     let isListedAsChanged = Atomic<Bool>(false)
@@ -129,10 +137,8 @@ package final class MetricSeries: @unchecked Sendable {
     init(key: MetricKey, distributionAccuracy: Double? = nil) {
         self.key = key
         self.dimensions = key.dimensions
-        var initial = State()
-        initial.distribution = distributionAccuracy.map { SeriesDistribution(relativeAccuracy: $0) }
-        state = Locked(initial)
-        isDistribution = distributionAccuracy != nil
+        state = Locked(State())
+        distribution = distributionAccuracy.map { SeriesDistribution(relativeAccuracy: $0) }
         cells = CellTable.allocate()
     }
 
@@ -208,12 +214,12 @@ package final class MetricSeries: @unchecked Sendable {
         state.withLock { s in
             guard !s.isRetired else { return false }
             Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
-            if s.distribution != nil && !values.isEmpty {
+            if let distribution, !values.isEmpty {
                 // The window's sketches, and the pending one a flush exports
                 // with the statistics (taken, and kept on failure, with them).
-                s.distribution!.add(values, second: second, windowSeconds: windowSeconds)
+                distribution.add(values, second: second, windowSeconds: windowSeconds)
                 if s.pending!.distribution == nil {
-                    s.pending!.distribution = DistributionSketch(validAccuracy: s.distribution!.relativeAccuracy)
+                    s.pending!.distribution = DistributionSketch(validAccuracy: distribution.relativeAccuracy)
                 }
                 for v in values { s.pending!.distribution!.add(v) }
             }
@@ -232,11 +238,11 @@ package final class MetricSeries: @unchecked Sendable {
                 buckets: UnsafeMutablePointer<CellBuckets>? = nil) {
         state.withLock { s in
             Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
-            guard let buckets, s.distribution != nil else { return }
-            s.distribution!.add(buckets, min: statistics.min, max: statistics.max, second: second,
+            guard let buckets, let distribution else { return }
+            distribution.add(buckets, min: statistics.min, max: statistics.max, second: second,
                                 windowSeconds: windowSeconds)
             if s.pending!.distribution == nil {
-                s.pending!.distribution = DistributionSketch(validAccuracy: s.distribution!.relativeAccuracy)
+                s.pending!.distribution = DistributionSketch(validAccuracy: distribution.relativeAccuracy)
             }
             s.pending!.distribution!.add(buckets, min: statistics.min, max: statistics.max)
         }
@@ -323,7 +329,7 @@ package final class MetricSeries: @unchecked Sendable {
             s.isRetired = false
             // Cumulative statistics start again, as for a key created anew.
             s.total = MetricStatistics(count: 0, sum: 0, min: .infinity, max: -.infinity)
-            s.distribution?.resetTotal()
+            distribution?.resetTotal()
         }
     }
 
@@ -378,7 +384,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// a key that is not of a distribution metric.
     func distribution(at nowSecond: Int64, windowSeconds: Int64, lastSeconds: Int64?) -> DistributionSketch? {
         state.withLock { s in
-            s.distribution?.sketch(at: nowSecond, windowSeconds: windowSeconds, lastSeconds: lastSeconds)
+            distribution?.sketch(at: nowSecond, windowSeconds: windowSeconds, lastSeconds: lastSeconds)
         }
     }
 

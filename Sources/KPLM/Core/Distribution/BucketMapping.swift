@@ -43,9 +43,6 @@ struct BucketMapping: Sendable {
         tinyLimit = Swift.min((4000 / a).rounded(.up) * .leastNonzeroMagnitude, .leastNormalMagnitude)
     }
 
-    /// The accuracy the buckets keep: 1/(2K + 1) (<= a′).
-    var bucketAccuracy: Double { 1 / (2 * Double(bucketsPerOctave) + 1) }
-
     /// Magnitudes below this are kept exactly by sketches: ⌈4000/a⌉ times
     /// the smallest subnormal (from there up, rounding a bucket's value to
     /// a subnormal moves it by at most a/8000 of it: within the margin).
@@ -75,4 +72,8 @@ struct BucketMapping: Sendable {
 
     /// How many buckets every magnitude from ``tinyLimit`` up spans.
     var fullRange: Int { index(.greatestFiniteMagnitude) - index(tinyLimit) + 1 }
+
+    /// The most buckets one sign spans (in a sketch or a writer cell): the
+    /// full range, at most 131,072 (1 MB of counts).
+    var maxBuckets: Int { Swift.min(fullRange, 131_072) }
 }

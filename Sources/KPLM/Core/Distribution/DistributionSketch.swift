@@ -35,23 +35,28 @@ import Glibc
 ///
 /// A value type; not thread-safe (guard a shared one with a lock).
 public struct DistributionSketch: Sendable, Equatable {
-    /// The promised relative accuracy `a`.
-    public let relativeAccuracy: Double
-    private let mapping: BucketMapping
-    private var positive: BucketStore
-    private var negative: BucketStore
-    /// Observations equal to zero (+0 or −0).
-    private var zeroCount: UInt64 = 0
-    /// Exact subnormals below ``BucketMapping/tinyLimit`` in magnitude, sorted by value.
-    private var tiny: [(value: Double, count: UInt64)] = []
-    /// Exact extremes (every answer lies between them).
-    private var minimum = Double.infinity, maximum = -Double.infinity
+    /// The contents, shared between copies until one of them changes.
+    private final class Box: @unchecked Sendable {   // (immutable once shared: copy on write)
+        var data: SketchData
+        init(_ data: SketchData) { self.data = data }
+    }
+    private var box: Box
 
-    /// Number of observations.
-    public private(set) var count: UInt64 = 0
+    /// The contents, for reading.
+    private var data: SketchData { box.data }
+    /// The contents, for changing: copied first if another sketch shares them.
+    private var unique: SketchData {
+        get { box.data }
+        _modify {
+            if !isKnownUniquelyReferenced(&box) { box = Box(box.data) }
+            yield &box.data
+        }
+    }
+
+    private init(_ data: SketchData) { box = Box(data) }
 
     /// The accuracies a sketch accepts: 0 < a <= 0.1.
-    public static func isValidAccuracy(_ a: Double) -> Bool { a > 0 && a <= 0.1 }
+    public static func isValidAccuracy(_ a: Double) -> Bool { SketchData.isValidAccuracy(a) }
 
     /// An empty sketch with relative accuracy `relativeAccuracy` (0 < a <= 0.1).
     ///
@@ -64,188 +69,53 @@ public struct DistributionSketch: Sendable, Equatable {
         self.init(validAccuracy: relativeAccuracy)
     }
 
-    init(validAccuracy a: Double) {
-        relativeAccuracy = a
-        mapping = BucketMapping(relativeAccuracy: a)
-        let cap = Self.maxBuckets(relativeAccuracy: a)
-        positive = BucketStore(capacity: cap)
-        negative = BucketStore(capacity: cap)
-    }
+    init(validAccuracy a: Double) { self.init(SketchData(validAccuracy: a)) }
 
     /// The most buckets one sign spans at accuracy `a`: every magnitude a
     /// double can have, at most 131,072 (1 MB).
-    public static func maxBuckets(relativeAccuracy a: Double) -> Int {
-        Swift.min(BucketMapping(relativeAccuracy: a).fullRange, 131_072)
-    }
+    public static func maxBuckets(relativeAccuracy a: Double) -> Int { SketchData.maxBuckets(relativeAccuracy: a) }
 
-    public static func == (l: Self, r: Self) -> Bool {
-        l.relativeAccuracy == r.relativeAccuracy && l.positive == r.positive && l.negative == r.negative
-            && l.zeroCount == r.zeroCount && l.count == r.count && l.tiny.elementsEqual(r.tiny, by: ==)
-            && l.minimum == r.minimum && l.maximum == r.maximum
-    }
+    public static func == (l: Self, r: Self) -> Bool { l.box === r.box || l.data == r.data }
 
+    /// The promised relative accuracy `a`.
+    public var relativeAccuracy: Double { data.relativeAccuracy }
+    /// Number of observations.
+    public var count: UInt64 { data.count }
     /// Whether no observation was added.
-    public var isEmpty: Bool { count == 0 }
+    public var isEmpty: Bool { data.isEmpty }
+    /// Exact smallest and largest observation (NaN when empty).
+    public var min: Double { data.min }
+    public var max: Double { data.max }
 
     /// Adds one observation. A NaN or infinite value is ignored (kplm
     /// refuses them before they reach a sketch).
-    public mutating func add(_ value: Double) {
-        guard value.isFinite else { return }
-        add(value, count: 1)
-    }
+    public mutating func add(_ value: Double) { unique.add(value) }
 
     /// Adds every observation of `other`, which must have the same accuracy
     /// (a sketch of another accuracy is a programming error: trapped).
-    public mutating func merge(_ other: DistributionSketch) {
-        precondition(other.relativeAccuracy == relativeAccuracy, "merging sketches of different accuracies")
-        guard !other.isEmpty else { return }
-        count &+= other.count
-        zeroCount &+= other.zeroCount
-        minimum = Swift.min(minimum, other.minimum)
-        maximum = Swift.max(maximum, other.maximum)
-        positive.merge(other.positive)
-        negative.merge(other.negative)
-        for entry in other.tiny { addTiny(entry.value, count: entry.count) }
-    }
+    public mutating func merge(_ other: DistributionSketch) { unique.merge(other.data) }
 
     /// The value at quantile `q` (0 ... 1): within `a·|x|` of the element of
     /// rank ⌊q·(n−1)⌋ of the sorted observations. NaN when empty or when
     /// `q` is outside [0, 1] or NaN.
-    public func quantile(_ q: Double) -> Double {
-        guard count > 0, q >= 0, q <= 1 else { return .nan }
-        if q == 0 { return minimum }
-        if q == 1 { return maximum }
-        let rank = Swift.min(UInt64((q * Double(count - 1)).rounded(.down)), count - 1)
-        var answer = Double.nan
-        forEachBucket { value, n, seen in
-            if rank < seen + n { answer = value; return false }
-            return true
-        }
-        // Clamping towards the exact extremes never moves an answer away
-        // from x, which lies between them.
-        return Swift.min(Swift.max(answer, minimum), maximum)
-    }
+    public func quantile(_ q: Double) -> Double { data.quantile(q) }
 
     /// The sketch's buckets in ascending order of value: each bucket's
     /// representative value (within `a` of every observation it holds) and
     /// its count; the counts add up to ``count``. What exporters hand on.
-    public func forEachBucket(_ body: (_ value: Double, _ count: UInt64) -> Void) {
-        forEachBucket { value, n, _ in body(value, n); return true }
-    }
+    public func forEachBucket(_ body: (_ value: Double, _ count: UInt64) -> Void) { data.forEachBucket(body) }
 
     /// A sketch of accuracy `a` holding `buckets` (values and counts, as
     /// ``forEachBucket(_:)`` gives them, e.g. from a C snapshot), whose exact
-    /// extremes are `min` and `max`; nil for an invalid accuracy. Each value
-    /// lands back in its own bucket.
+    /// extremes are `min` and `max`; nil for an invalid accuracy.
     package static func rebuilt(relativeAccuracy a: Double, buckets: some Sequence<(Double, UInt64)>,
                                 min: Double, max: Double) -> DistributionSketch? {
-        guard isValidAccuracy(a) else { return nil }
-        var sketch = DistributionSketch(validAccuracy: a)
-        for (value, n) in buckets where value.isFinite && n > 0 { sketch.add(value, count: n) }
-        guard sketch.count > 0 else { return sketch }
-        // The exact extremes (the buckets' values are only within `a` of them).
-        if min.isFinite && max.isFinite && min <= max { (sketch.minimum, sketch.maximum) = (min, max) }
-        return sketch
+        SketchData.rebuilt(relativeAccuracy: a, buckets: buckets, min: min, max: max).map { Self($0) }
     }
 
-    /// Adds the counts of a writer cell's slot (``CellBuckets``, of this
-    /// sketch's accuracy), whose exact extremes are `min` and `max`.
-    mutating func add(_ b: UnsafePointer<CellBuckets>, min: Double, max: Double) {
-        var added: UInt64 = b.pointee.zeros
-        zeroCount &+= b.pointee.zeros
-        if let counts = b.pointee.positive {
-            for k in 0..<b.pointee.positiveCount where counts[k] != 0 {
-                positive.add(b.pointee.positiveLow - b.pointee.offset + k, count: counts[k])
-                added &+= counts[k]
-            }
-        }
-        if let counts = b.pointee.negative {
-            for k in 0..<b.pointee.negativeCount where counts[k] != 0 {
-                negative.add(b.pointee.negativeLow - b.pointee.offset + k, count: counts[k])
-                added &+= counts[k]
-            }
-        }
-        guard added > 0 else { return }
-        count &+= added
-        if min < minimum { minimum = min }
-        if max > maximum { maximum = max }
-    }
-
-    /// Adds `n` observations of a finite `value`.
-    private mutating func add(_ value: Double, count n: UInt64) {
-        count &+= n
-        if value < minimum { minimum = value }
-        if value > maximum { maximum = value }
-        let magnitude = Swift.abs(value)
-        if magnitude == 0 {
-            zeroCount &+= n
-        } else if magnitude < mapping.tinyLimit {
-            addTiny(value, count: n)
-        } else if value > 0 {
-            positive.add(mapping.index(magnitude), count: n)
-        } else {
-            negative.add(mapping.index(magnitude), count: n)
-        }
-    }
-
-    /// Exact smallest and largest observation (NaN when empty).
-    public var min: Double { count > 0 ? minimum : .nan }
-    public var max: Double { count > 0 ? maximum : .nan }
+    /// Adds the counts of a writer cell's slot (see ``SketchData``).
+    mutating func add(_ b: UnsafePointer<CellBuckets>, min: Double, max: Double) { unique.add(b, min: min, max: max) }
 
     /// Bytes held beyond the struct (for the memory figures).
-    var heapByteCount: Int {
-        positive.byteCount + negative.byteCount + tiny.capacity * MemoryLayout<(Double, UInt64)>.stride
-    }
-
-    /// Buckets in ascending order of value with the number of observations
-    /// before each, until `body` returns false.
-    private func forEachBucket(_ body: (_ value: Double, _ count: UInt64, _ before: UInt64) -> Bool) {
-        var seen: UInt64 = 0
-        var going = true
-        negative.forEachBucketDescending { index, n in
-            going = body(-mapping.value(index), n, seen)
-            seen &+= n
-            return going
-        }
-        guard going else { return }
-        for entry in tiny where entry.value < 0 {
-            guard body(entry.value, entry.count, seen) else { return }
-            seen &+= entry.count
-        }
-        if zeroCount > 0 {
-            guard body(0, zeroCount, seen) else { return }
-            seen &+= zeroCount
-        }
-        for entry in tiny where entry.value > 0 {
-            guard body(entry.value, entry.count, seen) else { return }
-            seen &+= entry.count
-        }
-        positive.forEachBucket { index, n in
-            if going { going = body(mapping.value(index), n, seen) }
-            seen &+= n
-        }
-    }
-
-    /// The most distinct tiny subnormals kept exactly; more fold into the
-    /// nearest one kept (only quantiles among them lose accuracy).
-    static let maxTinyValues = 4096
-
-    private mutating func addTiny(_ value: Double, count n: UInt64) {
-        // Binary search for the value's place (the array is sorted).
-        var low = 0, high = tiny.count
-        while low < high {
-            let mid = (low + high) / 2
-            if tiny[mid].value < value { low = mid + 1 } else { high = mid }
-        }
-        if low < tiny.count && tiny[low].value == value {
-            tiny[low].count &+= n
-        } else if tiny.count < Self.maxTinyValues {
-            tiny.insert((value, n), at: low)
-        } else {
-            let nearest = low == tiny.count ? low - 1
-                : low == 0 ? 0
-                : (value - tiny[low - 1].value <= tiny[low].value - value ? low - 1 : low)
-            tiny[nearest].count &+= n
-        }
-    }
+    var heapByteCount: Int { data.heapByteCount }
 }

@@ -5,8 +5,9 @@
 /// over the last N seconds summarises exactly what the statistics over
 /// those seconds count.
 ///
-/// A value type, part of the series state (guarded by the series lock).
-struct SeriesDistribution: Sendable {
+/// Part of the series state, guarded by the series lock (a class: a plain
+/// metric's state holds one word for it).
+final class SeriesDistribution: @unchecked Sendable {
     /// One sketch per second, oldest first.
     private(set) var seconds: [(second: Int64, sketch: DistributionSketch)] = []
     /// Every observation since the key was created (or re-created).
@@ -22,20 +23,20 @@ struct SeriesDistribution: Sendable {
     /// their statistics: into the newest second or a new one; a late one
     /// into its second while that is inside the window, else only into the
     /// total.
-    mutating func add(_ values: some Collection<Double>, second: Int64, windowSeconds: Int64) {
+    func add(_ values: some Collection<Double>, second: Int64, windowSeconds: Int64) {
         guard !values.isEmpty else { return }
         add(second: second, windowSeconds: windowSeconds) { for v in values { $0.add(v) } }
     }
 
     /// Adds a writer cell slot's counts that fell in `second` (see
     /// ``add(_:second:windowSeconds:)``), with their exact extremes.
-    mutating func add(_ buckets: UnsafePointer<CellBuckets>, min: Double, max: Double, second: Int64,
+    func add(_ buckets: UnsafePointer<CellBuckets>, min: Double, max: Double, second: Int64,
                       windowSeconds: Int64) {
         add(second: second, windowSeconds: windowSeconds) { $0.add(buckets, min: min, max: max) }
     }
 
     /// Applies `observe` to the total and to the sketch of `second`.
-    private mutating func add(second: Int64, windowSeconds: Int64, _ observe: (inout DistributionSketch) -> Void) {
+    private func add(second: Int64, windowSeconds: Int64, _ observe: (inout DistributionSketch) -> Void) {
         observe(&total)
         guard let last = seconds.indices.last else {
             seconds.append((second, fresh(observe)))
@@ -60,7 +61,7 @@ struct SeriesDistribution: Sendable {
     /// The merged sketch of the seconds in (nowSecond − lastSeconds,
     /// nowSecond] (after evicting those out of the window), or of
     /// everything since creation when `lastSeconds` is nil.
-    mutating func sketch(at nowSecond: Int64, windowSeconds: Int64, lastSeconds: Int64?) -> DistributionSketch {
+    func sketch(at nowSecond: Int64, windowSeconds: Int64, lastSeconds: Int64?) -> DistributionSketch {
         guard let lastSeconds else { return total }
         evict(olderThan: nowSecond - windowSeconds)
         var merged = DistributionSketch(validAccuracy: relativeAccuracy)
@@ -71,10 +72,10 @@ struct SeriesDistribution: Sendable {
     }
 
     /// Starts the cumulative sketch again (a key re-created after removal).
-    mutating func resetTotal() { total = DistributionSketch(validAccuracy: relativeAccuracy) }
+    func resetTotal() { total = DistributionSketch(validAccuracy: relativeAccuracy) }
 
     /// Drops seconds <= `limit` (they left the window).
-    mutating func evict(olderThan limit: Int64) {
+    func evict(olderThan limit: Int64) {
         var dead = 0
         while dead < seconds.count && seconds[dead].second <= limit { dead += 1 }
         if dead > 0 { seconds.removeFirst(dead) }

@@ -38,7 +38,7 @@ struct CellBuckets {
         let p = UnsafeMutablePointer<CellBuckets>.allocate(capacity: 1)
         p.initialize(to: CellBuckets(bucketsPerOctave: UInt64(mapping.bucketsPerOctave), offset: mapping.offset,
                                      lowestRaw: mapping.bucketsPerOctave,
-                                     maxBuckets: Swift.min(mapping.fullRange, 131_072)))
+                                     maxBuckets: mapping.maxBuckets))
         return p
     }
 

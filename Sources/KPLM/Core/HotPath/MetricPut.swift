@@ -144,7 +144,7 @@ extension Metric {
                 let cell = MetricSeries.cell(writer, in: target.cellTable, of: target.seriesRef)
                 let put = cell.put(value, second: second, gate: gateWord, activity: activityWord,
                                    series: target.seriesRef, windowSeconds: windowSeconds,
-                                   distribution: target.bucketMapping)
+                                   distribution: target.seriesRef._withUnsafeGuaranteedRef { $0.bucketMapping })
                 if put & WriterCell.sharedPathBit != 0 {
                     // A value the distribution cell does not take (see CellBuckets).
                     guard let shared = target.sharedRecord(value, second: second) else { return .closed }

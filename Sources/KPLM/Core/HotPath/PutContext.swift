@@ -28,7 +28,26 @@ final class PutContext: Sendable {
     /// Relative accuracy by metric name, for the distribution metrics
     /// (SPEC §6): set before start, read when a key is created.
     /// (Keyed by a name-only key: names compare bytewise, as keys do.)
-    let distributionAccuracies = Locked<[MetricKey: Double]>([:])
+    private let distributionAccuracies = Locked<[MetricKey: Double]>([:])
+    /// Set once a distribution is set (before any key of its name exists,
+    /// under the registry's lock): a key's creation looks the accuracies up
+    /// only then, so a manager without distributions pays no lock for it.
+    private let hasDistributions = Atomic<Bool>(false)
+
+    /// Whether any name is a distribution metric.
+    var hasDistributionMetrics: Bool { hasDistributions.load(ordering: .acquiring) }
+
+    /// The relative accuracy of `name` if it is a distribution metric.
+    func distributionAccuracy(of name: String) -> Double? {
+        guard hasDistributions.load(ordering: .acquiring) else { return nil }
+        return distributionAccuracies.withLock { $0[MetricKey(name: name)] }
+    }
+
+    /// Makes `name` a distribution metric of accuracy `a`.
+    func setDistributionAccuracy(_ a: Double, of name: String) {
+        distributionAccuracies.withLock { $0[MetricKey(name: name)] = a }
+        hasDistributions.store(true, ordering: .releasing)
+    }
     /// Identity of the manager, for the re-entrancy guard of `record`
     /// callbacks. Set once, in the manager's init.
     nonisolated(unsafe) var owner: ObjectIdentifier?

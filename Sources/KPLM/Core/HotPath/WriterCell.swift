@@ -438,7 +438,9 @@ struct WriterCell {
         let s = slot(index)
         let n = Self.count(s).pointee.load(ordering: .relaxed)
         guard n != 0 else { return }
-        Self.spill(s, n, buckets(index), into: Unmanaged.passUnretained(series), windowSeconds: windowSeconds)
+        // (A plain metric's cell has no buckets: its second line is not read.)
+        Self.spill(s, n, series.isDistribution ? buckets(index) : nil,
+                   into: Unmanaged.passUnretained(series), windowSeconds: windowSeconds)
         Self.count(s).pointee.store(0, ordering: .relaxed)
     }
 }

@@ -216,9 +216,7 @@ extension MetricsManager {
             guard context.level != .none else { return }   // nothing is recorded at level none
             // Under the registry's lock (as a key's creation reads the
             // accuracies): no key of the name appears meanwhile.
-            let set = registry.ifNoKey(named: name) {
-                context.distributionAccuracies.withLock { $0[MetricKey(name: name)] = relativeAccuracy }
-            }
+            let set = registry.ifNoKey(named: name) { context.setDistributionAccuracy(relativeAccuracy, of: name) }
             guard set else {
                 throw MetricsError(.invalidState, "keys of \(name) already exist; set a distribution before "
                                    + "the first put of that name")
@@ -228,7 +226,7 @@ extension MetricsManager {
 
     /// The relative accuracy of distribution metric `name`, or nil.
     public func distributionAccuracy(_ name: String) -> Double? {
-        context.distributionAccuracies.withLock { $0[MetricKey(name: name)] }
+        context.distributionAccuracy(of: name)
     }
 
     /// Replaces the sink. Allowed only before ``start()``.

@@ -22,7 +22,7 @@ extension MetricsManager {
         do {
             try CallbackGuard.run(for: context.owner!) {
                 if let direct = batchExporter {
-                    try direct.export(batch, now: now, wall: wall)
+                    try direct.export(batch, now: now, wall: wall, withDistributions: context.hasDistributionMetrics)
                 } else if view.showsKeysAsRecorded {
                     try export(batch.map { series, pending in
                         Self.exportedSnapshot(series.key.name, series.dimensions, pending, now: now, wall: wall,
@@ -144,6 +144,9 @@ extension MetricsManager {
 /// never concurrently with open, export or close).
 package protocol PendingBatchExporting {
     /// Exports `batch` (in export order); `now` is the manager clock's
-    /// reading and `wall` the Unix time at that reading.
-    func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double) throws
+    /// reading and `wall` the Unix time at that reading. Without
+    /// `withDistributions` no pending data carries a distribution (the
+    /// manager has no distribution metric): nothing needs looking for one.
+    func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double,
+                withDistributions: Bool) throws
 }

@@ -112,9 +112,7 @@ public final class MetricsManager: Sendable {
                                         levelFilter: configuration.kplLevelFilter ? configuration.level : nil))
         context.owner = ObjectIdentifier(self)
         if configuration.level != .none {
-            context.distributionAccuracies.withLock { accuracies in
-                for (name, accuracy) in configuration.distributions { accuracies[MetricKey(name: name)] = accuracy }
-            }
+            for (name, accuracy) in configuration.distributions { context.setDistributionAccuracy(accuracy, of: name) }
         }
         if let sink { try setSink(sink) }
     }

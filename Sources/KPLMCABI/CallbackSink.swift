@@ -61,7 +61,7 @@ extension CallbackSink: PendingBatchExporting {
         let rc = batch.withUnsafeBufferPointer { items in
             // Most managers have no distribution metric: no bucket pass at all.
             guard withDistributions else { return export(items, now: now, wall: wall) { _, _ in } }
-            return CLayout.withBuckets(count: items.count, { items[$0].pending.distribution }) { buckets in
+            return CLayout.withBuckets(count: items.count, { items[$0].series.takenDistribution }) { buckets in
                 export(items, now: now, wall: wall, buckets)
             }
         }

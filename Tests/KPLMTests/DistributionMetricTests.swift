@@ -103,6 +103,34 @@ final class DistributionMetricTests: XCTestCase {
         try m.close()
     }
 
+    /// In the KPL's rollups a line's distribution is its keys' merged.
+    func testRollupLinesMergeTheKeysDistributions() throws {
+        let sink = RecordingSink()
+        var c = MetricsConfiguration()
+        c.level = .detailed
+        c.uploadInterval = .seconds(3600)
+        c.granularity = .stream
+        c.clock = TestClock(100).reading
+        let m = try MetricsManager(configuration: c, sink: sink)
+        try m.setDistribution("RequestTime", relativeAccuracy: 0.01)
+        try m.start()
+        for v in 1...100 {
+            try m.put("RequestTime", Double(v), stream: "s", shardId: "a")
+            try m.put("RequestTime", Double(v + 100), stream: "s", shardId: "b")
+        }
+        try m.flush()
+        let lines = sink.batches.joined().filter { $0.name == "RequestTime" }
+        XCTAssertFalse(lines.isEmpty)
+        for line in lines {
+            let d = try XCTUnwrap(line.distribution, "\(line.dimensions)")
+            XCTAssertEqual(Int(d.count), line.count)
+        }
+        let widest = try XCTUnwrap(lines.max { $0.count < $1.count })
+        XCTAssertEqual(widest.count, 200)
+        XCTAssertLessThanOrEqual(abs(try XCTUnwrap(widest.distribution).quantile(0.5) - 100), 1)
+        try m.close()
+    }
+
     /// Distribution metrics record on writer cells (statistics and bucket
     /// counts), and values a cell does not take (tiny subnormals) on the
     /// shared path; with the system clock the common case runs, and what

@@ -10,22 +10,14 @@ package struct PendingExport: Sendable {
     package var firstSecond: Int64
     /// The last second they fell in.
     package var lastSecond: Int64
-    /// Their distribution, for a distribution metric (SPEC §6).
-    package var distribution: DistributionSketch? = nil
+    // (No reference in here: batches of these are copied per key by every
+    // flush. A distribution metric's pending sketch stays in its series:
+    // see MetricSeries.takenDistribution.)
 
     mutating func merge(_ other: PendingExport) {
         statistics.merge(other.statistics)
         firstSecond = Swift.min(firstSecond, other.firstSecond)
         lastSecond = Swift.max(lastSecond, other.lastSecond)
-        if let theirs = other.distribution {
-            // Keys of one name share its accuracy (set before any key of it
-            // exists); a mismatch cannot happen, and would keep ours.
-            if distribution == nil {
-                distribution = theirs
-            } else if distribution!.relativeAccuracy == theirs.relativeAccuracy {
-                distribution!.merge(theirs)
-            }
-        }
     }
 }
 
@@ -215,13 +207,9 @@ package final class MetricSeries: @unchecked Sendable {
             guard !s.isRetired else { return false }
             Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
             if let distribution, !values.isEmpty {
-                // The window's sketches, and the pending one a flush exports
-                // with the statistics (taken, and kept on failure, with them).
+                // The window's sketches and the pending one, in the same
+                // critical section as the statistics.
                 distribution.add(values, second: second, windowSeconds: windowSeconds)
-                if s.pending!.distribution == nil {
-                    s.pending!.distribution = DistributionSketch(validAccuracy: distribution.relativeAccuracy)
-                }
-                for v in values { s.pending!.distribution!.add(v) }
             }
             return true
         }
@@ -240,11 +228,7 @@ package final class MetricSeries: @unchecked Sendable {
             Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
             guard let buckets, let distribution else { return }
             distribution.add(buckets, min: statistics.min, max: statistics.max, second: second,
-                                windowSeconds: windowSeconds)
-            if s.pending!.distribution == nil {
-                s.pending!.distribution = DistributionSketch(validAccuracy: distribution.relativeAccuracy)
-            }
-            s.pending!.distribution!.add(buckets, min: statistics.min, max: statistics.max)
+                             windowSeconds: windowSeconds)
         }
     }
 
@@ -343,14 +327,26 @@ package final class MetricSeries: @unchecked Sendable {
     /// Every observation merged into the series so far (cumulative).
     var total: MetricStatistics { state.withLock { $0.total } }
 
-    /// Takes everything not yet exported, leaving nothing pending.
+    /// Takes everything not yet exported, leaving nothing pending. A
+    /// distribution metric's pending sketch moves, in the same critical
+    /// section, to ``takenDistribution`` (merged with what a failed export
+    /// left there), where the export reads it.
     func takePending() -> PendingExport? {
         state.withLock { s in
             let taken = s.pending
             s.pending = nil
+            distribution?.takePending()
             return taken
         }
     }
+
+    /// The distribution of the observations the pending data taken by the
+    /// flushes since the last successful export count (nil for a plain
+    /// metric, or when none). Read and cleared by flushes (one at a time).
+    package var takenDistribution: DistributionSketch? { state.withLock { _ in distribution?.taken } }
+
+    /// After a successful export: the taken distribution was exported.
+    func clearTakenDistribution() { state.withLock { _ in distribution?.clearTaken() } }
 
     /// Statistics over the buckets live at `nowSecond`: those whose second is
     /// within the last `windowSeconds` seconds, the current one included.

@@ -12,6 +12,11 @@ final class SeriesDistribution: @unchecked Sendable {
     private(set) var seconds: [(second: Int64, sketch: DistributionSketch)] = []
     /// Every observation since the key was created (or re-created).
     private(set) var total: DistributionSketch
+    /// Observations not yet taken by a flush (as the series' pending
+    /// statistics), and those taken by flushes whose export has not yet
+    /// succeeded (as a failed export's retained statistics).
+    private var pending: DistributionSketch?
+    private(set) var taken: DistributionSketch?
 
     init(relativeAccuracy: Double) {
         total = DistributionSketch(validAccuracy: relativeAccuracy)
@@ -35,8 +40,21 @@ final class SeriesDistribution: @unchecked Sendable {
         add(second: second, windowSeconds: windowSeconds) { $0.add(buckets, min: min, max: max) }
     }
 
-    /// Applies `observe` to the total and to the sketch of `second`.
+    /// Moves the pending sketch to the taken one (see ``taken``).
+    func takePending() {
+        guard let moving = pending else { return }
+        pending = nil
+        if taken == nil { taken = moving } else { taken!.merge(moving) }
+    }
+
+    /// The taken sketch was exported.
+    func clearTaken() { taken = nil }
+
+    /// Applies `observe` to the pending sketch, the total and the sketch of
+    /// `second`.
     private func add(second: Int64, windowSeconds: Int64, _ observe: (inout DistributionSketch) -> Void) {
+        if pending == nil { pending = DistributionSketch(validAccuracy: relativeAccuracy) }
+        observe(&pending!)
         observe(&total)
         guard let last = seconds.indices.last else {
             seconds.append((second, fresh(observe)))

@@ -26,17 +26,26 @@ extension MetricsManager {
                 } else if view.showsKeysAsRecorded {
                     try export(batch.map { series, pending in
                         Self.exportedSnapshot(series.key.name, series.dimensions, pending, now: now, wall: wall,
-                                      namespace: namespace)
+                                              namespace: namespace, distribution: series.takenDistribution)
                     })
                 } else {
-                    // KPL output: each key's data merged into its lines of the tree.
-                    try export(view.lines(batch.map { ($0.series.key, $0.pending) }, merge: { $0.merge($1) })
-                        .map { line, pending in
-                            Self.exportedSnapshot(line.name, line.dimensions, pending, now: now, wall: wall,
-                                          namespace: namespace)
-                        })
+                    // KPL output: each key's data (and distribution) merged into its lines of the tree.
+                    let items = batch.map { ($0.series.key, ($0.pending, $0.series.takenDistribution)) }
+                    try export(view.lines(items, merge: { line, key in
+                        line.0.merge(key.0)
+                        if let theirs = key.1 {
+                            // Keys of one name share its accuracy; a mismatch cannot happen.
+                            if line.1 == nil { line.1 = theirs }
+                            else if line.1!.relativeAccuracy == theirs.relativeAccuracy { line.1!.merge(theirs) }
+                        }
+                    }).map { line, data in
+                        Self.exportedSnapshot(line.name, line.dimensions, data.0, now: now, wall: wall,
+                                              namespace: namespace, distribution: data.1)
+                    })
                 }
             }
+            // Exported: the distributions taken with the data go too.
+            if context.hasDistributionMetrics { for item in batch { item.series.clearTakenDistribution() } }
         } catch {
             // Drops of a failed export are not counted: its data comes back.
             _ = c.dropCounter?.takeDroppedCount()
@@ -125,14 +134,15 @@ extension MetricsManager {
     /// The line a sink is handed for `pending` data of a key (or a KPL line)
     /// exported at manager time `now`, Unix time `wall`.
     static func exportedSnapshot(_ name: String, _ dimensions: [MetricDimension], _ pending: PendingExport,
-                         now: Double, wall: Double, namespace: String) -> MetricSnapshot {
+                                 now: Double, wall: Double, namespace: String,
+                                 distribution: DistributionSketch?) -> MetricSnapshot {
         let windowEnd = Double(pending.lastSecond + 1)
         let statistics = pending.statistics
         return MetricSnapshot(name: name, count: statistics.count, sum: statistics.sum,
                               min: statistics.min, max: statistics.max, dimensions: dimensions,
                               windowStart: Double(pending.firstSecond), windowEnd: windowEnd,
                               timestampUnix: wall - (now - windowEnd), namespace: namespace,
-                              distribution: pending.distribution)
+                              distribution: distribution)
     }
 }
 

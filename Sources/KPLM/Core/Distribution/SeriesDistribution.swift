@@ -18,11 +18,14 @@ final class SeriesDistribution: @unchecked Sendable {
     private var pending: DistributionSketch?
     private(set) var taken: DistributionSketch?
 
+    /// The metric's accuracy. Immutable: read without the lock (a put's
+    /// general path makes its bucket mapping from it).
+    let relativeAccuracy: Double
+
     init(relativeAccuracy: Double) {
+        self.relativeAccuracy = relativeAccuracy
         total = DistributionSketch(validAccuracy: relativeAccuracy)
     }
-
-    var relativeAccuracy: Double { total.relativeAccuracy }
 
     /// Adds observations that fell in `second`, as ``MetricSeries`` adds
     /// their statistics: into the newest second or a new one; a late one

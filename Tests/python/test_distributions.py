@@ -99,3 +99,14 @@ def test_the_kpl_list_at_creation(make_manager):
         m.query_quantile("UserRecordsPut", 0.5)     # not in the list
     with pytest.raises(kplm.InvalidArgumentError):
         make_manager(distributions={"X": 0.5})
+
+
+def test_a_library_without_kplm_set_distribution_gets_a_clear_error():
+    from kplm.manager import _require_distributions
+
+    class Library11:   # what ctypes shows of a 1.1 libkplm: no kplm_set_distribution
+        pass
+
+    with pytest.raises(kplm.StateError, match=r"distribution metrics: needs libkplm 1\.2 .*kplm_set_distribution"):
+        _require_distributions(Library11())
+    _require_distributions(kplm._library.lib())

@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
 
 from ._convert import _StrLike, _decode, _encode
+from ._features import require_symbol
 from ._native import KplmDimension
 from .constants import Level
-from .errors import KplmError, Status
 from .model import _DIM_FIELDS, MetricKey
 
 #: What ``dimensions=`` accepts: a mapping of dimension name to value, or an
@@ -41,9 +41,7 @@ class EncodedDimensions:
 def require_dimensions(lib: Any) -> None:
     """Raise :class:`StateError` when the loaded library predates
     free-form dimensions (libkplm 1.0 has no ``kplm_put_dims``)."""
-    if not hasattr(lib, "kplm_put_dims"):
-        raise KplmError.from_status(Status.ESTATE, "dimensions= needs libkplm 1.1 or later "
-                                    "(the loaded library has no kplm_put_dims)")
+    require_symbol(lib, "kplm_put_dims", "free-form dimensions (dimensions=)", "1.1")
 
 
 def encode_dimensions(dimensions: Dimensions, stream: Optional[_StrLike] = None,

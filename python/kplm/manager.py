@@ -14,6 +14,7 @@ from ._convert import _StrLike, _decode, _encode, _granularity_int, _int_in, _nu
 from ._frames import _PUT_TIME_KINDS, _callback_enter, _callback_kind, _callback_leave, _on_main_thread
 from ._buffer import PutBuffers, put_many_function
 from ._dimensions import Dimensions, EncodedDimensions, encode_dimensions, require_dimensions
+from ._features import require_symbol
 from ._library import lib, library_path
 from ._lifecycle import _build_sink, _Core
 from ._native import (VISIT_FUNC, KplmConfig, KplmSnapshot, KplmStatistics, ManagerPointer,
@@ -658,6 +659,4 @@ class Manager:
 def _require_distributions(native: Any) -> None:
     """Raise :class:`StateError` when the loaded library predates
     distributions (libkplm 1.2 added ``kplm_set_distribution``)."""
-    if not hasattr(native, "kplm_set_distribution"):
-        raise KplmError.from_status(Status.ESTATE, "distributions need libkplm 1.2 or later "
-                                    "(the loaded library has no kplm_set_distribution)")
+    require_symbol(native, "kplm_set_distribution", "distribution metrics", "1.2")

@@ -85,24 +85,32 @@ package enum CLayout {
     /// during `body`. Nothing is allocated when no snapshot has one.
     static func withBuckets<R>(count: Int, _ distribution: (Int) -> DistributionSketch?,
                                _ body: ((Int, inout kplm_snapshot) -> Void) -> R) -> R {
-        guard (0..<count).contains(where: { distribution($0) != nil }) else { return body { _, _ in } }
-        var accuracies = [Double](repeating: 0, count: count)
+        // One call of `distribution` per snapshot (a series' reads it under
+        // its lock); the arrays start at the first snapshot that has one.
+        var accuracies: [Double] = []
         var all: [kplm_bucket] = []
         var spans: [(start: Int, count: Int)] = []
-        spans.reserveCapacity(count)
         for i in 0..<count {
-            let start = all.count
-            if let d = distribution(i) {
-                d.forEachBucket { value, n in
-                    var bucket = kplm_bucket()   // field by field: a later header may add fields
-                    bucket.value = value
-                    bucket.count = n
-                    all.append(bucket)
-                }
-                accuracies[i] = d.relativeAccuracy
+            guard let d = distribution(i) else {
+                if !spans.isEmpty { spans.append((all.count, 0)) }
+                continue
             }
+            if spans.isEmpty {
+                spans.reserveCapacity(count)
+                spans.append(contentsOf: repeatElement((start: 0, count: 0), count: i))
+                accuracies = [Double](repeating: 0, count: count)
+            }
+            let start = all.count
+            d.forEachBucket { value, n in
+                var bucket = kplm_bucket()   // field by field: a later header may add fields
+                bucket.value = value
+                bucket.count = n
+                all.append(bucket)
+            }
+            accuracies[i] = d.relativeAccuracy
             spans.append((start, all.count - start))
         }
+        guard !spans.isEmpty else { return body { _, _ in } }
         return all.withUnsafeBufferPointer { buffer in
             body { i, c in
                 guard spans[i].count > 0 else { return }

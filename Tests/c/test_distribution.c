@@ -64,6 +64,19 @@ static void *put_range(void *arg) {
     return NULL;
 }
 
+/* A manager at the detailed level, its window 10 s, exporting on flush
+ * only, with `name` (unless NULL) a distribution metric at `accuracy`;
+ * `clk` NULL: the system clock. */
+static kplm_manager *new_manager(tclock *clk, const char *name, double accuracy) {
+    kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, clk);
+    cfg.window_seconds = 10;
+    cfg.upload_interval_ms = 3600e3;
+    kplm_manager *m = NULL;
+    CHECK_OK(kplm_new(&cfg, &m));
+    if (name) CHECK_OK(kplm_set_distribution(m, name, accuracy));
+    return m;
+}
+
 static void quantiles_within_the_accuracy(void) {
     static double v[N], sorted[N];
     const double accuracies[] = {0.01, 0.001};
@@ -76,11 +89,7 @@ static void quantiles_within_the_accuracy(void) {
             qsort(sorted, n, sizeof *sorted, cmp_double);
             tclock clk;
             tclock_set(&clk, 1000);
-            kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, &clk);
-            cfg.window_seconds = 10;
-            kplm_manager *m = NULL;
-            CHECK_OK(kplm_new(&cfg, &m));
-            CHECK_OK(kplm_set_distribution(m, "RequestTime", a));
+            kplm_manager *m = new_manager(&clk, "RequestTime", a);
             /* Two threads, then over two seconds. */
             put_job jobs[2] = {{m, v, 0, n / 2}, {m, v, n / 2, n}};
             pthread_t t[2];
@@ -157,11 +166,7 @@ static int capture_export(void *user_data, const kplm_snapshot *snaps, size_t n)
 static void exports_carry_the_buckets(void) {
     tclock clk;
     tclock_set(&clk, 1000);
-    kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, &clk);
-    cfg.upload_interval_ms = 3600e3;
-    kplm_manager *m = NULL;
-    CHECK_OK(kplm_new(&cfg, &m));
-    CHECK_OK(kplm_set_distribution(m, "RequestTime", 0.01));
+    kplm_manager *m = new_manager(&clk, "RequestTime", 0.01);
     seen_export seen = {0};
     kplm_sink sink = {0};
     sink.user_data = &seen;
@@ -194,13 +199,7 @@ static void lock_free_puts_with_the_system_clock(void) {
     size_t n = fill(1, v);
     memcpy(sorted, v, sizeof v);
     qsort(sorted, n, sizeof *sorted, cmp_double);
-    kplm_config cfg;
-    kplm_config_init(&cfg);
-    cfg.level = KPLM_LEVEL_DETAILED;
-    cfg.upload_interval_ms = 3600e3;
-    kplm_manager *m = NULL;
-    CHECK_OK(kplm_new(&cfg, &m));
-    CHECK_OK(kplm_set_distribution(m, "RequestTime", 0.01));
+    kplm_manager *m = new_manager(NULL, "RequestTime", 0.01);
     put_job jobs[2] = {{m, v, 0, n / 2}, {m, v, n / 2, n}};
     pthread_t t[2];
     for (int i = 0; i < 2; i++) CHECK(pthread_create(&t[i], NULL, put_range, &jobs[i]) == 0);
@@ -251,10 +250,7 @@ static void the_kpl_list_in_the_config(void) {
 static void errors_and_empty_answers(void) {
     tclock clk;
     tclock_set(&clk, 1000);
-    kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, &clk);
-    cfg.window_seconds = 10;
-    kplm_manager *m = NULL;
-    CHECK_OK(kplm_new(&cfg, &m));
+    kplm_manager *m = new_manager(&clk, NULL, 0);
     double out = 0;
     CHECK_ST(kplm_set_distribution(NULL, "A", 0.01), KPLM_EINVAL);
     CHECK_ST(kplm_set_distribution(m, NULL, 0.01), KPLM_EINVAL);

@@ -343,10 +343,16 @@ package final class MetricSeries: @unchecked Sendable {
     /// The distribution of the observations the pending data taken by the
     /// flushes since the last successful export count (nil for a plain
     /// metric, or when none). Read and cleared by flushes (one at a time).
-    package var takenDistribution: DistributionSketch? { state.withLock { _ in distribution?.taken } }
+    package var takenDistribution: DistributionSketch? {
+        guard let distribution else { return nil }   // (a plain metric: no lock)
+        return state.withLock { _ in distribution.taken }
+    }
 
     /// After a successful export: the taken distribution was exported.
-    func clearTakenDistribution() { state.withLock { _ in distribution?.clearTaken() } }
+    func clearTakenDistribution() {
+        guard let distribution else { return }
+        state.withLock { _ in distribution.clearTaken() }
+    }
 
     /// Statistics over the buckets live at `nowSecond`: those whose second is
     /// within the last `windowSeconds` seconds, the current one included.

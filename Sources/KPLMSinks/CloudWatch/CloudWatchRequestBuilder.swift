@@ -399,12 +399,8 @@ public enum CloudWatchRequestBuilder {
             out += "}"
         } else {
             for (key, numbers) in [("Values", d.values), ("Counts", d.counts)] {
-                out += ",\"\(key)\":["
-                for (i, v) in numbers.enumerated() {
-                    if i > 0 { out += "," }
-                    appendJSONNumber(v, to: &out)
-                }
-                out += "]"
+                out += ",\"\(key)\":"
+                appendJSONArray(numbers, to: &out, appendJSONNumber)
             }
         }
         out += ",\"Unit\":"
@@ -418,6 +414,19 @@ public enum CloudWatchRequestBuilder {
     /// JSON's number grammar.
     package static func appendJSONNumber(_ v: Double, to out: inout String) {
         out += v.isFinite ? v.description : "null"
+    }
+
+    /// Appends `elements` as a JSON array, each element written by `append`.
+    package static func appendJSONArray<Elements: Sequence>(
+        _ elements: Elements, to out: inout String, _ append: (Elements.Element, inout String) -> Void) {
+        out += "["
+        var first = true
+        for element in elements {
+            if !first { out += "," }
+            first = false
+            append(element, &out)
+        }
+        out += "]"
     }
 
     /// Appends `s` to `out` as a JSON string literal (quoted, escaped).

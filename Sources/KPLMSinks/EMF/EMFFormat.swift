@@ -374,12 +374,7 @@ public enum EMFFormat {
             if values.count == 1 {
                 append(values[0], to: &out)
             } else {
-                out += "["
-                for (i, v) in values.enumerated() {
-                    if i > 0 { out += "," }
-                    append(v, to: &out)
-                }
-                out += "]"
+                CloudWatchRequestBuilder.appendJSONArray(values, to: &out) { append($0, to: &$1) }
             }
         }
         out += "}"

@@ -74,6 +74,7 @@ extension CallbackSink: PendingBatchExporting {
     private func export(_ items: UnsafeBufferPointer<(series: MetricSeries, pending: PendingExport)>, now: Double,
                         wall: Double, _ buckets: (Int, inout kplm_snapshot) -> Void) -> Int32 {
         CallerLayouts.snapshot.withArray(count: items.count, stride: strides.snapshot, { i in
+            SeriesPrefetch.ahead(items, i)
             let item = items[i]
             let end = Double(item.pending.lastSecond + 1)
             var c = item.series.cKey._withUnsafeGuaranteedRef {

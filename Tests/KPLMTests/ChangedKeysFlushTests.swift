@@ -45,6 +45,59 @@ final class ChangedKeysFlushTests: XCTestCase {
         XCTAssertGreaterThan(expectedTotal, 0)
     }
 
+    /// Batches large enough to be ordered by the keys' ranks (see
+    /// `MetricsManager.takeBatch`), through what changes ranks: a key set
+    /// that stays (no new ranking), a failed export (its data retained and
+    /// merged), keys removed as idle and re-created, keys added.
+    func testLargeBatchesStayInExportOrderAcrossRetriesRemovalsAndNewKeys() throws {
+        let clock = TestClock(100)
+        let sink = RecordingSink()
+        let m = try detailed(clock, window: 2, sink: sink)
+        try m.start()
+        var expected: [String: Int] = [:]
+        // Distinct for i < 10,007, created in an order unlike export order.
+        func key(_ i: Int) -> String { "r" + String(i * 7919 % 10_007, radix: 36) }
+        func put(_ streams: some Sequence<Int>) throws {
+            for i in streams {
+                try m.put("Ranked", 1, stream: key(i))
+                expected[key(i), default: 0] += 1
+            }
+        }
+        func flushAndCheck(_ label: String) throws {
+            try m.flush()
+            let exported = sink.batches.last ?? []
+            XCTAssertEqual(Dictionary(uniqueKeysWithValues: exported.map { ($0.dimensions[0].value, $0.count) }),
+                           expected, label)
+            let order = exported.map { $0.dimensions[0].value }
+            XCTAssertEqual(order, order.sorted { ExportOrder.compare($0, $1) < 0 }, "\(label): not in export order")
+            expected = [:]
+        }
+        try put(0..<600)
+        try flushAndCheck("every key new")
+        try put((0..<600).reversed())
+        try flushAndCheck("the same keys again (ranks kept)")
+        // A failed export: its data comes back, merged with new puts and new keys.
+        try put(0..<300)
+        sink.failExports(1)
+        assertThrows(.sinkFailed) { try m.flush() }
+        try put(200..<700)
+        try flushAndCheck("retried, merged, with 100 new keys")
+        // Keys 0..<350 go idle and are removed; 0..<100 come back (re-created)
+        // in the same batch as keys kept busy and 50 new keys.
+        clock.now = 101
+        try put(350..<700)
+        try flushAndCheck("half the keys busy")
+        clock.now = 102.5
+        try put(350..<700)
+        try m.flush()   // removes 0..<350 (last put at second 100)
+        expected = [:]
+        XCTAssertEqual(m.metricCount, 350)
+        try put(Array(0..<100) + Array(350..<700) + Array(1000..<1050))
+        try flushAndCheck("re-created, kept and new keys")
+        XCTAssertEqual(m.metricCount, 500)
+        try m.close()
+    }
+
     func testComparisonIsBytewise() {
         XCTAssertLessThan(ExportOrder.compare("a", "b"), 0)
         XCTAssertLessThan(ExportOrder.compare("ab", "abc"), 0)

@@ -45,6 +45,11 @@ static inline int kplmshim_writer_raw(void) { return kplmshim_writer_plus1; }
 /** Number of writer indices in use (for tests: threads give theirs back). */
 int kplmshim_writers_in_use(void);
 
+/** Asks the CPU to start loading the cache line at `p` (a hint: never
+ * faults, whatever `p` is). Passes over many keys issue it a few keys ahead,
+ * so that the misses of several keys overlap instead of queueing. */
+static inline void kplmshim_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 /** Keeps the compiler from moving memory accesses across this point (no
  * instruction is emitted). The other half of an asymmetric barrier: see
  * kplmshim_heavy_barrier. */

@@ -1,3 +1,4 @@
+import CKPLMShims
 import Glibc
 
 /// A value guarded by a pthread mutex.
@@ -21,6 +22,10 @@ package final class Locked<Value>: @unchecked Sendable {
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
     }
+
+    /// A hint: starts loading the mutex (see ``SeriesPrefetch``).
+    @inline(__always)
+    func prefetchMutex() { kplmshim_prefetch(mutex) }
 
     /// Runs `body` with exclusive access to the value.
     @inline(__always)

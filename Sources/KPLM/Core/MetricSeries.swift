@@ -84,8 +84,13 @@ package final class MetricSeries: @unchecked Sendable {
     /// series at, the number of the last flush that took its data.
     nonisolated(unsafe) var idleWatchSecond: Int64 = .min
     nonisolated(unsafe) var batchedByFlush: UInt64 = 0
-    /// While a flush orders its batch: this series' entry in it (else -1).
-    nonisolated(unsafe) var batchIndex = -1
+    /// The series' place in its registry's export order when a flush last
+    /// ranked the keys (-1: not since it was created, or removed). A
+    /// flush that takes many keys sorts them by it (see
+    /// `MetricsManager.takeBatch`). Read and written only by flushes (under
+    /// the manager's control lock), beside `batchedByFlush`: the loop that
+    /// reads one reads the other.
+    nonisolated(unsafe) var exportRank = -1
 
     /// Cell pointers by writer index (see ``CellTable``). Written once per
     /// entry, by compare-exchange; never cleared while the series lives
@@ -185,6 +190,31 @@ package final class MetricSeries: @unchecked Sendable {
             mask &= mask &- 1
             let bits = cells.load(i)
             if bits != 0 { body(WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)) }
+        }
+    }
+
+    /// A hint (see ``SeriesPrefetch``): starts loading the objects this
+    /// series points to, its cell table, its state and its attachment.
+    @inline(__always)
+    package func prefetchReferents() {
+        kplmshim_prefetch(cells.words)
+        kplmshim_prefetch(Unmanaged.passUnretained(state).toOpaque())
+        if let attachment = attached.load(ordering: .relaxed) { kplmshim_prefetch(attachment.toOpaque()) }
+    }
+
+    /// A hint (see ``SeriesPrefetch``), once ``prefetchReferents()`` had
+    /// time: starts loading the state's mutex and, with `cells`, the cells
+    /// the table holds.
+    @inline(__always)
+    func prefetchSecondLevel(cells withCells: Bool) {
+        state.prefetchMutex()
+        guard withCells else { return }
+        var mask = used.load(ordering: .relaxed)
+        while mask != 0 {
+            let i = mask.trailingZeroBitCount
+            mask &= mask &- 1
+            let bits = cells.load(i)
+            if bits != 0, let base = UnsafeRawPointer(bitPattern: bits) { SeriesPrefetch.prefetchCell(base) }
         }
     }
 

@@ -93,9 +93,13 @@ final class Registry: Sendable {
     /// Every live series in export order (see ``ExportOrder``). Keys added
     /// since the last call are sorted and merged in (O(n + k log k)); the
     /// work runs outside the lock, so puts creating keys never wait for it.
-    var seriesInExportOrder: [MetricSeries] {
+    var seriesInExportOrder: [MetricSeries] { exportOrder.series }
+
+    /// ``seriesInExportOrder``, with the generation of the key set it
+    /// holds (it changes at every insertion and removal).
+    var exportOrder: (series: [MetricSeries], generation: Int) {
         let (sorted, unsorted, generation) = state.withLock { s in (s.sorted, s.unsorted, s.generation) }
-        if unsorted.isEmpty { return sorted }
+        if unsorted.isEmpty { return (sorted, generation) }
         let merged = ExportOrder.merge(sorted, unsorted.sorted(by: ExportOrder.precedes))
         state.withLock { s in
             // Keep it only if the key set has not changed meanwhile.
@@ -104,7 +108,7 @@ final class Registry: Sendable {
                 s.unsorted = []
             }
         }
-        return merged
+        return (merged, generation)
     }
 
     /// Adds `count` observations of 1 to the dropped-by-sinks counter.

@@ -41,18 +41,30 @@ final class CellCollector: Sendable {
         var flipped: [(cell: WriterCell, slot: Int, series: Unmanaged<MetricSeries>)] = []
         flipped.reserveCapacity(series.count)
         var skipped: [MetricSeries] = []
-        for s in series {
-            s.forEachCell { cell in
-                if own >= 0 && cell.base == Self.cellBase(own, of: s) && cell.isSectionOpen {
-                    skipped.append(s)
-                    return
+        series.withUnsafeBufferPointer { series in
+            for i in series.indices {
+                SeriesPrefetch.ahead(series, i, cells: true)
+                let s = series[i]
+                s.forEachCell { cell in
+                    if own >= 0 && cell.base == Self.cellBase(own, of: s) && cell.isSectionOpen {
+                        skipped.append(s)
+                        return
+                    }
+                    if let slot = cell.flipIfUsed() { flipped.append((cell, slot, Unmanaged.passUnretained(s))) }
                 }
-                if let slot = cell.flipIfUsed() { flipped.append((cell, slot, Unmanaged.passUnretained(s))) }
             }
         }
         guard !flipped.isEmpty else { return skipped }
         Self.barrier()
-        for (cell, slot, s) in flipped {
+        let ahead = SeriesPrefetch.distance
+        for i in flipped.indices {
+            // The drain reads the cell again and locks the series' state.
+            if i &+ ahead < flipped.count {
+                let next = flipped[i &+ ahead]
+                SeriesPrefetch.prefetchCell(next.cell.base)
+                next.series._withUnsafeGuaranteedRef { $0.prefetchSecondLevel(cells: false) }
+            }
+            let (cell, slot, s) = flipped[i]
             cell.waitForSection()
             s._withUnsafeGuaranteedRef { cell.drain(slot, into: $0, windowSeconds: windowSeconds) }
         }

@@ -62,8 +62,7 @@ extension MetricsManager {
     /// flush, of every key), merged with what a failed export left. Also
     /// removes the keys that went idle (SPEC §10, ``IdleWatch``). Costs what
     /// changed, not every key.
-    private static func takeBatch(_ c: inout Control, registry: Registry, context: PutContext)
-        -> [(series: MetricSeries, pending: PendingExport)] {
+    private static func takeBatch(_ c: inout Control, registry: Registry, context: PutContext) -> [BatchEntry] {
         let changed = context.changed.take()
         var candidates: [MetricSeries]
         if context.gate.isClosing {
@@ -84,6 +83,7 @@ extension MetricsManager {
                 let removed = registry.removeIdle(due, nowSecond: idleBefore + context.windowSeconds,
                                                   keeping: { retained[$0] != nil })
                 if !removed.isEmpty, let observer = c.removalObserver { observer(removed) }
+                for metric in removed { metric.series.exportRank = -1 }   // no longer in the order
                 candidates += removed.map(\.series)
                 // Kept (data a failed export left, a bucket ahead of the
                 // clock): looked at again by the next flush.
@@ -94,9 +94,24 @@ extension MetricsManager {
         let flush = c.flushCount
         var retained = c.retained
         c.retained = [:]
-        var batch: [(series: MetricSeries, pending: PendingExport)] = []
+        // A batch small next to the key set is sorted by comparing keys; a
+        // larger one by the keys' ranks, read in the loop below where each
+        // series is read anyway (no pass over the registry, no comparison).
+        let upTo = candidates.count + retained.count
+        let byRank = upTo >= 64 && upTo * 16 >= registry.count
+        if byRank { rankKeys(&c, registry: registry) }
+        // The entries are built in place and moved, never copied, into the
+        // array returned: no reference counting per key after the loop.
+        let entries = UnsafeMutablePointer<BatchEntry>.allocate(capacity: upTo)
+        defer { entries.deallocate() }   // (every entry moved out by then)
+        var count = 0
+        var ranks: [Int] = []   // by rank: each entry's
         let nowSecond = ManagerClock.second(of: context.clock.now())
-        for series in candidates where series.batchedByFlush != flush {
+        candidates.withUnsafeBufferPointer { candidates in
+          for i in candidates.indices {
+            SeriesPrefetch.ahead(candidates, i, cells: false)
+            let series = candidates[i]
+            guard series.batchedByFlush != flush else { continue }
             series.batchedByFlush = flush
             var pending = series.takePending()
             // A changed key may go idle a window after its newest observation.
@@ -104,30 +119,68 @@ extension MetricsManager {
             if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
                 if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
             }
-            if let pending { batch.append((series, pending)) }
+            if let pending {
+                (entries + count).initialize(to: (series, pending))
+                count += 1
+                if byRank { ranks.append(series.exportRank) }
+            }
+          }
         }
-        for (_, old) in retained { batch.append(old) }   // keys with nothing new
-        return inExportOrder(batch, registry: registry)
-    }
-
-    /// `batch` in export order: sorted directly when small next to the key
-    /// set, else picked out of the registry's ordered keys (O(n), no
-    /// comparison), with keys no longer live sorted and merged in.
-    private static func inExportOrder(_ batch: [(series: MetricSeries, pending: PendingExport)], registry: Registry)
-        -> [(series: MetricSeries, pending: PendingExport)] {
-        if batch.count < 64 || batch.count * 16 < registry.count {
+        for (_, old) in retained {   // keys with nothing new
+            (entries + count).initialize(to: old)
+            count += 1
+            if byRank { ranks.append(old.series.exportRank) }
+        }
+        guard byRank else {
+            let batch = Array(unsafeUninitializedCapacity: count) { buffer, initialized in
+                if count > 0 { buffer.baseAddress!.moveInitialize(from: entries, count: count) }
+                initialized = count
+            }
             return batch.sorted { ExportOrder.precedes($0.series, $1.series) }
         }
-        for (i, entry) in batch.enumerated() { entry.series.batchIndex = i }
-        var ordered: [(series: MetricSeries, pending: PendingExport)] = []
-        ordered.reserveCapacity(batch.count)
-        for series in registry.seriesInExportOrder where series.batchIndex >= 0 {
-            ordered.append(batch[series.batchIndex])
-            series.batchIndex = -1
+        return inExportOrder(moving: entries, count: count, ranks: ranks, rankCount: c.rankedCount)
+    }
+
+    /// An entry of a flush's batch.
+    private typealias BatchEntry = (series: MetricSeries, pending: PendingExport)
+
+    /// Sets every live series' ``MetricSeries/exportRank`` to its place in
+    /// the registry's export order, unless the key set has not changed
+    /// since the last time (a pass over every key, only after keys were
+    /// added or removed). Removed series are set to -1 by the flush that
+    /// removes them; a series created since reads -1 too.
+    private static func rankKeys(_ c: inout Control, registry: Registry) {
+        let (order, generation) = registry.exportOrder
+        guard generation != c.rankedGeneration else { return }
+        order.withUnsafeBufferPointer { series in
+            for i in series.indices where series[i].exportRank != i { series[i].exportRank = i }
         }
-        // Keys no longer live (removed with data a racing put left).
-        let rest = batch.filter { $0.series.batchIndex >= 0 }.sorted { ExportOrder.precedes($0.series, $1.series) }
-        for entry in rest { entry.series.batchIndex = -1 }
+        c.rankedGeneration = generation
+        c.rankedCount = order.count
+    }
+
+    /// The `count` entries at `entries` in export order, moved out of
+    /// there, `ranks` holding each entry's rank: entries placed by rank
+    /// (O(keys), sequential, no comparison), then those without one (keys
+    /// created or removed since the ranking) sorted and merged in.
+    private static func inExportOrder(moving entries: UnsafeMutablePointer<BatchEntry>, count: Int, ranks: [Int],
+                                      rankCount: Int) -> [BatchEntry] {
+        var byRank = [Int32](repeating: -1, count: rankCount)
+        var rest: [BatchEntry] = []
+        for (i, rank) in ranks.enumerated() {
+            if rank >= 0 && rank < rankCount && byRank[rank] < 0 {
+                byRank[rank] = Int32(i)
+            } else {
+                rest.append((entries + i).move())
+            }
+        }
+        let ordered = Array(unsafeUninitializedCapacity: count - rest.count) { buffer, initialized in
+            for i in byRank where i >= 0 {
+                (buffer.baseAddress! + initialized).moveInitialize(from: entries + Int(i), count: 1)
+                initialized += 1
+            }
+        }
+        rest.sort { ExportOrder.precedes($0.series, $1.series) }
         return ExportOrder.merge(ordered, rest, by: \.series)
     }
 

@@ -178,13 +178,18 @@ extension MetricsManager {
         let nowSecond = ManagerClock.second(of: now)
         let all = registry.seriesInExportOrder
         context.collector.collect(all, windowSeconds: context.windowSeconds)
-        for series in all {
-            guard let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) else { continue }
-            let end = Double(reading.newestSecond + 1)
-            if !body(series, reading.statistics, Double(reading.oldestSecond), end, wall - (now - end)) { return }
+        all.withUnsafeBufferPointer { all in
+            for i in all.indices {
+                SeriesPrefetch.ahead(all, i, cells: false)
+                let series = all[i]
+                guard let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) else { continue }
+                let end = Double(reading.newestSecond + 1)
+                if !body(series, reading.statistics, Double(reading.oldestSecond), end, wall - (now - end)) { return }
+            }
         }
     }
 
     /// Number of distinct keys recorded (the refused-puts counter excluded).
     public var metricCount: Int { registry.count }
 }
+

@@ -69,6 +69,10 @@ public final class MetricsManager: Sendable {
         var flushCount: UInt64 = 0
         /// When to check keys for idleness (SPEC §10).
         var idleWatch = IdleWatch()
+        /// The registry generation whose export order the series' ranks
+        /// (``MetricSeries/exportRank``) hold, and its number of keys.
+        var rankedGeneration = -1
+        var rankedCount = 0
         /// `sink` when it counts what it drops (decided at setSink).
         var dropCounter: (any DropCountingSink)?
         /// Run at the start of every flush (see ``MetricsManager/setFlushHook(_:)``).

@@ -203,18 +203,20 @@ public func kplm_snapshots_sized(_ m: OpaquePointer?,
     // Every window is read first (so that what a visit does, such as a put,
     // cannot change the later ones), as C structs whose strings are borrowed
     // from each series' C layout; no lock is held while the visits run.
-    var lines: [(series: MetricSeries, snapshot: kplm_snapshot)] = []
-    manager.forEachLiveWindow { series, statistics, start, end, timestamp in
-        lines.append((series, series.cKey._withUnsafeGuaranteedRef {
+    var lines: [kplm_snapshot] = []
+    manager.forEachLiveWindow({ series, statistics, start, end, timestamp in
+        lines.append(series.cKey._withUnsafeGuaranteedRef {
             $0.snapshot(statistics, windowStart: start, windowEnd: end, timestampUnix: timestamp)
-        }))
+        })
         return true
-    }
-    CallbackGuard.run(for: ObjectIdentifier(manager)) {
-        for line in lines {
-            // `lines` keeps each series (and so its C strings) alive.
-            if layout.withArray(count: 1, stride: size, { _ in line.snapshot }, { visit(userData, $0) }) != 0 { break }
+    }, then: {
+        // The series (and so the C strings the lines borrow) are alive
+        // until this returns.
+        CallbackGuard.run(for: ObjectIdentifier(manager)) {
+            for line in lines where layout.withArray(count: 1, stride: size, { _ in line }, { visit(userData, $0) }) != 0 {
+                break
+            }
         }
-    }
+    })
     return KPLM_OK
 }

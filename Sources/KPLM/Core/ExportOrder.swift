@@ -33,9 +33,25 @@ enum ExportOrder {
         return dimsA.count < dimsB.count
     }
 
+    /// Whether key `a` sorts strictly before key `b` (as the name and
+    /// dimensions form above; no array is built).
+    static func precedes(_ a: MetricKey, _ b: MetricKey) -> Bool {
+        let byName = compare(a.name, b.name)
+        if byName != 0 { return byName < 0 }
+        var x = a.dimensionPairs, y = b.dimensionPairs
+        while true {
+            guard let p = x.next() else { return y.next() != nil }
+            guard let q = y.next() else { return false }
+            let byDimName = compare(p.name, q.name)
+            if byDimName != 0 { return byDimName < 0 }
+            let byValue = compare(p.value, q.value)
+            if byValue != 0 { return byValue < 0 }
+        }
+    }
+
     /// Whether series `a` sorts strictly before series `b`.
     static func precedes(_ a: MetricSeries, _ b: MetricSeries) -> Bool {
-        precedes(a.key.name, a.dimensions, b.key.name, b.dimensions)
+        precedes(a.key, b.key)
     }
 
     /// Merges two lists already in export order.

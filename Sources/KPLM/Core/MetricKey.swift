@@ -120,10 +120,38 @@ public struct MetricKey: Sendable, Hashable, Comparable, CustomStringConvertible
         return out
     }
 
+    /// ``dimensions``, one at a time, without building the array (for
+    /// comparisons: a flush sorts keys by them).
+    var dimensionPairs: DimensionPairs { DimensionPairs(key: self) }
+
+    /// The pairs of ``dimensions``, in that order.
+    struct DimensionPairs: Sequence, IteratorProtocol {
+        let key: MetricKey
+        /// 0-2: the stream, shard and error code parts; then the others.
+        private var position = 0
+
+        init(key: MetricKey) { self.key = key }
+
+        mutating func next() -> (name: String, value: String)? {
+            while position < 3 {
+                position += 1
+                switch position {
+                case 1: if let stream = key.stream { return ("stream", stream) }
+                case 2: if let shardId = key.shardId { return ("shard", shardId) }
+                default: if let errorCode = key.errorCode { return ("error_code", errorCode) }
+                }
+            }
+            let other = position - 3
+            guard other < key.otherDimensions.count else { return nil }
+            position += 1
+            return (key.otherDimensions[other].name, key.otherDimensions[other].value)
+        }
+    }
+
     /// Export order: by name (bytewise), then by the dimension list compared
     /// pair by pair (name bytes, then value bytes); a prefix sorts first.
     public static func < (lhs: MetricKey, rhs: MetricKey) -> Bool {
-        ExportOrder.precedes(lhs.name, lhs.dimensions, rhs.name, rhs.dimensions)
+        ExportOrder.precedes(lhs, rhs)
     }
 
     public static func == (lhs: MetricKey, rhs: MetricKey) -> Bool {

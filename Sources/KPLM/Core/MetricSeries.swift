@@ -99,9 +99,9 @@ package final class MetricSeries: @unchecked Sendable {
     /// Bit i set: cells[i] is non-zero (lets readers skip empty entries).
     private let used = Atomic<UInt64>(0)
 
-    /// The key's dimensions, rendered once (``MetricKey/dimensions`` builds
-    /// an array at each call).
-    package let dimensions: [MetricDimension]
+    /// The key's dimensions (built at each call: a series keeps no copy,
+    /// issue #13; export order compares keys without them).
+    package var dimensions: [MetricDimension] { key.dimensions }
     /// Data a layer above the core keeps per key (the C ABI: the key laid
     /// out as C strings, see `CKeyLayout`), retained by the series; one
     /// word, and nothing allocated, for a key no such layer reads. Set once
@@ -133,7 +133,6 @@ package final class MetricSeries: @unchecked Sendable {
     /// A series of `key`; with a relative accuracy, of a distribution metric.
     init(key: MetricKey, distributionAccuracy: Double? = nil) {
         self.key = key
-        self.dimensions = key.dimensions
         state = Locked(State())
         distribution = distributionAccuracy.map { SeriesDistribution(relativeAccuracy: $0) }
         cells = CellTable.allocate()

@@ -56,13 +56,19 @@ final class CellCollector: Sendable {
         }
         guard !flipped.isEmpty else { return skipped }
         Self.barrier()
-        let ahead = SeriesPrefetch.distance
+        let d = SeriesPrefetch.distance
         for i in flipped.indices {
-            // The drain reads the cell again and locks the series' state.
-            if i &+ ahead < flipped.count {
-                let next = flipped[i &+ ahead]
-                SeriesPrefetch.prefetchCell(next.cell.base)
-                next.series._withUnsafeGuaranteedRef { $0.prefetchSecondLevel(cells: false) }
+            // The drain reads the cell again and locks the series' state:
+            // the series, then its state, then the state's mutex.
+            if i &+ 3 &* d < flipped.count {
+                SeriesPrefetch.prefetchObject(flipped[i &+ 3 &* d].series.toOpaque())
+            }
+            if i &+ 2 &* d < flipped.count {
+                SeriesPrefetch.prefetchCell(flipped[i &+ 2 &* d].cell.base)
+                flipped[i &+ 2 &* d].series._withUnsafeGuaranteedRef { $0.prefetchReferents() }
+            }
+            if i &+ d < flipped.count {
+                flipped[i &+ d].series._withUnsafeGuaranteedRef { $0.prefetchSecondLevel(cells: false) }
             }
             let (cell, slot, s) = flipped[i]
             cell.waitForSection()

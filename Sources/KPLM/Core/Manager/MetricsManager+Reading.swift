@@ -170,13 +170,17 @@ extension MetricsManager {
     /// Calls `body` with the rolling window of every metric with a live
     /// bucket, in export order, until it returns false: the series, its
     /// statistics, the window's start and end (manager seconds) and the
-    /// end's Unix time. No lock is held while `body` runs.
-    package func forEachLiveWindow(_ body: (MetricSeries, MetricStatistics, Double, Double, Double) -> Bool) {
-        guard context.level != .none, !context.isInherited else { return }
+    /// end's Unix time; then `then`, while every series `body` was handed
+    /// is still alive (no need to retain them). No lock is held while
+    /// `body` or `then` runs.
+    package func forEachLiveWindow(_ body: (MetricSeries, MetricStatistics, Double, Double, Double) -> Bool,
+                                   then: () -> Void = {}) {
+        guard context.level != .none, !context.isInherited else { return then() }
         let now = context.clock.now()
         let wall = ManagerClock.wallNow()
         let nowSecond = ManagerClock.second(of: now)
         let all = registry.seriesInExportOrder
+        defer { withExtendedLifetime(all) { then() } }
         context.collector.collect(all, windowSeconds: context.windowSeconds)
         all.withUnsafeBufferPointer { all in
             for i in all.indices {

@@ -1,4 +1,3 @@
-import CKPLMShims
 import Glibc
 
 /// A value guarded by a pthread mutex.
@@ -22,10 +21,6 @@ package final class Locked<Value>: @unchecked Sendable {
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
     }
-
-    /// A hint: starts loading the mutex (see ``SeriesPrefetch``).
-    @inline(__always)
-    func prefetchMutex() { kplmshim_prefetch(mutex) }
 
     /// Runs `body` with exclusive access to the value.
     @inline(__always)

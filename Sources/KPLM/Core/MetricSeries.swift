@@ -39,7 +39,9 @@ struct WindowReading: Sendable {
 /// merge is either wholly visible to a reader or not at all, and exports stay
 /// exact for any double values (nothing is derived by subtraction).
 ///
-/// Memory: 64 bytes of state plus a ``CellTable`` (40 bytes: the cells of
+/// Memory: the series object (264 bytes: its state and that state's lock
+/// are held inline, so a flush or a read reaching the series reaches its
+/// state without another miss) plus a ``CellTable`` (40 bytes: the cells of
 /// the first four writer indices, and an overflow table of 480 bytes once a
 /// thread with a higher index puts); a 128-byte cell per (thread, metric) on
 /// that thread's first put, reused by the next thread given the same writer
@@ -61,7 +63,8 @@ package final class MetricSeries: @unchecked Sendable {
         var isRetired = false
     }
 
-    private let state: Locked<State>
+    /// The series lock and what it guards (a futex-based mutex, inline).
+    private let state: Mutex<State>
     /// For a distribution metric (SPEC §6), its distribution: each
     /// observation also feeds it (through ``CellBuckets`` on a writer cell,
     /// or directly on the shared path). Guarded by the state's lock; kept
@@ -133,7 +136,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// A series of `key`; with a relative accuracy, of a distribution metric.
     init(key: MetricKey, distributionAccuracy: Double? = nil) {
         self.key = key
-        state = Locked(State())
+        state = Mutex(State())
         distribution = distributionAccuracy.map { SeriesDistribution(relativeAccuracy: $0) }
         cells = CellTable.allocate()
     }
@@ -197,7 +200,6 @@ package final class MetricSeries: @unchecked Sendable {
     @inline(__always)
     package func prefetchReferents() {
         kplmshim_prefetch(cells.words)
-        kplmshim_prefetch(Unmanaged.passUnretained(state).toOpaque())
         if let attachment = attached.load(ordering: .relaxed) { kplmshim_prefetch(attachment.toOpaque()) }
     }
 
@@ -206,7 +208,6 @@ package final class MetricSeries: @unchecked Sendable {
     /// the table holds.
     @inline(__always)
     func prefetchSecondLevel(cells withCells: Bool) {
-        state.prefetchMutex()
         guard withCells else { return }
         var mask = used.load(ordering: .relaxed)
         while mask != 0 {

@@ -60,12 +60,14 @@ package enum SeriesPrefetch {
         }
     }
 
-    /// The lines of a series object (three: it is about 170 bytes).
+    /// The lines of a series object (its state and lock included).
     @inline(__always)
     static func prefetchObject(_ object: UnsafeRawPointer) {
         kplmshim_prefetch(object)
         kplmshim_prefetch(object + 64)
         kplmshim_prefetch(object + 128)
+        kplmshim_prefetch(object + 192)
+        kplmshim_prefetch(object + 256)
     }
 
     /// Both lines of a writer cell.

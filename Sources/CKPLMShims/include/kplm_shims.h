@@ -50,6 +50,22 @@ int kplmshim_writers_in_use(void);
  * so that the misses of several keys overlap instead of queueing. */
 static inline void kplmshim_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 
+/* ThreadSanitizer's annotation interface: defined in sanitized processes
+ * only (weak: null elsewhere). */
+extern void __tsan_acquire(void *addr) __attribute__((weak));
+extern void __tsan_release(void *addr) __attribute__((weak));
+
+/** Tells ThreadSanitizer, in a sanitized process, that the lock identified
+ * by `addr` was just acquired; does nothing otherwise (a test of a weak
+ * symbol). For locks whose code it cannot see (Synchronization.Mutex: the
+ * standard library's prebuilt futex code), so that it orders their
+ * critical sections as it does a pthread mutex's. */
+static inline void kplmshim_tsan_acquire(void *addr) { if (__tsan_acquire) __tsan_acquire(addr); }
+
+/** The other half of kplmshim_tsan_acquire: the lock identified by `addr`
+ * is about to be released. */
+static inline void kplmshim_tsan_release(void *addr) { if (__tsan_release) __tsan_release(addr); }
+
 /** Keeps the compiler from moving memory accesses across this point (no
  * instruction is emitted). The other half of an asymmetric barrier: see
  * kplmshim_heavy_barrier. */

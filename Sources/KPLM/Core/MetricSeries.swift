@@ -39,9 +39,8 @@ struct WindowReading: Sendable {
 /// merge is either wholly visible to a reader or not at all, and exports stay
 /// exact for any double values (nothing is derived by subtraction).
 ///
-/// Memory: the series object (264 bytes: its state and that state's lock
-/// are held inline, so a flush or a read reaching the series reaches its
-/// state without another miss) plus a ``CellTable`` (40 bytes: the cells of
+/// Memory: the series object (264 bytes, its state and lock inline) plus a
+/// ``CellTable`` (40 bytes: the cells of
 /// the first four writer indices, and an overflow table of 480 bytes once a
 /// thread with a higher index puts); a 128-byte cell per (thread, metric) on
 /// that thread's first put, reused by the next thread given the same writer
@@ -63,8 +62,24 @@ package final class MetricSeries: @unchecked Sendable {
         var isRetired = false
     }
 
-    /// The series lock and what it guards (a futex-based mutex, inline).
+    /// The series lock and what it guards, inline: a flush or a read that
+    /// reaches the series reaches its state without another miss. Taken
+    /// through ``withState(_:)`` only.
     private let state: Mutex<State>
+
+    /// Runs `body` holding the series lock. (`Mutex`'s futex code is
+    /// prebuilt, out of ThreadSanitizer's sight: the critical section is
+    /// announced to it, with the series as the lock's identity; nothing
+    /// happens outside sanitized processes.)
+    @inline(__always)
+    private func withState<R>(_ body: (inout State) -> R) -> R {
+        let identity = Unmanaged.passUnretained(self).toOpaque()
+        return state.withLock { s in
+            kplmshim_tsan_acquire(identity)
+            defer { kplmshim_tsan_release(identity) }
+            return body(&s)
+        }
+    }
     /// For a distribution metric (SPEC §6), its distribution: each
     /// observation also feeds it (through ``CellBuckets`` on a writer cell,
     /// or directly on the shared path). Guarded by the state's lock; kept
@@ -204,11 +219,9 @@ package final class MetricSeries: @unchecked Sendable {
     }
 
     /// A hint (see ``SeriesPrefetch``), once ``prefetchReferents()`` had
-    /// time: starts loading the state's mutex and, with `cells`, the cells
-    /// the table holds.
+    /// time: starts loading the cells the table holds.
     @inline(__always)
-    func prefetchSecondLevel(cells withCells: Bool) {
-        guard withCells else { return }
+    func prefetchCells() {
         var mask = used.load(ordering: .relaxed)
         while mask != 0 {
             let i = mask.trailingZeroBitCount
@@ -233,7 +246,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// distribution of a distribution metric (ignored otherwise).
     func recordUnlessRetired(_ statistics: MetricStatistics, values: some Collection<Double>, second: Int64,
                              windowSeconds: Int64) -> Bool {
-        state.withLock { s in
+        withState { s in
             guard !s.isRetired else { return false }
             Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
             if let distribution, !values.isEmpty {
@@ -254,7 +267,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// observations, feed its distribution in the same critical section.
     func record(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64,
                 buckets: UnsafeMutablePointer<CellBuckets>? = nil) {
-        state.withLock { s in
+        withState { s in
             Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
             guard let buckets, let distribution else { return }
             distribution.add(buckets, min: statistics.min, max: statistics.max, second: second,
@@ -308,7 +321,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// design (a put may land right after): the removal that follows stops
     /// puts, waits for those in progress, and checks again.
     func isIdle(at nowSecond: Int64, windowSeconds: Int64) -> Bool {
-        let quiet = state.withLock { s in
+        let quiet = withState { s in
             Self.evict(&s.buckets, olderThan: nowSecond - windowSeconds)
             return s.buckets.isEmpty && s.pending == nil
         }
@@ -323,7 +336,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// either holds a cell, now marked, or the placeholder). Returns the
     /// cells to wait for after the heavy barrier.
     func markRetired() -> [WriterCell] {
-        state.withLock { $0.isRetired = true }
+        withState { $0.isRetired = true }
         let marked = cells.retireEmptyEntries()
         for cell in marked { cell.markRetired() }
         return marked
@@ -331,7 +344,7 @@ package final class MetricSeries: @unchecked Sendable {
 
     /// Whether the key was removed as idle (and not re-created since).
     /// Thread-safe (takes the series lock).
-    package var isRemoved: Bool { state.withLock { $0.isRetired } }
+    package var isRemoved: Bool { withState { $0.isRetired } }
 
     /// Undoes ``markRetired()`` for a removed key that is re-created with
     /// this series (a handle's put, or a lookup while a handle held it).
@@ -339,7 +352,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// section that could write them.
     func unmarkRetired() {
         for cell in cells.clearRetiredEntries() { cell.unmarkRetired() }
-        state.withLock { s in
+        withState { s in
             s.isRetired = false
             // Cumulative statistics start again, as for a key created anew.
             s.total = MetricStatistics(count: 0, sum: 0, min: .infinity, max: -.infinity)
@@ -351,18 +364,18 @@ package final class MetricSeries: @unchecked Sendable {
     /// while it was being removed): its puts resume, nothing is reset.
     func cancelRetirement() {
         for cell in cells.clearRetiredEntries() { cell.unmarkRetired() }
-        state.withLock { $0.isRetired = false }
+        withState { $0.isRetired = false }
     }
 
     /// Every observation merged into the series so far (cumulative).
-    var total: MetricStatistics { state.withLock { $0.total } }
+    var total: MetricStatistics { withState { $0.total } }
 
     /// Takes everything not yet exported, leaving nothing pending. A
     /// distribution metric's pending sketch moves, in the same critical
     /// section, to ``takenDistribution`` (merged with what a failed export
     /// left there), where the export reads it.
     func takePending() -> PendingExport? {
-        state.withLock { s in
+        withState { s in
             let taken = s.pending
             s.pending = nil
             distribution?.takePending()
@@ -375,13 +388,13 @@ package final class MetricSeries: @unchecked Sendable {
     /// metric, or when none). Read and cleared by flushes (one at a time).
     package var takenDistribution: DistributionSketch? {
         guard let distribution else { return nil }   // (a plain metric: no lock)
-        return state.withLock { _ in distribution.taken }
+        return withState { _ in distribution.taken }
     }
 
     /// After a successful export: the taken distribution was exported.
     func clearTakenDistribution() {
         guard let distribution else { return }
-        state.withLock { _ in distribution.clearTaken() }
+        withState { _ in distribution.clearTaken() }
     }
 
     /// Statistics over the buckets live at `nowSecond`: those whose second is
@@ -394,7 +407,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// `lastSeconds` (at most `windowSeconds`) narrows the reading to the
     /// most recent seconds without dropping the older buckets of the window.
     func window(at nowSecond: Int64, windowSeconds: Int64, lastSeconds: Int64? = nil) -> WindowReading? {
-        state.withLock { s in
+        withState { s in
             Self.evict(&s.buckets, olderThan: nowSecond - windowSeconds)
             let oldestWanted = nowSecond - (lastSeconds ?? windowSeconds)
             var merged = MetricStatistics.empty
@@ -415,7 +428,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// (the current second included), or since creation when nil; nil for
     /// a key that is not of a distribution metric.
     func distribution(at nowSecond: Int64, windowSeconds: Int64, lastSeconds: Int64?) -> DistributionSketch? {
-        state.withLock { s in
+        withState { s in
             distribution?.sketch(at: nowSecond, windowSeconds: windowSeconds, lastSeconds: lastSeconds)
         }
     }

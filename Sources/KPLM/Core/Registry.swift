@@ -120,6 +120,9 @@ final class Registry: Sendable {
     /// Number of keys counted against the cap.
     var count: Int { state.withLock { $0.cappedCount } }
 
+    /// The key set's generation: it changes at every insertion and removal.
+    var generation: Int { state.withLock { $0.generation } }
+
     // MARK: Removal of idle keys
 
     /// Removes the keys of `series` (live ones, in export order) that are

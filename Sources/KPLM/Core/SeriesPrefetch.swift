@@ -4,8 +4,8 @@ import CKPLMShims
 /// series (issue #13).
 ///
 /// Past the caches, a pass pays a miss for each object it reaches from a
-/// series: the series, its cell table, its cells, its state and that
-/// state's mutex. Key after key, those misses queue up, each behind the
+/// series: the series (its state and lock inline), its cell table, its
+/// cells, its C key layout. Key after key, those misses queue up, each behind the
 /// locked instructions of the key before (a lock, a flip). A pass calls
 /// ``ahead(_:_:cells:)`` before visiting series `i`: it starts loading
 /// what series `i + 3·d`, `i + 2·d` and `i + d` will need, one level of
@@ -34,10 +34,8 @@ package enum SeriesPrefetch {
                 $0.prefetchReferents()
             }
         }
-        if i &+ distance < n {
-            Unmanaged<MetricSeries>.fromOpaque(object(i &+ distance))._withUnsafeGuaranteedRef {
-                $0.prefetchSecondLevel(cells: cells)
-            }
+        if cells && i &+ distance < n {
+            Unmanaged<MetricSeries>.fromOpaque(object(i &+ distance))._withUnsafeGuaranteedRef { $0.prefetchCells() }
         }
     }
 
@@ -60,7 +58,8 @@ package enum SeriesPrefetch {
         }
     }
 
-    /// The lines of a series object (its state and lock included).
+    /// The lines of a series object (five: about 270 bytes, its state and
+    /// lock included).
     @inline(__always)
     static func prefetchObject(_ object: UnsafeRawPointer) {
         kplmshim_prefetch(object)

@@ -59,16 +59,13 @@ final class CellCollector: Sendable {
         let d = SeriesPrefetch.distance
         for i in flipped.indices {
             // The drain reads the cell again and locks the series' state:
-            // the series, then its state, then the state's mutex.
-            if i &+ 3 &* d < flipped.count {
-                SeriesPrefetch.prefetchObject(flipped[i &+ 3 &* d].series.toOpaque())
-            }
+            // the series, then its state and lock (and the cell).
             if i &+ 2 &* d < flipped.count {
-                SeriesPrefetch.prefetchCell(flipped[i &+ 2 &* d].cell.base)
-                flipped[i &+ 2 &* d].series._withUnsafeGuaranteedRef { $0.prefetchReferents() }
+                SeriesPrefetch.prefetchObject(flipped[i &+ 2 &* d].series.toOpaque())
             }
             if i &+ d < flipped.count {
-                flipped[i &+ d].series._withUnsafeGuaranteedRef { $0.prefetchSecondLevel(cells: false) }
+                SeriesPrefetch.prefetchCell(flipped[i &+ d].cell.base)
+                flipped[i &+ d].series._withUnsafeGuaranteedRef { $0.prefetchReferents() }
             }
             let (cell, slot, s) = flipped[i]
             cell.waitForSection()

@@ -94,12 +94,19 @@ extension MetricsManager {
         let flush = c.flushCount
         var retained = c.retained
         c.retained = [:]
-        // A batch small next to the key set is sorted by comparing keys; a
-        // larger one by the keys' ranks, read in the loop below where each
-        // series is read anyway (no pass over the registry, no comparison).
+        // The batch is put in export order by the keys' ranks, read in the
+        // loop below where each series is read anyway: no comparison of
+        // keys. A batch large next to the key set ranks the keys first if
+        // they changed (a pass over every key); a small one uses ranks only
+        // if they are still those of the key set, else compares keys.
         let upTo = candidates.count + retained.count
-        let byRank = upTo >= 64 && upTo * 16 >= registry.count
-        if byRank { rankKeys(&c, registry: registry) }
+        let byRank: Bool
+        if upTo >= 64 && upTo * 16 >= registry.count {
+            rankKeys(&c, registry: registry)
+            byRank = true
+        } else {
+            byRank = upTo > 1 && registry.generation == c.rankedGeneration
+        }
         // The entries are built in place and moved, never copied, into the
         // array returned: no reference counting per key after the loop.
         let entries = UnsafeMutablePointer<BatchEntry>.allocate(capacity: upTo)
@@ -131,9 +138,12 @@ extension MetricsManager {
             count += 1
             if byRank { ranks.append(old.series.exportRank) }
         }
+        // (Never Array(unsafeUninitializedCapacity: 0): it stores the count
+        // into the shared empty-array storage, a race with every reader.)
+        guard count > 0 else { return [] }
         guard byRank else {
             let batch = Array(unsafeUninitializedCapacity: count) { buffer, initialized in
-                if count > 0 { buffer.baseAddress!.moveInitialize(from: entries, count: count) }
+                buffer.baseAddress!.moveInitialize(from: entries, count: count)
                 initialized = count
             }
             return batch.sorted { ExportOrder.precedes($0.series, $1.series) }
@@ -160,22 +170,43 @@ extension MetricsManager {
     }
 
     /// The `count` entries at `entries` in export order, moved out of
-    /// there, `ranks` holding each entry's rank: entries placed by rank
-    /// (O(keys), sequential, no comparison), then those without one (keys
-    /// created or removed since the ranking) sorted and merged in.
+    /// there, `ranks` holding each entry's rank: entries ordered by rank
+    /// (placed in a table of every rank when they are many next to the
+    /// keys: O(keys), sequential; else their ranks sorted), then those
+    /// without one (keys created or removed since the ranking) sorted by
+    /// comparing keys and merged in.
     private static func inExportOrder(moving entries: UnsafeMutablePointer<BatchEntry>, count: Int, ranks: [Int],
                                       rankCount: Int) -> [BatchEntry] {
-        var byRank = [Int32](repeating: -1, count: rankCount)
         var rest: [BatchEntry] = []
-        for (i, rank) in ranks.enumerated() {
-            if rank >= 0 && rank < rankCount && byRank[rank] < 0 {
-                byRank[rank] = Int32(i)
-            } else {
-                rest.append((entries + i).move())
+        var order: [Int32] = []   // indices of the ranked entries, by rank
+        if count * 16 >= rankCount {
+            var byRank = [Int32](repeating: -1, count: rankCount)
+            for (i, rank) in ranks.enumerated() {
+                if rank >= 0 && rank < rankCount && byRank[rank] < 0 {
+                    byRank[rank] = Int32(i)
+                } else {
+                    rest.append((entries + i).move())
+                }
+            }
+            order.reserveCapacity(count)
+            for i in byRank where i >= 0 { order.append(i) }
+        } else {
+            var ranked: [(rank: Int, index: Int32)] = []
+            ranked.reserveCapacity(count)
+            for (i, rank) in ranks.enumerated() {
+                if rank >= 0 && rank < rankCount { ranked.append((rank, Int32(i))) } else { rest.append((entries + i).move()) }
+            }
+            ranked.sort { $0.rank < $1.rank }
+            for (j, entry) in ranked.enumerated() {
+                if j > 0 && ranked[j - 1].rank == entry.rank {   // never, unless a rank is stale
+                    rest.append((entries + Int(entry.index)).move())
+                } else {
+                    order.append(entry.index)
+                }
             }
         }
-        let ordered = Array(unsafeUninitializedCapacity: count - rest.count) { buffer, initialized in
-            for i in byRank where i >= 0 {
+        let ordered: [BatchEntry] = order.isEmpty ? [] : Array(unsafeUninitializedCapacity: order.count) { buffer, initialized in
+            for i in order {
                 (buffer.baseAddress! + initialized).moveInitialize(from: entries + Int(i), count: 1)
                 initialized += 1
             }

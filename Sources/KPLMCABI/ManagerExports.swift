@@ -213,8 +213,8 @@ public func kplm_snapshots_sized(_ m: OpaquePointer?,
         // The series (and so the C strings the lines borrow) are alive
         // until this returns.
         CallbackGuard.run(for: ObjectIdentifier(manager)) {
-            for line in lines where layout.withArray(count: 1, stride: size, { _ in line }, { visit(userData, $0) }) != 0 {
-                break
+            for line in lines {
+                if layout.withArray(count: 1, stride: size, { _ in line }, { visit(userData, $0) }) != 0 { break }
             }
         }
     })

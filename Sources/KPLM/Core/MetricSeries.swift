@@ -40,11 +40,11 @@ struct WindowReading: Sendable {
 /// exact for any double values (nothing is derived by subtraction).
 ///
 /// Memory: the series object (264 bytes, its state and lock inline) plus a
-/// ``CellTable`` (40 bytes: the cells of
-/// the first four writer indices, and an overflow table of 480 bytes once a
-/// thread with a higher index puts); a 128-byte cell per (thread, metric) on
-/// that thread's first put, reused by the next thread given the same writer
-/// index when the thread exits; one bucket per live second.
+/// ``CellTable`` (40 bytes: the cells of the first four writer indices, and
+/// an overflow table of 480 bytes once a thread with a higher index puts);
+/// a 128-byte cell per (thread, metric) on that thread's first put, reused
+/// by the next thread given the same writer index when the thread exits;
+/// one bucket per live second.
 package final class MetricSeries: @unchecked Sendable {
     /// The key this series accumulates.
     package let key: MetricKey
@@ -80,6 +80,7 @@ package final class MetricSeries: @unchecked Sendable {
             return body(&s)
         }
     }
+
     /// For a distribution metric (SPEC §6), its distribution: each
     /// observation also feeds it (through ``CellBuckets`` on a writer cell,
     /// or directly on the shared path). Guarded by the state's lock; kept
@@ -103,8 +104,8 @@ package final class MetricSeries: @unchecked Sendable {
     nonisolated(unsafe) var idleWatchSecond: Int64 = .min
     nonisolated(unsafe) var batchedByFlush: UInt64 = 0
     /// The series' place in its registry's export order when a flush last
-    /// ranked the keys (-1: not since it was created, or removed). A
-    /// flush that takes many keys sorts them by it (see
+    /// ranked the keys (-1: not since it was created, or removed). Flushes
+    /// put their batches in export order by it (see
     /// `MetricsManager.takeBatch`). Read and written only by flushes (under
     /// the manager's control lock), beside `batchedByFlush`: the loop that
     /// reads one reads the other.
@@ -211,7 +212,7 @@ package final class MetricSeries: @unchecked Sendable {
     }
 
     /// A hint (see ``SeriesPrefetch``): starts loading the objects this
-    /// series points to, its cell table, its state and its attachment.
+    /// series points to, its cell table and its attachment.
     @inline(__always)
     package func prefetchReferents() {
         kplmshim_prefetch(cells.words)

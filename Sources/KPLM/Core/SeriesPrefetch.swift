@@ -5,8 +5,9 @@ import CKPLMShims
 ///
 /// Past the caches, a pass pays a miss for each object it reaches from a
 /// series: the series (its state and lock inline), its cell table, its
-/// cells, its C key layout. Key after key, those misses queue up, each behind the
-/// locked instructions of the key before (a lock, a flip). A pass calls
+/// cells, its C key layout. Key after key, those misses queue up, each
+/// behind the locked instructions of the key before (a lock, a flip). A
+/// pass calls
 /// ``ahead(_:_:cells:)`` before visiting series `i`: it starts loading
 /// what series `i + 3·d`, `i + 2·d` and `i + d` will need, one level of
 /// pointers per stage (a stage reads only lines the stage before asked

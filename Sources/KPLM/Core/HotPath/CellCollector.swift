@@ -56,16 +56,13 @@ final class CellCollector: Sendable {
         }
         guard !flipped.isEmpty else { return skipped }
         Self.barrier()
-        let d = SeriesPrefetch.distance
+        let ahead = 2 &* SeriesPrefetch.distance
         for i in flipped.indices {
-            // The drain reads the cell again and locks the series' state:
-            // the series, then its state and lock (and the cell).
-            if i &+ 2 &* d < flipped.count {
-                SeriesPrefetch.prefetchObject(flipped[i &+ 2 &* d].series.toOpaque())
-            }
-            if i &+ d < flipped.count {
-                SeriesPrefetch.prefetchCell(flipped[i &+ d].cell.base)
-                flipped[i &+ d].series._withUnsafeGuaranteedRef { $0.prefetchReferents() }
+            // The drain reads the cell again and locks the series' state
+            // (inline in the series): both addresses are in the list.
+            if i &+ ahead < flipped.count {
+                SeriesPrefetch.prefetchCell(flipped[i &+ ahead].cell.base)
+                SeriesPrefetch.prefetchObject(flipped[i &+ ahead].series.toOpaque())
             }
             let (cell, slot, s) = flipped[i]
             cell.waitForSection()

@@ -115,23 +115,23 @@ extension MetricsManager {
         var ranks: [Int] = []   // by rank: each entry's
         let nowSecond = ManagerClock.second(of: context.clock.now())
         candidates.withUnsafeBufferPointer { candidates in
-          for i in candidates.indices {
-            SeriesPrefetch.ahead(candidates, i, cells: false)
-            let series = candidates[i]
-            guard series.batchedByFlush != flush else { continue }
-            series.batchedByFlush = flush
-            var pending = series.takePending()
-            // A changed key may go idle a window after its newest observation.
-            c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond))
-            if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
-                if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
+            for i in candidates.indices {
+                SeriesPrefetch.ahead(candidates, i, cells: false)
+                let series = candidates[i]
+                guard series.batchedByFlush != flush else { continue }
+                series.batchedByFlush = flush
+                var pending = series.takePending()
+                // A changed key may go idle a window after its newest observation.
+                c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond))
+                if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
+                    if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
+                }
+                if let pending {
+                    (entries + count).initialize(to: (series, pending))
+                    count += 1
+                    if byRank { ranks.append(series.exportRank) }
+                }
             }
-            if let pending {
-                (entries + count).initialize(to: (series, pending))
-                count += 1
-                if byRank { ranks.append(series.exportRank) }
-            }
-          }
         }
         for (_, old) in retained {   // keys with nothing new
             (entries + count).initialize(to: old)

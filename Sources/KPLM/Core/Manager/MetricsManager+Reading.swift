@@ -196,4 +196,3 @@ extension MetricsManager {
     /// Number of distinct keys recorded (the refused-puts counter excluded).
     public var metricCount: Int { registry.count }
 }
-

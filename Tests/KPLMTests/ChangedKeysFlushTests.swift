@@ -128,4 +128,20 @@ final class IdleWatchTests: XCTestCase {
         XCTAssertEqual(watch.due(atOrBefore: 12).map(\.key.name), ["a"])
         XCTAssertTrue(watch.due(atOrBefore: 100).isEmpty)
     }
+
+    /// A key noted at every flush of a second is held once for that second.
+    func testAKeyNotedAgainAtTheSameSecondIsHeldOnce() {
+        let a = MetricSeries(key: MetricKey(name: "a")), b = MetricSeries(key: MetricKey(name: "b"))
+        var watch = IdleWatch()
+        for _ in 0..<600 {
+            watch.note(a, at: 10)
+            watch.note(b, at: 10)
+        }
+        XCTAssertEqual(watch.entryCount, 2)
+        watch.note(a, at: 11)
+        watch.note(a, at: 10)   // back to 10: listed there again (the stale entry at 10 is skipped when due)
+        XCTAssertEqual(watch.due(atOrBefore: 10).map(\.key.name).sorted(), ["a", "b"])   // each once
+        XCTAssertTrue(watch.due(atOrBefore: 11).isEmpty)   // a's note at 11 is superseded
+        XCTAssertEqual(watch.entryCount, 0)
+    }
 }

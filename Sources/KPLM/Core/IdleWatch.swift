@@ -12,11 +12,21 @@ struct IdleWatch {
 
     /// Notes `series` (its newest observation at `second`, or checked then).
     /// Appends in place (the dictionary's modify accessor): O(1) amortised
-    /// however the seconds of successive notes alternate.
+    /// however the seconds of successive notes alternate. A series noted at
+    /// `second` already is in that second's list: it is not listed again
+    /// (a key changed at every flush would otherwise be listed once per
+    /// flush of its window: at 100 ms flushes and a 60 s window, 600
+    /// references a key).
     mutating func note(_ series: MetricSeries, at second: Int64) {
+        // (Invariant: idleWatchSecond == s, s != .min, only while the series
+        // is in bySecond[s]; due(atOrBefore:) resets it when it takes s.)
+        guard series.idleWatchSecond != second else { return }
         series.idleWatchSecond = second
         bySecond[second, default: []].append(series)
     }
+
+    /// The number of entries held, all seconds together (for tests).
+    var entryCount: Int { bySecond.values.reduce(0) { $0 + $1.count } }
 
     /// Notes every series of `series` at `second`.
     mutating func note(_ series: some Sequence<MetricSeries>, at second: Int64) {

@@ -100,6 +100,29 @@ final class IdleKeyRemovalTests: XCTestCase {
         try m.close()
         XCTAssertEqual(find(sink.snapshots, "KplmMetricsRefused")?.count, 3)   // one put, a batch of two
         XCTAssertNil(sink.snapshots.first { $0.name == "A" && $0.sum == 4 })
+        // After close a put is refused as closed, removed key or not (found
+        // by fuzz_abi: it reported the full cap), and nothing is re-created.
+        assertThrows(.closed) { try handle.put(4) }
+        assertThrows(.closed) { try handle.put(many: [4, 5]) }
+    }
+
+    /// A handle to a removed key, the cap not full: after close its put is
+    /// refused as closed and does not re-create the key.
+    func testAfterCloseAHandleToARemovedKeyIsRefusedAsClosed() throws {
+        let clock = TestClock(100)
+        let m = try detailed(clock, window: 1, sink: InMemorySink(), maxMetrics: 10)
+        try m.start()
+        let handle = try m.metric("A")
+        try handle.put(1)
+        try m.flush()
+        clock.now = 105
+        try m.flush()
+        XCTAssertTrue(handle.series.isRemoved)
+        try m.close()
+        assertThrows(.closed) { try handle.put(2) }
+        assertThrows(.closed) { try handle.put(many: [2, 3]) }
+        XCTAssertTrue(handle.series.isRemoved)
+        XCTAssertEqual(m.metricCount, 0)
     }
 
     func testByNamesReCreationReusesAHeldMetric() throws {

@@ -94,7 +94,7 @@ extension Metric {
                                                         windowSeconds: windowSeconds)
                 else {
                     context.gate.leave()
-                    guard let revived = target.revived(refusedPuts: values.count) else { return .limitReached }
+                    guard let revived = target.revived(refusedPuts: values.count) else { return target.notRevived }
                     target = revived
                     continue
                 }
@@ -157,7 +157,7 @@ extension Metric {
                 word = shared
             }
             if word & WriterCell.retiredBit != 0 {
-                guard let revived = target.revived() else { return .limitReached }
+                guard let revived = target.revived() else { return target.notRevived }
                 target = revived
                 continue
             }
@@ -185,10 +185,19 @@ extension Metric {
 
     /// The live metric of this metric's key, removed as idle: this one
     /// re-created, or the one another thread re-created first; nil when
-    /// the cap is full (`refusedPuts` refusals counted) or the manager is gone.
+    /// the cap is full (`refusedPuts` refusals counted), the manager is
+    /// closing or gone (then nothing is re-created: see ``notRevived``).
     @inline(never)
     func revived(refusedPuts: Int = 1) -> Metric? {
-        try? context.registry?.revive(self, refusedPuts: refusedPuts)
+        guard !context.gate.isClosing else { return nil }
+        return try? context.registry?.revive(self, refusedPuts: refusedPuts)
+    }
+
+    /// What a put on a removed key that could not be re-created reports:
+    /// closed once close has begun or the manager is gone (a put after
+    /// close is refused as closed, whatever its key), else the cap.
+    var notRevived: PutOutcome {
+        context.gate.isClosing || context.registry == nil ? .closed : .limitReached
     }
 
     /// After start, hands an eventful sink the observation just recorded.

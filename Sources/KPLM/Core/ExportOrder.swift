@@ -22,23 +22,23 @@ enum ExportOrder {
     /// Whether (nameA, dimsA) sorts strictly before (nameB, dimsB).
     static func precedes(_ nameA: String, _ dimsA: [MetricDimension],
                          _ nameB: String, _ dimsB: [MetricDimension]) -> Bool {
-        let byName = compare(nameA, nameB)
-        if byName != 0 { return byName < 0 }
-        for (x, y) in zip(dimsA, dimsB) {
-            let byDimName = compare(x.name, y.name)
-            if byDimName != 0 { return byDimName < 0 }
-            let byValue = compare(x.value, y.value)
-            if byValue != 0 { return byValue < 0 }
-        }
-        return dimsA.count < dimsB.count
+        precedes(nameA, dimsA.lazy.map { (name: $0.name, value: $0.value) },
+                 nameB, dimsB.lazy.map { (name: $0.name, value: $0.value) })
     }
 
     /// Whether key `a` sorts strictly before key `b` (as the name and
     /// dimensions form above; no array is built).
     static func precedes(_ a: MetricKey, _ b: MetricKey) -> Bool {
-        let byName = compare(a.name, b.name)
+        precedes(a.name, a.dimensionPairs, b.name, b.dimensionPairs)
+    }
+
+    /// The comparison itself: by name, then pair by pair (name bytes, then
+    /// value bytes); a prefix sorts first.
+    private static func precedes(_ nameA: String, _ pairsA: some Sequence<(name: String, value: String)>,
+                                 _ nameB: String, _ pairsB: some Sequence<(name: String, value: String)>) -> Bool {
+        let byName = compare(nameA, nameB)
         if byName != 0 { return byName < 0 }
-        var x = a.dimensionPairs, y = b.dimensionPairs
+        var x = pairsA.makeIterator(), y = pairsB.makeIterator()
         while true {
             guard let p = x.next() else { return y.next() != nil }
             guard let q = y.next() else { return false }

@@ -12,6 +12,19 @@ final class IdleKeyRemovalTests: XCTestCase {
         sink.snapshots.reduce(into: [:]) { $0[$1.name + ($1.dimensions.first.map { "/" + $0.value } ?? ""), default: 0] += $1.count }
     }
 
+    /// A handle to key `name` (`stream`), put once at second 100 and
+    /// removed as idle by the flush at 105 (`m`: window 1 s, started, on
+    /// `clock`, at 100).
+    private func removedHandle(_ m: MetricsManager, _ clock: TestClock, _ name: String,
+                               stream: String? = nil) throws -> Metric {
+        let handle = try m.metric(name, stream: stream)
+        try handle.put(1)
+        try m.flush()
+        clock.now = 105
+        try m.flush()
+        return handle
+    }
+
     func testIdleKeysGiveTheirPlaceBack() throws {
         let clock = TestClock(100)
         let sink = InMemorySink()
@@ -72,11 +85,7 @@ final class IdleKeyRemovalTests: XCTestCase {
         let sink = InMemorySink()
         let m = try detailed(clock, window: 1, sink: sink, maxMetrics: 1)
         try m.start()
-        let handle = try m.metric("A", stream: "s")
-        try handle.put(1)
-        try m.flush()
-        clock.now = 105
-        try m.flush()
+        let handle = try removedHandle(m, clock, "A", stream: "s")
         XCTAssertEqual(m.metricCount, 0)
         XCTAssertTrue(handle.series.isRemoved)
 
@@ -112,11 +121,7 @@ final class IdleKeyRemovalTests: XCTestCase {
         let clock = TestClock(100)
         let m = try detailed(clock, window: 1, sink: InMemorySink(), maxMetrics: 10)
         try m.start()
-        let handle = try m.metric("A")
-        try handle.put(1)
-        try m.flush()
-        clock.now = 105
-        try m.flush()
+        let handle = try removedHandle(m, clock, "A")
         XCTAssertTrue(handle.series.isRemoved)
         try m.close()
         assertThrows(.closed) { try handle.put(2) }
@@ -130,11 +135,7 @@ final class IdleKeyRemovalTests: XCTestCase {
         let sink = InMemorySink()
         let m = try detailed(clock, window: 1, sink: sink)
         try m.start()
-        let handle = try m.metric("A")
-        try handle.put(1)
-        try m.flush()
-        clock.now = 105
-        try m.flush()
+        let handle = try removedHandle(m, clock, "A")
         XCTAssertEqual(m.metricCount, 0)
         try m.put("A", 2)                            // re-creates the key with the handle's metric
         try handle.put(3)

@@ -147,9 +147,10 @@ struct CPutArguments: IndexedArguments {
 /// unlinked entry, a superseded table and the metric an entry pointed to
 /// are kept until every section that may see them has ended, then freed.
 final class CKeyIndex: @unchecked Sendable {
-    /// Entry layout (raw memory): hash (8), metric (8, unretained: kept
-    /// alive by the registry while the entry is linked, then by this
-    /// index's limbo), then the arguments' body (``IndexedArguments``).
+    /// Entry layout (raw memory): hash (8), the metric's header line (8,
+    /// see ``MetricHeader``; the metric is unretained: kept alive by the
+    /// registry while the entry is linked, then by this index's limbo),
+    /// then the arguments' body (``IndexedArguments``).
     private static let headBytes = 16
     /// A slot whose entry was removed: probing goes on past it.
     private static let tombstone: UInt = 1
@@ -213,20 +214,21 @@ final class CKeyIndex: @unchecked Sendable {
             KeyIndexReaders.leave(section)
             return .missing
         }
-        if found._withUnsafeGuaranteedRef({ $0.tryPutCommonCase(value) }) {
+        if found.tryPutCommonCase(value) {
             KeyIndexReaders.leave(section)
             return .recorded
         }
         // Retained before the section ends (then the index may let it go).
-        let held = found.retain()
+        let held = found.metric.retain()
         KeyIndexReaders.leave(section)
         return .general(held.takeRetainedValue())
     }
 
-    /// The metric these arguments resolved to before, if any. Call inside a
-    /// read section (the result is borrowed, valid until it ends).
+    /// The header line of the metric these arguments resolved to before,
+    /// if any. Call inside a read section (the result is borrowed, valid
+    /// until it ends).
     @inline(__always)
-    private func find<Arguments: IndexedArguments>(_ a: Arguments) -> Unmanaged<Metric>? {
+    private func find<Arguments: IndexedArguments>(_ a: Arguments) -> MetricHeader? {
         let bits = table.load(ordering: .acquiring)
         guard bits != 0 else { return nil }
         let t = UnsafeMutableRawPointer(bitPattern: bits)!
@@ -241,7 +243,7 @@ final class CKeyIndex: @unchecked Sendable {
             if e != Self.tombstone {
                 let entry = UnsafeRawPointer(bitPattern: e)!
                 if entry.load(as: UInt64.self) == a.hash && a.matches(body: entry + Self.headBytes) {
-                    return Unmanaged<Metric>.fromOpaque(entry.load(fromByteOffset: 8, as: UnsafeRawPointer.self))
+                    return MetricHeader(address: entry.load(fromByteOffset: 8, as: UnsafeRawPointer.self))
                 }
             }
             i = (i &+ 1) & mask
@@ -339,7 +341,7 @@ final class CKeyIndex: @unchecked Sendable {
         -> UnsafeMutableRawPointer {
         let entry = UnsafeMutableRawPointer.allocate(byteCount: headBytes + a.bodyBytes, alignment: 8)
         entry.storeBytes(of: a.hash, as: UInt64.self)
-        entry.storeBytes(of: Unmanaged.passUnretained(metric).toOpaque(), toByteOffset: 8, as: UnsafeMutableRawPointer.self)
+        entry.storeBytes(of: metric.header.address, toByteOffset: 8, as: UnsafeMutableRawPointer.self)
         a.write(body: entry + headBytes)
         return entry
     }

@@ -131,18 +131,21 @@ private func resolveHandle(_ m: OpaquePointer?, _ out: UnsafeMutablePointer<Opaq
         // Kept alive until kplm_free, even if its key is removed as idle
         // (a put through the handle then re-creates it).
         if let c = cManager(m) { c.pin(metric) }
-        out.pointee = OpaquePointer(Unmanaged.passUnretained(metric).toOpaque())
+        // The handle is the metric's header line: a put through it reads
+        // that line and its cell, not the metric object (issue #13).
+        out.pointee = OpaquePointer(metric.header.address)
     }
 }
 
 @c @implementation
 public func kplm_metric_put(_ metric: OpaquePointer?, _ value: Double) -> kplm_status {
     guard let metric, value.isFinite else { return KPLM_EINVAL }
-    // The manager keeps the metric alive until kplm_free: borrow it without
-    // a retain (a locked instruction on a line every putting thread shares).
-    return Unmanaged<Metric>.fromOpaque(UnsafeRawPointer(metric))._withUnsafeGuaranteedRef { handle in
-        status(handle.put(finite: value))
-    }
+    // The manager keeps the metric, and so its header line, alive until
+    // kplm_free: borrow it without a retain (a locked instruction on a line
+    // every putting thread shares).
+    let header = MetricHeader(address: UnsafeRawPointer(metric))
+    if _fastPath(header.tryPutCommonCase(value)) { return KPLM_OK }
+    return header.metric._withUnsafeGuaranteedRef { status($0.putGeneral(value)) }
 }
 
 @c @implementation
@@ -152,7 +155,7 @@ public func kplm_metric_put_many(_ metric: OpaquePointer?, _ values: UnsafePoint
     let buffer = UnsafeBufferPointer(start: values, count: count)
     for v in buffer where !v.isFinite { return KPLM_EINVAL }
     // Borrowed without a retain: see kplm_metric_put.
-    return Unmanaged<Metric>.fromOpaque(UnsafeRawPointer(metric))._withUnsafeGuaranteedRef { handle in
+    return MetricHeader(address: UnsafeRawPointer(metric)).metric._withUnsafeGuaranteedRef { handle in
         status(handle.putMany(finite: buffer, at: at.isNaN ? nil : at))
     }
 }

@@ -145,7 +145,8 @@ final class DistributionMetricTests: XCTestCase {
         try m.start()
         let handle = try m.metric("RequestTime", stream: "s")
         XCTAssertTrue(handle.usesWriterCells)
-        XCTAssertEqual(handle.distributionCellsWithTicker, CellCollector.isAvailable)
+        XCTAssertEqual(handle.header.flags,
+                       CellCollector.isAvailable ? MetricHeader.distributionCells : 0)
         let perThread = 50_000
         @Sendable func value(_ t: Int, _ i: Int) -> Double {
             switch i % 100 {

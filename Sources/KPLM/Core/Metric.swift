@@ -5,51 +5,51 @@ import Synchronization
 /// Obtain one with ``MetricsManager/metric(_:stream:shardId:errorCode:)``.
 /// At level ``MetricsLevel/none`` the handle's puts do nothing.
 public final class Metric: Sendable {
+    /// The line a put reads first (its series', see ``MetricHeader``):
+    /// declared first, so that a put's first load is from this object's
+    /// first line. (Usable from inline: the C ABI inlines ``put(finite:)``.)
+    @usableFromInline nonisolated(unsafe) package let header: MetricHeader
     /// The key this handle records under (after level trimming).
     public let key: MetricKey
     package let series: MetricSeries
     let context: PutContext
     let isNoop: Bool
 
-    // Copies for the hot path, as plain pointers: the strong references
+    // Copies for the slow paths, as plain pointers: the strong references
     // above keep what they point to alive as long as this handle, and using
     // them costs no reference counting (a retain is a locked instruction on
     // a line every thread putting on this metric would then share).
-    // (Usable from inline: the C ABI inlines ``put(finite:)``.)
-    @usableFromInline nonisolated(unsafe) let gateWord: UnsafeMutablePointer<Atomic<UInt64>>
-    @usableFromInline nonisolated(unsafe) let cellTable: CellTable
     nonisolated(unsafe) let activityWord: UnsafeMutablePointer<Atomic<Int>>
     let seriesRef: Unmanaged<MetricSeries>
     let windowSeconds: Int64
     let usesWriterCells: Bool
-    /// Writer cells and the system clock (the second comes from the ticker);
-    /// false for a distribution metric, whose common case is
-    /// ``tryPutDistribution(_:)`` (so a plain metric's put pays nothing for it).
-    @usableFromInline let cellsWithTicker: Bool
-    /// A distribution metric whose common case can run (writer cells, system
-    /// clock). (Beside the other flags: the fields a put reads share a line.)
-    @usableFromInline let distributionCellsWithTicker: Bool
-    /// The fork generation of the manager (see ``ForkGuard``).
-    @usableFromInline let generation: UInt64
 
     init(key: MetricKey, context: PutContext, isNoop: Bool = false) {
         self.key = key
         let accuracy = isNoop ? nil : context.distributionAccuracy(of: key.name)
         let series = MetricSeries(key: key, distributionAccuracy: accuracy)
+        self.header = series.header
         self.series = series
         self.context = context
         self.isNoop = isNoop
-        self.gateWord = context.gate.wordPointer
-        self.cellTable = series.cells
         self.activityWord = context.sinkActivity
         self.seriesRef = Unmanaged.passUnretained(series)
         self.windowSeconds = context.windowSeconds
         self.usesWriterCells = context.usesWriterCells
+        // The common case runs with writer cells and the system clock (the
+        // second comes from the ticker); its kind follows the metric's.
         let withTicker = !isNoop && usesWriterCells && context.clock.isSystem
-        self.cellsWithTicker = withTicker && accuracy == nil
-        self.distributionCellsWithTicker = withTicker && accuracy != nil
-        self.generation = context.generation
+        let flags = !withTicker ? 0 : accuracy == nil ? MetricHeader.plainCells : MetricHeader.distributionCells
+        header.publish(gate: context.gate.wordPointer, generation: context.generation,
+                       metric: Unmanaged.passUnretained(self), flags: flags)
     }
+
+    /// The manager's gate word (in ``header``).
+    var gateWord: UnsafeMutablePointer<Atomic<UInt64>> { header.gateWord }
+    /// The cells of this metric's series (in ``header``).
+    var cellTable: CellTable { header.cells }
+    /// The fork generation of the manager (see ``ForkGuard``).
+    var generation: UInt64 { header.generation }
 
     /// Records one observation (default 1).
     ///

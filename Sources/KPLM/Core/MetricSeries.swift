@@ -40,8 +40,9 @@ struct WindowReading: Sendable {
 /// exact for any double values (nothing is derived by subtraction).
 ///
 /// Memory: the series object (264 bytes, its state and lock inline) plus a
-/// ``CellTable`` (40 bytes: the cells of the first four writer indices, and
-/// an overflow table of 480 bytes once a thread with a higher index puts);
+/// ``MetricHeader`` line (64 bytes: the ``CellTable`` with the cells of the
+/// first four writer indices, the put's other fields; an overflow table of
+/// 480 bytes once a thread with a higher index puts);
 /// a 128-byte cell per (thread, metric) on that thread's first put, reused
 /// by the next thread given the same writer index when the thread exits;
 /// one bucket per live second.
@@ -111,10 +112,14 @@ package final class MetricSeries: @unchecked Sendable {
     /// reads one reads the other.
     nonisolated(unsafe) var exportRank = -1
 
-    /// Cell pointers by writer index (see ``CellTable``). Written once per
-    /// entry, by compare-exchange; never cleared while the series lives
-    /// (except the retired placeholders a re-creation clears).
-    let cells: CellTable
+    /// The line a put reads first (see ``MetricHeader``): the cell table,
+    /// and its metric's fields for the put's common case. Allocated and
+    /// freed with the series.
+    let header: MetricHeader
+    /// Cell pointers by writer index (see ``CellTable``), in ``header``.
+    /// Written once per entry, by compare-exchange; never cleared while the
+    /// series lives (except the retired placeholders a re-creation clears).
+    var cells: CellTable { header.cells }
     /// Bit i set: cells[i] is non-zero (lets readers skip empty entries).
     private let used = Atomic<UInt64>(0)
 
@@ -154,7 +159,7 @@ package final class MetricSeries: @unchecked Sendable {
         self.key = key
         state = Mutex(State())
         distribution = distributionAccuracy.map { SeriesDistribution(relativeAccuracy: $0) }
-        cells = CellTable.allocate()
+        header = MetricHeader.allocate()
     }
 
     deinit {
@@ -165,7 +170,8 @@ package final class MetricSeries: @unchecked Sendable {
             }
         }
         attached.load(ordering: .acquiring)?.release()
-        cells.deallocate()
+        cells.deallocateOverflow()
+        header.deallocate()
     }
 
     /// The cell of writer index `writer` in the table `cells` of `series`,

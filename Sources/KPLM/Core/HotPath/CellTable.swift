@@ -5,6 +5,7 @@ import Synchronization
 /// in an overflow table allocated when a thread with a higher writer index
 /// first puts on the series (issue #13: most keys are put by a few threads,
 /// so a key costs 40 bytes here instead of a pointer per possible writer).
+/// The table is the first 40 bytes of its metric's ``MetricHeader`` line.
 ///
 /// Layout: one word holding the overflow table's address (0: none yet;
 /// ``retiredOverflowBits``: the series was removed as idle before any such
@@ -22,28 +23,24 @@ struct CellTable {
     /// The overflow word, then `inlineCount` entries.
     @usableFromInline let words: UnsafeMutablePointer<Atomic<UInt>>
 
+    /// The table at `words` (a ``MetricHeader`` line's first five words).
+    @inlinable @inline(__always)
+    init(words: UnsafeMutablePointer<Atomic<UInt>>) { self.words = words }
+
     /// Entries held in the table itself.
     @inlinable static var inlineCount: Int { 4 }
     /// Entries held in the overflow table.
     static var overflowCount: Int { WriterIndices.capacity - inlineCount }
 
-    /// An empty table.
-    static func allocate() -> CellTable {
-        let words = UnsafeMutablePointer<Atomic<UInt>>.allocate(capacity: inlineCount + 1)
-        for i in 0...inlineCount { (words + i).initialize(to: Atomic(0)) }
-        return CellTable(words: words)
-    }
-
-    /// Frees the table and its overflow table (not the cells).
-    func deallocate() {
+    /// Frees the overflow table, if any (not the cells; the table's own
+    /// words are part of its ``MetricHeader`` line, freed with it).
+    func deallocateOverflow() {
         let overflow = words[0].load(ordering: .acquiring)
         if overflow != 0 && overflow != Self.retiredOverflowBits {
             let table = Self.overflowTable(overflow)
             table.deinitialize(count: Self.overflowCount)
             table.deallocate()
         }
-        words.deinitialize(count: Self.inlineCount + 1)
-        words.deallocate()
     }
 
     /// The entry of writer index `writer` (acquire), 0 if none.

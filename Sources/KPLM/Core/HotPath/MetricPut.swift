@@ -34,43 +34,17 @@ package enum PutOutcome {
 extension Metric {
     /// Records a finite value (the caller checked it).
     ///
-    /// The common case is straight-line code with no call, no lock and no
-    /// locked instruction: the second from the process-wide ticker, this
-    /// thread's writer index from TLS, its cell from the metric's table, one
-    /// section on the cell. Anything else (level none, an injected clock, no
-    /// ticker, no writer index or cell yet, a fork, closing, an eventful
-    /// sink) leaves it for ``putGeneral(_:)``.
+    /// The common case (``MetricHeader/tryPutCommonCase(_:)``) reads this
+    /// object's first line, the header line and the thread's cell, with no
+    /// call, no lock and no locked instruction. Anything else (level none,
+    /// an injected clock, no ticker, no writer index or cell yet, a fork,
+    /// closing, an eventful sink) leaves it for ``putGeneral(_:)``.
     @inlinable @inline(__always)
     package func put(finite value: Double) -> PutOutcome {
-        if _fastPath(tryPutCommonCase(value)) { return .recorded }
+        if _fastPath(header.tryPutCommonCase(value)) { return .recorded }
         // Everything else, including a new second for this thread's cell
         // (once a second), closing, an eventful sink, and a removed key.
         return putGeneral(value)
-    }
-
-    /// The common case of ``put(finite:)`` alone, as a leaf: records
-    /// `value` and returns true, or changes nothing and returns false (for
-    /// ``putGeneral(_:)``). For a caller that must know before taking the
-    /// general path (the C ABI's puts by names, which leave their key
-    /// index's read section first).
-    @inlinable @inline(__always)
-    package func tryPutCommonCase(_ value: Double) -> Bool {
-        let second = kplmshim_cached_second()
-        let writerPlus1 = Int(kplmshim_writer_raw())   // this thread's writer index + 1, or <= 0
-        guard _fastPath(second != Int64.min && writerPlus1 > 0 && !ForkGuard.isInherited(generation)) else { return false }
-        // (The entry of a removed metric holds a placeholder cell whose
-        // put reports "not done": see WriterCell.Offset.retiredSlotIndex.)
-        if _fastPath(cellsWithTicker) {
-            let bits = cellTable.load(writerPlus1: writerPlus1)
-            return bits != 0 && WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
-                .tryPut(value, second: Int64(second), gate: gateWord)
-        }
-        // A distribution metric's common case: one section on this thread's
-        // cell counting the value's bucket and its statistics.
-        guard distributionCellsWithTicker else { return false }
-        let bits = cellTable.load(writerPlus1: writerPlus1)
-        return bits != 0 && WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
-            .tryPutDistribution(value, second: Int64(second), gate: gateWord)
     }
 
     /// ``put(many:at:)`` for finite values and a finite `at` (the caller
@@ -107,9 +81,10 @@ extension Metric {
         }
     }
 
-    /// Every case the fast path of ``put(finite:)`` leaves.
+    /// Every case the fast path of ``put(finite:)`` leaves (for a caller
+    /// that tried ``MetricHeader/tryPutCommonCase(_:)`` itself).
     @usableFromInline @inline(never)
-    func putGeneral(_ value: Double) -> PutOutcome {
+    package func putGeneral(_ value: Double) -> PutOutcome {
         if isNoop { return context.unrecordedPutOutcome }
         if ForkGuard.isInherited(generation) { return .inherited }
         return record(value)

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "kplm_shims.h"
@@ -211,4 +212,94 @@ static void fork_generation_register(void) {
 
 void kplmshim_fork_generation_watch(void) {
     pthread_once(&fork_generation_once, fork_generation_register);
+}
+
+/* ---- Block pools ------------------------------------------------------ */
+
+/* AddressSanitizer's manual poisoning (weak: null outside sanitized
+ * processes). */
+extern void __asan_poison_memory_region(void const volatile *addr, size_t size) __attribute__((weak));
+extern void __asan_unpoison_memory_region(void const volatile *addr, size_t size) __attribute__((weak));
+
+static void pool_poison(void *p, size_t n) { if (__asan_poison_memory_region) __asan_poison_memory_region(p, n); }
+static void pool_unpoison(void *p, size_t n) { if (__asan_unpoison_memory_region) __asan_unpoison_memory_region(p, n); }
+
+#define POOL_CHUNK_BYTES ((size_t)64 * 1024)
+
+typedef struct {
+    pthread_mutex_t lock;
+    size_t block_bytes;
+    void *free_blocks;   /* freed blocks, linked through their first word */
+    char *cursor, *end;  /* the current chunk's blocks not handed out yet */
+    void *chunks;        /* every chunk, linked through its first word (its
+                            first block is that link: kept reachable) */
+    long live;
+} block_pool;
+
+static block_pool pools[2] = {
+    {PTHREAD_MUTEX_INITIALIZER, 64, NULL, NULL, NULL, NULL, 0},
+    {PTHREAD_MUTEX_INITIALIZER, 128, NULL, NULL, NULL, NULL, 0},
+};
+
+/* Fork: held across it, so that no other thread is halfway through a pool
+ * in the child's copy; released in both processes after. */
+static void pools_before_fork(void) {
+    for (int i = 0; i < 2; i++) pthread_mutex_lock(&pools[i].lock);
+}
+static void pools_after_fork(void) {
+    for (int i = 1; i >= 0; i--) pthread_mutex_unlock(&pools[i].lock);
+}
+static pthread_once_t pools_once = PTHREAD_ONCE_INIT;
+static void pools_register(void) { (void)pthread_atfork(pools_before_fork, pools_after_fork, pools_after_fork); }
+
+void *kplmshim_block_alloc(int pool) {
+    if (pool < 0 || pool > 1) return NULL;
+    pthread_once(&pools_once, pools_register);
+    block_pool *p = &pools[pool];
+    void *block = NULL;
+    pthread_mutex_lock(&p->lock);
+    if (p->free_blocks) {
+        block = p->free_blocks;
+        pool_unpoison(block, p->block_bytes);
+        p->free_blocks = *(void **)block;
+    } else {
+        if (p->cursor == p->end) {
+            char *chunk = aligned_alloc(p->block_bytes, POOL_CHUNK_BYTES);
+            if (chunk) {
+                *(void **)chunk = p->chunks;
+                p->chunks = chunk;
+                p->cursor = chunk + p->block_bytes;
+                p->end = chunk + POOL_CHUNK_BYTES;
+                pool_poison(p->cursor, (size_t)(p->end - p->cursor));
+            }
+        }
+        if (p->cursor != p->end) {
+            block = p->cursor;
+            p->cursor += p->block_bytes;
+            pool_unpoison(block, p->block_bytes);
+        }
+    }
+    if (block) p->live++;
+    pthread_mutex_unlock(&p->lock);
+    return block;
+}
+
+void kplmshim_block_free(int pool, void *block) {
+    if (!block || pool < 0 || pool > 1) return;
+    block_pool *p = &pools[pool];
+    pthread_mutex_lock(&p->lock);
+    *(void **)block = p->free_blocks;
+    p->free_blocks = block;
+    p->live--;
+    pool_poison(block, p->block_bytes);
+    pthread_mutex_unlock(&p->lock);
+}
+
+long kplmshim_blocks_live(int pool) {
+    if (pool < 0 || pool > 1) return 0;
+    block_pool *p = &pools[pool];
+    pthread_mutex_lock(&p->lock);
+    long live = p->live;
+    pthread_mutex_unlock(&p->lock);
+    return live;
 }

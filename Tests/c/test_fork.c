@@ -1,7 +1,8 @@
 /* fork() with a live manager: the parent keeps working; in the child, the
  * inherited manager refuses every call with KPLM_ESTATE (its locks may be
  * held by parent threads that do not exist in the child) and never
- * deadlocks, while a manager created in the child works normally. */
+ * deadlocks, while a manager created in the child works normally (also
+ * when the fork lands while another thread allocates keys' blocks). */
 #include "test_support.h"
 
 #include <pthread.h>
@@ -25,6 +26,30 @@ static void *putter(void *arg) {
             CHECK_OK(kplm_put(m, name, 1, "s", "shard-1", NULL));
             CHECK_OK(kplm_metric_put(h, 2));
         }
+    }
+    return NULL;
+}
+
+/* Managers made and freed in a loop: their keys take header lines and
+ * cells from the block pools and give them back, so a fork often finds a
+ * pool in use (the pools' atfork handler keeps the child's copy usable). */
+static void *churner(void *arg) {
+    (void)arg;
+    while (!atomic_load(&stop_putting)) {
+        kplm_config cfg;
+        kplm_config_init(&cfg);
+        cfg.level = KPLM_LEVEL_DETAILED;
+        cfg.upload_interval_ms = 3600e3;
+        kplm_manager *m = NULL;
+        CHECK_OK(kplm_new(&cfg, &m));
+        CHECK_OK(kplm_start(m));
+        for (int i = 0; i < 50; i++) {
+            char shard[32];
+            snprintf(shard, sizeof shard, "shard-%d", i);
+            CHECK_OK(kplm_put(m, "Churn", 1, "s", shard, NULL));
+        }
+        CHECK_OK(kplm_close(m));
+        kplm_free(m);
     }
     return NULL;
 }
@@ -88,8 +113,9 @@ static void fork_while_busy(void) {
     CHECK_OK(kplm_metric_get(m, "Handle", NULL, NULL, NULL, &h));
 
     atomic_store(&stop_putting, 0);
-    pthread_t threads[2];
+    pthread_t threads[2], churning;
     for (int i = 0; i < 2; i++) CHECK(pthread_create(&threads[i], NULL, putter, m) == 0);
+    CHECK(pthread_create(&churning, NULL, churner, NULL) == 0);
     /* Forks start once the first flushes are done: a fork while another
      * thread runs one of the Swift runtime's first-time initialisations (of
      * a type a flush uses) leaves that initialisation unfinished in the
@@ -116,6 +142,7 @@ static void fork_while_busy(void) {
     }
     atomic_store(&stop_putting, 1);
     for (int i = 0; i < 2; i++) pthread_join(threads[i], NULL);
+    pthread_join(churning, NULL);
     CHECK_OK(kplm_close(m));
     CHECK(atomic_load(&exported) > 0);
     kplm_free(m);

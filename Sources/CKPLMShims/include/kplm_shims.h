@@ -118,4 +118,30 @@ static inline unsigned long long kplmshim_fork_generation_now(void) {
 /** Registers the fork handler that increments it (idempotent, thread-safe). */
 void kplmshim_fork_generation_watch(void);
 
+/* ---- Block pools -----------------------------------------------------------
+ * Fixed-size blocks for the two objects every key has, carved from 64 KiB
+ * chunks: a metric's header line (64 bytes) and a writer cell (128 bytes),
+ * each aligned to its size. Issue #13: blocks of one kind sit side by side
+ * (a put at 100,000 keys walks 6.4 MB of header lines, not one line per
+ * kilobyte of heap), and an aligned allocation costs no padding. A freed
+ * block is reused by the next allocation of its kind; chunks are kept for
+ * the process's lifetime (their memory is reused, never returned).
+ * Thread-safe (a mutex per pool, held across fork by an atfork handler, so
+ * a forked child finds the pools consistent). Under AddressSanitizer, a
+ * free block is poisoned. */
+
+/** The pools: a block of KPLMSHIM_POOL_LINES is 64 bytes, one of
+ * KPLMSHIM_POOL_CELLS 128 bytes. */
+enum { KPLMSHIM_POOL_LINES = 0, KPLMSHIM_POOL_CELLS = 1 };
+
+/** A block of `pool` (uninitialised), or NULL when out of memory. */
+void *kplmshim_block_alloc(int pool);
+
+/** Gives back a block of `pool` (NULL is fine). */
+void kplmshim_block_free(int pool, void *block);
+
+/** Blocks of `pool` allocated and not freed (for tests: a freed key gives
+ * its blocks back). */
+long kplmshim_blocks_live(int pool);
+
 #endif

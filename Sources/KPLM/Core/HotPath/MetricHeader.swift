@@ -58,10 +58,14 @@ package struct MetricHeader {
     @usableFromInline static var distributionCells: UInt { 2 }
     @usableFromInline static var flagMask: UInt { 3 }
 
-    /// A new line: an empty cell table, the other fields zero (no flag: a
-    /// put through it takes the general path until ``publish``).
+    /// A new line (from the shims' pool of lines: lines of all keys side by
+    /// side): an empty cell table, the other fields zero (no flag: a put
+    /// through it takes the general path until ``publish``).
     static func allocate() -> MetricHeader {
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: alignment)
+        // (Out of memory traps, as any Swift allocation does.)
+        guard let raw = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_LINES)) else {
+            fatalError("kplm: out of memory")
+        }
         let words = raw.bindMemory(to: Atomic<UInt>.self, capacity: byteCount / 8)
         for i in 0..<(byteCount / 8) { (words + i).initialize(to: Atomic(0)) }
         return MetricHeader(words: words)
@@ -71,7 +75,7 @@ package struct MetricHeader {
     /// by the caller first: see ``CellTable/deallocate()``).
     func deallocate() {
         words.deinitialize(count: Self.byteCount / 8)
-        UnsafeMutableRawPointer(words).deallocate()
+        kplmshim_block_free(Int32(KPLMSHIM_POOL_LINES), words)
     }
 
     /// Writes the fields after the cell table (once, before the metric is

@@ -107,9 +107,13 @@ struct WriterCell {
         @inlinable static var buckets: Int { 112 }
     }
 
-    /// Allocates an empty cell (active slot 0, both slots empty).
+    /// Allocates an empty cell (active slot 0, both slots empty), from the
+    /// shims' pool of cells (128-byte blocks, 128-byte aligned, side by side).
     static func allocate() -> WriterCell {
-        let base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: alignment)
+        // (Out of memory traps, as any Swift allocation does.)
+        guard let base = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_CELLS)) else {
+            fatalError("kplm: out of memory")
+        }
         base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
         (base + Offset.sequence).bindMemory(to: Atomic<UInt>.self, capacity: 1).initialize(to: Atomic(0))
         (base + Offset.active).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
@@ -122,7 +126,7 @@ struct WriterCell {
 
     func deallocate() {
         for index in 0..<2 { if let b = buckets(index) { CellBuckets.deallocate(b) } }
-        base.deallocate()
+        kplmshim_block_free(Int32(KPLMSHIM_POOL_CELLS), base)
     }
 
     /// Slot `index`'s distribution counts, if made (0 or 1 only).

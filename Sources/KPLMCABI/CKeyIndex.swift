@@ -140,18 +140,31 @@ struct CPutArguments: IndexedArguments {
 /// Entries are keyed by the arguments as given (before level trimming: at
 /// SUMMARY several argument tuples lead to one metric), are added only after
 /// the slow path validated the arguments and resolved the metric, and are
-/// immutable once published. The table is open-addressed (linear probing).
+/// immutable once published, except for their copies of cell addresses
+/// (each written once, from 0). The table is open-addressed (linear probing).
 /// When a flush removes idle keys (``remove(_:)``), their entries become
 /// tombstones; a table too full (of entries or tombstones) is replaced by a
 /// rebuilt copy. Lookups run in read sections (``KeyIndexReaders``): an
 /// unlinked entry, a superseded table and the metric an entry pointed to
 /// are kept until every section that may see them has ended, then freed.
 final class CKeyIndex: @unchecked Sendable {
-    /// Entry layout (raw memory): hash (8), the metric's header line (8,
-    /// see ``MetricHeader``; the metric is unretained: kept alive by the
-    /// registry while the entry is linked, then by this index's limbo),
-    /// then the arguments' body (``IndexedArguments``).
-    private static let headBytes = 16
+    /// Entry layout (raw memory):
+    ///
+    ///      0  hash
+    ///      8  the metric's header line (see ``MetricHeader``) | its flags
+    ///         (the metric is unretained: kept alive by the registry while
+    ///         the entry is linked, then by this index's limbo)
+    ///     16  copies of the cell addresses of writer indices 0-3
+    ///         (``cachedCells``), each 0 until that writer's first put through
+    ///         the entry, then its cell (never the removed-key placeholder)
+    ///     48  the arguments' body (``IndexedArguments``)
+    ///
+    /// Issue #13: with a copy of its cell in the entry, a put by names reads
+    /// the slot, the entry and the cell, not the header line between them.
+    /// A metric's cells live as long as its series, which outlives the entry.
+    private static let headBytes = 48
+    /// Writer indices whose cell addresses an entry copies.
+    private static let cachedCells = 4
     /// A slot whose entry was removed: probing goes on past it.
     private static let tombstone: UInt = 1
     /// A slot holds its entry's address (16-byte aligned) with a tag in the
@@ -185,9 +198,16 @@ final class CKeyIndex: @unchecked Sendable {
     /// Most entries linked at once; beyond it puts by names keep working on
     /// the slow path.
     let maxEntries: Int
+    /// The manager's gate word and fork generation (what a put's common case
+    /// reads besides the cell: see `MetricsManager.commonCaseWords`).
+    private let gate: UnsafeMutablePointer<Atomic<UInt64>>
+    private let generation: UInt64
 
-    init(maxEntries: Int) {
+    init(maxEntries: Int,
+         commonCase: (gate: UnsafeMutablePointer<Atomic<UInt64>>, generation: UInt64)) {
         self.maxEntries = maxEntries
+        gate = commonCase.gate
+        generation = commonCase.generation
     }
 
     deinit {
@@ -216,25 +236,27 @@ final class CKeyIndex: @unchecked Sendable {
         let writer = Int(kplmshim_writer_raw())
         guard writer > 0 && KeyIndexReaders.isAvailable else { return .missing }
         let section = KeyIndexReaders.enter(writer)
-        guard let found = find(a) else {
+        guard let entry = find(a) else {
             KeyIndexReaders.leave(section)
             return .missing
         }
-        if found.tryPutCommonCase(value) {
+        let headerWord = entry.load(fromByteOffset: 8, as: UInt.self)
+        let flags = headerWord & MetricHeader.flagMask
+        if flags != 0 && MetricHeader.tryPut(value, cellBits: Self.cellBits(entry, headerWord, writerPlus1: writer),
+                                             flags: flags, gate: gate, generation: generation) {
             KeyIndexReaders.leave(section)
             return .recorded
         }
         // Retained before the section ends (then the index may let it go).
-        let held = found.metric.retain()
+        let held = Self.header(headerWord).metric.retain()
         KeyIndexReaders.leave(section)
         return .general(held.takeRetainedValue())
     }
 
-    /// The header line of the metric these arguments resolved to before,
-    /// if any. Call inside a read section (the result is borrowed, valid
-    /// until it ends).
+    /// The entry of these arguments, if any. Call inside a read section
+    /// (the result is borrowed, valid until it ends).
     @inline(__always)
-    private func find<Arguments: IndexedArguments>(_ a: Arguments) -> MetricHeader? {
+    private func find<Arguments: IndexedArguments>(_ a: Arguments) -> UnsafeRawPointer? {
         let bits = table.load(ordering: .acquiring)
         guard bits != 0 else { return nil }
         let t = UnsafeMutableRawPointer(bitPattern: bits)!
@@ -250,7 +272,7 @@ final class CKeyIndex: @unchecked Sendable {
             if e & Self.tagMask == tag && e != Self.tombstone {
                 let entry = UnsafeRawPointer(bitPattern: e & ~Self.tagMask)!
                 if entry.load(as: UInt64.self) == a.hash && a.matches(body: entry + Self.headBytes) {
-                    return MetricHeader(address: entry.load(fromByteOffset: 8, as: UnsafeRawPointer.self))
+                    return entry
                 }
             }
             i = (i &+ 1) & mask
@@ -349,7 +371,10 @@ final class CKeyIndex: @unchecked Sendable {
         // (16-byte aligned: the low four bits of its address hold its tag.)
         let entry = UnsafeMutableRawPointer.allocate(byteCount: headBytes + a.bodyBytes, alignment: 16)
         entry.storeBytes(of: a.hash, as: UInt64.self)
-        entry.storeBytes(of: metric.header.address, toByteOffset: 8, as: UnsafeMutableRawPointer.self)
+        entry.storeBytes(of: UInt(bitPattern: metric.header.address) | metric.header.flags,
+                         toByteOffset: 8, as: UInt.self)
+        let copies = (entry + 16).bindMemory(to: Atomic<UInt>.self, capacity: cachedCells)
+        for i in 0..<cachedCells { (copies + i).initialize(to: Atomic(0)) }
         a.write(body: entry + headBytes)
         return entry
     }
@@ -414,6 +439,37 @@ final class CKeyIndex: @unchecked Sendable {
             }
             i = (i + 1) & mask
         }
+    }
+
+    /// The header line in an entry's word at offset 8.
+    @inline(__always)
+    private static func header(_ headerWord: UInt) -> MetricHeader {
+        MetricHeader(address: UnsafeRawPointer(bitPattern: headerWord & ~MetricHeader.flagMask)!)
+    }
+
+    /// The address bits of the cell of writer index `writerPlus1 - 1` for
+    /// the entry's metric (0: none yet): the entry's copy, else the header
+    /// line's table (then copied into the entry).
+    @inline(__always)
+    private static func cellBits(_ entry: UnsafeRawPointer, _ headerWord: UInt, writerPlus1: Int) -> UInt {
+        guard _fastPath(writerPlus1 <= cachedCells) else { return header(headerWord).cellBits(writerPlus1: writerPlus1) }
+        let copy = UnsafeMutablePointer(mutating: (entry + 16).assumingMemoryBound(to: Atomic<UInt>.self)) + (writerPlus1 - 1)
+        // Acquire, like the table's entry it copies: the cell is seen initialised.
+        let bits = copy.pointee.load(ordering: .acquiring)
+        if _fastPath(bits != 0) { return bits }
+        return copyCell(into: copy, header(headerWord), writerPlus1: writerPlus1)
+    }
+
+    /// The header's cell address for `writerPlus1`, copied into the entry
+    /// unless there is none yet or it is the removed-key placeholder. Racing
+    /// copiers store the same address (a table entry holding a cell never
+    /// changes while its series lives).
+    @inline(never)
+    private static func copyCell(into copy: UnsafeMutablePointer<Atomic<UInt>>, _ header: MetricHeader,
+                                 writerPlus1: Int) -> UInt {
+        let bits = header.cellBits(writerPlus1: writerPlus1)
+        if bits != 0 && bits != MetricHeader.retiredCellBits { copy.pointee.store(bits, ordering: .releasing) }
+        return bits
     }
 
     /// The tag of a hash: its top four bits (the low ones pick the slot).

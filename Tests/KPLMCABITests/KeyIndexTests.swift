@@ -14,14 +14,20 @@ final class KeyIndexTests: XCTestCase {
             throw XCTSkip("the key index is not used here (no heavy barrier, or no writer index)")
         }
         let m = try MetricsManager(level: .detailed)
+        try m.start()
         let keys = 5000   // enough for many probe sequences longer than one slot
-        let index = CKeyIndex(maxEntries: keys)
+        let index = CKeyIndex(maxEntries: keys, commonCase: m.commonCaseWords)
         let shards = (0..<keys).map { strdup("shardId-\($0)")! }
         let name = strdup("UserRecordsPut")!, stream = strdup("orders")!
         defer { for p in shards + [name, stream] { free(p) } }
         func arguments(_ k: Int) -> CPutArguments { CPutArguments(name, stream, shards[k], nil)! }
+        /// Puts 1 on key k through the index, if found there.
         func isFound(_ k: Int) -> Bool {
-            if case .missing = index.put(arguments(k), 1) { return false }
+            switch index.put(arguments(k), 1) {
+            case .missing: return false
+            case .recorded: return true
+            case .general(let metric): XCTAssertNoThrow(try metric.put(finite: 1).check())
+            }
             return true
         }
 
@@ -34,6 +40,14 @@ final class KeyIndexTests: XCTestCase {
         }
         XCTAssertEqual(index.count, keys)
         for k in 0..<keys { XCTAssertTrue(isFound(k), "key \(k) not found") }
+        // The puts through the entries (the second one from the entry's copy
+        // of this thread's cell, when the common case runs) land on their
+        // keys: two each.
+        for k in 0..<keys { XCTAssertTrue(isFound(k), "key \(k) not found") }
+        for k in 0..<keys {
+            XCTAssertEqual(try m.statistics("UserRecordsPut", stream: "orders", shardId: "shardId-\(k)").count, 2,
+                           "key \(k)")
+        }
         // Inserted again: already linked (found by the insert's own lookup).
         for k in 0..<keys { index.insert(arguments(k), metrics[k]) }
         XCTAssertEqual(index.count, keys)

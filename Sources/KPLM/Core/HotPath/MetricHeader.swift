@@ -56,7 +56,7 @@ package struct MetricHeader {
     /// Flag: the common case is a distribution metric's (writer cells and
     /// the system clock). Neither flag: every put takes the general path.
     @usableFromInline static var distributionCells: UInt { 2 }
-    @usableFromInline static var flagMask: UInt { 3 }
+    @usableFromInline package static var flagMask: UInt { 3 }
 
     /// A new line (from the shims' pool of lines: lines of all keys side by
     /// side): an empty cell table, the other fields zero (no flag: a put
@@ -94,6 +94,17 @@ package struct MetricHeader {
     @inlinable @inline(__always)
     var cells: CellTable { CellTable(words: words) }
 
+    /// The address bits of the calling thread's cell (`writerPlus1`: its
+    /// raw TLS value, > 0), 0 if it has none yet, or the placeholder of a
+    /// removed metric (``retiredCellBits``).
+    @inlinable @inline(__always)
+    package func cellBits(writerPlus1: Int) -> UInt { cells.load(writerPlus1: writerPlus1) }
+
+    /// The placeholder cell a removed metric's empty table entries hold: a
+    /// put on it records nothing. (A copy of a cell address must not be this:
+    /// a re-created metric clears it from its table.)
+    package static var retiredCellBits: UInt { WriterCell.retiredPlaceholderBits }
+
     /// The manager's gate word.
     @inlinable @inline(__always)
     var gateWord: UnsafeMutablePointer<Atomic<UInt64>> {
@@ -106,7 +117,7 @@ package struct MetricHeader {
 
     /// The flags of the put's common case (``plainCells``,
     /// ``distributionCells``, or none).
-    var flags: UInt { words[Self.metricWordIndex].load(ordering: .relaxed) & Self.flagMask }
+    package var flags: UInt { words[Self.metricWordIndex].load(ordering: .relaxed) & Self.flagMask }
 
     /// The metric this line belongs to (unretained: valid while the caller
     /// holds the metric, or a C handle to it, alive).
@@ -128,21 +139,31 @@ package struct MetricHeader {
     /// cell, a removed key) is left to the general path.
     @inlinable @inline(__always)
     package func tryPutCommonCase(_ value: Double) -> Bool {
-        let second = kplmshim_cached_second()
         let writerPlus1 = Int(kplmshim_writer_raw())   // this thread's writer index + 1, or <= 0
         let tagged = words[Self.metricWordIndex].load(ordering: .relaxed)
-        guard _fastPath(second != Int64.min && writerPlus1 > 0 && tagged & Self.flagMask != 0
-                        && !ForkGuard.isInherited(generation)) else { return false }
+        guard _fastPath(writerPlus1 > 0 && tagged & Self.flagMask != 0) else { return false }
+        return Self.tryPut(value, cellBits: cells.load(writerPlus1: writerPlus1), flags: tagged,
+                           gate: gateWord, generation: generation)
+    }
+
+    /// The rest of ``tryPutCommonCase(_:)`` once the calling thread's cell
+    /// is found (`cellBits`, 0: none yet) and the metric's `flags` are known
+    /// not to be none: for the C ABI's key index, which keeps copies of cell
+    /// addresses in its entries, and the manager's `gate` and `generation`.
+    @inlinable @inline(__always)
+    package static func tryPut(_ value: Double, cellBits: UInt, flags: UInt,
+                               gate: UnsafeMutablePointer<Atomic<UInt64>>, generation: UInt64) -> Bool {
+        let second = kplmshim_cached_second()
+        guard _fastPath(second != Int64.min && cellBits != 0 && !ForkGuard.isInherited(generation))
+        else { return false }
         // (The entry of a removed metric holds a placeholder cell whose
         // put reports "not done": see WriterCell.Offset.retiredSlotIndex.)
-        let bits = cells.load(writerPlus1: writerPlus1)
-        guard bits != 0 else { return false }
-        let cell = WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)
-        if _fastPath(tagged & Self.plainCells != 0) {
-            return cell.tryPut(value, second: Int64(second), gate: gateWord)
+        let cell = WriterCell(base: UnsafeMutableRawPointer(bitPattern: cellBits)!)
+        if _fastPath(flags & plainCells != 0) {
+            return cell.tryPut(value, second: Int64(second), gate: gate)
         }
         // A distribution metric's common case: one section on this thread's
         // cell counting the value's bucket and its statistics.
-        return cell.tryPutDistribution(value, second: Int64(second), gate: gateWord)
+        return cell.tryPutDistribution(value, second: Int64(second), gate: gate)
     }
 }

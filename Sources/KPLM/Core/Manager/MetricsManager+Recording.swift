@@ -1,3 +1,5 @@
+import Synchronization
+
 extension MetricsManager {
     /// Records one observation of `value` (default 1) for the key formed from
     /// `name` and the dimensions the level keeps. Works before ``start()``.
@@ -97,6 +99,14 @@ extension MetricsManager {
         }
         try Validation.checkName(name)
         return try metricValidated(key: formKey(MetricKey(name: name, dimensions: dimensions)))
+    }
+
+    /// The words the common case of every put on this manager reads besides
+    /// its key's cell (the same in each metric's ``MetricHeader``): the gate
+    /// word and the fork generation. For a layer that finds cells itself
+    /// (the C ABI's key index); valid as long as the manager.
+    package var commonCaseWords: (gate: UnsafeMutablePointer<Atomic<UInt64>>, generation: UInt64) {
+        (context.gate.wordPointer, context.generation)
     }
 
     /// Resolves a key whose inputs are already validated.

@@ -449,26 +449,32 @@ final class CKeyIndex: @unchecked Sendable {
 
     /// The address bits of the cell of writer index `writerPlus1 - 1` for
     /// the entry's metric (0: none yet): the entry's copy, else the header
-    /// line's table (then copied into the entry).
+    /// line's table (``cellBitsFromHeader``).
     @inline(__always)
     private static func cellBits(_ entry: UnsafeRawPointer, _ headerWord: UInt, writerPlus1: Int) -> UInt {
-        guard _fastPath(writerPlus1 <= cachedCells) else { return header(headerWord).cellBits(writerPlus1: writerPlus1) }
-        let copy = UnsafeMutablePointer(mutating: (entry + 16).assumingMemoryBound(to: Atomic<UInt>.self)) + (writerPlus1 - 1)
-        // Acquire, like the table's entry it copies: the cell is seen initialised.
-        let bits = copy.pointee.load(ordering: .acquiring)
-        if _fastPath(bits != 0) { return bits }
-        return copyCell(into: copy, header(headerWord), writerPlus1: writerPlus1)
+        let copies = UnsafeMutablePointer(mutating: (entry + 16).assumingMemoryBound(to: Atomic<UInt>.self))
+        if _fastPath(writerPlus1 <= cachedCells) {
+            // Acquire, like the table's entry it copies: the cell is seen initialised.
+            let bits = copies[writerPlus1 &- 1].load(ordering: .acquiring)
+            if _fastPath(bits != 0) { return bits }
+        }
+        return cellBitsFromHeader(headerWord, writerPlus1: writerPlus1, copies: copies)
     }
 
-    /// The header's cell address for `writerPlus1`, copied into the entry
-    /// unless there is none yet or it is the removed-key placeholder. Racing
-    /// copiers store the same address (a table entry holding a cell never
-    /// changes while its series lives).
-    @inline(never)
-    private static func copyCell(into copy: UnsafeMutablePointer<Atomic<UInt>>, _ header: MetricHeader,
-                                 writerPlus1: Int) -> UInt {
-        let bits = header.cellBits(writerPlus1: writerPlus1)
-        if bits != 0 && bits != MetricHeader.retiredCellBits { copy.pointee.store(bits, ordering: .releasing) }
+    /// The header line's cell address for `writerPlus1`, copied into the
+    /// entry (writer indices 0-3) unless there is none yet or it is the
+    /// removed-key placeholder. Racing copiers store the same address (a
+    /// table entry holding a cell never changes while its series lives).
+    /// (Inlined: an out-of-line call here, or anywhere in ``put(_:_:)``,
+    /// kept the compiler from inlining `put` into the puts by names, which
+    /// then cost about 8 ns more at one key.)
+    @inline(__always)
+    private static func cellBitsFromHeader(_ headerWord: UInt, writerPlus1: Int,
+                                           copies: UnsafeMutablePointer<Atomic<UInt>>) -> UInt {
+        let bits = header(headerWord).cellBits(writerPlus1: writerPlus1)
+        if writerPlus1 <= cachedCells && bits != 0 && bits != MetricHeader.retiredCellBits {
+            copies[writerPlus1 - 1].store(bits, ordering: .releasing)
+        }
         return bits
     }
 

@@ -224,22 +224,78 @@ extern void __asan_unpoison_memory_region(void const volatile *addr, size_t size
 static void pool_poison(void *p, size_t n) { if (__asan_poison_memory_region) __asan_poison_memory_region(p, n); }
 static void pool_unpoison(void *p, size_t n) { if (__asan_unpoison_memory_region) __asan_unpoison_memory_region(p, n); }
 
-#define POOL_CHUNK_BYTES ((size_t)64 * 1024)
+/* A chunk: 64 KiB aligned to its size, so a block finds its chunk by
+ * masking its address. Its first block holds this header; the others are
+ * handed out, first in address order (`fresh`), then from its free list. */
+#define POOL_CHUNK_BYTES ((uintptr_t)64 * 1024)
+
+typedef struct pool_chunk {
+    struct pool_chunk *prev, *next;                 /* every chunk of the pool */
+    struct pool_chunk *partial_prev, *partial_next; /* chunks with a free block */
+    void *free_blocks;                              /* linked through their first word */
+    uint32_t fresh;                                 /* index of the next never-used block */
+    uint32_t free_count;                            /* blocks not handed out */
+    int in_partial;
+} pool_chunk;
 
 typedef struct {
     pthread_mutex_t lock;
     size_t block_bytes;
-    void *free_blocks;   /* freed blocks, linked through their first word */
-    char *cursor, *end;  /* the current chunk's blocks not handed out yet */
-    void *chunks;        /* every chunk, linked through its first word (its
-                            first block is that link: kept reachable) */
+    pool_chunk *chunks;                          /* every chunk */
+    pool_chunk *partial_head, *partial_tail;     /* allocations come from the head */
+    long chunk_count;
+    long empty_chunks;                           /* kept as a reserve: at most one */
     long live;
 } block_pool;
 
 static block_pool pools[2] = {
-    {PTHREAD_MUTEX_INITIALIZER, 64, NULL, NULL, NULL, NULL, 0},
-    {PTHREAD_MUTEX_INITIALIZER, 128, NULL, NULL, NULL, NULL, 0},
+    {PTHREAD_MUTEX_INITIALIZER, 64, NULL, NULL, NULL, 0, 0, 0},
+    {PTHREAD_MUTEX_INITIALIZER, 128, NULL, NULL, NULL, 0, 0, 0},
 };
+
+/* Blocks a chunk hands out (its first one is its header). */
+static uint32_t pool_blocks_per_chunk(const block_pool *p) { return (uint32_t)(POOL_CHUNK_BYTES / p->block_bytes) - 1; }
+
+static void partial_append(block_pool *p, pool_chunk *c) {
+    c->partial_prev = p->partial_tail;
+    c->partial_next = NULL;
+    if (p->partial_tail) p->partial_tail->partial_next = c; else p->partial_head = c;
+    p->partial_tail = c;
+    c->in_partial = 1;
+}
+
+static void partial_remove(block_pool *p, pool_chunk *c) {
+    if (c->partial_prev) c->partial_prev->partial_next = c->partial_next; else p->partial_head = c->partial_next;
+    if (c->partial_next) c->partial_next->partial_prev = c->partial_prev; else p->partial_tail = c->partial_prev;
+    c->partial_prev = c->partial_next = NULL;
+    c->in_partial = 0;
+}
+
+static pool_chunk *chunk_new(block_pool *p) {
+    pool_chunk *c = aligned_alloc(POOL_CHUNK_BYTES, POOL_CHUNK_BYTES);
+    if (!c) return NULL;
+    c->prev = NULL;
+    c->next = p->chunks;
+    if (p->chunks) p->chunks->prev = c;
+    p->chunks = c;
+    c->free_blocks = NULL;
+    c->fresh = 1;
+    c->free_count = pool_blocks_per_chunk(p);
+    p->chunk_count++;
+    p->empty_chunks++;
+    partial_append(p, c);
+    pool_poison((char *)c + p->block_bytes, POOL_CHUNK_BYTES - p->block_bytes);
+    return c;
+}
+
+static void chunk_release(block_pool *p, pool_chunk *c) {
+    if (c->in_partial) partial_remove(p, c);
+    if (c->prev) c->prev->next = c->next; else p->chunks = c->next;
+    if (c->next) c->next->prev = c->prev;
+    p->chunk_count--;
+    pool_unpoison(c, POOL_CHUNK_BYTES);
+    free(c);
+}
 
 /* Fork: held across it, so that no other thread is halfway through a pool
  * in the child's copy; released in both processes after. */
@@ -258,28 +314,21 @@ void *kplmshim_block_alloc(int pool) {
     block_pool *p = &pools[pool];
     void *block = NULL;
     pthread_mutex_lock(&p->lock);
-    if (p->free_blocks) {
-        block = p->free_blocks;
-        pool_unpoison(block, p->block_bytes);
-        p->free_blocks = *(void **)block;
-    } else {
-        if (p->cursor == p->end) {
-            char *chunk = aligned_alloc(p->block_bytes, POOL_CHUNK_BYTES);
-            if (chunk) {
-                *(void **)chunk = p->chunks;
-                p->chunks = chunk;
-                p->cursor = chunk + p->block_bytes;
-                p->end = chunk + POOL_CHUNK_BYTES;
-                pool_poison(p->cursor, (size_t)(p->end - p->cursor));
-            }
-        }
-        if (p->cursor != p->end) {
-            block = p->cursor;
-            p->cursor += p->block_bytes;
+    pool_chunk *c = p->partial_head ? p->partial_head : chunk_new(p);
+    if (c) {
+        if (c->free_count == pool_blocks_per_chunk(p)) p->empty_chunks--;
+        if (c->free_blocks) {
+            block = c->free_blocks;
+            pool_unpoison(block, p->block_bytes);
+            c->free_blocks = *(void **)block;
+        } else {
+            block = (char *)c + (size_t)c->fresh * p->block_bytes;
+            c->fresh++;
             pool_unpoison(block, p->block_bytes);
         }
+        if (--c->free_count == 0) partial_remove(p, c);
+        p->live++;
     }
-    if (block) p->live++;
     pthread_mutex_unlock(&p->lock);
     return block;
 }
@@ -287,11 +336,21 @@ void *kplmshim_block_alloc(int pool) {
 void kplmshim_block_free(int pool, void *block) {
     if (!block || pool < 0 || pool > 1) return;
     block_pool *p = &pools[pool];
+    pool_chunk *c = (pool_chunk *)((uintptr_t)block & ~(POOL_CHUNK_BYTES - 1));
     pthread_mutex_lock(&p->lock);
-    *(void **)block = p->free_blocks;
-    p->free_blocks = block;
-    p->live--;
+    *(void **)block = c->free_blocks;
+    c->free_blocks = block;
     pool_poison(block, p->block_bytes);
+    p->live--;
+    /* A chunk that was full takes allocations again after the others (the
+     * older chunks fill first, so that emptied ones can be given back). */
+    if (c->free_count++ == 0) partial_append(p, c);
+    if (c->free_count == pool_blocks_per_chunk(p)) {
+        /* Empty: kept if it is the only empty chunk (a reserve against
+         * allocating and freeing a chunk at every key), else given back. */
+        if (p->empty_chunks > 0) chunk_release(p, c);
+        else p->empty_chunks++;
+    }
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -302,4 +361,13 @@ long kplmshim_blocks_live(int pool) {
     long live = p->live;
     pthread_mutex_unlock(&p->lock);
     return live;
+}
+
+long kplmshim_block_chunks(int pool) {
+    if (pool < 0 || pool > 1) return 0;
+    block_pool *p = &pools[pool];
+    pthread_mutex_lock(&p->lock);
+    long chunks = p->chunk_count;
+    pthread_mutex_unlock(&p->lock);
+    return chunks;
 }

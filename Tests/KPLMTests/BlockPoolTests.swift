@@ -31,10 +31,26 @@ final class BlockPoolTests: XCTestCase {
             }
             for b in blocks { kplmshim_block_free(pool, b) }
             XCTAssertEqual(kplmshim_blocks_live(pool), before)
-            // Freed blocks are handed out again before any new chunk.
+            // Freed blocks are handed out again: no new chunk.
+            let chunks = kplmshim_block_chunks(pool)
             let again = kplmshim_block_alloc(pool)!
-            XCTAssertTrue(blocks.contains(again))
+            XCTAssertEqual(kplmshim_block_chunks(pool), chunks)
             kplmshim_block_free(pool, again)
+        }
+    }
+
+    /// A chunk whose blocks are all free again is given back to the C
+    /// allocator; one empty chunk per pool is kept in reserve.
+    func testEmptiedChunksAreGivenBack() {
+        for (pool, size) in [(lines, 64), (cells, 128)] {
+            let chunksBefore = kplmshim_block_chunks(pool)
+            let perChunk = 64 * 1024 / size - 1   // the first block is the chunk's header
+            // Twenty chunks' worth: more than the free blocks other tests
+            // left in partly used chunks, so new chunks are carved.
+            let blocks = (0..<(20 * perChunk)).map { _ in kplmshim_block_alloc(pool)! }
+            XCTAssertGreaterThan(kplmshim_block_chunks(pool), chunksBefore + 1)
+            for b in blocks { kplmshim_block_free(pool, b) }
+            XCTAssertLessThanOrEqual(kplmshim_block_chunks(pool), chunksBefore + 1, "pool \(pool)")
         }
     }
 

@@ -124,11 +124,12 @@ void kplmshim_fork_generation_watch(void);
  * each aligned to its size. Issue #13: blocks of one kind sit side by side
  * (a put at 100,000 keys walks 6.4 MB of header lines, not one line per
  * kilobyte of heap), and an aligned allocation costs no padding. A freed
- * block is reused by the next allocation of its kind; chunks are kept for
- * the process's lifetime (their memory is reused, never returned).
- * Thread-safe (a mutex per pool, held across fork by an atfork handler, so
- * a forked child finds the pools consistent). Under AddressSanitizer, a
- * free block is poisoned. */
+ * block is reused by a later allocation of its kind; allocations fill the
+ * oldest chunks with free blocks first, and a chunk whose blocks are all
+ * free is given back to the C allocator (one empty chunk per pool is kept
+ * in reserve). Thread-safe (a mutex per pool, held across fork by an atfork
+ * handler, so a forked child finds the pools consistent). Under
+ * AddressSanitizer, a free block is poisoned. */
 
 /** The pools: a block of KPLMSHIM_POOL_LINES is 64 bytes, one of
  * KPLMSHIM_POOL_CELLS 128 bytes. */
@@ -143,5 +144,9 @@ void kplmshim_block_free(int pool, void *block);
 /** Blocks of `pool` allocated and not freed (for tests: a freed key gives
  * its blocks back). */
 long kplmshim_blocks_live(int pool);
+
+/** Chunks `pool` holds, the reserve included (for tests: emptied chunks
+ * are given back). */
+long kplmshim_block_chunks(int pool);
 
 #endif

@@ -42,8 +42,8 @@ struct WindowReading: Sendable {
 /// Memory: the series object (264 bytes, its state and lock inline) plus a
 /// ``MetricHeader`` line (64 bytes: the ``CellTable`` with the cells of the
 /// first four writer indices, the put's other fields; an overflow table of
-/// 480 bytes once a thread with a higher index puts);
-/// a 128-byte cell per (thread, metric) on that thread's first put, reused
+/// 480 bytes once a thread with a higher index puts); a 128-byte cell from
+/// the cell pool per (thread, metric) on that thread's first put, reused
 /// by the next thread given the same writer index when the thread exits;
 /// one bucket per live second.
 package final class MetricSeries: @unchecked Sendable {

@@ -104,3 +104,12 @@
 //    entries (tombstones), runs the heavy barrier and waits for every odd
 //    word to move on before it frees the entries, superseded tables and the
 //    metrics they pointed to: the same Dekker pair as pair 1.
+//    An entry keeps copies of its metric's cell addresses (writer indices
+//    0-3), read inside the section like the rest of the entry. A copy is
+//    made from the header line's table (acquire) and only of a cell, never
+//    of the removed-key placeholder; a table entry holding a cell never
+//    changes while its series lives, and the cells live as long as the
+//    series, which outlives the entry (the registry, then the index's
+//    limbo, hold its metric). So a put through a copy meets the same cell,
+//    with the same `active` (the retired index included), as a put through
+//    the table: pairs 1 and 6 hold unchanged.

@@ -72,7 +72,7 @@ package struct MetricHeader {
     }
 
     /// Frees the line (the cell table's overflow table and cells are freed
-    /// by the caller first: see ``CellTable/deallocate()``).
+    /// by the caller first: see ``CellTable/deallocateOverflow()``).
     func deallocate() {
         words.deinitialize(count: Self.byteCount / 8)
         kplmshim_block_free(Int32(KPLMSHIM_POOL_LINES), words)

@@ -85,4 +85,33 @@ final class OrderTests: XCTestCase {
         XCTAssertTrue(MetricKey(name: "a") < MetricKey(name: "a", stream: "s"))
         XCTAssertFalse(MetricKey(name: "a", stream: "s") < MetricKey(name: "a"))
     }
+
+    /// `ExportOrder.sorted` (keys encoded once, sorted by their bytes) puts
+    /// series in the order that comparing their keys does, for keys that
+    /// differ anywhere: in a name that is a prefix of another, a NUL or a
+    /// 0xFF byte, multi-byte UTF-8, an empty dimension value, the number of
+    /// dimensions, a dimension name.
+    func testSortingByEncodedKeysMatchesComparingKeys() {
+        let pieces = ["", "a", "ab", "a\u{0}", "a\u{0}b", "a\u{1}", "\u{0}", "\u{FF}", "ÿ", "é", "e\u{301}",
+                      "shardId-000000000001", "shardId-00000000001", "B", "z"]
+        var generator = SystemRandomNumberGenerator()
+        func piece() -> String { pieces.randomElement(using: &generator)! }
+        func optionalPiece() -> String? { Bool.random(using: &generator) ? nil : piece() }
+        for round in 0..<20 {
+            var keys = Set<MetricKey>()
+            while keys.count < 400 {
+                var others: [MetricDimension] = []
+                for name in ["d1", "d1\u{0}", "d2"] where Bool.random(using: &generator) {
+                    let value = piece()
+                    if !value.isEmpty { others.append(MetricDimension(name, value)) }
+                }
+                keys.insert(MetricKey(name: piece(), stream: optionalPiece(), shardId: optionalPiece(),
+                                      errorCode: optionalPiece(), otherDimensions: others))
+            }
+            let series = keys.map { MetricSeries(key: $0) }
+            let expected = series.sorted(by: ExportOrder.precedes).map(\.key)
+            XCTAssertEqual(ExportOrder.sorted(series).map(\.key), expected, "round \(round)")
+        }
+        XCTAssertTrue(ExportOrder.sorted([]).isEmpty)
+    }
 }

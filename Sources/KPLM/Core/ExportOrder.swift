@@ -54,6 +54,61 @@ enum ExportOrder {
         precedes(a.key, b.key)
     }
 
+    /// `series` in export order (as sorting them by `precedes`,
+    /// but each key is read once): every key is encoded as bytes whose
+    /// memcmp order is export order, and the indices are sorted by those.
+    ///
+    /// Issue #13: the first flush after 100,000 new keys sorted them by
+    /// comparing keys, each comparison copying two keys (reference counting
+    /// on their strings) and reading them through two objects.
+    ///
+    /// The encoding: the name, then each dimension's name and value; each
+    /// string as its UTF-8 bytes with 0x00 written as 0x00 0xFF, then the
+    /// terminator 0x00 0x00. No string's encoding is a proper prefix of
+    /// another's, and the byte order of encodings is that of ``compare(_:_:)``
+    /// (a terminator sorts below every byte, an escaped NUL below every other
+    /// byte), so the first string that differs decides, and a key whose
+    /// dimensions are a prefix of another's sorts first, as in `precedes`.
+    static func sorted(_ series: [MetricSeries]) -> [MetricSeries] {
+        guard series.count > 1 else { return series }
+        var bytes: [UInt8] = []
+        var ends: [Int] = []   // the end of key i's encoding (it starts where key i - 1's ends)
+        ends.reserveCapacity(series.count)
+        for s in series {
+            let key = s.key
+            encode(key.name, into: &bytes)
+            for pair in key.dimensionPairs {
+                encode(pair.name, into: &bytes)
+                encode(pair.value, into: &bytes)
+            }
+            ends.append(bytes.count)
+        }
+        var order = Array(0..<series.count)
+        bytes.withUnsafeBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            order.sort { i, j in
+                let startI = i == 0 ? 0 : ends[i - 1], startJ = j == 0 ? 0 : ends[j - 1]
+                let countI = ends[i] - startI, countJ = ends[j] - startJ
+                let byBytes = memcmp(base + startI, base + startJ, Swift.min(countI, countJ))
+                return byBytes != 0 ? byBytes < 0 : countI < countJ
+            }
+        }
+        return order.map { series[$0] }
+    }
+
+    /// Appends the encoding of `string` (see ``sorted(_:)``).
+    private static func encode(_ string: String, into bytes: inout [UInt8]) {
+        var string = string
+        string.withUTF8 { utf8 in
+            for byte in utf8 {
+                bytes.append(byte)
+                if byte == 0 { bytes.append(0xFF) }
+            }
+        }
+        bytes.append(0)
+        bytes.append(0)
+    }
+
     /// Merges two lists already in export order.
     static func merge(_ a: [MetricSeries], _ b: [MetricSeries]) -> [MetricSeries] {
         merge(a, b, by: { $0 })

@@ -100,7 +100,7 @@ final class Registry: Sendable {
     var exportOrder: (series: [MetricSeries], generation: Int) {
         let (sorted, unsorted, generation) = state.withLock { s in (s.sorted, s.unsorted, s.generation) }
         if unsorted.isEmpty { return (sorted, generation) }
-        let merged = ExportOrder.merge(sorted, unsorted.sorted(by: ExportOrder.precedes))
+        let merged = ExportOrder.merge(sorted, ExportOrder.sorted(unsorted))
         state.withLock { s in
             // Keep it only if the key set has not changed meanwhile.
             if s.generation == generation {

@@ -36,9 +36,7 @@ static void *putter(void *arg) {
 static void *churner(void *arg) {
     (void)arg;
     while (!atomic_load(&stop_putting)) {
-        kplm_config cfg;
-        kplm_config_init(&cfg);
-        cfg.level = KPLM_LEVEL_DETAILED;
+        kplm_config cfg = test_config(KPLM_LEVEL_DETAILED, NULL);
         cfg.upload_interval_ms = 3600e3;
         kplm_manager *m = NULL;
         CHECK_OK(kplm_new(&cfg, &m));

@@ -9,11 +9,8 @@ public final class Metric: Sendable {
     /// declared first, so that a put's first load is from this object's
     /// first line. (Usable from inline: the C ABI inlines ``put(finite:)``.)
     @usableFromInline nonisolated(unsafe) package let header: MetricHeader
-    /// The key this handle records under (after level trimming).
-    public let key: MetricKey
     package let series: MetricSeries
     let context: PutContext
-    let isNoop: Bool
 
     // Copies for the slow paths, as plain pointers: the strong references
     // above keep what they point to alive as long as this handle, and using
@@ -23,9 +20,11 @@ public final class Metric: Sendable {
     let seriesRef: Unmanaged<MetricSeries>
     let windowSeconds: Int64
     let usesWriterCells: Bool
+    // (The two flags last and together: the object stays within 72 bytes,
+    // an 80-byte heap block.)
+    let isNoop: Bool
 
     init(key: MetricKey, context: PutContext, isNoop: Bool = false) {
-        self.key = key
         let accuracy = isNoop ? nil : context.distributionAccuracy(of: key.name)
         let series = MetricSeries(key: key, distributionAccuracy: accuracy)
         self.header = series.header
@@ -43,6 +42,10 @@ public final class Metric: Sendable {
         header.publish(gate: context.gate.wordPointer, generation: context.generation,
                        metric: Unmanaged.passUnretained(self), flags: flags)
     }
+
+    /// The key this handle records under (after level trimming): its
+    /// series' (one copy a key, issue #13).
+    public var key: MetricKey { series.key }
 
     /// The manager's gate word (in ``header``).
     var gateWord: UnsafeMutablePointer<Atomic<UInt64>> { header.gateWord }

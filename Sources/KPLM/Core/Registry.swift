@@ -20,7 +20,8 @@ final class Registry: Sendable {
     }
 
     private struct State {
-        var byKey: [MetricKey: Metric] = [:]
+        /// The live metrics by key (see ``MetricTable``).
+        var byKey = MetricTable()
         /// Every live series, in creation order; copied (O(1), copy-on-write)
         /// by readers so they never hold this lock while reading a series.
         var all: [MetricSeries] = []
@@ -165,7 +166,7 @@ final class Registry: Sendable {
                 var removed: [Metric] = []
                 for series in candidates {
                     guard let metric = s.byKey[series.key], metric.series === series else { continue }
-                    s.byKey[series.key] = nil
+                    s.byKey.remove(series.key)
                     if !Self.isExempt(series.key) { s.cappedCount -= 1 }
                     s.removed[series.key] = Removed(metric: metric)
                     removed.append(metric)
@@ -219,7 +220,7 @@ final class Registry: Sendable {
     /// flushes watch it (a key never put to goes idle too).
     private func insert(_ metric: Metric, into s: inout State) {
         context.changed.mark(metric.series)
-        s.byKey[metric.key] = metric
+        s.byKey.insert(metric)
         s.all.append(metric.series)
         s.unsorted.append(metric.series)
         if !Self.isExempt(metric.key) { s.cappedCount += 1 }

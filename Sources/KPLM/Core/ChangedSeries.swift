@@ -7,8 +7,9 @@ import Synchronization
 /// slot of one of its writer cells (the general path, once per second per
 /// (thread, key); the common case never starts one), by a shared-path or
 /// batch put, by the key's creation or re-creation. A flush takes the list
-/// and clears each mark before it collects the cells (``take()``); a put
-/// that marks afterwards lists the series again, for the next flush.
+/// and clears each series' mark before it collects that series' cells
+/// (``takeKeepingMarks()``, then the collector's pass); a put that marks
+/// afterwards lists the series again, for the next flush.
 ///
 /// Why nothing is missed: the put writes its slot, then sets the mark
 /// (an exchange); the flush clears the mark (an exchange too), then reads
@@ -39,11 +40,26 @@ final class ChangedSeries: Sendable {
     /// Takes every listed series and clears their marks (see above). For
     /// flushes, one at a time.
     func take() -> [MetricSeries] {
-        let taken = list.withLock { l -> [MetricSeries] in
+        let taken = takeKeepingMarks()
+        for series in taken { Self.clearMark(series) }
+        return taken
+    }
+
+    /// Takes every listed series, leaving their marks set: the caller
+    /// clears each one with ``clearMark(_:)`` before it reads that series'
+    /// slots (the collector does, in the pass where it reads the series
+    /// anyway: one pass over the keys fewer). Until then, a put on one of
+    /// them does not list it again. For flushes, one at a time.
+    func takeKeepingMarks() -> [MetricSeries] {
+        list.withLock { l -> [MetricSeries] in
             defer { l = [] }
             return l
         }
-        for series in taken { _ = series.isListedAsChanged.exchange(false, ordering: .sequentiallyConsistent) }
-        return taken
+    }
+
+    /// Clears the mark of a series taken by ``takeKeepingMarks()``.
+    @inline(__always)
+    static func clearMark(_ series: MetricSeries) {
+        _ = series.isListedAsChanged.exchange(false, ordering: .sequentiallyConsistent)
     }
 }

@@ -39,21 +39,63 @@ struct WindowReading: Sendable {
 /// merge is either wholly visible to a reader or not at all, and exports stay
 /// exact for any double values (nothing is derived by subtraction).
 ///
-/// Memory: the series object (264 bytes, its state and lock inline) plus a
+/// Memory: the series object (304 bytes, its state, lock and newest bucket
+/// inline) plus a
 /// ``MetricHeader`` line (64 bytes: the ``CellTable`` with the cells of the
 /// first four writer indices, the put's other fields; an overflow table of
 /// 480 bytes once a thread with a higher index puts); a 128-byte cell from
 /// the cell pool per (thread, metric) on that thread's first put, reused
 /// by the next thread given the same writer index when the thread exits;
-/// one bucket per live second.
+/// 40 bytes per live second before the newest (see ``WindowBuckets``).
 package final class MetricSeries: @unchecked Sendable {
-    /// The key this series accumulates.
-    package let key: MetricKey
+    // Stored properties in this order (issue #13): a pass of a flush over
+    // many keys reads a series' first line (its reference count and the
+    // flush bookkeeping: the collection and the checks need nothing else),
+    // then its second to fourth (the lock and the state); the key, read
+    // only by sorting and by sinks that copy it, last. ``SeriesPrefetch``
+    // asks for those lines only.
+
+    // First line, after the object header (16 bytes).
+
+    /// The line a put reads first (see ``MetricHeader``): the cell table,
+    /// and its metric's fields for the put's common case. Allocated and
+    /// freed with the series.
+    let header: MetricHeader
+    /// Bit i set: cells[i] is non-zero (lets readers skip empty entries).
+    private let used = Atomic<UInt64>(0)
+    /// Flush bookkeeping, read and written only by flushes (under the
+    /// manager's control lock): the number of the last flush that took
+    /// the series' data, the second ``IdleWatch`` last noted it at.
+    nonisolated(unsafe) var batchedByFlush: UInt64 = 0
+    nonisolated(unsafe) var idleWatchSecond: Int64 = .min
+    /// The series' place in its registry's export order when a flush last
+    /// ranked the keys (-1: not since it was created, or removed). Flushes
+    /// put their batches in export order by it (see
+    /// `MetricsManager.takeBatch`). Read and written only by flushes (under
+    /// the manager's control lock), beside `batchedByFlush`: the loop that
+    /// reads one reads the other.
+    nonisolated(unsafe) var exportRank = -1
+    /// Set while the series is on its manager's ``ChangedSeries`` list.
+    let isListedAsChanged = Atomic<Bool>(false)
+
+    // Second to fourth lines.
+
+    /// Data a layer above the core keeps per key (the C ABI: the key laid
+    /// out as C strings, see `CKeyLayout`), retained by the series; one
+    /// word, and nothing allocated, for a key no such layer reads. Set once
+    /// (see ``attachment(orAttach:)``); read without reference counting.
+    private let attached = Atomic<Unmanaged<AnyObject>?>(nil)
+
+    /// For a distribution metric (SPEC §6), its distribution: each
+    /// observation also feeds it (through ``CellBuckets`` on a writer cell,
+    /// or directly on the shared path). Guarded by the state's lock; kept
+    /// out of the state, which stays the size it has for a plain metric.
+    private let distribution: SeriesDistribution?
 
     private struct State {
-        /// Buckets sorted by second, oldest first. Buckets older than the
-        /// window are dropped when a newer second arrives or on a read.
-        var buckets: [(second: Int64, statistics: MetricStatistics)] = []
+        /// The window's buckets. Buckets older than the window are
+        /// dropped when a newer second arrives or on a read.
+        var buckets = WindowBuckets()
         /// Observations not yet handed to a flush.
         var pending: PendingExport? = nil
         /// Every observation since the series was created.
@@ -67,6 +109,11 @@ package final class MetricSeries: @unchecked Sendable {
     /// reaches the series reaches its state without another miss. Taken
     /// through ``withState(_:)`` only.
     private let state: Mutex<State>
+
+    // Last.
+
+    /// The key this series accumulates.
+    package let key: MetricKey
 
     /// Runs `body` holding the series lock. (`Mutex`'s futex code is
     /// prebuilt, out of ThreadSanitizer's sight: the critical section is
@@ -82,12 +129,6 @@ package final class MetricSeries: @unchecked Sendable {
         }
     }
 
-    /// For a distribution metric (SPEC §6), its distribution: each
-    /// observation also feeds it (through ``CellBuckets`` on a writer cell,
-    /// or directly on the shared path). Guarded by the state's lock; kept
-    /// out of the state, which stays the size it has for a plain metric.
-    private let distribution: SeriesDistribution?
-
     /// Whether the key is of a distribution metric.
     var isDistribution: Bool { distribution != nil }
 
@@ -97,40 +138,14 @@ package final class MetricSeries: @unchecked Sendable {
         distribution.map { BucketMapping(relativeAccuracy: $0.relativeAccuracy) }
     }
 
-    /// Set while the series is on its manager's ``ChangedSeries`` list.
-    let isListedAsChanged = Atomic<Bool>(false)
-    /// Flush bookkeeping, read and written only by flushes (under the
-    /// manager's control lock): the second ``IdleWatch`` last noted the
-    /// series at, the number of the last flush that took its data.
-    nonisolated(unsafe) var idleWatchSecond: Int64 = .min
-    nonisolated(unsafe) var batchedByFlush: UInt64 = 0
-    /// The series' place in its registry's export order when a flush last
-    /// ranked the keys (-1: not since it was created, or removed). Flushes
-    /// put their batches in export order by it (see
-    /// `MetricsManager.takeBatch`). Read and written only by flushes (under
-    /// the manager's control lock), beside `batchedByFlush`: the loop that
-    /// reads one reads the other.
-    nonisolated(unsafe) var exportRank = -1
-
-    /// The line a put reads first (see ``MetricHeader``): the cell table,
-    /// and its metric's fields for the put's common case. Allocated and
-    /// freed with the series.
-    let header: MetricHeader
     /// Cell pointers by writer index (see ``CellTable``), in ``header``.
     /// Written once per entry, by compare-exchange; never cleared while the
     /// series lives (except the retired placeholders a re-creation clears).
     var cells: CellTable { header.cells }
-    /// Bit i set: cells[i] is non-zero (lets readers skip empty entries).
-    private let used = Atomic<UInt64>(0)
 
     /// The key's dimensions (built at each call: a series keeps no copy,
     /// issue #13; export order compares keys without them).
     package var dimensions: [MetricDimension] { key.dimensions }
-    /// Data a layer above the core keeps per key (the C ABI: the key laid
-    /// out as C strings, see `CKeyLayout`), retained by the series; one
-    /// word, and nothing allocated, for a key no such layer reads. Set once
-    /// (see ``attachment(orAttach:)``); read without reference counting.
-    private let attached = Atomic<Unmanaged<AnyObject>?>(nil)
 
     /// The series' attachment, made by `make` on first use (a thread that
     /// loses the race to attach drops its own). Thread-safe; lock-free; the
@@ -217,15 +232,20 @@ package final class MetricSeries: @unchecked Sendable {
         }
     }
 
-    /// A hint (see ``SeriesPrefetch``): starts loading the objects this
-    /// series points to, its cell table and its attachment.
+    /// A hint (see ``SeriesPrefetch``): starts loading the cell table
+    /// (the header line).
     @inline(__always)
-    package func prefetchReferents() {
+    func prefetchCellTable() {
         kplmshim_prefetch(cells.words)
+    }
+
+    /// A hint (see ``SeriesPrefetch``): starts loading the attachment.
+    @inline(__always)
+    package func prefetchAttachment() {
         if let attachment = attached.load(ordering: .relaxed) { kplmshim_prefetch(attachment.toOpaque()) }
     }
 
-    /// A hint (see ``SeriesPrefetch``), once ``prefetchReferents()`` had
+    /// A hint (see ``SeriesPrefetch``), once ``prefetchCellTable()`` had
     /// time: starts loading the cells the table holds.
     @inline(__always)
     func prefetchCells() {
@@ -291,34 +311,9 @@ package final class MetricSeries: @unchecked Sendable {
         s.total.merge(statistics)
         if second < s.pending!.firstSecond { s.pending!.firstSecond = second }
         if second > s.pending!.lastSecond { s.pending!.lastSecond = second }
-
-        // Common case: same second as the newest bucket, or a new second.
-        if let last = s.buckets.indices.last {
-            if s.buckets[last].second == second {
-                s.buckets[last].statistics.merge(statistics)
-                return
-            }
-            if s.buckets[last].second < second {
-                Self.evict(&s.buckets, olderThan: second - windowSeconds)
-                s.buckets.append((second, statistics))
-                return
-            }
-            // A late observation (its second is older than the newest
-            // bucket): merge into its bucket, or insert one in place while
-            // it is still inside the window. Older than that, it only
-            // counts towards the next export.
-            let newest = s.buckets[last].second
-            guard newest - second < windowSeconds else { return }
-            var i = last
-            while i >= 0 && s.buckets[i].second > second { i -= 1 }
-            if i >= 0 && s.buckets[i].second == second {
-                s.buckets[i].statistics.merge(statistics)
-            } else {
-                s.buckets.insert((second, statistics), at: i + 1)
-            }
-        } else {
-            s.buckets.append((second, statistics))
-        }
+        // (A late observation older than the window only counts towards
+        // the next export.)
+        s.buckets.merge(statistics, second: second, windowSeconds: windowSeconds)
     }
 
     // MARK: Removal of an idle key (under the collector's turn lock)
@@ -329,7 +324,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// puts, waits for those in progress, and checks again.
     func isIdle(at nowSecond: Int64, windowSeconds: Int64) -> Bool {
         let quiet = withState { s in
-            Self.evict(&s.buckets, olderThan: nowSecond - windowSeconds)
+            s.buckets.drop(atOrBefore: nowSecond - windowSeconds)
             return s.buckets.isEmpty && s.pending == nil
         }
         guard quiet else { return false }
@@ -415,7 +410,7 @@ package final class MetricSeries: @unchecked Sendable {
     /// most recent seconds without dropping the older buckets of the window.
     func window(at nowSecond: Int64, windowSeconds: Int64, lastSeconds: Int64? = nil) -> WindowReading? {
         withState { s in
-            Self.evict(&s.buckets, olderThan: nowSecond - windowSeconds)
+            s.buckets.drop(atOrBefore: nowSecond - windowSeconds)
             let oldestWanted = nowSecond - (lastSeconds ?? windowSeconds)
             var merged = MetricStatistics.empty
             var oldest = Int64.max, newest = Int64.min
@@ -438,12 +433,5 @@ package final class MetricSeries: @unchecked Sendable {
         withState { s in
             distribution?.sketch(at: nowSecond, windowSeconds: windowSeconds, lastSeconds: lastSeconds)
         }
-    }
-
-    /// Drops buckets whose second is <= `limit` (they left the window).
-    private static func evict(_ buckets: inout [(second: Int64, statistics: MetricStatistics)], olderThan limit: Int64) {
-        var dead = 0
-        while dead < buckets.count && buckets[dead].second <= limit { dead += 1 }
-        if dead > 0 { buckets.removeFirst(dead) }
     }
 }

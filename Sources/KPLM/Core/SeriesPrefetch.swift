@@ -7,10 +7,9 @@ import CKPLMShims
 /// series: the series (its state and lock inline), its cell table, its
 /// cells, its C key layout. Key after key, those misses queue up, each
 /// behind the locked instructions of the key before (a lock, a flip). A
-/// pass calls
-/// ``ahead(_:_:cells:)`` before visiting series `i`: it starts loading
-/// what series `i + 3·d`, `i + 2·d` and `i + d` will need, one level of
-/// pointers per stage (a stage reads only lines the stage before asked
+/// pass calls ``ahead(_:_:reading:)`` before visiting series `i`: it starts
+/// loading what series `i + 3·d`, `i + 2·d` and `i + d` will need, one level
+/// of pointers per stage (a stage reads only lines the stage before asked
 /// for), so the misses of several keys overlap.
 ///
 /// Only hints: a prefetch never faults, and a pass reads nothing it would
@@ -20,29 +19,51 @@ package enum SeriesPrefetch {
     /// Keys between stages: about what a key's misses take, in visits.
     static let distance = 4
 
+    /// What a pass reads of each series, so that only those lines are
+    /// asked for (each line asked for and not read costs memory bandwidth,
+    /// which a pass over 100,000 keys runs short of).
+    enum Reads {
+        /// The first line, the cell table and the cells: the collection,
+        /// flush's check for a put it interrupted.
+        case cells
+        /// The first four lines: bookkeeping, the lock and the state (a
+        /// flush's taking of pending data).
+        case state
+        /// Those, and the attachment (a read of every window for the C
+        /// ABI, which lays each key out from it).
+        case stateAndAttachment
+    }
+
     /// Prefetches for the series `distance` to `3 · distance` keys after
-    /// `i` in `series`; `cells`: the pass reads their writer cells.
+    /// `i` in `series`, for a pass that reads `reads`.
     @inline(__always)
-    static func ahead(_ series: UnsafeBufferPointer<MetricSeries>, _ i: Int, cells: Bool) {
+    static func ahead(_ series: UnsafeBufferPointer<MetricSeries>, _ i: Int, reading reads: Reads) {
         let n = series.count
         let raw = UnsafeRawPointer(series.baseAddress!)
         @inline(__always) func object(_ k: Int) -> UnsafeRawPointer {
             raw.load(fromByteOffset: k &* MemoryLayout<UnsafeRawPointer>.stride, as: UnsafeRawPointer.self)
         }
-        if i &+ 3 &* distance < n { prefetchObject(object(i &+ 3 &* distance)) }
-        if i &+ 2 &* distance < n {
-            Unmanaged<MetricSeries>.fromOpaque(object(i &+ 2 &* distance))._withUnsafeGuaranteedRef {
-                $0.prefetchReferents()
-            }
+        @inline(__always) func withSeries(_ k: Int, _ body: (MetricSeries) -> Void) {
+            Unmanaged<MetricSeries>.fromOpaque(object(k))._withUnsafeGuaranteedRef(body)
         }
-        if cells && i &+ distance < n {
-            Unmanaged<MetricSeries>.fromOpaque(object(i &+ distance))._withUnsafeGuaranteedRef { $0.prefetchCells() }
+        if i &+ 3 &* distance < n {
+            if reads == .cells { prefetchFirstLine(object(i &+ 3 &* distance)) } else { prefetchObject(object(i &+ 3 &* distance)) }
+        }
+        switch reads {
+        case .cells:
+            if i &+ 2 &* distance < n { withSeries(i &+ 2 &* distance) { $0.prefetchCellTable() } }
+            if i &+ distance < n { withSeries(i &+ distance) { $0.prefetchCells() } }
+        case .state:
+            break
+        case .stateAndAttachment:
+            if i &+ 2 &* distance < n { withSeries(i &+ 2 &* distance) { $0.prefetchAttachment() } }
         }
     }
 
     /// For a pass over a flush's batch (an exporter's, see
-    /// ``PendingBatchExporting``): series objects two distances ahead,
-    /// what they point to (such as a C key layout) one distance ahead.
+    /// ``PendingBatchExporting``), which reads each series' attachment (such
+    /// as a C key layout): the series' line holding it two distances ahead,
+    /// the attachment one distance ahead.
     @inline(__always)
     package static func ahead(_ batch: UnsafeBufferPointer<(series: MetricSeries, pending: PendingExport)>, _ i: Int) {
         let n = batch.count
@@ -53,21 +74,32 @@ package enum SeriesPrefetch {
         @inline(__always) func object(_ k: Int) -> UnsafeRawPointer {
             raw.load(fromByteOffset: k &* stride, as: UnsafeRawPointer.self)
         }
-        if i &+ 2 &* distance < n { prefetchObject(object(i &+ 2 &* distance)) }
+        if i &+ 2 &* distance < n { kplmshim_prefetch(object(i &+ 2 &* distance) + 64) }
         if i &+ distance < n {
-            Unmanaged<MetricSeries>.fromOpaque(object(i &+ distance))._withUnsafeGuaranteedRef { $0.prefetchReferents() }
+            Unmanaged<MetricSeries>.fromOpaque(object(i &+ distance))._withUnsafeGuaranteedRef { $0.prefetchAttachment() }
         }
     }
 
-    /// The lines of a series object (five: about 270 bytes, its state and
-    /// lock included).
+    /// A series' first line: its reference count and the flush's
+    /// bookkeeping (see the order of ``MetricSeries``' stored properties).
     @inline(__always)
-    static func prefetchObject(_ object: UnsafeRawPointer) {
+    static func prefetchFirstLine(_ object: UnsafeRawPointer) {
         kplmshim_prefetch(object)
+    }
+
+    /// A series' lock and state (its second to fourth lines).
+    @inline(__always)
+    static func prefetchState(_ object: UnsafeRawPointer) {
         kplmshim_prefetch(object + 64)
         kplmshim_prefetch(object + 128)
         kplmshim_prefetch(object + 192)
-        kplmshim_prefetch(object + 256)
+    }
+
+    /// A series' first four lines: all but (most of) its key.
+    @inline(__always)
+    static func prefetchObject(_ object: UnsafeRawPointer) {
+        prefetchFirstLine(object)
+        prefetchState(object)
     }
 
     /// Both lines of a writer cell.

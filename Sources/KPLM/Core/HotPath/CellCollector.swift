@@ -22,16 +22,26 @@ final class CellCollector: Sendable {
     /// Returns the series whose cell of this thread it skipped (a signal
     /// handler that interrupted a put of this thread): a flush lists them
     /// as changed again, so their data is taken later.
+    ///
+    /// `clearingChangedMarks`: `series` were taken by
+    /// ``ChangedSeries/takeKeepingMarks()``; each one's mark is cleared
+    /// just before its cells are flipped (see ``ChangedSeries`` for why
+    /// that order loses nothing).
     @discardableResult
-    func collect(_ series: [MetricSeries], windowSeconds: Int64) -> [MetricSeries] {
-        guard Self.isAvailable else { return [] }
+    func collect(_ series: [MetricSeries], windowSeconds: Int64,
+                 clearingChangedMarks: Bool = false) -> [MetricSeries] {
+        guard Self.isAvailable else {
+            if clearingChangedMarks { for s in series { ChangedSeries.clearMark(s) } }
+            return []
+        }
         return turn.withLock { turns in
             turns &+= 1
-            return collectHoldingTurn(series, windowSeconds: windowSeconds)
+            return collectHoldingTurn(series, windowSeconds: windowSeconds, clearingChangedMarks: clearingChangedMarks)
         }
     }
 
-    private func collectHoldingTurn(_ series: [MetricSeries], windowSeconds: Int64) -> [MetricSeries] {
+    private func collectHoldingTurn(_ series: [MetricSeries], windowSeconds: Int64,
+                                    clearingChangedMarks: Bool) -> [MetricSeries] {
         // This thread's own cell is skipped while one of its sections is
         // open (a signal handler that interrupted a put of this thread): the
         // wait below would wait for ourselves. Its data is collected later.
@@ -43,8 +53,9 @@ final class CellCollector: Sendable {
         var skipped: [MetricSeries] = []
         series.withUnsafeBufferPointer { series in
             for i in series.indices {
-                SeriesPrefetch.ahead(series, i, cells: true)
+                SeriesPrefetch.ahead(series, i, reading: .cells)
                 let s = series[i]
+                if clearingChangedMarks { ChangedSeries.clearMark(s) }
                 s.forEachCell { cell in
                     if own >= 0 && cell.base == Self.cellBase(own, of: s) && cell.isSectionOpen {
                         skipped.append(s)
@@ -62,7 +73,7 @@ final class CellCollector: Sendable {
             // (inline in the series): both addresses are in the list.
             if i &+ ahead < flipped.count {
                 SeriesPrefetch.prefetchCell(flipped[i &+ ahead].cell.base)
-                SeriesPrefetch.prefetchObject(flipped[i &+ ahead].series.toOpaque())
+                SeriesPrefetch.prefetchState(flipped[i &+ ahead].series.toOpaque())
             }
             let (cell, slot, s) = flipped[i]
             cell.waitForSection()
@@ -124,10 +135,15 @@ final class CellCollector: Sendable {
     func isOwnSectionOpen(_ series: [MetricSeries]) -> Bool {
         let own = Self.ownWriterIndex
         guard own >= 0, Self.isAvailable else { return false }
-        for s in series {
-            if let base = Self.cellBase(own, of: s), WriterCell(base: base).isSectionOpen { return true }
+        // Series, cell table, cell: three dependent misses a key once the
+        // keys outgrow the caches; prefetched ahead, several keys' overlap.
+        return series.withUnsafeBufferPointer { series in
+            for i in series.indices {
+                SeriesPrefetch.ahead(series, i, reading: .cells)
+                if let base = Self.cellBase(own, of: series[i]), WriterCell(base: base).isSectionOpen { return true }
+            }
+            return false
         }
-        return false
     }
 
     /// The calling thread's writer index, or -1 if it has none (never

@@ -63,13 +63,16 @@ extension MetricsManager {
     /// removes the keys that went idle (SPEC §10, ``IdleWatch``). Costs what
     /// changed, not every key.
     private static func takeBatch(_ c: inout Control, registry: Registry, context: PutContext) -> [BatchEntry] {
-        let changed = context.changed.take()
         var candidates: [MetricSeries]
         if context.gate.isClosing {
+            _ = context.changed.take()
             candidates = registry.seriesInExportOrder   // the final flush reads every key
             context.collector.collect(candidates, windowSeconds: context.windowSeconds)
         } else {
-            for skipped in context.collector.collect(changed, windowSeconds: context.windowSeconds) {
+            // (The collection clears each mark: see ChangedSeries.)
+            let changed = context.changed.takeKeepingMarks()
+            for skipped in context.collector.collect(changed, windowSeconds: context.windowSeconds,
+                                                     clearingChangedMarks: true) {
                 context.changed.mark(skipped)
             }
             candidates = changed
@@ -116,7 +119,7 @@ extension MetricsManager {
         let nowSecond = ManagerClock.second(of: context.clock.now())
         candidates.withUnsafeBufferPointer { candidates in
             for i in candidates.indices {
-                SeriesPrefetch.ahead(candidates, i, cells: false)
+                SeriesPrefetch.ahead(candidates, i, reading: .state)
                 let series = candidates[i]
                 guard series.batchedByFlush != flush else { continue }
                 series.batchedByFlush = flush

@@ -184,7 +184,7 @@ extension MetricsManager {
         context.collector.collect(all, windowSeconds: context.windowSeconds)
         all.withUnsafeBufferPointer { all in
             for i in all.indices {
-                SeriesPrefetch.ahead(all, i, cells: false)
+                SeriesPrefetch.ahead(all, i, reading: .stateAndAttachment)
                 let series = all[i]
                 guard let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) else { continue }
                 let end = Double(reading.newestSecond + 1)

@@ -114,7 +114,7 @@ final class ChangedKeysFlushTests: XCTestCase {
 /// IdleWatch: a key is due once, at the last second it was noted at.
 final class IdleWatchTests: XCTestCase {
     func testAKeyIsDueAtTheLastSecondItWasNotedAt() {
-        let a = MetricSeries(key: MetricKey(name: "a")), b = MetricSeries(key: MetricKey(name: "b"))
+        let a = MetricSeries.standalone(MetricKey(name: "a")), b = MetricSeries.standalone(MetricKey(name: "b"))
         var watch = IdleWatch()
         // Alternating seconds (the pattern of keys taken in export order).
         for _ in 0..<3 {
@@ -131,7 +131,7 @@ final class IdleWatchTests: XCTestCase {
 
     /// A key noted at every flush of a second is held once for that second.
     func testAKeyNotedAgainAtTheSameSecondIsHeldOnce() {
-        let a = MetricSeries(key: MetricKey(name: "a")), b = MetricSeries(key: MetricKey(name: "b"))
+        let a = MetricSeries.standalone(MetricKey(name: "a")), b = MetricSeries.standalone(MetricKey(name: "b"))
         var watch = IdleWatch()
         for _ in 0..<600 {
             watch.note(a, at: 10)

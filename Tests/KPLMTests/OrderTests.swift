@@ -108,7 +108,7 @@ final class OrderTests: XCTestCase {
                 keys.insert(MetricKey(name: piece(), stream: optionalPiece(), shardId: optionalPiece(),
                                       errorCode: optionalPiece(), otherDimensions: others))
             }
-            let series = keys.map { MetricSeries(key: $0) }
+            let series = keys.map { MetricSeries.standalone($0) }
             let expected = series.sorted(by: ExportOrder.precedes).map(\.key)
             XCTAssertEqual(ExportOrder.sorted(series).map(\.key), expected, "round \(round)")
         }

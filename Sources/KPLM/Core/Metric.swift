@@ -4,35 +4,35 @@ import Synchronization
 ///
 /// Obtain one with ``MetricsManager/metric(_:stream:shardId:errorCode:)``.
 /// At level ``MetricsLevel/none`` the handle's puts do nothing.
-public final class Metric: Sendable {
-    /// The line a put reads first (its series', see ``MetricHeader``):
-    /// declared first, so that a put's first load is from this object's
-    /// first line. (Usable from inline: the C ABI inlines ``put(finite:)``.)
+///
+/// Every metric is its key's series (``MetricSeries``, the one subclass):
+/// one object a key (issue #13), whose first line holds what a put's slow
+/// paths read (these fields, then the series' flush bookkeeping). Not open:
+/// no other subclass exists.
+public class Metric: @unchecked Sendable {
+    /// The line a put reads first (see ``MetricHeader``), allocated and
+    /// freed by the series. (Usable from inline: the C ABI inlines
+    /// ``put(finite:)``.)
     @usableFromInline nonisolated(unsafe) package let header: MetricHeader
-    package let series: MetricSeries
     let context: PutContext
 
-    // Copies for the slow paths, as plain pointers: the strong references
-    // above keep what they point to alive as long as this handle, and using
-    // them costs no reference counting (a retain is a locked instruction on
-    // a line every thread putting on this metric would then share).
+    // Copies of the context's fields for the slow paths: read from this
+    // line, which the put reaches anyway, instead of the context's.
     nonisolated(unsafe) let activityWord: UnsafeMutablePointer<Atomic<Int>>
-    let seriesRef: Unmanaged<MetricSeries>
     let windowSeconds: Int64
     let usesWriterCells: Bool
-    // (The two flags last and together: the object stays within 72 bytes,
-    // an 80-byte heap block.)
     let isNoop: Bool
+    // (@unchecked Sendable: immutable, the pointers to atomics included; a
+    // non-final class cannot be checked.)
 
-    init(key: MetricKey, context: PutContext, isNoop: Bool = false) {
-        let accuracy = isNoop ? nil : context.distributionAccuracy(of: key.name)
-        let series = MetricSeries(key: key, distributionAccuracy: accuracy)
-        self.header = series.header
-        self.series = series
+    /// Called by ``MetricSeries/init(key:context:isNoop:)`` only, once its
+    /// own fields are set: `header` is the series', `accuracy` its
+    /// distribution's (nil for a plain metric).
+    init(header: MetricHeader, context: PutContext, isNoop: Bool, accuracy: Double?) {
+        self.header = header
         self.context = context
         self.isNoop = isNoop
         self.activityWord = context.sinkActivity
-        self.seriesRef = Unmanaged.passUnretained(series)
         self.windowSeconds = context.windowSeconds
         self.usesWriterCells = context.usesWriterCells
         // The common case runs with writer cells and the system clock (the
@@ -43,9 +43,17 @@ public final class Metric: Sendable {
                        metric: Unmanaged.passUnretained(self), flags: flags)
     }
 
+    /// This metric as its series (the same object).
+    @inline(__always)
+    package var series: MetricSeries { unsafeDowncast(self, to: MetricSeries.self) }
+
+    /// This metric as its series, unretained (for the slow paths).
+    @inline(__always)
+    var seriesRef: Unmanaged<MetricSeries> { Unmanaged.passUnretained(series) }
+
     /// The key this handle records under (after level trimming): its
     /// series' (one copy a key, issue #13).
-    public var key: MetricKey { series.key }
+    public final var key: MetricKey { series.storedKey }
 
     /// The manager's gate word (in ``header``).
     var gateWord: UnsafeMutablePointer<Atomic<UInt64>> { header.gateWord }

@@ -47,22 +47,25 @@ struct WindowReading: Sendable {
 /// the cell pool per (thread, metric) on that thread's first put, reused
 /// by the next thread given the same writer index when the thread exits;
 /// 40 bytes per live second before the newest (see ``WindowBuckets``).
-package final class MetricSeries: @unchecked Sendable {
-    // Stored properties in this order (issue #13): a pass of a flush over
-    // many keys reads a series' first line (its reference count and the
-    // flush bookkeeping: the collection and the checks need nothing else),
-    // then its second to fourth (the lock and the state); the key, read
-    // only by sorting and by sinks that copy it, last. ``SeriesPrefetch``
-    // asks for those lines only.
+package final class MetricSeries: Metric, @unchecked Sendable {
+    // Stored properties in this order (issue #13), after ``Metric``'s (the
+    // header line's address and the context's fields a put's slow paths
+    // read): a pass of a flush over many keys reads a series' first line
+    // (its reference count, the changed mark, the cells in use, the header
+    // line's address: the collection and the checks need nothing else),
+    // then its second to fourth (the flush bookkeeping, the lock and the
+    // state); the key, read only by sorting and by sinks that copy it,
+    // last. ``SeriesPrefetch`` asks for those lines only.
 
-    // First line, after the object header (16 bytes).
+    // First line, after the object header (16 bytes) and Metric's fields.
 
-    /// The line a put reads first (see ``MetricHeader``): the cell table,
-    /// and its metric's fields for the put's common case. Allocated and
-    /// freed with the series.
-    let header: MetricHeader
+    /// Set while the series is on its manager's ``ChangedSeries`` list.
+    let isListedAsChanged = Atomic<Bool>(false)
     /// Bit i set: cells[i] is non-zero (lets readers skip empty entries).
     private let used = Atomic<UInt64>(0)
+
+    // Second to fourth lines.
+
     /// Flush bookkeeping, read and written only by flushes (under the
     /// manager's control lock): the number of the last flush that took
     /// the series' data, the second ``IdleWatch`` last noted it at.
@@ -75,10 +78,6 @@ package final class MetricSeries: @unchecked Sendable {
     /// the manager's control lock), beside `batchedByFlush`: the loop that
     /// reads one reads the other.
     nonisolated(unsafe) var exportRank = -1
-    /// Set while the series is on its manager's ``ChangedSeries`` list.
-    let isListedAsChanged = Atomic<Bool>(false)
-
-    // Second to fourth lines.
 
     /// Data a layer above the core keeps per key (the C ABI: the key laid
     /// out as C strings, see `CKeyLayout`), retained by the series; one
@@ -112,8 +111,8 @@ package final class MetricSeries: @unchecked Sendable {
 
     // Last.
 
-    /// The key this series accumulates.
-    package let key: MetricKey
+    /// The key this series accumulates (``Metric/key``).
+    package let storedKey: MetricKey
 
     /// Runs `body` holding the series lock. (`Mutex`'s futex code is
     /// prebuilt, out of ThreadSanitizer's sight: the critical section is
@@ -169,12 +168,15 @@ package final class MetricSeries: @unchecked Sendable {
         return existing!
     }
 
-    /// A series of `key`; with a relative accuracy, of a distribution metric.
-    init(key: MetricKey, distributionAccuracy: Double? = nil) {
-        self.key = key
+    /// The series of `key` in `context` (of a distribution metric if the
+    /// context names its metric one); with `isNoop`, a handle whose puts
+    /// do nothing (level none).
+    init(key: MetricKey, context: PutContext, isNoop: Bool = false) {
+        let accuracy = isNoop ? nil : context.distributionAccuracy(of: key.name)
+        storedKey = key
         state = Mutex(State())
-        distribution = distributionAccuracy.map { SeriesDistribution(relativeAccuracy: $0) }
-        header = MetricHeader.allocate()
+        distribution = accuracy.map { SeriesDistribution(relativeAccuracy: $0) }
+        super.init(header: MetricHeader.allocate(), context: context, isNoop: isNoop, accuracy: accuracy)
     }
 
     deinit {
@@ -375,13 +377,14 @@ package final class MetricSeries: @unchecked Sendable {
     /// Takes everything not yet exported, leaving nothing pending. A
     /// distribution metric's pending sketch moves, in the same critical
     /// section, to ``takenDistribution`` (merged with what a failed export
-    /// left there), where the export reads it.
-    func takePending() -> PendingExport? {
+    /// left there), where the export reads it. Also says whether the key
+    /// is removed (``isRemoved``), read in the same critical section.
+    func takePending() -> (pending: PendingExport?, isRemoved: Bool) {
         withState { s in
             let taken = s.pending
             s.pending = nil
             distribution?.takePending()
-            return taken
+            return (taken, s.isRetired)
         }
     }
 

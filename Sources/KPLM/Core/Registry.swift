@@ -59,7 +59,7 @@ final class Registry: Sendable {
             if let existing = s.byKey[key] { return .live(existing) }
             if let held = s.removed[key]?.metric { return .removed(held) }
             guard Self.isExempt(key) || s.cappedCount < maxMetrics else { return .refused }
-            let created = Metric(key: key, context: context)
+            let created = MetricSeries(key: key, context: context)
             insert(created, into: &s)
             return .live(created)
         }

@@ -123,9 +123,11 @@ extension MetricsManager {
                 let series = candidates[i]
                 guard series.batchedByFlush != flush else { continue }
                 series.batchedByFlush = flush
-                var pending = series.takePending()
-                // A changed key may go idle a window after its newest observation.
-                c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond))
+                var (pending, isRemoved) = series.takePending()
+                // A changed key may go idle a window after its newest
+                // observation. (A removed one is not watched: the watch
+                // would keep it, memory and all, for another window.)
+                if !isRemoved { c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond)) }
                 if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
                     if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
                 }

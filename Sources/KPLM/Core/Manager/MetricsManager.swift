@@ -109,7 +109,7 @@ public final class MetricsManager: Sendable {
         self.registry = Registry(maxMetrics: configuration.maxMetrics, context: context)
         context.registry = registry
         self.noopMetric = configuration.level == .none
-            ? Metric(key: MetricKey(name: "-"), context: context, isNoop: true) : nil
+            ? MetricSeries(key: MetricKey(name: "-"), context: context, isNoop: true) : nil
         self.view = Locked(OutputView(granularity: configuration.granularity,
                                         extras: configuration.extraDimensions,
                                         dimensionGranularities: configuration.dimensionGranularities,

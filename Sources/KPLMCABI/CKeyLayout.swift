@@ -2,38 +2,73 @@ import CKPLM
 import KPLM
 
 /// A metric key laid out once as the C structs of kplm.h: its name and
-/// dimensions as NUL-terminated strings and a `kplm_dimension` array, in one
-/// allocation owned by the key's series. C snapshots and exports point into
-/// it instead of copying strings at every read.
-final class CKeyLayout: @unchecked Sendable {
-    /// The name, NUL-terminated.
-    let name: UnsafePointer<CChar>
-    /// The dimensions (nil when there are none).
-    let dimensions: UnsafePointer<kplm_dimension>?
-    let dimensionCount: Int
-    private let storage: UnsafeMutableRawPointer
-
-    init(_ key: MetricKey) {
-        let dims = key.dimensions
-        var stringBytes = key.name.utf8.count + 1
-        for d in dims { stringBytes += d.name.utf8.count + d.value.utf8.count + 2 }
-        let dimensionBytes = dims.count * MemoryLayout<kplm_dimension>.stride
-        storage = .allocate(byteCount: dimensionBytes + stringBytes, alignment: MemoryLayout<kplm_dimension>.alignment)
-        let structs = storage.bindMemory(to: kplm_dimension.self, capacity: dims.count)
-        var cursor = (storage + dimensionBytes).bindMemory(to: CChar.self, capacity: stringBytes)
-        name = CLayout.copy(key.name, &cursor)
-        CLayout.copy(dims, into: structs, &cursor)
-        dimensions = dims.isEmpty ? nil : UnsafePointer(structs)
-        dimensionCount = dims.count
+/// dimensions as NUL-terminated strings and a `kplm_dimension` array, in the
+/// object's own tail (one allocation a key, owned by the key's series). C
+/// snapshots and exports point into it instead of copying strings at every
+/// read. The names of the three KPL dimensions point to static strings.
+final class CKeyLayout: ManagedBuffer<CKeyLayout.Fields, UInt64> {
+    /// Where the laid-out key is (into the tail, or static strings).
+    struct Fields {
+        /// The name, NUL-terminated.
+        var name: UnsafePointer<CChar>
+        /// The dimensions (nil when there are none).
+        var dimensions: UnsafePointer<kplm_dimension>?
+        var dimensionCount: Int
     }
 
-    deinit { storage.deallocate() }
+    /// `key` laid out. (Immutable once made: safe to read from any thread.)
+    static func make(_ key: MetricKey) -> CKeyLayout {
+        let dims = key.dimensions
+        var stringBytes = key.name.utf8.count + 1
+        for d in dims {
+            if staticName(d.name) == nil { stringBytes += d.name.utf8.count + 1 }
+            stringBytes += d.value.utf8.count + 1
+        }
+        let dimensionBytes = dims.count * MemoryLayout<kplm_dimension>.stride
+        let words = (dimensionBytes + stringBytes + 7) / 8
+        let made = create(minimumCapacity: words) { buffer in
+            buffer.withUnsafeMutablePointerToElements { tail in
+                let raw = UnsafeMutableRawPointer(tail)
+                let structs = raw.bindMemory(to: kplm_dimension.self, capacity: dims.count)
+                var cursor = (raw + dimensionBytes).bindMemory(to: CChar.self, capacity: stringBytes)
+                let name = CLayout.copy(key.name, &cursor)
+                for (i, d) in dims.enumerated() {
+                    let dimensionName = staticName(d.name) ?? CLayout.copy(d.name, &cursor)
+                    structs[i] = kplm_dimension(name: dimensionName, value: CLayout.copy(d.value, &cursor))
+                }
+                return Fields(name: name, dimensions: dims.isEmpty ? nil : UnsafePointer(structs),
+                              dimensionCount: dims.count)
+            }
+        }
+        return unsafeDowncast(made, to: CKeyLayout.self)
+    }
+
+    /// The static copy of a KPL dimension name ("stream", "shard",
+    /// "error_code"), nil for any other name.
+    private static func staticName(_ name: String) -> UnsafePointer<CChar>? {
+        let known: StaticString
+        switch name {
+        case "stream": known = "stream"
+        case "shard": known = "shard"
+        case "error_code": known = "error_code"
+        default: return nil
+        }
+        return UnsafeRawPointer(known.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+
+    /// The name, NUL-terminated.
+    var name: UnsafePointer<CChar> { header.name }
+    /// The dimensions (nil when there are none).
+    var dimensions: UnsafePointer<kplm_dimension>? { header.dimensions }
+    var dimensionCount: Int { header.dimensionCount }
 
     /// A C snapshot of this key with the given statistics and span.
     @inline(__always)
     func snapshot(_ statistics: MetricStatistics, windowStart: Double, windowEnd: Double,
                   timestampUnix: Double) -> kplm_snapshot {
-        kplm_snapshot(name: name, statistics: statistics, dimensions: dimensions, dimensionCount: dimensionCount,
-                      windowStart: windowStart, windowEnd: windowEnd, timestampUnix: timestampUnix)
+        let fields = header
+        return kplm_snapshot(name: fields.name, statistics: statistics, dimensions: fields.dimensions,
+                             dimensionCount: fields.dimensionCount, windowStart: windowStart,
+                             windowEnd: windowEnd, timestampUnix: timestampUnix)
     }
 }

@@ -65,7 +65,7 @@ extension MetricSeries {
     /// keeps alive, borrowed without reference counting.
     @inline(__always)
     var cKey: Unmanaged<CKeyLayout> {
-        let laidOut = attachment { [key] in CKeyLayout(key) }
+        let laidOut = attachment { [key] in CKeyLayout.make(key) }
         return Unmanaged.fromOpaque(laidOut.toOpaque())
     }
 

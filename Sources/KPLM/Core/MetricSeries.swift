@@ -39,8 +39,8 @@ struct WindowReading: Sendable {
 /// merge is either wholly visible to a reader or not at all, and exports stay
 /// exact for any double values (nothing is derived by subtraction).
 ///
-/// Memory: the series object (304 bytes, its state, lock and newest bucket
-/// inline) plus a
+/// Memory: the object (328 bytes: Metric's fields, the state, lock and
+/// newest bucket inline, the key) plus a
 /// ``MetricHeader`` line (64 bytes: the ``CellTable`` with the cells of the
 /// first four writer indices, the put's other fields; an overflow table of
 /// 480 bytes once a thread with a higher index puts); a 128-byte cell from

@@ -19,13 +19,13 @@ import Synchronization
 ///     56  metric      the ``Metric`` (unretained) | flags in the low bits
 ///                     (``plainCells``, ``distributionCells``)
 ///
-/// The series allocates the line (its cell table) and frees it; the metric
-/// writes words 40-63 once, in its initialiser, before anything can see it
-/// (a metric is published through the registry's lock, a key index entry's
+/// The series (the metric's own object: ``MetricSeries`` is ``Metric``'s
+/// subclass) allocates the line (its cell table) and frees it; ``Metric``'s
+/// initialiser writes words 40-63 once, before anything can see it (a
+/// metric is published through the registry's lock, a key index entry's
 /// release store, or a handle returned to the caller). They are read-only
-/// afterwards: relaxed loads. The line lives as long as the series, which
-/// its metric holds: a header reached from a live metric (or C handle) is
-/// valid.
+/// afterwards: relaxed loads. The line lives as long as the metric: a
+/// header reached from a live metric (or C handle) is valid.
 @usableFromInline
 package struct MetricHeader {
     /// The line (bound to eight `Atomic<UInt>` words).

@@ -7,8 +7,9 @@ import Synchronization
 ///
 /// Every metric is its key's series (``MetricSeries``, the one subclass):
 /// one object a key (issue #13), whose first line holds what a put's slow
-/// paths read (these fields, then the series' flush bookkeeping). Not open:
-/// no other subclass exists.
+/// paths read (these fields, then the series' flush bookkeeping). Not open,
+/// and its members are final (those of its extensions too): no other
+/// subclass exists, and no call goes through a vtable.
 public class Metric: @unchecked Sendable {
     /// The line a put reads first (see ``MetricHeader``), allocated and
     /// freed by the series. (Usable from inline: the C ABI inlines
@@ -45,29 +46,29 @@ public class Metric: @unchecked Sendable {
 
     /// This metric as its series (the same object).
     @inline(__always)
-    package var series: MetricSeries { unsafeDowncast(self, to: MetricSeries.self) }
+    package final var series: MetricSeries { unsafeDowncast(self, to: MetricSeries.self) }
 
     /// This metric as its series, unretained (for the slow paths).
     @inline(__always)
-    var seriesRef: Unmanaged<MetricSeries> { Unmanaged.passUnretained(series) }
+    final var seriesRef: Unmanaged<MetricSeries> { Unmanaged.passUnretained(series) }
 
     /// The key this handle records under (after level trimming): its
     /// series' (one copy a key, issue #13).
     public final var key: MetricKey { series.storedKey }
 
     /// The manager's gate word (in ``header``).
-    var gateWord: UnsafeMutablePointer<Atomic<UInt64>> { header.gateWord }
+    final var gateWord: UnsafeMutablePointer<Atomic<UInt64>> { header.gateWord }
     /// The cells of this metric's series (in ``header``).
-    var cellTable: CellTable { header.cells }
+    final var cellTable: CellTable { header.cells }
     /// The fork generation of the manager (see ``ForkGuard``).
-    var generation: UInt64 { header.generation }
+    final var generation: UInt64 { header.generation }
 
     /// Records one observation (default 1).
     ///
     /// Throws `invalidArgument` for NaN or infinity and `closed` once the
     /// manager's close has begun.
     @inline(__always)
-    public func put(_ value: Double = 1) throws(MetricsError) {
+    public final func put(_ value: Double = 1) throws(MetricsError) {
         try Validation.checkValue(value)
         try put(finite: value).check()
     }
@@ -82,7 +83,7 @@ public class Metric: @unchecked Sendable {
     /// infinite, `closed` once the manager's close has begun, and
     /// `invalidState` in a forked child. With an eventful sink, `record` is
     /// called once per value, in order, with the time `at`.
-    public func put(many values: some Collection<Double>, at: Double? = nil) throws(MetricsError) {
+    public final func put(many values: some Collection<Double>, at: Double? = nil) throws(MetricsError) {
         for v in values { try Validation.checkValue(v) }
         if let at, !at.isFinite { throw MetricsError(.invalidArgument, "the time of a batch must be finite") }
         try putMany(finite: values, at: at).check()

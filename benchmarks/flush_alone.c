@@ -1,0 +1,114 @@
+/* A flush of every key, measured alone (docs/performance.md, "What changed
+ * in the data layout"): N keys resolved as handles, put once a second for
+ * a few seconds (so that each holds that many live seconds), then R
+ * snapshot passes (kplm_snapshots of every key), then R rounds of one put
+ * on every key in random order by this thread followed by a flush. Prints the
+ * best and median flush, the median cost of a put after a flush (the first
+ * put of a key after a flush takes the general path), and the best and
+ * median snapshot pass. For comparing two builds of libkplm.so on a noisy
+ * machine: run it alternately against each (LD_LIBRARY_PATH).
+ *
+ *   kplm_flush_alone [N = 100000] [R = 30] [live seconds = 1]
+ */
+#include "kplm.h"
+
+#include "bench_support.h"
+
+#include <string.h>
+
+static unsigned long long exported, visited;
+
+static int count_export(void *user_data, const kplm_snapshot *s, size_t n) {
+    (void)user_data;
+    (void)s;
+    exported += n;
+    return 0;
+}
+
+static int count_visit(void *user_data, const kplm_snapshot *s) {
+    (void)user_data;
+    (void)s;
+    visited++;
+    return 0;
+}
+
+static void must(kplm_status st, const char *what) {
+    if (st != KPLM_OK) {
+        fprintf(stderr, "%s: %s\n", what, kplm_status_string(st));
+        exit(1);
+    }
+}
+
+int main(int argc, char **argv) {
+    unsigned n = argc > 1 ? (unsigned)atoi(argv[1]) : 100000;
+    int rounds = argc > 2 ? atoi(argv[2]) : 30;
+    int seconds = argc > 3 ? atoi(argv[3]) : 1;
+    if (n < 1 || rounds < 1 || rounds > 1000 || seconds < 1) {
+        fprintf(stderr, "usage: kplm_flush_alone [N >= 1] [1 <= R <= 1000] [live seconds >= 1]\n");
+        return 2;
+    }
+    kplm_config cfg;
+    kplm_config_init(&cfg);
+    cfg.level = KPLM_LEVEL_DETAILED;
+    cfg.window_seconds = 60;
+    cfg.upload_interval_ms = 3600e3;   /* explicit kplm_flush only */
+    cfg.max_metrics = n + 16;
+    kplm_manager *m;
+    must(kplm_new(&cfg, &m), "kplm_new");
+    kplm_sink sink;
+    memset(&sink, 0, sizeof sink);
+    sink.export_snapshots = count_export;
+    must(kplm_set_sink(m, &sink), "kplm_set_sink");
+    must(kplm_start(m), "kplm_start");
+
+    kplm_metric **handles = calloc(n, sizeof *handles);
+    unsigned *order = malloc(n * sizeof *order);
+    double *flush = malloc((size_t)rounds * sizeof *flush), *puts = malloc((size_t)rounds * sizeof *puts);
+    double *reads = malloc((size_t)rounds * sizeof *reads);
+    if (!handles || !order || !flush || !puts || !reads) return 1;
+    char shard[32];
+    for (unsigned k = 0; k < n; k++) {
+        snprintf(shard, sizeof shard, "shardId-%012u", k);
+        must(kplm_metric_get(m, "UserRecordsPut", "orders", shard, NULL, &handles[k]), "kplm_metric_get");
+        order[k] = k;
+    }
+    srand(1);
+    for (unsigned i = n - 1; i > 0; i--) {
+        unsigned j = (unsigned)rand() % (i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (int s = 0; s < seconds; s++) {
+        if (s > 0) usleep(1000000);
+        for (unsigned k = 0; k < n; k++) must(kplm_metric_put(handles[order[k]], 1.0), "kplm_metric_put");
+    }
+    must(kplm_flush(m), "kplm_flush");
+
+    /* The snapshots first: every key holds exactly `seconds` live seconds. */
+    for (int r = 0; r < rounds; r++) {
+        double t0 = now_s();
+        must(kplm_snapshots(m, count_visit, NULL), "kplm_snapshots");
+        reads[r] = (now_s() - t0) * 1e3;
+    }
+    for (int r = 0; r < rounds; r++) {
+        double t0 = now_s();
+        for (unsigned k = 0; k < n; k++) must(kplm_metric_put(handles[order[k]], 1.0), "kplm_metric_put");
+        double t1 = now_s();
+        must(kplm_flush(m), "kplm_flush");
+        flush[r] = (now_s() - t1) * 1e3;
+        puts[r] = (t1 - t0) * 1e9 / n;
+    }
+    double put_median = median(puts, rounds), flush_median = median(flush, rounds);
+    double reads_median = median(reads, rounds);   /* (median sorts: [0] is then the best) */
+    printf("%u keys, %d live second(s): flush of every key best %.2f ms, median %.2f ms; "
+           "a put after a flush %.1f ns (median); snapshots best %.2f ms, median %.2f ms\n",
+           n, seconds, flush[0], flush_median, put_median, reads[0], reads_median);
+    if (exported < (unsigned long long)n * (unsigned long long)rounds ||
+        visited != (unsigned long long)n * (unsigned long long)rounds) {
+        fprintf(stderr, "unexpected counts: exported %llu, visited %llu\n", exported, visited);
+        return 1;
+    }
+    must(kplm_close(m), "kplm_close");
+    kplm_free(m);
+    return 0;
+}

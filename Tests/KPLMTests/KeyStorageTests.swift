@@ -68,6 +68,8 @@ final class KeyStorageTests: XCTestCase {
                 XCTAssertEqual(got.map(\.second), model.map(\.second), "window \(window), step \(step)")
                 XCTAssertEqual(got.map(\.statistics), model.map(\.statistics), "window \(window), step \(step)")
                 XCTAssertEqual(buckets.isEmpty, model.isEmpty)
+                // The prefetch hint: an address exactly while older buckets exist.
+                XCTAssertEqual(buckets.olderAddress != 0, model.count > 1, "window \(window), step \(step)")
                 if got.map(\.second) != model.map(\.second) { return }
             }
         }

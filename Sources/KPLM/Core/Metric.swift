@@ -20,7 +20,9 @@ public class Metric: @unchecked Sendable {
     // Copies of the context's fields for the slow paths: read from this
     // line, which the put reaches anyway, instead of the context's.
     nonisolated(unsafe) let activityWord: UnsafeMutablePointer<Atomic<Int>>
-    let windowSeconds: Int64
+    /// The window (at most 3,600 seconds: four bytes, so that the series'
+    /// fields after these fill the rest of the first line).
+    private let windowSecondsValue: Int32
     let usesWriterCells: Bool
     let isNoop: Bool
     // (@unchecked Sendable: immutable, the pointers to atomics included; a
@@ -34,7 +36,7 @@ public class Metric: @unchecked Sendable {
         self.context = context
         self.isNoop = isNoop
         self.activityWord = context.sinkActivity
-        self.windowSeconds = context.windowSeconds
+        self.windowSecondsValue = Int32(context.windowSeconds)
         self.usesWriterCells = context.usesWriterCells
         // The common case runs with writer cells and the system clock (the
         // second comes from the ticker); its kind follows the metric's.
@@ -43,6 +45,10 @@ public class Metric: @unchecked Sendable {
         header.publish(gate: context.gate.wordPointer, generation: context.generation,
                        metric: Unmanaged.passUnretained(self), flags: flags)
     }
+
+    /// The window, in seconds.
+    @inline(__always)
+    final var windowSeconds: Int64 { Int64(windowSecondsValue) }
 
     /// This metric as its series (the same object).
     @inline(__always)

@@ -63,13 +63,13 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     let isListedAsChanged = Atomic<Bool>(false)
     /// Bit i set: cells[i] is non-zero (lets readers skip empty entries).
     private let used = Atomic<UInt64>(0)
-
-    // Second to fourth lines.
-
     /// Flush bookkeeping, read and written only by flushes (under the
     /// manager's control lock): the number of the last flush that took
     /// the series' data, the second ``IdleWatch`` last noted it at.
     nonisolated(unsafe) var batchedByFlush: UInt64 = 0
+
+    // Second to fourth lines.
+
     nonisolated(unsafe) var idleWatchSecond: Int64 = .min
     /// The series' place in its registry's export order when a flush last
     /// ranked the keys (-1: not since it was created, or removed). Flushes
@@ -78,6 +78,13 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// the manager's control lock), beside `batchedByFlush`: the loop that
     /// reads one reads the other.
     nonisolated(unsafe) var exportRank = -1
+    /// Where the window's older buckets are (``WindowBuckets/olderAddress``,
+    /// 0: none), a hint for prefetching outside the lock: set under the
+    /// lock whenever they move, read with no ordering. A pass of reads
+    /// over many keys starts loading them a few keys ahead (with several
+    /// live seconds a key, that array is a miss of its own). Prefetching a
+    /// stale address is harmless: a prefetch never faults.
+    private let olderBucketsHint = Atomic<UInt>(0)
 
     /// Data a layer above the core keeps per key (the C ABI: the key laid
     /// out as C strings, see `CKeyLayout`), retained by the series; one
@@ -278,6 +285,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         withState { s in
             guard !s.isRetired else { return false }
             Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
+            noteBuckets(s)
             if let distribution, !values.isEmpty {
                 // The window's sketches and the pending one, in the same
                 // critical section as the statistics.
@@ -298,6 +306,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
                 buckets: UnsafeMutablePointer<CellBuckets>? = nil) {
         withState { s in
             Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
+            noteBuckets(s)
             guard let buckets, let distribution else { return }
             distribution.add(buckets, min: statistics.min, max: statistics.max, second: second,
                              windowSeconds: windowSeconds)
@@ -318,6 +327,27 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         s.buckets.merge(statistics, second: second, windowSeconds: windowSeconds)
     }
 
+    /// Keeps ``olderBucketsHint`` current (under the lock, after the
+    /// buckets changed): a store only when the older buckets moved.
+    @inline(__always)
+    private func noteBuckets(_ s: borrowing State) {
+        let address = s.buckets.olderAddress
+        if olderBucketsHint.load(ordering: .relaxed) != address {
+            olderBucketsHint.store(address, ordering: .relaxed)
+        }
+    }
+
+    /// A hint (see ``SeriesPrefetch``): starts loading the window's older
+    /// buckets, if any (see ``olderBucketsHint``).
+    @inline(__always)
+    func prefetchOlderBuckets() {
+        // The array's count (16 bytes before its elements), which a read
+        // checks first, and the first buckets.
+        guard let elements = UnsafeRawPointer(bitPattern: olderBucketsHint.load(ordering: .relaxed)) else { return }
+        kplmshim_prefetch(elements - 16)
+        kplmshim_prefetch(elements + 48)
+    }
+
     // MARK: Removal of an idle key (under the collector's turn lock)
 
     /// Whether the key is idle at `nowSecond`: no observation inside the
@@ -327,6 +357,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     func isIdle(at nowSecond: Int64, windowSeconds: Int64) -> Bool {
         let quiet = withState { s in
             s.buckets.drop(atOrBefore: nowSecond - windowSeconds)
+            noteBuckets(s)
             return s.buckets.isEmpty && s.pending == nil
         }
         guard quiet else { return false }
@@ -414,6 +445,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     func window(at nowSecond: Int64, windowSeconds: Int64, lastSeconds: Int64? = nil) -> WindowReading? {
         withState { s in
             s.buckets.drop(atOrBefore: nowSecond - windowSeconds)
+            noteBuckets(s)
             let oldestWanted = nowSecond - (lastSeconds ?? windowSeconds)
             var merged = MetricStatistics.empty
             var oldest = Int64.max, newest = Int64.min

@@ -29,8 +29,8 @@ package enum SeriesPrefetch {
         /// The first four lines: bookkeeping, the lock and the state (a
         /// flush's taking of pending data).
         case state
-        /// Those, and the attachment (a read of every window for the C
-        /// ABI, which lays each key out from it).
+        /// Those, the window's older buckets and the attachment (a read of
+        /// every window, which the C ABI lays out from the attachment).
         case stateAndAttachment
     }
 
@@ -56,7 +56,12 @@ package enum SeriesPrefetch {
         case .state:
             break
         case .stateAndAttachment:
-            if i &+ 2 &* distance < n { withSeries(i &+ 2 &* distance) { $0.prefetchAttachment() } }
+            if i &+ 2 &* distance < n {
+                withSeries(i &+ 2 &* distance) {
+                    $0.prefetchAttachment()
+                    $0.prefetchOlderBuckets()
+                }
+            }
         }
     }
 

@@ -18,6 +18,12 @@ struct WindowBuckets: Sequence {
     /// Whether there is no bucket.
     var isEmpty: Bool { newestSecond == .min }
 
+    /// The address of the older buckets' storage (0 when there are none):
+    /// for a prefetch hint only.
+    var olderAddress: UInt {
+        older.isEmpty ? 0 : older.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+    }
+
     /// Merges observations made during `second` into its bucket: the
     /// newest (the common case), a new one (dropping those that left the
     /// window then), or, for a late observation still inside the window,

@@ -75,6 +75,11 @@ final class CellCollector: Sendable {
                 SeriesPrefetch.prefetchCell(flipped[i &+ ahead].cell.base)
                 SeriesPrefetch.prefetchState(flipped[i &+ ahead].series.toOpaque())
             }
+            // A drain that starts a new second moves the newest bucket to
+            // the older ones: their address is in the state asked for above.
+            if i &+ SeriesPrefetch.distance < flipped.count {
+                flipped[i &+ SeriesPrefetch.distance].series._withUnsafeGuaranteedRef { $0.prefetchOlderBuckets() }
+            }
             let (cell, slot, s) = flipped[i]
             cell.waitForSection()
             s._withUnsafeGuaranteedRef { cell.drain(slot, into: $0, windowSeconds: windowSeconds) }

@@ -75,13 +75,11 @@ extension CallbackSink: PendingBatchExporting {
                         wall: Double, _ buckets: (Int, inout kplm_snapshot) -> Void) -> Int32 {
         CallerLayouts.snapshot.withArray(count: items.count, stride: strides.snapshot, { i in
             SeriesPrefetch.ahead(items, i)
-            // The entry read in place: copying it out would retain and
-            // release its series (a locked instruction a key).
-            let entry = items.baseAddress! + i
-            let pending = entry.pointee.pending
+            // The entry read in place (copying it out would retain and
+            // release its series).
+            let pending = (items.baseAddress! + i).pointee.pending
             let end = Double(pending.lastSecond + 1)
-            let series = Unmanaged<MetricSeries>.fromOpaque(UnsafeRawPointer(entry).load(as: UnsafeRawPointer.self))
-            var c = series._withUnsafeGuaranteedRef { $0.cKey }._withUnsafeGuaranteedRef {
+            var c = items.unretainedSeries(at: i)._withUnsafeGuaranteedRef { $0.cKey }._withUnsafeGuaranteedRef {
                 $0.snapshot(pending.statistics, windowStart: Double(pending.firstSecond),
                             windowEnd: end, timestampUnix: wall - (now - end))
             }

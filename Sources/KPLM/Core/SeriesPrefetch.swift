@@ -72,16 +72,11 @@ package enum SeriesPrefetch {
     @inline(__always)
     package static func ahead(_ batch: UnsafeBufferPointer<(series: MetricSeries, pending: PendingExport)>, _ i: Int) {
         let n = batch.count
-        let raw = UnsafeRawPointer(batch.baseAddress!)
-        let stride = MemoryLayout<(series: MetricSeries, pending: PendingExport)>.stride
-        // (The series is the entry's first field: its address is read
-        // without retaining it.)
-        @inline(__always) func object(_ k: Int) -> UnsafeRawPointer {
-            raw.load(fromByteOffset: k &* stride, as: UnsafeRawPointer.self)
+        if i &+ 2 &* distance < n {
+            kplmshim_prefetch(batch.unretainedSeries(at: i &+ 2 &* distance).toOpaque() + 64)
         }
-        if i &+ 2 &* distance < n { kplmshim_prefetch(object(i &+ 2 &* distance) + 64) }
         if i &+ distance < n {
-            Unmanaged<MetricSeries>.fromOpaque(object(i &+ distance))._withUnsafeGuaranteedRef { $0.prefetchAttachment() }
+            batch.unretainedSeries(at: i &+ distance)._withUnsafeGuaranteedRef { $0.prefetchAttachment() }
         }
     }
 

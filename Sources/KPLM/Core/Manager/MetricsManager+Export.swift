@@ -249,3 +249,15 @@ package protocol PendingBatchExporting {
     func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double,
                 withDistributions: Bool) throws
 }
+
+extension UnsafeBufferPointer where Element == (series: MetricSeries, pending: PendingExport) {
+    /// The series of entry `i`, read in place without retaining it (the
+    /// series is the entry's first field): a pass over a batch that copied
+    /// entries out would retain and release every series, a locked
+    /// instruction a key. Valid while the batch is.
+    @inline(__always)
+    package func unretainedSeries(at i: Int) -> Unmanaged<MetricSeries> {
+        let entry = UnsafeRawPointer(baseAddress! + i)
+        return Unmanaged.fromOpaque(entry.load(as: UnsafeRawPointer.self))
+    }
+}

@@ -28,7 +28,7 @@ step "install into $prefix"
 step "installed files"
 (cd "$prefix" && find . \( -type f -o -type l \) | sort)
 for f in include/kplm.h include/kplm.hpp share/doc/kplm/LICENSE \
-         lib/libkplm.so lib/libkplm.so.1 lib/libkplm.so.1.1.0 \
+         lib/libkplm.so lib/libkplm.so.1 lib/libkplm.so.1.2.0 \
          lib/pkgconfig/kplm.pc \
          lib/cmake/kplm/kplmConfig.cmake \
          lib/cmake/kplm/kplmConfigVersion.cmake \
@@ -68,7 +68,7 @@ export PKG_CONFIG_PATH
 pkg-config --validate kplm || fail "pkg-config --validate kplm"
 grep -q '^License: Apache-2.0$' "$prefix/lib/pkgconfig/kplm.pc" || fail "kplm.pc has no License: Apache-2.0"
 version=$(pkg-config --modversion kplm)
-[ "$version" = "1.1.0" ] || fail "pkg-config --modversion kplm gave '$version'"
+[ "$version" = "1.2.0" ] || fail "pkg-config --modversion kplm gave '$version'"
 flags=$(pkg-config --cflags --libs kplm)
 printf 'pkg-config --cflags --libs kplm: %s\n' "$flags"
 # shellcheck disable=SC2086

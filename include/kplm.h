@@ -74,7 +74,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define KPLM_VERSION_MAJOR 1
-#define KPLM_VERSION_MINOR 1
+#define KPLM_VERSION_MINOR 2
 #define KPLM_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH, for preprocessor comparisons. */
 #define KPLM_VERSION_NUMBER \

@@ -169,7 +169,7 @@ final class OTLPSinkTests: XCTestCase {
                            windowStart: 20, windowEnd: 22, timestampUnix: 1_700_000_000.5),
         ]
         let hex = "0adb010a170a150a0c736572766963652e6e616d6512050a0373766312bf010a"
-            + "0d0a046b706c6d1205312e312e3012530a01414a4e0a4a1100368ffafd9c9717"
+            + "0d0a046b706c6d1205312e322e3012530a01414a4e0a4a1100368ffafd9c9717"
             + "1900002a36fe9c97172102000000000000002900000000000008403208020000"
             + "00000000004a080a016b12030a017659000000000000f03f6100000000000000"
             + "40100112590a0e557365725265636f7264735075741a01314a440a401100d1c1"
@@ -179,7 +179,7 @@ final class OTLPSinkTests: XCTestCase {
             let start = hex.index(hex.startIndex, offsetBy: i)
             return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)!
         }
-        XCTAssertEqual(OTLPEncoding.scopeVersion, "1.1.0", "the expected bytes carry version 1.1.0")
+        XCTAssertEqual(OTLPEncoding.scopeVersion, "1.2.0", "the expected bytes carry version 1.2.0")
         XCTAssertEqual(OTLPEncoding.exportRequest(snapshots, serviceName: "svc"), expected)
     }
 

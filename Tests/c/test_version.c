@@ -17,7 +17,7 @@ static void version_string_matches_macros(void) {
 static void version_number_macro(void) {
     CHECK(KPLM_VERSION_NUMBER ==
           KPLM_VERSION_MAJOR * 10000 + KPLM_VERSION_MINOR * 100 + KPLM_VERSION_PATCH);
-    CHECK(KPLM_VERSION_NUMBER == 10100); /* 1.1.0 */
+    CHECK(KPLM_VERSION_NUMBER == 10200); /* 1.2.0 */
 }
 
 static void abi_constants(void) {

@@ -66,7 +66,7 @@ static int on_export(void *ud, const kplm_snapshot *s, size_t n) {
 int main(void) {
     printf("kplm %s (header %d.%d.%d)\n", kplm_version(), KPLM_VERSION_MAJOR,
            KPLM_VERSION_MINOR, KPLM_VERSION_PATCH);
-    CHECK(strcmp(kplm_version(), "1.1.0") == 0);
+    CHECK(strcmp(kplm_version(), "1.2.0") == 0);
 
     kplm_config cfg;
     kplm_config_init(&cfg);

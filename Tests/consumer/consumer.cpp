@@ -35,7 +35,7 @@ int main() {
     try {
         std::printf("kplm %s (C++ API, header %d.%d.%d)\n", kplm::version().c_str(), KPLM_VERSION_MAJOR,
                     KPLM_VERSION_MINOR, KPLM_VERSION_PATCH);
-        CHECK(kplm::version() == "1.1.0");
+        CHECK(kplm::version() == "1.2.0");
         auto sink = std::make_shared<CountingSink>();
         kplm::Manager m(kplm::Config().level(kplm::Level::Detailed));
         m.set_sink(sink);

@@ -8,7 +8,7 @@ from typing import Mapping, Tuple
 
 
 #: (MAJOR, MINOR, PATCH) of the header this binding was written against.
-ABI_VERSION: Tuple[int, int, int] = (1, 1, 0)
+ABI_VERSION: Tuple[int, int, int] = (1, 2, 0)
 #: Longest metric name accepted, in bytes (KPLM_NAME_MAX).
 NAME_MAX = 255
 #: Longest dimension value accepted, in bytes (KPLM_DIMENSION_VALUE_MAX).

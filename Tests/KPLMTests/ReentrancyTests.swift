@@ -1,3 +1,4 @@
+import CKPLMShims
 import XCTest
 import KPLMTestSupport
 @testable import KPLM
@@ -152,5 +153,53 @@ final class ReentrancyTests: XCTestCase {
         box.manager = nil
         try m.close()
         XCTAssertEqual(sink.batches.flatMap { $0 }.map(\.count), [1])
+    }
+
+    /// A signal handler that interrupted a put of this thread in its common
+    /// case finds the put's cell section open (its sequence odd): a flush
+    /// from there would wait for itself. The flush finds that section in the
+    /// pass that flips the changed keys' cells, part-way through them, and
+    /// is refused with nothing exported and nothing lost: the keys flipped
+    /// before it and those after are all taken by the next flush. With a
+    /// flush hook the refusal comes before the hook runs.
+    func testFlushInsideAnInterruptedCellPutIsRefusedAndLosesNothing() throws {
+        try XCTSkipUnless(CellCollector.isAvailable, "no membarrier: every put takes the shared path")
+        for withHook in [false, true] {
+            let clock = TestClock(100)
+            let sink = InMemorySink()
+            let m = try detailed(clock, sink: sink)
+            let hookRuns = Collected<Int>()
+            if withHook { try m.setFlushHook { hookRuns.append(1) } }
+            try m.start()
+            let metrics = try (0..<50).map { i throws(MetricsError) in try m.metric("Interrupted", stream: "s\(i)") }
+            for metric in metrics { try metric.put(1) }
+            // The put on key 30 "interrupted": its section is open.
+            let writer = Int(kplmshim_writer_index())
+            XCTAssertGreaterThanOrEqual(writer, 0)
+            let series = metrics[30].series
+            XCTAssertTrue(series.hasCell(ofWriter: writer))
+            let cell = MetricSeries.cell(writer, in: series.cells, of: Unmanaged.passUnretained(series))
+            cell.sequence.pointee.wrappingAdd(1, ordering: .relaxed)
+            assertThrows(.invalidState, "hook: \(withHook)") { try m.flush() }
+            XCTAssertTrue(sink.snapshots.isEmpty, "hook: \(withHook): nothing exported")
+            XCTAssertTrue(hookRuns.all.isEmpty, "hook: \(withHook): the hook ran")
+            // More puts on keys on both sides of the stop, then the put ends.
+            try metrics[3].put(1)
+            try metrics[40].put(1)
+            cell.sequence.pointee.wrappingAdd(1, ordering: .releasing)
+            try m.flush()
+            let exported = sink.snapshots
+            var expected = Dictionary(uniqueKeysWithValues: (0..<50).map { ("s\($0)", 1) })
+            expected["s3"] = 2
+            expected["s40"] = 2
+            XCTAssertEqual(exported.count, 50, "hook: \(withHook): each key once")
+            XCTAssertEqual(Dictionary(exported.map { ($0.dimensions[0].value, $0.count) }, uniquingKeysWith: +),
+                           expected, "hook: \(withHook)")
+            // Each key listed once: the next flush has nothing.
+            sink.removeAll()
+            try m.flush()
+            XCTAssertTrue(sink.snapshots.isEmpty, "hook: \(withHook)")
+            try m.close()
+        }
     }
 }

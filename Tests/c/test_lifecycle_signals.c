@@ -158,6 +158,9 @@ static volatile sig_atomic_t stop_putting;
 static void closing_handler_random(int sig) {
     (void)sig;
     double t0 = mono_now();
+    /* A flush first: inside a put it finds the put's open section in its
+     * collection (writer cells) or its frame (shared path). */
+    handler_flush = kplm_flush(sig_m);
     handler_close = kplm_close(sig_m);
     handler_seconds = mono_now() - t0;
     stop_putting = 1;
@@ -191,7 +194,7 @@ static void random_sigterm_rounds(int shared) {
         kplm_metric *h = NULL;
         CHECK_OK(kplm_metric_get(sig_m, "A", NULL, NULL, NULL, &h));
         stop_putting = 0;
-        handler_close = (kplm_status)-1;
+        handler_close = handler_flush = (kplm_status)-1;
         unsigned delay = 5 + (unsigned)(rand() % 40);
         pthread_t t;
         CHECK(pthread_create(&t, NULL, killer, &delay) == 0);
@@ -206,6 +209,9 @@ static void random_sigterm_rounds(int shared) {
         pthread_join(t, NULL);
         CHECK_MSG(handler_close == KPLM_ESTATE || handler_close == KPLM_OK,
                   "close in the handler returned %s", test_status_name(handler_close));
+        /* Both refused inside a put, both done outside one. */
+        CHECK_MSG(handler_flush == handler_close, "flush in the handler returned %s, close %s",
+                  test_status_name(handler_flush), test_status_name(handler_close));
         CHECK_MSG(handler_seconds < 1.5, "close in the handler took %.3f s", handler_seconds);
         if (handler_close == KPLM_ESTATE) {
             estate++;

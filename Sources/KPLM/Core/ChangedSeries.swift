@@ -57,6 +57,16 @@ final class ChangedSeries: Sendable {
         }
     }
 
+    /// Lists again the series a flush took with ``takeKeepingMarks()`` and
+    /// then gave up on (``CellCollector/collectChanged(_:windowSeconds:from:)``):
+    /// those before index `clearedBefore` had their marks cleared, and are
+    /// marked again (unless a put listed one meanwhile); the others kept
+    /// theirs and go back in the list as they are.
+    func giveBack(_ taken: [MetricSeries], clearedBefore: Int) {
+        for series in taken[..<clearedBefore] { mark(series) }
+        list.withLock { $0.append(contentsOf: taken[clearedBefore...]) }
+    }
+
     /// Clears the mark of a series taken by ``takeKeepingMarks()``.
     @inline(__always)
     static func clearMark(_ series: MetricSeries) {

@@ -229,6 +229,12 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// Number of writer cells this series has (at most one per writer index).
     var cellCount: Int { used.load(ordering: .acquiring).nonzeroBitCount }
 
+    /// Whether writer index `writer` has created its cell here.
+    @inline(__always)
+    func hasCell(ofWriter writer: Int) -> Bool {
+        used.load(ordering: .acquiring) & (1 &<< UInt64(writer)) != 0
+    }
+
     /// Calls `body` with every cell created so far.
     @inline(__always)
     func forEachCell(_ body: (WriterCell) -> Void) {

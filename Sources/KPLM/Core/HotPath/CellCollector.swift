@@ -20,52 +20,82 @@ final class CellCollector: Sendable {
     /// barrier, then wait for sections that may still write the old slots
     /// and merge those slots into their series.
     /// Returns the series whose cell of this thread it skipped (a signal
-    /// handler that interrupted a put of this thread): a flush lists them
-    /// as changed again, so their data is taken later.
-    ///
-    /// `clearingChangedMarks`: `series` were taken by
-    /// ``ChangedSeries/takeKeepingMarks()``; each one's mark is cleared
-    /// just before its cells are flipped (see ``ChangedSeries`` for why
-    /// that order loses nothing).
+    /// handler that interrupted a put of this thread): their data is taken
+    /// by a later collection.
     @discardableResult
-    func collect(_ series: [MetricSeries], windowSeconds: Int64,
-                 clearingChangedMarks: Bool = false) -> [MetricSeries] {
-        guard Self.isAvailable else {
-            if clearingChangedMarks { for s in series { ChangedSeries.clearMark(s) } }
-            return []
-        }
+    func collect(_ series: [MetricSeries], windowSeconds: Int64) -> [MetricSeries] {
+        guard Self.isAvailable else { return [] }
         return turn.withLock { turns in
             turns &+= 1
-            return collectHoldingTurn(series, windowSeconds: windowSeconds, clearingChangedMarks: clearingChangedMarks)
+            var skipped: [MetricSeries] = []
+            _ = collectHoldingTurn(series, windowSeconds: windowSeconds) { s in
+                skipped.append(s)
+                return true
+            }
+            return skipped
         }
     }
 
-    private func collectHoldingTurn(_ series: [MetricSeries], windowSeconds: Int64,
-                                    clearingChangedMarks: Bool) -> [MetricSeries] {
-        // This thread's own cell is skipped while one of its sections is
-        // open (a signal handler that interrupted a put of this thread): the
-        // wait below would wait for ourselves. Its data is collected later.
+    /// A flush's collection of the series it took from `changed` with
+    /// ``ChangedSeries/takeKeepingMarks()``: clears each one's mark just
+    /// before its cells are flipped (see ``ChangedSeries`` for why that
+    /// order loses nothing), then drains like ``collect(_:windowSeconds:)``.
+    ///
+    /// Returns false if a cell of this thread has a put section open on one
+    /// of `series` (a signal handler that interrupted a put of this thread
+    /// in its common case: the flush would wait for itself, and is refused
+    /// instead). That is checked in the pass that flips the cells, not in a
+    /// pass of its own; when found, the cells flipped by then are drained
+    /// into their series (where the next flush takes them, as it takes the
+    /// cells not flipped), and every series of `series` is listed in
+    /// `changed` again: nothing is lost, nothing exported.
+    func collectChanged(_ series: [MetricSeries], windowSeconds: Int64, from changed: ChangedSeries) -> Bool {
+        guard Self.isAvailable else {
+            for s in series { ChangedSeries.clearMark(s) }
+            return true
+        }
+        let stoppedAt: Int? = turn.withLock { turns in
+            turns &+= 1
+            return collectHoldingTurn(series, windowSeconds: windowSeconds, clearingChangedMarks: true) { _ in false }
+        }
+        guard let stoppedAt else { return true }
+        changed.giveBack(series, clearedBefore: stoppedAt)
+        return false
+    }
+
+    /// The collection. A cell of this thread with a section open (only a
+    /// signal handler that interrupted a put of this thread can see one:
+    /// waiting for it would never end) is handed to `ownSectionOpen` with
+    /// its series, before that series' mark is cleared or any of its cells
+    /// flipped: true skips the cell, false stops the flips there.
+    /// What was flipped is drained either way. Returns the index it
+    /// stopped at, if it stopped.
+    private func collectHoldingTurn(_ series: [MetricSeries], windowSeconds: Int64, clearingChangedMarks: Bool = false,
+                                    ownSectionOpen: (MetricSeries) -> Bool) -> Int? {
         let own = Self.ownWriterIndex
         // Unretained: `series` keeps every series alive for the whole call
         // (no reference counting per cell: a flush of every key is this loop).
         var flipped: [(cell: WriterCell, slot: Int, series: Unmanaged<MetricSeries>)] = []
         flipped.reserveCapacity(series.count)
-        var skipped: [MetricSeries] = []
+        var stoppedAt: Int?
         series.withUnsafeBufferPointer { series in
             for i in series.indices {
                 SeriesPrefetch.ahead(series, i, reading: .cells)
                 let s = series[i]
+                let ownOpen = own >= 0 && s.hasCell(ofWriter: own)
+                    && Self.cellBase(own, of: s).map { WriterCell(base: $0).isSectionOpen } == true
+                if ownOpen && !ownSectionOpen(s) {
+                    stoppedAt = i
+                    break
+                }
                 if clearingChangedMarks { ChangedSeries.clearMark(s) }
                 s.forEachCell { cell in
-                    if own >= 0 && cell.base == Self.cellBase(own, of: s) && cell.isSectionOpen {
-                        skipped.append(s)
-                        return
-                    }
+                    if ownOpen && cell.base == Self.cellBase(own, of: s) { return }
                     if let slot = cell.flipIfUsed() { flipped.append((cell, slot, Unmanaged.passUnretained(s))) }
                 }
             }
         }
-        guard !flipped.isEmpty else { return skipped }
+        guard !flipped.isEmpty else { return stoppedAt }
         Self.barrier()
         let ahead = 2 &* SeriesPrefetch.distance
         for i in flipped.indices {
@@ -84,7 +114,7 @@ final class CellCollector: Sendable {
             cell.waitForSection()
             s._withUnsafeGuaranteedRef { cell.drain(slot, into: $0, windowSeconds: windowSeconds) }
         }
-        return skipped
+        return stoppedAt
     }
 
     /// Runs `body` holding the readers' turn: a removal or a re-creation

@@ -9,8 +9,14 @@ extension MetricsManager {
                               view: OutputView, namespace: String,
                               isolation: (any Actor)? = nil) throws(MetricsError) -> Bool {
         // A layer that buffers puts hands them over first (setFlushHook).
-        if let hook = c.flushHook { CallbackGuard.run(for: context.owner!) { hook() } }
-        let batch = takeBatch(&c, registry: registry, context: context)
+        // Its puts must not run in a signal handler that interrupted a put
+        // of this thread (found below by the collection, after the hook):
+        // looked for first, over the keys where such a put can be.
+        if let hook = c.flushHook {
+            guard !context.collector.isOwnSectionOpen(context.changed.listed) else { throw reentryError("flush") }
+            CallbackGuard.run(for: context.owner!) { hook() }
+        }
+        let batch = try takeBatch(&c, registry: registry, context: context)
         guard !batch.isEmpty else { return false }
         let now = context.clock.now()
         let wall = ManagerClock.wallNow()
@@ -61,20 +67,23 @@ extension MetricsManager {
     /// key changed since the last flush (``ChangedSeries``; at close's final
     /// flush, of every key), merged with what a failed export left. Also
     /// removes the keys that went idle (SPEC §10, ``IdleWatch``). Costs what
-    /// changed, not every key.
-    private static func takeBatch(_ c: inout Control, registry: Registry, context: PutContext) -> [BatchEntry] {
+    /// changed, not every key. Throws `invalidState`, taking nothing, in a
+    /// signal handler that interrupted a put of this thread.
+    private static func takeBatch(_ c: inout Control, registry: Registry,
+                                  context: PutContext) throws(MetricsError) -> [BatchEntry] {
         var candidates: [MetricSeries]
         if context.gate.isClosing {
             _ = context.changed.take()
             candidates = registry.seriesInExportOrder   // the final flush reads every key
             context.collector.collect(candidates, windowSeconds: context.windowSeconds)
         } else {
-            // (The collection clears each mark: see ChangedSeries.)
+            // (The collection clears each mark: see ChangedSeries. It also
+            // finds a put of this thread that a signal handler interrupted,
+            // which only a listed key can have: see ChangedSeries.listed.)
             let changed = context.changed.takeKeepingMarks()
-            for skipped in context.collector.collect(changed, windowSeconds: context.windowSeconds,
-                                                     clearingChangedMarks: true) {
-                context.changed.mark(skipped)
-            }
+            guard context.collector.collectChanged(changed, windowSeconds: context.windowSeconds,
+                                                   from: context.changed)
+            else { throw reentryError("flush") }
             candidates = changed
             // Idle keys give their place back. Puts racing with a removal
             // recorded into the removed series: they are candidates too. A

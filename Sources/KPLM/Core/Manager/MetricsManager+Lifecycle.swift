@@ -49,11 +49,10 @@ extension MetricsManager {
     /// ``flush()``, with an async sink's export awaited on `isolation` (the
     /// caller of the async form; nil: on the sink's thread).
     func flush(exportingOn isolation: (any Actor)?) throws(MetricsError) {
-        // Only the changed keys can have a put of this thread in its common
-        // case (see ChangedSeries.listed): no scan of every key.
-        // (A closure: in a forked child the lock it takes may be held for
-        // ever; checkCallable refuses an inherited manager first.)
-        try checkCallable("flush", evenInsideItsPut: true, putsOn: { [context] in context.changed.listed })
+        // A put of this thread in its common case, interrupted by a signal
+        // handler, is looked for by the collection (exportPending), which
+        // reads every changed key's cells anyway: no pass of its own here.
+        try checkCallable("flush", evenInsideItsPut: true, putsOn: { [] })
         guard context.level != .none else { return }
         // Once close has begun the final flush owns the data (and may hold
         // the control lock for as long as a dead sink takes).
@@ -241,13 +240,17 @@ extension MetricsManager {
                        putsOn series: (() -> [MetricSeries])? = nil) throws(MetricsError) {
         try context.checkNotInherited()
         if evenInsideItsPut {
-            guard !isBusyOnThisThread(putsOn: series) else {
-                throw MetricsError(.invalidState, "\(call) called from a callback of the same manager, "
-                                   + "or from a signal handler that interrupted a put on it")
-            }
+            guard !isBusyOnThisThread(putsOn: series) else { throw Self.reentryError(call) }
         } else if CallbackGuard.isInsideCallback(of: ObjectIdentifier(self)) {
             throw MetricsError(.invalidState, "\(call) called from a callback of the same manager")
         }
+    }
+
+    /// The refusal of `call` (flush, close) on a thread that would wait for
+    /// itself.
+    static func reentryError(_ call: String) -> MetricsError {
+        MetricsError(.invalidState, "\(call) called from a callback of the same manager, "
+                     + "or from a signal handler that interrupted a put on it")
     }
 
     /// Whether this thread is running a callback or a put of this manager

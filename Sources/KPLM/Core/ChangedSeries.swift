@@ -17,30 +17,44 @@ import Synchronization
 /// write happens before the flush reads the slot; if not, the put's
 /// exchange comes later and reads the cleared mark, so it lists the series
 /// again. Close's final flush reads every series, listed or not.
+///
+/// Each listed series is retained once by the list, and a flush takes
+/// those references over (``takeKeepingMarks()``): its batch keeps them, so
+/// that no pass over the keys retains or releases one (a locked instruction
+/// and, past the caches, a miss a key).
 final class ChangedSeries: Sendable {
-    private let list = Locked<[MetricSeries]>([])
+    /// The listed series, each retained once (``mark(_:)``).
+    private let list = Locked<[Unmanaged<MetricSeries>]>([])
+
+    deinit {
+        list.withLock { listed in
+            for series in listed { series.release() }
+            listed = []
+        }
+    }
 
     /// Lists `series` unless it is listed already. Thread-safe; one atomic
-    /// exchange when listed, plus a short lock the first time.
+    /// exchange when listed, plus a retain and a short lock the first time.
     @inline(__always)
     func mark(_ series: MetricSeries) {
         guard !series.isListedAsChanged.exchange(true, ordering: .sequentiallyConsistent) else { return }
-        list.withLock { $0.append(series) }
+        let listed = Unmanaged.passRetained(series)
+        list.withLock { $0.append(listed) }
     }
 
     /// The listed series, without taking them. A thread's put in its
     /// common case (``WriterCell/tryPut(_:second:gate:)``) writes a slot
     /// whose start listed its series, and the flush that took the series
-    /// since emptied that slot (or re-listed the series, see
-    /// ``CellCollector/collect(_:windowSeconds:)``): so such a put is always
-    /// on a listed series (for flush's check of a signal handler that
-    /// interrupted one).
-    var listed: [MetricSeries] { list.withLock { $0 } }
+    /// since emptied that slot (or listed the series again, see
+    /// ``CellCollector/collectChanged(_:windowSeconds:)``): so such a put
+    /// is always on a listed series (for the check of a signal handler
+    /// that interrupted one).
+    var listed: [MetricSeries] { list.withLock { $0.map { $0.takeUnretainedValue() } } }
 
     /// Takes every listed series and clears their marks (see above). For
     /// flushes, one at a time.
     func take() -> [MetricSeries] {
-        let taken = takeKeepingMarks()
+        let taken = takeKeepingMarks().map { $0.takeRetainedValue() }
         for series in taken { Self.clearMark(series) }
         return taken
     }
@@ -49,22 +63,36 @@ final class ChangedSeries: Sendable {
     /// clears each one with ``clearMark(_:)`` before it reads that series'
     /// slots (the collector does, in the pass where it reads the series
     /// anyway: one pass over the keys fewer). Until then, a put on one of
-    /// them does not list it again. For flushes, one at a time.
-    func takeKeepingMarks() -> [MetricSeries] {
-        list.withLock { l -> [MetricSeries] in
-            defer { l = [] }
-            return l
+    /// them does not list it again. The caller owns one reference to each
+    /// series taken (`takeRetainedValue()` or `release()` once each). For
+    /// flushes, one at a time.
+    func takeKeepingMarks() -> [Unmanaged<MetricSeries>] {
+        list.withLock { l -> [Unmanaged<MetricSeries>] in
+            // The next list starts with this one's capacity: a list of
+            // every key is not grown again, copy by copy, after each flush.
+            var taken = [Unmanaged<MetricSeries>]()
+            taken.reserveCapacity(l.count)
+            swap(&taken, &l)
+            return taken
         }
     }
 
     /// Lists again the series a flush took with ``takeKeepingMarks()`` and
-    /// then gave up on (``CellCollector/collectChanged(_:windowSeconds:from:)``):
-    /// those before index `clearedBefore` had their marks cleared, and are
-    /// marked again (unless a put listed one meanwhile); the others kept
-    /// theirs and go back in the list as they are.
-    func giveBack(_ taken: [MetricSeries], clearedBefore: Int) {
-        for series in taken[..<clearedBefore] { mark(series) }
-        list.withLock { $0.append(contentsOf: taken[clearedBefore...]) }
+    /// then gave up on (``CellCollector/collectChanged(_:windowSeconds:)``),
+    /// with the references taken: those before index `clearedBefore` had
+    /// their marks cleared, and are marked again (unless a put listed one
+    /// meanwhile); the others kept theirs and go back in the list as they
+    /// are.
+    func giveBack(_ taken: [Unmanaged<MetricSeries>], clearedBefore: Int) {
+        var back = Array(taken[clearedBefore...])
+        for series in taken[..<clearedBefore] {
+            if series._withUnsafeGuaranteedRef({ $0.isListedAsChanged.exchange(true, ordering: .sequentiallyConsistent) }) {
+                series.release()   // listed again by a put meanwhile
+            } else {
+                back.append(series)
+            }
+        }
+        list.withLock { $0.append(contentsOf: back) }
     }
 
     /// Clears the mark of a series taken by ``takeKeepingMarks()``.

@@ -28,39 +28,39 @@ final class CellCollector: Sendable {
         return turn.withLock { turns in
             turns &+= 1
             var skipped: [MetricSeries] = []
-            _ = collectHoldingTurn(series, windowSeconds: windowSeconds) { s in
-                skipped.append(s)
-                return true
+            series.withUnsafeBufferPointer { series in
+                _ = collectHoldingTurn(series, windowSeconds: windowSeconds) { s in
+                    skipped.append(s)
+                    return true
+                }
             }
             return skipped
         }
     }
 
-    /// A flush's collection of the series it took from `changed` with
+    /// A flush's collection of the series it took with
     /// ``ChangedSeries/takeKeepingMarks()``: clears each one's mark just
     /// before its cells are flipped (see ``ChangedSeries`` for why that
     /// order loses nothing), then drains like ``collect(_:windowSeconds:)``.
     ///
-    /// Returns false if a cell of this thread has a put section open on one
-    /// of `series` (a signal handler that interrupted a put of this thread
-    /// in its common case: the flush would wait for itself, and is refused
-    /// instead). That is checked in the pass that flips the cells, not in a
-    /// pass of its own; when found, the cells flipped by then are drained
-    /// into their series (where the next flush takes them, as it takes the
-    /// cells not flipped), and every series of `series` is listed in
-    /// `changed` again: nothing is lost, nothing exported.
-    func collectChanged(_ series: [MetricSeries], windowSeconds: Int64, from changed: ChangedSeries) -> Bool {
+    /// Returns nil once every series is collected; or, if a cell of this
+    /// thread has a put section open on one of `series` (a signal handler
+    /// that interrupted a put of this thread in its common case: the flush
+    /// would wait for itself, and is refused instead), the index of that
+    /// series: the flips stop there, the cells flipped before are drained
+    /// into their series, and the caller lists every series again
+    /// (``ChangedSeries/giveBack(_:clearedBefore:)``; the marks of those
+    /// before the index were cleared). That is checked in the pass that
+    /// flips the cells, not in a pass of its own.
+    func collectChanged(_ series: UnsafeBufferPointer<MetricSeries>, windowSeconds: Int64) -> Int? {
         guard Self.isAvailable else {
             for s in series { ChangedSeries.clearMark(s) }
-            return true
+            return nil
         }
-        let stoppedAt: Int? = turn.withLock { turns in
+        return turn.withLock { turns in
             turns &+= 1
             return collectHoldingTurn(series, windowSeconds: windowSeconds, clearingChangedMarks: true) { _ in false }
         }
-        guard let stoppedAt else { return true }
-        changed.giveBack(series, clearedBefore: stoppedAt)
-        return false
     }
 
     /// The collection. A cell of this thread with a section open (only a
@@ -70,29 +70,28 @@ final class CellCollector: Sendable {
     /// flipped: true skips the cell, false stops the flips there.
     /// What was flipped is drained either way. Returns the index it
     /// stopped at, if it stopped.
-    private func collectHoldingTurn(_ series: [MetricSeries], windowSeconds: Int64, clearingChangedMarks: Bool = false,
+    private func collectHoldingTurn(_ series: UnsafeBufferPointer<MetricSeries>, windowSeconds: Int64,
+                                    clearingChangedMarks: Bool = false,
                                     ownSectionOpen: (MetricSeries) -> Bool) -> Int? {
         let own = Self.ownWriterIndex
-        // Unretained: `series` keeps every series alive for the whole call
+        // Unretained: the caller keeps every series alive for the whole call
         // (no reference counting per cell: a flush of every key is this loop).
         var flipped: [(cell: WriterCell, slot: Int, series: Unmanaged<MetricSeries>)] = []
         flipped.reserveCapacity(series.count)
         var stoppedAt: Int?
-        series.withUnsafeBufferPointer { series in
-            for i in series.indices {
-                SeriesPrefetch.ahead(series, i, reading: .cells)
-                let s = series[i]
-                let ownOpen = own >= 0 && s.hasCell(ofWriter: own)
-                    && Self.cellBase(own, of: s).map { WriterCell(base: $0).isSectionOpen } == true
-                if ownOpen && !ownSectionOpen(s) {
-                    stoppedAt = i
-                    break
-                }
-                if clearingChangedMarks { ChangedSeries.clearMark(s) }
-                s.forEachCell { cell in
-                    if ownOpen && cell.base == Self.cellBase(own, of: s) { return }
-                    if let slot = cell.flipIfUsed() { flipped.append((cell, slot, Unmanaged.passUnretained(s))) }
-                }
+        for i in series.indices {
+            SeriesPrefetch.ahead(series, i, reading: .cells)
+            let s = series[i]
+            let ownOpen = own >= 0 && s.hasCell(ofWriter: own)
+                && Self.cellBase(own, of: s).map { WriterCell(base: $0).isSectionOpen } == true
+            if ownOpen && !ownSectionOpen(s) {
+                stoppedAt = i
+                break
+            }
+            if clearingChangedMarks { ChangedSeries.clearMark(s) }
+            s.forEachCell { cell in
+                if ownOpen && cell.base == Self.cellBase(own, of: s) { return }
+                if let slot = cell.flipIfUsed() { flipped.append((cell, slot, Unmanaged.passUnretained(s))) }
             }
         }
         guard !flipped.isEmpty else { return stoppedAt }

@@ -71,20 +71,27 @@ extension MetricsManager {
     /// signal handler that interrupted a put of this thread.
     private static func takeBatch(_ c: inout Control, registry: Registry,
                                   context: PutContext) throws(MetricsError) -> [BatchEntry] {
-        var candidates: [MetricSeries]
+        // One reference to each, owned: moved into the batch, or released.
+        var candidates: [Unmanaged<MetricSeries>]
         if context.gate.isClosing {
             _ = context.changed.take()
-            candidates = registry.seriesInExportOrder   // the final flush reads every key
-            context.collector.collect(candidates, windowSeconds: context.windowSeconds)
+            let all = registry.seriesInExportOrder   // the final flush reads every key
+            context.collector.collect(all, windowSeconds: context.windowSeconds)
+            candidates = all.map { Unmanaged.passRetained($0) }
         } else {
             // (The collection clears each mark: see ChangedSeries. It also
             // finds a put of this thread that a signal handler interrupted,
             // which only a listed key can have: see ChangedSeries.listed.)
-            let changed = context.changed.takeKeepingMarks()
-            guard context.collector.collectChanged(changed, windowSeconds: context.windowSeconds,
-                                                   from: context.changed)
-            else { throw reentryError("flush") }
-            candidates = changed
+            candidates = context.changed.takeKeepingMarks()
+            let stoppedAt = candidates.withUnsafeBufferPointer { taken in
+                taken.withMemoryRebound(to: MetricSeries.self) {
+                    context.collector.collectChanged($0, windowSeconds: context.windowSeconds)
+                }
+            }
+            if let stoppedAt {
+                context.changed.giveBack(candidates, clearedBefore: stoppedAt)
+                throw reentryError("flush")
+            }
             // Idle keys give their place back. Puts racing with a removal
             // recorded into the removed series: they are candidates too. A
             // layer borrowing the removed metrics lets go first.
@@ -96,7 +103,7 @@ extension MetricsManager {
                                                   keeping: { retained[$0] != nil })
                 if !removed.isEmpty, let observer = c.removalObserver { observer(removed) }
                 for metric in removed { metric.series.exportRank = -1 }   // no longer in the order
-                candidates += removed.map(\.series)
+                candidates += removed.map { Unmanaged.passRetained($0.series) }
                 // Kept (data a failed export left, a bucket ahead of the
                 // clock): looked at again by the next flush.
                 c.idleWatch.note(due.filter { !$0.isRemoved }, at: idleBefore)
@@ -126,11 +133,15 @@ extension MetricsManager {
         var count = 0
         var ranks: [Int] = []   // by rank: each entry's
         let nowSecond = ManagerClock.second(of: context.clock.now())
-        candidates.withUnsafeBufferPointer { candidates in
+        candidates.withUnsafeBufferPointer { taken in taken.withMemoryRebound(to: MetricSeries.self) { candidates in
             for i in candidates.indices {
                 SeriesPrefetch.ahead(candidates, i, reading: .state)
+                let reference = taken[i]   // moved into the entry, or released
                 let series = candidates[i]
-                guard series.batchedByFlush != flush else { continue }
+                guard series.batchedByFlush != flush else {
+                    reference.release()
+                    continue
+                }
                 series.batchedByFlush = flush
                 var (pending, isRemoved) = series.takePending()
                 // A changed key may go idle a window after its newest
@@ -141,12 +152,14 @@ extension MetricsManager {
                     if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
                 }
                 if let pending {
-                    (entries + count).initialize(to: (series, pending))
+                    (entries + count).initialize(to: (reference.takeRetainedValue(), pending))
                     count += 1
                     if byRank { ranks.append(series.exportRank) }
+                } else {
+                    reference.release()
                 }
             }
-        }
+        } }
         for (_, old) in retained {   // keys with nothing new
             (entries + count).initialize(to: old)
             count += 1

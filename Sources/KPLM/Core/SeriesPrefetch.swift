@@ -109,3 +109,13 @@ package enum SeriesPrefetch {
         kplmshim_prefetch(base + 64)
     }
 }
+
+extension UnsafeBufferPointer where Element == MetricSeries {
+    /// Series `i`, read in place without retaining it: a pass over the keys
+    /// that copied each one out could retain and release it, two locked
+    /// instructions a key. Valid while the buffer's owner keeps it alive.
+    @inline(__always)
+    func unretained(at i: Int) -> Unmanaged<MetricSeries> {
+        Unmanaged.fromOpaque(UnsafeRawPointer(baseAddress! + i).load(as: UnsafeRawPointer.self))
+    }
+}

@@ -81,17 +81,23 @@ final class CellCollector: Sendable {
         var stoppedAt: Int?
         for i in series.indices {
             SeriesPrefetch.ahead(series, i, reading: .cells)
-            let s = series[i]
-            let ownOpen = own >= 0 && s.hasCell(ofWriter: own)
-                && Self.cellBase(own, of: s).map { WriterCell(base: $0).isSectionOpen } == true
-            if ownOpen && !ownSectionOpen(s) {
+            let unretained = series.unretained(at: i)
+            let stop = unretained._withUnsafeGuaranteedRef { s -> Bool in
+                // (A writer index with its bit in the mask has a cell in its
+                // entry, never the placeholder of a removed key.)
+                let ownCell = own >= 0 && s.hasCell(ofWriter: own) ? UnsafeMutableRawPointer(bitPattern: s.cells.load(own)) : nil
+                let ownOpen = ownCell.map { WriterCell(base: $0).isSectionOpen } ?? false
+                if ownOpen && !ownSectionOpen(s) { return true }
+                if clearingChangedMarks { ChangedSeries.clearMark(s) }
+                s.forEachCell { cell in
+                    if ownOpen && cell.base == ownCell { return }
+                    if let slot = cell.flipIfUsed() { flipped.append((cell, slot, unretained)) }
+                }
+                return false
+            }
+            if stop {
                 stoppedAt = i
                 break
-            }
-            if clearingChangedMarks { ChangedSeries.clearMark(s) }
-            s.forEachCell { cell in
-                if ownOpen && cell.base == Self.cellBase(own, of: s) { return }
-                if let slot = cell.flipIfUsed() { flipped.append((cell, slot, Unmanaged.passUnretained(s))) }
             }
         }
         guard !flipped.isEmpty else { return stoppedAt }

@@ -137,27 +137,27 @@ extension MetricsManager {
             for i in candidates.indices {
                 SeriesPrefetch.ahead(candidates, i, reading: .state)
                 let reference = taken[i]   // moved into the entry, or released
-                let series = candidates[i]
-                guard series.batchedByFlush != flush else {
+                // (Borrowed from the reference: no retain and release a key.)
+                let entry = reference._withUnsafeGuaranteedRef { series -> (PendingExport, rank: Int)? in
+                    guard series.batchedByFlush != flush else { return nil }   // listed twice
+                    series.batchedByFlush = flush
+                    var (pending, isRemoved) = series.takePending()
+                    // A changed key may go idle a window after its newest
+                    // observation. (A removed one is not watched: the watch
+                    // would keep it, memory and all, for another window.)
+                    if !isRemoved { c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond)) }
+                    if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
+                        if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
+                    }
+                    return pending.map { ($0, series.exportRank) }
+                }
+                guard let (pending, rank) = entry else {
                     reference.release()
                     continue
                 }
-                series.batchedByFlush = flush
-                var (pending, isRemoved) = series.takePending()
-                // A changed key may go idle a window after its newest
-                // observation. (A removed one is not watched: the watch
-                // would keep it, memory and all, for another window.)
-                if !isRemoved { c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond)) }
-                if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
-                    if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
-                }
-                if let pending {
-                    (entries + count).initialize(to: (reference.takeRetainedValue(), pending))
-                    count += 1
-                    if byRank { ranks.append(series.exportRank) }
-                } else {
-                    reference.release()
-                }
+                (entries + count).initialize(to: (reference.takeRetainedValue(), pending))
+                count += 1
+                if byRank { ranks.append(rank) }
             }
         } }
         for (_, old) in retained {   // keys with nothing new

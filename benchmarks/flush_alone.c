@@ -8,12 +8,17 @@
  * median snapshot pass. For comparing two builds of libkplm.so on a noisy
  * machine: run it alternately against each (LD_LIBRARY_PATH).
  *
- *   kplm_flush_alone [N = 100000] [R = 30] [live seconds = 1]
+ * With `other writers` W > 0, W threads first put once on every key and
+ * exit: each key then has W + 1 writer cells, of which the rounds (this
+ * thread's puts) fill one, as after a put phase of a thread pool.
+ *
+ *   kplm_flush_alone [N = 100000] [R = 30] [live seconds = 1] [other writers = 0]
  */
 #include "kplm.h"
 
 #include "bench_support.h"
 
+#include <pthread.h>
 #include <string.h>
 
 static unsigned long long exported, visited;
@@ -39,12 +44,27 @@ static void must(kplm_status st, const char *what) {
     }
 }
 
+static kplm_metric **all_handles;
+static unsigned key_count;
+static pthread_barrier_t writers_done;
+
+/* An other writer: one put on every key (its cell on each), then it exits,
+ * once every other writer has put (each holds its own writer index). */
+static void *put_once_on_every_key(void *unused) {
+    (void)unused;
+    for (unsigned k = 0; k < key_count; k++) must(kplm_metric_put(all_handles[k], 1.0), "kplm_metric_put");
+    pthread_barrier_wait(&writers_done);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     unsigned n = argc > 1 ? (unsigned)atoi(argv[1]) : 100000;
     int rounds = argc > 2 ? atoi(argv[2]) : 30;
     int seconds = argc > 3 ? atoi(argv[3]) : 1;
-    if (n < 1 || rounds < 1 || rounds > 1000 || seconds < 1) {
-        fprintf(stderr, "usage: kplm_flush_alone [N >= 1] [1 <= R <= 1000] [live seconds >= 1]\n");
+    int writers = argc > 4 ? atoi(argv[4]) : 0;
+    if (n < 1 || rounds < 1 || rounds > 1000 || seconds < 1 || writers < 0 || writers > 32) {
+        fprintf(stderr, "usage: kplm_flush_alone [N >= 1] [1 <= R <= 1000] [live seconds >= 1] "
+                        "[0 <= other writers <= 32]\n");
         return 2;
     }
     kplm_config cfg;
@@ -78,6 +98,16 @@ int main(int argc, char **argv) {
         order[i] = order[j];
         order[j] = t;
     }
+    /* This thread's writer index first, then the other writers' (held by
+     * all of them at once). */
+    must(kplm_metric_put(handles[0], 1.0), "kplm_metric_put");
+    all_handles = handles;
+    key_count = n;
+    pthread_t others[32];
+    if (writers > 0) pthread_barrier_init(&writers_done, NULL, (unsigned)writers);
+    for (int w = 0; w < writers; w++)
+        if (pthread_create(&others[w], NULL, put_once_on_every_key, NULL) != 0) return 1;
+    for (int w = 0; w < writers; w++) pthread_join(others[w], NULL);
     for (int s = 0; s < seconds; s++) {
         if (s > 0) usleep(1000000);
         for (unsigned k = 0; k < n; k++) must(kplm_metric_put(handles[order[k]], 1.0), "kplm_metric_put");
@@ -100,9 +130,9 @@ int main(int argc, char **argv) {
     }
     double put_median = median(puts, rounds), flush_median = median(flush, rounds);
     double reads_median = median(reads, rounds);   /* (median sorts: [0] is then the best) */
-    printf("%u keys, %d live second(s): flush of every key best %.2f ms, median %.2f ms; "
+    printf("%u keys, %d live second(s), %d other writer(s): flush of every key best %.2f ms, median %.2f ms; "
            "a put after a flush %.1f ns (median); snapshots best %.2f ms, median %.2f ms\n",
-           n, seconds, flush[0], flush_median, put_median, reads[0], reads_median);
+           n, seconds, writers, flush[0], flush_median, put_median, reads[0], reads_median);
     if (exported < (unsigned long long)n * (unsigned long long)rounds ||
         visited != (unsigned long long)n * (unsigned long long)rounds) {
         fprintf(stderr, "unexpected counts: exported %llu, visited %llu\n", exported, visited);

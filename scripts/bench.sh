@@ -28,6 +28,7 @@ scale_args=(--json "$build_dir/bench-scale.json")
 "$build_dir/kplm_key_churn_rss"   # RSS of 1M keys through max_metrics 100000
 "$build_dir/kplm_key_bytes_worst"   # worst-case bytes per key
 "$build_dir/kplm_flush_alone"   # a flush of 100,000 keys and snapshots, alone (for A/B runs)
+"$build_dir/kplm_flush_alone" 100000 30 1 2   # the same, each key with two clean cells of other threads
 
 # swift-metrics handlers through KPLMMetrics next to swift-prometheus 2.x
 # (benchmarks/swift-metrics/main.swift); KPLM_BENCH_SWIFT=0 skips it.

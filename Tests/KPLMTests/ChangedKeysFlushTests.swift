@@ -1,3 +1,5 @@
+import Foundation
+import CKPLMShims
 import XCTest
 import KPLMTestSupport
 @testable import KPLM
@@ -109,6 +111,66 @@ final class ChangedKeysFlushTests: XCTestCase {
         let long = String(repeating: "x", count: 300)
         XCTAssertLessThan(ExportOrder.compare(long + "a", long + "b"), 0)
     }
+
+    /// A flush reads only the cells of the threads that put on a key since
+    /// the last flush (ChangedSeries: MetricSeries.changedWriters), and
+    /// still takes everything: with reads (which drain every cell) and a
+    /// new second (a spill) in between. Three threads keep their writer
+    /// indices (three cells on the key) for the whole test.
+    func testAFlushReadsOnlyTheCellsPutOnSinceTheLastOne() throws {
+        try XCTSkipUnless(CellCollector.isAvailable, "no membarrier: every put takes the shared path")
+        let clock = TestClock(100)
+        let sink = InMemorySink()
+        let m = try detailed(clock, sink: sink)
+        try m.start()
+        let metric = try m.metric("Mixed", stream: "s")
+        let writers = (0..<3).map { _ in PinnedThread() }
+        defer { for w in writers { w.stop() } }
+        let index = writers.map { w in w.run { Int(kplmshim_writer_index()) } }
+        XCTAssertEqual(Set(index).count, 3)
+        var expected = 0
+        func put(_ w: Int, _ n: Int) {
+            writers[w].run { for _ in 0..<n { try! metric.put(1) } }
+            expected += n
+        }
+        func active(_ w: Int) -> Int {
+            let series = metric.series
+            return MetricSeries.cell(index[w], in: series.cells, of: Unmanaged.passUnretained(series))
+                .active.pointee.load(ordering: .relaxed)
+        }
+        func flushAndCheck(_ label: String) throws {
+            sink.removeAll()
+            try m.flush()
+            XCTAssertEqual(sink.snapshots.map(\.count).reduce(0, +), expected, label)
+            expected = 0
+        }
+        put(0, 5); put(1, 7); put(2, 3)
+        try flushAndCheck("three threads")
+        XCTAssertEqual(m.context.collector.cellsReadByLastCollection, 3)
+        // Only thread 1 put since: its cell is flipped, the others are not read.
+        put(1, 4)
+        let before = active(1)
+        try flushAndCheck("thread 1")
+        XCTAssertNotEqual(active(1), before, "the cell put on is flipped")
+        XCTAssertEqual(m.context.collector.cellsReadByLastCollection, 1,
+                       "the cells nobody put on since the last flush are not read")
+        // Reads drain every cell between flushes; the flush still takes it all.
+        put(0, 2)
+        _ = m.snapshots()
+        XCTAssertEqual(m.context.collector.cellsReadByLastCollection, 3, "a read reads every cell")
+        put(2, 1)
+        _ = m.snapshots()
+        put(0, 1)
+        try flushAndCheck("after reads")
+        XCTAssertEqual(m.context.collector.cellsReadByLastCollection, 2)
+        // A new second: thread 2's cell spills its first second into the series.
+        put(2, 2)
+        clock.advance(1)
+        put(2, 2)
+        try flushAndCheck("across a second")
+        try flushAndCheck("nothing new")
+        try m.close()
+    }
 }
 
 /// IdleWatch: a key is due once, at the last second it was noted at.
@@ -143,5 +205,40 @@ final class IdleWatchTests: XCTestCase {
         XCTAssertEqual(watch.due(atOrBefore: 10).map(\.key.name).sorted(), ["a", "b"])   // each once
         XCTAssertTrue(watch.due(atOrBefore: 11).isEmpty)   // a's note at 11 is superseded
         XCTAssertEqual(watch.entryCount, 0)
+    }
+}
+
+/// A thread that runs the closures it is handed, one at a time, so that it
+/// keeps one writer index for as long as a test needs it.
+private final class PinnedThread: @unchecked Sendable {
+    private let work = DispatchSemaphore(value: 0)
+    private let done = DispatchSemaphore(value: 0)
+    private let job = Locked<(@Sendable () -> Void)?>(nil)
+
+    init() {
+        let (work, done, job) = (work, done, job)
+        Thread {
+            while true {
+                work.wait()
+                guard let body = job.withLock({ $0 }) else { return }
+                body()
+                done.signal()
+            }
+        }.start()
+    }
+
+    /// Runs `body` on the thread and returns its result.
+    func run<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+        let result = Locked<T?>(nil)
+        job.withLock { $0 = { let value = body(); result.withLock { $0 = value } } }
+        work.signal()
+        done.wait()
+        return result.withLock { $0! }
+    }
+
+    /// Ends the thread (its writer index goes back to the pool).
+    func stop() {
+        job.withLock { $0 = nil }
+        work.signal()
     }
 }

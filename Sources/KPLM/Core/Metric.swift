@@ -22,7 +22,7 @@ public class Metric: @unchecked Sendable {
     nonisolated(unsafe) let activityWord: UnsafeMutablePointer<Atomic<Int>>
     /// The window (at most 3,600 seconds: four bytes, so that the series'
     /// fields after these fill the rest of the first line).
-    private let windowSecondsValue: Int32
+    private let windowSecondsValue: UInt16   // (1...3600: two bytes, see MetricSeries' first line)
     let usesWriterCells: Bool
     let isNoop: Bool
     // (@unchecked Sendable: immutable, the pointers to atomics included; a
@@ -36,7 +36,7 @@ public class Metric: @unchecked Sendable {
         self.context = context
         self.isNoop = isNoop
         self.activityWord = context.sinkActivity
-        self.windowSecondsValue = Int32(context.windowSeconds)
+        self.windowSecondsValue = UInt16(context.windowSeconds)
         self.usesWriterCells = context.usesWriterCells
         // The common case runs with writer cells and the system clock (the
         // second comes from the ticker); its kind follows the metric's.

@@ -59,8 +59,16 @@ package final class MetricSeries: Metric, @unchecked Sendable {
 
     // First line, after the object header (16 bytes) and Metric's fields.
 
-    /// Set while the series is on its manager's ``ChangedSeries`` list.
-    let isListedAsChanged = Atomic<Bool>(false)
+    /// The series' place in its registry's export order when a flush last
+    /// ranked the keys (-1: not since it was created, or removed; see
+    /// ``exportRank``). Four bytes, in the padding after Metric's fields.
+    nonisolated(unsafe) private var exportRankValue: Int32 = -1
+    /// The writer indices whose cells may hold data no flush has taken,
+    /// bit i for writer index i (bit 63 also for a listing that is not a
+    /// cell's: a shared-path or batch put, the key's creation): nonzero
+    /// while the series is on its manager's ``ChangedSeries`` list. A flush
+    /// flips only these cells (see ``ChangedSeries``).
+    let changedWriters = Atomic<UInt64>(0)
     /// Bit i set: cells[i] is non-zero (lets readers skip empty entries).
     private let used = Atomic<UInt64>(0)
     /// Flush bookkeeping, read and written only by flushes (under the
@@ -71,13 +79,6 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     // Second to fourth lines.
 
     nonisolated(unsafe) var idleWatchSecond: Int64 = .min
-    /// The series' place in its registry's export order when a flush last
-    /// ranked the keys (-1: not since it was created, or removed). Flushes
-    /// put their batches in export order by it (see
-    /// `MetricsManager.takeBatch`). Read and written only by flushes (under
-    /// the manager's control lock), beside `batchedByFlush`: the loop that
-    /// reads one reads the other.
-    nonisolated(unsafe) var exportRank = -1
     /// Where the window's older buckets are (``WindowBuckets/olderAddress``,
     /// 0: none), a hint for prefetching outside the lock: set under the
     /// lock whenever they move, read with no ordering. A pass of reads
@@ -226,6 +227,17 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         return WriterCell(base: UnsafeMutableRawPointer(bitPattern: existing)!)
     }
 
+    /// The series' place in its registry's export order when a flush last
+    /// ranked the keys (-1: not since it was created, or removed). Flushes
+    /// put their batches in export order by it (see
+    /// `MetricsManager.takeBatch`). Read and written only by flushes (under
+    /// the manager's control lock). A place past `Int32.max` reads -1 (the
+    /// key is then ordered by comparison).
+    var exportRank: Int {
+        get { Int(exportRankValue) }
+        set { exportRankValue = newValue <= Int(Int32.max) ? Int32(newValue) : -1 }
+    }
+
     /// Number of writer cells this series has (at most one per writer index).
     var cellCount: Int { used.load(ordering: .acquiring).nonzeroBitCount }
 
@@ -235,10 +247,11 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         used.load(ordering: .acquiring) & (1 &<< UInt64(writer)) != 0
     }
 
-    /// Calls `body` with every cell created so far.
+    /// Calls `body` with every cell created so far of the writer indices in
+    /// `writers` (default: all).
     @inline(__always)
-    func forEachCell(_ body: (WriterCell) -> Void) {
-        var mask = used.load(ordering: .acquiring)
+    func forEachCell(of writers: UInt64 = .max, _ body: (WriterCell) -> Void) {
+        var mask = used.load(ordering: .acquiring) & writers
         while mask != 0 {
             let i = mask.trailingZeroBitCount
             mask &= mask &- 1
@@ -261,10 +274,12 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     }
 
     /// A hint (see ``SeriesPrefetch``), once ``prefetchCellTable()`` had
-    /// time: starts loading the cells the table holds.
+    /// time: starts loading the cells the table holds (`changedOnly`: of
+    /// the writers in ``changedWriters``).
     @inline(__always)
-    func prefetchCells() {
+    func prefetchCells(changedOnly: Bool = false) {
         var mask = used.load(ordering: .relaxed)
+        if changedOnly { mask &= changedWriters.load(ordering: .relaxed) }
         while mask != 0 {
             let i = mask.trailingZeroBitCount
             mask &= mask &- 1

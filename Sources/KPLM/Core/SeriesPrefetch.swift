@@ -23,9 +23,12 @@ package enum SeriesPrefetch {
     /// asked for (each line asked for and not read costs memory bandwidth,
     /// which a pass over 100,000 keys runs short of).
     enum Reads {
-        /// The first line, the cell table and the cells: the collection,
-        /// flush's check for a put it interrupted.
+        /// The first line, the cell table and the cells: a read's
+        /// collection, close's check for a put it interrupted.
         case cells
+        /// The same, with only the cells of the writers that marked the
+        /// series (``MetricSeries/changedWriters``): a flush's collection.
+        case changedCells
         /// The first four lines: bookkeeping, the lock and the state (a
         /// flush's taking of pending data).
         case state
@@ -47,12 +50,16 @@ package enum SeriesPrefetch {
             Unmanaged<MetricSeries>.fromOpaque(object(k))._withUnsafeGuaranteedRef(body)
         }
         if i &+ 3 &* distance < n {
-            if reads == .cells { prefetchFirstLine(object(i &+ 3 &* distance)) } else { prefetchObject(object(i &+ 3 &* distance)) }
+            if reads == .cells || reads == .changedCells {
+                prefetchFirstLine(object(i &+ 3 &* distance))
+            } else {
+                prefetchObject(object(i &+ 3 &* distance))
+            }
         }
         switch reads {
-        case .cells:
+        case .cells, .changedCells:
             if i &+ 2 &* distance < n { withSeries(i &+ 2 &* distance) { $0.prefetchCellTable() } }
-            if i &+ distance < n { withSeries(i &+ distance) { $0.prefetchCells() } }
+            if i &+ distance < n { withSeries(i &+ distance) { $0.prefetchCells(changedOnly: reads == .changedCells) } }
         case .state:
             break
         case .stateAndAttachment:

@@ -7,10 +7,23 @@ import Glibc
 /// Readers of one manager take turns (the flip of a cell must not race with
 /// another reader's drain); puts never take this lock.
 final class CellCollector: Sendable {
-    /// The readers' turn; its value counts the turns taken (a lock over an
-    /// empty value would do, but TSan then reports its inout accesses as
-    /// racing: the zero-sized access is not tracked under the mutex).
-    private let turn = Locked(0)
+    /// The readers' turn, with what it counts (a lock over an empty value
+    /// would do, but TSan then reports its inout accesses as racing: the
+    /// zero-sized access is not tracked under the mutex).
+    private let turn = Locked(Turns())
+
+    /// What the readers' turn guards besides the turn itself.
+    private struct Turns {
+        /// Turns taken.
+        var taken = 0
+        /// The cells the last collection looked at (for tests: a flush
+        /// reads only the cells of the writers that marked a series).
+        var cellsRead = 0
+    }
+
+    /// How many cells the last collection looked at (to flip them, if
+    /// they held data).
+    var cellsReadByLastCollection: Int { turn.withLock { $0.cellsRead } }
 
     /// Whether the heavy barrier works on this kernel (checked once per
     /// process). Without it every put takes the shared, locked path.
@@ -26,10 +39,10 @@ final class CellCollector: Sendable {
     func collect(_ series: [MetricSeries], windowSeconds: Int64) -> [MetricSeries] {
         guard Self.isAvailable else { return [] }
         return turn.withLock { turns in
-            turns &+= 1
+            turns.taken &+= 1
             var skipped: [MetricSeries] = []
             series.withUnsafeBufferPointer { series in
-                _ = collectHoldingTurn(series, windowSeconds: windowSeconds) { s in
+                _ = collectHoldingTurn(series, windowSeconds: windowSeconds, cellsRead: &turns.cellsRead) { s in
                     skipped.append(s)
                     return true
                 }
@@ -40,8 +53,9 @@ final class CellCollector: Sendable {
 
     /// A flush's collection of the series it took with
     /// ``ChangedSeries/takeKeepingMarks()``: clears each one's mark just
-    /// before its cells are flipped (see ``ChangedSeries`` for why that
-    /// order loses nothing), then drains like ``collect(_:windowSeconds:)``.
+    /// before its cells are flipped, and flips only the cells of the
+    /// writers the mark held (see ``ChangedSeries`` for why that loses
+    /// nothing), then drains like ``collect(_:windowSeconds:)``.
     ///
     /// Returns nil once every series is collected; or, if a cell of this
     /// thread has a put section open on one of `series` (a signal handler
@@ -54,12 +68,13 @@ final class CellCollector: Sendable {
     /// flips the cells, not in a pass of its own.
     func collectChanged(_ series: UnsafeBufferPointer<MetricSeries>, windowSeconds: Int64) -> Int? {
         guard Self.isAvailable else {
-            for s in series { ChangedSeries.clearMark(s) }
+            for s in series { _ = ChangedSeries.clearMark(s) }
             return nil
         }
         return turn.withLock { turns in
-            turns &+= 1
-            return collectHoldingTurn(series, windowSeconds: windowSeconds, clearingChangedMarks: true) { _ in false }
+            turns.taken &+= 1
+            return collectHoldingTurn(series, windowSeconds: windowSeconds, clearingChangedMarks: true,
+                                      cellsRead: &turns.cellsRead) { _ in false }
         }
     }
 
@@ -71,7 +86,7 @@ final class CellCollector: Sendable {
     /// What was flipped is drained either way. Returns the index it
     /// stopped at, if it stopped.
     private func collectHoldingTurn(_ series: UnsafeBufferPointer<MetricSeries>, windowSeconds: Int64,
-                                    clearingChangedMarks: Bool = false,
+                                    clearingChangedMarks: Bool = false, cellsRead: inout Int,
                                     ownSectionOpen: (MetricSeries) -> Bool) -> Int? {
         let own = Self.ownWriterIndex
         // Unretained: the caller keeps every series alive for the whole call
@@ -79,8 +94,10 @@ final class CellCollector: Sendable {
         var flipped: [(cell: WriterCell, slot: Int, series: Unmanaged<MetricSeries>)] = []
         flipped.reserveCapacity(series.count)
         var stoppedAt: Int?
+        var read = 0
+        defer { cellsRead = read }
         for i in series.indices {
-            SeriesPrefetch.ahead(series, i, reading: .cells)
+            SeriesPrefetch.ahead(series, i, reading: clearingChangedMarks ? .changedCells : .cells)
             let unretained = series.unretained(at: i)
             let stop = unretained._withUnsafeGuaranteedRef { s -> Bool in
                 // (A writer index with its bit in the mask has a cell in its
@@ -88,8 +105,11 @@ final class CellCollector: Sendable {
                 let ownCell = own >= 0 && s.hasCell(ofWriter: own) ? UnsafeMutableRawPointer(bitPattern: s.cells.load(own)) : nil
                 let ownOpen = ownCell.map { WriterCell(base: $0).isSectionOpen } ?? false
                 if ownOpen && !ownSectionOpen(s) { return true }
-                if clearingChangedMarks { ChangedSeries.clearMark(s) }
-                s.forEachCell { cell in
+                // A flush reads the cells of the writers that marked the
+                // series only (see ChangedSeries); a read, every cell.
+                let writers = clearingChangedMarks ? ChangedSeries.clearMark(s) : .max
+                s.forEachCell(of: writers) { cell in
+                    read &+= 1
                     if ownOpen && cell.base == ownCell { return }
                     if let slot = cell.flipIfUsed() { flipped.append((cell, slot, unretained)) }
                 }
@@ -126,7 +146,7 @@ final class CellCollector: Sendable {
     /// of idle keys (``Registry``) never interleaves with a collection.
     func withTurn<T>(_ body: () -> T) -> T {
         turn.withLock { turns in
-            turns &+= 1
+            turns.taken &+= 1
             return body()
         }
     }

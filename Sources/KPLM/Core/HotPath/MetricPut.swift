@@ -115,6 +115,7 @@ extension Metric {
         var target = self
         while true {
             let word: UInt64
+            var cellWriter = -1   // the writer index whose cell took the value
             if writer >= 0 {
                 let cell = MetricSeries.cell(writer, in: target.cellTable, of: target.seriesRef)
                 let put = cell.put(value, second: second, gate: gateWord, activity: activityWord,
@@ -126,6 +127,7 @@ extension Metric {
                     word = shared
                 } else {
                     word = put
+                    cellWriter = writer
                 }
             } else {
                 guard let shared = target.sharedRecord(value, second: second) else { return .closed }
@@ -136,7 +138,7 @@ extension Metric {
                 target = revived
                 continue
             }
-            if word & WriterCell.startedSlotBit != 0 { context.changed.mark(target.series) }
+            if word & WriterCell.startedSlotBit != 0 { context.changed.mark(target.series, writer: cellWriter) }
             if PutGate.isClosing(word) { return .closed }
             if PutGate.isStartedWithEventfulSink(word) { target.notify(value) }
             return .recorded

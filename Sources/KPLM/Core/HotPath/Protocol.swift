@@ -113,3 +113,15 @@
 //    limbo, hold its metric). So a put through a copy meets the same cell,
 //    with the same `active` (the retired index included), as a put through
 //    the table: pairs 1 and 6 hold unchanged.
+//
+// 8. Changed marks ↔ flush (a flush reads only the cells put on since the
+//    last one, nothing missed; details: ChangedSeries.swift).
+//    A put that starts an empty slot, after its section, sets its writer's
+//    bit in the series' `changedWriters` (sequentially consistent or) and
+//    lists the series if the mask was zero. A flush clears the mask
+//    (sequentially consistent exchange) just before it flips the cells of
+//    the bits it read. Both sides write then read the mask word: the put's
+//    bit is read by this flush, which then flips the cell (pair 1 covers
+//    the section), or the put reads the cleared mask and lists the series
+//    for the next flush. Only a put that starts a slot can leave data a
+//    flush has not flipped: a flip leaves the writer an emptied slot.

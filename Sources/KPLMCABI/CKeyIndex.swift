@@ -186,9 +186,28 @@ final class CKeyIndex: @unchecked Sendable {
         var isEmpty: Bool { entries.isEmpty && tables.isEmpty && metrics.isEmpty }
     }
 
+    /// The linked entries of one metric: one (several only when argument
+    /// tuples that differ map to one key, such as a dimension the level
+    /// drops), kept inline: no array a key (issue #13: memory a key).
+    private enum MetricEntries {
+        case one(UnsafeMutableRawPointer)
+        case many([UnsafeMutableRawPointer])
+
+        var all: [UnsafeMutableRawPointer] {
+            switch self {
+            case .one(let entry): [entry]
+            case .many(let entries): entries
+            }
+        }
+
+        func appending(_ entry: UnsafeMutableRawPointer) -> MetricEntries {
+            .many(all + [entry])
+        }
+    }
+
     private struct Owned {
         /// The linked entries of each metric.
-        var entries: [ObjectIdentifier: [UnsafeMutableRawPointer]] = [:]
+        var entries: [ObjectIdentifier: MetricEntries] = [:]
         var linked = 0
         var tombstones = 0
         var limbo = Limbo()
@@ -213,7 +232,7 @@ final class CKeyIndex: @unchecked Sendable {
     deinit {
         if let t = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .acquiring)) { t.deallocate() }
         owned.withLock { o in
-            for list in o.entries.values { for e in list { e.deallocate() } }
+            for list in o.entries.values { for e in list.all { e.deallocate() } }
             Self.free(o.limbo)
         }
     }
@@ -293,14 +312,15 @@ final class CKeyIndex: @unchecked Sendable {
                 // at the same size to clear the tombstones.
                 var grown = Swift.max(64, capacity)
                 while (o.linked + 1) * 2 > grown { grown *= 2 }
-                let rebuilt = Self.makeTable(capacity: grown, entries: o.entries.values.joined())
+                let rebuilt = Self.makeTable(capacity: grown, entries: o.entries.values.lazy.flatMap(\.all))
                 table.store(UInt(bitPattern: rebuilt), ordering: .releasing)
                 if let old = t { o.limbo.tables.append(old) }
                 o.tombstones = 0
                 t = rebuilt
             }
             let entry = Self.makeEntry(a, metric)
-            o.entries[ObjectIdentifier(metric), default: []].append(entry)
+            let id = ObjectIdentifier(metric)
+            o.entries[id] = o.entries[id].map { $0.appending(entry) } ?? .one(entry)
             o.linked += 1
             if Self.place(entry, in: t!) { o.tombstones -= 1 }
         }
@@ -313,7 +333,7 @@ final class CKeyIndex: @unchecked Sendable {
         owned.withLock { o in
             guard let bits = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .relaxed)) else { return }
             for metric in removed {
-                guard let list = o.entries.removeValue(forKey: ObjectIdentifier(metric)) else { continue }
+                guard let list = o.entries.removeValue(forKey: ObjectIdentifier(metric))?.all else { continue }
                 for entry in list { Self.unlink(entry, from: bits) }
                 o.linked -= list.count
                 o.tombstones += list.count

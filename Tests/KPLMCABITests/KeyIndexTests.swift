@@ -58,4 +58,34 @@ final class KeyIndexTests: XCTestCase {
         XCTAssertEqual(index.count, keys / 2)
         for k in 0..<keys { XCTAssertEqual(isFound(k), k % 2 == 1, "key \(k)") }
     }
+
+    /// Several argument tuples for one metric (at SUMMARY, tuples that
+    /// differ only in a dropped dimension): each is linked, and removing the
+    /// metric unlinks all of them, and only them.
+    func testAMetricWithSeveralEntriesLosesThemAllWhenRemoved() throws {
+        guard KeyIndexReaders.isAvailable, kplmshim_writer_index() >= 0 else {
+            throw XCTSkip("the key index is not used here (no heavy barrier, or no writer index)")
+        }
+        let m = try MetricsManager(level: .detailed)
+        try m.start()
+        let index = CKeyIndex(maxEntries: 100, commonCase: m.commonCaseWords)
+        let shards = (0..<4).map { strdup("shardId-\($0)")! }
+        let name = strdup("UserRecordsPut")!, stream = strdup("orders")!
+        defer { for p in shards + [name, stream] { free(p) } }
+        func arguments(_ k: Int) -> CPutArguments { CPutArguments(name, stream, shards[k], nil)! }
+        func isFound(_ k: Int) -> Bool {
+            if case .missing = index.put(arguments(k), 1) { return false }
+            return true
+        }
+        let shared = try m.metric("UserRecordsPut", stream: "orders")
+        let other = try m.metric("UserRecordsPut", stream: "orders", shardId: "shardId-3")
+        for k in 0..<3 { index.insert(arguments(k), shared) }
+        index.insert(arguments(3), other)
+        XCTAssertEqual(index.count, 4)
+        for k in 0..<4 { XCTAssertTrue(isFound(k), "tuple \(k)") }
+        index.remove([shared])
+        XCTAssertEqual(index.count, 1)
+        for k in 0..<3 { XCTAssertFalse(isFound(k), "tuple \(k) of the removed metric") }
+        XCTAssertTrue(isFound(3))
+    }
 }

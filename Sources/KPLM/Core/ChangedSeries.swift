@@ -66,8 +66,17 @@ final class ChangedSeries: Sendable {
     /// since emptied that slot (or listed the series again, see
     /// ``CellCollector/collectChanged(_:windowSeconds:)``): so such a put
     /// is always on a listed series (for the check of a signal handler
-    /// that interrupted one).
+    /// that interrupted one). Each retained: for a caller that no flush
+    /// excludes.
     var listed: [MetricSeries] { list.withLock { $0.map { $0.takeUnretainedValue() } } }
+
+    /// Runs `body` with the listed series, not taken and not retained: for
+    /// a caller holding the manager's control lock, so that no flush can
+    /// take the list and release them meanwhile (every flush holds it).
+    func withListed<R>(_ body: (UnsafeBufferPointer<MetricSeries>) -> R) -> R {
+        let listed = list.withLock { $0 }   // (a copy on write: no element copied)
+        return listed.withUnsafeBufferPointer { $0.withMemoryRebound(to: MetricSeries.self, body) }
+    }
 
     /// Takes every listed series and clears their marks (see above). For
     /// flushes, one at a time.

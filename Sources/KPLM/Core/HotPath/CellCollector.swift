@@ -194,17 +194,22 @@ final class CellCollector: Sendable {
     /// cannot end before the handler returns. Reads the thread's writer
     /// index without assigning one; off the hot path (close, flush).
     func isOwnSectionOpen(_ series: [MetricSeries]) -> Bool {
+        series.withUnsafeBufferPointer { isOwnSectionOpen($0) }
+    }
+
+    /// The same, over series the caller keeps alive (read in place, not
+    /// retained).
+    func isOwnSectionOpen(_ series: UnsafeBufferPointer<MetricSeries>) -> Bool {
         let own = Self.ownWriterIndex
         guard own >= 0, Self.isAvailable else { return false }
         // Series, cell table, cell: three dependent misses a key once the
         // keys outgrow the caches; prefetched ahead, several keys' overlap.
-        return series.withUnsafeBufferPointer { series in
-            for i in series.indices {
-                SeriesPrefetch.ahead(series, i, reading: .cells)
-                if let base = Self.cellBase(own, of: series[i]), WriterCell(base: base).isSectionOpen { return true }
-            }
-            return false
+        for i in series.indices {
+            SeriesPrefetch.ahead(series, i, reading: .cells)
+            let base = series.unretained(at: i)._withUnsafeGuaranteedRef { Self.cellBase(own, of: $0) }
+            if let base, WriterCell(base: base).isSectionOpen { return true }
         }
+        return false
     }
 
     /// The calling thread's writer index, or -1 if it has none (never

@@ -11,9 +11,12 @@ extension MetricsManager {
         // A layer that buffers puts hands them over first (setFlushHook).
         // Its puts must not run in a signal handler that interrupted a put
         // of this thread (found below by the collection, after the hook):
-        // looked for first, over the keys where such a put can be.
+        // looked for first, over the keys where such a put can be (this
+        // flush holds the control lock: the list's series stay alive).
         if let hook = c.flushHook {
-            guard !context.collector.isOwnSectionOpen(context.changed.listed) else { throw reentryError("flush") }
+            guard !context.changed.withListed({ context.collector.isOwnSectionOpen($0) }) else {
+                throw reentryError("flush")
+            }
             CallbackGuard.run(for: context.owner!) { hook() }
         }
         let batch = try takeBatch(&c, registry: registry, context: context)

@@ -20,9 +20,9 @@ public class Metric: @unchecked Sendable {
     // Copies of the context's fields for the slow paths: read from this
     // line, which the put reaches anyway, instead of the context's.
     nonisolated(unsafe) let activityWord: UnsafeMutablePointer<Atomic<Int>>
-    /// The window (at most 3,600 seconds: four bytes, so that the series'
-    /// fields after these fill the rest of the first line).
-    private let windowSecondsValue: UInt16   // (1...3600: two bytes, see MetricSeries' first line)
+    /// The window (1...3,600 seconds: two bytes, so that the series' fields
+    /// after these fill the rest of the first line).
+    private let windowSecondsValue: UInt16
     let usesWriterCells: Bool
     let isNoop: Bool
     // (@unchecked Sendable: immutable, the pointers to atomics included; a

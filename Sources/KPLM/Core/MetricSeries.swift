@@ -59,9 +59,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
 
     // First line, after the object header (16 bytes) and Metric's fields.
 
-    /// The series' place in its registry's export order when a flush last
-    /// ranked the keys (-1: not since it was created, or removed; see
-    /// ``exportRank``). Four bytes, in the padding after Metric's fields.
+    /// ``exportRank``, in four bytes: the padding after Metric's fields.
     nonisolated(unsafe) private var exportRankValue: Int32 = -1
     /// The writer indices whose cells may hold data no flush has taken,
     /// bit i for writer index i (bit 63 also for a listing that is not a

@@ -42,12 +42,11 @@ package enum SeriesPrefetch {
     @inline(__always)
     static func ahead(_ series: UnsafeBufferPointer<MetricSeries>, _ i: Int, reading reads: Reads) {
         let n = series.count
-        let raw = UnsafeRawPointer(series.baseAddress!)
         @inline(__always) func object(_ k: Int) -> UnsafeRawPointer {
-            raw.load(fromByteOffset: k &* MemoryLayout<UnsafeRawPointer>.stride, as: UnsafeRawPointer.self)
+            UnsafeRawPointer(series.unretained(at: k).toOpaque())
         }
         @inline(__always) func withSeries(_ k: Int, _ body: (MetricSeries) -> Void) {
-            Unmanaged<MetricSeries>.fromOpaque(object(k))._withUnsafeGuaranteedRef(body)
+            series.unretained(at: k)._withUnsafeGuaranteedRef(body)
         }
         if i &+ 3 &* distance < n {
             if reads == .cells || reads == .changedCells {

@@ -186,32 +186,19 @@ final class CKeyIndex: @unchecked Sendable {
         var isEmpty: Bool { entries.isEmpty && tables.isEmpty && metrics.isEmpty }
     }
 
-    /// The linked entries of one metric: one (several only when argument
-    /// tuples that differ map to one key, such as a dimension the level
-    /// drops), kept inline: no array a key (issue #13: memory a key).
-    private enum MetricEntries {
-        case one(UnsafeMutableRawPointer)
-        case many([UnsafeMutableRawPointer])
-
-        var all: [UnsafeMutableRawPointer] {
-            switch self {
-            case .one(let entry): [entry]
-            case .many(let entries): entries
-            }
-        }
-
-        func appending(_ entry: UnsafeMutableRawPointer) -> MetricEntries {
-            .many(all + [entry])
-        }
-    }
-
     private struct Owned {
-        /// The linked entries of each metric.
-        var entries: [ObjectIdentifier: MetricEntries] = [:]
+        /// The linked entries of metrics with several (argument tuples
+        /// that differ but map to one key, such as a dimension the level
+        /// drops). A metric's entries are found from its key's C layout
+        /// (``CKeyLayout/indexEntries``): 0 for none, the entry's address
+        /// for one, ``severalEntries`` for those listed here.
+        var several: [ObjectIdentifier: [UnsafeMutableRawPointer]] = [:]
         var linked = 0
         var tombstones = 0
         var limbo = Limbo()
     }
+    /// A key layout's word for a metric whose entries are in ``Owned/several``.
+    private static let severalEntries: UInt64 = 1
     /// Everything allocated, freed with the index. Also serialises writers.
     private let owned = Locked(Owned())
     /// Most entries linked at once; beyond it puts by names keep working on
@@ -230,9 +217,12 @@ final class CKeyIndex: @unchecked Sendable {
     }
 
     deinit {
-        if let t = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .acquiring)) { t.deallocate() }
         owned.withLock { o in
-            for list in o.entries.values { for e in list.all { e.deallocate() } }
+            if let t = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .acquiring)) {
+                // Every linked entry is in the current table.
+                for e in Self.linkedEntries(of: t) { e.deallocate() }
+                t.deallocate()
+            }
             Self.free(o.limbo)
         }
     }
@@ -312,15 +302,23 @@ final class CKeyIndex: @unchecked Sendable {
                 // at the same size to clear the tombstones.
                 var grown = Swift.max(64, capacity)
                 while (o.linked + 1) * 2 > grown { grown *= 2 }
-                let rebuilt = Self.makeTable(capacity: grown, entries: o.entries.values.lazy.flatMap(\.all))
+                let rebuilt = Self.makeTable(capacity: grown, entries: t.map(Self.linkedEntries(of:)) ?? [])
                 table.store(UInt(bitPattern: rebuilt), ordering: .releasing)
                 if let old = t { o.limbo.tables.append(old) }
                 o.tombstones = 0
                 t = rebuilt
             }
             let entry = Self.makeEntry(a, metric)
-            let id = ObjectIdentifier(metric)
-            o.entries[id] = o.entries[id].map { $0.appending(entry) } ?? .one(entry)
+            let word = metric.series.cKey._withUnsafeGuaranteedRef { $0.indexEntries }
+            switch word.pointee {
+            case 0:
+                word.pointee = UInt64(UInt(bitPattern: entry))
+            case Self.severalEntries:
+                o.several[ObjectIdentifier(metric), default: []].append(entry)
+            case let one:
+                o.several[ObjectIdentifier(metric)] = [UnsafeMutableRawPointer(bitPattern: UInt(one))!, entry]
+                word.pointee = Self.severalEntries
+            }
             o.linked += 1
             if Self.place(entry, in: t!) { o.tombstones -= 1 }
         }
@@ -333,7 +331,17 @@ final class CKeyIndex: @unchecked Sendable {
         owned.withLock { o in
             guard let bits = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .relaxed)) else { return }
             for metric in removed {
-                guard let list = o.entries.removeValue(forKey: ObjectIdentifier(metric))?.all else { continue }
+                // (No layout: no entry was ever made for this metric.)
+                guard let layout = metric.series.attachment else { continue }
+                let word = Unmanaged<CKeyLayout>.fromOpaque(layout.toOpaque())
+                    ._withUnsafeGuaranteedRef { $0.indexEntries }
+                let list: [UnsafeMutableRawPointer]
+                switch word.pointee {
+                case 0: continue
+                case Self.severalEntries: list = o.several.removeValue(forKey: ObjectIdentifier(metric)) ?? []
+                case let one: list = [UnsafeMutableRawPointer(bitPattern: UInt(one))!]
+                }
+                word.pointee = 0
                 for entry in list { Self.unlink(entry, from: bits) }
                 o.linked -= list.count
                 o.tombstones += list.count
@@ -397,6 +405,16 @@ final class CKeyIndex: @unchecked Sendable {
         for i in 0..<cachedCells { (copies + i).initialize(to: Atomic(0)) }
         a.write(body: entry + headBytes)
         return entry
+    }
+
+    /// The entries linked in table `t` (for a rebuild, and the deinit).
+    private static func linkedEntries(of t: UnsafeMutableRawPointer) -> [UnsafeMutableRawPointer] {
+        let capacity = t.load(as: Int.self)
+        let slots = (t + 8).assumingMemoryBound(to: Atomic<UInt>.self)
+        return (0..<capacity).compactMap { i in
+            let e = slots[i].load(ordering: .relaxed)
+            return e == tombstone ? nil : UnsafeMutableRawPointer(bitPattern: e & ~tagMask)
+        }
     }
 
     private static func makeTable(capacity: Int, entries: some Sequence<UnsafeMutableRawPointer>)

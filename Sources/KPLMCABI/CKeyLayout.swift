@@ -6,38 +6,42 @@ import KPLM
 /// object's own tail (one allocation a key, owned by the key's series). C
 /// snapshots and exports point into it instead of copying strings at every
 /// read. The names of the three KPL dimensions point to static strings.
+///
+/// The tail's first word belongs to the key index (``indexEntries``): the
+/// index entries of puts by names that resolve to this key, kept with the
+/// key instead of in a map of the index's own (issue #13: memory a key).
 final class CKeyLayout: ManagedBuffer<CKeyLayout.Fields, UInt64> {
     /// Where the laid-out key is (into the tail, or static strings).
     struct Fields {
         /// The name, NUL-terminated.
         var name: UnsafePointer<CChar>
-        /// The dimensions (nil when there are none).
-        var dimensions: UnsafePointer<kplm_dimension>?
         var dimensionCount: Int
     }
 
-    /// `key` laid out. (Immutable once made: safe to read from any thread.)
+    /// `key` laid out. (Immutable once made, but for ``indexEntries``:
+    /// safe to read from any thread.)
     static func make(_ key: MetricKey) -> CKeyLayout {
         let dims = key.dimensions
+        let names = dims.map { staticName($0.name) }
         var stringBytes = key.name.utf8.count + 1
-        for d in dims {
-            if staticName(d.name) == nil { stringBytes += d.name.utf8.count + 1 }
+        for (d, known) in zip(dims, names) {
+            if known == nil { stringBytes += d.name.utf8.count + 1 }
             stringBytes += d.value.utf8.count + 1
         }
         let dimensionBytes = dims.count * MemoryLayout<kplm_dimension>.stride
-        let words = (dimensionBytes + stringBytes + 7) / 8
+        let words = 1 + (dimensionBytes + stringBytes + 7) / 8
         let made = create(minimumCapacity: words) { buffer in
             buffer.withUnsafeMutablePointerToElements { tail in
-                let raw = UnsafeMutableRawPointer(tail)
+                tail.initialize(to: 0)   // indexEntries
+                let raw = UnsafeMutableRawPointer(tail + 1)
                 let structs = raw.bindMemory(to: kplm_dimension.self, capacity: dims.count)
                 var cursor = (raw + dimensionBytes).bindMemory(to: CChar.self, capacity: stringBytes)
                 let name = CLayout.copy(key.name, &cursor)
-                for (i, d) in dims.enumerated() {
-                    let dimensionName = staticName(d.name) ?? CLayout.copy(d.name, &cursor)
-                    structs[i] = kplm_dimension(name: dimensionName, value: CLayout.copy(d.value, &cursor))
+                for (i, (d, known)) in zip(dims, names).enumerated() {
+                    structs[i] = kplm_dimension(name: known ?? CLayout.copy(d.name, &cursor),
+                                                value: CLayout.copy(d.value, &cursor))
                 }
-                return Fields(name: name, dimensions: dims.isEmpty ? nil : UnsafePointer(structs),
-                              dimensionCount: dims.count)
+                return Fields(name: name, dimensionCount: dims.count)
             }
         }
         return unsafeDowncast(made, to: CKeyLayout.self)
@@ -58,16 +62,24 @@ final class CKeyLayout: ManagedBuffer<CKeyLayout.Fields, UInt64> {
 
     /// The name, NUL-terminated.
     var name: UnsafePointer<CChar> { header.name }
-    /// The dimensions (nil when there are none).
-    var dimensions: UnsafePointer<kplm_dimension>? { header.dimensions }
+    /// The dimensions (nil when there are none): after ``indexEntries``.
+    var dimensions: UnsafePointer<kplm_dimension>? {
+        dimensionCount == 0 ? nil : withUnsafeMutablePointerToElements {
+            UnsafeRawPointer($0 + 1).assumingMemoryBound(to: kplm_dimension.self)
+        }
+    }
     var dimensionCount: Int { header.dimensionCount }
+
+    /// The key index's word (see `CKeyIndex`): read and written only under
+    /// that index's lock, never by the readers of the laid-out key.
+    var indexEntries: UnsafeMutablePointer<UInt64> { withUnsafeMutablePointerToElements { $0 } }
 
     /// A C snapshot of this key with the given statistics and span.
     @inline(__always)
     func snapshot(_ statistics: MetricStatistics, windowStart: Double, windowEnd: Double,
                   timestampUnix: Double) -> kplm_snapshot {
         let fields = header
-        return kplm_snapshot(name: fields.name, statistics: statistics, dimensions: fields.dimensions,
+        return kplm_snapshot(name: fields.name, statistics: statistics, dimensions: dimensions,
                              dimensionCount: fields.dimensionCount, windowStart: windowStart,
                              windowEnd: windowEnd, timestampUnix: timestampUnix)
     }

@@ -1,24 +1,25 @@
 /// The registry's live metrics by key: an open-addressing hash table
-/// (linear probing, backward-shift deletion) of metric references, each
-/// with its key's hash (issue #13).
+/// (linear probing, backward-shift deletion) of borrowed metric references
+/// (issue #13: memory a key).
 ///
 /// A `[MetricKey: Metric]` dictionary stores a copy of every key (72
 /// bytes) in each of its buckets, and keeps a quarter to five eighths of
 /// its buckets empty: about 210 bytes a key at 100,000 keys. Here a slot
-/// is 16 bytes (the hash and the reference; the key is the metric's own),
-/// about 42 bytes a key. A lookup compares hashes in the slot array first
-/// and reads a metric's key only when its hash is equal.
+/// is one word: the metric's address, unretained (the registry's lists of
+/// live series hold every metric this table holds), with three bits of its
+/// key's hash in the address's low bits (a metric is at least 8-byte
+/// aligned): about 21 bytes a key. A lookup reads a metric's key only when
+/// those bits match. The hashes of the keys moved by a removal or a growth
+/// are computed again from the keys (off the put path: the registry's
+/// lookups are a key's creation and the slow paths).
 ///
 /// Not thread-safe: the registry holds it under its lock.
 struct MetricTable {
-    /// A slot: empty while `metric` is nil.
-    private struct Slot {
-        var hash = 0
-        var metric: Metric? = nil
-    }
+    /// Low bits of a slot: the tag (see ``tag(_:)``). A slot is 0 when empty.
+    private static let tagMask: UInt = 7
 
     /// A power of two in length (or empty before the first insertion).
-    private var slots: [Slot] = []
+    private var slots: [UInt] = []
     /// Number of metrics held.
     private(set) var count = 0
 
@@ -26,20 +27,25 @@ struct MetricTable {
     subscript(key: MetricKey) -> Metric? {
         guard count > 0 else { return nil }
         let hash = key.hashValue
+        let tag = Self.tag(hash)
         let mask = slots.count - 1
         var i = hash & mask
-        while let metric = slots[i].metric {
-            if slots[i].hash == hash && metric.key == key { return metric }
+        while slots[i] != 0 {
+            if slots[i] & Self.tagMask == tag {
+                let metric = Self.metric(slots[i])
+                if metric.key == key { return metric }
+            }
             i = (i + 1) & mask
         }
         return nil
     }
 
-    /// Adds `metric`, whose key must not be held already.
+    /// Adds `metric`, whose key must not be held already. The caller keeps
+    /// `metric` alive while this table holds it.
     mutating func insert(_ metric: Metric) {
         // At most three quarters full: probes stay short.
         if (count + 1) * 4 > slots.count * 3 { grow() }
-        place(Slot(hash: metric.key.hashValue, metric: metric))
+        place(metric, hash: metric.key.hashValue)
         count += 1
     }
 
@@ -48,44 +54,61 @@ struct MetricTable {
     mutating func remove(_ key: MetricKey) -> Metric? {
         guard count > 0 else { return nil }
         let hash = key.hashValue
+        let tag = Self.tag(hash)
         let mask = slots.count - 1
         var hole = hash & mask
+        var removed: Metric
         while true {
-            guard let metric = slots[hole].metric else { return nil }
-            if slots[hole].hash == hash && metric.key == key { break }
+            guard slots[hole] != 0 else { return nil }
+            if slots[hole] & Self.tagMask == tag {
+                removed = Self.metric(slots[hole])
+                if removed.key == key { break }
+            }
             hole = (hole + 1) & mask
         }
-        let removed = slots[hole].metric
         // Backward shift: each slot after the hole, up to the next empty
         // one, moves into the hole unless its home lies cyclically after
         // the hole (then the probe from its home still reaches it).
         var next = hole
         while true {
             next = (next + 1) & mask
-            guard slots[next].metric != nil else { break }
-            let home = slots[next].hash & mask
+            guard slots[next] != 0 else { break }
+            let home = Self.metric(slots[next]).key.hashValue & mask
             let reachable = hole <= next ? (hole < home && home <= next) : (hole < home || home <= next)
             if reachable { continue }
             slots[hole] = slots[next]
             hole = next
         }
-        slots[hole] = Slot()
+        slots[hole] = 0
         count -= 1
         return removed
     }
 
-    /// Stores `slot` in the first empty slot from its home.
-    private mutating func place(_ slot: Slot) {
+    /// Stores `metric` in the first empty slot from its home.
+    private mutating func place(_ metric: Metric, hash: Int) {
+        let address = UInt(bitPattern: Unmanaged.passUnretained(metric).toOpaque())
+        precondition(address & Self.tagMask == 0, "a metric's address is at least 8-byte aligned")
         let mask = slots.count - 1
-        var i = slot.hash & mask
-        while slots[i].metric != nil { i = (i + 1) & mask }
-        slots[i] = slot
+        var i = hash & mask
+        while slots[i] != 0 { i = (i + 1) & mask }
+        slots[i] = address | Self.tag(hash)
     }
 
     /// Doubles the slots (16 at first) and places every metric again.
     private mutating func grow() {
         let old = slots
-        slots = Array(repeating: Slot(), count: Swift.max(16, old.count * 2))
-        for slot in old where slot.metric != nil { place(slot) }
+        slots = Array(repeating: 0, count: Swift.max(16, old.count * 2))
+        for slot in old where slot != 0 {
+            let metric = Self.metric(slot)
+            place(metric, hash: metric.key.hashValue)
+        }
+    }
+
+    /// The tag of a hash: its top three bits (the low ones pick the slot).
+    private static func tag(_ hash: Int) -> UInt { UInt(bitPattern: hash) >> 61 }
+
+    /// The metric a (non-empty) slot holds.
+    private static func metric(_ slot: UInt) -> Metric {
+        Unmanaged<Metric>.fromOpaque(UnsafeRawPointer(bitPattern: slot & ~tagMask)!).takeUnretainedValue()
     }
 }

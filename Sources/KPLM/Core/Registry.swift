@@ -20,15 +20,17 @@ final class Registry: Sendable {
     }
 
     private struct State {
-        /// The live metrics by key (see ``MetricTable``).
+        /// The live metrics by key (see ``MetricTable``), borrowed: `sorted`
+        /// and `unsorted` hold each of them (a key enters and leaves both
+        /// under this lock).
         var byKey = MetricTable()
-        /// Every live series, in creation order; copied (O(1), copy-on-write)
-        /// by readers so they never hold this lock while reading a series.
-        var all: [MetricSeries] = []
         /// Keys counted against the cap (the self-metrics are not).
         var cappedCount = 0
         /// Live series in export order, and live series added since (not
         /// sorted yet): readers sort the few added and merge them in.
+        /// Together, every live series (no list of its own: issue #13,
+        /// memory a key); copied (O(1), copy-on-write) by readers so they
+        /// never hold this lock while reading a series.
         var sorted: [MetricSeries] = []
         var unsorted: [MetricSeries] = []
         /// Changes at every insertion and removal.
@@ -76,7 +78,8 @@ final class Registry: Sendable {
     /// while `body` runs (it may take locks a key's creation takes).
     func ifNoKey(named name: String, _ body: () -> Void) -> Bool {
         state.withLock { s in
-            let known = s.all.contains { ByteIdentity.equal($0.key.name, name) }
+            let named = { (series: MetricSeries) in ByteIdentity.equal(series.key.name, name) }
+            let known = s.sorted.contains(where: named) || s.unsorted.contains(where: named)
                 || s.removed.contains { $0.value.metric != nil && ByteIdentity.equal($0.key.name, name) }
             if !known { body() }
             return !known
@@ -88,8 +91,12 @@ final class Registry: Sendable {
         state.withLock { $0.byKey[key] }
     }
 
-    /// Every live series, in creation order.
-    var allSeries: [MetricSeries] { state.withLock { $0.all } }
+    /// Every live series, in no particular order (export order but for
+    /// the keys added since the last ordering).
+    var allSeries: [MetricSeries] {
+        let (sorted, unsorted) = state.withLock { s in (s.sorted, s.unsorted) }
+        return unsorted.isEmpty ? sorted : sorted + unsorted
+    }
 
     /// Every live series in export order (see ``ExportOrder``). Keys added
     /// since the last call are sorted and merged in (O(n + k log k)); the
@@ -175,7 +182,6 @@ final class Registry: Sendable {
                 // New arrays (filter), never in-place removal: readers iterate
                 // the arrays they copied out, without this lock.
                 let gone = Set(removed.map { ObjectIdentifier($0.series) })
-                s.all = s.all.filter { !gone.contains(ObjectIdentifier($0)) }
                 s.sorted = s.sorted.filter { !gone.contains(ObjectIdentifier($0)) }
                 s.unsorted = s.unsorted.filter { !gone.contains(ObjectIdentifier($0)) }
                 s.generation += 1
@@ -221,7 +227,6 @@ final class Registry: Sendable {
     private func insert(_ metric: Metric, into s: inout State) {
         context.changed.mark(metric.series)
         s.byKey.insert(metric)
-        s.all.append(metric.series)
         s.unsorted.append(metric.series)
         if !Self.isExempt(metric.key) { s.cappedCount += 1 }
         s.generation += 1

@@ -39,6 +39,9 @@ final class KeyIndexTests: XCTestCase {
             index.insert(arguments(k), metric)
         }
         XCTAssertEqual(index.count, keys)
+        // The index grew several times; each table it replaced was freed
+        // when it was (no removal needed to reclaim them).
+        XCTAssertEqual(index.tablesHeld, 1)
         for k in 0..<keys { XCTAssertTrue(isFound(k), "key \(k) not found") }
         // The puts through the entries (the second one from the entry's copy
         // of this thread's cell, when the common case runs) land on their
@@ -87,5 +90,17 @@ final class KeyIndexTests: XCTestCase {
         XCTAssertEqual(index.count, 1)
         for k in 0..<3 { XCTAssertFalse(isFound(k), "tuple \(k) of the removed metric") }
         XCTAssertTrue(isFound(3))
+
+        // Linked again (a key re-created after its removal): one entry,
+        // then several again, each removed with the metric once more.
+        index.insert(arguments(0), shared)
+        XCTAssertEqual(index.count, 2)
+        XCTAssertTrue(isFound(0))
+        XCTAssertFalse(isFound(1))
+        index.insert(arguments(1), shared)
+        XCTAssertEqual(index.count, 3)
+        index.remove([shared, other])
+        XCTAssertEqual(index.count, 0)
+        for k in 0..<4 { XCTAssertFalse(isFound(k), "tuple \(k) after the second removal") }
     }
 }

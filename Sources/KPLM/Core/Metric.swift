@@ -19,7 +19,6 @@ public class Metric: @unchecked Sendable {
 
     // Copies of the context's fields for the slow paths: read from this
     // line, which the put reaches anyway, instead of the context's.
-    nonisolated(unsafe) let activityWord: UnsafeMutablePointer<Atomic<Int>>
     /// The window (1...3,600 seconds: two bytes, so that the series' fields
     /// after these fill the rest of the first line).
     private let windowSecondsValue: UInt16
@@ -35,7 +34,6 @@ public class Metric: @unchecked Sendable {
         self.header = header
         self.context = context
         self.isNoop = isNoop
-        self.activityWord = context.sinkActivity
         self.windowSecondsValue = UInt16(context.windowSeconds)
         self.usesWriterCells = context.usesWriterCells
         // The common case runs with writer cells and the system clock (the

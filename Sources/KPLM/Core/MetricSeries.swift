@@ -14,6 +14,17 @@ package struct PendingExport: Sendable {
     // flush. A distribution metric's pending sketch stays in its series:
     // see MetricSeries.takenDistribution.)
 
+    /// What a series holds when nothing is pending (its state keeps a
+    /// `PendingExport`, not an optional: a tag byte would cost the object
+    /// eight bytes). Merging into it gives the merged data.
+    static var nothing: PendingExport {
+        PendingExport(statistics: MetricStatistics(count: 0, sum: 0, min: .infinity, max: -.infinity),
+                      firstSecond: .max, lastSecond: .min)
+    }
+
+    /// Whether this is ``nothing``.
+    var isNothing: Bool { firstSecond == .max }
+
     mutating func merge(_ other: PendingExport) {
         statistics.merge(other.statistics)
         firstSecond = Swift.min(firstSecond, other.firstSecond)
@@ -39,7 +50,7 @@ struct WindowReading: Sendable {
 /// merge is either wholly visible to a reader or not at all, and exports stay
 /// exact for any double values (nothing is derived by subtraction).
 ///
-/// Memory: the object (328 bytes: Metric's fields, the state, lock and
+/// Memory: the object (312 bytes: Metric's fields, the state, lock and
 /// newest bucket inline, the key) plus a
 /// ``MetricHeader`` line (64 bytes: the ``CellTable`` with the cells of the
 /// first four writer indices, the put's other fields; an overflow table of
@@ -52,10 +63,11 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     // header line's address and the context's fields a put's slow paths
     // read): a pass of a flush over many keys reads a series' first line
     // (its reference count, the changed mark, the cells in use, the header
-    // line's address: the collection and the checks need nothing else),
-    // then its second to fourth (the flush bookkeeping, the lock and the
-    // state); the key, read only by sorting and by sinks that copy it,
-    // last. ``SeriesPrefetch`` asks for those lines only.
+    // line's address: the collection and the checks need nothing else; and
+    // the flush that last took it), then its second to fourth (the idle
+    // watch's second, the lock and the state); the key, read only by
+    // sorting and by sinks that copy it, last. ``SeriesPrefetch`` asks for
+    // those lines only.
 
     // First line, after the object header (16 bytes) and Metric's fields.
 
@@ -101,8 +113,8 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         /// The window's buckets. Buckets older than the window are
         /// dropped when a newer second arrives or on a read.
         var buckets = WindowBuckets()
-        /// Observations not yet handed to a flush.
-        var pending: PendingExport? = nil
+        /// Observations not yet handed to a flush (``PendingExport/nothing``: none).
+        var pending = PendingExport.nothing
         /// Every observation since the series was created.
         var total = MetricStatistics(count: 0, sum: 0, min: .infinity, max: -.infinity)   // (no lazy global: see ForkGuard)
         /// Removed from its registry as idle (see ``Registry/removeIdle(_:nowSecond:keeping:)``):
@@ -334,13 +346,10 @@ package final class MetricSeries: Metric, @unchecked Sendable {
 
     private static func merge(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64,
                               into s: inout State) {
-        if s.pending == nil {
-            s.pending = PendingExport(statistics: .empty, firstSecond: second, lastSecond: second)
-        }
-        s.pending!.statistics.merge(statistics)
+        s.pending.statistics.merge(statistics)
         s.total.merge(statistics)
-        if second < s.pending!.firstSecond { s.pending!.firstSecond = second }
-        if second > s.pending!.lastSecond { s.pending!.lastSecond = second }
+        if second < s.pending.firstSecond { s.pending.firstSecond = second }
+        if second > s.pending.lastSecond { s.pending.lastSecond = second }
         // (A late observation older than the window only counts towards
         // the next export.)
         s.buckets.merge(statistics, second: second, windowSeconds: windowSeconds)
@@ -377,7 +386,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         let quiet = withState { s in
             s.buckets.drop(atOrBefore: nowSecond - windowSeconds)
             noteBuckets(s)
-            return s.buckets.isEmpty && s.pending == nil
+            return s.buckets.isEmpty && s.pending.isNothing
         }
         guard quiet else { return false }
         var empty = true
@@ -431,8 +440,8 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// is removed (``isRemoved``), read in the same critical section.
     func takePending() -> (pending: PendingExport?, isRemoved: Bool) {
         withState { s in
-            let taken = s.pending
-            s.pending = nil
+            let taken = s.pending.isNothing ? nil : s.pending
+            s.pending = .nothing
             distribution?.takePending()
             return (taken, s.isRetired)
         }

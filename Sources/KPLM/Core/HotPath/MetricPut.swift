@@ -72,7 +72,7 @@ extension Metric {
                     target = revived
                     continue
                 }
-                if admitted { for _ in 0..<values.count { PutContext.reserveRecord(activityWord) } }
+                if admitted { for _ in 0..<values.count { PutContext.reserveRecord(context.sinkActivity) } }
                 context.gate.leave()
                 context.changed.mark(target.series)
                 if admitted { for v in values { notify(v, at: at) } }
@@ -118,7 +118,7 @@ extension Metric {
             var cellWriter = -1   // the writer index whose cell took the value
             if writer >= 0 {
                 let cell = MetricSeries.cell(writer, in: target.cellTable, of: target.seriesRef)
-                let put = cell.put(value, second: second, gate: gateWord, activity: activityWord,
+                let put = cell.put(value, second: second, gate: gateWord, activity: context.sinkActivity,
                                    series: target.seriesRef, windowSeconds: windowSeconds,
                                    distribution: target.seriesRef._withUnsafeGuaranteedRef { $0.bucketMapping })
                 if put & WriterCell.sharedPathBit != 0 {
@@ -156,7 +156,7 @@ extension Metric {
         guard series.recordUnlessRetired(MetricStatistics(count: 1, sum: value, min: value, max: value),
                                          values: CollectionOfOne(value), second: second, windowSeconds: windowSeconds)
         else { return WriterCell.retiredBit }
-        if admitted { PutContext.reserveRecord(activityWord) }   // while admitted: see PutContext
+        if admitted { PutContext.reserveRecord(context.sinkActivity) }   // while admitted: see PutContext
         return (admitted ? PutGate.startedWithEventfulSinkBit : 0) | WriterCell.startedSlotBit
     }
 

@@ -29,9 +29,6 @@ package enum SeriesPrefetch {
         /// The same, with only the cells of the writers that marked the
         /// series (``MetricSeries/changedWriters``): a flush's collection.
         case changedCells
-        /// The first four lines: bookkeeping, the lock and the state (a
-        /// flush's taking of pending data).
-        case state
         /// Those, the window's older buckets and the attachment (a read of
         /// every window, which the C ABI lays out from the attachment).
         case stateAndAttachment
@@ -59,8 +56,6 @@ package enum SeriesPrefetch {
         case .cells, .changedCells:
             if i &+ 2 &* distance < n { withSeries(i &+ 2 &* distance) { $0.prefetchCellTable() } }
             if i &+ distance < n { withSeries(i &+ distance) { $0.prefetchCells(changedOnly: reads == .changedCells) } }
-        case .state:
-            break
         case .stateAndAttachment:
             if i &+ 2 &* distance < n {
                 withSeries(i &+ 2 &* distance) {
@@ -88,6 +83,7 @@ package enum SeriesPrefetch {
 
     /// A series' first line: its reference count and the flush's
     /// bookkeeping (see the order of ``MetricSeries``' stored properties).
+    /// (With ``prefetchObject(_:)``, for a flush's taking of pending data.)
     @inline(__always)
     static func prefetchFirstLine(_ object: UnsafeRawPointer) {
         kplmshim_prefetch(object)

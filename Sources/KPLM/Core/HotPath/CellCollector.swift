@@ -66,7 +66,13 @@ final class CellCollector: Sendable {
     /// (``ChangedSeries/giveBack(_:clearedBefore:)``; the marks of those
     /// before the index were cleared). That is checked in the pass that
     /// flips the cells, not in a pass of its own.
-    func collectChanged(_ series: UnsafeBufferPointer<MetricSeries>, windowSeconds: Int64) -> Int? {
+    ///
+    /// Unless it stops, `drained(i)` is called once the cells flipped for
+    /// `series[i]` are drained into it (series without a flipped cell are
+    /// not drained), still holding the readers' turn: the flush takes that
+    /// key's pending data there, while its lines are in the cache.
+    func collectChanged(_ series: UnsafeBufferPointer<MetricSeries>, windowSeconds: Int64,
+                        drained: (Int) -> Void = { _ in }) -> Int? {
         guard Self.isAvailable else {
             for s in series { _ = ChangedSeries.clearMark(s) }
             return nil
@@ -74,7 +80,7 @@ final class CellCollector: Sendable {
         return turn.withLock { turns in
             turns.taken &+= 1
             return collectHoldingTurn(series, windowSeconds: windowSeconds, clearingChangedMarks: true,
-                                      cellsRead: &turns.cellsRead) { _ in false }
+                                      cellsRead: &turns.cellsRead, drained: drained) { _ in false }
         }
     }
 
@@ -87,11 +93,14 @@ final class CellCollector: Sendable {
     /// stopped at, if it stopped.
     private func collectHoldingTurn(_ series: UnsafeBufferPointer<MetricSeries>, windowSeconds: Int64,
                                     clearingChangedMarks: Bool = false, cellsRead: inout Int,
+                                    drained: (Int) -> Void = { _ in },
                                     ownSectionOpen: (MetricSeries) -> Bool) -> Int? {
         let own = Self.ownWriterIndex
         // Unretained: the caller keeps every series alive for the whole call
         // (no reference counting per cell: a flush of every key is this loop).
-        var flipped: [(cell: WriterCell, slot: Int, series: Unmanaged<MetricSeries>)] = []
+        // `index`: the series' place in `series` (a series listed twice has
+        // its cells flipped at one place only: the mark is cleared there).
+        var flipped: [(cell: WriterCell, slot: Int, series: Unmanaged<MetricSeries>, index: Int)] = []
         flipped.reserveCapacity(series.count)
         var stoppedAt: Int?
         var read = 0
@@ -112,7 +121,7 @@ final class CellCollector: Sendable {
                 s.forEachCell(of: writers) { cell in
                     read &+= 1
                     if ownOpen && cell.base == ownCell { return }
-                    if let slot = cell.flipIfUsed() { flipped.append((cell, slot, unretained)) }
+                    if let slot = cell.flipIfUsed() { flipped.append((cell, slot, unretained, i)) }
                 }
                 return false
             }
@@ -136,9 +145,13 @@ final class CellCollector: Sendable {
             if i &+ SeriesPrefetch.distance < flipped.count {
                 flipped[i &+ SeriesPrefetch.distance].series._withUnsafeGuaranteedRef { $0.prefetchOlderBuckets() }
             }
-            let (cell, slot, s) = flipped[i]
+            let (cell, slot, s, index) = flipped[i]
             cell.waitForSection()
             s._withUnsafeGuaranteedRef { cell.drain(slot, into: $0, windowSeconds: windowSeconds) }
+            // The last flipped cell of its series (a series' cells are
+            // flipped together): the series is drained. (Not when the flips
+            // stopped: the caller then lists every series again, data and all.)
+            if stoppedAt == nil && (i &+ 1 == flipped.count || flipped[i &+ 1].index != index) { drained(index) }
         }
         return stoppedAt
     }

@@ -76,6 +76,16 @@ extension MetricsManager {
                                   context: PutContext) throws(MetricsError) -> [BatchEntry] {
         // One reference to each, owned: moved into the batch, or released.
         var candidates: [Unmanaged<MetricSeries>]
+        c.flushCount &+= 1
+        let flush = c.flushCount
+        let nowSecond = ManagerClock.second(of: context.clock.now())
+        // Keys whose pending data the collection took as it drained them
+        // (their place in `candidates`, in order, and what it took): the
+        // loop below reads only their first line, not their lock and state
+        // again (issue #13: a pass over every key's lines fewer).
+        var drainTaken: [(index: Int, pending: PendingExport?)] = []
+        var retained = c.retained
+        c.retained = [:]
         if context.gate.isClosing {
             _ = context.changed.take()
             let all = registry.seriesInExportOrder   // the final flush reads every key
@@ -86,24 +96,42 @@ extension MetricsManager {
             // finds a put of this thread that a signal handler interrupted,
             // which only a listed key can have: see ChangedSeries.listed.)
             candidates = context.changed.takeKeepingMarks()
+            // Keys due for the idle check are taken after it (below): a
+            // removal drains their cells again.
+            let idleBefore = nowSecond - context.windowSeconds
+            let due = c.idleWatch.due(atOrBefore: idleBefore)
+            let dueIDs = Set(due.lazy.map { ObjectIdentifier($0) })
+            drainTaken.reserveCapacity(candidates.count)
             let stoppedAt = candidates.withUnsafeBufferPointer { taken in
-                taken.withMemoryRebound(to: MetricSeries.self) {
-                    context.collector.collectChanged($0, windowSeconds: context.windowSeconds)
+                taken.withMemoryRebound(to: MetricSeries.self) { listed in
+                    context.collector.collectChanged(listed, windowSeconds: context.windowSeconds) { i in
+                        listed.unretained(at: i)._withUnsafeGuaranteedRef { series in
+                            // (Listed twice: taken once.)
+                            guard series.batchedByFlush != flush,
+                                  dueIDs.isEmpty || !dueIDs.contains(ObjectIdentifier(series)) else { return }
+                            series.batchedByFlush = flush
+                            let (pending, isRemoved) = series.takePending()
+                            if !isRemoved { c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond)) }
+                            drainTaken.append((i, pending))
+                        }
+                    }
                 }
             }
             if let stoppedAt {
+                // (Nothing was taken: the collection calls back only when it
+                // did not stop.)
+                c.retained = retained
+                c.idleWatch.note(due, at: idleBefore)   // looked at again by the next flush
                 context.changed.giveBack(candidates, clearedBefore: stoppedAt)
                 throw reentryError("flush")
             }
             // Idle keys give their place back. Puts racing with a removal
             // recorded into the removed series: they are candidates too. A
             // layer borrowing the removed metrics lets go first.
-            let idleBefore = ManagerClock.second(of: context.clock.now()) - context.windowSeconds
-            let due = c.idleWatch.due(atOrBefore: idleBefore)
             if !due.isEmpty {
-                let retained = c.retained
+                let kept = retained
                 let removed = registry.removeIdle(due, nowSecond: idleBefore + context.windowSeconds,
-                                                  keeping: { retained[$0] != nil })
+                                                  keeping: { kept[$0] != nil })
                 if !removed.isEmpty, let observer = c.removalObserver { observer(removed) }
                 for metric in removed { metric.series.exportRank = -1 }   // no longer in the order
                 candidates += removed.map { Unmanaged.passRetained($0.series) }
@@ -112,10 +140,6 @@ extension MetricsManager {
                 c.idleWatch.note(due.filter { !$0.isRemoved }, at: idleBefore)
             }
         }
-        c.flushCount &+= 1
-        let flush = c.flushCount
-        var retained = c.retained
-        c.retained = [:]
         // The batch is put in export order by the keys' ranks, read in the
         // loop below where each series is read anyway: no comparison of
         // keys. A batch large next to the key set ranks the keys first if
@@ -135,20 +159,43 @@ extension MetricsManager {
         defer { entries.deallocate() }   // (every entry moved out by then)
         var count = 0
         var ranks: [Int] = []   // by rank: each entry's
-        let nowSecond = ManagerClock.second(of: context.clock.now())
+        var nextTaken = 0, aheadTaken = 0   // in drainTaken: at i, and at the prefetch's place
         candidates.withUnsafeBufferPointer { taken in taken.withMemoryRebound(to: MetricSeries.self) { candidates in
             for i in candidates.indices {
-                SeriesPrefetch.ahead(candidates, i, reading: .state)
+                // A key the collection took needs its first line only.
+                let ahead = i &+ 3 &* SeriesPrefetch.distance
+                if ahead < candidates.count {
+                    while aheadTaken < drainTaken.count && drainTaken[aheadTaken].index < ahead { aheadTaken += 1 }
+                    let object = UnsafeRawPointer(candidates.unretained(at: ahead).toOpaque())
+                    if aheadTaken < drainTaken.count && drainTaken[aheadTaken].index == ahead {
+                        SeriesPrefetch.prefetchFirstLine(object)
+                    } else {
+                        SeriesPrefetch.prefetchObject(object)
+                    }
+                }
                 let reference = taken[i]   // moved into the entry, or released
+                // What the collection took, if it took this key here (none:
+                // take it now; some(nil): it had nothing pending).
+                var drained: PendingExport?? = .none
+                if nextTaken < drainTaken.count && drainTaken[nextTaken].index == i {
+                    drained = .some(drainTaken[nextTaken].pending)
+                    nextTaken += 1
+                }
                 // (Borrowed from the reference: no retain and release a key.)
                 let entry = reference._withUnsafeGuaranteedRef { series -> (PendingExport, rank: Int)? in
-                    guard series.batchedByFlush != flush else { return nil }   // listed twice
-                    series.batchedByFlush = flush
-                    var (pending, isRemoved) = series.takePending()
-                    // A changed key may go idle a window after its newest
-                    // observation. (A removed one is not watched: the watch
-                    // would keep it, memory and all, for another window.)
-                    if !isRemoved { c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond)) }
+                    var pending: PendingExport?
+                    if let drained {
+                        pending = drained
+                    } else {
+                        guard series.batchedByFlush != flush else { return nil }   // listed twice
+                        series.batchedByFlush = flush
+                        var isRemoved: Bool
+                        (pending, isRemoved) = series.takePending()
+                        // A changed key may go idle a window after its newest
+                        // observation. (A removed one is not watched: the watch
+                        // would keep it, memory and all, for another window.)
+                        if !isRemoved { c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond)) }
+                    }
                     if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
                         if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
                     }

@@ -29,7 +29,8 @@ package enum SeriesPrefetch {
         /// The same, with only the cells of the writers that marked the
         /// series (``MetricSeries/changedWriters``): a flush's collection.
         case changedCells
-        /// Those, the window's older buckets and the attachment (a read of
+        /// The first four lines (bookkeeping, the lock and the state), the
+        /// window's older buckets and the attachment (a read of
         /// every window, which the C ABI lays out from the attachment).
         case stateAndAttachment
     }

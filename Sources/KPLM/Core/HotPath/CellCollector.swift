@@ -99,7 +99,8 @@ final class CellCollector: Sendable {
         // Unretained: the caller keeps every series alive for the whole call
         // (no reference counting per cell: a flush of every key is this loop).
         // `index`: the series' place in `series` (a series listed twice has
-        // its cells flipped at one place only: the mark is cleared there).
+        // its cells flipped where its mark held writers: at one place, or at
+        // both when a put marked it again in between).
         var flipped: [(cell: WriterCell, slot: Int, series: Unmanaged<MetricSeries>, index: Int)] = []
         flipped.reserveCapacity(series.count)
         var stoppedAt: Int?

@@ -106,12 +106,9 @@ extension MetricsManager {
                 taken.withMemoryRebound(to: MetricSeries.self) { listed in
                     context.collector.collectChanged(listed, windowSeconds: context.windowSeconds) { i in
                         listed.unretained(at: i)._withUnsafeGuaranteedRef { series in
-                            // (Listed twice: taken once.)
-                            guard series.batchedByFlush != flush,
-                                  dueIDs.isEmpty || !dueIDs.contains(ObjectIdentifier(series)) else { return }
-                            series.batchedByFlush = flush
-                            let (pending, isRemoved) = series.takePending()
-                            if !isRemoved { c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond)) }
+                            guard dueIDs.isEmpty || !dueIDs.contains(ObjectIdentifier(series)),
+                                  let pending = take(series, flush: flush, nowSecond: nowSecond,
+                                                     watch: &c.idleWatch) else { return }
                             drainTaken.append((i, pending))
                         }
                     }
@@ -187,14 +184,9 @@ extension MetricsManager {
                     if let drained {
                         pending = drained
                     } else {
-                        guard series.batchedByFlush != flush else { return nil }   // listed twice
-                        series.batchedByFlush = flush
-                        var isRemoved: Bool
-                        (pending, isRemoved) = series.takePending()
-                        // A changed key may go idle a window after its newest
-                        // observation. (A removed one is not watched: the watch
-                        // would keep it, memory and all, for another window.)
-                        if !isRemoved { c.idleWatch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond)) }
+                        guard let taken = take(series, flush: flush, nowSecond: nowSecond, watch: &c.idleWatch)
+                        else { return nil }
+                        pending = taken
                     }
                     if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
                         if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
@@ -226,6 +218,20 @@ extension MetricsManager {
             return batch.sorted { ExportOrder.precedes($0.series, $1.series) }
         }
         return inExportOrder(moving: entries, count: count, ranks: ranks, rankCount: c.rankedCount)
+    }
+
+    /// Takes `series`' pending data for flush number `flush` (nil inside:
+    /// nothing pending), unless this flush took it already (a key listed
+    /// twice): nil then. A changed key may go idle a window after its
+    /// newest observation: it is noted in the idle watch (unless removed:
+    /// the watch would keep it, memory and all, for another window).
+    private static func take(_ series: MetricSeries, flush: UInt64, nowSecond: Int64,
+                             watch: inout IdleWatch) -> PendingExport?? {
+        guard series.batchedByFlush != flush else { return nil }
+        series.batchedByFlush = flush
+        let (pending, isRemoved) = series.takePending()
+        if !isRemoved { watch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond)) }
+        return .some(pending)
     }
 
     /// An entry of a flush's batch.

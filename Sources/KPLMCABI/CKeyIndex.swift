@@ -343,9 +343,8 @@ final class CKeyIndex: @unchecked Sendable {
             guard let bits = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .relaxed)) else { return }
             for metric in removed {
                 // (No layout: no entry was ever made for this metric.)
-                guard let layout = metric.series.attachment else { continue }
-                let word = Unmanaged<CKeyLayout>.fromOpaque(layout.toOpaque())
-                    ._withUnsafeGuaranteedRef { $0.indexEntries }
+                guard let word = metric.series.laidOutCKey?._withUnsafeGuaranteedRef({ $0.indexEntries })
+                else { continue }
                 let list: [UnsafeMutableRawPointer]
                 switch word.pointee {
                 case 0: continue

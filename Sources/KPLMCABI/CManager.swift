@@ -69,6 +69,9 @@ extension MetricSeries {
         return Unmanaged.fromOpaque(laidOut.toOpaque())
     }
 
+    /// The key as C strings if it was laid out already (never lays it out).
+    var laidOutCKey: Unmanaged<CKeyLayout>? { attachment.map { Unmanaged.fromOpaque($0.toOpaque()) } }
+
     /// Lays the key out as C strings now, when a C call resolves it, as the
     /// core did at the key's creation before the C ABI was a module of its
     /// own: reads and exports then find every C key laid out.

@@ -84,8 +84,6 @@ extension MetricsManager {
         // loop below reads only their first line, not their lock and state
         // again (issue #13: a pass over every key's lines fewer).
         var drainTaken: [(index: Int, pending: PendingExport?)] = []
-        var retained = c.retained
-        c.retained = [:]
         if context.gate.isClosing {
             _ = context.changed.take()
             let all = registry.seriesInExportOrder   // the final flush reads every key
@@ -117,7 +115,6 @@ extension MetricsManager {
             if let stoppedAt {
                 // (Nothing was taken: the collection calls back only when it
                 // did not stop.)
-                c.retained = retained
                 c.idleWatch.note(due, at: idleBefore)   // looked at again by the next flush
                 context.changed.giveBack(candidates, clearedBefore: stoppedAt)
                 throw reentryError("flush")
@@ -126,9 +123,9 @@ extension MetricsManager {
             // recorded into the removed series: they are candidates too. A
             // layer borrowing the removed metrics lets go first.
             if !due.isEmpty {
-                let kept = retained
+                let retained = c.retained
                 let removed = registry.removeIdle(due, nowSecond: idleBefore + context.windowSeconds,
-                                                  keeping: { kept[$0] != nil })
+                                                  keeping: { retained[$0] != nil })
                 if !removed.isEmpty, let observer = c.removalObserver { observer(removed) }
                 for metric in removed { metric.series.exportRank = -1 }   // no longer in the order
                 candidates += removed.map { Unmanaged.passRetained($0.series) }
@@ -137,6 +134,8 @@ extension MetricsManager {
                 c.idleWatch.note(due.filter { !$0.isRemoved }, at: idleBefore)
             }
         }
+        var retained = c.retained
+        c.retained = [:]
         // The batch is put in export order by the keys' ranks, read in the
         // loop below where each series is read anyway: no comparison of
         // keys. A batch large next to the key set ranks the keys first if

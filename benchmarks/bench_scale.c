@@ -10,7 +10,8 @@
  * periodic upload (explicit kplm_flush only), a sink that only counts. kplm
  * gets max_metrics N + 16. Puts go in a pre-shuffled random order over all
  * N keys, the same orders for both implementations (fixed seeds); with two
- * threads, each thread has its own order.
+ * threads, each thread has its own order. Keys are created in a third
+ * order, so that neither store's memory is laid out in a put order.
  *
  * Figures, for each N and implementation:
  *   - ns per put through handles resolved beforehand (kplm_metric_get /
@@ -61,7 +62,11 @@ static long target_puts = 2000000;   /* puts per thread per timed run */
 static unsigned child_timeout = 120; /* seconds; a child still running is killed (SIGALRM) */
 
 static char *shards;                 /* shard id of key k at shards + k * SHARD_LEN */
-static uint32_t *orders[2];          /* two shuffles of 0..max N-1 ... per N, see make_orders */
+/* Three shuffles of 0..N-1 (see make_orders): orders[0] and orders[1] are
+ * the put orders of threads 0 and 1, orders[2] the order keys are created
+ * in. Creating keys in the order they are then put would lay each key's
+ * memory out in put order: a "random" pass would walk memory sequentially. */
+static uint32_t *orders[3];
 
 enum { KPLM, NAIVE, IMPLS };
 static const char *const impl_names[IMPLS] = {"kplm", "naive"};
@@ -120,10 +125,10 @@ static uint64_t rng_next(void) {
     return rng_state * 2685821657736338717ULL;
 }
 
-/* orders[t][0..n-1]: a shuffle of 0..n-1 for thread t (fresh per N, made
+/* orders[t][0..n-1]: a shuffle of 0..n-1 for each t (fresh per N, made
  * in the parent before forking, so both implementations get the same). */
 static void make_orders(uint32_t n) {
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 3; t++) {
         rng_state = 0x9E3779B97F4A7C15ULL + (uint64_t)t * 7919 + n;
         uint32_t *o = orders[t];
         for (uint32_t i = 0; i < n; i++) o[i] = i;
@@ -323,7 +328,7 @@ static void run_one(int impl, uint32_t n, result *res) {
      * one put (by names) each. */
     long rss0 = rss_bytes();
     store_new(s);
-    for (uint32_t i = 0; i < n; i++) put_name_once(s, orders[0][i]);
+    for (uint32_t i = 0; i < n; i++) put_name_once(s, orders[2][i]);
     long rss1 = rss_bytes();
     res->value[F_BYTES] = (double)(rss1 - rss0) / n;
 
@@ -449,7 +454,8 @@ int main(int argc, char **argv) {
     shards = malloc((size_t)max_n * SHARD_LEN);
     orders[0] = malloc((size_t)max_n * sizeof(uint32_t));
     orders[1] = malloc((size_t)max_n * sizeof(uint32_t));
-    if (!shards || !orders[0] || !orders[1]) die("malloc", "out of memory");
+    orders[2] = malloc((size_t)max_n * sizeof(uint32_t));
+    if (!shards || !orders[0] || !orders[1] || !orders[2]) die("malloc", "out of memory");
     for (uint32_t k = 0; k < max_n; k++) snprintf(shards + (size_t)k * SHARD_LEN, SHARD_LEN, "shardId-%012u", k);
 
     static result res[MAX_SIZES][IMPLS];

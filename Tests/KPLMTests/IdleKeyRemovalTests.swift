@@ -80,6 +80,39 @@ final class IdleKeyRemovalTests: XCTestCase {
         XCTAssertEqual(exported.filter { $0.name == "B" }.map(\.count), [1])
     }
 
+    /// A key changed since the last flush and due for the idle check (an
+    /// earlier flush took it, and its window has since passed) is checked
+    /// with its new data still pending, so the flush that exports that data
+    /// keeps it: removed, it would go while its last data is in that
+    /// flush's export (here a failed one). The collection takes the pending
+    /// data of the keys it drains, but not of a key due for the check.
+    func testAKeyChangedAndDueIsKeptByTheFlushExportingItsData() throws {
+        let clock = TestClock(100)
+        let sink = RecordingSink()
+        let m = try detailed(clock, window: 1, sink: sink, maxMetrics: 1)
+        try m.start()
+        let a = try m.metric("A")
+        try a.put(1)
+        try m.flush()                                // takes A: due for the check from second 101
+        try a.put(2)                                 // A changed again, in second 100
+        clock.now = 105
+        sink.failExports(1)
+        assertThrows(.sinkFailed) { try m.flush() }  // A's 2: offered, retained
+        XCTAssertEqual(m.metricCount, 1, "removed while its data was in the flush's export")
+        try m.flush()                                // exported now, removed at the next flush
+        XCTAssertEqual(m.metricCount, 1)
+        try m.flush()
+        XCTAssertEqual(m.metricCount, 0)
+        try m.close()
+        let exported = sink.calls.compactMap { call -> [MetricSnapshot]? in
+            if case .export(let s) = call { return s } else { return nil }
+        }.flatMap { $0 }
+        XCTAssertEqual(exported.filter { $0.name == "A" }.map(\.statistics),
+                       [MetricStatistics(count: 1, sum: 1, min: 1, max: 1),
+                        MetricStatistics(count: 1, sum: 2, min: 2, max: 2),
+                        MetricStatistics(count: 1, sum: 2, min: 2, max: 2)])
+    }
+
     func testAHandleReCreatesItsRemovedKey() throws {
         let clock = TestClock(100)
         let sink = InMemorySink()

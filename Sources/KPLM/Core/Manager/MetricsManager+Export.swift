@@ -94,7 +94,10 @@ extension MetricsManager {
             // finds a put of this thread that a signal handler interrupted,
             // which only a listed key can have: see ChangedSeries.listed.)
             candidates = context.changed.takeKeepingMarks()
-            // Keys due for the idle check are taken after it (below): a
+            // Keys due for the idle check are taken after it (below): the
+            // check must see the data this flush is about to export as
+            // pending (a key is kept until its last data is exported:
+            // testAKeyChangedAndDueIsKeptByTheFlushExportingItsData), and a
             // removal drains their cells again.
             let idleBefore = nowSecond - context.windowSeconds
             let due = c.idleWatch.due(atOrBefore: idleBefore)

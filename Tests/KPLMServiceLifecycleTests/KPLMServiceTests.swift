@@ -54,10 +54,7 @@ final class KPLMServiceTests: XCTestCase {
 
         // Kept: a later close delivers it.
         try await manager.close()
-        let exports = sink.calls.compactMap { call -> [MetricSnapshot]? in
-            if case .export(let batch) = call { return batch }
-            return nil
-        }
+        let exports = sink.batches
         XCTAssertEqual(exports.count, 2)
         XCTAssertEqual(exports.last?.first { $0.name == "A" }?.statistics,
                        MetricStatistics(count: 1, sum: 5, min: 5, max: 5))

@@ -46,10 +46,7 @@ final class AsyncLifecycleTests: XCTestCase {
         await assertAsyncThrows(.sinkFailed) { () async throws(MetricsError) in try await m.flush() }
         // Kept, and offered again by the next flush.
         try await m.flush()
-        let exports = sink.calls.compactMap { call -> [MetricSnapshot]? in
-            if case .export(let batch) = call { return batch }
-            return nil
-        }
+        let exports = sink.batches
         XCTAssertEqual(exports.count, 2)
         XCTAssertEqual(exports.last.map(withoutTimestamps), exports.first.map(withoutTimestamps))
         try await m.close()
@@ -83,10 +80,7 @@ final class AsyncLifecycleTests: XCTestCase {
         sink.failExports(1)
         await assertAsyncThrows(.sinkFailed) { () async throws(MetricsError) in try await m.close() }
         try await m.close()
-        let exports = sink.calls.compactMap { call -> [MetricSnapshot]? in
-            if case .export(let batch) = call { return batch }
-            return nil
-        }
+        let exports = sink.batches
         XCTAssertEqual(exports.count, 2)
         XCTAssertEqual(exports.last?.map(\.statistics), [MetricStatistics(count: 1, sum: 7, min: 7, max: 7)])
         XCTAssertEqual(sink.calls.last, .close)

@@ -24,7 +24,7 @@ final class AsyncSinkTests: XCTestCase {
 
         XCTAssertEqual(sink.log.calls.map(\.kind), ["open", "export", "export", "close"])
         XCTAssertEqual(sink.threadNames, Array(repeating: "kplm-sink", count: 4))
-        let exports = sink.log.exports
+        let exports = sink.log.batches
         XCTAssertEqual(exports[0].map(\.name), ["A"])
         XCTAssertEqual(exports[0][0].statistics, MetricStatistics(count: 2, sum: 5, min: 1, max: 4))
         XCTAssertEqual(exports[1].map(\.name), ["B"])
@@ -50,7 +50,7 @@ final class AsyncSinkTests: XCTestCase {
         XCTAssertEqual(isolations.count, 2)
         XCTAssertEqual(isolations.first, ObjectIdentifier(caller))
         XCTAssertEqual(isolations.last, .some(nil))
-        XCTAssertEqual(sink.log.exports.first?.first?.statistics, MetricStatistics(count: 1, sum: 1, min: 1, max: 1))
+        XCTAssertEqual(sink.log.batches.first?.first?.statistics, MetricStatistics(count: 1, sum: 1, min: 1, max: 1))
     }
 
     /// An export that throws fails the flush with `sinkFailed` and keeps
@@ -74,7 +74,7 @@ final class AsyncSinkTests: XCTestCase {
         try await m.flush()   // nothing new: no export
         try await m.close()
 
-        let exports = sink.log.exports
+        let exports = sink.log.batches
         XCTAssertEqual(exports.count, 2, "\(exports)")
         XCTAssertEqual(exports[1].first?.statistics, MetricStatistics(count: 2, sum: 4, min: 1, max: 3))
     }
@@ -109,9 +109,9 @@ final class AsyncSinkTests: XCTestCase {
             }
         }
         try m.close()
-        let exported = sink.log.exports.joined().reduce(0) { $0 + $1.count }
+        let exported = sink.log.batches.joined().reduce(0) { $0 + $1.count }
         XCTAssertEqual(exported, 4 * putsPerThread)
-        XCTAssertGreaterThan(sink.log.exports.count, 2, "the uploader should have flushed while threads put")
+        XCTAssertGreaterThan(sink.log.batches.count, 2, "the uploader should have flushed while threads put")
         XCTAssertEqual(sink.log.calls.last?.kind, "close")
     }
 
@@ -129,7 +129,7 @@ final class AsyncSinkTests: XCTestCase {
         assertThrows(.sinkFailed) { try m.close() }
         XCTAssertLessThan(Date().timeIntervalSince(started), 0.7, "close waited for the slow export")
         XCTAssertTrue(waitUntil(seconds: 10) { sink.log.calls.last?.kind == "close" })
-        XCTAssertEqual(sink.log.exports.first?.first?.statistics, MetricStatistics(count: 1, sum: 7, min: 7, max: 7))
+        XCTAssertEqual(sink.log.batches.first?.first?.statistics, MetricStatistics(count: 1, sum: 7, min: 7, max: 7))
     }
 
     /// A manager released without close still makes its final export and
@@ -232,15 +232,6 @@ private extension SinkCall {
         case .open: "open"
         case .export: "export"
         case .close: "close"
-        }
-    }
-}
-
-private extension RecordingSink {
-    var exports: [[MetricSnapshot]] {
-        calls.compactMap { call in
-            if case .export(let batch) = call { return batch }
-            return nil
         }
     }
 }

@@ -71,9 +71,7 @@ final class IdleKeyRemovalTests: XCTestCase {
         XCTAssertEqual(m.metricCount, 0)
         try m.put("B")
         try m.close()
-        let exported = sink.calls.compactMap { call -> [MetricSnapshot]? in
-            if case .export(let s) = call { return s } else { return nil }
-        }.flatMap { $0 }
+        let exported = sink.batches.flatMap { $0 }
         // Offered three times (two failed exports, then the one that took it).
         XCTAssertEqual(exported.filter { $0.name == "A" }.map(\.statistics),
                        Array(repeating: MetricStatistics(count: 1, sum: 5, min: 5, max: 5), count: 3))
@@ -104,9 +102,7 @@ final class IdleKeyRemovalTests: XCTestCase {
         try m.flush()
         XCTAssertEqual(m.metricCount, 0)
         try m.close()
-        let exported = sink.calls.compactMap { call -> [MetricSnapshot]? in
-            if case .export(let s) = call { return s } else { return nil }
-        }.flatMap { $0 }
+        let exported = sink.batches.flatMap { $0 }
         XCTAssertEqual(exported.filter { $0.name == "A" }.map(\.statistics),
                        [MetricStatistics(count: 1, sum: 1, min: 1, max: 1),
                         MetricStatistics(count: 1, sum: 2, min: 2, max: 2),

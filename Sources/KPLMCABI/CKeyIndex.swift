@@ -252,7 +252,8 @@ final class CKeyIndex: @unchecked Sendable {
         let headerWord = entry.load(fromByteOffset: 8, as: UInt.self)
         let flags = headerWord & MetricHeader.flagMask
         if flags != 0 && MetricHeader.tryPut(value, cellBits: Self.cellBits(entry, headerWord, writerPlus1: writer),
-                                             flags: flags, gate: gate, generation: generation) {
+                                             flags: flags, gate: gate, generation: generation,
+                                             writerPlus1: writer, header: Self.header(headerWord).words) {
             KeyIndexReaders.leave(section)
             return .recorded
         }

@@ -210,7 +210,7 @@ final class IdleWatchTests: XCTestCase {
 
 /// A thread that runs the closures it is handed, one at a time, so that it
 /// keeps one writer index for as long as a test needs it.
-private final class PinnedThread: @unchecked Sendable {
+final class PinnedThread: @unchecked Sendable {
     private let work = DispatchSemaphore(value: 0)
     private let done = DispatchSemaphore(value: 0)
     private let job = Locked<(@Sendable () -> Void)?>(nil)

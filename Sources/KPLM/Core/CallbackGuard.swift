@@ -12,9 +12,9 @@ import CKPLMShims
 /// shims), so frames are pushed only off the hot path: around user
 /// callbacks, and around the slow paths of a put (the shared path, a new
 /// second or a new cell, an eventful sink, key creation). The common put
-/// (``WriterCell/tryPut(_:second:gate:)``) pushes none: a signal handler
-/// that interrupted it sees its open cell section instead (see
-/// ``CellCollector/isOwnSectionOpen(_:)``).
+/// (``WriterCell/tryPut(_:second:gate:writer:header:)``) pushes none: a
+/// signal handler that interrupted it sees its open cell section instead
+/// (see ``CellCollector/isOwnSectionOpen(_:)``).
 package enum CallbackGuard {
     /// What a frame stands for.
     package enum Kind: UInt {

@@ -1,3 +1,4 @@
+import CKPLMShims
 import Synchronization
 
 /// The series that may hold data no flush has taken yet, so that a flush
@@ -6,11 +7,13 @@ import Synchronization
 /// the last flush is not read: a key put on by many threads over time, by
 /// few since the last flush, costs those few cells).
 ///
-/// A series is listed once between two flushes: by the put that starts a
-/// slot of one of its writer cells (the general path, once per second per
-/// (thread, key); the common case never starts one), which also sets its
-/// writer's bit in ``MetricSeries/changedWriters``; by a shared-path or
-/// batch put, by the key's creation or re-creation (bit 63, ``otherBit``).
+/// A series is listed once between two flushes: for the put that starts a
+/// slot of one of its writer cells (its writer's bit in
+/// ``MetricSeries/changedWriters``), by that put on the general path, or,
+/// when the put's common case started it, by the next reader, which takes
+/// over the writer's log (``StartedSlotLogs``, ``mark(all:count:writer:)``);
+/// by a shared-path or batch put, by the key's creation or re-creation
+/// (bit 63, ``otherBit``).
 /// The series is listed while that mask is nonzero. A flush takes the list
 /// and, just before it collects a series' cells, clears the mask and flips
 /// the cells of the writers it held (``takeKeepingMarks()``, then the
@@ -60,13 +63,45 @@ final class ChangedSeries: Sendable {
         list.withLock { $0.append(listed) }
     }
 
+    /// How many entries ahead ``mark(all:count:writer:)`` prefetches: its
+    /// loop does little besides the miss it waits for.
+    private static var prefetchDistance: Int { 16 }
+
+    /// ``mark(_:writer:)`` for every series of `entries` (`count` series'
+    /// addresses, unretained: consumed from a ``StartedSlotLogs`` log, whose
+    /// series the caller's turn keeps alive), with one lock for those it lists.
+    func mark(all entries: UnsafeRawPointer, count: Int, writer: Int) {
+        let bit = UInt64(1) &<< UInt64(writer)
+        var listed: [Unmanaged<MetricSeries>] = []
+        for i in 0..<count {
+            // The series' first line, a few entries ahead (past the caches,
+            // each is a miss: let several overlap).
+            if i &+ Self.prefetchDistance < count {
+                kplmshim_prefetch(UnsafeRawPointer(bitPattern: entries.load(
+                    fromByteOffset: (i &+ Self.prefetchDistance) &* 8, as: UInt.self)))
+            }
+            let series = Unmanaged<MetricSeries>.fromOpaque(
+                UnsafeRawPointer(bitPattern: entries.load(fromByteOffset: i &* 8, as: UInt.self))!)
+            let first = series._withUnsafeGuaranteedRef {
+                $0.changedWriters.bitwiseOr(bit, ordering: .sequentiallyConsistent).oldValue == 0
+            }
+            if first { listed.append(series.retain()) }
+        }
+        if !listed.isEmpty { list.withLock { $0.append(contentsOf: listed) } }
+    }
+
     /// The listed series, without taking them. A thread's put in its
-    /// common case (``WriterCell/tryPut(_:second:gate:)``) writes a slot
-    /// whose start listed its series, and the flush that took the series
-    /// since emptied that slot (or listed the series again, see
-    /// ``CellCollector/collectChanged(_:windowSeconds:)``): so such a put
-    /// is always on a listed series (for the check of a signal handler
-    /// that interrupted one). Each retained: for a caller that no flush
+    /// common case (``WriterCell/tryPut(_:second:gate:writer:header:)``)
+    /// writes a slot whose start listed or logged its series, and the flush
+    /// that took the series since emptied that slot (or listed the series
+    /// again, see ``CellCollector/collectChanged(_:windowSeconds:)``): so
+    /// once the logs are taken over (``CellCollector/takeStartedSlotLogs()``)
+    /// such a put is on a listed series (for the check of a signal handler
+    /// that interrupted one). The one exception, a common-case put
+    /// interrupted while it starts a slot, before it logged it: a flush
+    /// reads that cell only if the series is listed for an earlier slot of
+    /// the same writer, and then its collection finds the open section of
+    /// its own thread, and refuses, as for any put. Each retained: for a caller that no flush
     /// excludes.
     var listed: [MetricSeries] { list.withLock { $0.map { $0.takeUnretainedValue() } } }
 

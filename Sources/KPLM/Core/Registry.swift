@@ -160,6 +160,10 @@ final class Registry: Sendable {
             let live = state.withLock { s in idle.filter { s.byKey[$0.key]?.series === $0 } }
             let marked = live.map { ($0, $0.markRetired()) }
             collector.finishRetiring(marked, windowSeconds: window)
+            // Every log entry for these keys was written by now (inside a
+            // section the wait covered): listed, each is retained by the
+            // changed list, removed or not (StartedSlotLogs).
+            collector.takeStartedSlotLogsHoldingTurn()
             var candidates: [MetricSeries] = []
             for series in live {
                 if series.isIdle(at: nowSecond, windowSeconds: window) {

@@ -21,6 +21,29 @@ final class CellCollector: Sendable {
         var cellsRead = 0
     }
 
+    /// The logs of slots started by puts' common case, and the list they
+    /// are taken over into: by every collection, before it flips a cell
+    /// (see ``StartedSlotLogs``).
+    private let logs: StartedSlotLogs
+    private let changed: ChangedSeries
+
+    init(logs: StartedSlotLogs, changed: ChangedSeries) {
+        self.logs = logs
+        self.changed = changed
+    }
+
+    /// Lists the series whose slots puts started in their common case
+    /// since the last collection (``StartedSlotLogs/consume(into:)``): a
+    /// flush, before it takes the changed list.
+    func takeStartedSlotLogs() {
+        turn.withLock { _ in logs.consume(into: changed) }
+    }
+
+    /// The same, for a caller holding the turn (``withTurn(_:)``): an idle
+    /// removal, once it has waited for the sections of the removed keys'
+    /// cells, so that no entry for a removed key is left in a log.
+    func takeStartedSlotLogsHoldingTurn() { logs.consume(into: changed) }
+
     /// How many cells the last collection looked at (to flip them, if
     /// they held data).
     var cellsReadByLastCollection: Int { turn.withLock { $0.cellsRead } }
@@ -40,6 +63,9 @@ final class CellCollector: Sendable {
         guard Self.isAvailable else { return [] }
         return turn.withLock { turns in
             turns.taken &+= 1
+            // Before any flip: a slot started before it is listed (a slot
+            // started after it is not emptied by it either).
+            logs.consume(into: changed)
             var skipped: [MetricSeries] = []
             series.withUnsafeBufferPointer { series in
                 _ = collectHoldingTurn(series, windowSeconds: windowSeconds, cellsRead: &turns.cellsRead) { s in

@@ -29,7 +29,7 @@ import Synchronization
 @usableFromInline
 package struct MetricHeader {
     /// The line (bound to eight `Atomic<UInt>` words).
-    @usableFromInline let words: UnsafeMutablePointer<Atomic<UInt>>
+    @usableFromInline package let words: UnsafeMutablePointer<Atomic<UInt>>
 
     @inlinable @inline(__always)
     init(words: UnsafeMutablePointer<Atomic<UInt>>) { self.words = words }
@@ -133,26 +133,31 @@ package struct MetricHeader {
     ///
     /// Straight-line code with no call, no lock and no locked instruction:
     /// the second from the process-wide ticker, this thread's writer index
-    /// from TLS, its cell from the table, one section on the cell. Anything
-    /// else (level none, an injected clock, no ticker, no writer index or
-    /// cell yet, a fork, closing, an eventful sink, a new second for this
-    /// cell, a removed key) is left to the general path.
+    /// from TLS, its cell from the table, one section on the cell (which,
+    /// for the first put since a read emptied the slot, starts it and logs
+    /// the key: ``StartedSlotLogs``). Anything else (level none, an
+    /// injected clock, no ticker, no writer index or cell yet, a fork,
+    /// closing, an eventful sink, a new second for this cell, no room in
+    /// the thread's log, a removed key) is left to the general path.
     @inlinable @inline(__always)
     package func tryPutCommonCase(_ value: Double) -> Bool {
         let writerPlus1 = Int(kplmshim_writer_raw())   // this thread's writer index + 1, or <= 0
         let tagged = words[Self.metricWordIndex].load(ordering: .relaxed)
         guard _fastPath(writerPlus1 > 0 && tagged & Self.flagMask != 0) else { return false }
         return Self.tryPut(value, cellBits: cells.load(writerPlus1: writerPlus1), flags: tagged,
-                           gate: gateWord, generation: generation)
+                           gate: gateWord, generation: generation, writerPlus1: writerPlus1, header: words)
     }
 
     /// The rest of ``tryPutCommonCase(_:)`` once the calling thread's cell
     /// is found (`cellBits`, 0: none yet) and the metric's `flags` are known
     /// not to be none: for the C ABI's key index, which keeps copies of cell
     /// addresses in its entries, and the manager's `gate` and `generation`.
+    /// `writerPlus1` is the calling thread's (> 0) and `header` the metric's
+    /// line (read only when the put starts its slot).
     @inlinable @inline(__always)
     package static func tryPut(_ value: Double, cellBits: UInt, flags: UInt,
-                               gate: UnsafeMutablePointer<Atomic<UInt64>>, generation: UInt64) -> Bool {
+                               gate: UnsafeMutablePointer<Atomic<UInt64>>, generation: UInt64,
+                               writerPlus1: Int, header: UnsafeMutablePointer<Atomic<UInt>>) -> Bool {
         let second = kplmshim_cached_second()
         guard _fastPath(second != Int64.min && cellBits != 0 && !ForkGuard.isInherited(generation))
         else { return false }
@@ -160,7 +165,7 @@ package struct MetricHeader {
         // put reports "not done": see WriterCell.Offset.retiredSlotIndex.)
         let cell = WriterCell(base: UnsafeMutableRawPointer(bitPattern: cellBits)!)
         if _fastPath(flags & plainCells != 0) {
-            return cell.tryPut(value, second: Int64(second), gate: gate)
+            return cell.tryPut(value, second: Int64(second), gate: gate, writer: writerPlus1 &- 1, header: header)
         }
         // A distribution metric's common case: one section on this thread's
         // cell counting the value's bucket and its statistics.

@@ -138,7 +138,12 @@ extension Metric {
                 target = revived
                 continue
             }
-            if word & WriterCell.startedSlotBit != 0 { context.changed.mark(target.series, writer: cellWriter) }
+            if word & WriterCell.startedSlotBit != 0 {
+                context.changed.mark(target.series, writer: cellWriter)
+                // The common case could not log it (no log yet, or its
+                // block full): make room for the next one.
+                if cellWriter >= 0 { context.startedSlotLogs.prepare(writer: cellWriter) }
+            }
             if PutGate.isClosing(word) { return .closed }
             if PutGate.isStartedWithEventfulSink(word) { target.notify(value) }
             return .recorded

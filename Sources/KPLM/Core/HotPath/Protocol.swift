@@ -11,6 +11,8 @@
 //                        the cells into the shared series.
 //   PutGate.swift        admission: one word, closing bit, started-with-an-
 //                        eventful-sink bit, count of shared-path puts.
+//   StartedSlotLog.swift per writer index, the keys whose slots a put's
+//                        common case started, for the next reader to list.
 //   PutContext.swift     what every put needs from its manager, and the
 //                        deferred close of the sink.
 //
@@ -125,3 +127,21 @@
 //    the section), or the put reads the cleared mask and lists the series
 //    for the next flush. Only a put that starts a slot can leave data a
 //    flush has not flipped: a flip leaves the writer an emptied slot.
+//
+// 9. Started-slot logs ↔ readers (a put's common case starts a slot
+//    without reading the key's object; details: StartedSlotLog.swift).
+//    A common-case put that finds its slot empty writes the slot, then the
+//    key's address into its writer's log block, then the block's count
+//    (release), all inside its section. Every reader, under the
+//    collector's turn and before it flips any cell, reads each log's count
+//    (acquire) and, for each entry up to it, does what pair 8's put does
+//    after its section: sets the writer's bit (sequentially consistent or)
+//    and lists the key if the mask was zero. So pair 8 holds with the
+//    reader doing the put's marking: an entry this reader reads is marked
+//    before its flips; an entry it misses stays for the next reader, and
+//    its slot, not flipped by a flush that did not see its bit, keeps its
+//    data until one that does. Entries are unretained: an entry is only
+//    written by a section that found the cell not retired, so an idle
+//    removal, once it has waited for the sections of the removed keys'
+//    cells (pair 6), reads the logs again: every entry for those keys is
+//    listed, and the list retains it. No entry outlives its key.

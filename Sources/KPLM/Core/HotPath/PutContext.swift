@@ -8,11 +8,14 @@ final class PutContext: Sendable {
     let clock: ManagerClock
     let windowSeconds: Int64
     /// Admission of puts (see ``PutGate``).
-    @usableFromInline let gate = PutGate()
+    @usableFromInline let gate: PutGate
     /// Drains the writer cells of this manager's metrics.
-    let collector = CellCollector()
+    let collector: CellCollector
     /// The metrics changed since the last flush.
     let changed = ChangedSeries()
+    /// The logs of the series whose slots puts started in their common case
+    /// (in the gate's memory), taken over into ``changed`` by every reader.
+    let startedSlotLogs: StartedSlotLogs
     /// Whether puts use per-thread writer cells (not at level none, nor
     /// where the kernel lacks the barrier they rely on).
     let usesWriterCells: Bool
@@ -71,6 +74,10 @@ final class PutContext: Sendable {
         self.level = level
         self.clock = clock
         self.windowSeconds = Int64(windowSeconds)
+        let gate = PutGate()
+        self.gate = gate
+        self.startedSlotLogs = StartedSlotLogs(gate: gate)
+        self.collector = CellCollector(logs: startedSlotLogs, changed: changed)
         self.sinkActivity = .allocate(capacity: 1)
         self.sinkActivity.initialize(to: Atomic(0))
         self.usesWriterCells = level != .none && CellCollector.isAvailable

@@ -11,18 +11,39 @@ import Glibc
 @usableFromInline
 final class PutGate: @unchecked Sendable {
     /// The word, in memory of its own so that a put can read it through a
-    /// plain pointer (no reference counting on the gate object).
+    /// plain pointer (no reference counting on the gate object). Its line
+    /// is followed by the table of ``StartedSlotLogs`` (one word per writer
+    /// index), which a put's common case reaches from this address.
     @usableFromInline let wordPointer: UnsafeMutablePointer<Atomic<UInt64>>
     @inlinable @inline(__always) var word: UnsafeMutablePointer<Atomic<UInt64>> { wordPointer }
 
+    /// Words from the gate word to the started-slot log table (one line).
+    @usableFromInline static var logTableOffsetWords: Int { 8 }
+    private static var byteCount: Int { (logTableOffsetWords + WriterIndices.capacity) * 8 }
+
     init() {
-        wordPointer = .allocate(capacity: 1)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: Self.byteCount, alignment: 64)
+        wordPointer = raw.bindMemory(to: Atomic<UInt64>.self, capacity: 1)
         wordPointer.initialize(to: Atomic(0))
+        let table = (raw + Self.logTableOffsetWords * 8).bindMemory(to: Atomic<UInt>.self,
+                                                                   capacity: WriterIndices.capacity)
+        // Disabled until start (StartedSlotLogs.enable()).
+        for w in 0..<WriterIndices.capacity { (table + w).initialize(to: Atomic(StartedSlotLogs.disabledBit)) }
     }
 
     deinit {
         wordPointer.deinitialize(count: 1)
-        wordPointer.deallocate()
+        startedSlotLogTable.deinitialize(count: WriterIndices.capacity)
+        UnsafeMutableRawPointer(wordPointer).deallocate()
+    }
+
+    /// The table of ``StartedSlotLogs``, one word per writer index.
+    var startedSlotLogTable: UnsafeMutablePointer<Atomic<UInt>> { Self.startedSlotLogTable(gate: wordPointer) }
+
+    /// The same, from the gate word's address (a put's common case).
+    @inlinable @inline(__always)
+    static func startedSlotLogTable(gate: UnsafeMutablePointer<Atomic<UInt64>>) -> UnsafeMutablePointer<Atomic<UInt>> {
+        UnsafeMutableRawPointer(gate + logTableOffsetWords).assumingMemoryBound(to: Atomic<UInt>.self)
     }
 
     /// Set when close has begun: later puts are refused.

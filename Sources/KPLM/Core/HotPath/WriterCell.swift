@@ -146,8 +146,8 @@ struct WriterCell {
 
     // MARK: Fields
 
-    // (Inlinable, like ``tryPut(_:second:gate:)``: the C ABI's puts inline
-    // the hot path from another module.)
+    // (Inlinable, like ``tryPut(_:second:gate:writer:header:)``: the C
+    // ABI's puts inline the hot path from another module.)
     @inlinable @inline(__always) var sequence: UnsafeMutablePointer<Atomic<UInt>> {
         (base + Offset.sequence).assumingMemoryBound(to: Atomic<UInt>.self)
     }
@@ -216,11 +216,7 @@ struct WriterCell {
                 Self.add(value, to: s, count: count, holding: n)
             } else {
                 if n != 0 { Self.spill(s, n, nil, into: series, windowSeconds: windowSeconds) } else { word |= Self.startedSlotBit }
-                s.storeBytes(of: second, toByteOffset: Offset.slotSecond, as: Int64.self)
-                s.storeBytes(of: value, toByteOffset: Offset.slotSum, as: Double.self)
-                s.storeBytes(of: value, toByteOffset: Offset.slotMin, as: Double.self)
-                s.storeBytes(of: value, toByteOffset: Offset.slotMax, as: Double.self)
-                count.pointee.store(1, ordering: .relaxed)
+                Self.start(s, count: count, value: value, second: second)
             }
         }
         // Ends the section: publishes the slot to a reader that acquires it.
@@ -256,18 +252,15 @@ struct WriterCell {
             Self.add(value, to: s, count: count, holding: n)
         } else {
             if !spilled { word |= Self.startedSlotBit }
-            s.storeBytes(of: second, toByteOffset: Offset.slotSecond, as: Int64.self)
-            s.storeBytes(of: value, toByteOffset: Offset.slotSum, as: Double.self)
-            s.storeBytes(of: value, toByteOffset: Offset.slotMin, as: Double.self)
-            s.storeBytes(of: value, toByteOffset: Offset.slotMax, as: Double.self)
-            count.pointee.store(1, ordering: .relaxed)
+            Self.start(s, count: count, value: value, second: second)
         }
         return word
     }
 
     /// The common case of a distribution metric's put, as a leaf (see
-    /// ``tryPut(_:second:gate:)``): same second, not closing, no eventful
-    /// sink, and the value's bucket in the range the slot's counts hold.
+    /// ``tryPut(_:second:gate:writer:header:)``): same second, not closing,
+    /// no eventful sink, and the value's bucket in the range the slot's
+    /// counts hold (a slot is started by the general path).
     /// Records the value (bucket and statistics) and returns true, or
     /// changes nothing and returns false.
     @inlinable @inline(__always)
@@ -294,25 +287,62 @@ struct WriterCell {
     }
 
     /// The common case only, as a leaf: same second as this thread's last
-    /// put on the cell, not closing, no eventful sink. Records `value` and
-    /// returns true; otherwise changes nothing (the section is opened and
-    /// closed empty) and returns false, for the caller to take the general
-    /// path (``put(_:second:gate:activity:series:windowSeconds:)``). Having
-    /// no call inside keeps the whole put free of register saves.
+    /// put on the cell, or an empty slot (the first put since a reader
+    /// flipped the cell) that this thread's log takes; not closing, no
+    /// eventful sink. Records `value` and returns true; otherwise changes
+    /// nothing (the section is opened and closed empty) and returns false,
+    /// for the caller to take the general path
+    /// (``put(_:second:gate:activity:series:windowSeconds:)``). Having no
+    /// call inside keeps the whole put free of register saves.
+    ///
+    /// `writer` is the caller's writer index (its cell is this one) and
+    /// `header` the metric's header line: a put that starts the slot logs
+    /// the metric (the address in the header's last word) in the writer's
+    /// ``StartedSlotLogs`` log, found beside the gate word, instead of
+    /// listing it on the changed list (which reads the metric object).
     @inlinable @inline(__always)
-    func tryPut(_ value: Double, second: Int64, gate: UnsafeMutablePointer<Atomic<UInt64>>) -> Bool {
+    func tryPut(_ value: Double, second: Int64, gate: UnsafeMutablePointer<Atomic<UInt64>>,
+                writer: Int, header: UnsafeMutablePointer<Atomic<UInt>>) -> Bool {
         let seq = sequence.pointee.load(ordering: .relaxed)
         sequence.pointee.store(seq &+ 1, ordering: .relaxed)
         kplmshim_compiler_barrier()   // Dekker half, as in put(...)
         let word = PutGate.load(gate)
-        let s = slot(active.pointee.load(ordering: .acquiring))
+        let index = active.pointee.load(ordering: .acquiring)
+        let s = slot(index)
         let count = Self.count(s)
         let n = count.pointee.load(ordering: .relaxed)
-        let done = word & (PutGate.closingBit | PutGate.startedWithEventfulSinkBit) == 0
-            && n != 0 && s.load(fromByteOffset: Offset.slotSecond, as: Int64.self) == second
-        if done { Self.add(value, to: s, count: count, holding: n) }
+        let open = word & (PutGate.closingBit | PutGate.startedWithEventfulSinkBit) == 0
+        var done = false
+        if open && n != 0 && s.load(fromByteOffset: Offset.slotSecond, as: Int64.self) == second {
+            Self.add(value, to: s, count: count, holding: n)
+            done = true
+        } else if open && n == 0 && index != Offset.retiredSlotIndex {
+            // The first put since a reader emptied the slot (after a
+            // flush, once per (thread, key)): starts it, and logs the
+            // metric for the next reader, if this thread's log has room.
+            // (A removed metric's cells hold the retired index: not here.)
+            let log = PutGate.startedSlotLogTable(gate: gate)[writer].load(ordering: .relaxed)
+            if log != 0 && log & StartedSlotLogs.disabledBit == 0 {
+                let metric = header[MetricHeader.metricWordIndex].load(ordering: .relaxed) & ~MetricHeader.flagMask
+                done = StartedSlotLogs.append(metric, toLog: log) {
+                    Self.start(s, count: count, value: value, second: second)
+                }
+            }
+        }
         sequence.pointee.store(seq &+ 2, ordering: .releasing)
         return done
+    }
+
+    /// Starts an empty slot with `value` in `second` (owner only, inside
+    /// its section).
+    @inlinable @inline(__always)
+    static func start(_ s: UnsafeMutableRawPointer, count: UnsafeMutablePointer<Atomic<Int>>, value: Double,
+                      second: Int64) {
+        s.storeBytes(of: second, toByteOffset: Offset.slotSecond, as: Int64.self)
+        s.storeBytes(of: value, toByteOffset: Offset.slotSum, as: Double.self)
+        s.storeBytes(of: value, toByteOffset: Offset.slotMin, as: Double.self)
+        s.storeBytes(of: value, toByteOffset: Offset.slotMax, as: Double.self)
+        count.pointee.store(1, ordering: .relaxed)
     }
 
     /// Adds `value` to a slot that already holds `n` observations of the

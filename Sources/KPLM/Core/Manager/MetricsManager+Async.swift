@@ -39,7 +39,12 @@ extension MetricsManager {
         let isolation = #isolation
         // Refusals that depend on nothing running: said at once, on the
         // caller's thread, without starting a thread.
-        try checkCallable("flush", evenInsideItsPut: true, putsOn: { [context] in context.changed.listed })
+        // (Keys logged by puts' common case are listed first: a put of this
+        // thread may be in progress on one, see ChangedSeries.listed.)
+        try checkCallable("flush", evenInsideItsPut: true, putsOn: { [context] in
+            context.collector.takeStartedSlotLogs()
+            return context.changed.listed
+        })
         guard context.level != .none else { return }
         try await Self.onOwnThread(named: "kplm-flush") { [self] () throws(MetricsError) in
             try self.flush(exportingOn: isolation)

@@ -8,6 +8,10 @@ extension MetricsManager {
     static func exportPending(_ c: inout Control, registry: Registry, context: PutContext,
                               view: OutputView, namespace: String,
                               isolation: (any Actor)? = nil) throws(MetricsError) -> Bool {
+        // Keys whose slots puts started in their common case join the
+        // changed list first (StartedSlotLogs): for the hook's check below
+        // and for the collection.
+        context.collector.takeStartedSlotLogs()
         // A layer that buffers puts hands them over first (setFlushHook).
         // Its puts must not run in a signal handler that interrupted a put
         // of this thread (found below by the collection, after the hook):

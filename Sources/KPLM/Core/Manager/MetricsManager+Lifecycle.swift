@@ -32,6 +32,10 @@ extension MetricsManager {
             startedUploader.withLock { $0 = uploader }
             context.sinkToClose = sink
             if context.eventSink != nil { context.gate.markStartedWithEventfulSink() }
+            // A put after a flush starts its slot in its common case from
+            // now on, unless a flush hook needs every slot started in a put
+            // frame (see StartedSlotLogs.enable()).
+            if c.flushHook == nil { context.startedSlotLogs.enable() }
         }
     }
 

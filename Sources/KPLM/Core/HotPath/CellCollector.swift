@@ -160,25 +160,30 @@ final class CellCollector: Sendable {
         guard !flipped.isEmpty else { return stoppedAt }
         Self.barrier()
         let ahead = 2 &* SeriesPrefetch.distance
-        for i in flipped.indices {
-            // The drain reads the cell again and locks the series' state
-            // (inline in the series): both addresses are in the list.
-            if i &+ ahead < flipped.count {
-                SeriesPrefetch.prefetchCell(flipped[i &+ ahead].cell.base)
-                SeriesPrefetch.prefetchState(flipped[i &+ ahead].series.toOpaque())
+        // (Through a buffer pointer: indexing the array in this loop made
+        // the compiler retain and release its buffer at every element, two
+        // locked instructions a key.)
+        flipped.withUnsafeBufferPointer { flipped in
+            for i in flipped.indices {
+                // The drain reads the cell again and locks the series' state
+                // (inline in the series): both addresses are in the list.
+                if i &+ ahead < flipped.count {
+                    SeriesPrefetch.prefetchCell(flipped[i &+ ahead].cell.base)
+                    SeriesPrefetch.prefetchState(flipped[i &+ ahead].series.toOpaque())
+                }
+                // A drain that starts a new second moves the newest bucket to
+                // the older ones: their address is in the state asked for above.
+                if i &+ SeriesPrefetch.distance < flipped.count {
+                    flipped[i &+ SeriesPrefetch.distance].series._withUnsafeGuaranteedRef { $0.prefetchOlderBuckets() }
+                }
+                let (cell, slot, s, index) = flipped[i]
+                cell.waitForSection()
+                s._withUnsafeGuaranteedRef { cell.drain(slot, into: $0, windowSeconds: windowSeconds) }
+                // The last flipped cell of its series (a series' cells are
+                // flipped together): the series is drained. (Not when the flips
+                // stopped: the caller then lists every series again, data and all.)
+                if stoppedAt == nil && (i &+ 1 == flipped.count || flipped[i &+ 1].index != index) { drained(index) }
             }
-            // A drain that starts a new second moves the newest bucket to
-            // the older ones: their address is in the state asked for above.
-            if i &+ SeriesPrefetch.distance < flipped.count {
-                flipped[i &+ SeriesPrefetch.distance].series._withUnsafeGuaranteedRef { $0.prefetchOlderBuckets() }
-            }
-            let (cell, slot, s, index) = flipped[i]
-            cell.waitForSection()
-            s._withUnsafeGuaranteedRef { cell.drain(slot, into: $0, windowSeconds: windowSeconds) }
-            // The last flipped cell of its series (a series' cells are
-            // flipped together): the series is drained. (Not when the flips
-            // stopped: the caller then lists every series again, data and all.)
-            if stoppedAt == nil && (i &+ 1 == flipped.count || flipped[i &+ 1].index != index) { drained(index) }
         }
         return stoppedAt
     }

@@ -18,6 +18,8 @@
  *     naive_handle_get), 1 and 2 threads, and by names (kplm_put /
  *     naive_put), 1 and 2 threads: wall time of a run / puts per thread
  *     (a run is enough passes over the order for ~2,000,000 puts per thread);
+ *   - ns per put by handle on a key for the first time since the last flush
+ *     (one thread, one pass over every key, timed before each flush below);
  *   - flush ms with every key new (each key put once since the last flush);
  *   - flush ms after 1% of the keys changed;
  *   - snapshots ms (the window statistics of every key);
@@ -72,7 +74,7 @@ enum { KPLM, NAIVE, IMPLS };
 static const char *const impl_names[IMPLS] = {"kplm", "naive"};
 
 enum {
-    F_HANDLE_1T, F_HANDLE_2T, F_NAMES_1T, F_NAMES_2T,
+    F_HANDLE_1T, F_HANDLE_2T, F_NAMES_1T, F_NAMES_2T, F_HANDLE_AFTER_FLUSH,
     F_FLUSH_ALL, F_FLUSH_1PCT, F_SNAPSHOTS, F_BYTES, F_COUNT
 };
 
@@ -83,6 +85,7 @@ static const struct {
     {"put_handle_2t", "put by handle, 2 threads", "ns/put/thread"},
     {"put_names_1t", "put by names, 1 thread", "ns/put"},
     {"put_names_2t", "put by names, 2 threads", "ns/put/thread"},
+    {"put_handle_after_flush", "put by handle, first since a flush", "ns/put"},
     {"flush_all_new", "flush, every key new", "ms"},
     {"flush_1pct", "flush, 1% of keys changed", "ms"},
     {"snapshots", "snapshots of every key", "ms"},
@@ -357,8 +360,11 @@ static void run_one(int impl, uint32_t n, result *res) {
     atomic_store(&exported_count, 0);
     uint64_t expected = 0;
     double v[16];
+    double after[16];
     for (int r = 0; r < reps; r++) {
+        double p0 = now_s();
         for (uint32_t i = 0; i < n; i++) put_handle_once(s, orders[0][i]);
+        after[r] = (now_s() - p0) * 1e9 / n;
         expected += n;
         atomic_store(&exported_keys, 0);
         double t0 = now_s();
@@ -368,6 +374,7 @@ static void run_one(int impl, uint32_t n, result *res) {
               atomic_load(&exported_keys), n);
     }
     res->value[F_FLUSH_ALL] = median(v, reps);
+    res->value[F_HANDLE_AFTER_FLUSH] = median(after, reps);
 
     uint32_t changed = n / 100 ? n / 100 : 1;
     for (int r = 0; r < reps; r++) {

@@ -42,6 +42,23 @@ final class StartedSlotLogTests: XCTestCase {
         try m.close()
     }
 
+    /// A read takes the logs over before it reads the cells: it sees what
+    /// logged puts recorded, and lists their keys.
+    func testAReadSeesWhatLoggedPutsRecorded() throws {
+        let sink = InMemorySink()
+        let m = try started(sink)
+        let metrics = try (0..<3).map { try m.metric("Read", stream: "s\($0)") }
+        for metric in metrics { try metric.put(1) }
+        try m.flush()
+        for _ in 0..<4 { try metrics[1].put(2) }   // logged: not listed, no mark yet
+        XCTAssertEqual(m.context.startedSlotLogs.unconsumedCount, 1)
+        let counts = Dictionary(uniqueKeysWithValues: m.snapshots().map { ($0.dimensions[0].value, $0.count) })
+        XCTAssertEqual(counts, ["s0": 1, "s1": 5, "s2": 1])
+        XCTAssertEqual(m.context.startedSlotLogs.unconsumedCount, 0)
+        XCTAssertEqual(m.context.changed.listed.map { ObjectIdentifier($0) }, [ObjectIdentifier(metrics[1].series)])
+        try m.close()
+    }
+
     /// More keys than a log block holds, from two threads, with reads in
     /// between: each flush exports exactly what was put since the last.
     func testFlushesStayExactAcrossBlocksThreadsAndReads() throws {

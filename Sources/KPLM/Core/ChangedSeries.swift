@@ -101,8 +101,8 @@ final class ChangedSeries: Sendable {
     /// interrupted while it starts a slot, before it logged it: a flush
     /// reads that cell only if the series is listed for an earlier slot of
     /// the same writer, and then its collection finds the open section of
-    /// its own thread, and refuses, as for any put. Each retained: for a caller that no flush
-    /// excludes.
+    /// its own thread, and refuses, as for any put. Each retained: for a
+    /// caller that no flush excludes.
     var listed: [MetricSeries] { list.withLock { $0.map { $0.takeUnretainedValue() } } }
 
     /// Runs `body` with the listed series, not taken and not retained: for

@@ -60,7 +60,8 @@ import Synchronization
 ///   consumes first. A log holds at most one entry per key a writer put on
 ///   since the last read.
 ///
-/// Thread-safety: ``append`` (inside ``WriterCell/tryPut``) and
+/// Thread-safety: ``append(_:toLog:after:)`` (inside
+/// ``WriterCell/tryPut(_:second:gate:writer:header:)``) and
 /// ``prepare(writer:)`` on the log's writer thread only; ``consume(into:)``
 /// by readers taking turns (the collector's turn); ``enable()`` at start.
 @usableFromInline
@@ -167,7 +168,8 @@ final class StartedSlotLogs: @unchecked Sendable {
                 var index = log.load(fromByteOffset: 16, as: Int.self)
                 let published = Self.count(block).pointee.load(ordering: .acquiring)
                 if index < published {
-                    changed.mark(all: UnsafeRawPointer(block + (16 &+ index &* 8)), count: published &- index, writer: w)
+                    changed.mark(all: UnsafeRawPointer(block + (16 &+ index &* 8)), count: published &- index,
+                                 writer: w)
                     index = published
                     log.storeBytes(of: index, toByteOffset: 16, as: Int.self)
                 }

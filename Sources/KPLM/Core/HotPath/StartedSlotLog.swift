@@ -77,16 +77,21 @@ final class StartedSlotLogs: @unchecked Sendable {
     }
 
     deinit {
-        for w in 0..<WriterIndices.capacity {
-            let bits = table[w].load(ordering: .acquiring) & ~Self.disabledBit
-            guard bits != 0 else { continue }
-            let log = UnsafeMutableRawPointer(bitPattern: bits)!
+        forEachLog { _, log in
             var block = Self.readBlock(log)
             while let b = block {
                 block = UnsafeMutableRawPointer(bitPattern: Self.next(b).pointee.load(ordering: .acquiring))
                 Self.freeBlock(b)
             }
             log.deallocate()
+        }
+    }
+
+    /// Calls `body` with each writer index that has a log, and its log.
+    private func forEachLog(_ body: (Int, UnsafeMutableRawPointer) -> Void) {
+        for w in 0..<WriterIndices.capacity {
+            let bits = table[w].load(ordering: .acquiring) & ~Self.disabledBit
+            if bits != 0 { body(w, UnsafeMutableRawPointer(bitPattern: bits)!) }
         }
     }
 
@@ -99,6 +104,16 @@ final class StartedSlotLogs: @unchecked Sendable {
     static let blockBytes = 4096
     /// Entries a block holds.
     @usableFromInline static var blockCapacity: Int { 510 }
+    /// Byte offsets in a block: the next block, the count of entries
+    /// published, the entries.
+    @usableFromInline static var nextOffset: Int { 0 }
+    @usableFromInline static var countOffset: Int { 8 }
+    @usableFromInline static var entriesOffset: Int { 16 }
+    /// Byte offsets in a log: the writer's block, the reader's block and
+    /// its index in it.
+    @usableFromInline static var writeBlockOffset: Int { 0 }
+    static var readBlockOffset: Int { 8 }
+    static var readIndexOffset: Int { 16 }
 
     // MARK: Writer (the common case, inlined into the C ABI's puts)
 
@@ -108,15 +123,14 @@ final class StartedSlotLogs: @unchecked Sendable {
     /// its cell's section.
     @inlinable @inline(__always)
     static func append(_ metricBits: UInt, toLog logBits: UInt, after start: () -> Void) -> Bool {
-        let log = UnsafeMutableRawPointer(bitPattern: logBits)!
-        let block = UnsafeMutableRawPointer(bitPattern: log.load(as: UInt.self))!
-        let count = (block + 8).assumingMemoryBound(to: Atomic<Int>.self)
-        let i = count.pointee.load(ordering: .relaxed)   // only this thread stores it
+        let block = writeBlock(UnsafeMutableRawPointer(bitPattern: logBits)!)
+        let counter = count(block)
+        let i = counter.pointee.load(ordering: .relaxed)   // only this thread stores it
         guard i < blockCapacity else { return false }
         start()
-        block.storeBytes(of: metricBits, toByteOffset: 16 &+ i &* 8, as: UInt.self)
+        block.storeBytes(of: metricBits, toByteOffset: entriesOffset &+ i &* 8, as: UInt.self)
         // Publishes the entry (and the slot written before it) to a reader.
-        count.pointee.store(i &+ 1, ordering: .releasing)
+        counter.pointee.store(i &+ 1, ordering: .releasing)
         return true
     }
 
@@ -130,26 +144,23 @@ final class StartedSlotLogs: @unchecked Sendable {
         if word == 0 {
             let log = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
             let block = Self.newBlock()
-            log.storeBytes(of: UInt(bitPattern: block), as: UInt.self)                  // the writer's
-            log.storeBytes(of: UInt(bitPattern: block), toByteOffset: 8, as: UInt.self)  // the reader's
-            log.storeBytes(of: 0, toByteOffset: 16, as: Int.self)
-            // Release: a reader (acquire) sees the log's words. (Only this
-            // thread stores a log here: the exchange cannot fail.)
-            if !table[writer].compareExchange(expected: 0, desired: UInt(bitPattern: log),
-                                              ordering: .acquiringAndReleasing).exchanged {
-                Self.freeBlock(block)
-                log.deallocate()
-            }
+            log.storeBytes(of: UInt(bitPattern: block), toByteOffset: Self.writeBlockOffset, as: UInt.self)
+            log.storeBytes(of: UInt(bitPattern: block), toByteOffset: Self.readBlockOffset, as: UInt.self)
+            log.storeBytes(of: 0, toByteOffset: Self.readIndexOffset, as: Int.self)
+            // Release: a reader (acquire) sees the log's words. Only this
+            // thread stores here once the logs are enabled (a word that is
+            // still disabledBit returned above).
+            table[writer].store(UInt(bitPattern: log), ordering: .releasing)
             return
         }
         let log = UnsafeMutableRawPointer(bitPattern: word)!
-        let block = UnsafeMutableRawPointer(bitPattern: log.load(as: UInt.self))!
+        let block = Self.writeBlock(log)
         guard Self.count(block).pointee.load(ordering: .relaxed) == Self.blockCapacity else { return }
         let next = Self.newBlock()
         // Release: the reader that follows the link sees the new block's
         // words; this thread never writes the full block again.
         Self.next(block).pointee.store(UInt(bitPattern: next), ordering: .releasing)
-        log.storeBytes(of: UInt(bitPattern: next), as: UInt.self)
+        log.storeBytes(of: UInt(bitPattern: next), toByteOffset: Self.writeBlockOffset, as: UInt.self)
     }
 
     // MARK: Reader (under the collector's turn)
@@ -159,25 +170,22 @@ final class StartedSlotLogs: @unchecked Sendable {
     /// the blocks it finished. Call with the collector's turn held (or from
     /// the only reader left, close).
     func consume(into changed: ChangedSeries) {
-        for w in 0..<WriterIndices.capacity {
-            let bits = table[w].load(ordering: .acquiring) & ~Self.disabledBit
-            guard bits != 0 else { continue }
-            let log = UnsafeMutableRawPointer(bitPattern: bits)!
+        forEachLog { w, log in
             while true {
                 let block = Self.readBlock(log)!
-                var index = log.load(fromByteOffset: 16, as: Int.self)
+                var index = log.load(fromByteOffset: Self.readIndexOffset, as: Int.self)
                 let published = Self.count(block).pointee.load(ordering: .acquiring)
                 if index < published {
-                    changed.mark(all: UnsafeRawPointer(block + (16 &+ index &* 8)), count: published &- index,
-                                 writer: w)
+                    changed.mark(all: UnsafeRawPointer(block + (Self.entriesOffset &+ index &* 8)),
+                                 count: published &- index, writer: w)
                     index = published
-                    log.storeBytes(of: index, toByteOffset: 16, as: Int.self)
+                    log.storeBytes(of: index, toByteOffset: Self.readIndexOffset, as: Int.self)
                 }
                 guard index == Self.blockCapacity else { break }
                 let next = Self.next(block).pointee.load(ordering: .acquiring)
                 guard next != 0 else { break }   // the writer links one when it needs it
-                log.storeBytes(of: next, toByteOffset: 8, as: UInt.self)
-                log.storeBytes(of: 0, toByteOffset: 16, as: Int.self)
+                log.storeBytes(of: next, toByteOffset: Self.readBlockOffset, as: UInt.self)
+                log.storeBytes(of: 0, toByteOffset: Self.readIndexOffset, as: Int.self)
                 Self.freeBlock(block)
             }
         }
@@ -197,12 +205,9 @@ final class StartedSlotLogs: @unchecked Sendable {
     /// Entries not consumed yet (for tests; call when no put runs).
     var unconsumedCount: Int {
         var total = 0
-        for w in 0..<WriterIndices.capacity {
-            let bits = table[w].load(ordering: .acquiring) & ~Self.disabledBit
-            guard bits != 0 else { continue }
-            let log = UnsafeMutableRawPointer(bitPattern: bits)!
+        forEachLog { _, log in
             var block = Self.readBlock(log)
-            var index = log.load(fromByteOffset: 16, as: Int.self)
+            var index = log.load(fromByteOffset: Self.readIndexOffset, as: Int.self)
             while let b = block {
                 total += Self.count(b).pointee.load(ordering: .acquiring) - index
                 index = 0
@@ -221,22 +226,29 @@ final class StartedSlotLogs: @unchecked Sendable {
 
     private static func newBlock() -> UnsafeMutableRawPointer {
         let block = UnsafeMutableRawPointer.allocate(byteCount: blockBytes, alignment: 64)
-        block.bindMemory(to: Atomic<UInt>.self, capacity: 1).initialize(to: Atomic(0))      // next
-        (block + 8).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))  // count
+        (block + nextOffset).bindMemory(to: Atomic<UInt>.self, capacity: 1).initialize(to: Atomic(0))
+        (block + countOffset).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
         return block
     }
 
     private static func freeBlock(_ block: UnsafeMutableRawPointer) { block.deallocate() }
 
     private static func next(_ block: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<UInt>> {
-        block.assumingMemoryBound(to: Atomic<UInt>.self)
+        (block + nextOffset).assumingMemoryBound(to: Atomic<UInt>.self)
     }
 
-    private static func count(_ block: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<Int>> {
-        (block + 8).assumingMemoryBound(to: Atomic<Int>.self)
+    @inlinable @inline(__always)
+    static func count(_ block: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<Int>> {
+        (block + countOffset).assumingMemoryBound(to: Atomic<Int>.self)
+    }
+
+    /// The writer's current block (its thread only).
+    @inlinable @inline(__always)
+    static func writeBlock(_ log: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: log.load(fromByteOffset: writeBlockOffset, as: UInt.self))!
     }
 
     private static func readBlock(_ log: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
-        UnsafeMutableRawPointer(bitPattern: log.load(fromByteOffset: 8, as: UInt.self))
+        UnsafeMutableRawPointer(bitPattern: log.load(fromByteOffset: readBlockOffset, as: UInt.self))
     }
 }

@@ -8,16 +8,18 @@
  * ids ("shardId-%012d"), N in 1,000 / 10,000 / 100,000 / 1,000,000 (--quick:
  * without 1,000,000), DETAILED level, 60 s window, the system clock, no
  * periodic upload (explicit kplm_flush only), a sink that only counts. kplm
- * gets max_metrics N + 16. Puts go in a pre-shuffled random order over all
- * N keys, the same orders for both implementations (fixed seeds); with two
- * threads, each thread has its own order. Keys are created in a third
- * order, so that neither store's memory is laid out in a put order.
+ * gets max_metrics N + 16. Puts go in pre-shuffled random orders over all
+ * N keys, the same orders for both implementations (fixed seeds): each
+ * pass of a thread over the keys follows the next of four put orders (two
+ * threads are on different ones). Keys are created in a fifth order, so
+ * that no memory either store allocates is laid out in the order of the
+ * passes that are timed.
  *
  * Figures, for each N and implementation:
  *   - ns per put through handles resolved beforehand (kplm_metric_get /
  *     naive_handle_get), 1 and 2 threads, and by names (kplm_put /
  *     naive_put), 1 and 2 threads: wall time of a run / puts per thread
- *     (a run is enough passes over the order for ~2,000,000 puts per thread);
+ *     (a run is enough passes over the keys for ~2,000,000 puts per thread);
  *   - ns per put by handle on a key for the first time since the last flush
  *     (one thread, one pass over every key, timed before each flush below);
  *   - flush ms with every key new (each key put once since the last flush);
@@ -64,11 +66,18 @@ static long target_puts = 2000000;   /* puts per thread per timed run */
 static unsigned child_timeout = 120; /* seconds; a child still running is killed (SIGALRM) */
 
 static char *shards;                 /* shard id of key k at shards + k * SHARD_LEN */
-/* Three shuffles of 0..N-1 (see make_orders): orders[0] and orders[1] are
- * the put orders of threads 0 and 1, orders[2] the order keys are created
- * in. Creating keys in the order they are then put would lay each key's
- * memory out in put order: a "random" pass would walk memory sequentially. */
-static uint32_t *orders[3];
+/* Shuffles of 0..N-1 (see make_orders): orders[0..PUT_ORDERS-1] are put
+ * orders, orders[CREATION_ORDER] the order keys are created in. A pass of
+ * puts follows the next put order after the one its thread followed in its
+ * previous pass. Memory a store allocates at a put (kplm's writer cells at a
+ * thread's first put on a key, the naive store's bucket of a new second) is
+ * laid out in the order of the pass that allocated it: were every pass to
+ * follow one order, or keys created in the order they are then put, a
+ * "random" pass would walk that memory sequentially, which the hardware
+ * prefetchers stream. */
+#define PUT_ORDERS 4
+#define CREATION_ORDER PUT_ORDERS
+static uint32_t *orders[PUT_ORDERS + 1];
 
 enum { KPLM, NAIVE, IMPLS };
 static const char *const impl_names[IMPLS] = {"kplm", "naive"};
@@ -131,7 +140,7 @@ static uint64_t rng_next(void) {
 /* orders[t][0..n-1]: a shuffle of 0..n-1 for each t (fresh per N, made
  * in the parent before forking, so both implementations get the same). */
 static void make_orders(uint32_t n) {
-    for (int t = 0; t < 3; t++) {
+    for (int t = 0; t <= PUT_ORDERS; t++) {
         rng_state = 0x9E3779B97F4A7C15ULL + (uint64_t)t * 7919 + n;
         uint32_t *o = orders[t];
         for (uint32_t i = 0; i < n; i++) o[i] = i;
@@ -241,7 +250,7 @@ static void store_snapshots(store *s) {
 
 typedef struct {
     store *s;
-    const uint32_t *order;
+    int first_order;   /* pass p follows orders[(first_order + p) % PUT_ORDERS] */
     uint32_t n;
     long passes;
     pthread_barrier_t *start;
@@ -252,14 +261,15 @@ typedef struct {
     static void *fn_name(void *arg) {                                    \
         work *w = arg;                                                   \
         store *s = w->s;                                                 \
-        const uint32_t *order = w->order;                                \
         pthread_barrier_wait(w->start);                                  \
         w->began = now_s();                                              \
-        for (long p = 0; p < w->passes; p++)                             \
+        for (long p = 0; p < w->passes; p++) {                           \
+            const uint32_t *order = orders[(w->first_order + p) % PUT_ORDERS]; \
             for (uint32_t i = 0; i < w->n; i++) {                        \
                 uint32_t k = order[i];                                   \
                 stmt;                                                    \
             }                                                            \
+        }                                                                \
         w->ended = now_s();                                              \
         return NULL;                                                     \
     }
@@ -276,7 +286,12 @@ static long passes_for(uint32_t n) {
     return p < 1 ? 1 : p;
 }
 
-/* One run on `threads` threads (thread t follows orders[t]); returns the
+/* The put order the next run's thread 0 starts with (runs go on with the
+ * rotation where the previous one stopped). */
+static int next_order;
+
+/* One run on `threads` threads (thread t starts with put order
+ * next_order + t); returns the
  * wall time from the first thread's start to the last one's end, in ns per
  * put per thread. (Each thread reads the clock itself: a main thread
  * descheduled after the barrier would read it late.) */
@@ -286,10 +301,11 @@ static double run_puts(void *(*loop)(void *), store *s, int threads) {
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, (unsigned)threads + 1);
     for (int i = 0; i < threads; i++) {
-        w[i] = (work){s, orders[i], s->n, passes_for(s->n), &start, 0, 0};
+        w[i] = (work){s, next_order + i, s->n, passes_for(s->n), &start, 0, 0};
         if (pthread_create(&t[i], NULL, loop, &w[i]) != 0) die("pthread_create", "failed");
     }
     pthread_barrier_wait(&start);
+    next_order = (int)((next_order + passes_for(s->n)) % PUT_ORDERS);
     double began = 0, ended = 0;
     for (int i = 0; i < threads; i++) {
         pthread_join(t[i], NULL);
@@ -331,7 +347,7 @@ static void run_one(int impl, uint32_t n, result *res) {
      * one put (by names) each. */
     long rss0 = rss_bytes();
     store_new(s);
-    for (uint32_t i = 0; i < n; i++) put_name_once(s, orders[2][i]);
+    for (uint32_t i = 0; i < n; i++) put_name_once(s, orders[CREATION_ORDER][i]);
     long rss1 = rss_bytes();
     res->value[F_BYTES] = (double)(rss1 - rss0) / n;
 
@@ -459,10 +475,11 @@ int main(int argc, char **argv) {
 
     uint32_t max_n = all_sizes[size_count - 1];
     shards = malloc((size_t)max_n * SHARD_LEN);
-    orders[0] = malloc((size_t)max_n * sizeof(uint32_t));
-    orders[1] = malloc((size_t)max_n * sizeof(uint32_t));
-    orders[2] = malloc((size_t)max_n * sizeof(uint32_t));
-    if (!shards || !orders[0] || !orders[1] || !orders[2]) die("malloc", "out of memory");
+    for (int t = 0; t <= PUT_ORDERS; t++) {
+        orders[t] = malloc((size_t)max_n * sizeof(uint32_t));
+        if (!orders[t]) die("malloc", "out of memory");
+    }
+    if (!shards) die("malloc", "out of memory");
     for (uint32_t k = 0; k < max_n; k++) snprintf(shards + (size_t)k * SHARD_LEN, SHARD_LEN, "shardId-%012u", k);
 
     static result res[MAX_SIZES][IMPLS];

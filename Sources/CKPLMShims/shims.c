@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "kplm_shims.h"
@@ -241,6 +243,7 @@ typedef struct pool_chunk {
 typedef struct {
     pthread_mutex_t lock;
     size_t block_bytes;
+    uint32_t header_blocks;                      /* blocks at a chunk's start not handed out */
     pool_chunk *chunks;                          /* every chunk */
     pool_chunk *partial_head, *partial_tail;     /* allocations come from the head */
     long chunk_count;
@@ -248,13 +251,42 @@ typedef struct {
     long live;
 } block_pool;
 
+/* A chunk of lines keeps its writers' dense cell regions (see
+ * kplm_shims.h) in the eight lines after its header: one word a writer index. */
+#define LINE_CHUNK_HEADER_BLOCKS (1 + KPLMSHIM_MAX_WRITERS * 8 / 64)
+_Static_assert(sizeof(pool_chunk) <= KPLMSHIM_DENSE_REGIONS_OFFSET, "the regions follow the chunk's bookkeeping");
+_Static_assert(KPLMSHIM_DENSE_REGION_BYTES == POOL_CHUNK_BYTES / 64 * KPLMSHIM_DENSE_CELL_BYTES,
+               "a region has a cell for every line of its chunk");
+
 static block_pool pools[2] = {
-    {PTHREAD_MUTEX_INITIALIZER, 64, NULL, NULL, NULL, 0, 0, 0},
-    {PTHREAD_MUTEX_INITIALIZER, 128, NULL, NULL, NULL, 0, 0, 0},
+    {PTHREAD_MUTEX_INITIALIZER, 64, LINE_CHUNK_HEADER_BLOCKS, NULL, NULL, NULL, 0, 0, 0},
+    {PTHREAD_MUTEX_INITIALIZER, 128, 1, NULL, NULL, NULL, 0, 0, 0},
 };
 
-/* Blocks a chunk hands out (its first one is its header). */
-static uint32_t pool_blocks_per_chunk(const block_pool *p) { return (uint32_t)(POOL_CHUNK_BYTES / p->block_bytes) - 1; }
+/* Blocks a chunk hands out. */
+static uint32_t pool_blocks_per_chunk(const block_pool *p) {
+    return (uint32_t)(POOL_CHUNK_BYTES / p->block_bytes) - p->header_blocks;
+}
+
+/* A chunk of lines' region words. */
+static uintptr_t *dense_regions(void *chunk) {
+    return (uintptr_t *)((char *)chunk + KPLMSHIM_DENSE_REGIONS_OFFSET);
+}
+
+static long dense_regions_mapped;   /* atomic: regions mapped now, for tests */
+
+/* Unmaps the regions of a chunk of lines whose lines are all free (so no
+ * cell of them is in use, and no line of the chunk can be passed to
+ * kplmshim_dense_cell until one is allocated again, under the pool's lock). */
+static void dense_regions_unmap(pool_chunk *c) {
+    uintptr_t *regions = dense_regions(c);
+    for (int w = 0; w < KPLMSHIM_MAX_WRITERS; w++) {
+        if (!regions[w]) continue;
+        munmap((void *)regions[w], KPLMSHIM_DENSE_REGION_BYTES);
+        regions[w] = 0;
+        __atomic_fetch_sub(&dense_regions_mapped, 1, __ATOMIC_RELAXED);
+    }
+}
 
 static void partial_append(block_pool *p, pool_chunk *c) {
     c->partial_prev = p->partial_tail;
@@ -279,12 +311,13 @@ static pool_chunk *chunk_new(block_pool *p) {
     if (p->chunks) p->chunks->prev = c;
     p->chunks = c;
     c->free_blocks = NULL;
-    c->fresh = 1;
+    c->fresh = p->header_blocks;
+    if (p == &pools[KPLMSHIM_POOL_LINES]) memset(dense_regions(c), 0, KPLMSHIM_MAX_WRITERS * sizeof(uintptr_t));
     c->free_count = pool_blocks_per_chunk(p);
     p->chunk_count++;
     p->empty_chunks++;
     partial_append(p, c);
-    pool_poison((char *)c + p->block_bytes, POOL_CHUNK_BYTES - p->block_bytes);
+    pool_poison((char *)c + p->header_blocks * p->block_bytes, POOL_CHUNK_BYTES - p->header_blocks * p->block_bytes);
     return c;
 }
 
@@ -346,6 +379,7 @@ void kplmshim_block_free(int pool, void *block) {
      * older chunks fill first, so that emptied ones can be given back). */
     if (c->free_count++ == 0) partial_append(p, c);
     if (c->free_count == pool_blocks_per_chunk(p)) {
+        if (p == &pools[KPLMSHIM_POOL_LINES]) dense_regions_unmap(c);
         /* Empty: kept if it is the only empty chunk (a reserve against
          * allocating and freeing a chunk at every key), else given back. */
         if (p->empty_chunks > 0) chunk_release(p, c);
@@ -353,6 +387,31 @@ void kplmshim_block_free(int pool, void *block) {
     }
     pthread_mutex_unlock(&p->lock);
 }
+
+void *kplmshim_dense_cell(const void *line, int writer) {
+    if (writer < 0 || writer >= KPLMSHIM_MAX_WRITERS) return NULL;
+    uintptr_t a = (uintptr_t)line;
+    uintptr_t *word = dense_regions((void *)(a & ~(POOL_CHUNK_BYTES - 1))) + writer;
+    uintptr_t region = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    if (!region) {
+        /* Untouched pages cost no memory: a writer that puts on one key of
+         * the chunk makes one page resident. */
+        void *made = mmap(NULL, KPLMSHIM_DENSE_REGION_BYTES, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (made == MAP_FAILED) return NULL;
+        uintptr_t expected = 0;
+        if (__atomic_compare_exchange_n(word, &expected, (uintptr_t)made, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            region = (uintptr_t)made;
+            __atomic_fetch_add(&dense_regions_mapped, 1, __ATOMIC_RELAXED);
+        } else {
+            munmap(made, KPLMSHIM_DENSE_REGION_BYTES);
+            region = expected;
+        }
+    }
+    return (void *)(region + ((a & (POOL_CHUNK_BYTES - 1)) >> 6) * KPLMSHIM_DENSE_CELL_BYTES);
+}
+
+long kplmshim_dense_regions_mapped(void) { return __atomic_load_n(&dense_regions_mapped, __ATOMIC_RELAXED); }
 
 long kplmshim_blocks_live(int pool) {
     if (pool < 0 || pool > 1) return 0;

@@ -6,9 +6,10 @@ import Synchronization
 import XCTest
 @testable import KPLM
 
-/// The shims' block pools (header lines and writer cells, issue #13): what
-/// they hand out is aligned, distinct and whole, and every key gives its
-/// blocks back when its manager goes.
+/// The shims' block pools (header lines and writer cells, issue #13) and
+/// the dense writer cells beside the lines: what they hand out is aligned,
+/// distinct and whole, and every key gives its blocks back when its manager
+/// goes.
 final class BlockPoolTests: XCTestCase {
     private let lines = Int32(KPLMSHIM_POOL_LINES)
     private let cells = Int32(KPLMSHIM_POOL_CELLS)
@@ -44,7 +45,9 @@ final class BlockPoolTests: XCTestCase {
     func testEmptiedChunksAreGivenBack() {
         for (pool, size) in [(lines, 64), (cells, 128)] {
             let chunksBefore = kplmshim_block_chunks(pool)
-            let perChunk = 64 * 1024 / size - 1   // the first block is the chunk's header
+            // The first block is the chunk's header; a chunk of lines keeps
+            // its dense cells' region words in the next eight.
+            let perChunk = 64 * 1024 / size - (pool == lines ? 9 : 1)
             // Twenty chunks' worth: more than the free blocks other tests
             // left in partly used chunks, so new chunks are carved.
             let blocks = (0..<(20 * perChunk)).map { _ in kplmshim_block_alloc(pool)! }
@@ -54,11 +57,58 @@ final class BlockPoolTests: XCTestCase {
         }
     }
 
+    /// Dense cells (one region per chunk of lines and writer index): each
+    /// (line, writer) has its own 128 bytes, aligned, zero until first used,
+    /// overlapping no other cell nor any line; the regions of a chunk are
+    /// unmapped when its last line is freed.
+    func testDenseCellsAreDistinctAlignedAndGoWithTheirChunk() {
+        let writers: [Int32] = [0, 1, Int32(KPLMSHIM_MAX_WRITERS) - 1]
+        let regionsBefore = kplmshim_dense_regions_mapped()
+        let perChunk = 1024 - 9   // the chunk's bookkeeping and region words take nine lines
+        let blocks = (0..<(4 * perChunk)).map { _ in kplmshim_block_alloc(lines)! }
+        // The chunks whose every line is one of these (fresh ones: at least three).
+        let byChunk = Dictionary(grouping: blocks) { UInt(bitPattern: $0) & ~0xFFFF }
+        let whole = byChunk.filter { $0.value.count == perChunk }
+        XCTAssertGreaterThanOrEqual(whole.count, 3)
+        var seen = Set<UInt>()
+        for (i, line) in blocks.enumerated() {
+            for w in writers {
+                guard let cell = kplmshim_dense_cell(line, w) else { return XCTFail("no dense cell") }
+                XCTAssertEqual(Int(bitPattern: cell) % 128, 0, "cell of line \(i), writer \(w) not aligned")
+                XCTAssertTrue(seen.insert(UInt(bitPattern: cell)).inserted, "a cell handed out twice")
+                XCTAssertEqual(kplmshim_dense_cell(line, w), cell, "the same line and writer, another cell")
+                let bytes = UnsafeMutableRawBufferPointer(start: cell, count: 128)
+                if whole[UInt(bitPattern: line) & ~0xFFFF] != nil {
+                    XCTAssertTrue(bytes.allSatisfy { $0 == 0 }, "a fresh region's cell is not zero")
+                }
+                bytes.copyBytes(from: repeatElement(UInt8(truncatingIfNeeded: i &+ Int(w)), count: 128))
+            }
+            line.initializeMemory(as: UInt8.self, repeating: 0xEE, count: 64)
+        }
+        XCTAssertNil(kplmshim_dense_cell(blocks[0], Int32(KPLMSHIM_MAX_WRITERS)))
+        XCTAssertGreaterThanOrEqual(kplmshim_dense_regions_mapped() - regionsBefore, whole.count * writers.count)
+        // Nothing overlaps: each cell still holds its own bytes, each line its own.
+        for (i, line) in blocks.enumerated() {
+            for w in writers {
+                let bytes = UnsafeRawBufferPointer(start: kplmshim_dense_cell(line, w), count: 128)
+                XCTAssertTrue(bytes.allSatisfy { $0 == UInt8(truncatingIfNeeded: i &+ Int(w)) }, "cell \(i) overwritten")
+            }
+            XCTAssertTrue(UnsafeRawBufferPointer(start: line, count: 64).allSatisfy { $0 == 0xEE }, "line \(i) overwritten")
+        }
+        let regionsWhileHeld = kplmshim_dense_regions_mapped()
+        for b in blocks { kplmshim_block_free(lines, b) }
+        XCTAssertLessThanOrEqual(kplmshim_dense_regions_mapped(), regionsWhileHeld - whole.count * writers.count,
+                                 "the regions of emptied chunks are still mapped")
+        XCTAssertGreaterThanOrEqual(kplmshim_dense_regions_mapped(), regionsBefore)
+    }
+
     func testAManagersKeysGiveTheirBlocksBack() throws {
         // The placeholder cell of removed keys: allocated once, never freed.
         _ = WriterCell.retiredPlaceholderBits
         let linesBefore = kplmshim_blocks_live(lines)
         let cellsBefore = kplmshim_blocks_live(cells)
+        let chunksBefore = kplmshim_block_chunks(lines)
+        let regionsBefore = kplmshim_dense_regions_mapped()
         let keys = 1000, threads = 3
         do {
             var c = MetricsConfiguration()
@@ -72,14 +122,26 @@ final class BlockPoolTests: XCTestCase {
                 for h in handles { try! h.put(1) }
             }
             if CellCollector.isAvailable {
-                // A cell per (thread, key) that put (concurrentPerform may
-                // run the iterations on fewer threads than it was given).
-                XCTAssertGreaterThanOrEqual(kplmshim_blocks_live(cells) - cellsBefore, keys)
+                // A cell per (thread, key) that put, the dense cell of its
+                // writer index for the key's line (concurrentPerform may run
+                // the iterations on fewer threads than it was given). The
+                // pool of cells keeps only the placeholder.
+                for h in handles {
+                    let used = (0..<WriterIndices.capacity).filter { h.cellTable.load($0) != 0 }
+                    XCTAssertFalse(used.isEmpty)
+                    for w in used {
+                        XCTAssertEqual(h.cellTable.load(w), UInt(bitPattern: kplmshim_dense_cell(h.header.address, Int32(w))))
+                    }
+                }
+                XCTAssertEqual(kplmshim_blocks_live(cells), cellsBefore)
             }
             try m.close()
         }
         XCTAssertEqual(kplmshim_blocks_live(lines), linesBefore, "header lines not given back")
-        XCTAssertEqual(kplmshim_blocks_live(cells), cellsBefore, "cells not given back")
+        // Chunks that held other lines before keep the regions this test's
+        // threads made in them; the others' are unmapped.
+        XCTAssertLessThanOrEqual(kplmshim_dense_regions_mapped(), regionsBefore + threads * chunksBefore,
+                                 "dense cells not given back")
     }
 
     /// A fork while another thread allocates and frees blocks without

@@ -3,6 +3,8 @@
 #ifndef KPLM_SHIMS_H
 #define KPLM_SHIMS_H
 
+#include <stdint.h>
+
 /** Names the calling thread (at most 15 bytes are kept). Best effort. */
 void kplmshim_set_thread_name(const char *name);
 
@@ -134,6 +136,51 @@ void kplmshim_fork_generation_watch(void);
 /** The pools: a block of KPLMSHIM_POOL_LINES is 64 bytes, one of
  * KPLMSHIM_POOL_CELLS 128 bytes. */
 enum { KPLMSHIM_POOL_LINES = 0, KPLMSHIM_POOL_CELLS = 1 };
+
+/* ---- Dense writer cells ---------------------------------------------------
+ * Each writer index's cells of the keys whose header lines share a chunk of
+ * KPLMSHIM_POOL_LINES sit in one region of that chunk and writer, in the
+ * order of the lines: the cell of writer w for the line at offset 64 * j of
+ * its chunk is at region(w) + 128 * j. The chunk keeps the regions'
+ * addresses (one word a writer index, after its bookkeeping), so a put finds
+ * its cell's address from the line's address and a word that the chunk's
+ * other 1,000-odd keys share (in the cache), without waiting for the line:
+ * the two misses of a put at many keys overlap (issue #13). A region (128
+ * KiB of address space, mapped when the writer first needs a cell of the
+ * chunk) makes resident only the pages its cells are on; the regions of a
+ * chunk are unmapped when its last line in use is freed. */
+
+/** Bytes of a dense cell (a WriterCell). */
+#define KPLMSHIM_DENSE_CELL_BYTES 128
+/** Bytes of a region: a cell for each line of a 64 KiB chunk. */
+#define KPLMSHIM_DENSE_REGION_BYTES (1024 * KPLMSHIM_DENSE_CELL_BYTES)
+/** Where a chunk of lines keeps its region words (bytes from its start). */
+#define KPLMSHIM_DENSE_REGIONS_OFFSET 64
+
+/** The cell of writer index `writer` for the header line `line` (a block of
+ * KPLMSHIM_POOL_LINES in use), its region mapped if it was not; NULL when
+ * out of memory or for a writer index out of range. The memory of a cell
+ * never used since its region was mapped is zero; a cell's user initialises
+ * it before first use and releases what it points to when done, before its
+ * line is freed. Thread-safe. */
+void *kplmshim_dense_cell(const void *line, int writer);
+
+/** Regions mapped now (for tests: a chunk's go when its lines are all free). */
+long kplmshim_dense_regions_mapped(void);
+
+/** Starts loading the dense cell of writer index `writer_plus1 - 1` (1 to
+ * KPLMSHIM_MAX_WRITERS) for the header line `line` (in use), if its region
+ * is mapped: a hint, for a put about to read the line and then its cell. */
+static inline void kplmshim_prefetch_dense_cell(const void *line, int writer_plus1) {
+    uintptr_t a = (uintptr_t)line;
+    const uintptr_t *words = (const uintptr_t *)((a & ~(uintptr_t)0xFFFF) + KPLMSHIM_DENSE_REGIONS_OFFSET);
+    uintptr_t region = __atomic_load_n(&words[writer_plus1 - 1], __ATOMIC_RELAXED);
+    if (region) {
+        const char *cell = (const char *)(region + ((a & 0xFFFF) >> 6) * KPLMSHIM_DENSE_CELL_BYTES);
+        __builtin_prefetch(cell, 1, 3);
+        __builtin_prefetch(cell + 64, 1, 3);
+    }
+}
 
 /** A block of `pool` (uninitialised), or NULL when out of memory. */
 void *kplmshim_block_alloc(int pool);

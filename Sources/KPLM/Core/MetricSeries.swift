@@ -201,7 +201,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         for i in 0..<WriterIndices.capacity {
             let bits = cells.load(i)
             if bits != 0 && bits != WriterCell.retiredPlaceholderBits {
-                WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!).deallocate()
+                WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!).releaseDense()
             }
         }
         attached.load(ordering: .acquiring)?.release()
@@ -222,7 +222,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
 
     @inline(never)
     func createCell(_ writer: Int) -> WriterCell {
-        let created = WriterCell.allocate()
+        let created = WriterCell.dense(of: header, writer: writer)
         let bits = UInt(bitPattern: created.base)
         let (exchanged, existing) = cells.entry(writer).pointee.compareExchange(
             expected: 0, desired: bits, ordering: .acquiringAndReleasing)
@@ -233,7 +233,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         // The series was removed as idle (the entry holds the placeholder,
         // whose put reports it), or, which cannot happen (one owner per
         // index at a time), another cell was published: use what is there.
-        created.deallocate()
+        // (The dense cell stays unused: nothing to free.)
         return WriterCell(base: UnsafeMutableRawPointer(bitPattern: existing)!)
     }
 

@@ -142,8 +142,13 @@ package struct MetricHeader {
     @inlinable @inline(__always)
     package func tryPutCommonCase(_ value: Double) -> Bool {
         let writerPlus1 = Int(kplmshim_writer_raw())   // this thread's writer index + 1, or <= 0
+        guard _fastPath(writerPlus1 > 0) else { return false }
+        // The cell's address follows from this line's (dense cells): start
+        // loading it now, so that at many keys its miss overlaps the line's
+        // instead of following it (the line holds the address the put uses).
+        kplmshim_prefetch_dense_cell(words, Int32(writerPlus1))
         let tagged = words[Self.metricWordIndex].load(ordering: .relaxed)
-        guard _fastPath(writerPlus1 > 0 && tagged & Self.flagMask != 0) else { return false }
+        guard _fastPath(tagged & Self.flagMask != 0) else { return false }
         return Self.tryPut(value, cellBits: cells.load(writerPlus1: writerPlus1), flags: tagged,
                            gate: gateWord, generation: generation, writerPlus1: writerPlus1, header: words)
     }

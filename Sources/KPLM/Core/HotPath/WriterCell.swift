@@ -109,11 +109,34 @@ struct WriterCell {
 
     /// Allocates an empty cell (active slot 0, both slots empty), from the
     /// shims' pool of cells (128-byte blocks, 128-byte aligned, side by side).
+    /// (For the placeholder of removed keys: a metric's cells are dense, see
+    /// ``dense(of:writer:)``.)
     static func allocate() -> WriterCell {
         // (Out of memory traps, as any Swift allocation does.)
         guard let base = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_CELLS)) else {
             fatalError("kplm: out of memory")
         }
+        return initialize(base)
+    }
+
+    /// The cell of writer index `writer` for the metric whose header line is
+    /// `header`, made empty (active slot 0, both slots empty). Its place
+    /// follows from the line's (`kplmshim_dense_cell`: the cells of one
+    /// writer index for the lines of a chunk sit in one region, in the
+    /// lines' order), so that a put can start loading it before the line
+    /// arrives (``MetricHeader/tryPutCommonCase(_:)``). Call only for a cell
+    /// that is not in the metric's table: nobody else uses it. Released with
+    /// ``releaseDense()``; never freed (its line is).
+    static func dense(of header: MetricHeader, writer: Int) -> WriterCell {
+        // (Out of memory traps, as any Swift allocation does.)
+        guard let base = kplmshim_dense_cell(header.address, Int32(writer)) else {
+            fatalError("kplm: out of memory")
+        }
+        return initialize(base)
+    }
+
+    /// Makes the 128 bytes at `base` an empty cell.
+    private static func initialize(_ base: UnsafeMutableRawPointer) -> WriterCell {
         base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
         (base + Offset.sequence).bindMemory(to: Atomic<UInt>.self, capacity: 1).initialize(to: Atomic(0))
         (base + Offset.active).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
@@ -124,9 +147,10 @@ struct WriterCell {
         return WriterCell(base: base)
     }
 
-    func deallocate() {
+    /// Frees what a dense cell points to (its slots' distribution counts),
+    /// when its metric goes: the cell's memory goes with its header line.
+    func releaseDense() {
         for index in 0..<2 { if let b = buckets(index) { CellBuckets.deallocate(b) } }
-        kplmshim_block_free(Int32(KPLMSHIM_POOL_CELLS), base)
     }
 
     /// Slot `index`'s distribution counts, if made (0 or 1 only).

@@ -174,9 +174,20 @@ final class CKeyIndex: @unchecked Sendable {
     /// 100,000 keys, each entry read is a cache miss).
     private static let tagMask: UInt = 15
 
-    /// The current table: capacity (Int), then `capacity` slots (0 = empty,
-    /// ``tombstone``, or an entry's address with its tag: see ``tagMask``).
+    /// The current table: capacity (Int) and a word of padding, then
+    /// `capacity` slots of two words (16 bytes, 16-byte aligned: a slot never
+    /// straddles two lines): the entry word (0 = empty, ``tombstone``, or an
+    /// entry's address with its tag: see ``tagMask``), then the line hint
+    /// (see ``place(_:in:)``).
     private let table = Atomic<UInt>(0)
+    /// Bytes before the first slot.
+    private static let tableHeadBytes = 16
+
+    /// Slot `i`'s entry word, in table `t` (its line hint is the next word).
+    @inline(__always)
+    private static func slot(_ i: Int, in t: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<UInt>> {
+        (t + tableHeadBytes).assumingMemoryBound(to: Atomic<UInt>.self) + 2 &* i
+    }
 
     /// What was unlinked and waits for the readers that may see it.
     private struct Limbo {
@@ -245,7 +256,7 @@ final class CKeyIndex: @unchecked Sendable {
         let writer = Int(kplmshim_writer_raw())
         guard writer > 0 && KeyIndexReaders.isAvailable else { return .missing }
         let section = KeyIndexReaders.enter(writer)
-        guard let entry = find(a) else {
+        guard let entry = find(a, writerPlus1: writer) else {
             KeyIndexReaders.leave(section)
             return .missing
         }
@@ -266,20 +277,25 @@ final class CKeyIndex: @unchecked Sendable {
     /// The entry of these arguments, if any. Call inside a read section
     /// (the result is borrowed, valid until it ends).
     @inline(__always)
-    private func find<Arguments: IndexedArguments>(_ a: Arguments) -> UnsafeRawPointer? {
+    private func find<Arguments: IndexedArguments>(_ a: Arguments, writerPlus1: Int) -> UnsafeRawPointer? {
         let bits = table.load(ordering: .acquiring)
         guard bits != 0 else { return nil }
         let t = UnsafeMutableRawPointer(bitPattern: bits)!
         let mask = t.load(as: Int.self) &- 1
-        let slots = (t + 8).assumingMemoryBound(to: Atomic<UInt>.self)
         var i = Int(truncatingIfNeeded: a.hash) & mask
         let tag = Self.tag(a.hash)
         while true {
             // Acquire: an entry is published by a release store after it was
-            // filled in.
-            let e = slots[i].load(ordering: .acquiring)
+            // filled in (and after its slot's line hint).
+            let slot = Self.slot(i, in: t)
+            let e = slot.pointee.load(ordering: .acquiring)
             if e == 0 { return nil }
             if e & Self.tagMask == tag && e != Self.tombstone {
+                // Start loading this thread's cell of the entry's metric
+                // before the entry arrives (see place(_:in:)): at many keys
+                // the entry's miss and the cell's overlap.
+                kplmshim_prefetch_dense_cell(UnsafeRawPointer(bitPattern: slot[1].load(ordering: .relaxed)),
+                                             Int32(truncatingIfNeeded: writerPlus1))
                 let entry = UnsafeRawPointer(bitPattern: e & ~Self.tagMask)!
                 if entry.load(as: UInt64.self) == a.hash && a.matches(body: entry + Self.headBytes) {
                     return entry
@@ -427,19 +443,18 @@ final class CKeyIndex: @unchecked Sendable {
     /// The entries linked in table `t` (for a rebuild, and the deinit).
     private static func linkedEntries(of t: UnsafeMutableRawPointer) -> [UnsafeMutableRawPointer] {
         let capacity = t.load(as: Int.self)
-        let slots = (t + 8).assumingMemoryBound(to: Atomic<UInt>.self)
         return (0..<capacity).compactMap { i in
-            let e = slots[i].load(ordering: .relaxed)
+            let e = slot(i, in: t).pointee.load(ordering: .relaxed)
             return e == tombstone ? nil : UnsafeMutableRawPointer(bitPattern: e & ~tagMask)
         }
     }
 
     private static func makeTable(capacity: Int, entries: some Sequence<UnsafeMutableRawPointer>)
         -> UnsafeMutableRawPointer {
-        let t = UnsafeMutableRawPointer.allocate(byteCount: 8 + capacity * 8, alignment: 8)
+        let t = UnsafeMutableRawPointer.allocate(byteCount: tableHeadBytes + capacity * 16, alignment: 16)
         t.storeBytes(of: capacity, as: Int.self)
-        let slots = (t + 8).bindMemory(to: Atomic<UInt>.self, capacity: capacity)
-        for i in 0..<capacity { (slots + i).initialize(to: Atomic(0)) }
+        let words = (t + tableHeadBytes).bindMemory(to: Atomic<UInt>.self, capacity: 2 * capacity)
+        for i in 0..<(2 * capacity) { (words + i).initialize(to: Atomic(0)) }
         for e in entries { _ = place(e, in: t) }
         return t
     }
@@ -447,15 +462,28 @@ final class CKeyIndex: @unchecked Sendable {
     /// Links `entry` at the first free slot of its probe sequence; returns
     /// whether that slot held a tombstone. A reader probing past the slot
     /// meanwhile sees either the tombstone or the entry: both let it go on.
+    ///
+    /// The slot's second word, its line hint, is the header line of the
+    /// entry's metric, stored before the entry word's release store: a
+    /// lookup that matches the slot's tag starts loading its thread's dense
+    /// cell of that line (`kplmshim_prefetch_dense_cell`) before it reads
+    /// the entry (issue #13: a put by names read the slot, then the entry,
+    /// then the cell, three misses in a row at 100,000 keys). It is a hint
+    /// only: the put uses the cell address the entry gives. It may be the line
+    /// of an entry unlinked since, which read sections keep alive like the
+    /// entry, or of the entry placed there since: a live line either way,
+    /// whose chunk the prefetch reads a word of.
     @discardableResult
     private static func place(_ entry: UnsafeMutableRawPointer, in t: UnsafeMutableRawPointer) -> Bool {
         let mask = t.load(as: Int.self) - 1
-        let slots = (t + 8).assumingMemoryBound(to: Atomic<UInt>.self)
         var i = Int(truncatingIfNeeded: entry.load(as: UInt64.self)) & mask
         while true {
-            let e = slots[i].load(ordering: .relaxed)
+            let slot = slot(i, in: t)
+            let e = slot.pointee.load(ordering: .relaxed)
             if e == 0 || e == tombstone {
-                slots[i].store(slotBits(entry), ordering: .releasing)
+                let line = entry.load(fromByteOffset: 8, as: UInt.self) & ~MetricHeader.flagMask
+                slot[1].store(line, ordering: .relaxed)
+                slot.pointee.store(slotBits(entry), ordering: .releasing)
                 return e == tombstone
             }
             i = (i + 1) & mask
@@ -465,13 +493,14 @@ final class CKeyIndex: @unchecked Sendable {
     /// Replaces `entry`'s slot in `t` with a tombstone.
     private static func unlink(_ entry: UnsafeMutableRawPointer, from t: UnsafeMutableRawPointer) {
         let mask = t.load(as: Int.self) - 1
-        let slots = (t + 8).assumingMemoryBound(to: Atomic<UInt>.self)
         var i = Int(truncatingIfNeeded: entry.load(as: UInt64.self)) & mask
         let bits = slotBits(entry)
         while true {
-            let e = slots[i].load(ordering: .relaxed)
+            let e = slot(i, in: t).pointee.load(ordering: .relaxed)
             if e == bits {
-                slots[i].store(tombstone, ordering: .releasing)
+                // (The line hint stays: a lookup reading it now still sees
+                // a live line, see place(_:in:).)
+                slot(i, in: t).pointee.store(tombstone, ordering: .releasing)
                 return
             }
             if e == 0 { return }   // not linked here (cannot happen)
@@ -482,11 +511,10 @@ final class CKeyIndex: @unchecked Sendable {
     /// Whether `a` has an entry in `t` (for insert, under the lock).
     private static func lookUp<Arguments: IndexedArguments>(_ a: Arguments, in t: UnsafeMutableRawPointer) -> Bool {
         let mask = t.load(as: Int.self) - 1
-        let slots = (t + 8).assumingMemoryBound(to: Atomic<UInt>.self)
         var i = Int(truncatingIfNeeded: a.hash) & mask
         let tag = tag(a.hash)
         while true {
-            let e = slots[i].load(ordering: .relaxed)
+            let e = slot(i, in: t).pointee.load(ordering: .relaxed)
             if e == 0 { return false }
             if e & tagMask == tag && e != tombstone {
                 let entry = UnsafeRawPointer(bitPattern: e & ~tagMask)!

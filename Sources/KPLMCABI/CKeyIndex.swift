@@ -154,17 +154,18 @@ final class CKeyIndex: @unchecked Sendable {
     ///      8  the metric's header line (see ``MetricHeader``) | its flags
     ///         (the metric is unretained: kept alive by the registry while
     ///         the entry is linked, then by this index's limbo)
-    ///     16  copies of the cell addresses of writer indices 0-3
-    ///         (``cachedCells``), each 0 until that writer's first put through
-    ///         the entry, then its cell (never the removed-key placeholder)
-    ///     48  the arguments' body (``IndexedArguments``)
+    ///     16  cells: bit w set once a put through the entry found writer
+    ///         index w's cell in the metric's table (never for the removed-key
+    ///         placeholder). The cell is then the dense cell of w for the
+    ///         header line (`kplmshim_dense_cell_of`: a metric's cells are
+    ///         its line's dense cells), found without reading the line.
+    ///     24  the arguments' body (``IndexedArguments``)
     ///
-    /// Issue #13: with a copy of its cell in the entry, a put by names reads
-    /// the slot, the entry and the cell, not the header line between them.
-    /// A metric's cells live as long as its series, which outlives the entry.
-    private static let headBytes = 48
-    /// Writer indices whose cell addresses an entry copies.
-    private static let cachedCells = 4
+    /// Issue #13: a put by names reads the slot, the entry and the cell
+    /// (whose loading the slot's line hint starts early), not the header
+    /// line. A metric's cells live as long as its series, which outlives the
+    /// entry.
+    private static let headBytes = 24
     /// A slot whose entry was removed: probing goes on past it.
     private static let tombstone: UInt = 1
     /// A slot holds its entry's address (16-byte aligned) with a tag in the
@@ -434,8 +435,7 @@ final class CKeyIndex: @unchecked Sendable {
         entry.storeBytes(of: a.hash, as: UInt64.self)
         entry.storeBytes(of: UInt(bitPattern: metric.header.address) | metric.header.flags,
                          toByteOffset: 8, as: UInt.self)
-        let copies = (entry + 16).bindMemory(to: Atomic<UInt>.self, capacity: cachedCells)
-        for i in 0..<cachedCells { (copies + i).initialize(to: Atomic(0)) }
+        (entry + 16).bindMemory(to: Atomic<UInt64>.self, capacity: 1).initialize(to: Atomic(0))
         a.write(body: entry + headBytes)
         return entry
     }
@@ -531,32 +531,36 @@ final class CKeyIndex: @unchecked Sendable {
     }
 
     /// The address bits of the cell of writer index `writerPlus1 - 1` for
-    /// the entry's metric (0: none yet): the entry's copy, else the header
-    /// line's table (``cellBitsFromHeader``).
+    /// the entry's metric (0: none yet): its dense cell if the entry's cells
+    /// bit says it exists, else the header line's table
+    /// (``cellBitsFromHeader``).
     @inline(__always)
     private static func cellBits(_ entry: UnsafeRawPointer, _ headerWord: UInt, writerPlus1: Int) -> UInt {
-        let copies = UnsafeMutablePointer(mutating: (entry + 16).assumingMemoryBound(to: Atomic<UInt>.self))
-        if _fastPath(writerPlus1 <= cachedCells) {
-            // Acquire, like the table's entry it copies: the cell is seen initialised.
-            let bits = copies[writerPlus1 &- 1].load(ordering: .acquiring)
-            if _fastPath(bits != 0) { return bits }
+        let cells = UnsafeMutablePointer(mutating: (entry + 16).assumingMemoryBound(to: Atomic<UInt64>.self))
+        let bit = UInt64(1) &<< UInt64(writerPlus1 &- 1)
+        // Acquire, like the table's entry it stands for: the cell is seen initialised.
+        if _fastPath(cells.pointee.load(ordering: .acquiring) & bit != 0) {
+            return UInt(bitPattern: kplmshim_dense_cell_of(UnsafeRawPointer(bitPattern: headerWord & ~MetricHeader.flagMask),
+                                                           Int32(truncatingIfNeeded: writerPlus1)))
         }
-        return cellBitsFromHeader(headerWord, writerPlus1: writerPlus1, copies: copies)
+        return cellBitsFromHeader(headerWord, writerPlus1: writerPlus1, cells: cells, bit: bit)
     }
 
-    /// The header line's cell address for `writerPlus1`, copied into the
-    /// entry (writer indices 0-3) unless there is none yet or it is the
-    /// removed-key placeholder. Racing copiers store the same address (a
-    /// table entry holding a cell never changes while its series lives).
-    /// (Inlined: an out-of-line call here, or anywhere in ``put(_:_:)``,
-    /// kept the compiler from inlining `put` into the puts by names, which
-    /// then cost about 8 ns more at one key.)
+    /// The header line's cell address for `writerPlus1`, noted in the
+    /// entry's cells bits unless there is none yet or it is the removed-key
+    /// placeholder (a table entry holding a cell never changes while its
+    /// series lives). (Inlined: an out-of-line call here, or anywhere in
+    /// ``put(_:_:)``, kept the compiler from inlining `put` into the puts by
+    /// names, which then cost about 8 ns more at one key.)
     @inline(__always)
     private static func cellBitsFromHeader(_ headerWord: UInt, writerPlus1: Int,
-                                           copies: UnsafeMutablePointer<Atomic<UInt>>) -> UInt {
+                                           cells: UnsafeMutablePointer<Atomic<UInt64>>, bit: UInt64) -> UInt {
         let bits = header(headerWord).cellBits(writerPlus1: writerPlus1)
-        if writerPlus1 <= cachedCells && bits != 0 && bits != MetricHeader.retiredCellBits {
-            copies[writerPlus1 - 1].store(bits, ordering: .releasing)
+        if bits != 0 && bits != MetricHeader.retiredCellBits {
+            assert(bits == UInt(bitPattern: kplmshim_dense_cell_of(UnsafeRawPointer(bitPattern: headerWord & ~MetricHeader.flagMask),
+                                                                   Int32(truncatingIfNeeded: writerPlus1))),
+                   "a metric's cell is not its line's dense cell")
+            cells.pointee.bitwiseOr(bit, ordering: .releasing)
         }
         return bits
     }

@@ -168,15 +168,24 @@ void *kplmshim_dense_cell(const void *line, int writer);
 /** Regions mapped now (for tests: a chunk's go when its lines are all free). */
 long kplmshim_dense_regions_mapped(void);
 
+/** The dense cell of writer index `writer_plus1 - 1` (1 to
+ * KPLMSHIM_MAX_WRITERS) for the header line `line` (in use), or NULL if its
+ * region is not mapped (then no cell of that writer for the line was ever
+ * made by kplmshim_dense_cell). For the hot path: a word of the line's chunk,
+ * no call. */
+static inline void *kplmshim_dense_cell_of(const void *line, int writer_plus1) {
+    uintptr_t a = (uintptr_t)line;
+    const uintptr_t *words = (const uintptr_t *)((a & ~(uintptr_t)0xFFFF) + KPLMSHIM_DENSE_REGIONS_OFFSET);
+    uintptr_t region = __atomic_load_n(&words[writer_plus1 - 1], __ATOMIC_RELAXED);
+    return region ? (void *)(region + ((a & 0xFFFF) >> 6) * KPLMSHIM_DENSE_CELL_BYTES) : (void *)0;
+}
+
 /** Starts loading the dense cell of writer index `writer_plus1 - 1` (1 to
  * KPLMSHIM_MAX_WRITERS) for the header line `line` (in use), if its region
  * is mapped: a hint, for a put about to read the line and then its cell. */
 static inline void kplmshim_prefetch_dense_cell(const void *line, int writer_plus1) {
-    uintptr_t a = (uintptr_t)line;
-    const uintptr_t *words = (const uintptr_t *)((a & ~(uintptr_t)0xFFFF) + KPLMSHIM_DENSE_REGIONS_OFFSET);
-    uintptr_t region = __atomic_load_n(&words[writer_plus1 - 1], __ATOMIC_RELAXED);
-    if (region) {
-        const char *cell = (const char *)(region + ((a & 0xFFFF) >> 6) * KPLMSHIM_DENSE_CELL_BYTES);
+    const char *cell = (const char *)kplmshim_dense_cell_of(line, writer_plus1);
+    if (cell) {
         __builtin_prefetch(cell, 1, 3);
         __builtin_prefetch(cell + 64, 1, 3);
     }

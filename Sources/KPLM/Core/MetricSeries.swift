@@ -257,24 +257,27 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         used.load(ordering: .acquiring) & (1 &<< UInt64(writer)) != 0
     }
 
+    /// The cell of writer index `writer`, which has one (``hasCell(ofWriter:)``):
+    /// its dense cell for the header line (`createCell` makes no other),
+    /// found from the line's address and a word of its chunk, without
+    /// reading the line (issue #13: a collection of many keys reads one line
+    /// fewer a key).
+    @inline(__always)
+    func createdCell(ofWriter writer: Int) -> WriterCell {
+        WriterCell(base: kplmshim_dense_cell_of(header.address, Int32(truncatingIfNeeded: writer &+ 1))!)
+    }
+
     /// Calls `body` with every cell created so far of the writer indices in
     /// `writers` (default: all).
     @inline(__always)
     func forEachCell(of writers: UInt64 = .max, _ body: (WriterCell) -> Void) {
+        // Acquire: a cell counted in `used` is seen initialised.
         var mask = used.load(ordering: .acquiring) & writers
         while mask != 0 {
             let i = mask.trailingZeroBitCount
             mask &= mask &- 1
-            let bits = cells.load(i)
-            if bits != 0 { body(WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!)) }
+            body(createdCell(ofWriter: i))
         }
-    }
-
-    /// A hint (see ``SeriesPrefetch``): starts loading the cell table
-    /// (the header line).
-    @inline(__always)
-    func prefetchCellTable() {
-        kplmshim_prefetch(cells.words)
     }
 
     /// A hint (see ``SeriesPrefetch``): starts loading the attachment.
@@ -283,9 +286,9 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         if let attachment = attached.load(ordering: .relaxed) { kplmshim_prefetch(attachment.toOpaque()) }
     }
 
-    /// A hint (see ``SeriesPrefetch``), once ``prefetchCellTable()`` had
-    /// time: starts loading the cells the table holds (`changedOnly`: of
-    /// the writers in ``changedWriters``).
+    /// A hint (see ``SeriesPrefetch``), once the series' first line had
+    /// time: starts loading its cells (`changedOnly`: of the writers in
+    /// ``changedWriters``).
     @inline(__always)
     func prefetchCells(changedOnly: Bool = false) {
         var mask = used.load(ordering: .relaxed)
@@ -293,8 +296,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         while mask != 0 {
             let i = mask.trailingZeroBitCount
             mask &= mask &- 1
-            let bits = cells.load(i)
-            if bits != 0, let base = UnsafeRawPointer(bitPattern: bits) { SeriesPrefetch.prefetchCell(base) }
+            SeriesPrefetch.prefetchCell(createdCell(ofWriter: i).base)
         }
     }
 

@@ -4,8 +4,9 @@ import CKPLMShims
 /// series (issue #13).
 ///
 /// Past the caches, a pass pays a miss for each object it reaches from a
-/// series: the series (its state and lock inline), its cell table, its
-/// cells, its C key layout. Key after key, those misses queue up, each
+/// series: the series (its state and lock inline), its cells (dense: their
+/// addresses follow from the series' first line, see
+/// ``MetricSeries/createdCell(ofWriter:)``), its C key layout. Key after key, those misses queue up, each
 /// behind the locked instructions of the key before (a lock, a flip). A
 /// pass calls ``ahead(_:_:reading:)`` before visiting series `i`: it starts
 /// loading what series `i + 3·d`, `i + 2·d` and `i + d` will need, one level
@@ -23,8 +24,8 @@ package enum SeriesPrefetch {
     /// asked for (each line asked for and not read costs memory bandwidth,
     /// which a pass over 100,000 keys runs short of).
     enum Reads {
-        /// The first line, the cell table and the cells: a read's
-        /// collection, close's check for a put it interrupted.
+        /// The first line and the cells: a read's collection, close's
+        /// check for a put it interrupted.
         case cells
         /// The same, with only the cells of the writers that marked the
         /// series (``MetricSeries/changedWriters``): a flush's collection.
@@ -55,7 +56,7 @@ package enum SeriesPrefetch {
         }
         switch reads {
         case .cells, .changedCells:
-            if i &+ 2 &* distance < n { withSeries(i &+ 2 &* distance) { $0.prefetchCellTable() } }
+            // (A cell's address follows from the first line: no header line.)
             if i &+ distance < n { withSeries(i &+ distance) { $0.prefetchCells(changedOnly: reads == .changedCells) } }
         case .stateAndAttachment:
             if i &+ 2 &* distance < n {

@@ -136,10 +136,7 @@ final class CellCollector: Sendable {
             SeriesPrefetch.ahead(series, i, reading: clearingChangedMarks ? .changedCells : .cells)
             let unretained = series.unretained(at: i)
             let stop = unretained._withUnsafeGuaranteedRef { s -> Bool in
-                // (A writer index with a cell in use has that cell in its
-                // entry, never the placeholder of a removed key.)
-                let ownCell = own >= 0 && s.hasCell(ofWriter: own)
-                    ? UnsafeMutableRawPointer(bitPattern: s.cells.load(own)) : nil
+                let ownCell = own >= 0 && s.hasCell(ofWriter: own) ? s.createdCell(ofWriter: own).base : nil
                 let ownOpen = ownCell.map { WriterCell(base: $0).isSectionOpen } ?? false
                 if ownOpen && !ownSectionOpen(s) { return true }
                 // A flush reads the cells of the writers that marked the

@@ -121,11 +121,13 @@ static inline unsigned long long kplmshim_fork_generation_now(void) {
 void kplmshim_fork_generation_watch(void);
 
 /* ---- Block pools -----------------------------------------------------------
- * Fixed-size blocks for the two objects every key has, carved from 64 KiB
- * chunks: a metric's header line (64 bytes) and a writer cell (128 bytes),
- * each aligned to its size. Issue #13: blocks of one kind sit side by side
- * (a put at 100,000 keys walks 6.4 MB of header lines, not one line per
- * kilobyte of heap), and an aligned allocation costs no padding. A freed
+ * Fixed-size blocks carved from 64 KiB chunks, each aligned to its size: a
+ * metric's header line (64 bytes; a chunk of lines also keeps its dense
+ * cells' region words, see below) and a writer cell (128 bytes: only the
+ * placeholder of removed keys now, a metric's cells are dense). Issue #13:
+ * blocks of one kind sit side by side (a put at 100,000 keys walks 6.4 MB of
+ * header lines, not one line per kilobyte of heap), and an aligned
+ * allocation costs no padding. A freed
  * block is reused by a later allocation of its kind; allocations fill the
  * oldest chunks with free blocks first, and a chunk whose blocks are all
  * free is given back to the C allocator (one empty chunk per pool is kept
@@ -133,9 +135,24 @@ void kplmshim_fork_generation_watch(void);
  * handler, so a forked child finds the pools consistent). Under
  * AddressSanitizer, a free block is poisoned. */
 
-/** The pools: a block of KPLMSHIM_POOL_LINES is 64 bytes, one of
- * KPLMSHIM_POOL_CELLS 128 bytes. */
+/** The pools: a block of KPLMSHIM_POOL_LINES is 64 bytes (a chunk hands
+ * out 1,015: its first nine lines are its bookkeeping and region words), one
+ * of KPLMSHIM_POOL_CELLS 128 bytes. */
 enum { KPLMSHIM_POOL_LINES = 0, KPLMSHIM_POOL_CELLS = 1 };
+
+/** A block of `pool` (uninitialised), or NULL when out of memory. */
+void *kplmshim_block_alloc(int pool);
+
+/** Gives back a block of `pool` (NULL is fine). */
+void kplmshim_block_free(int pool, void *block);
+
+/** Blocks of `pool` allocated and not freed (for tests: a freed key gives
+ * its blocks back). */
+long kplmshim_blocks_live(int pool);
+
+/** Chunks `pool` holds, the reserve included (for tests: emptied chunks
+ * are given back). */
+long kplmshim_block_chunks(int pool);
 
 /* ---- Dense writer cells ---------------------------------------------------
  * Each writer index's cells of the keys whose header lines share a chunk of
@@ -190,19 +207,5 @@ static inline void kplmshim_prefetch_dense_cell(const void *line, int writer_plu
         __builtin_prefetch(cell + 64, 1, 3);
     }
 }
-
-/** A block of `pool` (uninitialised), or NULL when out of memory. */
-void *kplmshim_block_alloc(int pool);
-
-/** Gives back a block of `pool` (NULL is fine). */
-void kplmshim_block_free(int pool, void *block);
-
-/** Blocks of `pool` allocated and not freed (for tests: a freed key gives
- * its blocks back). */
-long kplmshim_blocks_live(int pool);
-
-/** Chunks `pool` holds, the reserve included (for tests: emptied chunks
- * are given back). */
-long kplmshim_block_chunks(int pool);
 
 #endif

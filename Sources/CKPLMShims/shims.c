@@ -255,8 +255,7 @@ typedef struct {
  * kplm_shims.h) in the eight lines after its header: one word a writer index. */
 #define LINE_CHUNK_HEADER_BLOCKS (1 + KPLMSHIM_MAX_WRITERS * 8 / 64)
 _Static_assert(sizeof(pool_chunk) <= KPLMSHIM_DENSE_REGIONS_OFFSET, "the regions follow the chunk's bookkeeping");
-_Static_assert(KPLMSHIM_DENSE_REGION_BYTES == POOL_CHUNK_BYTES / 64 * KPLMSHIM_DENSE_CELL_BYTES,
-               "a region has a cell for every line of its chunk");
+_Static_assert(KPLMSHIM_LINE_CHUNK_BYTES == POOL_CHUNK_BYTES, "the header's chunk size is the pools'");
 
 static block_pool pools[2] = {
     {PTHREAD_MUTEX_INITIALIZER, 64, LINE_CHUNK_HEADER_BLOCKS, NULL, NULL, NULL, 0, 0, 0},
@@ -275,6 +274,12 @@ static uintptr_t *dense_regions(void *chunk) {
 
 static long dense_regions_mapped;   /* atomic: regions mapped now, for tests */
 
+/* LeakSanitizer's root regions (weak: null outside sanitized processes). A
+ * cell holds the only pointer to its distribution counts (CellBuckets): the
+ * leak check must scan the regions, as it scans the heap. */
+extern void __lsan_register_root_region(const void *p, size_t size) __attribute__((weak));
+extern void __lsan_unregister_root_region(const void *p, size_t size) __attribute__((weak));
+
 /* Unmaps the regions of a chunk of lines whose lines are all free (so no
  * cell of them is in use, and no line of the chunk can be passed to
  * kplmshim_dense_cell until one is allocated again, under the pool's lock). */
@@ -282,6 +287,7 @@ static void dense_regions_unmap(pool_chunk *c) {
     uintptr_t *regions = dense_regions(c);
     for (int w = 0; w < KPLMSHIM_MAX_WRITERS; w++) {
         if (!regions[w]) continue;
+        if (__lsan_unregister_root_region) __lsan_unregister_root_region((void *)regions[w], KPLMSHIM_DENSE_REGION_BYTES);
         munmap((void *)regions[w], KPLMSHIM_DENSE_REGION_BYTES);
         regions[w] = 0;
         __atomic_fetch_sub(&dense_regions_mapped, 1, __ATOMIC_RELAXED);
@@ -390,12 +396,14 @@ void kplmshim_block_free(int pool, void *block) {
 
 void *kplmshim_dense_cell(const void *line, int writer) {
     if (writer < 0 || writer >= KPLMSHIM_MAX_WRITERS) return NULL;
-    uintptr_t a = (uintptr_t)line;
-    uintptr_t *word = dense_regions((void *)(a & ~(POOL_CHUNK_BYTES - 1))) + writer;
+    uintptr_t a = (uintptr_t)line, offset = a & (POOL_CHUNK_BYTES - 1);
+    uintptr_t *word = dense_regions((void *)(a - offset)) + writer;
     uintptr_t region = __atomic_load_n(word, __ATOMIC_ACQUIRE);
     if (!region) {
         /* Untouched pages cost no memory: a writer that puts on one key of
-         * the chunk makes one page resident. */
+         * the chunk makes one page resident. (Under strict overcommit,
+         * vm.overcommit_memory = 2, the whole region is committed: 128 KiB a
+         * (chunk of 1,015 keys, writer index with a cell in it).) */
         void *made = mmap(NULL, KPLMSHIM_DENSE_REGION_BYTES, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (made == MAP_FAILED) return NULL;
@@ -403,12 +411,13 @@ void *kplmshim_dense_cell(const void *line, int writer) {
         if (__atomic_compare_exchange_n(word, &expected, (uintptr_t)made, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             region = (uintptr_t)made;
             __atomic_fetch_add(&dense_regions_mapped, 1, __ATOMIC_RELAXED);
+            if (__lsan_register_root_region) __lsan_register_root_region(made, KPLMSHIM_DENSE_REGION_BYTES);
         } else {
             munmap(made, KPLMSHIM_DENSE_REGION_BYTES);
             region = expected;
         }
     }
-    return (void *)(region + ((a & (POOL_CHUNK_BYTES - 1)) >> 6) * KPLMSHIM_DENSE_CELL_BYTES);
+    return (void *)(region + offset / 64 * KPLMSHIM_DENSE_CELL_BYTES);
 }
 
 long kplmshim_dense_regions_mapped(void) { return __atomic_load_n(&dense_regions_mapped, __ATOMIC_RELAXED); }

@@ -167,10 +167,13 @@ long kplmshim_block_chunks(int pool);
  * chunk) makes resident only the pages its cells are on; the regions of a
  * chunk are unmapped when its last line in use is freed. */
 
+/** Bytes of a chunk of lines (aligned to its size: a line's chunk is its
+ * address with the low bits cleared). */
+#define KPLMSHIM_LINE_CHUNK_BYTES 65536
 /** Bytes of a dense cell (a WriterCell). */
 #define KPLMSHIM_DENSE_CELL_BYTES 128
-/** Bytes of a region: a cell for each line of a 64 KiB chunk. */
-#define KPLMSHIM_DENSE_REGION_BYTES (1024 * KPLMSHIM_DENSE_CELL_BYTES)
+/** Bytes of a region: a cell for each line of a chunk. */
+#define KPLMSHIM_DENSE_REGION_BYTES (KPLMSHIM_LINE_CHUNK_BYTES / 64 * KPLMSHIM_DENSE_CELL_BYTES)
 /** Where a chunk of lines keeps its region words (bytes from its start). */
 #define KPLMSHIM_DENSE_REGIONS_OFFSET 64
 
@@ -191,10 +194,10 @@ long kplmshim_dense_regions_mapped(void);
  * made by kplmshim_dense_cell). For the hot path: a word of the line's chunk,
  * no call. */
 static inline void *kplmshim_dense_cell_of(const void *line, int writer_plus1) {
-    uintptr_t a = (uintptr_t)line;
-    const uintptr_t *words = (const uintptr_t *)((a & ~(uintptr_t)0xFFFF) + KPLMSHIM_DENSE_REGIONS_OFFSET);
+    uintptr_t a = (uintptr_t)line, offset = a & (KPLMSHIM_LINE_CHUNK_BYTES - 1);
+    const uintptr_t *words = (const uintptr_t *)(a - offset + KPLMSHIM_DENSE_REGIONS_OFFSET);
     uintptr_t region = __atomic_load_n(&words[writer_plus1 - 1], __ATOMIC_RELAXED);
-    return region ? (void *)(region + ((a & 0xFFFF) >> 6) * KPLMSHIM_DENSE_CELL_BYTES) : (void *)0;
+    return region ? (void *)(region + offset / 64 * KPLMSHIM_DENSE_CELL_BYTES) : (void *)0;
 }
 
 /** Starts loading the dense cell of writer index `writer_plus1 - 1` (1 to

@@ -150,7 +150,11 @@ struct WriterCell {
     /// Frees what a dense cell points to (its slots' distribution counts),
     /// when its metric goes: the cell's memory goes with its header line.
     func releaseDense() {
-        for index in 0..<2 { if let b = buckets(index) { CellBuckets.deallocate(b) } }
+        for index in 0..<2 {
+            guard let b = buckets(index) else { continue }
+            CellBuckets.deallocate(b)
+            base.storeBytes(of: 0, toByteOffset: Offset.buckets + 8 * index, as: UInt.self)
+        }
     }
 
     /// Slot `index`'s distribution counts, if made (0 or 1 only).

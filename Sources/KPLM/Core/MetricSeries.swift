@@ -54,9 +54,10 @@ struct WindowReading: Sendable {
 /// newest bucket inline, the key) plus a
 /// ``MetricHeader`` line (64 bytes: the ``CellTable`` with the cells of the
 /// first four writer indices, the put's other fields; an overflow table of
-/// 480 bytes once a thread with a higher index puts); a 128-byte cell from
-/// the cell pool per (thread, metric) on that thread's first put, reused
-/// by the next thread given the same writer index when the thread exits;
+/// 480 bytes once a thread with a higher index puts); a 128-byte dense cell
+/// per (thread, metric) made on that thread's first put (its place follows
+/// from the header line's: ``WriterCell/dense(of:writer:)``), reused by the
+/// next thread given the same writer index when the thread exits;
 /// 40 bytes per live second before the newest (see ``WindowBuckets``).
 package final class MetricSeries: Metric, @unchecked Sendable {
     // Stored properties in this order (issue #13), after ``Metric``'s (the

@@ -199,12 +199,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     }
 
     deinit {
-        for i in 0..<WriterIndices.capacity {
-            let bits = cells.load(i)
-            if bits != 0 && bits != WriterCell.retiredPlaceholderBits {
-                WriterCell(base: UnsafeMutableRawPointer(bitPattern: bits)!).releaseDense()
-            }
-        }
+        forEachCell { $0.releaseDense() }
         attached.load(ordering: .acquiring)?.release()
         cells.deallocateOverflow()
         header.deallocate()

@@ -136,7 +136,7 @@ final class CellCollector: Sendable {
             SeriesPrefetch.ahead(series, i, reading: clearingChangedMarks ? .changedCells : .cells)
             let unretained = series.unretained(at: i)
             let stop = unretained._withUnsafeGuaranteedRef { s -> Bool in
-                let ownCell = own >= 0 && s.hasCell(ofWriter: own) ? s.createdCell(ofWriter: own).base : nil
+                let ownCell = own >= 0 ? Self.cellBase(own, of: s) : nil
                 let ownOpen = ownCell.map { WriterCell(base: $0).isSectionOpen } ?? false
                 if ownOpen && !ownSectionOpen(s) { return true }
                 // A flush reads the cells of the writers that marked the
@@ -244,8 +244,8 @@ final class CellCollector: Sendable {
     func isOwnSectionOpen(_ series: UnsafeBufferPointer<MetricSeries>) -> Bool {
         let own = Self.ownWriterIndex
         guard own >= 0, Self.isAvailable else { return false }
-        // Series, cell table, cell: three dependent misses a key once the
-        // keys outgrow the caches; prefetched ahead, several keys' overlap.
+        // Series, cell: two dependent misses a key once the keys outgrow
+        // the caches; prefetched ahead, several keys' overlap.
         for i in series.indices {
             SeriesPrefetch.ahead(series, i, reading: .cells)
             let base = series.unretained(at: i)._withUnsafeGuaranteedRef { Self.cellBase(own, of: $0) }
@@ -261,11 +261,12 @@ final class CellCollector: Sendable {
         return raw > 0 ? raw - 1 : -1
     }
 
-    /// The cell of writer index `writer` in `series`, if created.
+    /// The cell of writer index `writer` in `series`, if created (found
+    /// from the series' first line, as the passes prefetch it; never the
+    /// placeholder of a removed metric, which is no thread's cell).
+    @inline(__always)
     private static func cellBase(_ writer: Int, of series: MetricSeries) -> UnsafeMutableRawPointer? {
-        let bits = series.cells.load(writer)
-        // The placeholder of a removed metric is no thread's cell.
-        return bits == WriterCell.retiredPlaceholderBits ? nil : UnsafeMutableRawPointer(bitPattern: bits)
+        series.hasCell(ofWriter: writer) ? series.createdCell(ofWriter: writer).base : nil
     }
 
     /// The reader's half of the Dekker pair (see ``WriterCell``). Once

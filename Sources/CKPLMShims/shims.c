@@ -267,10 +267,8 @@ static uint32_t pool_blocks_per_chunk(const block_pool *p) {
     return (uint32_t)(POOL_CHUNK_BYTES / p->block_bytes) - p->header_blocks;
 }
 
-/* A chunk of lines' region words. */
-static uintptr_t *dense_regions(void *chunk) {
-    return (uintptr_t *)((char *)chunk + KPLMSHIM_DENSE_REGIONS_OFFSET);
-}
+/* A chunk of lines' region words (any address in the chunk finds them). */
+static uintptr_t *dense_regions(void *chunk) { return kplmshim_dense_region_word(chunk, 0); }
 
 static long dense_regions_mapped;   /* atomic: regions mapped now, for tests */
 
@@ -396,8 +394,7 @@ void kplmshim_block_free(int pool, void *block) {
 
 void *kplmshim_dense_cell(const void *line, int writer) {
     if (writer < 0 || writer >= KPLMSHIM_MAX_WRITERS) return NULL;
-    uintptr_t a = (uintptr_t)line, offset = a & (POOL_CHUNK_BYTES - 1);
-    uintptr_t *word = dense_regions((void *)(a - offset)) + writer;
+    uintptr_t *word = kplmshim_dense_region_word(line, writer);
     uintptr_t region = __atomic_load_n(word, __ATOMIC_ACQUIRE);
     if (!region) {
         /* Untouched pages cost no memory: a writer that puts on one key of
@@ -417,7 +414,7 @@ void *kplmshim_dense_cell(const void *line, int writer) {
             region = expected;
         }
     }
-    return (void *)(region + offset / 64 * KPLMSHIM_DENSE_CELL_BYTES);
+    return kplmshim_dense_cell_in(region, line);
 }
 
 long kplmshim_dense_regions_mapped(void) { return __atomic_load_n(&dense_regions_mapped, __ATOMIC_RELAXED); }

@@ -13,6 +13,9 @@ import XCTest
 final class BlockPoolTests: XCTestCase {
     private let lines = Int32(KPLMSHIM_POOL_LINES)
     private let cells = Int32(KPLMSHIM_POOL_CELLS)
+    /// Blocks a chunk hands out: all but its first (its header), and for a
+    /// chunk of lines the next eight too (its dense cells' region words).
+    private func blocksPerChunk(_ pool: Int32, size: Int) -> Int { 64 * 1024 / size - (pool == lines ? 9 : 1) }
 
     func testBlocksAreAlignedDistinctAndReusedAfterFree() {
         for (pool, size) in [(lines, 64), (cells, 128)] {
@@ -45,9 +48,7 @@ final class BlockPoolTests: XCTestCase {
     func testEmptiedChunksAreGivenBack() {
         for (pool, size) in [(lines, 64), (cells, 128)] {
             let chunksBefore = kplmshim_block_chunks(pool)
-            // The first block is the chunk's header; a chunk of lines keeps
-            // its dense cells' region words in the next eight.
-            let perChunk = 64 * 1024 / size - (pool == lines ? 9 : 1)
+            let perChunk = blocksPerChunk(pool, size: size)
             // Twenty chunks' worth: more than the free blocks other tests
             // left in partly used chunks, so new chunks are carved.
             let blocks = (0..<(20 * perChunk)).map { _ in kplmshim_block_alloc(pool)! }
@@ -64,7 +65,7 @@ final class BlockPoolTests: XCTestCase {
     func testDenseCellsAreDistinctAlignedAndGoWithTheirChunk() {
         let writers: [Int32] = [0, 1, Int32(KPLMSHIM_MAX_WRITERS) - 1]
         let regionsBefore = kplmshim_dense_regions_mapped()
-        let perChunk = 1024 - 9   // the chunk's bookkeeping and region words take nine lines
+        let perChunk = blocksPerChunk(lines, size: 64)
         let blocks = (0..<(4 * perChunk)).map { _ in kplmshim_block_alloc(lines)! }
         // The chunks whose every line is one of these (fresh ones: at least three).
         let byChunk = Dictionary(grouping: blocks) { UInt(bitPattern: $0) & ~0xFFFF }

@@ -188,16 +188,27 @@ void *kplmshim_dense_cell(const void *line, int writer);
 /** Regions mapped now (for tests: a chunk's go when its lines are all free). */
 long kplmshim_dense_regions_mapped(void);
 
+/** The word of `line`'s chunk that holds the region of writer index
+ * `writer` (0 to KPLMSHIM_MAX_WRITERS - 1; 0 while none is mapped). */
+static inline uintptr_t *kplmshim_dense_region_word(const void *line, int writer) {
+    uintptr_t chunk = (uintptr_t)line & ~(uintptr_t)(KPLMSHIM_LINE_CHUNK_BYTES - 1);
+    return (uintptr_t *)(chunk + KPLMSHIM_DENSE_REGIONS_OFFSET) + writer;
+}
+
+/** The cell for `line` in `region` (a region of `line`'s chunk). */
+static inline void *kplmshim_dense_cell_in(uintptr_t region, const void *line) {
+    uintptr_t offset = (uintptr_t)line & (KPLMSHIM_LINE_CHUNK_BYTES - 1);
+    return (void *)(region + offset / 64 * KPLMSHIM_DENSE_CELL_BYTES);
+}
+
 /** The dense cell of writer index `writer_plus1 - 1` (1 to
  * KPLMSHIM_MAX_WRITERS) for the header line `line` (in use), or NULL if its
  * region is not mapped (then no cell of that writer for the line was ever
  * made by kplmshim_dense_cell). For the hot path: a word of the line's chunk,
  * no call. */
 static inline void *kplmshim_dense_cell_of(const void *line, int writer_plus1) {
-    uintptr_t a = (uintptr_t)line, offset = a & (KPLMSHIM_LINE_CHUNK_BYTES - 1);
-    const uintptr_t *words = (const uintptr_t *)(a - offset + KPLMSHIM_DENSE_REGIONS_OFFSET);
-    uintptr_t region = __atomic_load_n(&words[writer_plus1 - 1], __ATOMIC_RELAXED);
-    return region ? (void *)(region + offset / 64 * KPLMSHIM_DENSE_CELL_BYTES) : (void *)0;
+    uintptr_t region = __atomic_load_n(kplmshim_dense_region_word(line, writer_plus1 - 1), __ATOMIC_RELAXED);
+    return region ? kplmshim_dense_cell_in(region, line) : (void *)0;
 }
 
 /** Starts loading the dense cell of writer index `writer_plus1 - 1` (1 to

@@ -4,9 +4,10 @@ import CKPLMShims
 /// series (issue #13).
 ///
 /// Past the caches, a pass pays a miss for each object it reaches from a
-/// series: the series (its state and lock inline), its cells (dense: their
+/// series: the series (its state and lock inline), its cells (whose
 /// addresses follow from the series' first line, see
-/// ``MetricSeries/createdCell(ofWriter:)``), its C key layout. Key after key, those misses queue up, each
+/// ``MetricSeries/createdCell(ofWriter:)``), its C key layout. Key after
+/// key, those misses queue up, each
 /// behind the locked instructions of the key before (a lock, a flip). A
 /// pass calls ``ahead(_:_:reading:)`` before visiting series `i`: it starts
 /// loading what series `i + 3·d`, `i + 2·d` and `i + d` will need, one level

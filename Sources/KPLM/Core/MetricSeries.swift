@@ -224,6 +224,8 @@ package final class MetricSeries: Metric, @unchecked Sendable {
             expected: 0, desired: bits, ordering: .acquiringAndReleasing)
         if exchanged {
             used.bitwiseOr(1 << UInt64(writer), ordering: .releasing)
+            // From now on this thread's puts by handle read the cell only.
+            created.setTag(WriterCell.tagBits(gate: header.gateWord, flags: header.flags))
             return created
         }
         // The series was removed as idle (the entry holds the placeholder,

@@ -1,14 +1,17 @@
 import CKPLMShims
 import Synchronization
 
-/// The one cache line a put reads before its cell: a metric's ``CellTable``
-/// and, beside it, every other field the common case of a put needs.
+/// A metric's first cache line: its ``CellTable`` and, beside it, every
+/// other field the common case of a put needs. A C handle, and a key index
+/// entry, point at it; its address gives the metric's dense cells'.
 ///
 /// Issue #13: with 100,000 keys put in random order, a put pays one memory
 /// access per line it touches. A put through a C handle used to read the
 /// handle object (its flags, gate and generation: one or two lines), then
-/// the cell table (a separate allocation), then the cell. A C handle, and a
-/// key index entry, now point at this line; the put reads it, then its cell.
+/// the cell table (a separate allocation), then the cell. It then read this
+/// line and its cell, side by side; a put by handle now reads its cell
+/// only (the cell's tag repeats the gate and flags, see
+/// ``tryPutCommonCase(_:)``), and this line when it starts a slot.
 ///
 /// ## Layout (64 bytes, 64-byte aligned: always one line)
 ///
@@ -127,13 +130,16 @@ package struct MetricHeader {
                                                   & ~Self.flagMask)!)
     }
 
-    /// The common case of a put, reading only this line and the thread's
-    /// cell: records `value` (finite) and returns true, or changes nothing
-    /// and returns false, for ``Metric/putGeneral(_:)``.
+    /// The common case of a put, reading the thread's cell (and this line
+    /// only when the put starts a slot): records `value` (finite) and
+    /// returns true, or changes nothing and returns false, for
+    /// ``Metric/putGeneral(_:)``.
     ///
     /// Straight-line code with no call, no lock and no locked instruction:
     /// the second from the process-wide ticker, this thread's writer index
-    /// from TLS, its cell from the table, one section on the cell (which,
+    /// from TLS, its dense cell from this line's address, the manager's
+    /// gate and the put flags from the cell's tag (``WriterCell/Offset/tag``,
+    /// set when the thread made the cell), one section on the cell (which,
     /// for the first put since a read emptied the slot, starts it and logs
     /// the key: ``StartedSlotLogs``). Anything else (level none, an
     /// injected clock, no ticker, no writer index or cell yet, a fork,
@@ -143,14 +149,19 @@ package struct MetricHeader {
     package func tryPutCommonCase(_ value: Double) -> Bool {
         let writerPlus1 = Int(kplmshim_writer_raw())   // this thread's writer index + 1, or <= 0
         guard _fastPath(writerPlus1 > 0) else { return false }
-        // The cell's address follows from this line's (dense cells): start
-        // loading it now, so that at many keys its miss overlaps the line's
-        // instead of following it (the line holds the address the put uses).
-        kplmshim_prefetch_dense_cell(words, Int32(writerPlus1))
-        let tagged = words[Self.metricWordIndex].load(ordering: .relaxed)
-        guard _fastPath(tagged & Self.flagMask != 0) else { return false }
-        return Self.tryPut(value, cellBits: cells.load(writerPlus1: writerPlus1), flags: tagged,
-                           gate: gateWord, generation: generation, writerPlus1: writerPlus1, header: words)
+        // The cell's address follows from this line's (dense cells: a word
+        // of the line's chunk, which its other keys share, in the cache),
+        // and the cell's tag holds what the put would read here (the gate,
+        // the flags): the put reads the cell, not this line (at many keys,
+        // one miss instead of two side by side). A cell not made yet, or a
+        // metric whose puts take the general path, has no region or no tag.
+        guard let base = kplmshim_dense_cell_of(words, Int32(writerPlus1)) else { return false }
+        let cell = WriterCell(base: base)
+        let tag = cell.tag
+        guard _fastPath(tag & Self.flagMask != 0) else { return false }
+        let gate = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: tag & ~Self.flagMask)!
+        return Self.tryPut(value, cellBits: UInt(bitPattern: base), flags: tag, gate: gate,
+                           generation: PutGate.generation(gate: gate), writerPlus1: writerPlus1, header: words)
     }
 
     /// The rest of ``tryPutCommonCase(_:)`` once the calling thread's cell

@@ -35,7 +35,8 @@ extension Metric {
     /// Records a finite value (the caller checked it).
     ///
     /// The common case (``MetricHeader/tryPutCommonCase(_:)``) reads this
-    /// object's first line, the header line and the thread's cell, with no
+    /// object's first line (its header line's address) and the thread's
+    /// cell, with no
     /// call, no lock and no locked instruction. Anything else (level none,
     /// an injected clock, no ticker, no writer index or cell yet, a fork,
     /// closing, an eventful sink) leaves it for ``putGeneral(_:)``.

@@ -115,6 +115,15 @@
 //    limbo, hold its metric). So a put through a copy meets the same cell,
 //    with the same `active` (the retired index included), as a put through
 //    the table: pairs 1 and 6 hold unchanged.
+//    A put by handle finds its cell the same way without the table: the
+//    dense cell of its writer index for the handle's header line, used in
+//    the common case only if the cell's tag is set. The owner sets the tag
+//    (relaxed; only the owner, or a later owner of its writer index, reads
+//    it) after its compare-exchange published that very cell in the table,
+//    and the series' release clears it before the line can be another
+//    metric's; so a tagged cell is the table's cell, with the same `active`,
+//    and pairs 1 and 6 hold unchanged. The tag's gate and the fork
+//    generation beside the gate word are the manager's, as in the line.
 //
 // 8. Changed marks ↔ flush (a flush reads only the cells put on since the
 //    last one, nothing missed; details: ChangedSeries.swift).

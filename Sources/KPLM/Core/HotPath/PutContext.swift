@@ -20,7 +20,7 @@ final class PutContext: Sendable {
     /// where the kernel lacks the barrier they rely on).
     let usesWriterCells: Bool
     /// The fork generation this manager was created in (see ``ForkGuard``).
-    @usableFromInline let generation = ForkGuard.currentGeneration()
+    @usableFromInline let generation: UInt64
     /// The eventful sink, if any. Written only before start (under the
     /// manager's control lock) and read only by puts admitted after start:
     /// the gate's started bit orders the write before those reads.
@@ -74,7 +74,9 @@ final class PutContext: Sendable {
         self.level = level
         self.clock = clock
         self.windowSeconds = Int64(windowSeconds)
-        let gate = PutGate()
+        let generation = ForkGuard.currentGeneration()
+        self.generation = generation
+        let gate = PutGate(generation: generation)
         self.gate = gate
         self.startedSlotLogs = StartedSlotLogs(gate: gate)
         self.collector = CellCollector(logs: startedSlotLogs, changed: changed)

@@ -19,12 +19,22 @@ final class PutGate: @unchecked Sendable {
 
     /// Words from the gate word to the started-slot log table (one line).
     @usableFromInline static var logTableOffsetWords: Int { 8 }
+    /// Words from the gate word to the manager's fork generation (in the
+    /// gate's line: a put through a writer cell's tag reads it there, see
+    /// ``generation(gate:)``).
+    @usableFromInline static var generationOffsetWords: Int { 1 }
     private static var byteCount: Int { (logTableOffsetWords + WriterIndices.capacity) * 8 }
+    /// The gate word's alignment: its address's low bits are free for
+    /// flags (a writer cell's tag, ``WriterCell/Offset/tag``).
+    static var alignment: Int { 64 }
 
-    init() {
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: Self.byteCount, alignment: 64)
+    /// A gate for a manager created in fork generation `generation`
+    /// (see ``ForkGuard``).
+    init(generation: UInt64) {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: Self.byteCount, alignment: Self.alignment)
         wordPointer = raw.bindMemory(to: Atomic<UInt64>.self, capacity: 1)
         wordPointer.initialize(to: Atomic(0))
+        (raw + Self.generationOffsetWords * 8).storeBytes(of: generation, as: UInt64.self)
         let table = (raw + Self.logTableOffsetWords * 8).bindMemory(to: Atomic<UInt>.self,
                                                                    capacity: WriterIndices.capacity)
         // Disabled until start (StartedSlotLogs.enable()).
@@ -35,6 +45,13 @@ final class PutGate: @unchecked Sendable {
         wordPointer.deinitialize(count: 1)
         startedSlotLogTable.deinitialize(count: WriterIndices.capacity)
         UnsafeMutableRawPointer(wordPointer).deallocate()
+    }
+
+    /// The fork generation of the manager whose gate word is `gate`
+    /// (written once, before the gate is shared: a plain load).
+    @inlinable @inline(__always)
+    static func generation(gate: UnsafeMutablePointer<Atomic<UInt64>>) -> UInt64 {
+        UnsafeRawPointer(gate).load(fromByteOffset: generationOffsetWords * 8, as: UInt64.self)
     }
 
     /// The table of ``StartedSlotLogs``, one word per writer index.

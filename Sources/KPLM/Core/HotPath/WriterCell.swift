@@ -11,6 +11,8 @@ import Synchronization
 ///     8  active    Atomic<Int>   slot the owner writes (0 or 1); set by readers
 ///    16  slot 0    count (Atomic<Int>), second, sum, min, max (8 bytes each)
 ///    56  slot 1    same
+///   104  tag       a dense cell's: its manager's gate word | the put flags
+///                  (0: the put's common case is not through the cell)
 ///   112  buckets   per slot, a pointer to its ``CellBuckets`` (distribution
 ///                  metrics only; made by the owner; 0 = none yet)
 ///
@@ -101,6 +103,16 @@ struct WriterCell {
         @inlinable static var slotSum: Int { 16 }
         @inlinable static var slotMin: Int { 24 }
         @inlinable static var slotMax: Int { 32 }
+        /// The tag of a dense cell (``tagBits(gate:flags:)``): what a put by
+        /// handle needs besides the cell, so that it reads the cell and not
+        /// its metric's header line (issue #13: one line less a put). Byte
+        /// 104 is the second word of the retired "slot 2" (see
+        /// ``retiredSlotIndex``), read only when that slot's count is not
+        /// zero, which it never is. Written by the cell's owner when it
+        /// creates the cell, zeroed when the cell is made and released:
+        /// nonzero only in the created cell of the series its line
+        /// belongs to now.
+        @inlinable static var tag: Int { 104 }
         /// Slot i's ``CellBuckets`` pointer is at `buckets + 8 * i` (bytes
         /// 112 and 120: the sum and min words of the retired "slot 2",
         /// which no put reads: its count word stays zero).
@@ -148,14 +160,34 @@ struct WriterCell {
     }
 
     /// Frees what a dense cell points to (its slots' distribution counts),
-    /// when its metric goes: the cell's memory goes with its header line.
+    /// and clears its tag, when its metric goes: the cell's memory goes
+    /// with its header line, and the next metric given the line must not
+    /// find the tag.
     func releaseDense() {
         for index in 0..<2 {
             guard let b = buckets(index) else { continue }
             CellBuckets.deallocate(b)
             base.storeBytes(of: 0, toByteOffset: Offset.buckets + 8 * index, as: UInt.self)
         }
+        base.storeBytes(of: 0, toByteOffset: Offset.tag, as: UInt.self)
     }
+
+    /// A dense cell's tag: the address of its manager's gate word (aligned
+    /// to ``PutGate/alignment``) with the put flags of its metric's header
+    /// line (``MetricHeader/plainCells``, ``MetricHeader/distributionCells``)
+    /// in the low bits; 0 when the flags are none.
+    static func tagBits(gate: UnsafeMutablePointer<Atomic<UInt64>>, flags: UInt) -> UInt {
+        let address = UInt(bitPattern: gate)
+        precondition(address & MetricHeader.flagMask == 0)
+        return flags == 0 ? 0 : address | flags
+    }
+
+    /// Sets the tag (the owner, when it has created the cell).
+    func setTag(_ bits: UInt) { base.storeBytes(of: bits, toByteOffset: Offset.tag, as: UInt.self) }
+
+    /// The tag (the owner only: ``MetricHeader/tryPutCommonCase(_:)``).
+    @inlinable @inline(__always)
+    var tag: UInt { base.load(fromByteOffset: Offset.tag, as: UInt.self) }
 
     /// Slot `index`'s distribution counts, if made (0 or 1 only).
     @inlinable @inline(__always)

@@ -374,6 +374,16 @@ void kplmshim_block_free(int pool, void *block) {
     if (!block || pool < 0 || pool > 1) return;
     block_pool *p = &pools[pool];
     pool_chunk *c = (pool_chunk *)((uintptr_t)block & ~(POOL_CHUNK_BYTES - 1));
+    if (pool == KPLMSHIM_POOL_LINES) {
+        /* The next line handed out here finds its cells zero (no thread
+         * reaches the cells of a line being freed; the regions stay mapped
+         * while the line is in use, so until the lock below). */
+        uintptr_t *regions = dense_regions(c);
+        for (int w = 0; w < KPLMSHIM_MAX_WRITERS; w++) {
+            uintptr_t region = __atomic_load_n(&regions[w], __ATOMIC_ACQUIRE);
+            if (region) memset(kplmshim_dense_cell_in(region, block), 0, KPLMSHIM_DENSE_CELL_BYTES);
+        }
+    }
     pthread_mutex_lock(&p->lock);
     *(void **)block = c->free_blocks;
     c->free_blocks = block;

@@ -140,8 +140,7 @@ struct CPutArguments: IndexedArguments {
 /// Entries are keyed by the arguments as given (before level trimming: at
 /// SUMMARY several argument tuples lead to one metric), are added only after
 /// the slow path validated the arguments and resolved the metric, and are
-/// immutable once published, except for their copies of cell addresses
-/// (each written once, from 0). The table is open-addressed (linear probing).
+/// immutable once published. The table is open-addressed (linear probing).
 /// When a flush removes idle keys (``remove(_:)``), their entries become
 /// tombstones; a table too full (of entries or tombstones) is replaced by a
 /// rebuilt copy. Lookups run in read sections (``KeyIndexReaders``): an
@@ -151,21 +150,16 @@ final class CKeyIndex: @unchecked Sendable {
     /// Entry layout (raw memory):
     ///
     ///      0  hash
-    ///      8  the metric's header line (see ``MetricHeader``) | its flags
-    ///         (the metric is unretained: kept alive by the registry while
-    ///         the entry is linked, then by this index's limbo)
-    ///     16  cells: bit w set once a put through the entry found writer
-    ///         index w's cell in the metric's table (never for the removed-key
-    ///         placeholder). The cell is then the dense cell of w for the
-    ///         header line (`kplmshim_dense_cell_of`: a metric's cells are
-    ///         its line's dense cells), found without reading the line.
-    ///     24  the arguments' body (``IndexedArguments``)
+    ///      8  the metric's header line (see ``MetricHeader``; the metric is
+    ///         unretained: kept alive by the registry while the entry is
+    ///         linked, then by this index's limbo)
+    ///     16  the arguments' body (``IndexedArguments``)
     ///
-    /// Issue #13: a put by names reads the slot, the entry and the cell
-    /// (whose loading the slot's line hint starts early), not the header
-    /// line. A metric's cells live as long as its series, which outlives the
-    /// entry.
-    private static let headBytes = 24
+    /// Issue #13: a put by names reads the slot, the entry and this
+    /// thread's cell (the header line's dense cell, whose tag holds what
+    /// the put needs besides: ``MetricHeader/tryPutThroughCell(_:writerPlus1:)``;
+    /// the slot's line hint starts its loading early), not the header line.
+    private static let headBytes = 16
     /// A slot whose entry was removed: probing goes on past it.
     private static let tombstone: UInt = 1
     /// A slot holds its entry's address (16-byte aligned) with a tag in the
@@ -216,16 +210,8 @@ final class CKeyIndex: @unchecked Sendable {
     /// Most entries linked at once; beyond it puts by names keep working on
     /// the slow path.
     let maxEntries: Int
-    /// The manager's gate word and fork generation (what a put's common case
-    /// reads besides the cell: see `MetricsManager.commonCaseWords`).
-    private let gate: UnsafeMutablePointer<Atomic<UInt64>>
-    private let generation: UInt64
-
-    init(maxEntries: Int,
-         commonCase: (gate: UnsafeMutablePointer<Atomic<UInt64>>, generation: UInt64)) {
+    init(maxEntries: Int) {
         self.maxEntries = maxEntries
-        gate = commonCase.gate
-        generation = commonCase.generation
     }
 
     deinit {
@@ -261,16 +247,13 @@ final class CKeyIndex: @unchecked Sendable {
             KeyIndexReaders.leave(section)
             return .missing
         }
-        let headerWord = entry.load(fromByteOffset: 8, as: UInt.self)
-        let flags = headerWord & MetricHeader.flagMask
-        if flags != 0 && MetricHeader.tryPut(value, cellBits: Self.cellBits(entry, headerWord, writerPlus1: writer),
-                                             flags: flags, gate: gate, generation: generation,
-                                             writerPlus1: writer, header: Self.header(headerWord).words) {
+        let header = Self.header(entry)
+        if header.tryPutThroughCell(value, writerPlus1: writer) {
             KeyIndexReaders.leave(section)
             return .recorded
         }
         // Retained before the section ends (then the index may let it go).
-        let held = Self.header(headerWord).metric.retain()
+        let held = header.metric.retain()
         KeyIndexReaders.leave(section)
         return .general(held.takeRetainedValue())
     }
@@ -433,9 +416,7 @@ final class CKeyIndex: @unchecked Sendable {
         // (16-byte aligned: the low four bits of its address hold its tag.)
         let entry = UnsafeMutableRawPointer.allocate(byteCount: headBytes + a.bodyBytes, alignment: 16)
         entry.storeBytes(of: a.hash, as: UInt64.self)
-        entry.storeBytes(of: UInt(bitPattern: metric.header.address) | metric.header.flags,
-                         toByteOffset: 8, as: UInt.self)
-        (entry + 16).bindMemory(to: Atomic<UInt64>.self, capacity: 1).initialize(to: Atomic(0))
+        entry.storeBytes(of: UInt(bitPattern: metric.header.address), toByteOffset: 8, as: UInt.self)
         a.write(body: entry + headBytes)
         return entry
     }
@@ -524,45 +505,10 @@ final class CKeyIndex: @unchecked Sendable {
         }
     }
 
-    /// The header line in an entry's word at offset 8.
+    /// The header line of an entry's metric.
     @inline(__always)
-    private static func header(_ headerWord: UInt) -> MetricHeader {
-        MetricHeader(address: UnsafeRawPointer(bitPattern: headerWord & ~MetricHeader.flagMask)!)
-    }
-
-    /// The address bits of the cell of writer index `writerPlus1 - 1` for
-    /// the entry's metric (0: none yet): its dense cell if the entry's cells
-    /// bit says it exists, else the header line's table
-    /// (``cellBitsFromHeader``).
-    @inline(__always)
-    private static func cellBits(_ entry: UnsafeRawPointer, _ headerWord: UInt, writerPlus1: Int) -> UInt {
-        let cells = UnsafeMutablePointer(mutating: (entry + 16).assumingMemoryBound(to: Atomic<UInt64>.self))
-        let bit = UInt64(1) &<< UInt64(writerPlus1 &- 1)
-        // Acquire, like the table's entry it stands for: the cell is seen initialised.
-        if _fastPath(cells.pointee.load(ordering: .acquiring) & bit != 0) {
-            return UInt(bitPattern: kplmshim_dense_cell_of(UnsafeRawPointer(bitPattern: headerWord & ~MetricHeader.flagMask),
-                                                           Int32(truncatingIfNeeded: writerPlus1)))
-        }
-        return cellBitsFromHeader(headerWord, writerPlus1: writerPlus1, cells: cells, bit: bit)
-    }
-
-    /// The header line's cell address for `writerPlus1`, noted in the
-    /// entry's cells bits unless there is none yet or it is the removed-key
-    /// placeholder (a table entry holding a cell never changes while its
-    /// series lives). (Inlined: an out-of-line call here, or anywhere in
-    /// ``put(_:_:)``, kept the compiler from inlining `put` into the puts by
-    /// names, which then cost about 8 ns more at one key.)
-    @inline(__always)
-    private static func cellBitsFromHeader(_ headerWord: UInt, writerPlus1: Int,
-                                           cells: UnsafeMutablePointer<Atomic<UInt64>>, bit: UInt64) -> UInt {
-        let bits = header(headerWord).cellBits(writerPlus1: writerPlus1)
-        if bits != 0 && bits != MetricHeader.retiredCellBits {
-            assert(bits == UInt(bitPattern: kplmshim_dense_cell_of(UnsafeRawPointer(bitPattern: headerWord & ~MetricHeader.flagMask),
-                                                                   Int32(truncatingIfNeeded: writerPlus1))),
-                   "a metric's cell is not its line's dense cell")
-            cells.pointee.bitwiseOr(bit, ordering: .releasing)
-        }
-        return bits
+    private static func header(_ entry: UnsafeRawPointer) -> MetricHeader {
+        MetricHeader(address: UnsafeRawPointer(bitPattern: entry.load(fromByteOffset: 8, as: UInt.self))!)
     }
 
     /// The tag of a hash: its top four bits (the low ones pick the slot).

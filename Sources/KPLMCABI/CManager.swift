@@ -24,8 +24,7 @@ final class CManager: @unchecked Sendable {
         let configuration = manager.configuration
         recordsNothing = configuration.level == .none
         // At SUMMARY several argument tuples map to one metric: room for a few each.
-        keys = CKeyIndex(maxEntries: configuration.maxMetrics > 1 << 28 ? 1 << 30 : configuration.maxMetrics * 4,
-                         commonCase: manager.commonCaseWords)
+        keys = CKeyIndex(maxEntries: configuration.maxMetrics > 1 << 28 ? 1 << 30 : configuration.maxMetrics * 4)
         namespace = strdup(configuration.namespace)
         // A flush that removes idle keys unlinks them from the index first.
         manager.setKeyRemovalObserver { [keys] removed in keys.remove(removed) }

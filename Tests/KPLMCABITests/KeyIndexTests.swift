@@ -16,7 +16,7 @@ final class KeyIndexTests: XCTestCase {
         let m = try MetricsManager(level: .detailed)
         try m.start()
         let keys = 5000   // enough for many probe sequences longer than one slot
-        let index = CKeyIndex(maxEntries: keys, commonCase: m.commonCaseWords)
+        let index = CKeyIndex(maxEntries: keys)
         let shards = (0..<keys).map { strdup("shardId-\($0)")! }
         let name = strdup("UserRecordsPut")!, stream = strdup("orders")!
         defer { for p in shards + [name, stream] { free(p) } }
@@ -43,9 +43,9 @@ final class KeyIndexTests: XCTestCase {
         // when it was (no removal needed to reclaim them).
         XCTAssertEqual(index.tablesHeld, 1)
         for k in 0..<keys { XCTAssertTrue(isFound(k), "key \(k) not found") }
-        // The puts through the entries (the second one from the entry's copy
-        // of this thread's cell, when the common case runs) land on their
-        // keys: two each.
+        // The puts through the entries (the second one through this thread's
+        // cell of the entry's metric, when the common case runs) land on
+        // their keys: two each.
         for k in 0..<keys { XCTAssertTrue(isFound(k), "key \(k) not found") }
         for k in 0..<keys {
             XCTAssertEqual(try m.statistics("UserRecordsPut", stream: "orders", shardId: "shardId-\(k)").count, 2,
@@ -71,7 +71,7 @@ final class KeyIndexTests: XCTestCase {
         }
         let m = try MetricsManager(level: .detailed)
         try m.start()
-        let index = CKeyIndex(maxEntries: 100, commonCase: m.commonCaseWords)
+        let index = CKeyIndex(maxEntries: 100)
         let shards = (0..<4).map { strdup("shardId-\($0)")! }
         let name = strdup("UserRecordsPut")!, stream = strdup("orders")!
         defer { for p in shards + [name, stream] { free(p) } }

@@ -103,6 +103,32 @@ final class BlockPoolTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(kplmshim_dense_regions_mapped(), regionsBefore)
     }
 
+    func testAFreedLinesDenseCellsReadZero() throws {
+        // Two lines of one chunk: the second keeps the chunk (and its
+        // regions) while the first is freed.
+        let first = try XCTUnwrap(kplmshim_block_alloc(lines))
+        var second = try XCTUnwrap(kplmshim_block_alloc(lines))
+        var others: [UnsafeMutableRawPointer] = []
+        let mask = ~UInt(KPLMSHIM_LINE_CHUNK_BYTES - 1)
+        while UInt(bitPattern: second) & mask != UInt(bitPattern: first) & mask {
+            others.append(second)
+            second = try XCTUnwrap(kplmshim_block_alloc(lines))
+        }
+        let writers: [Int32] = [0, 5, 63]
+        for w in writers {
+            let cell = try XCTUnwrap(kplmshim_dense_cell(first, w))
+            cell.initializeMemory(as: UInt8.self, repeating: 0xAB, count: Int(KPLMSHIM_DENSE_CELL_BYTES))
+        }
+        kplmshim_block_free(lines, first)
+        for w in writers {
+            let cell = try XCTUnwrap(kplmshim_dense_cell_of(first, w + 1))
+            let bytes = UnsafeRawBufferPointer(start: cell, count: Int(KPLMSHIM_DENSE_CELL_BYTES))
+            XCTAssertTrue(bytes.allSatisfy { $0 == 0 }, "writer \(w)'s cell of a freed line is not zero")
+        }
+        kplmshim_block_free(lines, second)
+        for b in others { kplmshim_block_free(lines, b) }
+    }
+
     func testAManagersKeysGiveTheirBlocksBack() throws {
         // The placeholder cell of removed keys: allocated once, never freed.
         _ = WriterCell.retiredPlaceholderBits

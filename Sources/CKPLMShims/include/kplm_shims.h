@@ -143,7 +143,8 @@ enum { KPLMSHIM_POOL_LINES = 0, KPLMSHIM_POOL_CELLS = 1 };
 /** A block of `pool` (uninitialised), or NULL when out of memory. */
 void *kplmshim_block_alloc(int pool);
 
-/** Gives back a block of `pool` (NULL is fine). */
+/** Gives back a block of `pool` (NULL is fine). A line's dense cells (see
+ * below) are zeroed as it is given back. */
 void kplmshim_block_free(int pool, void *block);
 
 /** Blocks of `pool` allocated and not freed (for tests: a freed key gives
@@ -179,10 +180,11 @@ long kplmshim_block_chunks(int pool);
 
 /** The cell of writer index `writer` for the header line `line` (a block of
  * KPLMSHIM_POOL_LINES in use), its region mapped if it was not; NULL when
- * out of memory or for a writer index out of range. The memory of a cell
- * never used since its region was mapped is zero; a cell's user initialises
- * it before first use and releases what it points to when done, before its
- * line is freed. Thread-safe. */
+ * out of memory or for a writer index out of range. The cells of a line
+ * read zero when the line is handed out (a region is zero when mapped, and
+ * kplmshim_block_free zeroes the cells of the line it frees), so a cell's
+ * user can tell a cell it made from one it did not (see WriterCell's tag);
+ * it releases what a cell points to before its line is freed. Thread-safe. */
 void *kplmshim_dense_cell(const void *line, int writer);
 
 /** Regions mapped now (for tests: a chunk's go when its lines are all free). */

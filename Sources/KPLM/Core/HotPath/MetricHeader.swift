@@ -97,17 +97,6 @@ package struct MetricHeader {
     @inlinable @inline(__always)
     var cells: CellTable { CellTable(words: words) }
 
-    /// The address bits of the calling thread's cell (`writerPlus1`: its
-    /// raw TLS value, > 0), 0 if it has none yet, or the placeholder of a
-    /// removed metric (``retiredCellBits``).
-    @inlinable @inline(__always)
-    package func cellBits(writerPlus1: Int) -> UInt { cells.load(writerPlus1: writerPlus1) }
-
-    /// The placeholder cell a removed metric's empty table entries hold: a
-    /// put on it records nothing. (A copy of a cell address must not be this:
-    /// a re-created metric clears it from its table.)
-    package static var retiredCellBits: UInt { WriterCell.retiredPlaceholderBits }
-
     /// The manager's gate word.
     @inlinable @inline(__always)
     var gateWord: UnsafeMutablePointer<Atomic<UInt64>> {
@@ -149,6 +138,14 @@ package struct MetricHeader {
     package func tryPutCommonCase(_ value: Double) -> Bool {
         let writerPlus1 = Int(kplmshim_writer_raw())   // this thread's writer index + 1, or <= 0
         guard _fastPath(writerPlus1 > 0) else { return false }
+        return tryPutThroughCell(value, writerPlus1: writerPlus1)
+    }
+
+    /// ``tryPutCommonCase(_:)`` once the calling thread's writer index is
+    /// known (`writerPlus1`: its raw TLS value, > 0): for the C ABI's key
+    /// index, which finds this line from its entry.
+    @inlinable @inline(__always)
+    package func tryPutThroughCell(_ value: Double, writerPlus1: Int) -> Bool {
         // The cell's address follows from this line's (dense cells: a word
         // of the line's chunk, which its other keys share, in the cache),
         // and the cell's tag holds what the put would read here (the gate,
@@ -160,28 +157,13 @@ package struct MetricHeader {
         let tag = cell.tag
         guard _fastPath(tag & Self.flagMask != 0) else { return false }
         let gate = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: tag & ~Self.flagMask)!
-        return Self.tryPut(value, cellBits: UInt(bitPattern: base), flags: tag, gate: gate,
-                           generation: PutGate.generation(gate: gate), writerPlus1: writerPlus1, header: words)
-    }
-
-    /// The rest of ``tryPutCommonCase(_:)`` once the calling thread's cell
-    /// is found (`cellBits`, 0: none yet) and the metric's `flags` are known
-    /// not to be none: for the C ABI's key index, which keeps copies of cell
-    /// addresses in its entries, and the manager's `gate` and `generation`.
-    /// `writerPlus1` is the calling thread's (> 0) and `header` the metric's
-    /// line (read only when the put starts its slot).
-    @inlinable @inline(__always)
-    package static func tryPut(_ value: Double, cellBits: UInt, flags: UInt,
-                               gate: UnsafeMutablePointer<Atomic<UInt64>>, generation: UInt64,
-                               writerPlus1: Int, header: UnsafeMutablePointer<Atomic<UInt>>) -> Bool {
         let second = kplmshim_cached_second()
-        guard _fastPath(second != Int64.min && cellBits != 0 && !ForkGuard.isInherited(generation))
+        guard _fastPath(second != Int64.min && !ForkGuard.isInherited(PutGate.generation(gate: gate)))
         else { return false }
-        // (The entry of a removed metric holds a placeholder cell whose
-        // put reports "not done": see WriterCell.Offset.retiredSlotIndex.)
-        let cell = WriterCell(base: UnsafeMutableRawPointer(bitPattern: cellBits)!)
-        if _fastPath(flags & plainCells != 0) {
-            return cell.tryPut(value, second: Int64(second), gate: gate, writer: writerPlus1 &- 1, header: header)
+        // (A removed metric's cells hold the retired slot index: their put
+        // reports "not done", see WriterCell.Offset.retiredSlotIndex.)
+        if _fastPath(tag & Self.plainCells != 0) {
+            return cell.tryPut(value, second: Int64(second), gate: gate, writer: writerPlus1 &- 1, header: words)
         }
         // A distribution metric's common case: one section on this thread's
         // cell counting the value's bucket and its statistics.

@@ -106,24 +106,19 @@
 //    entries (tombstones), runs the heavy barrier and waits for every odd
 //    word to move on before it frees the entries, superseded tables and the
 //    metrics they pointed to: the same Dekker pair as pair 1.
-//    An entry keeps copies of its metric's cell addresses (writer indices
-//    0-3), read inside the section like the rest of the entry. A copy is
-//    made from the header line's table (acquire) and only of a cell, never
-//    of the removed-key placeholder; a table entry holding a cell never
-//    changes while its series lives, and the cells live as long as the
-//    series, which outlives the entry (the registry, then the index's
-//    limbo, hold its metric). So a put through a copy meets the same cell,
-//    with the same `active` (the retired index included), as a put through
-//    the table: pairs 1 and 6 hold unchanged.
-//    A put by handle finds its cell the same way without the table: the
-//    dense cell of its writer index for the handle's header line, used in
-//    the common case only if the cell's tag is set. The owner sets the tag
-//    (relaxed; only the owner, or a later owner of its writer index, reads
-//    it) after its compare-exchange published that very cell in the table,
-//    and the series' release clears it before the line can be another
-//    metric's; so a tagged cell is the table's cell, with the same `active`,
-//    and pairs 1 and 6 hold unchanged. The tag's gate and the fork
-//    generation beside the gate word are the manager's, as in the line.
+//    A put through an entry, or by handle, finds its cell without the
+//    header line's table: the dense cell of its writer index for the line,
+//    used in the common case only if the cell's tag is set. The owner sets
+//    the tag (relaxed; only the owner, or a later owner of its writer index,
+//    reads it) after its compare-exchange published that very cell in the
+//    table, never for the removed-key placeholder, and the pool zeroes a
+//    line's cells as it frees the line (after the series); a table entry
+//    holding a cell never changes while its series lives, which outlives
+//    the entry (the registry, then the index's limbo, hold its metric). So
+//    a tagged cell is the table's cell, with the same `active` (the retired
+//    index included), and pairs 1 and 6 hold unchanged. The tag's gate, and
+//    the fork generation beside the gate word, are the manager's, as in the
+//    line.
 //
 // 8. Changed marks ↔ flush (a flush reads only the cells put on since the
 //    last one, nothing missed; details: ChangedSeries.swift).

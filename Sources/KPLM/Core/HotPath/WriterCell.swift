@@ -108,10 +108,10 @@ struct WriterCell {
         /// its metric's header line (issue #13: one line less a put). Byte
         /// 104 is the second word of the retired "slot 2" (see
         /// ``retiredSlotIndex``), read only when that slot's count is not
-        /// zero, which it never is. Written by the cell's owner when it
-        /// creates the cell, zeroed when the cell is made and released:
-        /// nonzero only in the created cell of the series its line
-        /// belongs to now.
+        /// zero, which it never is. Written by the cell's owner once it has
+        /// published the cell in its metric's table; zero in every other
+        /// dense cell (the cells of a line read zero when the line is
+        /// handed out: `kplmshim_dense_cell`).
         @inlinable static var tag: Int { 104 }
         /// Slot i's ``CellBuckets`` pointer is at `buckets + 8 * i` (bytes
         /// 112 and 120: the sum and min words of the retired "slot 2",
@@ -160,16 +160,14 @@ struct WriterCell {
     }
 
     /// Frees what a dense cell points to (its slots' distribution counts),
-    /// and clears its tag, when its metric goes: the cell's memory goes
-    /// with its header line, and the next metric given the line must not
-    /// find the tag.
+    /// when its metric goes: the cell's memory goes with its header line
+    /// (which zeroes it, tag included, as the line is given back).
     func releaseDense() {
         for index in 0..<2 {
             guard let b = buckets(index) else { continue }
             CellBuckets.deallocate(b)
             base.storeBytes(of: 0, toByteOffset: Offset.buckets + 8 * index, as: UInt.self)
         }
-        base.storeBytes(of: 0, toByteOffset: Offset.tag, as: UInt.self)
     }
 
     /// A dense cell's tag: the address of its manager's gate word (aligned

@@ -101,14 +101,6 @@ extension MetricsManager {
         return try metricValidated(key: formKey(MetricKey(name: name, dimensions: dimensions)))
     }
 
-    /// The words the common case of every put on this manager reads besides
-    /// its key's cell (the same in each metric's ``MetricHeader``): the gate
-    /// word and the fork generation. For a layer that finds cells itself
-    /// (the C ABI's key index); valid as long as the manager.
-    package var commonCaseWords: (gate: UnsafeMutablePointer<Atomic<UInt64>>, generation: UInt64) {
-        (context.gate.wordPointer, context.generation)
-    }
-
     /// Resolves a key whose inputs are already validated.
     package func metricValidated(key: MetricKey) throws(MetricsError) -> Metric {
         if let noopMetric {

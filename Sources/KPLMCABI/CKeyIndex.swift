@@ -302,9 +302,11 @@ final class CKeyIndex: @unchecked Sendable {
             if let current = t, Self.lookUp(a, in: current) { return false }
             var replaced = false
             let capacity = t?.load(as: Int.self) ?? 0
-            if (o.linked + o.tombstones + 1) * 2 > capacity {
-                // Grow when the entries fill half the table; else rebuild
-                // at the same size to clear the tombstones.
+            if (o.linked + o.tombstones + 1) * 5 > capacity * 4 {
+                // Past 80% full: grow to at most half full (2 MB at 100,000
+                // keys; a probe past another key's slot reads no entry, see
+                // tagMask), or rebuild at the same size to clear the
+                // tombstones if the entries fill at most half.
                 var grown = Swift.max(64, capacity)
                 while (o.linked + 1) * 2 > grown { grown *= 2 }
                 let rebuilt = Self.makeTable(capacity: grown, entries: t.map(Self.linkedEntries(of:)) ?? [])

@@ -377,11 +377,18 @@ void kplmshim_block_free(int pool, void *block) {
     if (pool == KPLMSHIM_POOL_LINES) {
         /* The next line handed out here finds its cells zero (no thread
          * reaches the cells of a line being freed; the regions stay mapped
-         * while the line is in use, so until the lock below). */
+         * while the line is in use, so until the lock below). A cell that
+         * reads zero is not written: its page may never have been touched
+         * (reading it maps the shared zero page), and writing would make
+         * it resident. */
         uintptr_t *regions = dense_regions(c);
         for (int w = 0; w < KPLMSHIM_MAX_WRITERS; w++) {
             uintptr_t region = __atomic_load_n(&regions[w], __ATOMIC_ACQUIRE);
-            if (region) memset(kplmshim_dense_cell_in(region, block), 0, KPLMSHIM_DENSE_CELL_BYTES);
+            if (!region) continue;
+            uint64_t *cell = kplmshim_dense_cell_in(region, block);
+            uint64_t any = 0;
+            for (size_t i = 0; i < KPLMSHIM_DENSE_CELL_BYTES / 8; i++) any |= cell[i];
+            if (any) memset(cell, 0, KPLMSHIM_DENSE_CELL_BYTES);
         }
     }
     pthread_mutex_lock(&p->lock);

@@ -129,6 +129,56 @@ final class BlockPoolTests: XCTestCase {
         for b in others { kplmshim_block_free(lines, b) }
     }
 
+    /// Resident bytes (smaps "Rss", which does not count the shared zero
+    /// page) of the mapping that holds `address`.
+    private func residentBytes(ofMappingHolding address: UnsafeRawPointer) throws -> Int {
+        // (Read to its end: /proc files report no size.)
+        let file = try XCTUnwrap(FileHandle(forReadingAtPath: "/proc/self/smaps"))
+        defer { try? file.close() }
+        let smaps = String(decoding: try XCTUnwrap(file.readToEnd()), as: UTF8.self)
+        let target = UInt(bitPattern: address)
+        var inside = false
+        for line in smaps.split(separator: "\n") {
+            if let dash = line.firstIndex(of: "-"), let space = line.firstIndex(of: " "), dash < space,
+               let low = UInt(line[..<dash], radix: 16),
+               let high = UInt(line[line.index(after: dash)..<space], radix: 16) {
+                inside = low <= target && target < high
+            } else if inside && line.hasPrefix("Rss:") {
+                return Int(line.split(separator: " ")[1])! * 1024
+            }
+        }
+        throw XCTSkip("no mapping holds the address in /proc/self/smaps")
+    }
+
+    func testFreeingALineLeavesItsUntouchedCellsUntouched() throws {
+        // Two lines of one chunk whose cells of a writer index no test uses
+        // are on different pages (32 cells a page): the first's cell is made
+        // (its page resident), the second's never touched.
+        let writer: Int32 = 62
+        let mask = ~UInt(KPLMSHIM_LINE_CHUNK_BYTES - 1)
+        func page(_ line: UnsafeMutableRawPointer) -> UInt { (UInt(bitPattern: line) & ~mask) / 64 / 32 }
+        var held: [UnsafeMutableRawPointer] = []
+        defer { for b in held { kplmshim_block_free(lines, b) } }
+        var pair: (UnsafeMutableRawPointer, UnsafeMutableRawPointer)?
+        while pair == nil && held.count < 5000 {
+            let line = try XCTUnwrap(kplmshim_block_alloc(lines))
+            pair = held.first {
+                UInt(bitPattern: $0) & mask == UInt(bitPattern: line) & mask && page($0) != page(line)
+            }.map { ($0, line) }
+            held.append(line)
+        }
+        let (made, untouched) = try XCTUnwrap(pair)
+        let cell = try XCTUnwrap(kplmshim_dense_cell(made, writer))
+        cell.storeBytes(of: 1, as: UInt64.self)
+        let other = try XCTUnwrap(kplmshim_dense_cell_of(untouched, writer + 1))
+        held.removeAll { $0 == untouched }
+        let before = try residentBytes(ofMappingHolding: other)
+        kplmshim_block_free(lines, untouched)
+        XCTAssertEqual(try residentBytes(ofMappingHolding: other), before,
+                       "freeing a line made its never-used cell's page resident")
+        XCTAssertEqual(other.load(as: UInt64.self), 0)
+    }
+
     func testAManagersKeysGiveTheirBlocksBack() throws {
         // The placeholder cell of removed keys: allocated once, never freed.
         _ = WriterCell.retiredPlaceholderBits

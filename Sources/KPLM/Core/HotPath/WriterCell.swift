@@ -160,14 +160,10 @@ struct WriterCell {
     }
 
     /// Frees what a dense cell points to (its slots' distribution counts),
-    /// when its metric goes: the cell's memory goes with its header line
-    /// (which zeroes it, tag included, as the line is given back).
+    /// when its metric goes: the cell's memory goes with its header line,
+    /// whose pool zeroes it (pointers and tag) as the line is given back.
     func releaseDense() {
-        for index in 0..<2 {
-            guard let b = buckets(index) else { continue }
-            CellBuckets.deallocate(b)
-            base.storeBytes(of: 0, toByteOffset: Offset.buckets + 8 * index, as: UInt.self)
-        }
+        for index in 0..<2 { if let b = buckets(index) { CellBuckets.deallocate(b) } }
     }
 
     /// A dense cell's tag: the address of its manager's gate word (aligned

@@ -103,17 +103,31 @@ final class BlockPoolTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(kplmshim_dense_regions_mapped(), regionsBefore)
     }
 
-    func testAFreedLinesDenseCellsReadZero() throws {
-        // Two lines of one chunk: the second keeps the chunk (and its
-        // regions) while the first is freed.
-        let first = try XCTUnwrap(kplmshim_block_alloc(lines))
-        var second = try XCTUnwrap(kplmshim_block_alloc(lines))
-        var others: [UnsafeMutableRawPointer] = []
+    /// Two lines of one chunk whose cells are on different pages of their
+    /// regions (32 cells a page), and every other line allocated to find
+    /// them (all three for the caller to free).
+    private func twoLinesOfOneChunk() throws
+        -> (first: UnsafeMutableRawPointer, second: UnsafeMutableRawPointer, others: [UnsafeMutableRawPointer]) {
         let mask = ~UInt(KPLMSHIM_LINE_CHUNK_BYTES - 1)
-        while UInt(bitPattern: second) & mask != UInt(bitPattern: first) & mask {
-            others.append(second)
-            second = try XCTUnwrap(kplmshim_block_alloc(lines))
+        func page(_ line: UnsafeMutableRawPointer) -> UInt { (UInt(bitPattern: line) & ~mask) / 64 / 32 }
+        var held: [UnsafeMutableRawPointer] = []
+        var found: (first: Int, second: UnsafeMutableRawPointer)?
+        while found == nil && held.count < 5000 {
+            let line = try XCTUnwrap(kplmshim_block_alloc(lines))
+            found = held.firstIndex {
+                UInt(bitPattern: $0) & mask == UInt(bitPattern: line) & mask && page($0) != page(line)
+            }.map { ($0, line) }
+            if found == nil { held.append(line) }
         }
+        let (i, second) = try XCTUnwrap(found, "no two lines of one chunk on different cell pages in 5,000")
+        let first = held.remove(at: i)
+        return (first, second, held)
+    }
+
+    func testAFreedLinesDenseCellsReadZero() throws {
+        // The second line keeps the chunk (and its regions) while the first
+        // is freed.
+        let (first, second, others) = try twoLinesOfOneChunk()
         let writers: [Int32] = [0, 5, 63]
         for w in writers {
             let cell = try XCTUnwrap(kplmshim_dense_cell(first, w))
@@ -155,23 +169,11 @@ final class BlockPoolTests: XCTestCase {
         // are on different pages (32 cells a page): the first's cell is made
         // (its page resident), the second's never touched.
         let writer: Int32 = 62
-        let mask = ~UInt(KPLMSHIM_LINE_CHUNK_BYTES - 1)
-        func page(_ line: UnsafeMutableRawPointer) -> UInt { (UInt(bitPattern: line) & ~mask) / 64 / 32 }
-        var held: [UnsafeMutableRawPointer] = []
-        defer { for b in held { kplmshim_block_free(lines, b) } }
-        var pair: (UnsafeMutableRawPointer, UnsafeMutableRawPointer)?
-        while pair == nil && held.count < 5000 {
-            let line = try XCTUnwrap(kplmshim_block_alloc(lines))
-            pair = held.first {
-                UInt(bitPattern: $0) & mask == UInt(bitPattern: line) & mask && page($0) != page(line)
-            }.map { ($0, line) }
-            held.append(line)
-        }
-        let (made, untouched) = try XCTUnwrap(pair)
+        let (made, untouched, others) = try twoLinesOfOneChunk()
+        defer { for b in others + [made] { kplmshim_block_free(lines, b) } }
         let cell = try XCTUnwrap(kplmshim_dense_cell(made, writer))
         cell.storeBytes(of: 1, as: UInt64.self)
         let other = try XCTUnwrap(kplmshim_dense_cell_of(untouched, writer + 1))
-        held.removeAll { $0 == untouched }
         let before = try residentBytes(ofMappingHolding: other)
         kplmshim_block_free(lines, untouched)
         XCTAssertEqual(try residentBytes(ofMappingHolding: other), before,

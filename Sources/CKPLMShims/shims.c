@@ -257,9 +257,10 @@ typedef struct {
 _Static_assert(sizeof(pool_chunk) <= KPLMSHIM_DENSE_REGIONS_OFFSET, "the regions follow the chunk's bookkeeping");
 _Static_assert(KPLMSHIM_LINE_CHUNK_BYTES == POOL_CHUNK_BYTES, "the header's chunk size is the pools'");
 
-static block_pool pools[2] = {
+static block_pool pools[KPLMSHIM_POOL_COUNT] = {
     {PTHREAD_MUTEX_INITIALIZER, 64, LINE_CHUNK_HEADER_BLOCKS, NULL, NULL, NULL, 0, 0, 0},
     {PTHREAD_MUTEX_INITIALIZER, 128, 1, NULL, NULL, NULL, 0, 0, 0},
+    {PTHREAD_MUTEX_INITIALIZER, 64, 1, NULL, NULL, NULL, 0, 0, 0},
 };
 
 /* Blocks a chunk hands out. */
@@ -337,16 +338,16 @@ static void chunk_release(block_pool *p, pool_chunk *c) {
 /* Fork: held across it, so that no other thread is halfway through a pool
  * in the child's copy; released in both processes after. */
 static void pools_before_fork(void) {
-    for (int i = 0; i < 2; i++) pthread_mutex_lock(&pools[i].lock);
+    for (int i = 0; i < KPLMSHIM_POOL_COUNT; i++) pthread_mutex_lock(&pools[i].lock);
 }
 static void pools_after_fork(void) {
-    for (int i = 1; i >= 0; i--) pthread_mutex_unlock(&pools[i].lock);
+    for (int i = KPLMSHIM_POOL_COUNT - 1; i >= 0; i--) pthread_mutex_unlock(&pools[i].lock);
 }
 static pthread_once_t pools_once = PTHREAD_ONCE_INIT;
 static void pools_register(void) { (void)pthread_atfork(pools_before_fork, pools_after_fork, pools_after_fork); }
 
 void *kplmshim_block_alloc(int pool) {
-    if (pool < 0 || pool > 1) return NULL;
+    if (pool < 0 || pool >= KPLMSHIM_POOL_COUNT) return NULL;
     pthread_once(&pools_once, pools_register);
     block_pool *p = &pools[pool];
     void *block = NULL;
@@ -371,7 +372,7 @@ void *kplmshim_block_alloc(int pool) {
 }
 
 void kplmshim_block_free(int pool, void *block) {
-    if (!block || pool < 0 || pool > 1) return;
+    if (!block || pool < 0 || pool >= KPLMSHIM_POOL_COUNT) return;
     block_pool *p = &pools[pool];
     pool_chunk *c = (pool_chunk *)((uintptr_t)block & ~(POOL_CHUNK_BYTES - 1));
     if (pool == KPLMSHIM_POOL_LINES) {
@@ -437,7 +438,7 @@ void *kplmshim_dense_cell(const void *line, int writer) {
 long kplmshim_dense_regions_mapped(void) { return __atomic_load_n(&dense_regions_mapped, __ATOMIC_RELAXED); }
 
 long kplmshim_blocks_live(int pool) {
-    if (pool < 0 || pool > 1) return 0;
+    if (pool < 0 || pool >= KPLMSHIM_POOL_COUNT) return 0;
     block_pool *p = &pools[pool];
     pthread_mutex_lock(&p->lock);
     long live = p->live;
@@ -446,7 +447,7 @@ long kplmshim_blocks_live(int pool) {
 }
 
 long kplmshim_block_chunks(int pool) {
-    if (pool < 0 || pool > 1) return 0;
+    if (pool < 0 || pool >= KPLMSHIM_POOL_COUNT) return 0;
     block_pool *p = &pools[pool];
     pthread_mutex_lock(&p->lock);
     long chunks = p->chunk_count;

@@ -56,7 +56,8 @@ struct CDimensionArguments: IndexedArguments {
 
     // Body: a marker Int32 (-1 - count: negative, see IndexedArguments), the
     // name's length, the 2 × count lengths, then the bytes (name, then each
-    // pair's name and value) back to back; at least 16 bytes.
+    // pair's name and value) back to back: at least 9 bytes (a name has
+    // one).
 
     private var marker: Int32 { -1 - Int32(count) }
     private var lengthBytes: Int { 8 * count }
@@ -64,7 +65,7 @@ struct CDimensionArguments: IndexedArguments {
     var bodyBytes: Int {
         var total = 8 + lengthBytes + Int(nameLength)
         for i in 0..<(2 * count) { total += Int(lengths[i]) }
-        return Swift.max(16, total)
+        return total
     }
 
     @inline(__always)

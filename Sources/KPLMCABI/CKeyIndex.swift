@@ -5,15 +5,17 @@ import Glibc
 import Synchronization
 
 /// The arguments of a put by names as the key index stores and finds them:
-/// a hash, and an entry body (after the entry's 16-byte head: hash, metric)
+/// a hash, and an entry body (after the entry's 12-byte head: metric, hash)
 /// that holds their lengths and bytes. Two kinds (``CPutArguments``,
-/// ``CDimensionArguments``) share one index: a body starts with an Int32
-/// that is a length (≥ 1) for the first and negative for the second, so an
-/// entry of one kind never matches arguments of the other.
+/// ``CDimensionArguments``) share one index: a body starts with a UInt16
+/// that is a name's length (1...255) for the first, and with a negative
+/// Int32 for the second (its first two bytes, little-endian, read 0xFFE1 or
+/// more as a UInt16), so an entry of one kind never matches arguments of
+/// the other.
 protocol IndexedArguments {
     /// The hash of the arguments' bytes (well mixed: its low bits pick the slot).
     var hash: UInt64 { get }
-    /// Size of the entry body, at least 16 bytes (a match reads the first 16).
+    /// Size of the entry body, at least 9 bytes (a match reads the first 8).
     var bodyBytes: Int { get }
     /// Whether the body at `body` holds exactly these arguments.
     func matches(body: UnsafeRawPointer) -> Bool
@@ -28,6 +30,9 @@ struct CPutArguments: IndexedArguments {
     var pointers: (UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?)
     var lengths: (Int32, Int32, Int32, Int32)
     var hash: UInt64
+    /// The four lengths as the body's first eight bytes hold them: a UInt16
+    /// each (a length is at most 1,024), the name's in the low bits.
+    var packedLengths: UInt64
 
     /// Measures and hashes the arguments, or returns nil when the slow path
     /// must decide (a NULL or empty name, an over-long argument): that path
@@ -48,6 +53,7 @@ struct CPutArguments: IndexedArguments {
         guard n1 <= limit && n2 <= limit && n3 <= limit else { return nil }
         pointers = (name, stream, shardId, errorCode)
         lengths = (Int32(n0), Int32(n1), Int32(n2), Int32(n3))
+        packedLengths = UInt64(n0) | UInt64(n1) << 16 | UInt64(n2) << 32 | UInt64(n3) << 48
         // One independent chain per argument (they overlap in the CPU), each
         // seeded differently, combined and avalanched at the end.
         let h0 = Self.mix(0x243F_6A88_85A3_08D3 ^ UInt64(n0), name, n0)
@@ -105,14 +111,16 @@ struct CPutArguments: IndexedArguments {
         return h ^ (h >> 32)
     }
 
-    // Body: the four lengths (Int32 each), then the bytes back to back.
+    // Body: the four lengths (``packedLengths``), then the bytes back to
+    // back. (The key of the scale benchmark, 40 bytes, makes a 60-byte
+    // entry: one line.)
 
-    var bodyBytes: Int { 16 + Int(lengths.0) + Int(lengths.1) + Int(lengths.2) + Int(lengths.3) }
+    var bodyBytes: Int { 8 + Int(lengths.0) + Int(lengths.1) + Int(lengths.2) + Int(lengths.3) }
 
     @inline(__always)
     func matches(body: UnsafeRawPointer) -> Bool {
-        guard body.load(as: (Int32, Int32, Int32, Int32).self) == lengths else { return false }
-        var bytes = body + 16
+        guard body.loadUnaligned(as: UInt64.self) == packedLengths else { return false }
+        var bytes = body + 8
         if !CKeyIndex.same(bytes, pointers.0, lengths.0) { return false }
         bytes += Int(lengths.0)
         if !CKeyIndex.same(bytes, pointers.1, lengths.1) { return false }
@@ -123,8 +131,8 @@ struct CPutArguments: IndexedArguments {
     }
 
     func write(body: UnsafeMutableRawPointer) {
-        body.storeBytes(of: lengths, as: (Int32, Int32, Int32, Int32).self)
-        var bytes = body + 16
+        body.storeBytes(of: packedLengths, as: UInt64.self)
+        var bytes = body + 8
         for (p, n) in [(pointers.0, lengths.0), (pointers.1, lengths.1),
                        (pointers.2, lengths.2), (pointers.3, lengths.3)] where n != 0 {
             bytes.copyMemory(from: p!, byteCount: Int(n))
@@ -147,24 +155,38 @@ struct CPutArguments: IndexedArguments {
 /// unlinked entry, a superseded table and the metric an entry pointed to
 /// are kept until every section that may see them has ended, then freed.
 final class CKeyIndex: @unchecked Sendable {
-    /// Entry layout (raw memory):
+    /// Entry layout (raw memory, 16-byte aligned):
     ///
-    ///      0  hash
-    ///      8  the metric's header line (see ``MetricHeader``; the metric is
+    ///      0  the metric's header line (see ``MetricHeader``; the metric is
     ///         unretained: kept alive by the registry while the entry is
-    ///         linked, then by this index's limbo)
-    ///     16  the arguments' body (``IndexedArguments``)
+    ///         linked, then by this index's limbo), with ``mallocated`` in
+    ///         bit 0 (a line is 64-byte aligned)
+    ///      8  the hash's low 32 bits (they pick the slot, and hold the tag)
+    ///     12  the arguments' body (``IndexedArguments``)
+    ///
+    /// An entry of at most 64 bytes (a key's name and dimension values of
+    /// up to 44 bytes in all, for a put by names) is a block of the entry
+    /// pool (`KPLMSHIM_POOL_INDEX_ENTRIES`): one line, 64-byte aligned,
+    /// beside the other entries (issue #13: a put by names at 100,000 keys
+    /// misses on its entry; a heap block of 72 bytes or more spanned two
+    /// lines, and cost 80 bytes with the allocator's header). A longer one
+    /// comes from the C allocator.
     ///
     /// Issue #13: a put by names reads the slot, the entry and this
     /// thread's cell (the header line's dense cell, whose tag holds what
     /// the put needs besides: ``MetricHeader/tryPutThroughCell(_:writerPlus1:)``;
     /// the slot's line hint starts its loading early), not the header line.
-    private static let headBytes = 16
+    private static let headBytes = 12
+    /// Bytes of a pool block.
+    private static let pooledBytes = 64
+    /// Bit 0 of an entry's first word: the entry comes from the C allocator,
+    /// not the pool.
+    private static let mallocated: UInt = 1
     /// A slot whose entry was removed: probing goes on past it.
     private static let tombstone: UInt = 1
     /// A slot holds its entry's address (16-byte aligned) with a tag in the
     /// low four bits: four bits of the entry's hash that do not pick the
-    /// slot. A lookup reads an entry only when its tag matches, so probing
+    /// slot (bits 28-31: a table has fewer than 2^28 slots). A lookup reads an entry only when its tag matches, so probing
     /// past another key's slot costs no memory access (issue #13: with
     /// 100,000 keys, each entry read is a cache miss).
     private static let tagMask: UInt = 15
@@ -218,7 +240,7 @@ final class CKeyIndex: @unchecked Sendable {
         owned.withLock { o in
             if let t = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .acquiring)) {
                 // Every linked entry is in the current table.
-                for e in Self.linkedEntries(of: t) { e.deallocate() }
+                for e in Self.linkedEntries(of: t) { Self.freeEntry(e) }
                 t.deallocate()
             }
             Self.free(o.limbo)
@@ -281,7 +303,8 @@ final class CKeyIndex: @unchecked Sendable {
                 kplmshim_prefetch_dense_cell(UnsafeRawPointer(bitPattern: slot[1].load(ordering: .relaxed)),
                                              Int32(truncatingIfNeeded: writerPlus1))
                 let entry = UnsafeRawPointer(bitPattern: e & ~Self.tagMask)!
-                if entry.load(as: UInt64.self) == a.hash && a.matches(body: entry + Self.headBytes) {
+                if entry.load(fromByteOffset: 8, as: UInt32.self) == UInt32(truncatingIfNeeded: a.hash)
+                    && a.matches(body: entry + Self.headBytes) {
                     return entry
                 }
             }
@@ -415,12 +438,36 @@ final class CKeyIndex: @unchecked Sendable {
 
     private static func makeEntry<Arguments: IndexedArguments>(_ a: Arguments, _ metric: Metric)
         -> UnsafeMutableRawPointer {
-        // (16-byte aligned: the low four bits of its address hold its tag.)
-        let entry = UnsafeMutableRawPointer.allocate(byteCount: headBytes + a.bodyBytes, alignment: 16)
-        entry.storeBytes(of: a.hash, as: UInt64.self)
-        entry.storeBytes(of: UInt(bitPattern: metric.header.address), toByteOffset: 8, as: UInt.self)
+        // (16-byte aligned either way: the low four bits of its address
+        // hold its tag.)
+        let bytes = headBytes + a.bodyBytes
+        var line = UInt(bitPattern: metric.header.address)
+        let entry: UnsafeMutableRawPointer
+        if bytes <= pooledBytes, let block = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_INDEX_ENTRIES)) {
+            entry = block
+        } else {
+            entry = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 16)
+            line |= mallocated
+        }
+        entry.storeBytes(of: line, as: UInt.self)
+        entry.storeBytes(of: UInt32(truncatingIfNeeded: a.hash), toByteOffset: 8, as: UInt32.self)
         a.write(body: entry + headBytes)
         return entry
+    }
+
+    /// Gives an entry back to the pool or the C allocator it came from.
+    private static func freeEntry(_ entry: UnsafeMutableRawPointer) {
+        if entry.load(as: UInt.self) & mallocated != 0 {
+            entry.deallocate()
+        } else {
+            kplmshim_block_free(Int32(KPLMSHIM_POOL_INDEX_ENTRIES), entry)
+        }
+    }
+
+    /// The hash an entry keeps (its low 32 bits).
+    @inline(__always)
+    private static func storedHash(_ entry: UnsafeRawPointer) -> UInt32 {
+        entry.load(fromByteOffset: 8, as: UInt32.self)
     }
 
     /// The entries linked in table `t` (for a rebuild, and the deinit).
@@ -459,12 +506,12 @@ final class CKeyIndex: @unchecked Sendable {
     @discardableResult
     private static func place(_ entry: UnsafeMutableRawPointer, in t: UnsafeMutableRawPointer) -> Bool {
         let mask = t.load(as: Int.self) - 1
-        var i = Int(truncatingIfNeeded: entry.load(as: UInt64.self)) & mask
+        var i = Int(storedHash(entry)) & mask
         while true {
             let slot = slot(i, in: t)
             let e = slot.pointee.load(ordering: .relaxed)
             if e == 0 || e == tombstone {
-                let line = entry.load(fromByteOffset: 8, as: UInt.self) & ~MetricHeader.flagMask
+                let line = entry.load(as: UInt.self) & ~mallocated
                 slot[1].store(line, ordering: .relaxed)
                 slot.pointee.store(slotBits(entry), ordering: .releasing)
                 return e == tombstone
@@ -476,7 +523,7 @@ final class CKeyIndex: @unchecked Sendable {
     /// Replaces `entry`'s slot in `t` with a tombstone.
     private static func unlink(_ entry: UnsafeMutableRawPointer, from t: UnsafeMutableRawPointer) {
         let mask = t.load(as: Int.self) - 1
-        var i = Int(truncatingIfNeeded: entry.load(as: UInt64.self)) & mask
+        var i = Int(storedHash(entry)) & mask
         let bits = slotBits(entry)
         while true {
             let e = slot(i, in: t).pointee.load(ordering: .relaxed)
@@ -501,7 +548,9 @@ final class CKeyIndex: @unchecked Sendable {
             if e == 0 { return false }
             if e & tagMask == tag && e != tombstone {
                 let entry = UnsafeRawPointer(bitPattern: e & ~tagMask)!
-                if entry.load(as: UInt64.self) == a.hash && a.matches(body: entry + headBytes) { return true }
+                if storedHash(entry) == UInt32(truncatingIfNeeded: a.hash) && a.matches(body: entry + headBytes) {
+                    return true
+                }
             }
             i = (i + 1) & mask
         }
@@ -510,20 +559,21 @@ final class CKeyIndex: @unchecked Sendable {
     /// The header line of an entry's metric.
     @inline(__always)
     private static func header(_ entry: UnsafeRawPointer) -> MetricHeader {
-        MetricHeader(address: UnsafeRawPointer(bitPattern: entry.load(fromByteOffset: 8, as: UInt.self))!)
+        MetricHeader(address: UnsafeRawPointer(bitPattern: entry.load(as: UInt.self) & ~mallocated)!)
     }
 
-    /// The tag of a hash: its top four bits (the low ones pick the slot).
+    /// The tag of a hash: bits 28-31 (the low ones pick the slot; an entry
+    /// keeps the low 32).
     @inline(__always)
-    private static func tag(_ hash: UInt64) -> UInt { UInt(truncatingIfNeeded: hash >> 60) }
+    private static func tag(_ hash: UInt64) -> UInt { UInt(truncatingIfNeeded: hash >> 28) & tagMask }
 
     /// What a slot holding `entry` holds: its address and its tag.
     private static func slotBits(_ entry: UnsafeMutableRawPointer) -> UInt {
-        UInt(bitPattern: entry) | tag(entry.load(as: UInt64.self))
+        UInt(bitPattern: entry) | tag(UInt64(storedHash(entry)))
     }
 
     private static func free(_ limbo: Limbo) {
-        for e in limbo.entries { e.deallocate() }
+        for e in limbo.entries { freeEntry(e) }
         for t in limbo.tables { t.deallocate() }
     }
 }

@@ -103,4 +103,56 @@ final class KeyIndexTests: XCTestCase {
         XCTAssertEqual(index.count, 0)
         for k in 0..<4 { XCTAssertFalse(isFound(k), "tuple \(k) after the second removal") }
     }
+
+    /// An entry of at most 64 bytes (12 of head, 8 of lengths, the bytes)
+    /// is a block of the entry pool, a longer one a heap block; both kinds
+    /// are found, and both are given back when their metric is removed.
+    /// Arguments whose bytes run together the same but split differently
+    /// do not match (the lengths are compared first).
+    func testShortEntriesArePoolLinesAndLongOnesHeapBlocks() throws {
+        guard KeyIndexReaders.isAvailable, kplmshim_writer_index() >= 0 else {
+            throw XCTSkip("the key index is not used here (no heavy barrier, or no writer index)")
+        }
+        let m = try MetricsManager(level: .detailed)
+        try m.start()
+        let index = CKeyIndex(maxEntries: 100)
+        let pool = Int32(KPLMSHIM_POOL_INDEX_ENTRIES)
+        let before = kplmshim_blocks_live(pool)
+        // "UserRecordsPut" (14) + "orders" (6) + a shard id: 60, 64, 65 bytes.
+        let shardIds = ["shardId-000000000001", "shardId-0000000000000002", "shardId-00000000000000003"]
+        let name = strdup("UserRecordsPut")!, stream = strdup("orders")!
+        let shards = shardIds.map { strdup($0)! }
+        defer { for p in shards + [name, stream] { free(p) } }
+        func arguments(_ k: Int) -> CPutArguments { CPutArguments(name, stream, shards[k], nil)! }
+        /// Puts 1 through the index, if found there.
+        func isFound(_ a: CPutArguments) -> Bool {
+            switch index.put(a, 1) {
+            case .missing: return false
+            case .recorded: return true
+            case .general(let metric): XCTAssertNoThrow(try metric.put(finite: 1).check())
+            }
+            return true
+        }
+        let metrics = try shardIds.map { try m.metric("UserRecordsPut", stream: "orders", shardId: $0) }
+        for k in 0..<3 { index.insert(arguments(k), metrics[k]) }
+        XCTAssertEqual(kplmshim_blocks_live(pool) - before, 2, "the 60- and 64-byte entries are pool lines")
+        for k in 0..<3 { XCTAssertTrue(isFound(arguments(k)), "entry \(shardIds[k])") }
+        XCTAssertEqual(try m.statistics("UserRecordsPut", stream: "orders", shardId: shardIds[2]).count, 1)
+
+        // ("Ab", "c") and ("A", "bc"): the same bytes, not the same
+        // arguments (their hashes differ too; the body alone tells them apart).
+        let ab = strdup("Ab")!, c = strdup("c")!, a = strdup("A")!, bc = strdup("bc")!
+        defer { for p in [ab, c, a, bc] { free(p) } }
+        let stored = CPutArguments(ab, c, nil, nil)!
+        let body = UnsafeMutableRawPointer.allocate(byteCount: stored.bodyBytes, alignment: 4)
+        defer { body.deallocate() }
+        stored.write(body: body)
+        XCTAssertTrue(stored.matches(body: body))
+        XCTAssertFalse(CPutArguments(a, bc, nil, nil)!.matches(body: body))
+
+        index.remove(metrics)
+        XCTAssertEqual(index.count, 0)
+        for k in 0..<3 { XCTAssertFalse(isFound(arguments(k)), "entry \(shardIds[k]) after its removal") }
+        XCTAssertEqual(kplmshim_blocks_live(pool), before, "the pool lines are given back")
+    }
 }

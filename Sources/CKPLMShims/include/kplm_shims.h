@@ -123,8 +123,9 @@ void kplmshim_fork_generation_watch(void);
 /* ---- Block pools -----------------------------------------------------------
  * Fixed-size blocks carved from 64 KiB chunks, each aligned to its size: a
  * metric's header line (64 bytes; a chunk of lines also keeps its dense
- * cells' region words, see below) and a writer cell (128 bytes: only the
- * placeholder of removed keys now, a metric's cells are dense). Issue #13:
+ * cells' region words, see below), a writer cell (128 bytes: only the
+ * placeholder of removed keys now, a metric's cells are dense) and a key
+ * index entry (64 bytes). Issue #13:
  * blocks of one kind sit side by side (a put at 100,000 keys walks 6.4 MB of
  * header lines, not one line per kilobyte of heap), and an aligned
  * allocation costs no padding. A freed
@@ -137,8 +138,10 @@ void kplmshim_fork_generation_watch(void);
 
 /** The pools: a block of KPLMSHIM_POOL_LINES is 64 bytes (a chunk hands
  * out 1,015: its first nine lines are its bookkeeping and region words), one
- * of KPLMSHIM_POOL_CELLS 128 bytes. */
-enum { KPLMSHIM_POOL_LINES = 0, KPLMSHIM_POOL_CELLS = 1 };
+ * of KPLMSHIM_POOL_CELLS 128 bytes, one of KPLMSHIM_POOL_INDEX_ENTRIES 64
+ * bytes (the key index's entries that fit in a line: one line each, read by
+ * a put by names in one miss). */
+enum { KPLMSHIM_POOL_LINES = 0, KPLMSHIM_POOL_CELLS = 1, KPLMSHIM_POOL_INDEX_ENTRIES = 2, KPLMSHIM_POOL_COUNT = 3 };
 
 /** A block of `pool` (uninitialised), or NULL when out of memory. */
 void *kplmshim_block_alloc(int pool);

@@ -5,7 +5,10 @@ import KPLM
 /// dimensions as NUL-terminated strings and a `kplm_dimension` array, in the
 /// object's own tail (one allocation a key, owned by the key's series). C
 /// snapshots and exports point into it instead of copying strings at every
-/// read. The names of the three KPL dimensions point to static strings.
+/// read. The names of the three KPL dimensions, and the KPL metric names
+/// (KPLM_METRIC_* of kplm.h), point to static strings: not copied a key, and
+/// a sink that reads the names of many keys reads one string each (issue
+/// #13: 16 bytes a key, and a cache miss a snapshot for such a sink).
 ///
 /// The tail's first word belongs to the key index (``indexEntries``): the
 /// index entries of puts by names that resolve to this key, kept with the
@@ -23,7 +26,8 @@ final class CKeyLayout: ManagedBuffer<CKeyLayout.Fields, UInt64> {
     static func make(_ key: MetricKey) -> CKeyLayout {
         let dims = key.dimensions
         let names = dims.map { staticName($0.name) }
-        var stringBytes = key.name.utf8.count + 1
+        let knownName = staticMetricName(key.name)
+        var stringBytes = knownName == nil ? key.name.utf8.count + 1 : 0
         for (d, known) in zip(dims, names) {
             if known == nil { stringBytes += d.name.utf8.count + 1 }
             stringBytes += d.value.utf8.count + 1
@@ -36,7 +40,7 @@ final class CKeyLayout: ManagedBuffer<CKeyLayout.Fields, UInt64> {
                 let raw = UnsafeMutableRawPointer(tail + 1)
                 let structs = raw.bindMemory(to: kplm_dimension.self, capacity: dims.count)
                 var cursor = (raw + dimensionBytes).bindMemory(to: CChar.self, capacity: stringBytes)
-                let name = CLayout.copy(key.name, &cursor)
+                let name = knownName ?? CLayout.copy(key.name, &cursor)
                 for (i, (d, known)) in zip(dims, names).enumerated() {
                     structs[i] = kplm_dimension(name: known ?? CLayout.copy(d.name, &cursor),
                                                 value: CLayout.copy(d.value, &cursor))
@@ -57,6 +61,38 @@ final class CKeyLayout: ManagedBuffer<CKeyLayout.Fields, UInt64> {
         case "error_code": known = "error_code"
         default: return nil
         }
+        return UnsafeRawPointer(known.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+
+    /// The static copy of a KPL metric name or of kplm's own (the
+    /// KPLM_METRIC_* names of kplm.h), nil for any other name. The match is
+    /// checked byte for byte: Swift's `==` takes "\u{212A}inesisRecordsPut"
+    /// (a Kelvin sign) for "KinesisRecordsPut", which is another key (see
+    /// ``MetricKey``).
+    static func staticMetricName(_ name: String) -> UnsafePointer<CChar>? {
+        let known: StaticString
+        switch name {
+        case "UserRecordsReceived": known = "UserRecordsReceived"
+        case "UserRecordsPending": known = "UserRecordsPending"
+        case "UserRecordsPut": known = "UserRecordsPut"
+        case "UserRecordsDataPut": known = "UserRecordsDataPut"
+        case "KinesisRecordsPut": known = "KinesisRecordsPut"
+        case "KinesisRecordsDataPut": known = "KinesisRecordsDataPut"
+        case "ErrorsByCode": known = "ErrorsByCode"
+        case "AllErrors": known = "AllErrors"
+        case "RetriesPerRecord": known = "RetriesPerRecord"
+        case "UserRecordExpired": known = "UserRecordExpired"
+        case "BufferingTime": known = "BufferingTime"
+        case "RequestTime": known = "RequestTime"
+        case "UserRecordsPerKinesisRecord": known = "UserRecordsPerKinesisRecord"
+        case "KinesisRecordsPerPutRecordsRequest": known = "KinesisRecordsPerPutRecordsRequest"
+        case "UserRecordsPerPutRecordsRequest": known = "UserRecordsPerPutRecordsRequest"
+        case "KplmMetricsRefused": known = "KplmMetricsRefused"
+        case "KplmSinkDropped": known = "KplmSinkDropped"
+        default: return nil
+        }
+        let stored = UnsafeBufferPointer(start: known.utf8Start, count: known.utf8CodeUnitCount)
+        guard name.utf8.elementsEqual(stored) else { return nil }
         return UnsafeRawPointer(known.utf8Start).assumingMemoryBound(to: CChar.self)
     }
 

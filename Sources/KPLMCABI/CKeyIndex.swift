@@ -185,10 +185,11 @@ final class CKeyIndex: @unchecked Sendable {
     /// A slot whose entry was removed: probing goes on past it.
     private static let tombstone: UInt = 1
     /// A slot holds its entry's address (16-byte aligned) with a tag in the
-    /// low four bits: four bits of the entry's hash that do not pick the
-    /// slot (bits 28-31: a table has fewer than 2^28 slots). A lookup reads an entry only when its tag matches, so probing
-    /// past another key's slot costs no memory access (issue #13: with
-    /// 100,000 keys, each entry read is a cache miss).
+    /// low four bits: bits 28-31 of the entry's hash, which do not pick the
+    /// slot while a table has fewer than 2^28 slots (past that, a tag only
+    /// filters less). A lookup reads an entry only when its tag matches, so
+    /// probing past another key's slot costs no memory access (issue #13:
+    /// with 100,000 keys, each entry read is a cache miss).
     private static let tagMask: UInt = 15
 
     /// The current table: capacity (Int) and a word of padding, then
@@ -288,7 +289,8 @@ final class CKeyIndex: @unchecked Sendable {
         guard bits != 0 else { return nil }
         let t = UnsafeMutableRawPointer(bitPattern: bits)!
         let mask = t.load(as: Int.self) &- 1
-        var i = Int(truncatingIfNeeded: a.hash) & mask
+        // (The low 32 bits, as an entry keeps them: see place(_:in:).)
+        var i = Int(UInt32(truncatingIfNeeded: a.hash)) & mask
         let tag = Self.tag(a.hash)
         while true {
             // Acquire: an entry is published by a release store after it was
@@ -303,7 +305,7 @@ final class CKeyIndex: @unchecked Sendable {
                 kplmshim_prefetch_dense_cell(UnsafeRawPointer(bitPattern: slot[1].load(ordering: .relaxed)),
                                              Int32(truncatingIfNeeded: writerPlus1))
                 let entry = UnsafeRawPointer(bitPattern: e & ~Self.tagMask)!
-                if entry.load(fromByteOffset: 8, as: UInt32.self) == UInt32(truncatingIfNeeded: a.hash)
+                if Self.storedHash(entry) == UInt32(truncatingIfNeeded: a.hash)
                     && a.matches(body: entry + Self.headBytes) {
                     return entry
                 }
@@ -541,7 +543,7 @@ final class CKeyIndex: @unchecked Sendable {
     /// Whether `a` has an entry in `t` (for insert, under the lock).
     private static func lookUp<Arguments: IndexedArguments>(_ a: Arguments, in t: UnsafeMutableRawPointer) -> Bool {
         let mask = t.load(as: Int.self) - 1
-        var i = Int(truncatingIfNeeded: a.hash) & mask
+        var i = Int(UInt32(truncatingIfNeeded: a.hash)) & mask
         let tag = tag(a.hash)
         while true {
             let e = slot(i, in: t).pointee.load(ordering: .relaxed)

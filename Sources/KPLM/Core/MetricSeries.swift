@@ -369,12 +369,11 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// buckets, if any (see ``olderBucketsHint``).
     @inline(__always)
     func prefetchOlderBuckets() {
-        // The ring's header (start and count, which a read checks first)
-        // and the buckets after it (the oldest, while the ring has not
-        // wrapped).
-        guard let ring = UnsafeRawPointer(bitPattern: olderBucketsHint.load(ordering: .relaxed)) else { return }
-        kplmshim_prefetch(ring)
-        kplmshim_prefetch(ring + 64)
+        // The array's count (16 bytes before its elements), which a read
+        // checks first, and the first buckets.
+        guard let elements = UnsafeRawPointer(bitPattern: olderBucketsHint.load(ordering: .relaxed)) else { return }
+        kplmshim_prefetch(elements - 16)
+        kplmshim_prefetch(elements + 48)
     }
 
     // MARK: Removal of an idle key (under the collector's turn lock)

@@ -1,19 +1,16 @@
 /// The per-second buckets of a series' rolling window, oldest first: the
-/// newest one inline, the older ones in a ring (``BucketRing``; issue #13). A key put to
+/// newest one inline, the older ones in an array (issue #13). A key put to
 /// in one second of the window (most keys, when there are many) allocates
 /// nothing, and a flush or a read that reaches the series' state reaches
 /// its buckets without another miss.
 ///
-/// Not thread-safe: the series holds it under its lock. (`@unchecked
-/// Sendable`: its ring is a class, copied before a change unless this value
-/// holds the only reference, and the series' lock guards the one that
-/// moves between threads.)
-struct WindowBuckets: Sequence, @unchecked Sendable {
+/// Not thread-safe: the series holds it under its lock.
+struct WindowBuckets: Sequence {
     typealias Bucket = (second: Int64, statistics: MetricStatistics)
 
-    /// Buckets older than the newest, sorted by second (nil or empty while
-    /// there are none; empty while there is no newest).
-    private var older: BucketRing?
+    /// Buckets older than the newest, sorted by second (empty while there
+    /// is no newest).
+    private var older: [Bucket] = []
     /// The newest bucket's second (`.min`: no bucket at all).
     private var newestSecond = Int64.min
     private var newestStatistics = MetricStatistics.empty
@@ -21,14 +18,10 @@ struct WindowBuckets: Sequence, @unchecked Sendable {
     /// Whether there is no bucket.
     var isEmpty: Bool { newestSecond == .min }
 
-    /// Older buckets.
-    private var olderCount: Int { older?.count ?? 0 }
-
-    /// The address of the older buckets' ring (0 when there are none): for
-    /// a prefetch hint only.
+    /// The address of the older buckets' storage (0 when there are none):
+    /// for a prefetch hint only.
     var olderAddress: UInt {
-        guard let older, older.count > 0 else { return 0 }
-        return older.address
+        older.isEmpty ? 0 : older.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
     }
 
     /// Merges observations made during `second` into its bucket: the
@@ -44,19 +37,18 @@ struct WindowBuckets: Sequence, @unchecked Sendable {
             let limit = second - windowSeconds
             if !isEmpty {
                 dropOlder(atOrBefore: limit)
-                if newestSecond > limit { ringWithRoom().append((newestSecond, newestStatistics)) }
+                if newestSecond > limit { older.append((newestSecond, newestStatistics)) }
             }
             newestSecond = second
             newestStatistics = statistics
         } else {
             guard newestSecond - second < windowSeconds else { return }
-            var i = olderCount - 1
-            while i >= 0 && older![i].second > second { i -= 1 }
-            if i >= 0 && older![i].second == second {
-                let ring = uniqueRing()
-                ring[i].statistics.merge(statistics)
+            var i = older.count - 1
+            while i >= 0 && older[i].second > second { i -= 1 }
+            if i >= 0 && older[i].second == second {
+                older[i].statistics.merge(statistics)
             } else {
-                ringWithRoom().insert((second, statistics), at: i + 1)
+                older.insert((second, statistics), at: i + 1)
             }
         }
     }
@@ -66,7 +58,7 @@ struct WindowBuckets: Sequence, @unchecked Sendable {
     mutating func drop(atOrBefore limit: Int64) {
         guard !isEmpty else { return }
         if newestSecond <= limit {
-            older = nil
+            older.removeAll()
             newestSecond = .min
             newestStatistics = .empty
         } else {
@@ -75,31 +67,9 @@ struct WindowBuckets: Sequence, @unchecked Sendable {
     }
 
     private mutating func dropOlder(atOrBefore limit: Int64) {
-        // (No local reference to the ring: it would make the ring look
-        // shared to uniqueRing(), which would then copy it.)
-        let n = olderCount
         var dead = 0
-        while dead < n && older![dead].second <= limit { dead += 1 }
-        if dead > 0 { uniqueRing().removeFirst(dead) }
-    }
-
-    /// The older buckets' ring, held by this value alone (copied if it was
-    /// shared): for a change in place. There must be one. (A caller must
-    /// not hold a reference to it meanwhile.)
-    private mutating func uniqueRing() -> BucketRing {
-        if !isKnownUniquelyReferenced(&older) { older = older!.copy(capacity: older!.capacity) }
-        return older!
-    }
-
-    /// ``uniqueRing()`` with room for one more bucket: made, or grown to
-    /// twice its capacity, if need be.
-    private mutating func ringWithRoom() -> BucketRing {
-        if older == nil {
-            older = BucketRing.make(capacity: 2)
-        } else if !older!.hasRoom {
-            older = older!.copy(capacity: 2 * older!.capacity)
-        }
-        return uniqueRing()
+        while dead < older.count && older[dead].second <= limit { dead += 1 }
+        if dead > 0 { older.removeFirst(dead) }
     }
 
     /// The buckets, oldest first.
@@ -109,9 +79,8 @@ struct WindowBuckets: Sequence, @unchecked Sendable {
 
         mutating func next() -> Bucket? {
             defer { index += 1 }
-            let olderCount = buckets.olderCount
-            if index < olderCount { return buckets.older![index] }
-            if index == olderCount && !buckets.isEmpty {
+            if index < buckets.older.count { return buckets.older[index] }
+            if index == buckets.older.count && !buckets.isEmpty {
                 return (buckets.newestSecond, buckets.newestStatistics)
             }
             return nil

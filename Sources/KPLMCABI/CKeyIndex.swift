@@ -289,8 +289,7 @@ final class CKeyIndex: @unchecked Sendable {
         guard bits != 0 else { return nil }
         let t = UnsafeMutableRawPointer(bitPattern: bits)!
         let mask = t.load(as: Int.self) &- 1
-        // (The low 32 bits, as an entry keeps them: see place(_:in:).)
-        var i = Int(UInt32(truncatingIfNeeded: a.hash)) & mask
+        var i = Self.firstSlot(Self.storedHash(a), mask)
         let tag = Self.tag(a.hash)
         while true {
             // Acquire: an entry is published by a release store after it was
@@ -305,10 +304,7 @@ final class CKeyIndex: @unchecked Sendable {
                 kplmshim_prefetch_dense_cell(UnsafeRawPointer(bitPattern: slot[1].load(ordering: .relaxed)),
                                              Int32(truncatingIfNeeded: writerPlus1))
                 let entry = UnsafeRawPointer(bitPattern: e & ~Self.tagMask)!
-                if Self.storedHash(entry) == UInt32(truncatingIfNeeded: a.hash)
-                    && a.matches(body: entry + Self.headBytes) {
-                    return entry
-                }
+                if Self.isEntry(entry, of: a) { return entry }
             }
             i = (i &+ 1) & mask
         }
@@ -452,7 +448,7 @@ final class CKeyIndex: @unchecked Sendable {
             line |= mallocated
         }
         entry.storeBytes(of: line, as: UInt.self)
-        entry.storeBytes(of: UInt32(truncatingIfNeeded: a.hash), toByteOffset: 8, as: UInt32.self)
+        entry.storeBytes(of: storedHash(a), toByteOffset: 8, as: UInt32.self)
         a.write(body: entry + headBytes)
         return entry
     }
@@ -470,6 +466,24 @@ final class CKeyIndex: @unchecked Sendable {
     @inline(__always)
     private static func storedHash(_ entry: UnsafeRawPointer) -> UInt32 {
         entry.load(fromByteOffset: 8, as: UInt32.self)
+    }
+
+    /// The part of `a`'s hash an entry of it keeps.
+    @inline(__always)
+    private static func storedHash<Arguments: IndexedArguments>(_ a: Arguments) -> UInt32 {
+        UInt32(truncatingIfNeeded: a.hash)
+    }
+
+    /// The slot a probe sequence starts at, for a stored hash (the same
+    /// 32 bits for a lookup and for the entry it finds, whatever the
+    /// table's size).
+    @inline(__always)
+    private static func firstSlot(_ hash: UInt32, _ mask: Int) -> Int { Int(hash) & mask }
+
+    /// Whether `entry` is the entry of `a` (its stored hash first, then the body).
+    @inline(__always)
+    private static func isEntry<Arguments: IndexedArguments>(_ entry: UnsafeRawPointer, of a: Arguments) -> Bool {
+        storedHash(entry) == storedHash(a) && a.matches(body: entry + headBytes)
     }
 
     /// The entries linked in table `t` (for a rebuild, and the deinit).
@@ -508,7 +522,7 @@ final class CKeyIndex: @unchecked Sendable {
     @discardableResult
     private static func place(_ entry: UnsafeMutableRawPointer, in t: UnsafeMutableRawPointer) -> Bool {
         let mask = t.load(as: Int.self) - 1
-        var i = Int(storedHash(entry)) & mask
+        var i = firstSlot(storedHash(entry), mask)
         while true {
             let slot = slot(i, in: t)
             let e = slot.pointee.load(ordering: .relaxed)
@@ -525,7 +539,7 @@ final class CKeyIndex: @unchecked Sendable {
     /// Replaces `entry`'s slot in `t` with a tombstone.
     private static func unlink(_ entry: UnsafeMutableRawPointer, from t: UnsafeMutableRawPointer) {
         let mask = t.load(as: Int.self) - 1
-        var i = Int(storedHash(entry)) & mask
+        var i = firstSlot(storedHash(entry), mask)
         let bits = slotBits(entry)
         while true {
             let e = slot(i, in: t).pointee.load(ordering: .relaxed)
@@ -543,16 +557,14 @@ final class CKeyIndex: @unchecked Sendable {
     /// Whether `a` has an entry in `t` (for insert, under the lock).
     private static func lookUp<Arguments: IndexedArguments>(_ a: Arguments, in t: UnsafeMutableRawPointer) -> Bool {
         let mask = t.load(as: Int.self) - 1
-        var i = Int(UInt32(truncatingIfNeeded: a.hash)) & mask
+        var i = firstSlot(storedHash(a), mask)
         let tag = tag(a.hash)
         while true {
             let e = slot(i, in: t).pointee.load(ordering: .relaxed)
             if e == 0 { return false }
             if e & tagMask == tag && e != tombstone {
                 let entry = UnsafeRawPointer(bitPattern: e & ~tagMask)!
-                if storedHash(entry) == UInt32(truncatingIfNeeded: a.hash) && a.matches(body: entry + headBytes) {
-                    return true
-                }
+                if Self.isEntry(entry, of: a) { return true }
             }
             i = (i + 1) & mask
         }

@@ -9,12 +9,29 @@ import XCTest
 /// whatever its neighbours in the probe sequence; an entry is linked once;
 /// an unlinked entry is no longer found, and the others still are.
 final class KeyIndexTests: XCTestCase {
-    func testEntriesAreFoundByTheirArgumentsAndOnlyWhileLinked() throws {
+    /// A started manager, or a skip where the key index is not used.
+    private func startedManager() throws -> MetricsManager {
         guard KeyIndexReaders.isAvailable, kplmshim_writer_index() >= 0 else {
             throw XCTSkip("the key index is not used here (no heavy barrier, or no writer index)")
         }
         let m = try MetricsManager(level: .detailed)
         try m.start()
+        return m
+    }
+
+    /// Puts 1 through `index` on the metric of `a`, if found there (its
+    /// general path too, as the C ABI would take it).
+    private func putIfFound(_ a: CPutArguments, in index: CKeyIndex) -> Bool {
+        switch index.put(a, 1) {
+        case .missing: return false
+        case .recorded: return true
+        case .general(let metric): XCTAssertNoThrow(try metric.put(finite: 1).check())
+        }
+        return true
+    }
+
+    func testEntriesAreFoundByTheirArgumentsAndOnlyWhileLinked() throws {
+        let m = try startedManager()
         let keys = 5000   // enough for many probe sequences longer than one slot
         let index = CKeyIndex(maxEntries: keys)
         let shards = (0..<keys).map { strdup("shardId-\($0)")! }
@@ -22,14 +39,7 @@ final class KeyIndexTests: XCTestCase {
         defer { for p in shards + [name, stream] { free(p) } }
         func arguments(_ k: Int) -> CPutArguments { CPutArguments(name, stream, shards[k], nil)! }
         /// Puts 1 on key k through the index, if found there.
-        func isFound(_ k: Int) -> Bool {
-            switch index.put(arguments(k), 1) {
-            case .missing: return false
-            case .recorded: return true
-            case .general(let metric): XCTAssertNoThrow(try metric.put(finite: 1).check())
-            }
-            return true
-        }
+        func isFound(_ k: Int) -> Bool { putIfFound(arguments(k), in: index) }
 
         var metrics: [Metric] = []
         for k in 0..<keys {
@@ -66,11 +76,7 @@ final class KeyIndexTests: XCTestCase {
     /// differ only in a dropped dimension): each is linked, and removing the
     /// metric unlinks all of them, and only them.
     func testAMetricWithSeveralEntriesLosesThemAllWhenRemoved() throws {
-        guard KeyIndexReaders.isAvailable, kplmshim_writer_index() >= 0 else {
-            throw XCTSkip("the key index is not used here (no heavy barrier, or no writer index)")
-        }
-        let m = try MetricsManager(level: .detailed)
-        try m.start()
+        let m = try startedManager()
         let index = CKeyIndex(maxEntries: 100)
         let shards = (0..<4).map { strdup("shardId-\($0)")! }
         let name = strdup("UserRecordsPut")!, stream = strdup("orders")!
@@ -110,11 +116,7 @@ final class KeyIndexTests: XCTestCase {
     /// Arguments whose bytes run together the same but split differently
     /// do not match (the lengths are compared first).
     func testShortEntriesArePoolLinesAndLongOnesHeapBlocks() throws {
-        guard KeyIndexReaders.isAvailable, kplmshim_writer_index() >= 0 else {
-            throw XCTSkip("the key index is not used here (no heavy barrier, or no writer index)")
-        }
-        let m = try MetricsManager(level: .detailed)
-        try m.start()
+        let m = try startedManager()
         let index = CKeyIndex(maxEntries: 100)
         let pool = Int32(KPLMSHIM_POOL_INDEX_ENTRIES)
         let before = kplmshim_blocks_live(pool)
@@ -124,15 +126,7 @@ final class KeyIndexTests: XCTestCase {
         let shards = shardIds.map { strdup($0)! }
         defer { for p in shards + [name, stream] { free(p) } }
         func arguments(_ k: Int) -> CPutArguments { CPutArguments(name, stream, shards[k], nil)! }
-        /// Puts 1 through the index, if found there.
-        func isFound(_ a: CPutArguments) -> Bool {
-            switch index.put(a, 1) {
-            case .missing: return false
-            case .recorded: return true
-            case .general(let metric): XCTAssertNoThrow(try metric.put(finite: 1).check())
-            }
-            return true
-        }
+        func isFound(_ a: CPutArguments) -> Bool { putIfFound(a, in: index) }
         let metrics = try shardIds.map { try m.metric("UserRecordsPut", stream: "orders", shardId: $0) }
         for k in 0..<3 { index.insert(arguments(k), metrics[k]) }
         XCTAssertEqual(kplmshim_blocks_live(pool) - before, 2, "the 60- and 64-byte entries are pool lines")

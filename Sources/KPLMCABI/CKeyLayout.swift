@@ -61,14 +61,11 @@ final class CKeyLayout: ManagedBuffer<CKeyLayout.Fields, UInt64> {
         case "error_code": known = "error_code"
         default: return nil
         }
-        return UnsafeRawPointer(known.utf8Start).assumingMemoryBound(to: CChar.self)
+        return staticCopy(known, of: name)
     }
 
     /// The static copy of a KPL metric name or of kplm's own (the
-    /// KPLM_METRIC_* names of kplm.h), nil for any other name. The match is
-    /// checked byte for byte: Swift's `==` takes "\u{212A}inesisRecordsPut"
-    /// (a Kelvin sign) for "KinesisRecordsPut", which is another key (see
-    /// ``MetricKey``).
+    /// KPLM_METRIC_* names of kplm.h), nil for any other name.
     static func staticMetricName(_ name: String) -> UnsafePointer<CChar>? {
         let known: StaticString
         switch name {
@@ -91,8 +88,16 @@ final class CKeyLayout: ManagedBuffer<CKeyLayout.Fields, UInt64> {
         case "KplmSinkDropped": known = "KplmSinkDropped"
         default: return nil
         }
-        let stored = UnsafeBufferPointer(start: known.utf8Start, count: known.utf8CodeUnitCount)
-        guard name.utf8.elementsEqual(stored) else { return nil }
+        return staticCopy(known, of: name)
+    }
+
+    /// `known` as a C string if `name` has exactly its bytes, else nil. The
+    /// switches above match by Swift's `==`, which takes
+    /// "\u{212A}inesisRecordsPut" (a Kelvin sign) for "KinesisRecordsPut":
+    /// another key (see ``MetricKey``), which must keep its own bytes.
+    private static func staticCopy(_ known: StaticString, of name: String) -> UnsafePointer<CChar>? {
+        let bytes = UnsafeBufferPointer(start: known.utf8Start, count: known.utf8CodeUnitCount)
+        guard name.utf8.elementsEqual(bytes) else { return nil }
         return UnsafeRawPointer(known.utf8Start).assumingMemoryBound(to: CChar.self)
     }
 

@@ -54,24 +54,36 @@ final class CellCollector: Sendable {
 
     /// Drains every cell of `series` that holds data: flip them all, one
     /// barrier, then wait for sections that may still write the old slots
-    /// and merge those slots into their series.
+    /// and merge those slots into their series. Many series are visited in
+    /// address order, whatever their order in `series` (``AddressOrder``:
+    /// a read's collection of every key goes through their lines nearly in
+    /// sequence instead of in export order).
     /// Returns the series whose cell of this thread it skipped (a signal
     /// handler that interrupted a put of this thread): their data is taken
     /// by a later collection.
     @discardableResult
     func collect(_ series: [MetricSeries], windowSeconds: Int64) -> [MetricSeries] {
         guard Self.isAvailable else { return [] }
-        return turn.withLock { turns in
+        return series.withUnsafeBufferPointer { series in
+            guard let byAddress = AddressOrder.sorted(series) else { return collect(series, windowSeconds: windowSeconds) }
+            return byAddress.withUnsafeBufferPointer { byAddress in
+                byAddress.withMemoryRebound(to: MetricSeries.self) { collect($0, windowSeconds: windowSeconds) }
+            }
+        }
+    }
+
+    /// ``collect(_:windowSeconds:)`` in the order of `series`, which the
+    /// caller keeps alive.
+    private func collect(_ series: UnsafeBufferPointer<MetricSeries>, windowSeconds: Int64) -> [MetricSeries] {
+        turn.withLock { turns in
             turns.taken &+= 1
             // Before any flip: a slot started before it is listed (a slot
             // started after it is not emptied by it either).
             logs.consume(into: changed)
             var skipped: [MetricSeries] = []
-            series.withUnsafeBufferPointer { series in
-                _ = collectHoldingTurn(series, windowSeconds: windowSeconds, cellsRead: &turns.cellsRead) { s in
-                    skipped.append(s)
-                    return true
-                }
+            _ = collectHoldingTurn(series, windowSeconds: windowSeconds, cellsRead: &turns.cellsRead) { s in
+                skipped.append(s)
+                return true
             }
             return skipped
         }

@@ -98,6 +98,11 @@ extension MetricsManager {
             // finds a put of this thread that a signal handler interrupted,
             // which only a listed key can have: see ChangedSeries.listed.)
             candidates = context.changed.takeKeepingMarks()
+            // Listed in the order puts changed them; visited (collected,
+            // taken, batched) in address order, their lines nearly in
+            // sequence (see AddressOrder). The batch is put in export order
+            // below, by rank.
+            AddressOrder.sort(&candidates)
             // Keys due for the idle check are taken after it (below): the
             // check must see the data this flush is about to export as
             // pending (a key is kept until its last data is exported:

@@ -24,6 +24,7 @@ extension MetricsManager {
             }
             return result
         }
+        result.reserveCapacity(registry.count)   // (not grown, and copied, key by key)
         forEachLiveWindow { series, statistics, start, end, timestamp in
             result.append(MetricSnapshot(name: series.key.name, count: statistics.count, sum: statistics.sum,
                                          min: statistics.min, max: statistics.max, dimensions: series.dimensions,

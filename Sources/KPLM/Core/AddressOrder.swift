@@ -37,30 +37,24 @@ enum AddressOrder {
     /// order of its places. Returns whether it sorted them.
     @discardableResult
     static func sort<T: AnyObject>(_ references: inout [Unmanaged<T>]) -> Bool {
-        guard references.count >= minimumCount else { return false }
-        return references.withUnsafeMutableBufferPointer { buffer in
-            buffer.withMemoryRebound(to: UInt.self) { addresses in
-                guard !isNearlySorted(UnsafeBufferPointer(addresses)) else { return false }
-                radixSort(addresses)
-                sortCount.add(1, ordering: .relaxed)
-                return true
-            }
-        }
+        // (An unmanaged reference is its object's address.)
+        guard references.count >= minimumCount,
+              !references.withUnsafeBufferPointer({ $0.withMemoryRebound(to: UInt.self, isNearlySorted) })
+        else { return false }
+        references.withUnsafeMutableBufferPointer { $0.withMemoryRebound(to: UInt.self, radixSort) }
+        sortCount.add(1, ordering: .relaxed)
+        return true
     }
 
     /// `series` (unretained: the caller keeps them alive) in address order,
     /// or nil when ``sort(_:)`` would leave them as they are.
     static func sorted(_ series: UnsafeBufferPointer<MetricSeries>) -> [Unmanaged<MetricSeries>]? {
-        guard series.count >= minimumCount else { return nil }
-        // (A class reference is its object's address.)
-        let sorted = series.withMemoryRebound(to: UInt.self) { addresses -> [UInt]? in
-            guard !isNearlySorted(addresses) else { return nil }
-            var copy = Array(addresses)
-            copy.withUnsafeMutableBufferPointer { radixSort($0) }
-            sortCount.add(1, ordering: .relaxed)
-            return copy
-        }
-        return sorted?.map { Unmanaged.fromOpaque(UnsafeRawPointer(bitPattern: $0)!) }
+        guard series.count >= minimumCount,
+              !series.withMemoryRebound(to: UInt.self, isNearlySorted) else { return nil }
+        var references = series.indices.map { series.unretained(at: $0) }
+        references.withUnsafeMutableBufferPointer { $0.withMemoryRebound(to: UInt.self, radixSort) }
+        sortCount.add(1, ordering: .relaxed)
+        return references
     }
 
     /// Whether fewer than one value in sixteen is below the one before it:

@@ -161,44 +161,55 @@ final class ReentrancyTests: XCTestCase {
     /// pass that flips the changed keys' cells, part-way through them, and
     /// is refused with nothing exported and nothing lost: the keys flipped
     /// before it and those after are all taken by the next flush. With a
-    /// flush hook the refusal comes before the hook runs.
+    /// flush hook the refusal comes before the hook runs. With many keys
+    /// changed out of their memory's order the flush visits them in address
+    /// order (AddressOrder), and stops part-way through that order.
     func testFlushInsideAnInterruptedCellPutIsRefusedAndLosesNothing() throws {
         try XCTSkipUnless(CellCollector.isAvailable, "no membarrier: every put takes the shared path")
-        for withHook in [false, true] {
+        for (keys, withHook) in [(50, false), (50, true), (3 * AddressOrder.minimumCount, false)] {
+            let label = "\(keys) keys, hook: \(withHook)"
             let clock = TestClock(100)
             let sink = InMemorySink()
             let m = try detailed(clock, sink: sink)
             let hookRuns = Collected<Int>()
             if withHook { try m.setFlushHook { hookRuns.append(1) } }
             try m.start()
-            let metrics = try (0..<50).map { i throws(MetricsError) in try m.metric("Interrupted", stream: "s\(i)") }
-            for metric in metrics { try metric.put(1) }
-            // The put on key 30 "interrupted": its section is open.
+            let metrics = try (0..<keys).map { i throws(MetricsError) in try m.metric("Interrupted", stream: "s\(i)") }
+            var order = Array(0..<keys)
+            let sorts = keys >= AddressOrder.minimumCount
+            if sorts {
+                try m.flush()   // (takes the keys listed at creation, in its order: nothing to export)
+                order.shuffle()
+            }
+            for i in order { try metrics[i].put(1) }
+            // The put on key 30 (of 50) "interrupted": its section is open.
             let writer = Int(kplmshim_writer_index())
             XCTAssertGreaterThanOrEqual(writer, 0)
-            let series = metrics[30].series
+            let series = metrics[keys * 3 / 5].series
             XCTAssertTrue(series.hasCell(ofWriter: writer))
             let cell = MetricSeries.cell(writer, in: series.cells, of: Unmanaged.passUnretained(series))
             cell.sequence.pointee.wrappingAdd(1, ordering: .relaxed)
-            assertThrows(.invalidState, "hook: \(withHook)") { try m.flush() }
-            XCTAssertTrue(sink.snapshots.isEmpty, "hook: \(withHook): nothing exported")
-            XCTAssertTrue(hookRuns.all.isEmpty, "hook: \(withHook): the hook ran")
+            let sortsBefore = AddressOrder.sortCount.load(ordering: .relaxed)
+            assertThrows(.invalidState, label) { try m.flush() }
+            if sorts { XCTAssertGreaterThan(AddressOrder.sortCount.load(ordering: .relaxed), sortsBefore, label) }
+            XCTAssertTrue(sink.snapshots.isEmpty, "\(label): nothing exported")
+            XCTAssertTrue(hookRuns.all.isEmpty, "\(label): the hook ran")
             // More puts on keys on both sides of the stop, then the put ends.
             try metrics[3].put(1)
-            try metrics[40].put(1)
+            try metrics[keys - 10].put(1)
             cell.sequence.pointee.wrappingAdd(1, ordering: .releasing)
             try m.flush()
             let exported = sink.snapshots
-            var expected = Dictionary(uniqueKeysWithValues: (0..<50).map { ("s\($0)", 1) })
+            var expected = Dictionary(uniqueKeysWithValues: (0..<keys).map { ("s\($0)", 1) })
             expected["s3"] = 2
-            expected["s40"] = 2
-            XCTAssertEqual(exported.count, 50, "hook: \(withHook): each key once")
+            expected["s\(keys - 10)"] = 2
+            XCTAssertEqual(exported.count, keys, "\(label): each key once")
             XCTAssertEqual(Dictionary(exported.map { ($0.dimensions[0].value, $0.count) }, uniquingKeysWith: +),
-                           expected, "hook: \(withHook)")
+                           expected, label)
             // Each key listed once: the next flush has nothing.
             sink.removeAll()
             try m.flush()
-            XCTAssertTrue(sink.snapshots.isEmpty, "hook: \(withHook)")
+            XCTAssertTrue(sink.snapshots.isEmpty, label)
             try m.close()
         }
     }

@@ -11,9 +11,9 @@ import Synchronization
 /// C layout, its header line and its cells were allocated in the order the
 /// keys were created), which the hardware prefetchers stream, and a line
 /// read for one key often holds part of the next. (100,000 keys put in
-/// random order, `kplm_flush_alone`, medians: a flush of every key 24.6-25.3
-/// ms in the order puts changed them, 17.4-19.4 ms in address order, the
-/// sort's 0.6 ms included.)
+/// random order, `kplm_flush_alone`, medians of nine alternations: a flush
+/// of every key 24.6-36.9 ms in the order puts changed them, 17.4-22.7 ms
+/// in address order, the sort's 0.6 ms included.)
 ///
 /// A least-significant-digit radix sort over the bits in which the values
 /// differ: a few sequential passes, no comparisons. Called by one reader

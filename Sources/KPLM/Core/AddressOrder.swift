@@ -72,11 +72,8 @@ enum AddressOrder {
     static func radixSort(_ values: UnsafeMutableBufferPointer<UInt>) {
         let n = values.count
         guard n > 1 else { return }
-        var low = UInt.max, high = UInt.min, differing: UInt = 0
-        for v in values {
-            low = Swift.min(low, v)
-            high = Swift.max(high, v)
-        }
+        var low = UInt.max, differing: UInt = 0
+        for v in values { low = Swift.min(low, v) }
         for v in values { differing |= v &- low }
         guard differing != 0 else { return }
         // Bits below the lowest that differs are equal in every value (the

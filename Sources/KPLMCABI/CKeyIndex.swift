@@ -340,7 +340,7 @@ final class CKeyIndex: @unchecked Sendable {
                 t = rebuilt
             }
             let entry = Self.makeEntry(a, metric)
-            let word = metric.series.cKey._withUnsafeGuaranteedRef { $0.indexEntries }
+            let word = metric.series.cKey.indexEntries
             switch word.pointee {
             case 0:
                 word.pointee = UInt64(UInt(bitPattern: entry))
@@ -366,9 +366,7 @@ final class CKeyIndex: @unchecked Sendable {
         owned.withLock { o in
             guard let bits = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .relaxed)) else { return }
             for metric in removed {
-                // (No layout: no entry was ever made for this metric.)
-                guard let word = metric.series.laidOutCKey?._withUnsafeGuaranteedRef({ $0.indexEntries })
-                else { continue }
+                let word = metric.series.cKey.indexEntries
                 let list: [UnsafeMutableRawPointer]
                 switch word.pointee {
                 case 0: continue

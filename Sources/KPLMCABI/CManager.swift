@@ -59,20 +59,8 @@ func manager(_ handle: OpaquePointer?) -> MetricsManager? {
 }
 
 extension MetricSeries {
-    /// The key as C strings, laid out on first use and kept by the series
-    /// (its attachment, which only the C ABI sets): a reference the series
-    /// keeps alive, borrowed without reference counting.
+    /// The key as C strings: a view of the series' ``KeyRecord``, valid as
+    /// long as the series.
     @inline(__always)
-    var cKey: Unmanaged<CKeyLayout> {
-        let laidOut = attachment { [key] in CKeyLayout.make(key) }
-        return Unmanaged.fromOpaque(laidOut.toOpaque())
-    }
-
-    /// The key as C strings if it was laid out already (never lays it out).
-    var laidOutCKey: Unmanaged<CKeyLayout>? { attachment.map { Unmanaged.fromOpaque($0.toOpaque()) } }
-
-    /// Lays the key out as C strings now, when a C call resolves it, as the
-    /// core did at the key's creation before the C ABI was a module of its
-    /// own: reads and exports then find every C key laid out.
-    func layOutCKey() { _ = cKey }
+    var cKey: CKeyLayout { CKeyLayout(record: record) }
 }

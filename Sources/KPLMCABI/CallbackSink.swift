@@ -79,9 +79,9 @@ extension CallbackSink: PendingBatchExporting {
             // release its series).
             let pending = (items.baseAddress! + i).pointee.pending
             let end = Double(pending.lastSecond + 1)
-            var c = items.unretainedSeries(at: i)._withUnsafeGuaranteedRef { $0.cKey }._withUnsafeGuaranteedRef {
-                $0.snapshot(pending.statistics, windowStart: Double(pending.firstSecond),
-                            windowEnd: end, timestampUnix: wall - (now - end))
+            var c = items.unretainedSeries(at: i)._withUnsafeGuaranteedRef {
+                $0.cKey.snapshot(pending.statistics, windowStart: Double(pending.firstSecond),
+                                 windowEnd: end, timestampUnix: wall - (now - end))
             }
             buckets(i, &c)
             return c

@@ -208,9 +208,7 @@ public func kplm_snapshots_sized(_ m: OpaquePointer?,
     // copied the lines about twice over, a third of the read.)
     lines.reserveCapacity(manager.metricCount)
     manager.forEachLiveWindow({ series, statistics, start, end, timestamp in
-        lines.append(series.cKey._withUnsafeGuaranteedRef {
-            $0.snapshot(statistics, windowStart: start, windowEnd: end, timestampUnix: timestamp)
-        })
+        lines.append(series.cKey.snapshot(statistics, windowStart: start, windowEnd: end, timestampUnix: timestamp))
         return true
     }, then: {
         // The series (and so the C strings the lines borrow) are alive

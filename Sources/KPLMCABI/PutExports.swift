@@ -70,7 +70,6 @@ private func putResolvingKey<Arguments: IndexedArguments>(
     return CallbackGuard.run(for: ObjectIdentifier(manager), kind: .put) {
         statusOf { () throws(MetricsError) in
             let metric = try manager.metricForPut(key: try key(manager))
-            metric.series.layOutCKey()
             if let arguments { c.keys.insert(arguments, metric) }
             try metric.put(finite: value).check()
         }
@@ -127,7 +126,6 @@ private func resolveHandle(_ m: OpaquePointer?, _ out: UnsafeMutablePointer<Opaq
     guard let manager = manager(m) else { return KPLM_EINVAL }
     return statusOf { () throws(MetricsError) in
         let metric = try manager.metricValidated(key: try key(manager))
-        metric.series.layOutCKey()
         // Kept alive until kplm_free, even if its key is removed as idle
         // (a put through the handle then re-creates it).
         if let c = cManager(m) { c.pin(metric) }

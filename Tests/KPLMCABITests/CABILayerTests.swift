@@ -17,19 +17,21 @@ final class CABILayerTests: XCTestCase {
         XCTAssertEqual(MetricsLevel.detailed.rawValue, Int(KPLM_LEVEL_DETAILED.rawValue))
     }
 
-    /// A Swift-only manager lays out no C strings; a C read lays each key
-    /// out once and borrows it afterwards.
-    func testKeysAreLaidOutAsCStringsOnlyForCReaders() throws {
+    /// A key is laid out once, when it is made (its ``KeyRecord``, the
+    /// series' only copy of it): every C read borrows the same strings.
+    func testKeysAreLaidOutOnceAsCStrings() throws {
         let m = try MetricsManager(level: .detailed)
         try m.put("A", 2, stream: "s")
         let series = try XCTUnwrap(m.metric("A", stream: "s").series)
-        XCTAssertNil(series.attachment, "a Swift put laid the key out as C strings")
-        let first = series.cKey.takeUnretainedValue()
-        XCTAssertTrue(first === series.cKey.takeUnretainedValue())
+        let first = series.cKey
+        XCTAssertEqual(first.name, series.cKey.name)
+        XCTAssertEqual(first.dimensions, series.cKey.dimensions)
         XCTAssertEqual(String(cString: first.name), "A")
         XCTAssertEqual(first.dimensionCount, 1)
         XCTAssertEqual(String(cString: first.dimensions![0].name), "stream")
         XCTAssertEqual(String(cString: first.dimensions![0].value), "s")
+        XCTAssertEqual(MemoryLayout<kplm_dimension>.stride, 2 * MemoryLayout<UnsafePointer<CChar>>.stride,
+                       "the record's (name, value) pointer pairs are kplm_dimension's layout")
     }
 
     /// A `kplm_manager *` carries the C side data beside the manager: the

@@ -3,12 +3,13 @@ import XCTest
 @testable import KPLM
 @testable import KPLMCABI
 
-/// A key laid out as C strings (``CKeyLayout``): the KPL metric names are
+/// A key laid out as C strings (``CKeyLayout``, a view of its
+/// ``KeyRecord``): the KPL metric names are
 /// shared static strings, any other name (a byte-different look-alike
 /// included) is the key's own copy.
 final class KeyLayoutTests: XCTestCase {
     private func layout(_ name: String, shard: String = "shardId-1") -> CKeyLayout {
-        CKeyLayout.make(MetricKey(name: name, stream: "orders", shardId: shard))
+        CKeyLayout(record: KeyRecord.make(MetricKey(name: name, stream: "orders", shardId: shard)))
     }
 
     func testKPLMetricNamesAreSharedStaticStrings() {

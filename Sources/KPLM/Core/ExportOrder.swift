@@ -51,7 +51,7 @@ enum ExportOrder {
 
     /// Whether series `a` sorts strictly before series `b`.
     static func precedes(_ a: MetricSeries, _ b: MetricSeries) -> Bool {
-        precedes(a.key, b.key)
+        KeyRecord.precedes(a.record, b.record)
     }
 
     /// `series` in export order (as sorting them by `precedes`,
@@ -59,28 +59,22 @@ enum ExportOrder {
     /// memcmp order is export order, and the indices are sorted by those.
     ///
     /// Issue #13: the first flush after 100,000 new keys sorted them by
-    /// comparing keys, each comparison copying two keys (reference counting
-    /// on their strings) and reading them through two objects.
+    /// comparing keys, each comparison reading two keys' records.
     ///
     /// The encoding: the name, then each dimension's name and value; each
-    /// string as its UTF-8 bytes with 0x00 written as 0x00 0xFF, then the
-    /// terminator 0x00 0x00. No string's encoding is a proper prefix of
-    /// another's, and the byte order of encodings is that of ``compare(_:_:)``
-    /// (a terminator sorts below every byte, an escaped NUL below every other
-    /// byte), so the first string that differs decides, and a key whose
-    /// dimensions are a prefix of another's sorts first, as in `precedes`.
+    /// string as its UTF-8 bytes, then a 0 (a key's strings hold no NUL:
+    /// see ``KeyRecord``). No string's encoding is a proper prefix of
+    /// another's, and the byte order of encodings is that of
+    /// ``compare(_:_:)`` (the terminator sorts below every byte), so the
+    /// first string that differs decides, and a key whose dimensions are a
+    /// prefix of another's sorts first, as in `precedes`.
     static func sorted(_ series: [MetricSeries]) -> [MetricSeries] {
         guard series.count > 1 else { return series }
         var bytes: [UInt8] = []
         var ends: [Int] = []   // the end of key i's encoding (it starts where key i - 1's ends)
         ends.reserveCapacity(series.count)
         for s in series {
-            let key = s.key
-            encode(key.name, into: &bytes)
-            for pair in key.dimensionPairs {
-                encode(pair.name, into: &bytes)
-                encode(pair.value, into: &bytes)
-            }
+            s.record.forEachString { encode($0, into: &bytes) }
             ends.append(bytes.count)
         }
         var order = Array(0..<series.count)
@@ -96,16 +90,9 @@ enum ExportOrder {
         return order.map { series[$0] }
     }
 
-    /// Appends the encoding of `string` (see ``sorted(_:)``).
-    private static func encode(_ string: String, into bytes: inout [UInt8]) {
-        var string = string
-        string.withUTF8 { utf8 in
-            for byte in utf8 {
-                bytes.append(byte)
-                if byte == 0 { bytes.append(0xFF) }
-            }
-        }
-        bytes.append(0)
+    /// Appends the encoding of a string's UTF-8 bytes (see ``sorted(_:)``).
+    private static func encode(_ utf8: UnsafeBufferPointer<UInt8>, into bytes: inout [UInt8]) {
+        bytes.append(contentsOf: utf8)
         bytes.append(0)
     }
 

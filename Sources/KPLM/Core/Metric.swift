@@ -56,9 +56,9 @@ public class Metric: @unchecked Sendable {
     @inline(__always)
     final var seriesRef: Unmanaged<MetricSeries> { Unmanaged.passUnretained(series) }
 
-    /// The key this handle records under (after level trimming): its
-    /// series' (one copy a key, issue #13).
-    public final var key: MetricKey { series.storedKey }
+    /// The key this handle records under (after level trimming), made from
+    /// its series' ``KeyRecord`` at each call (one copy a key, issue #13).
+    public final var key: MetricKey { series.record.key }
 
     /// The manager's gate word (in ``header``).
     final var gateWord: UnsafeMutablePointer<Atomic<UInt64>> { header.gateWord }

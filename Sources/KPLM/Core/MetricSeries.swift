@@ -50,8 +50,8 @@ struct WindowReading: Sendable {
 /// merge is either wholly visible to a reader or not at all, and exports stay
 /// exact for any double values (nothing is derived by subtraction).
 ///
-/// Memory: the object (312 bytes: Metric's fields, the state, lock and
-/// newest bucket inline, the key) plus a
+/// Memory: the object (248 bytes: Metric's fields, the state, lock and
+/// newest bucket inline) and its key's ``KeyRecord`` (the strings once), a
 /// ``MetricHeader`` line (64 bytes: the ``CellTable`` with the cells of the
 /// first four writer indices, the put's other fields; an overflow table of
 /// 480 bytes once a thread with a higher index puts); a 128-byte dense cell
@@ -66,9 +66,8 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     // (its reference count, the changed mark, the cells in use, the header
     // line's address: the collection and the checks need nothing else; and
     // the flush that last took it), then its second to fourth (the idle
-    // watch's second, the lock and the state); the key, read only by
-    // sorting and by sinks that copy it, last. ``SeriesPrefetch`` asks for
-    // those lines only.
+    // watch's second, the key record's address, the lock and the state).
+    // ``SeriesPrefetch`` asks for those lines only.
 
     // First line, after the object header (16 bytes) and Metric's fields.
 
@@ -98,11 +97,11 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// stale address is harmless: a prefetch never faults.
     private let olderBucketsHint = Atomic<UInt>(0)
 
-    /// Data a layer above the core keeps per key (the C ABI: the key laid
-    /// out as C strings, see `CKeyLayout`), retained by the series; one
-    /// word, and nothing allocated, for a key no such layer reads. Set once
-    /// (see ``attachment(orAttach:)``); read without reference counting.
-    private let attached = Atomic<Unmanaged<AnyObject>?>(nil)
+    /// The key, laid out once (``KeyRecord``: its one copy, which the C
+    /// ABI also hands to C callers as it is). Read by lookups, sorting and
+    /// sinks, not by puts; on the second line, which a pass over a batch
+    /// prefetches with the record (see ``SeriesPrefetch``).
+    package let record: KeyRecord
 
     /// For a distribution metric (SPEC §6), its distribution: each
     /// observation also feeds it (through ``CellBuckets`` on a writer cell,
@@ -127,11 +126,6 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// reaches the series reaches its state without another miss. Taken
     /// through ``withState(_:)`` only.
     private let state: Mutex<State>
-
-    // Last.
-
-    /// The key this series accumulates (``Metric/key``).
-    package let storedKey: MetricKey
 
     /// Runs `body` holding the series lock. (`Mutex`'s futex code is
     /// prebuilt, out of ThreadSanitizer's sight: the critical section is
@@ -161,38 +155,16 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// series lives (except the retired placeholders a re-creation clears).
     var cells: CellTable { header.cells }
 
-    /// The key's dimensions (built at each call: a series keeps no copy,
-    /// issue #13; export order compares keys without them).
+    /// The key's dimensions (built at each call from ``record``; export
+    /// order compares keys without them).
     package var dimensions: [MetricDimension] { key.dimensions }
-
-    /// The series' attachment, made by `make` on first use (a thread that
-    /// loses the race to attach drops its own). Thread-safe; lock-free; the
-    /// result is valid as long as the series (not retained for the caller).
-    @inline(__always)
-    package func attachment(orAttach make: () -> AnyObject) -> Unmanaged<AnyObject> {
-        if let existing = attached.load(ordering: .acquiring) { return existing }
-        return attach(make())
-    }
-
-    /// The attachment, if one was made (for tests).
-    package var attachment: Unmanaged<AnyObject>? { attached.load(ordering: .acquiring) }
-
-    @inline(never)
-    private func attach(_ made: AnyObject) -> Unmanaged<AnyObject> {
-        let mine = Unmanaged.passRetained(made)
-        let (exchanged, existing) = attached.compareExchange(expected: nil, desired: mine,
-                                                             ordering: .acquiringAndReleasing)
-        if exchanged { return mine }
-        mine.release()
-        return existing!
-    }
 
     /// The series of `key` in `context` (of a distribution metric if the
     /// context names its metric one); with `isNoop`, a handle whose puts
     /// do nothing (level none).
     init(key: MetricKey, context: PutContext, isNoop: Bool = false) {
         let accuracy = isNoop ? nil : context.distributionAccuracy(of: key.name)
-        storedKey = key
+        record = KeyRecord.make(key)
         state = Mutex(State())
         distribution = accuracy.map { SeriesDistribution(relativeAccuracy: $0) }
         super.init(header: MetricHeader.allocate(), context: context, isNoop: isNoop, accuracy: accuracy)
@@ -200,7 +172,6 @@ package final class MetricSeries: Metric, @unchecked Sendable {
 
     deinit {
         forEachCell { $0.releaseDense() }
-        attached.load(ordering: .acquiring)?.release()
         cells.deallocateOverflow()
         header.deallocate()
     }
@@ -278,10 +249,10 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         }
     }
 
-    /// A hint (see ``SeriesPrefetch``): starts loading the attachment.
+    /// A hint (see ``SeriesPrefetch``): starts loading the key's record.
     @inline(__always)
-    package func prefetchAttachment() {
-        if let attachment = attached.load(ordering: .relaxed) { kplmshim_prefetch(attachment.toOpaque()) }
+    package func prefetchRecord() {
+        kplmshim_prefetch(Unmanaged.passUnretained(record).toOpaque())
     }
 
     /// A hint (see ``SeriesPrefetch``), once the series' first line had

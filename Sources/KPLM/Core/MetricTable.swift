@@ -8,10 +8,12 @@
 /// is one word: the metric's address, unretained (the registry's lists of
 /// live series hold every metric this table holds), with three bits of its
 /// key's hash in the address's low bits (a metric is at least 8-byte
-/// aligned): about 21 bytes a key. A lookup reads a metric's key only when
+/// aligned): about 21 bytes a key. A lookup reads a metric's key (its
+/// ``KeyRecord``, compared with the key looked up byte for byte) only when
 /// those bits match. The hashes of the keys moved by a removal or a growth
-/// are computed again from the keys (off the put path: the registry's
-/// lookups are a key's creation and the slow paths).
+/// are computed again from the records, which hash as their keys do (off
+/// the put path: the registry's lookups are a key's creation and the slow
+/// paths).
 ///
 /// Not thread-safe: the registry holds it under its lock.
 struct MetricTable {
@@ -33,7 +35,7 @@ struct MetricTable {
         while slots[i] != 0 {
             if slots[i] & Self.tagMask == tag {
                 let metric = Self.metric(slots[i])
-                if metric.key == key { return metric }
+                if metric.series.record.matches(key) { return metric }
             }
             i = (i + 1) & mask
         }
@@ -45,7 +47,7 @@ struct MetricTable {
     mutating func insert(_ metric: Metric) {
         // At most three quarters full: probes stay short.
         if (count + 1) * 4 > slots.count * 3 { grow() }
-        place(metric, hash: metric.key.hashValue)
+        place(metric, hash: metric.series.record.keyHashValue)
         count += 1
     }
 
@@ -62,7 +64,7 @@ struct MetricTable {
             guard slots[hole] != 0 else { return nil }
             if slots[hole] & Self.tagMask == tag {
                 removed = Self.metric(slots[hole])
-                if removed.key == key { break }
+                if removed.series.record.matches(key) { break }
             }
             hole = (hole + 1) & mask
         }
@@ -73,7 +75,7 @@ struct MetricTable {
         while true {
             next = (next + 1) & mask
             guard slots[next] != 0 else { break }
-            let home = Self.metric(slots[next]).key.hashValue & mask
+            let home = Self.metric(slots[next]).series.record.keyHashValue & mask
             let reachable = hole <= next ? (hole < home && home <= next) : (hole < home || home <= next)
             if reachable { continue }
             slots[hole] = slots[next]
@@ -100,7 +102,7 @@ struct MetricTable {
         slots = Array(repeating: 0, count: Swift.max(16, old.count * 2))
         for slot in old where slot != 0 {
             let metric = Self.metric(slot)
-            place(metric, hash: metric.key.hashValue)
+            place(metric, hash: metric.series.record.keyHashValue)
         }
     }
 

@@ -78,7 +78,7 @@ final class Registry: Sendable {
     /// while `body` runs (it may take locks a key's creation takes).
     func ifNoKey(named name: String, _ body: () -> Void) -> Bool {
         state.withLock { s in
-            let named = { (series: MetricSeries) in ByteIdentity.equal(series.key.name, name) }
+            let named = { (series: MetricSeries) in series.record.nameEquals(name) }
             let known = s.sorted.contains(where: named) || s.unsorted.contains(where: named)
                 || s.removed.contains { $0.value.metric != nil && ByteIdentity.equal($0.key.name, name) }
             if !known { body() }
@@ -176,10 +176,11 @@ final class Registry: Sendable {
             return state.withLock { s in
                 var removed: [Metric] = []
                 for series in candidates {
-                    guard let metric = s.byKey[series.key], metric.series === series else { continue }
-                    s.byKey.remove(series.key)
-                    if !Self.isExempt(series.key) { s.cappedCount -= 1 }
-                    s.removed[series.key] = Removed(metric: metric)
+                    let key = series.key
+                    guard let metric = s.byKey[key], metric.series === series else { continue }
+                    s.byKey.remove(key)
+                    if !Self.isExempt(key) { s.cappedCount -= 1 }
+                    s.removed[key] = Removed(metric: metric)
                     removed.append(metric)
                 }
                 guard !removed.isEmpty else { return [] }

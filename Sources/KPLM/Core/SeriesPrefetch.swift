@@ -32,9 +32,9 @@ package enum SeriesPrefetch {
         /// series (``MetricSeries/changedWriters``): a flush's collection.
         case changedCells
         /// The first four lines (bookkeeping, the lock and the state), the
-        /// window's older buckets and the attachment (a read of
-        /// every window, which the C ABI lays out from the attachment).
-        case stateAndAttachment
+        /// window's older buckets and the key's record (a read of every
+        /// window, which the C ABI hands out with the record's strings).
+        case stateAndRecord
     }
 
     /// Prefetches for the series `distance` to `3 · distance` keys after
@@ -59,10 +59,10 @@ package enum SeriesPrefetch {
         case .cells, .changedCells:
             // (A cell's address follows from the first line: no header line.)
             if i &+ distance < n { withSeries(i &+ distance) { $0.prefetchCells(changedOnly: reads == .changedCells) } }
-        case .stateAndAttachment:
+        case .stateAndRecord:
             if i &+ 2 &* distance < n {
                 withSeries(i &+ 2 &* distance) {
-                    $0.prefetchAttachment()
+                    $0.prefetchRecord()
                     $0.prefetchOlderBuckets()
                 }
             }
@@ -70,9 +70,9 @@ package enum SeriesPrefetch {
     }
 
     /// For a pass over a flush's batch (an exporter's, see
-    /// ``PendingBatchExporting``), which reads each series' attachment (such
-    /// as a C key layout): the series' line holding it two distances ahead,
-    /// the attachment one distance ahead.
+    /// ``PendingBatchExporting``), which reads each series' key record
+    /// (the C export's strings): the series' line holding its address two
+    /// distances ahead, the record one distance ahead.
     @inline(__always)
     package static func ahead(_ batch: UnsafeBufferPointer<(series: MetricSeries, pending: PendingExport)>, _ i: Int) {
         let n = batch.count
@@ -80,7 +80,7 @@ package enum SeriesPrefetch {
             kplmshim_prefetch(batch.unretainedSeries(at: i &+ 2 &* distance).toOpaque() + 64)
         }
         if i &+ distance < n {
-            batch.unretainedSeries(at: i &+ distance)._withUnsafeGuaranteedRef { $0.prefetchAttachment() }
+            batch.unretainedSeries(at: i &+ distance)._withUnsafeGuaranteedRef { $0.prefetchRecord() }
         }
     }
 

@@ -38,8 +38,9 @@ extension MetricsManager {
                     try direct.export(batch, now: now, wall: wall, withDistributions: context.hasDistributionMetrics)
                 } else if view.showsKeysAsRecorded {
                     try export(batch.map { series, pending in
-                        Self.exportedSnapshot(series.key.name, series.dimensions, pending, now: now, wall: wall,
-                                              namespace: namespace, distribution: series.takenDistribution)
+                        let key = series.key   // (made from the series' record)
+                        return Self.exportedSnapshot(key.name, key.dimensions, pending, now: now, wall: wall,
+                                                     namespace: namespace, distribution: series.takenDistribution)
                     })
                 } else {
                     // KPL output: each key's data (and distribution) merged into its lines of the tree.

@@ -26,8 +26,9 @@ extension MetricsManager {
         }
         result.reserveCapacity(registry.count)   // (not grown, and copied, key by key)
         forEachLiveWindow { series, statistics, start, end, timestamp in
-            result.append(MetricSnapshot(name: series.key.name, count: statistics.count, sum: statistics.sum,
-                                         min: statistics.min, max: statistics.max, dimensions: series.dimensions,
+            let key = series.key   // (made from the series' record)
+            result.append(MetricSnapshot(name: key.name, count: statistics.count, sum: statistics.sum,
+                                         min: statistics.min, max: statistics.max, dimensions: key.dimensions,
                                          windowStart: start, windowEnd: end, timestampUnix: timestamp,
                                          namespace: namespace))
             return true
@@ -80,7 +81,7 @@ extension MetricsManager {
         try Validation.checkName(name)
         try checkQuery(lastSeconds)
         guard context.level != .none else { return .empty }
-        return read(registry.allSeries.filter { ByteIdentity.equal($0.key.name, name) }, lastSeconds: lastSeconds)
+        return read(registry.allSeries.filter { $0.record.nameEquals(name) }, lastSeconds: lastSeconds)
     }
 
     // MARK: Distributions (SPEC §6)
@@ -185,7 +186,7 @@ extension MetricsManager {
         context.collector.collect(all, windowSeconds: context.windowSeconds)
         all.withUnsafeBufferPointer { all in
             for i in all.indices {
-                SeriesPrefetch.ahead(all, i, reading: .stateAndAttachment)
+                SeriesPrefetch.ahead(all, i, reading: .stateAndRecord)
                 let series = all[i]
                 guard let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) else { continue }
                 let end = Double(reading.newestSecond + 1)

@@ -1,0 +1,304 @@
+import Glibc
+
+/// A metric key's bytes, laid out once: the one copy of its key a series
+/// keeps (issue #13: memory a key). The name and every dimension's name and
+/// value are NUL-terminated strings, and the dimensions an array of
+/// (name, value) pointer pairs in ``MetricKey/dimensions`` order: the
+/// layout of kplm.h's `kplm_dimension`, so that the C ABI hands these
+/// strings to C callers as they are. The names of the three KPL dimensions
+/// and the KPL metric names (and kplm's own) point to static strings: not
+/// copied a key.
+///
+/// Before, a series kept its ``MetricKey`` (72 bytes in the object, and a
+/// heap block for each string over 15 bytes, such as a shard id) and the C
+/// ABI a second copy laid out as C strings (a block of its own): 144 bytes
+/// a key more than this record for a KPL key with a shard id.
+///
+/// The tail: one word for the layer above the core (the C key index's
+/// entries, ``layerWord``), the pointer pairs, then the strings. A key's
+/// strings contain no NUL (every key a registry holds was validated,
+/// see `Validation`), so a string's length is where its NUL is.
+///
+/// Immutable once made, but for ``layerWord``: safe to read from any thread.
+package final class KeyRecord: ManagedBuffer<KeyRecord.Fields, UInt64> {
+    /// Where the name is, and the number of dimensions.
+    package struct Fields {
+        /// The name, NUL-terminated.
+        package var name: UnsafePointer<CChar>
+        package var dimensionCount: Int
+    }
+
+    /// `key` laid out.
+    package static func make(_ key: MetricKey) -> KeyRecord {
+        let knownName = staticMetricName(key.name)
+        var stringBytes = knownName == nil ? key.name.utf8.count + 1 : 0
+        var count = 0
+        for pair in key.dimensionPairs {
+            if staticDimensionName(pair.name) == nil { stringBytes += pair.name.utf8.count + 1 }
+            stringBytes += pair.value.utf8.count + 1
+            count += 1
+        }
+        let pairWords = 2 * count
+        let made = create(minimumCapacity: 1 + pairWords + (stringBytes + 7) / 8) { buffer in
+            buffer.withUnsafeMutablePointerToElements { tail in
+                tail.initialize(to: 0)   // the layer word
+                let pairs = UnsafeMutableRawPointer(tail + 1).bindMemory(to: UnsafePointer<CChar>.self,
+                                                                          capacity: pairWords)
+                var cursor = UnsafeMutableRawPointer(tail + 1 + pairWords)
+                    .bindMemory(to: CChar.self, capacity: stringBytes)
+                let name = knownName ?? copy(key.name, &cursor)
+                for (i, pair) in key.dimensionPairs.enumerated() {
+                    (pairs + 2 * i).initialize(to: staticDimensionName(pair.name) ?? copy(pair.name, &cursor))
+                    (pairs + 2 * i + 1).initialize(to: copy(pair.value, &cursor))
+                }
+                return Fields(name: name, dimensionCount: count)
+            }
+        }
+        return unsafeDowncast(made, to: KeyRecord.self)
+    }
+
+    /// Copies `string` and its NUL to `cursor`, moving it past them.
+    private static func copy(_ string: String, _ cursor: inout UnsafeMutablePointer<CChar>) -> UnsafePointer<CChar> {
+        let start = cursor
+        for byte in string.utf8 {
+            assert(byte != 0, "a key's strings contain no NUL")
+            cursor.initialize(to: CChar(bitPattern: byte))
+            cursor += 1
+        }
+        cursor.initialize(to: 0)
+        cursor += 1
+        return UnsafePointer(start)
+    }
+
+    // MARK: - Reading
+
+    /// The name, NUL-terminated.
+    package var name: UnsafePointer<CChar> { header.name }
+    /// The number of dimensions.
+    package var dimensionCount: Int { header.dimensionCount }
+
+    /// The dimensions' (name, value) pointer pairs (`kplm_dimension`'s
+    /// layout), nil when there are none.
+    package var dimensionPairsAddress: UnsafeRawPointer? {
+        dimensionCount == 0 ? nil : withUnsafeMutablePointerToElements { UnsafeRawPointer($0 + 1) }
+    }
+
+    /// A word the layer above the core keeps a key (the C key index's
+    /// entries): 0 until it writes it; that layer guards it.
+    package var layerWord: UnsafeMutablePointer<UInt64> { withUnsafeMutablePointerToElements { $0 } }
+
+    /// The name and value of dimension `i` (`0..<dimensionCount`).
+    @inline(__always)
+    private func dimension(_ i: Int) -> (name: UnsafePointer<CChar>, value: UnsafePointer<CChar>) {
+        withUnsafeMutablePointerToElements { tail in
+            let pairs = UnsafeRawPointer(tail + 1).assumingMemoryBound(to: UnsafePointer<CChar>.self)
+            return (pairs[2 * i], pairs[2 * i + 1])
+        }
+    }
+
+    /// The key, as a ``MetricKey`` (its strings made at each call).
+    package var key: MetricKey {
+        var stream: String?, shardId: String?, errorCode: String?
+        var others: [MetricDimension] = []
+        for i in 0..<dimensionCount {
+            let (name, value) = dimension(i)
+            switch name {
+            case Self.streamName: stream = Self.string(value)
+            case Self.shardName: shardId = Self.string(value)
+            case Self.errorCodeName: errorCode = Self.string(value)
+            default:
+                if others.isEmpty { others.reserveCapacity(dimensionCount - i) }
+                others.append(MetricDimension(Self.string(name), Self.string(value)))
+            }
+        }
+        return MetricKey(name: Self.string(self.name), stream: stream, shardId: shardId, errorCode: errorCode,
+                         otherDimensions: others)
+    }
+
+    /// The key's name, as a `String` (made at each call).
+    package var nameString: String { Self.string(name) }
+
+    /// Whether the key's name has exactly the bytes of `name`.
+    package func nameEquals(_ name: String) -> Bool { Self.equal(self.name, name) }
+
+    /// Whether this is the record of `key`, byte for byte (as ``MetricKey``'s
+    /// `==`; no string is made).
+    package func matches(_ key: MetricKey) -> Bool {
+        guard Self.equal(name, key.name) else { return false }
+        var i = 0
+        for pair in key.dimensionPairs {
+            guard i < dimensionCount else { return false }
+            let (name, value) = dimension(i)
+            guard Self.equal(name, pair.name) && Self.equal(value, pair.value) else { return false }
+            i += 1
+        }
+        return i == dimensionCount
+    }
+
+    /// Feeds `hasher` what ``MetricKey/hash(into:)`` feeds it for the key:
+    /// a record and its key hash alike (the registry's table files records
+    /// and looks keys up by the same hash).
+    package func hash(into hasher: inout Hasher) {
+        Self.hash(name, into: &hasher)
+        // The three KPL dimensions come first, in this order (see
+        // ``MetricKey/dimensions``); each is hashed as an optional.
+        var i = 0
+        func hashPart(_ known: UnsafePointer<CChar>) {
+            if i < dimensionCount, dimension(i).name == known {
+                hasher.combine(true)
+                Self.hash(dimension(i).value, into: &hasher)
+                i += 1
+            } else {
+                hasher.combine(false)
+            }
+        }
+        hashPart(Self.streamName)
+        hashPart(Self.shardName)
+        hashPart(Self.errorCodeName)
+        // The others as `[MetricDimension]` hashes: the count, then each pair.
+        hasher.combine(dimensionCount - i)
+        for j in i..<dimensionCount {
+            let (name, value) = dimension(j)
+            Self.hash(name, into: &hasher)
+            Self.hash(value, into: &hasher)
+        }
+    }
+
+    /// The hash the registry files the record of a key by: `key.hashValue`.
+    package var keyHashValue: Int {
+        var hasher = Hasher()
+        hash(into: &hasher)
+        return hasher.finalize()
+    }
+
+    // MARK: - Export order
+
+    /// Whether the key of `a` sorts strictly before the key of `b`
+    /// (``ExportOrder``: by name, then pair by pair, name bytes then value
+    /// bytes; a prefix first).
+    package static func precedes(_ a: KeyRecord, _ b: KeyRecord) -> Bool {
+        let byName = compare(a.name, b.name)
+        if byName != 0 { return byName < 0 }
+        let common = Swift.min(a.dimensionCount, b.dimensionCount)
+        for i in 0..<common {
+            let p = a.dimension(i), q = b.dimension(i)
+            let byDimensionName = compare(p.name, q.name)
+            if byDimensionName != 0 { return byDimensionName < 0 }
+            let byValue = compare(p.value, q.value)
+            if byValue != 0 { return byValue < 0 }
+        }
+        return a.dimensionCount < b.dimensionCount
+    }
+
+    /// Calls `body` with the key's strings in export order: the name, then
+    /// each dimension's name and value.
+    @inline(__always)
+    package func forEachString(_ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        body(Self.bytes(name))
+        for i in 0..<dimensionCount {
+            let (name, value) = dimension(i)
+            body(Self.bytes(name))
+            body(Self.bytes(value))
+        }
+    }
+
+    // MARK: - Strings
+
+    /// The bytes of a NUL-terminated string, without the NUL.
+    @inline(__always)
+    private static func bytes(_ s: UnsafePointer<CChar>) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: UnsafeRawPointer(s).assumingMemoryBound(to: UInt8.self), count: strlen(s))
+    }
+
+    /// The string (its bytes are a key's: valid UTF-8, kept as they are).
+    private static func string(_ s: UnsafePointer<CChar>) -> String {
+        String(decoding: bytes(s), as: UTF8.self)
+    }
+
+    /// Whether `s` has exactly the UTF-8 bytes of `string`.
+    private static func equal(_ s: UnsafePointer<CChar>, _ string: String) -> Bool {
+        var string = string
+        let mine = bytes(s)
+        return string.withUTF8 { theirs in
+            theirs.count == mine.count && (mine.isEmpty || memcmp(mine.baseAddress!, theirs.baseAddress!, mine.count) == 0)
+        }
+    }
+
+    /// Bytewise three-way comparison (as ``ExportOrder/compare(_:_:)``).
+    private static func compare(_ a: UnsafePointer<CChar>, _ b: UnsafePointer<CChar>) -> Int {
+        if a == b { return 0 }
+        let x = bytes(a), y = bytes(b)
+        let common = Swift.min(x.count, y.count)
+        if common > 0 {
+            let byBytes = memcmp(x.baseAddress!, y.baseAddress!, common)
+            if byBytes != 0 { return byBytes < 0 ? -1 : 1 }
+        }
+        return x.count == y.count ? 0 : (x.count < y.count ? -1 : 1)
+    }
+
+    /// As ``ByteIdentity/hash(_:into:)-(String,_)`` hashes the string.
+    private static func hash(_ s: UnsafePointer<CChar>, into hasher: inout Hasher) {
+        let b = bytes(s)
+        hasher.combine(b.count)
+        hasher.combine(bytes: UnsafeRawBufferPointer(b))
+    }
+
+    // MARK: - Static strings
+
+    // (Computed, each from one literal: one address each, and no lazy
+    // global to initialise.)
+    private static var streamName: UnsafePointer<CChar> { staticString("stream") }
+    private static var shardName: UnsafePointer<CChar> { staticString("shard") }
+    private static var errorCodeName: UnsafePointer<CChar> { staticString("error_code") }
+
+    @inline(__always)
+    private static func staticString(_ s: StaticString) -> UnsafePointer<CChar> {
+        UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+
+    /// The static copy of a KPL dimension name ("stream", "shard",
+    /// "error_code"), nil for any other name.
+    private static func staticDimensionName(_ name: String) -> UnsafePointer<CChar>? {
+        switch name {
+        case "stream": return staticCopy(streamName, of: name)
+        case "shard": return staticCopy(shardName, of: name)
+        case "error_code": return staticCopy(errorCodeName, of: name)
+        default: return nil
+        }
+    }
+
+    /// The static copy of a KPL metric name or of kplm's own (the
+    /// KPLM_METRIC_* names of kplm.h), nil for any other name.
+    package static func staticMetricName(_ name: String) -> UnsafePointer<CChar>? {
+        let known: StaticString
+        switch name {
+        case "UserRecordsReceived": known = "UserRecordsReceived"
+        case "UserRecordsPending": known = "UserRecordsPending"
+        case "UserRecordsPut": known = "UserRecordsPut"
+        case "UserRecordsDataPut": known = "UserRecordsDataPut"
+        case "KinesisRecordsPut": known = "KinesisRecordsPut"
+        case "KinesisRecordsDataPut": known = "KinesisRecordsDataPut"
+        case "ErrorsByCode": known = "ErrorsByCode"
+        case "AllErrors": known = "AllErrors"
+        case "RetriesPerRecord": known = "RetriesPerRecord"
+        case "UserRecordExpired": known = "UserRecordExpired"
+        case "BufferingTime": known = "BufferingTime"
+        case "RequestTime": known = "RequestTime"
+        case "UserRecordsPerKinesisRecord": known = "UserRecordsPerKinesisRecord"
+        case "KinesisRecordsPerPutRecordsRequest": known = "KinesisRecordsPerPutRecordsRequest"
+        case "UserRecordsPerPutRecordsRequest": known = "UserRecordsPerPutRecordsRequest"
+        case "KplmMetricsRefused": known = "KplmMetricsRefused"
+        case "KplmSinkDropped": known = "KplmSinkDropped"
+        default: return nil
+        }
+        return staticCopy(staticString(known), of: name)
+    }
+
+    /// `known` if `name` has exactly its bytes, else nil. The switches above
+    /// match by Swift's `==`, which takes "\u{212A}inesisRecordsPut" (a
+    /// Kelvin sign) for "KinesisRecordsPut": another key (see
+    /// ``MetricKey``), which must keep its own bytes.
+    private static func staticCopy(_ known: UnsafePointer<CChar>, of name: String) -> UnsafePointer<CChar>? {
+        equal(known, name) ? known : nil
+    }
+}

@@ -1,0 +1,72 @@
+import Glibc
+import XCTest
+@testable import KPLM
+
+/// A series' ``KeyRecord`` (its key's one copy): the same key back, the
+/// same hash and equality as its ``MetricKey`` (the registry's table mixes
+/// the two), byte for byte.
+final class KeyRecordTests: XCTestCase {
+    /// Keys that differ anywhere: name, each KPL dimension present or not,
+    /// free-form dimensions, multi-byte and look-alike UTF-8.
+    private func keys() -> [MetricKey] {
+        let values: [String?] = [nil, "a", "ab", "é", "e\u{301}", "shardId-000000012345", "\u{FF}"]
+        var made: [MetricKey] = []
+        for name in ["UserRecordsPut", "\u{212A}inesisRecordsPut", "KinesisRecordsPut", "m", "a-very-long-metric-name-of-forty-bytes"] {
+            for stream in values.prefix(3) {
+                for shard in values {
+                    for errorCode in values.prefix(2) {
+                        made.append(MetricKey(name: name, stream: stream, shardId: shard, errorCode: errorCode))
+                    }
+                }
+            }
+            made.append(try! MetricKey(name: name, dimensions: [("zone", "us-east-1a"), ("stream", "s"), ("host", "h")]))
+            made.append(try! MetricKey(name: name, dimensions: [("zone", "us-east-1a")]))
+            made.append(try! MetricKey(name: name, dimensions: [("zone", "us-east-1b")]))
+            made.append(try! MetricKey(name: name, dimensions: [("zone", "us-east-1a"), ("error_code", "E")]))
+        }
+        return made
+    }
+
+    func testTheRecordGivesItsKeyBack() {
+        for key in keys() {
+            let record = KeyRecord.make(key)
+            XCTAssertEqual(record.key, key)
+            XCTAssertEqual(Array(record.key.name.utf8), Array(key.name.utf8), "byte for byte")
+            XCTAssertEqual(record.key.dimensions.map { Array($0.value.utf8) }, key.dimensions.map { Array($0.value.utf8) })
+            XCTAssertEqual(record.dimensionCount, key.dimensions.count)
+            XCTAssertEqual(String(cString: record.name), key.name)
+        }
+    }
+
+    func testARecordHashesAndMatchesAsItsKey() {
+        let all = keys()
+        XCTAssertEqual(Set(all).count, all.count, "the keys differ")
+        let records = all.map(KeyRecord.make)
+        for (i, record) in records.enumerated() {
+            XCTAssertEqual(record.keyHashValue, all[i].hashValue, "\(all[i])")
+            for (j, key) in all.enumerated() {
+                XCTAssertEqual(record.matches(key), i == j, "\(all[i]) against \(key)")
+            }
+        }
+    }
+
+    func testTheNameIsComparedByItsBytes() {
+        let kelvin = KeyRecord.make(MetricKey(name: "\u{212A}inesisRecordsPut"))
+        XCTAssertTrue("\u{212A}inesisRecordsPut" == "KinesisRecordsPut", "the look-alike this test is about")
+        XCTAssertFalse(kelvin.nameEquals("KinesisRecordsPut"))
+        XCTAssertTrue(kelvin.nameEquals("\u{212A}inesisRecordsPut"))
+        XCTAssertNotEqual(strcmp(kelvin.name, "KinesisRecordsPut"), 0)
+        XCTAssertFalse(kelvin.matches(MetricKey(name: "KinesisRecordsPut")))
+    }
+
+    /// Known names are static strings (one for every key of the name); the
+    /// record's tail holds the others, and the values.
+    func testKnownNamesAreNotCopied() {
+        let a = KeyRecord.make(MetricKey(name: "UserRecordsPut", stream: "s", shardId: "shardId-1"))
+        let b = KeyRecord.make(MetricKey(name: "UserRecordsPut", stream: "t", shardId: "shardId-2"))
+        XCTAssertEqual(a.name, b.name)
+        let c = KeyRecord.make(MetricKey(name: "Mine")), d = KeyRecord.make(MetricKey(name: "Mine"))
+        XCTAssertNotEqual(c.name, d.name)
+        XCTAssertEqual(a.layerWord.pointee, 0, "the layer word starts empty")
+    }
+}

@@ -70,3 +70,24 @@ final class KeyRecordTests: XCTestCase {
         XCTAssertEqual(a.layerWord.pointee, 0, "the layer word starts empty")
     }
 }
+
+/// The blocks a key's object and record take (issue #13: bytes a key).
+final class SeriesFootprintTests: XCTestCase {
+    /// glibc's `malloc_usable_size` (in malloc.h, which Glibc does not export).
+    private func usableSize(_ object: AnyObject) throws -> Int {
+        typealias UsableSize = @convention(c) (UnsafeMutableRawPointer?) -> Int
+        let symbol = try XCTUnwrap(dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_usable_size"))
+        return unsafeBitCast(symbol, to: UsableSize.self)(Unmanaged.passUnretained(object).toOpaque())
+    }
+
+    func testASeriesAndItsRecordTakeTheirBlocks() throws {
+        let series = MetricSeries.standalone(MetricKey(name: "UserRecordsPut", stream: "orders",
+                                                       shardId: "shardId-000000012345"))
+        // The object: 232 bytes or fewer, glibc's 240-byte block (8 bytes
+        // more, the state's padding for a flag, and it takes a 256-byte one).
+        XCTAssertLessThanOrEqual(try usableSize(series), 232)
+        // The record of a KPL key with a shard id: a 112-byte block (the
+        // names static, the stream and shard id once).
+        XCTAssertLessThanOrEqual(try usableSize(series.record), 104)
+    }
+}

@@ -22,8 +22,9 @@ public class Metric: @unchecked Sendable {
     /// The window (1...3,600 seconds: two bytes, so that the series' fields
     /// after these fill the rest of the first line).
     private let windowSecondsValue: UInt16
-    let usesWriterCells: Bool
-    let isNoop: Bool
+    /// ``usesWriterCells`` and ``isNoop``, in one byte (the series' fields
+    /// fill the next).
+    private let modes: UInt8
     // (@unchecked Sendable: immutable, the pointers to atomics included; a
     // non-final class cannot be checked.)
 
@@ -33,12 +34,11 @@ public class Metric: @unchecked Sendable {
     init(header: MetricHeader, context: PutContext, isNoop: Bool, accuracy: Double?) {
         self.header = header
         self.context = context
-        self.isNoop = isNoop
         self.windowSecondsValue = UInt16(context.windowSeconds)
-        self.usesWriterCells = context.usesWriterCells
+        self.modes = (context.usesWriterCells ? Self.writerCellsMode : 0) | (isNoop ? Self.noopMode : 0)
         // The common case runs with writer cells and the system clock (the
         // second comes from the ticker); its kind follows the metric's.
-        let withTicker = !isNoop && usesWriterCells && context.clock.isSystem
+        let withTicker = !isNoop && context.usesWriterCells && context.clock.isSystem
         let flags = !withTicker ? 0 : accuracy == nil ? MetricHeader.plainCells : MetricHeader.distributionCells
         header.publish(gate: context.gate.wordPointer, generation: context.generation,
                        metric: Unmanaged.passUnretained(self), flags: flags)
@@ -47,6 +47,15 @@ public class Metric: @unchecked Sendable {
     /// The window, in seconds.
     @inline(__always)
     final var windowSeconds: Int64 { Int64(windowSecondsValue) }
+
+    private static var writerCellsMode: UInt8 { 1 }
+    private static var noopMode: UInt8 { 2 }
+    /// Whether puts go through writer cells (the context's setting).
+    @inline(__always)
+    final var usesWriterCells: Bool { modes & Self.writerCellsMode != 0 }
+    /// Whether puts do nothing (level none).
+    @inline(__always)
+    final var isNoop: Bool { modes & Self.noopMode != 0 }
 
     /// This metric as its series (the same object).
     @inline(__always)

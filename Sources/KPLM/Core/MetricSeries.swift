@@ -50,7 +50,7 @@ struct WindowReading: Sendable {
 /// merge is either wholly visible to a reader or not at all, and exports stay
 /// exact for any double values (nothing is derived by subtraction).
 ///
-/// Memory: the object (248 bytes: Metric's fields, the state, lock and
+/// Memory: the object (232 bytes: Metric's fields, the state, lock and
 /// newest bucket inline) and its key's ``KeyRecord`` (the strings once), a
 /// ``MetricHeader`` line (64 bytes: the ``CellTable`` with the cells of the
 /// first four writer indices, the put's other fields; an overflow table of
@@ -71,6 +71,12 @@ package final class MetricSeries: Metric, @unchecked Sendable {
 
     // First line, after the object header (16 bytes) and Metric's fields.
 
+    /// Removed from its registry as idle (see ``Registry/removeIdle(_:nowSecond:keeping:)``):
+    /// shared-path puts refuse to record and re-create the key instead.
+    /// Guarded by the series lock (read and written in ``withState(_:)``
+    /// only); a byte here rather than in the state, whose padding it would
+    /// grow by eight (the object then needs a 256-byte block, not 240).
+    nonisolated(unsafe) private var isRetired = false
     /// ``exportRank``, in four bytes: the padding after Metric's fields.
     nonisolated(unsafe) private var exportRankValue: Int32 = -1
     /// The writer indices whose cells may hold data no flush has taken,
@@ -117,9 +123,6 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         var pending = PendingExport.nothing
         /// Every observation since the series was created.
         var total = MetricStatistics(count: 0, sum: 0, min: .infinity, max: -.infinity)   // (no lazy global: see ForkGuard)
-        /// Removed from its registry as idle (see ``Registry/removeIdle(_:nowSecond:keeping:)``):
-        /// shared-path puts refuse to record and re-create the key instead.
-        var isRetired = false
     }
 
     /// The series lock and what it guards, inline: a flush or a read that
@@ -285,7 +288,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     func recordUnlessRetired(_ statistics: MetricStatistics, values: some Collection<Double>, second: Int64,
                              windowSeconds: Int64) -> Bool {
         withState { s in
-            guard !s.isRetired else { return false }
+            guard !isRetired else { return false }
             Self.merge(statistics, second: second, windowSeconds: windowSeconds, into: &s)
             noteBuckets(s)
             if let distribution, !values.isEmpty {
@@ -370,7 +373,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// either holds a cell, now marked, or the placeholder). Returns the
     /// cells to wait for after the heavy barrier.
     func markRetired() -> [WriterCell] {
-        withState { $0.isRetired = true }
+        withState { _ in isRetired = true }
         let marked = cells.retireEmptyEntries()
         for cell in marked { cell.markRetired() }
         return marked
@@ -378,7 +381,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
 
     /// Whether the key was removed as idle (and not re-created since).
     /// Thread-safe (takes the series lock).
-    package var isRemoved: Bool { withState { $0.isRetired } }
+    package var isRemoved: Bool { withState { _ in isRetired } }
 
     /// Undoes ``markRetired()`` for a removed key that is re-created with
     /// this series (a handle's put, or a lookup while a handle held it).
@@ -387,7 +390,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     func unmarkRetired() {
         for cell in cells.clearRetiredEntries() { cell.unmarkRetired() }
         withState { s in
-            s.isRetired = false
+            isRetired = false
             // Cumulative statistics start again, as for a key created anew.
             s.total = MetricStatistics(count: 0, sum: 0, min: .infinity, max: -.infinity)
             distribution?.resetTotal()
@@ -398,7 +401,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// while it was being removed): its puts resume, nothing is reset.
     func cancelRetirement() {
         for cell in cells.clearRetiredEntries() { cell.unmarkRetired() }
-        withState { $0.isRetired = false }
+        withState { _ in isRetired = false }
     }
 
     /// Every observation merged into the series so far (cumulative).
@@ -414,7 +417,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
             let taken = s.pending.isNothing ? nil : s.pending
             s.pending = .nothing
             distribution?.takePending()
-            return (taken, s.isRetired)
+            return (taken, isRetired)
         }
     }
 

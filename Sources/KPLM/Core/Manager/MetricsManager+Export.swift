@@ -84,16 +84,18 @@ extension MetricsManager {
         c.flushCount &+= 1
         let flush = c.flushCount
         let nowSecond = ManagerClock.second(of: context.clock.now())
-        // Keys whose pending data the collection took as it drained them
-        // (their place in `candidates`, in order, and what it took): the
-        // loop below reads only their first line, not their lock and state
-        // again (issue #13: a pass over every key's lines fewer).
-        var drainTaken: [(index: Int, pending: PendingExport?)] = []
+        // Made once the candidates are known (see BatchBuilder).
+        var batch: BatchBuilder
+        // Candidates whose entry the collection made as it drained them
+        // (issue #13: taken while their lines are in the cache, and not
+        // read again below), bit i for candidate i.
+        var inBatch: [UInt64] = []
         if context.gate.isClosing {
             _ = context.changed.take()
             let all = registry.seriesInExportOrder   // the final flush reads every key
             context.collector.collect(all, windowSeconds: context.windowSeconds)
             candidates = all.map { Unmanaged.passRetained($0) }
+            batch = BatchBuilder(&c, registry: registry, listed: candidates.count, more: 0)
         } else {
             // (The collection clears each mark: see ChangedSeries. It also
             // finds a put of this thread that a signal handler interrupted,
@@ -102,7 +104,7 @@ extension MetricsManager {
             // Listed in the order puts changed them; visited (collected,
             // taken, batched) in address order, their lines nearly in
             // sequence (see AddressOrder). The batch is put in export order
-            // below, by rank.
+            // by rank (inExportOrder).
             AddressOrder.sort(&candidates)
             // Keys due for the idle check are taken after it (below): the
             // check must see the data this flush is about to export as
@@ -112,22 +114,29 @@ extension MetricsManager {
             let idleBefore = nowSecond - context.windowSeconds
             let due = c.idleWatch.due(atOrBefore: idleBefore)
             let dueIDs = Set(due.lazy.map { ObjectIdentifier($0) })
-            drainTaken.reserveCapacity(candidates.count)
+            batch = BatchBuilder(&c, registry: registry, listed: candidates.count, more: due.count)
+            inBatch = Array(repeating: 0, count: (candidates.count + 63) / 64)
             let stoppedAt = candidates.withUnsafeBufferPointer { taken in
                 taken.withMemoryRebound(to: MetricSeries.self) { listed in
                     context.collector.collectChanged(listed, windowSeconds: context.windowSeconds) { i in
-                        listed.unretained(at: i)._withUnsafeGuaranteedRef { series in
-                            guard dueIDs.isEmpty || !dueIDs.contains(ObjectIdentifier(series)),
-                                  let pending = take(series, flush: flush, nowSecond: nowSecond,
-                                                     watch: &c.idleWatch) else { return }
-                            drainTaken.append((i, pending))
+                        let reference = taken[i]
+                        let isDue = !dueIDs.isEmpty && reference._withUnsafeGuaranteedRef {
+                            dueIDs.contains(ObjectIdentifier($0))
                         }
+                        // (A key listed twice is taken once: the second
+                        // time, and with nothing pending, it is left to
+                        // the loop below, which releases it.)
+                        guard !isDue, let pending = reference._withUnsafeGuaranteedRef({
+                            take($0, flush: flush, nowSecond: nowSecond, watch: &c.idleWatch)
+                        }), batch.add(reference, pending) else { return }
+                        inBatch[i >> 6] |= 1 << UInt64(i & 63)
                     }
                 }
             }
             if let stoppedAt {
                 // (Nothing was taken: the collection calls back only when it
                 // did not stop.)
+                batch.giveBack(&c)
                 c.idleWatch.note(due, at: idleBefore)   // looked at again by the next flush
                 context.changed.giveBack(candidates, clearedBefore: stoppedAt)
                 throw reentryError("flush")
@@ -136,7 +145,7 @@ extension MetricsManager {
             // recorded into the removed series: they are candidates too. A
             // layer borrowing the removed metrics lets go first.
             if !due.isEmpty {
-                let retained = c.retained
+                let retained = batch.retained
                 let removed = registry.removeIdle(due, nowSecond: idleBefore + context.windowSeconds,
                                                   keeping: { retained[$0] != nil })
                 if !removed.isEmpty, let observer = c.removalObserver { observer(removed) }
@@ -147,89 +156,119 @@ extension MetricsManager {
                 c.idleWatch.note(due.filter { !$0.isRemoved }, at: idleBefore)
             }
         }
-        var retained = c.retained
-        c.retained = [:]
-        // The batch is put in export order by the keys' ranks, read in the
-        // loop below where each series is read anyway: no comparison of
-        // keys. A batch large next to the key set ranks the keys first if
-        // they changed (a pass over every key); a small one uses ranks only
-        // if they are still those of the key set, else compares keys.
-        let upTo = candidates.count + retained.count
-        let byRank: Bool
-        if upTo >= 64 && upTo * 16 >= registry.count {
-            rankKeys(&c, registry: registry)
-            byRank = true
-        } else {
-            byRank = upTo > 1 && registry.generation == c.rankedGeneration
-        }
-        // The entries are built in place and moved, never copied, into the
-        // array returned: no reference counting per key after the loop.
-        let entries = UnsafeMutablePointer<BatchEntry>.allocate(capacity: upTo)
-        defer { entries.deallocate() }   // (every entry moved out by then)
-        var count = 0
-        var ranks: [Int] = []   // by rank: each entry's
-        var nextTaken = 0, aheadTaken = 0   // in drainTaken: at i, and at the prefetch's place
+        // The candidates the collection did not take: taken now.
         candidates.withUnsafeBufferPointer { taken in taken.withMemoryRebound(to: MetricSeries.self) { candidates in
-            for i in candidates.indices {
-                // A key the collection took needs its first line only.
+            for i in candidates.indices where !Self.isSet(i, in: inBatch) {
                 let ahead = i &+ 3 &* SeriesPrefetch.distance
-                if ahead < candidates.count {
-                    while aheadTaken < drainTaken.count && drainTaken[aheadTaken].index < ahead { aheadTaken += 1 }
-                    let object = UnsafeRawPointer(candidates.unretained(at: ahead).toOpaque())
-                    if aheadTaken < drainTaken.count && drainTaken[aheadTaken].index == ahead {
-                        SeriesPrefetch.prefetchFirstLine(object)
-                    } else {
-                        SeriesPrefetch.prefetchObject(object)
-                    }
+                if ahead < candidates.count && !Self.isSet(ahead, in: inBatch) {
+                    SeriesPrefetch.prefetchObject(UnsafeRawPointer(candidates.unretained(at: ahead).toOpaque()))
                 }
                 let reference = taken[i]   // moved into the entry, or released
-                // What the collection took, if it took this key here (none:
-                // take it now; some(nil): it had nothing pending).
-                var drained: PendingExport?? = .none
-                if nextTaken < drainTaken.count && drainTaken[nextTaken].index == i {
-                    drained = .some(drainTaken[nextTaken].pending)
-                    nextTaken += 1
-                }
-                // (Borrowed from the reference: no retain and release a key.)
-                let entry = reference._withUnsafeGuaranteedRef { series -> (PendingExport, rank: Int)? in
-                    var pending: PendingExport?
-                    if let drained {
-                        pending = drained
-                    } else {
-                        guard let taken = take(series, flush: flush, nowSecond: nowSecond, watch: &c.idleWatch)
-                        else { return nil }
-                        pending = taken
-                    }
-                    if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
-                        if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
-                    }
-                    return pending.map { ($0, series.exportRank) }
-                }
-                guard let (pending, rank) = entry else {
+                guard let pending = reference._withUnsafeGuaranteedRef({
+                    take($0, flush: flush, nowSecond: nowSecond, watch: &c.idleWatch)
+                }), batch.add(reference, pending) else {
                     reference.release()
                     continue
                 }
-                (entries + count).initialize(to: (reference.takeRetainedValue(), pending))
-                count += 1
-                if byRank { ranks.append(rank) }
             }
         } }
-        for (_, old) in retained {   // keys with nothing new
-            (entries + count).initialize(to: old)
-            count += 1
-            if byRank { ranks.append(old.series.exportRank) }
-        }
-        // (Never Array(unsafeUninitializedCapacity: 0): it stores the count
-        // into the shared empty-array storage, a race with every reader.)
-        guard count > 0 else { return [] }
-        guard byRank else {
-            let batch = Array(unsafeUninitializedCapacity: count) { buffer, initialized in
-                buffer.baseAddress!.moveInitialize(from: entries, count: count)
-                initialized = count
+        return batch.finish(rankCount: c.rankedCount)
+    }
+
+    /// Whether bit `i` of `bits` is set (false past their end).
+    @inline(__always)
+    private static func isSet(_ i: Int, in bits: [UInt64]) -> Bool {
+        i < bits.count &* 64 && bits[i >> 6] & (1 << UInt64(i & 63)) != 0
+    }
+
+    /// A flush's batch as it is built: its entries in place (moved, never
+    /// copied, into the array it returns: no reference counting per key
+    /// after that), with each entry's rank when the batch is put in export
+    /// order by rank; and the data a failed export left, merged in.
+    /// (A struct the collection's callback mutates: a closure's captured
+    /// variables are checked for exclusive access at compile time, a local
+    /// function's at run time, a call into the runtime at every access.)
+    private struct BatchBuilder {
+        private let entries: UnsafeMutablePointer<BatchEntry>
+        private let capacity: Int
+        private var count = 0
+        private var ranks: [Int] = []
+        private let byRank: Bool
+        /// What a failed export left, by key, until merged.
+        private(set) var retained: [MetricKey: BatchEntry]
+
+        /// Takes what a failed export left, and ranks the keys if the batch
+        /// is large next to the key set (`listed` candidates: a pass over
+        /// every key, only after keys were added or removed). The batch is
+        /// put in export order by the keys' ranks, read where each series
+        /// is read anyway (no comparison of keys); a small one uses ranks
+        /// only if they are still those of the key set, else compares keys.
+        /// Room for the `listed` candidates, `more` (the keys an idle
+        /// removal may add) and what a failed export left.
+        init(_ c: inout Control, registry: Registry, listed: Int, more: Int) {
+            retained = c.retained
+            c.retained = [:]
+            let upTo = listed + retained.count
+            if upTo >= 64 && upTo * 16 >= registry.count {
+                rankKeys(&c, registry: registry)
+                byRank = true
+            } else {
+                byRank = upTo > 1 && registry.generation == c.rankedGeneration
             }
-            return batch.sorted { ExportOrder.precedes($0.series, $1.series) }
+            capacity = upTo + more
+            entries = .allocate(capacity: capacity)
+            if byRank { ranks.reserveCapacity(capacity) }
         }
-        return inExportOrder(moving: entries, count: count, ranks: ranks, rankCount: c.rankedCount)
+
+        /// Adds `reference`'s entry (taking the reference over) if it has
+        /// data pending (`taken`, merged with what a failed export left).
+        /// Returns false, keeping the reference, if it has none.
+        mutating func add(_ reference: Unmanaged<MetricSeries>, _ taken: PendingExport?) -> Bool {
+            // (Borrowed from the reference: no retain and release a key.)
+            let entry = reference._withUnsafeGuaranteedRef { series -> (PendingExport, rank: Int)? in
+                var pending = taken
+                if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
+                    if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
+                }
+                return pending.map { ($0, series.exportRank) }
+            }
+            guard let (pending, rank) = entry else { return false }
+            precondition(count < capacity)
+            (entries + count).initialize(to: (reference.takeRetainedValue(), pending))
+            count += 1
+            if byRank { ranks.append(rank) }
+            return true
+        }
+
+        /// Nothing was added (a refused flush): what a failed export left
+        /// goes back, and the entries' room is freed.
+        consuming func giveBack(_ c: inout Control) {
+            c.retained = retained
+            entries.deallocate()
+        }
+
+        /// The batch, in export order: the entries added, then the keys a
+        /// failed export left with nothing new. Frees the entries' room.
+        consuming func finish(rankCount: Int) -> [BatchEntry] {
+            defer { entries.deallocate() }   // (every entry moved out by then)
+            for (_, old) in retained {
+                (entries + count).initialize(to: old)
+                count += 1
+                if byRank { ranks.append(old.series.exportRank) }
+            }
+            // (Never Array(unsafeUninitializedCapacity: 0): it stores the
+            // count into the shared empty-array storage, a race with every
+            // reader.)
+            guard count > 0 else { return [] }
+            guard byRank else {
+                let batch = Array(unsafeUninitializedCapacity: count) { [entries, count] buffer, initialized in
+                    buffer.baseAddress!.moveInitialize(from: entries, count: count)
+                    initialized = count
+                }
+                return batch.sorted { ExportOrder.precedes($0.series, $1.series) }
+            }
+            return inExportOrder(moving: entries, count: count, ranks: ranks, rankCount: rankCount)
+        }
     }
 
     /// Takes `series`' pending data for flush number `flush` (nil inside:

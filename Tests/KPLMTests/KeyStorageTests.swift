@@ -75,6 +75,27 @@ final class KeyStorageTests: XCTestCase {
         }
     }
 
+    /// A copy of the buckets keeps what it held while the original goes on
+    /// (their storage is shared until one of them writes it).
+    func testACopyOfWindowBucketsIsAValue() {
+        func statistics(_ v: Double) -> MetricStatistics { MetricStatistics(count: 1, sum: v, min: v, max: v) }
+        var buckets = WindowBuckets()
+        for second in 1...5 as ClosedRange<Int64> { buckets.merge(statistics(Double(second)), second: second, windowSeconds: 4) }
+        let copy = buckets
+        XCTAssertEqual(Array(copy).map(\.second), [2, 3, 4, 5])
+        buckets.merge(statistics(9), second: 6, windowSeconds: 4)        // drops 2, appends 5
+        buckets.merge(statistics(7), second: 4, windowSeconds: 4)        // merges into an older one
+        buckets.merge(statistics(1), second: 7, windowSeconds: 10)       // grows the ring
+        XCTAssertEqual(Array(buckets).map(\.second), [3, 4, 5, 6, 7])
+        XCTAssertEqual(Array(buckets).map(\.statistics.count), [1, 2, 1, 1, 1])
+        XCTAssertEqual(Array(copy).map(\.second), [2, 3, 4, 5], "the copy is unchanged")
+        XCTAssertEqual(Array(copy).map(\.statistics.count), [1, 1, 1, 1])
+        var other = copy
+        other.drop(atOrBefore: 4)
+        XCTAssertEqual(Array(other).map(\.second), [5])
+        XCTAssertEqual(Array(copy).map(\.second), [2, 3, 4, 5], "the copy is unchanged")
+    }
+
     /// The algorithm `WindowBuckets` replaced (MetricSeries before issue
     /// #13's inline bucket), as the model.
     private static func merge(_ statistics: MetricStatistics, second: Int64, windowSeconds: Int64,

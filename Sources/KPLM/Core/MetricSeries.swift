@@ -158,10 +158,6 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// series lives (except the retired placeholders a re-creation clears).
     var cells: CellTable { header.cells }
 
-    /// The key's dimensions (built at each call from ``record``; export
-    /// order compares keys without them).
-    package var dimensions: [MetricDimension] { key.dimensions }
-
     /// The series of `key` in `context` (of a distribution metric if the
     /// context names its metric one); with `isNoop`, a handle whose puts
     /// do nothing (level none).

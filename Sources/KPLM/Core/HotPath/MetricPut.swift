@@ -197,7 +197,8 @@ extension Metric {
             return
         }
         let now = at ?? context.clock.now()
+        let key = self.key   // (made from the series' record: once)
         context.deliverReserved(MetricEvent(name: key.name, value: value, timestamp: now,
-                                            dimensions: series.dimensions), to: sink, owner: owner)
+                                            dimensions: key.dimensions), to: sink, owner: owner)
     }
 }

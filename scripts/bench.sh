@@ -16,7 +16,7 @@ scripts/bootstrap.sh
 build_dir=${KPLM_BUILD_DIR:-build}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build "$build_dir" --target kplm_bench kplm_bench_scale kplm_key_churn_rss kplm_key_bytes_worst \
-    kplm_flush_alone > /dev/null
+    kplm_flush_alone kplm_window_roll > /dev/null
 args=("$@")
 [[ " ${args[*]:-} " == *" --json "* ]] || args+=(--json "$build_dir/bench.json")
 "$build_dir/kplm_bench" "${args[@]}"
@@ -29,6 +29,7 @@ scale_args=(--json "$build_dir/bench-scale.json")
 "$build_dir/kplm_key_bytes_worst"   # worst-case bytes per key
 "$build_dir/kplm_flush_alone"   # a flush of 100,000 keys and snapshots, alone (for A/B runs)
 "$build_dir/kplm_flush_alone" 100000 30 1 2   # the same, each key with two clean cells of other threads
+"$build_dir/kplm_window_roll"   # 100,000 keys whose full 60-second windows roll every second
 
 # swift-metrics handlers through KPLMMetrics next to swift-prometheus 2.x
 # (benchmarks/swift-metrics/main.swift); KPLM_BENCH_SWIFT=0 skips it.

@@ -16,6 +16,7 @@
  */
 #include "kplm.h"
 
+#include "bench_keys.h"
 #include "bench_support.h"
 
 #include <pthread.h>
@@ -35,13 +36,6 @@ static int count_visit(void *user_data, const kplm_snapshot *s) {
     (void)s;
     visited++;
     return 0;
-}
-
-static void must(kplm_status st, const char *what) {
-    if (st != KPLM_OK) {
-        fprintf(stderr, "%s: %s\n", what, kplm_status_string(st));
-        exit(1);
-    }
 }
 
 static kplm_metric **all_handles;
@@ -81,23 +75,11 @@ int main(int argc, char **argv) {
     must(kplm_set_sink(m, &sink), "kplm_set_sink");
     must(kplm_start(m), "kplm_start");
 
-    kplm_metric **handles = calloc(n, sizeof *handles);
-    unsigned *order = malloc(n * sizeof *order);
+    kplm_metric **handles = shard_handles(m, n);
+    unsigned *order = shuffled_order(n);
     double *flush = malloc((size_t)rounds * sizeof *flush), *puts = malloc((size_t)rounds * sizeof *puts);
     double *reads = malloc((size_t)rounds * sizeof *reads);
-    if (!handles || !order || !flush || !puts || !reads) return 1;
-    char shard[32];
-    for (unsigned k = 0; k < n; k++) {
-        snprintf(shard, sizeof shard, "shardId-%012u", k);
-        must(kplm_metric_get(m, "UserRecordsPut", "orders", shard, NULL, &handles[k]), "kplm_metric_get");
-        order[k] = k;
-    }
-    srand(1);
-    for (unsigned i = n - 1; i > 0; i--) {
-        unsigned j = (unsigned)rand() % (i + 1), t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
+    if (!flush || !puts || !reads) return 1;
     /* This thread's writer index first, then the other writers' (held by
      * all of them at once). */
     must(kplm_metric_put(handles[0], 1.0), "kplm_metric_put");

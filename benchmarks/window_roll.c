@@ -12,6 +12,7 @@
  */
 #include "kplm.h"
 
+#include "bench_keys.h"
 #include "bench_support.h"
 
 #include <string.h>
@@ -39,13 +40,6 @@ static int count_visit(void *user_data, const kplm_snapshot *s) {
     return 0;
 }
 
-static void must(kplm_status st, const char *what) {
-    if (st != KPLM_OK) {
-        fprintf(stderr, "%s: %s\n", what, kplm_status_string(st));
-        exit(1);
-    }
-}
-
 int main(int argc, char **argv) {
     unsigned n = argc > 1 ? (unsigned)atoi(argv[1]) : 100000;
     int rounds = argc > 2 ? atoi(argv[2]) : 8;
@@ -70,23 +64,11 @@ int main(int argc, char **argv) {
     must(kplm_set_sink(m, &sink), "kplm_set_sink");
     must(kplm_start(m), "kplm_start");
 
-    kplm_metric **handles = calloc(n, sizeof *handles);
-    unsigned *order = malloc(n * sizeof *order);
+    kplm_metric **handles = shard_handles(m, n);
+    unsigned *order = shuffled_order(n);
     double *puts = malloc((size_t)rounds * sizeof *puts), *flush = malloc((size_t)rounds * sizeof *flush);
     double *reads = malloc((size_t)rounds * sizeof *reads);
-    if (!handles || !order || !puts || !flush || !reads) return 1;
-    char shard[32];
-    for (unsigned k = 0; k < n; k++) {
-        snprintf(shard, sizeof shard, "shardId-%012u", k);
-        must(kplm_metric_get(m, "UserRecordsPut", "orders", shard, NULL, &handles[k]), "kplm_metric_get");
-        order[k] = k;
-    }
-    srand(1);
-    for (unsigned i = n - 1; i > 0; i--) {
-        unsigned j = (unsigned)rand() % (i + 1), t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
+    if (!puts || !flush || !reads) return 1;
     int warm = seconds + 2;   /* rounds until every window is full */
     for (int r = 0; r < warm + rounds; r++) {
         fake_now += 1;

@@ -7,16 +7,18 @@ enum ExportOrder {
     /// their contiguous storage: a key's strings are native Swift strings).
     static func compare(_ a: String, _ b: String) -> Int {
         var a = a, b = b
-        return a.withUTF8 { x in
-            b.withUTF8 { y in
-                let common = Swift.min(x.count, y.count)
-                if common > 0 {
-                    let byBytes = memcmp(x.baseAddress!, y.baseAddress!, common)
-                    if byBytes != 0 { return byBytes < 0 ? -1 : 1 }
-                }
-                return x.count == y.count ? 0 : (x.count < y.count ? -1 : 1)
-            }
+        return a.withUTF8 { x in b.withUTF8 { y in compare(x, y) } }
+    }
+
+    /// Bytewise three-way comparison of two byte strings: by the bytes they
+    /// share, then the shorter first (a key's strings, see ``KeyRecord``).
+    static func compare(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>) -> Int {
+        let common = Swift.min(x.count, y.count)
+        if common > 0 {
+            let byBytes = memcmp(x.baseAddress!, y.baseAddress!, common)
+            if byBytes != 0 { return byBytes < 0 ? -1 : 1 }
         }
+        return x.count == y.count ? 0 : (x.count < y.count ? -1 : 1)
     }
 
     /// Whether (nameA, dimsA) sorts strictly before (nameB, dimsB).

@@ -120,9 +120,6 @@ package final class KeyRecord: ManagedBuffer<KeyRecord.Fields, UInt64> {
                          otherDimensions: others)
     }
 
-    /// The key's name, as a `String` (made at each call).
-    package var nameString: String { Self.string(name) }
-
     /// Whether the key's name has exactly the bytes of `name`.
     package func nameEquals(_ name: String) -> Bool { Self.equal(self.name, name) }
 
@@ -229,23 +226,15 @@ package final class KeyRecord: ManagedBuffer<KeyRecord.Fields, UInt64> {
         }
     }
 
-    /// Bytewise three-way comparison (as ``ExportOrder/compare(_:_:)``).
+    /// Bytewise three-way comparison (``ExportOrder/compare(_:_:)``; one
+    /// string, such as a static name, equals itself without a read).
     private static func compare(_ a: UnsafePointer<CChar>, _ b: UnsafePointer<CChar>) -> Int {
-        if a == b { return 0 }
-        let x = bytes(a), y = bytes(b)
-        let common = Swift.min(x.count, y.count)
-        if common > 0 {
-            let byBytes = memcmp(x.baseAddress!, y.baseAddress!, common)
-            if byBytes != 0 { return byBytes < 0 ? -1 : 1 }
-        }
-        return x.count == y.count ? 0 : (x.count < y.count ? -1 : 1)
+        a == b ? 0 : ExportOrder.compare(bytes(a), bytes(b))
     }
 
     /// As ``ByteIdentity/hash(_:into:)-(String,_)`` hashes the string.
     private static func hash(_ s: UnsafePointer<CChar>, into hasher: inout Hasher) {
-        let b = bytes(s)
-        hasher.combine(b.count)
-        hasher.combine(bytes: UnsafeRawBufferPointer(b))
+        ByteIdentity.hash(utf8: bytes(s), into: &hasher)
     }
 
     // MARK: - Static strings
@@ -274,7 +263,7 @@ package final class KeyRecord: ManagedBuffer<KeyRecord.Fields, UInt64> {
 
     /// The static copy of a KPL metric name or of kplm's own (the
     /// KPLM_METRIC_* names of kplm.h), nil for any other name.
-    package static func staticMetricName(_ name: String) -> UnsafePointer<CChar>? {
+    private static func staticMetricName(_ name: String) -> UnsafePointer<CChar>? {
         let known: StaticString
         switch name {
         case "UserRecordsReceived": known = "UserRecordsReceived"

@@ -198,11 +198,20 @@ package enum ByteIdentity {
     @inline(__always)
     package static func hash(_ s: String, into hasher: inout Hasher) {
         // The length first keeps ("ab", "c") apart from ("a", "bc").
-        hasher.combine(s.utf8.count)
-        let hashed: Void? = s.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        let hashed: Void? = s.utf8.withContiguousStorageIfAvailable { hash(utf8: $0, into: &hasher) }
         if hashed == nil {
+            hasher.combine(s.utf8.count)
             for byte in s.utf8 { hasher.combine(byte) }
         }
+    }
+
+    /// Feeds the length and the bytes of a UTF-8 string to `hasher`, as
+    /// ``hash(_:into:)-(String,_)`` does for a `String` of these bytes (a
+    /// ``KeyRecord`` hashes its strings with it).
+    @inline(__always)
+    package static func hash(utf8: UnsafeBufferPointer<UInt8>, into hasher: inout Hasher) {
+        hasher.combine(utf8.count)
+        hasher.combine(bytes: UnsafeRawBufferPointer(utf8))
     }
 
     @inline(__always)

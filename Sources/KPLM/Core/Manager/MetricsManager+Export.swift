@@ -34,7 +34,11 @@ extension MetricsManager {
         }
         do {
             try CallbackGuard.run(for: context.owner!) {
-                if let direct = batchExporter {
+                if sink is NullSink {
+                    // The default sink keeps nothing: nothing is made for
+                    // it (a flush of 100,000 keys made as many snapshots,
+                    // each key's strings copied, to drop them).
+                } else if let direct = batchExporter {
                     try direct.export(batch, now: now, wall: wall, withDistributions: context.hasDistributionMetrics)
                 } else if view.showsKeysAsRecorded {
                     try export(batch.map { series, pending in

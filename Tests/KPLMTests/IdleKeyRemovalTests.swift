@@ -53,6 +53,22 @@ final class IdleKeyRemovalTests: XCTestCase {
                                               "KplmMetricsRefused": 2])
     }
 
+    /// The default sink (``NullSink``) is handed nothing (a flush makes
+    /// nothing for it), yet its flush takes each key's data as an accepted
+    /// export does: the keys go once idle, none kept for unexported data.
+    func testTheDefaultSinksFlushTakesTheData() throws {
+        let clock = TestClock(100)
+        let m = try detailed(clock, window: 1)
+        try m.start()
+        for stream in ["a", "b"] { try m.put("UserRecordsPut", 1, stream: stream) }
+        try m.flush()
+        XCTAssertEqual(m.metricCount, 2)
+        clock.now = 105
+        try m.flush()
+        XCTAssertEqual(m.metricCount, 0)
+        try m.close()
+    }
+
     func testAKeyWithUnexportedDataIsKept() throws {
         let clock = TestClock(100)
         let sink = RecordingSink()

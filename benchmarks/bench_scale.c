@@ -22,6 +22,8 @@
  *     (a run is enough passes over the keys for ~2,000,000 puts per thread);
  *   - ns per put by handle on a key for the first time since the last flush
  *     (one thread, one pass over every key, timed before each flush below);
+ *   - ns per put by handle on a key whose data so far is of an earlier second
+ *     (one thread: a pass over every key, a pause of 1.05 s, a timed pass);
  *   - flush ms with every key new (each key put once since the last flush);
  *   - flush ms after 1% of the keys changed;
  *   - snapshots ms (the window statistics of every key);
@@ -84,7 +86,7 @@ static const char *const impl_names[IMPLS] = {"kplm", "naive"};
 
 enum {
     F_HANDLE_1T, F_HANDLE_2T, F_NAMES_1T, F_NAMES_2T, F_HANDLE_AFTER_FLUSH,
-    F_FLUSH_ALL, F_FLUSH_1PCT, F_SNAPSHOTS, F_BYTES, F_COUNT
+    F_HANDLE_NEW_SECOND, F_FLUSH_ALL, F_FLUSH_1PCT, F_SNAPSHOTS, F_BYTES, F_COUNT
 };
 
 static const struct {
@@ -95,6 +97,7 @@ static const struct {
     {"put_names_1t", "put by names, 1 thread", "ns/put"},
     {"put_names_2t", "put by names, 2 threads", "ns/put/thread"},
     {"put_handle_after_flush", "put by handle, first since a flush", "ns/put"},
+    {"put_handle_new_second", "put by handle, first in a new second", "ns/put"},
     {"flush_all_new", "flush, every key new", "ms"},
     {"flush_1pct", "flush, 1% of keys changed", "ms"},
     {"snapshots", "snapshots of every key", "ms"},
@@ -370,6 +373,21 @@ static void run_one(int impl, uint32_t n, result *res) {
     res->value[F_HANDLE_2T] = measure_puts(handle_loop, s, 2);
     res->value[F_NAMES_1T] = measure_puts(names_loop, s, 1);
     res->value[F_NAMES_2T] = measure_puts(names_loop, s, 2);
+
+    /* A put by handle on a key whose data so far is of an earlier second
+     * (a key put to about once a second: most keys of a large key set; at
+     * 1,000,000 keys, most puts of the runs above): every key is put to,
+     * then, once every clock's second has changed, put to again, timed. */
+    double fresh[16];
+    for (int r = 0; r < reps; r++) {
+        for (uint32_t i = 0; i < n; i++) put_handle_once(s, orders[2][i]);
+        struct timespec pause = {1, 50000000};
+        nanosleep(&pause, NULL);
+        double p0 = now_s();
+        for (uint32_t i = 0; i < n; i++) put_handle_once(s, orders[3][i]);
+        fresh[r] = (now_s() - p0) * 1e9 / n;
+    }
+    res->value[F_HANDLE_NEW_SECOND] = median(fresh, reps);
 
     /* Flush phase: clear what the put runs left, then count from zero. */
     store_flush(s);

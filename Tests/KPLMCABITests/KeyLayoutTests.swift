@@ -8,8 +8,19 @@ import XCTest
 /// shared static strings, any other name (a byte-different look-alike
 /// included) is the key's own copy.
 final class KeyLayoutTests: XCTestCase {
+    /// The records made, freed after each test (a series frees its own).
+    private var made: [KeyRecord] = []
+
+    override func tearDown() {
+        made.forEach { $0.deallocate() }
+        made = []
+        super.tearDown()
+    }
+
     private func layout(_ name: String, shard: String = "shardId-1") -> CKeyLayout {
-        CKeyLayout(record: KeyRecord.make(MetricKey(name: name, stream: "orders", shardId: shard)))
+        let record = KeyRecord.make(MetricKey(name: name, stream: "orders", shardId: shard))
+        made.append(record)
+        return CKeyLayout(record: record)
     }
 
     func testKPLMetricNamesAreSharedStaticStrings() {

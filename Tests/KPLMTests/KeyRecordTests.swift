@@ -6,6 +6,22 @@ import XCTest
 /// same hash and equality as its ``MetricKey`` (the registry's table mixes
 /// the two), byte for byte.
 final class KeyRecordTests: XCTestCase {
+    /// The records made, freed after each test (a series frees its own).
+    private var made: [KeyRecord] = []
+
+    override func tearDown() {
+        made.forEach { $0.deallocate() }
+        made = []
+        super.tearDown()
+    }
+
+    /// `key`'s record, freed after the test.
+    private func record(_ key: MetricKey) -> KeyRecord {
+        let record = KeyRecord.make(key)
+        made.append(record)
+        return record
+    }
+
     /// Keys that differ anywhere: name, each KPL dimension present or not,
     /// free-form dimensions, multi-byte and look-alike UTF-8.
     private func keys() -> [MetricKey] {
@@ -29,29 +45,29 @@ final class KeyRecordTests: XCTestCase {
 
     func testTheRecordGivesItsKeyBack() {
         for key in keys() {
-            let record = KeyRecord.make(key)
-            XCTAssertEqual(record.key, key)
-            XCTAssertEqual(Array(record.key.name.utf8), Array(key.name.utf8), "byte for byte")
-            XCTAssertEqual(record.key.dimensions.map { Array($0.value.utf8) }, key.dimensions.map { Array($0.value.utf8) })
-            XCTAssertEqual(record.dimensionCount, key.dimensions.count)
-            XCTAssertEqual(String(cString: record.name), key.name)
+            let laidOut = record(key)
+            XCTAssertEqual(laidOut.key, key)
+            XCTAssertEqual(Array(laidOut.key.name.utf8), Array(key.name.utf8), "byte for byte")
+            XCTAssertEqual(laidOut.key.dimensions.map { Array($0.value.utf8) }, key.dimensions.map { Array($0.value.utf8) })
+            XCTAssertEqual(laidOut.dimensionCount, key.dimensions.count)
+            XCTAssertEqual(String(cString: laidOut.name), key.name)
         }
     }
 
     func testARecordHashesAndMatchesAsItsKey() {
         let all = keys()
         XCTAssertEqual(Set(all).count, all.count, "the keys differ")
-        let records = all.map(KeyRecord.make)
-        for (i, record) in records.enumerated() {
-            XCTAssertEqual(record.keyHashValue, all[i].hashValue, "\(all[i])")
+        let records = all.map(record)
+        for (i, laidOut) in records.enumerated() {
+            XCTAssertEqual(laidOut.keyHashValue, all[i].hashValue, "\(all[i])")
             for (j, key) in all.enumerated() {
-                XCTAssertEqual(record.matches(key), i == j, "\(all[i]) against \(key)")
+                XCTAssertEqual(laidOut.matches(key), i == j, "\(all[i]) against \(key)")
             }
         }
     }
 
     func testTheNameIsComparedByItsBytes() {
-        let kelvin = KeyRecord.make(MetricKey(name: "\u{212A}inesisRecordsPut"))
+        let kelvin = record(MetricKey(name: "\u{212A}inesisRecordsPut"))
         XCTAssertTrue("\u{212A}inesisRecordsPut" == "KinesisRecordsPut", "the look-alike this test is about")
         XCTAssertFalse(kelvin.nameEquals("KinesisRecordsPut"))
         XCTAssertTrue(kelvin.nameEquals("\u{212A}inesisRecordsPut"))
@@ -62,10 +78,10 @@ final class KeyRecordTests: XCTestCase {
     /// Known names are static strings (one for every key of the name); the
     /// record's tail holds the others, and the values.
     func testKnownNamesAreNotCopied() {
-        let a = KeyRecord.make(MetricKey(name: "UserRecordsPut", stream: "s", shardId: "shardId-1"))
-        let b = KeyRecord.make(MetricKey(name: "UserRecordsPut", stream: "t", shardId: "shardId-2"))
+        let a = record(MetricKey(name: "UserRecordsPut", stream: "s", shardId: "shardId-1"))
+        let b = record(MetricKey(name: "UserRecordsPut", stream: "t", shardId: "shardId-2"))
         XCTAssertEqual(a.name, b.name)
-        let c = KeyRecord.make(MetricKey(name: "Mine")), d = KeyRecord.make(MetricKey(name: "Mine"))
+        let c = record(MetricKey(name: "Mine")), d = record(MetricKey(name: "Mine"))
         XCTAssertNotEqual(c.name, d.name)
         XCTAssertEqual(a.layerWord.pointee, 0, "the layer word starts empty")
     }
@@ -74,10 +90,10 @@ final class KeyRecordTests: XCTestCase {
 /// The blocks a key's object and record take (issue #13: bytes a key).
 final class SeriesFootprintTests: XCTestCase {
     /// glibc's `malloc_usable_size` (in malloc.h, which Glibc does not export).
-    private func usableSize(_ object: AnyObject) throws -> Int {
+    private func usableSize(_ block: UnsafeMutableRawPointer) throws -> Int {
         typealias UsableSize = @convention(c) (UnsafeMutableRawPointer?) -> Int
         let symbol = try XCTUnwrap(dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_usable_size"))
-        return unsafeBitCast(symbol, to: UsableSize.self)(Unmanaged.passUnretained(object).toOpaque())
+        return unsafeBitCast(symbol, to: UsableSize.self)(block)
     }
 
     func testASeriesAndItsRecordTakeTheirBlocks() throws {
@@ -85,9 +101,10 @@ final class SeriesFootprintTests: XCTestCase {
                                                        shardId: "shardId-000000012345"))
         // The object: 232 bytes or fewer, glibc's 240-byte block (8 bytes
         // more, the state's padding for a flag, and it takes a 256-byte one).
-        XCTAssertLessThanOrEqual(try usableSize(series), 232)
-        // The record of a KPL key with a shard id: a 112-byte block (the
-        // names static, the stream and shard id once).
-        XCTAssertLessThanOrEqual(try usableSize(series.record), 104)
+        XCTAssertLessThanOrEqual(try usableSize(Unmanaged.passUnretained(series).toOpaque()), 232)
+        // The record of a KPL key with a shard id: a 96-byte block (the
+        // names static, the stream and shard id once; raw memory, no
+        // object header).
+        XCTAssertLessThanOrEqual(try usableSize(series.record.base), 88)
     }
 }

@@ -14,19 +14,29 @@ import Glibc
 /// ABI a second copy laid out as C strings (a block of its own): 144 bytes
 /// a key more than this record for a KPL key with a shard id.
 ///
-/// The tail: one word for the layer above the core (the C key index's
-/// entries, ``layerWord``), the pointer pairs, then the strings. A key's
-/// strings contain no NUL (every key a registry holds was validated,
-/// see `Validation`), so a string's length is where its NUL is.
+/// Layout (raw memory from the C allocator, 8-byte aligned; no object
+/// header: issue #13, 16 bytes a key):
 ///
-/// Immutable once made, but for ``layerWord``: safe to read from any thread.
-package final class KeyRecord: ManagedBuffer<KeyRecord.Fields, UInt64> {
-    /// Where the name is, and the number of dimensions.
-    package struct Fields {
-        /// The name, NUL-terminated.
-        package var name: UnsafePointer<CChar>
-        package var dimensionCount: Int
-    }
+///      0  name            the name, NUL-terminated (static, or in the strings)
+///      8  dimensionCount  Int
+///     16  layer word      for the layer above the core (the C key index's
+///                         entries, ``layerWord``)
+///     24  pairs           (name, value) pointers, one pair a dimension
+///         strings         the copied ones, back to back
+///
+/// A key's strings contain no NUL (every key a registry holds was
+/// validated, see `Validation`), so a string's length is where its NUL is.
+///
+/// A value owning its memory, which ``deallocate()`` frees (its series
+/// does, in its deinit): copies share it. Immutable once made, but for
+/// ``layerWord``: safe to read from any thread.
+package struct KeyRecord: @unchecked Sendable {
+    /// The record's memory (see the layout above).
+    package let base: UnsafeMutableRawPointer
+
+    private static var countOffset: Int { 8 }
+    private static var layerWordOffset: Int { 16 }
+    private static var pairsOffset: Int { 24 }
 
     /// `key` laid out.
     package static func make(_ key: MetricKey) -> KeyRecord {
@@ -39,23 +49,24 @@ package final class KeyRecord: ManagedBuffer<KeyRecord.Fields, UInt64> {
             count += 1
         }
         let pairWords = 2 * count
-        let made = create(minimumCapacity: 1 + pairWords + (stringBytes + 7) / 8) { buffer in
-            buffer.withUnsafeMutablePointerToElements { tail in
-                tail.initialize(to: 0)   // the layer word
-                let pairs = UnsafeMutableRawPointer(tail + 1).bindMemory(to: UnsafePointer<CChar>.self,
-                                                                          capacity: pairWords)
-                var cursor = UnsafeMutableRawPointer(tail + 1 + pairWords)
-                    .bindMemory(to: CChar.self, capacity: stringBytes)
-                let name = knownName ?? copy(key.name, &cursor)
-                for (i, pair) in key.dimensionPairs.enumerated() {
-                    (pairs + 2 * i).initialize(to: staticDimensionName(pair.name) ?? copy(pair.name, &cursor))
-                    (pairs + 2 * i + 1).initialize(to: copy(pair.value, &cursor))
-                }
-                return Fields(name: name, dimensionCount: count)
-            }
+        // (Out of memory traps, as any Swift allocation does.)
+        let base = UnsafeMutableRawPointer.allocate(byteCount: pairsOffset + 8 * pairWords + stringBytes,
+                                                    alignment: 8)
+        let pairs = (base + pairsOffset).bindMemory(to: UnsafePointer<CChar>.self, capacity: pairWords)
+        var cursor = (base + pairsOffset + 8 * pairWords).bindMemory(to: CChar.self, capacity: stringBytes)
+        let name = knownName ?? copy(key.name, &cursor)
+        for (i, pair) in key.dimensionPairs.enumerated() {
+            (pairs + 2 * i).initialize(to: staticDimensionName(pair.name) ?? copy(pair.name, &cursor))
+            (pairs + 2 * i + 1).initialize(to: copy(pair.value, &cursor))
         }
-        return unsafeDowncast(made, to: KeyRecord.self)
+        base.storeBytes(of: name, as: UnsafePointer<CChar>.self)
+        base.storeBytes(of: count, toByteOffset: countOffset, as: Int.self)
+        base.storeBytes(of: 0, toByteOffset: layerWordOffset, as: UInt64.self)
+        return KeyRecord(base: base)
     }
+
+    /// Frees the record (once, by its owner, when nothing reads it any more).
+    package func deallocate() { base.deallocate() }
 
     /// Copies `string` and its NUL to `cursor`, moving it past them.
     private static func copy(_ string: String, _ cursor: inout UnsafeMutablePointer<CChar>) -> UnsafePointer<CChar> {
@@ -72,33 +83,30 @@ package final class KeyRecord: ManagedBuffer<KeyRecord.Fields, UInt64> {
 
     // MARK: - Reading
 
-    // (The fields are read through a pointer: `ManagedBuffer.header` is a
-    // stored property of a class, whose every access is checked for
-    // exclusivity at run time, a call into the runtime: 3% of a flush of
-    // 100,000 keys, whose C export reads every key's record.)
-
     /// The name, NUL-terminated.
-    package var name: UnsafePointer<CChar> { withUnsafeMutablePointerToHeader { $0.pointee.name } }
+    @inline(__always)
+    package var name: UnsafePointer<CChar> { base.load(as: UnsafePointer<CChar>.self) }
     /// The number of dimensions.
-    package var dimensionCount: Int { withUnsafeMutablePointerToHeader { $0.pointee.dimensionCount } }
+    @inline(__always)
+    package var dimensionCount: Int { base.load(fromByteOffset: Self.countOffset, as: Int.self) }
 
     /// The dimensions' (name, value) pointer pairs (`kplm_dimension`'s
     /// layout), nil when there are none.
     package var dimensionPairsAddress: UnsafeRawPointer? {
-        dimensionCount == 0 ? nil : withUnsafeMutablePointerToElements { UnsafeRawPointer($0 + 1) }
+        dimensionCount == 0 ? nil : UnsafeRawPointer(base + Self.pairsOffset)
     }
 
     /// A word the layer above the core keeps a key (the C key index's
     /// entries): 0 until it writes it; that layer guards it.
-    package var layerWord: UnsafeMutablePointer<UInt64> { withUnsafeMutablePointerToElements { $0 } }
+    package var layerWord: UnsafeMutablePointer<UInt64> {
+        (base + Self.layerWordOffset).assumingMemoryBound(to: UInt64.self)
+    }
 
     /// The name and value of dimension `i` (`0..<dimensionCount`).
     @inline(__always)
     private func dimension(_ i: Int) -> (name: UnsafePointer<CChar>, value: UnsafePointer<CChar>) {
-        withUnsafeMutablePointerToElements { tail in
-            let pairs = UnsafeRawPointer(tail + 1).assumingMemoryBound(to: UnsafePointer<CChar>.self)
-            return (pairs[2 * i], pairs[2 * i + 1])
-        }
+        let pairs = UnsafeRawPointer(base + Self.pairsOffset).assumingMemoryBound(to: UnsafePointer<CChar>.self)
+        return (pairs[2 * i], pairs[2 * i + 1])
     }
 
     /// The key, as a ``MetricKey`` (its strings made at each call).

@@ -173,6 +173,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         forEachCell { $0.releaseDense() }
         cells.deallocateOverflow()
         header.deallocate()
+        record.deallocate()
     }
 
     /// The cell of writer index `writer` in the table `cells` of `series`,
@@ -251,7 +252,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// A hint (see ``SeriesPrefetch``): starts loading the key's record.
     @inline(__always)
     package func prefetchRecord() {
-        kplmshim_prefetch(Unmanaged.passUnretained(record).toOpaque())
+        kplmshim_prefetch(record.base)
     }
 
     /// A hint (see ``SeriesPrefetch``), once the series' first line had

@@ -17,25 +17,35 @@ static inline void must(kplm_status st, const char *what) {
     }
 }
 
-/* `n` handles of m's keys UserRecordsPut/orders/shardId-%012u, k = 0..n-1
- * (exits on failure). */
-static inline kplm_metric **shard_handles(kplm_manager *m, unsigned n) {
+/* `n` handles of m's keys UserRecordsPut/orders/shardId-%012u, k = 0..n-1,
+ * the keys created in the order `created` gives (NULL: k = 0..n-1, which is
+ * export order) (exits on failure). A key's memory is laid out about in the
+ * order keys are created: created in export order, a pass over a flush's
+ * batch (in export order) walks it sequentially. */
+static inline kplm_metric **shard_handles_created(kplm_manager *m, unsigned n, const unsigned *created) {
     kplm_metric **handles = calloc(n, sizeof *handles);
     if (!handles) must(KPLM_ENOMEM, "calloc");
     char shard[32];
-    for (unsigned k = 0; k < n; k++) {
+    for (unsigned i = 0; i < n; i++) {
+        unsigned k = created ? created[i] : i;
         snprintf(shard, sizeof shard, "shardId-%012u", k);
         must(kplm_metric_get(m, "UserRecordsPut", "orders", shard, NULL, &handles[k]), "kplm_metric_get");
     }
     return handles;
 }
 
-/* 0..n-1 in one random order, the same at every run (exits on failure). */
-static inline unsigned *shuffled_order(unsigned n) {
+/* shard_handles_created, in export order. */
+static inline kplm_metric **shard_handles(kplm_manager *m, unsigned n) {
+    return shard_handles_created(m, n, NULL);
+}
+
+/* 0..n-1 in one random order, the same at every run for a `seed`
+ * (exits on failure). */
+static inline unsigned *shuffled_order_seeded(unsigned n, unsigned seed) {
     unsigned *order = malloc(n * sizeof *order);
     if (!order) must(KPLM_ENOMEM, "malloc");
     for (unsigned k = 0; k < n; k++) order[k] = k;
-    srand(1);
+    srand(seed);
     for (unsigned i = n - 1; i > 0; i--) {
         unsigned j = (unsigned)rand() % (i + 1), t = order[i];
         order[i] = order[j];
@@ -43,5 +53,8 @@ static inline unsigned *shuffled_order(unsigned n) {
     }
     return order;
 }
+
+/* shuffled_order_seeded with seed 1: the order the benchmarks put in. */
+static inline unsigned *shuffled_order(unsigned n) { return shuffled_order_seeded(n, 1); }
 
 #endif

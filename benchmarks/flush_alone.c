@@ -12,7 +12,11 @@
  * exit: each key then has W + 1 writer cells, of which the rounds (this
  * thread's puts) fill one, as after a put phase of a thread pool.
  *
- *   kplm_flush_alone [N = 100000] [R = 30] [live seconds = 1] [other writers = 0]
+ * Keys are created in export order (their memory then lies in the order a
+ * flush's export reads it), or with `random` = 1 in a random order, as
+ * kplm_bench_scale creates them (and as a producer meets its shards).
+ *
+ *   kplm_flush_alone [N = 100000] [R = 30] [live seconds = 1] [other writers = 0] [random = 0]
  */
 #include "kplm.h"
 
@@ -56,9 +60,11 @@ int main(int argc, char **argv) {
     int rounds = argc > 2 ? atoi(argv[2]) : 30;
     int seconds = argc > 3 ? atoi(argv[3]) : 1;
     int writers = argc > 4 ? atoi(argv[4]) : 0;
-    if (n < 1 || rounds < 1 || rounds > 1000 || seconds < 1 || writers < 0 || writers > 32) {
+    int random_creation = argc > 5 ? atoi(argv[5]) : 0;
+    if (n < 1 || rounds < 1 || rounds > 1000 || seconds < 1 || writers < 0 || writers > 32 ||
+        (random_creation != 0 && random_creation != 1)) {
         fprintf(stderr, "usage: kplm_flush_alone [N >= 1] [1 <= R <= 1000] [live seconds >= 1] "
-                        "[0 <= other writers <= 32]\n");
+                        "[0 <= other writers <= 32] [random creation order: 0 or 1]\n");
         return 2;
     }
     kplm_config cfg;
@@ -75,7 +81,9 @@ int main(int argc, char **argv) {
     must(kplm_set_sink(m, &sink), "kplm_set_sink");
     must(kplm_start(m), "kplm_start");
 
-    kplm_metric **handles = shard_handles(m, n);
+    unsigned *created = random_creation ? shuffled_order_seeded(n, 2) : NULL;
+    kplm_metric **handles = shard_handles_created(m, n, created);
+    free(created);
     unsigned *order = shuffled_order(n);
     double *flush = malloc((size_t)rounds * sizeof *flush), *puts = malloc((size_t)rounds * sizeof *puts);
     double *reads = malloc((size_t)rounds * sizeof *reads);
@@ -112,9 +120,10 @@ int main(int argc, char **argv) {
     }
     double put_median = median(puts, rounds), flush_median = median(flush, rounds);
     double reads_median = median(reads, rounds);   /* (median sorts: [0] is then the best) */
-    printf("%u keys, %d live second(s), %d other writer(s): flush of every key best %.2f ms, median %.2f ms; "
-           "a put after a flush %.1f ns (median); snapshots best %.2f ms, median %.2f ms\n",
-           n, seconds, writers, flush[0], flush_median, put_median, reads[0], reads_median);
+    printf("%u keys (created in %s order), %d live second(s), %d other writer(s): flush of every key best "
+           "%.2f ms, median %.2f ms; a put after a flush %.1f ns (median); snapshots best %.2f ms, median %.2f ms\n",
+           n, random_creation ? "random" : "export", seconds, writers, flush[0], flush_median, put_median, reads[0],
+           reads_median);
     if (exported < (unsigned long long)n * (unsigned long long)rounds ||
         visited != (unsigned long long)n * (unsigned long long)rounds) {
         fprintf(stderr, "unexpected counts: exported %llu, visited %llu\n", exported, visited);

@@ -55,13 +55,13 @@ extension CallbackSink: PendingBatchExporting {
     /// A flush's batch as one C array, strings borrowed from each series'
     /// ``CKeyLayout`` (valid during the callback), with the buckets of the
     /// distribution metrics' pending data.
-    func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double,
-                withDistributions: Bool) throws {
-        // (Through the buffer: reading an item retains nothing.)
+    func export(_ batch: [PendingBatchEntry], now: Double, wall: Double, withDistributions: Bool) throws {
         let rc = batch.withUnsafeBufferPointer { items in
             // Most managers have no distribution metric: no bucket pass at all.
             guard withDistributions else { return export(items, now: now, wall: wall) { _, _ in } }
-            return CLayout.withBuckets(count: items.count, { items[$0].series.takenDistribution }) { buckets in
+            return CLayout.withBuckets(count: items.count, { i in
+                items[i].series._withUnsafeGuaranteedRef { $0.takenDistribution }
+            }) { buckets in
                 export(items, now: now, wall: wall, buckets)
             }
         }
@@ -71,15 +71,13 @@ extension CallbackSink: PendingBatchExporting {
     /// Lays `items` out as C snapshots, `buckets` setting each one's
     /// distribution fields, and calls the export callback.
     @inline(__always)
-    private func export(_ items: UnsafeBufferPointer<(series: MetricSeries, pending: PendingExport)>, now: Double,
+    private func export(_ items: UnsafeBufferPointer<PendingBatchEntry>, now: Double,
                         wall: Double, _ buckets: (Int, inout kplm_snapshot) -> Void) -> Int32 {
         CallerLayouts.snapshot.withArray(count: items.count, stride: strides.snapshot, { i in
             SeriesPrefetch.ahead(items, i)
-            // The entry read in place (copying it out would retain and
-            // release its series).
-            let pending = (items.baseAddress! + i).pointee.pending
+            let pending = items[i].pending
             let end = Double(pending.lastSecond + 1)
-            var c = items.unretainedSeries(at: i)._withUnsafeGuaranteedRef {
+            var c = items[i].series._withUnsafeGuaranteedRef {
                 $0.cKey.snapshot(pending.statistics, windowStart: Double(pending.firstSecond),
                                  windowEnd: end, timestampUnix: wall - (now - end))
             }

@@ -74,13 +74,13 @@ package enum SeriesPrefetch {
     /// (the C export's strings): the series' line holding its address two
     /// distances ahead, the record one distance ahead.
     @inline(__always)
-    package static func ahead(_ batch: UnsafeBufferPointer<(series: MetricSeries, pending: PendingExport)>, _ i: Int) {
+    package static func ahead(_ batch: UnsafeBufferPointer<PendingBatchEntry>, _ i: Int) {
         let n = batch.count
         if i &+ 2 &* distance < n {
-            kplmshim_prefetch(batch.unretainedSeries(at: i &+ 2 &* distance).toOpaque() + 64)
+            kplmshim_prefetch(batch[i &+ 2 &* distance].series.toOpaque() + 64)
         }
         if i &+ distance < n {
-            batch.unretainedSeries(at: i &+ distance)._withUnsafeGuaranteedRef { $0.prefetchRecord() }
+            batch[i &+ distance].series._withUnsafeGuaranteedRef { $0.prefetchRecord() }
         }
     }
 

@@ -23,7 +23,10 @@ extension MetricsManager {
             }
             CallbackGuard.run(for: context.owner!) { hook() }
         }
-        let batch = try takeBatch(&c, registry: registry, context: context)
+        // (`kept` holds the series of the batch no registry holds: alive
+        // until the export, and what a failed one keeps, are done.)
+        let (batch, kept) = try takeBatch(&c, registry: registry, context: context)
+        defer { withExtendedLifetime(kept) {} }
         guard !batch.isEmpty else { return false }
         let now = context.clock.now()
         let wall = ManagerClock.wallNow()
@@ -41,14 +44,17 @@ extension MetricsManager {
                 } else if let direct = batchExporter {
                     try direct.export(batch, now: now, wall: wall, withDistributions: context.hasDistributionMetrics)
                 } else if view.showsKeysAsRecorded {
-                    try export(batch.map { series, pending in
+                    try export(batch.map { entry, pending in
+                        let series = entry.takeUnretainedValue()
                         let key = series.key   // (made from the series' record)
                         return Self.exportedSnapshot(key.name, key.dimensions, pending, now: now, wall: wall,
                                                      namespace: namespace, distribution: series.takenDistribution)
                     })
                 } else {
                     // KPL output: each key's data (and distribution) merged into its lines of the tree.
-                    let items = batch.map { ($0.series.key, ($0.pending, $0.series.takenDistribution)) }
+                    let items = batch.map { entry in
+                        entry.series._withUnsafeGuaranteedRef { ($0.key, (entry.pending, $0.takenDistribution)) }
+                    }
                     try export(view.lines(items, merge: { line, key in
                         line.0.merge(key.0)
                         if let theirs = key.1 {
@@ -63,11 +69,16 @@ extension MetricsManager {
                 }
             }
             // Exported: the distributions taken with the data go too.
-            if context.hasDistributionMetrics { for item in batch { item.series.clearTakenDistribution() } }
+            if context.hasDistributionMetrics {
+                for item in batch { item.series._withUnsafeGuaranteedRef { $0.clearTakenDistribution() } }
+            }
         } catch {
             // Drops of a failed export are not counted: its data comes back.
             _ = c.dropCounter?.takeDroppedCount()
-            c.retained = Dictionary(uniqueKeysWithValues: batch.map { ($0.series.key, $0) })
+            c.retained = Dictionary(uniqueKeysWithValues: batch.map { entry in
+                let series = entry.series.takeUnretainedValue()
+                return (series.key, (series, entry.pending))
+            })
             throw MetricsError(.sinkFailed, "the sink failed to export \(batch.count) snapshots: \(error)")
         }
         guard let dropped = c.dropCounter?.takeDroppedCount(), dropped > 0 else { return false }
@@ -81,8 +92,8 @@ extension MetricsManager {
     /// removes the keys that went idle (SPEC §10, ``IdleWatch``). Costs what
     /// changed, not every key. Throws `invalidState`, taking nothing, in a
     /// signal handler that interrupted a put of this thread.
-    private static func takeBatch(_ c: inout Control, registry: Registry,
-                                  context: PutContext) throws(MetricsError) -> [BatchEntry] {
+    private static func takeBatch(_ c: inout Control, registry: Registry, context: PutContext)
+        throws(MetricsError) -> (batch: [BatchEntry], kept: [MetricSeries]) {
         // One reference to each, owned: moved into the batch, or released.
         var candidates: [Unmanaged<MetricSeries>]
         c.flushCount &+= 1
@@ -130,9 +141,9 @@ extension MetricsManager {
                         // (A key listed twice is taken once: the second
                         // time, and with nothing pending, it is left to
                         // the loop below, which releases it.)
-                        guard !isDue, let pending = reference._withUnsafeGuaranteedRef({
+                        guard !isDue, let taken = reference._withUnsafeGuaranteedRef({
                             take($0, flush: flush, nowSecond: nowSecond, watch: &c.idleWatch)
-                        }), batch.add(reference, pending) else { return }
+                        }), batch.add(reference, taken.pending, isRemoved: taken.isRemoved) else { return }
                         inBatch[i >> 6] |= 1 << UInt64(i & 63)
                     }
                 }
@@ -168,9 +179,9 @@ extension MetricsManager {
                     SeriesPrefetch.prefetchObject(UnsafeRawPointer(candidates.unretained(at: ahead).toOpaque()))
                 }
                 let reference = taken[i]   // moved into the entry, or released
-                guard let pending = reference._withUnsafeGuaranteedRef({
+                guard let taken = reference._withUnsafeGuaranteedRef({
                     take($0, flush: flush, nowSecond: nowSecond, watch: &c.idleWatch)
-                }), batch.add(reference, pending) else {
+                }), batch.add(reference, taken.pending, isRemoved: taken.isRemoved) else {
                     reference.release()
                     continue
                 }
@@ -186,9 +197,19 @@ extension MetricsManager {
     }
 
     /// A flush's batch as it is built: its entries in place (moved, never
-    /// copied, into the array it returns: no reference counting per key
-    /// after that), with each entry's rank when the batch is put in export
-    /// order by rank; and the data a failed export left, merged in.
+    /// copied, into the array it returns), with each entry's rank when the
+    /// batch is put in export order by rank; and the data a failed export
+    /// left, merged in.
+    ///
+    /// An entry's series is unretained. A candidate's reference is released
+    /// as its entry is made, while the series' first line is in the cache
+    /// (issue #13: the batch released every series after the export, a
+    /// miss a key, 14% of a flush of every key at 100,000 keys created in
+    /// a random order): its registry holds the series until this flush's
+    /// export is over, since only a flush removes keys and this one holds
+    /// the control lock. The series no registry holds (a key removed, by
+    /// this flush or since its last data came) and those of what a failed
+    /// export left are ``kept`` instead, until the export is over.
     /// (A struct the collection's callback mutates: a closure's captured
     /// variables are checked for exclusive access at compile time, a local
     /// function's at run time, a call into the runtime at every access.)
@@ -198,8 +219,10 @@ extension MetricsManager {
         private var count = 0
         private var ranks: [Int] = []
         private let byRank: Bool
+        /// The series of entries whose reference was kept (see above).
+        private var kept: [MetricSeries] = []
         /// What a failed export left, by key, until merged.
-        private(set) var retained: [MetricKey: BatchEntry]
+        private(set) var retained: [MetricKey: (series: MetricSeries, pending: PendingExport)]
 
         /// Takes what a failed export left, and ranks the keys if the batch
         /// is large next to the key set (`listed` candidates: a pass over
@@ -224,10 +247,11 @@ extension MetricsManager {
             if byRank { ranks.reserveCapacity(capacity) }
         }
 
-        /// Adds `reference`'s entry (taking the reference over) if it has
-        /// data pending (`taken`, merged with what a failed export left).
-        /// Returns false, keeping the reference, if it has none.
-        mutating func add(_ reference: Unmanaged<MetricSeries>, _ taken: PendingExport?) -> Bool {
+        /// Adds `reference`'s entry (taking the reference over: released,
+        /// or kept if the key `isRemoved`) if it has data pending (`taken`,
+        /// merged with what a failed export left). Returns false, keeping
+        /// the reference, if it has none.
+        mutating func add(_ reference: Unmanaged<MetricSeries>, _ taken: PendingExport?, isRemoved: Bool) -> Bool {
             // (Borrowed from the reference: no retain and release a key.)
             let entry = reference._withUnsafeGuaranteedRef { series -> (PendingExport, rank: Int)? in
                 var pending = taken
@@ -238,9 +262,10 @@ extension MetricsManager {
             }
             guard let (pending, rank) = entry else { return false }
             precondition(count < capacity)
-            (entries + count).initialize(to: (reference.takeRetainedValue(), pending))
+            (entries + count).initialize(to: (reference, pending))
             count += 1
             if byRank { ranks.append(rank) }
+            if isRemoved { kept.append(reference.takeRetainedValue()) } else { reference.release() }
             return true
         }
 
@@ -252,45 +277,53 @@ extension MetricsManager {
         }
 
         /// The batch, in export order: the entries added, then the keys a
-        /// failed export left with nothing new. Frees the entries' room.
-        consuming func finish(rankCount: Int) -> [BatchEntry] {
+        /// failed export left with nothing new; and the series kept (see
+        /// above). Frees the entries' room.
+        consuming func finish(rankCount: Int) -> (batch: [BatchEntry], kept: [MetricSeries]) {
             defer { entries.deallocate() }   // (every entry moved out by then)
             for (_, old) in retained {
-                (entries + count).initialize(to: old)
+                (entries + count).initialize(to: (Unmanaged.passUnretained(old.series), old.pending))
                 count += 1
                 if byRank { ranks.append(old.series.exportRank) }
+                kept.append(old.series)
             }
             // (Never Array(unsafeUninitializedCapacity: 0): it stores the
             // count into the shared empty-array storage, a race with every
             // reader.)
-            guard count > 0 else { return [] }
+            guard count > 0 else { return ([], kept) }
             guard byRank else {
                 let batch = Array(unsafeUninitializedCapacity: count) { [entries, count] buffer, initialized in
                     buffer.baseAddress!.moveInitialize(from: entries, count: count)
                     initialized = count
                 }
-                return batch.sorted { ExportOrder.precedes($0.series, $1.series) }
+                return (batch.sorted { Self.precedes($0, $1) }, kept)
             }
-            return inExportOrder(moving: entries, count: count, ranks: ranks, rankCount: rankCount)
+            return (inExportOrder(moving: entries, count: count, ranks: ranks, rankCount: rankCount), kept)
+        }
+
+        /// Whether `a`'s key sorts before `b`'s (``ExportOrder``).
+        @inline(__always)
+        static func precedes(_ a: BatchEntry, _ b: BatchEntry) -> Bool {
+            a.series._withUnsafeGuaranteedRef { x in b.series._withUnsafeGuaranteedRef { ExportOrder.precedes(x, $0) } }
         }
     }
 
     /// Takes `series`' pending data for flush number `flush` (nil inside:
-    /// nothing pending), unless this flush took it already (a key listed
-    /// twice): nil then. A changed key may go idle a window after its
+    /// nothing pending) and says whether the key is removed, unless this
+    /// flush took it already (a key listed twice): nil then. A changed key may go idle a window after its
     /// newest observation: it is noted in the idle watch (unless removed:
     /// the watch would keep it, memory and all, for another window).
     private static func take(_ series: MetricSeries, flush: UInt64, nowSecond: Int64,
-                             watch: inout IdleWatch) -> PendingExport?? {
+                             watch: inout IdleWatch) -> (pending: PendingExport?, isRemoved: Bool)? {
         guard series.batchedByFlush != flush else { return nil }
         series.batchedByFlush = flush
         let (pending, isRemoved) = series.takePending()
         if !isRemoved { watch.note(series, at: Swift.min(pending?.lastSecond ?? nowSecond, nowSecond)) }
-        return .some(pending)
+        return (pending, isRemoved)
     }
 
-    /// An entry of a flush's batch.
-    private typealias BatchEntry = (series: MetricSeries, pending: PendingExport)
+    /// An entry of a flush's batch (its series unretained: see ``BatchBuilder``).
+    private typealias BatchEntry = PendingBatchEntry
 
     /// Sets every live series' ``MetricSeries/exportRank`` to its place in
     /// the registry's export order, unless the key set has not changed
@@ -349,8 +382,8 @@ extension MetricsManager {
                 initialized += 1
             }
         }
-        rest.sort { ExportOrder.precedes($0.series, $1.series) }
-        return ExportOrder.merge(ordered, rest, by: \.series)
+        rest.sort { BatchBuilder.precedes($0, $1) }
+        return ExportOrder.merge(ordered, rest, by: { $0.series.takeUnretainedValue() })
     }
 
     /// The line a sink is handed for `pending` data of a key (or a KPL line)
@@ -379,18 +412,9 @@ package protocol PendingBatchExporting {
     /// reading and `wall` the Unix time at that reading. Without
     /// `withDistributions` no pending data carries a distribution (the
     /// manager has no distribution metric): nothing needs looking for one.
-    func export(_ batch: [(series: MetricSeries, pending: PendingExport)], now: Double, wall: Double,
-                withDistributions: Bool) throws
+    func export(_ batch: [PendingBatchEntry], now: Double, wall: Double, withDistributions: Bool) throws
 }
 
-extension UnsafeBufferPointer where Element == (series: MetricSeries, pending: PendingExport) {
-    /// The series of entry `i`, read in place without retaining it (the
-    /// series is the entry's first field): a pass over a batch that copied
-    /// entries out would retain and release every series, a locked
-    /// instruction a key. Valid while the batch is.
-    @inline(__always)
-    package func unretainedSeries(at i: Int) -> Unmanaged<MetricSeries> {
-        let entry = UnsafeRawPointer(baseAddress! + i)
-        return Unmanaged.fromOpaque(entry.load(as: UnsafeRawPointer.self))
-    }
-}
+/// An entry of a flush's batch: a key's series, unretained (the flush keeps
+/// it alive until the export returns), and its pending data.
+package typealias PendingBatchEntry = (series: Unmanaged<MetricSeries>, pending: PendingExport)

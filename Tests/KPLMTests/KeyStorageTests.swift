@@ -68,8 +68,17 @@ final class KeyStorageTests: XCTestCase {
                 XCTAssertEqual(got.map(\.second), model.map(\.second), "window \(window), step \(step)")
                 XCTAssertEqual(got.map(\.statistics), model.map(\.statistics), "window \(window), step \(step)")
                 XCTAssertEqual(buckets.isEmpty, model.isEmpty)
-                // The prefetch hint: an address exactly while older buckets exist.
-                XCTAssertEqual(buckets.olderAddress != 0, model.count > 1, "window \(window), step \(step)")
+                // The prefetch hint: an address exactly while older buckets
+                // exist, with the number of lines from the array's count to
+                // its last bucket (at most 15).
+                let hint = buckets.olderHint
+                XCTAssertEqual(hint != 0, model.count > 1, "window \(window), step \(step)")
+                if hint != 0 {
+                    let elements = hint & ~15
+                    let last = elements + UInt((model.count - 1) * MemoryLayout<WindowBuckets.Bucket>.stride) - 1
+                    XCTAssertEqual(hint & 15, Swift.min(15, (last >> 6) - ((elements - 16) >> 6) + 1),
+                                   "window \(window), step \(step)")
+                }
                 if got.map(\.second) != model.map(\.second) { return }
             }
         }

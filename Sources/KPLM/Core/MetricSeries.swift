@@ -95,12 +95,13 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     // Second to fourth lines.
 
     nonisolated(unsafe) var idleWatchSecond: Int64 = .min
-    /// Where the window's older buckets are (``WindowBuckets/olderAddress``,
-    /// 0: none), a hint for prefetching outside the lock: set under the
-    /// lock whenever they move, read with no ordering. A pass of reads
-    /// over many keys starts loading them a few keys ahead (with several
-    /// live seconds a key, that array is a miss of its own). Prefetching a
-    /// stale address is harmless: a prefetch never faults.
+    /// Where the window's older buckets are and how many lines they span
+    /// (``WindowBuckets/olderHint``, 0: none), a hint for prefetching
+    /// outside the lock: set under the lock whenever they move or grow,
+    /// read with no ordering. A pass of reads over many keys starts
+    /// loading them a few keys ahead (with several live seconds a key,
+    /// that array is several misses of its own). Prefetching a stale
+    /// address is harmless: a prefetch never faults.
     private let olderBucketsHint = Atomic<UInt>(0)
 
     /// The key, laid out once (``KeyRecord``: its one copy, which the C
@@ -327,24 +328,38 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     }
 
     /// Keeps ``olderBucketsHint`` current (under the lock, after the
-    /// buckets changed): a store only when the older buckets moved.
+    /// buckets changed): a store only when the older buckets moved or
+    /// their lines changed.
     @inline(__always)
     private func noteBuckets(_ s: borrowing State) {
-        let address = s.buckets.olderAddress
-        if olderBucketsHint.load(ordering: .relaxed) != address {
-            olderBucketsHint.store(address, ordering: .relaxed)
+        let hint = s.buckets.olderHint
+        if olderBucketsHint.load(ordering: .relaxed) != hint {
+            olderBucketsHint.store(hint, ordering: .relaxed)
         }
     }
 
     /// A hint (see ``SeriesPrefetch``): starts loading the window's older
-    /// buckets, if any (see ``olderBucketsHint``).
+    /// buckets, if any (see ``olderBucketsHint``): every line from the
+    /// array's count (16 bytes before its elements) to the last bucket for
+    /// a read that merges each (`everyBucket`: issue #13, snapshots with
+    /// ten live seconds a key stalled on the buckets past the first two
+    /// lines), else the first two (a drain checks the count and the oldest
+    /// bucket, and appends: asking for every line cost a flush more than
+    /// it saved).
     @inline(__always)
-    func prefetchOlderBuckets() {
-        // The array's count (16 bytes before its elements), which a read
-        // checks first, and the first buckets.
-        guard let elements = UnsafeRawPointer(bitPattern: olderBucketsHint.load(ordering: .relaxed)) else { return }
-        kplmshim_prefetch(elements - 16)
-        kplmshim_prefetch(elements + 48)
+    func prefetchOlderBuckets(everyBucket: Bool = false) {
+        let hint = olderBucketsHint.load(ordering: .relaxed)
+        guard let elements = UnsafeRawPointer(bitPattern: hint & ~15) else { return }
+        guard everyBucket else {
+            kplmshim_prefetch(elements - 16)
+            kplmshim_prefetch(elements + 48)
+            return
+        }
+        var line = UnsafeRawPointer(bitPattern: UInt(bitPattern: elements - 16) & ~63)!
+        for _ in 0..<(hint & 15) {
+            kplmshim_prefetch(line)
+            line += 64
+        }
     }
 
     // MARK: Removal of an idle key (under the collector's turn lock)

@@ -63,7 +63,7 @@ package enum SeriesPrefetch {
             if i &+ 2 &* distance < n {
                 withSeries(i &+ 2 &* distance) {
                     $0.prefetchRecord()
-                    $0.prefetchOlderBuckets()
+                    $0.prefetchOlderBuckets(everyBucket: true)
                 }
             }
         }

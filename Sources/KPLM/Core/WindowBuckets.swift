@@ -18,10 +18,17 @@ struct WindowBuckets: Sequence {
     /// Whether there is no bucket.
     var isEmpty: Bool { newestSecond == .min }
 
-    /// The address of the older buckets' storage (0 when there are none):
-    /// for a prefetch hint only.
-    var olderAddress: UInt {
-        older.isEmpty ? 0 : older.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+    /// Where the older buckets are, for a prefetch hint only (0 when there
+    /// are none): the address of their storage (16-byte aligned) with, in
+    /// its low four bits, the number of lines from the array's count (16
+    /// bytes before the first bucket) to the last bucket, at most 15.
+    var olderHint: UInt {
+        older.isEmpty ? 0 : older.withUnsafeBufferPointer { buffer in
+            let first = UInt(bitPattern: buffer.baseAddress) &- 16
+            let last = first &+ 16 &+ UInt(buffer.count &* MemoryLayout<Bucket>.stride) &- 1
+            let lines = Swift.min(15, (last >> 6) &- (first >> 6) &+ 1)
+            return UInt(bitPattern: buffer.baseAddress) | lines
+        }
     }
 
     /// Merges observations made during `second` into its bucket: the

@@ -187,10 +187,16 @@ extension MetricsManager {
         all.withUnsafeBufferPointer { all in
             for i in all.indices {
                 SeriesPrefetch.ahead(all, i, reading: .stateAndRecord)
-                let series = all[i]
-                guard let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) else { continue }
-                let end = Double(reading.newestSecond + 1)
-                if !body(series, reading.statistics, Double(reading.oldestSecond), end, wall - (now - end)) { return }
+                // Borrowed from `all` (a copy would retain and release the
+                // series: two locked instructions a key).
+                let goOn = all.unretained(at: i)._withUnsafeGuaranteedRef { series -> Bool in
+                    guard let reading = series.window(at: nowSecond, windowSeconds: context.windowSeconds) else {
+                        return true
+                    }
+                    let end = Double(reading.newestSecond + 1)
+                    return body(series, reading.statistics, Double(reading.oldestSecond), end, wall - (now - end))
+                }
+                if !goOn { return }
             }
         }
     }

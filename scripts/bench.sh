@@ -29,6 +29,7 @@ scale_args=(--json "$build_dir/bench-scale.json")
 "$build_dir/kplm_key_bytes_worst"   # worst-case bytes per key
 "$build_dir/kplm_flush_alone"   # a flush of 100,000 keys and snapshots, alone (for A/B runs)
 "$build_dir/kplm_flush_alone" 100000 30 1 2   # the same, each key with two clean cells of other threads
+"$build_dir/kplm_flush_alone" 100000 30 10 0 1   # ten live seconds, keys created in a random order
 "$build_dir/kplm_window_roll"   # 100,000 keys whose full 60-second windows roll every second
 
 # swift-metrics handlers through KPLMMetrics next to swift-prometheus 2.x

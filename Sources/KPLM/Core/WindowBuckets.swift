@@ -24,6 +24,7 @@ struct WindowBuckets: Sequence {
     /// bytes before the first bucket) to the last bucket, at most 15.
     var olderHint: UInt {
         older.isEmpty ? 0 : older.withUnsafeBufferPointer { buffer in
+            assert(UInt(bitPattern: buffer.baseAddress) & 15 == 0, "an array's elements are 16-byte aligned")
             let first = UInt(bitPattern: buffer.baseAddress) &- 16
             let last = first &+ 16 &+ UInt(buffer.count &* MemoryLayout<Bucket>.stride) &- 1
             let lines = Swift.min(15, (last >> 6) &- (first >> 6) &+ 1)

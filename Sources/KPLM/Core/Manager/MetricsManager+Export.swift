@@ -23,8 +23,8 @@ extension MetricsManager {
             }
             CallbackGuard.run(for: context.owner!) { hook() }
         }
-        // (`kept` holds the series of the batch no registry holds: alive
-        // until the export, and what a failed one keeps, are done.)
+        // (`kept`: the batch's series that no registry holds, alive until
+        // the export is over, or a failed one's data kept.)
         let (batch, kept) = try takeBatch(&c, registry: registry, context: context)
         defer { withExtendedLifetime(kept) {} }
         guard !batch.isEmpty else { return false }
@@ -310,9 +310,10 @@ extension MetricsManager {
 
     /// Takes `series`' pending data for flush number `flush` (nil inside:
     /// nothing pending) and says whether the key is removed, unless this
-    /// flush took it already (a key listed twice): nil then. A changed key may go idle a window after its
-    /// newest observation: it is noted in the idle watch (unless removed:
-    /// the watch would keep it, memory and all, for another window).
+    /// flush took it already (a key listed twice): nil then. A changed key
+    /// may go idle a window after its newest observation: it is noted in
+    /// the idle watch (unless removed: the watch would keep it, memory and
+    /// all, for another window).
     private static func take(_ series: MetricSeries, flush: UInt64, nowSecond: Int64,
                              watch: inout IdleWatch) -> (pending: PendingExport?, isRemoved: Bool)? {
         guard series.batchedByFlush != flush else { return nil }

@@ -27,19 +27,13 @@ struct MetricTable {
 
     /// The metric of `key`, if held.
     subscript(key: MetricKey) -> Metric? {
-        guard count > 0 else { return nil }
-        let hash = key.hashValue
-        let tag = Self.tag(hash)
-        let mask = slots.count - 1
-        var i = hash & mask
-        while slots[i] != 0 {
-            if slots[i] & Self.tagMask == tag {
-                let metric = Self.metric(slots[i])
-                if metric.series.record.matches(key) { return metric }
-            }
-            i = (i + 1) & mask
-        }
-        return nil
+        slot(hash: key.hashValue) { $0.series.record.matches(key) }.map { Self.metric(slots[$0]) }
+    }
+
+    /// Whether `series` is the metric held for its key (found from its
+    /// record's hash, compared by identity: no key is made).
+    func holds(_ series: MetricSeries) -> Bool {
+        slot(hash: series.record.keyHashValue) { $0 === series } != nil
     }
 
     /// Adds `metric`, whose key must not be held already. The caller keeps
@@ -54,20 +48,38 @@ struct MetricTable {
     /// Removes the metric of `key` and returns it, if held.
     @discardableResult
     mutating func remove(_ key: MetricKey) -> Metric? {
+        guard let i = slot(hash: key.hashValue, where: { $0.series.record.matches(key) }) else { return nil }
+        let removed = Self.metric(slots[i])
+        empty(i)
+        return removed
+    }
+
+    /// Removes `series` if it is the metric held for its key (see
+    /// ``holds(_:)``); returns whether it was.
+    mutating func remove(_ series: MetricSeries) -> Bool {
+        guard let i = slot(hash: series.record.keyHashValue, where: { $0 === series }) else { return false }
+        empty(i)
+        return true
+    }
+
+    /// The slot on `hash`'s probe sequence whose metric `matches`, if any
+    /// (only those whose tag is the hash's are read).
+    private func slot(hash: Int, where matches: (Metric) -> Bool) -> Int? {
         guard count > 0 else { return nil }
-        let hash = key.hashValue
         let tag = Self.tag(hash)
         let mask = slots.count - 1
-        var hole = hash & mask
-        var removed: Metric
-        while true {
-            guard slots[hole] != 0 else { return nil }
-            if slots[hole] & Self.tagMask == tag {
-                removed = Self.metric(slots[hole])
-                if removed.series.record.matches(key) { break }
-            }
-            hole = (hole + 1) & mask
+        var i = hash & mask
+        while slots[i] != 0 {
+            if slots[i] & Self.tagMask == tag && matches(Self.metric(slots[i])) { return i }
+            i = (i + 1) & mask
         }
+        return nil
+    }
+
+    /// Empties slot `hole` (held), keeping every other metric reachable.
+    private mutating func empty(_ hole: Int) {
+        let mask = slots.count - 1
+        var hole = hole
         // Backward shift: each slot after the hole, up to the next empty
         // one, moves into the hole unless its home lies cyclically after
         // the hole (then the probe from its home still reaches it).
@@ -83,7 +95,6 @@ struct MetricTable {
         }
         slots[hole] = 0
         count -= 1
-        return removed
     }
 
     /// Stores `metric` in the first empty slot from its home.

@@ -135,7 +135,7 @@ final class Registry: Sendable {
 
     /// Removes the keys of `series` (live ones, in export order) that are
     /// idle at `nowSecond`, except those `keeping` names (data a failed
-    /// export retained). Called by a flush, before it takes what is
+    /// export retained; nil when there is none). Called by a flush, before it takes what is
     /// pending. Returns the removed metrics: the caller keeps them alive
     /// until a layer that borrows them (the C ABI's key index) has let
     /// them go.
@@ -149,15 +149,17 @@ final class Registry: Sendable {
     /// key live, or re-creates it. A key is never missing from reads while
     /// it holds an observation of the window.
     func removeIdle(_ series: [MetricSeries], nowSecond: Int64,
-                    keeping: (MetricKey) -> Bool) -> [Metric] {
+                    keeping: ((MetricKey) -> Bool)?) -> [Metric] {
         let window = context.windowSeconds
-        let idle = series.filter { $0.isIdle(at: nowSecond, windowSeconds: window) && !keeping($0.key) }
+        let idle = series.filter {
+            $0.isIdle(at: nowSecond, windowSeconds: window) && !(keeping?($0.key) ?? false)
+        }
         guard !idle.isEmpty else { return [] }
         let collector = context.collector
         return collector.withTurn { () -> [Metric] in
             // (Re-created keys are re-created under the turn: the registry's
             // view of these keys holds until it ends.)
-            let live = state.withLock { s in idle.filter { s.byKey[$0.key]?.series === $0 } }
+            let live = state.withLock { s in idle.filter { s.byKey.holds($0) } }
             let marked = live.map { ($0, $0.markRetired()) }
             collector.finishRetiring(marked, windowSeconds: window)
             // Every log entry for these keys was written by now (inside a
@@ -175,13 +177,10 @@ final class Registry: Sendable {
             guard !candidates.isEmpty else { return [] }
             return state.withLock { s in
                 var removed: [Metric] = []
-                for series in candidates {
-                    let key = series.key
-                    guard let metric = s.byKey[key], metric.series === series else { continue }
-                    s.byKey.remove(key)
-                    if !Self.isExempt(key) { s.cappedCount -= 1 }
-                    s.removed[key] = Removed(metric: metric)
-                    removed.append(metric)
+                for series in candidates where s.byKey.remove(series) {
+                    if !Self.isExempt(series.record) { s.cappedCount -= 1 }
+                    s.removed[series.key] = Removed(metric: series)
+                    removed.append(series)
                 }
                 guard !removed.isEmpty else { return [] }
                 // New arrays (filter), never in-place removal: readers iterate
@@ -222,6 +221,11 @@ final class Registry: Sendable {
     /// The self-metrics are exempt from the cap.
     private static func isExempt(_ key: MetricKey) -> Bool { key == refusedKey || key == droppedKey }
 
+    /// ``isExempt(_:)`` of a record's key (no key made).
+    private static func isExempt(_ record: KeyRecord) -> Bool {
+        record.matches(refusedKey) || record.matches(droppedKey)
+    }
+
     /// Whether `name` is one of the metrics kplm counts itself.
     static func isSelfMetricName(_ name: String) -> Bool {
         ByteIdentity.equal(name, refusedKey.name) || ByteIdentity.equal(name, droppedKey.name)
@@ -233,7 +237,7 @@ final class Registry: Sendable {
         context.changed.mark(metric.series)
         s.byKey.insert(metric)
         s.unsorted.append(metric.series)
-        if !Self.isExempt(metric.key) { s.cappedCount += 1 }
+        if !Self.isExempt(metric.series.record) { s.cappedCount += 1 }
         s.generation += 1
     }
 

@@ -160,9 +160,11 @@ extension MetricsManager {
             // recorded into the removed series: they are candidates too. A
             // layer borrowing the removed metrics lets go first.
             if !due.isEmpty {
+                // (Keys whose failed export's data is still to be merged
+                // stay; looked up only if there are any: a key is made.)
                 let retained = batch.retained
                 let removed = registry.removeIdle(due, nowSecond: idleBefore + context.windowSeconds,
-                                                  keeping: { retained[$0] != nil })
+                                                  keeping: retained.isEmpty ? nil : { retained[$0] != nil })
                 if !removed.isEmpty, let observer = c.removalObserver { observer(removed) }
                 for metric in removed { metric.series.exportRank = -1 }   // no longer in the order
                 candidates += removed.map { Unmanaged.passRetained($0.series) }

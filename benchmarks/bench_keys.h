@@ -1,6 +1,7 @@
-/* The keys the single-purpose benchmarks put on (flush_alone.c,
- * window_roll.c): N handles of UserRecordsPut on stream "orders" with shard
- * ids shardId-000000000000 on, and one random order over them. */
+/* The manager and keys the single-purpose benchmarks put on (flush_alone.c,
+ * window_roll.c): a started manager whose sink counts the keys it exports,
+ * N handles of UserRecordsPut on stream "orders" with shard ids
+ * shardId-000000000000 on, and one random order over them. */
 #ifndef KPLM_BENCH_KEYS_H
 #define KPLM_BENCH_KEYS_H
 
@@ -8,6 +9,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Exits with a message unless `st` is KPLM_OK. */
 static inline void must(kplm_status st, const char *what) {
@@ -15,6 +17,39 @@ static inline void must(kplm_status st, const char *what) {
         fprintf(stderr, "%s: %s\n", what, kplm_status_string(st));
         exit(1);
     }
+}
+
+/* Keys exported so far by the manager of counting_manager (its sink adds
+ * each export's count). */
+static unsigned long long exported;
+
+static int count_export(void *user_data, const kplm_snapshot *s, size_t n) {
+    (void)user_data;
+    (void)s;
+    exported += n;
+    return 0;
+}
+
+/* A started manager for `n` keys at KPLM_LEVEL_DETAILED with a
+ * `window_seconds` window, exporting at explicit kplm_flush calls only, on
+ * `clock` (NULL: the system's), with a sink that counts the keys it exports
+ * in `exported` (exits on failure). */
+static inline kplm_manager *counting_manager(unsigned n, uint32_t window_seconds, double (*clock)(void *)) {
+    kplm_config cfg;
+    kplm_config_init(&cfg);
+    cfg.level = KPLM_LEVEL_DETAILED;
+    cfg.window_seconds = window_seconds;
+    cfg.upload_interval_ms = 3600e3;   /* explicit kplm_flush only */
+    cfg.max_metrics = n + 16;
+    cfg.clock = clock;
+    kplm_manager *m;
+    must(kplm_new(&cfg, &m), "kplm_new");
+    kplm_sink sink;
+    memset(&sink, 0, sizeof sink);
+    sink.export_snapshots = count_export;
+    must(kplm_set_sink(m, &sink), "kplm_set_sink");
+    must(kplm_start(m), "kplm_start");
+    return m;
 }
 
 /* `n` handles of m's keys UserRecordsPut/orders/shardId-%012u, k = 0..n-1,

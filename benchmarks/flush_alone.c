@@ -24,16 +24,8 @@
 #include "bench_support.h"
 
 #include <pthread.h>
-#include <string.h>
 
-static unsigned long long exported, visited;
-
-static int count_export(void *user_data, const kplm_snapshot *s, size_t n) {
-    (void)user_data;
-    (void)s;
-    exported += n;
-    return 0;
-}
+static unsigned long long visited;
 
 static int count_visit(void *user_data, const kplm_snapshot *s) {
     (void)user_data;
@@ -67,19 +59,7 @@ int main(int argc, char **argv) {
                         "[0 <= other writers <= 32] [random creation order: 0 or 1]\n");
         return 2;
     }
-    kplm_config cfg;
-    kplm_config_init(&cfg);
-    cfg.level = KPLM_LEVEL_DETAILED;
-    cfg.window_seconds = 60;
-    cfg.upload_interval_ms = 3600e3;   /* explicit kplm_flush only */
-    cfg.max_metrics = n + 16;
-    kplm_manager *m;
-    must(kplm_new(&cfg, &m), "kplm_new");
-    kplm_sink sink;
-    memset(&sink, 0, sizeof sink);
-    sink.export_snapshots = count_export;
-    must(kplm_set_sink(m, &sink), "kplm_set_sink");
-    must(kplm_start(m), "kplm_start");
+    kplm_manager *m = counting_manager(n, 60, NULL);
 
     unsigned *created = random_creation ? shuffled_order_seeded(n, 2) : NULL;
     kplm_metric **handles = shard_handles_created(m, n, created);

@@ -15,22 +15,13 @@
 #include "bench_keys.h"
 #include "bench_support.h"
 
-#include <string.h>
-
 static double fake_now = 1000;
-static unsigned long long exported, visited, full_windows;
+static unsigned long long visited, full_windows;
 static unsigned window;
 
 static double injected_clock(void *user_data) {
     (void)user_data;
     return fake_now;
-}
-
-static int count_export(void *user_data, const kplm_snapshot *s, size_t n) {
-    (void)user_data;
-    (void)s;
-    exported += n;
-    return 0;
 }
 
 static int count_visit(void *user_data, const kplm_snapshot *s) {
@@ -49,20 +40,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     window = (unsigned)seconds;
-    kplm_config cfg;
-    kplm_config_init(&cfg);
-    cfg.level = KPLM_LEVEL_DETAILED;
-    cfg.window_seconds = (uint32_t)seconds;
-    cfg.upload_interval_ms = 3600e3;   /* explicit kplm_flush only */
-    cfg.max_metrics = n + 16;
-    cfg.clock = injected_clock;
-    kplm_manager *m;
-    must(kplm_new(&cfg, &m), "kplm_new");
-    kplm_sink sink;
-    memset(&sink, 0, sizeof sink);
-    sink.export_snapshots = count_export;
-    must(kplm_set_sink(m, &sink), "kplm_set_sink");
-    must(kplm_start(m), "kplm_start");
+    kplm_manager *m = counting_manager(n, (uint32_t)seconds, injected_clock);
 
     kplm_metric **handles = shard_handles(m, n);
     unsigned *order = shuffled_order(n);

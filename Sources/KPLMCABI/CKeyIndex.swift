@@ -111,23 +111,32 @@ struct CPutArguments: IndexedArguments {
         return h ^ (h >> 32)
     }
 
-    // Body: the four lengths (``packedLengths``), then the bytes back to
-    // back. (The key of the scale benchmark, 40 bytes, makes a 60-byte
-    // entry: one line.)
+    // Body: the four lengths (``packedLengths``), then the present
+    // arguments, each NUL-terminated: the layout of a key record's index
+    // line (``KeyRecord``), which can be this entry. (The key of the scale
+    // benchmark, 40 bytes, makes a 63-byte entry: one line.)
 
-    var bodyBytes: Int { 8 + Int(lengths.0) + Int(lengths.1) + Int(lengths.2) + Int(lengths.3) }
+    var bodyBytes: Int {
+        8 + Self.stored(lengths.0) + Self.stored(lengths.1) + Self.stored(lengths.2) + Self.stored(lengths.3)
+    }
+
+    /// Bytes an argument of `length` takes in a body: none when absent.
+    @inline(__always)
+    private static func stored(_ length: Int32) -> Int { length == 0 ? 0 : Int(length) + 1 }
 
     @inline(__always)
     func matches(body: UnsafeRawPointer) -> Bool {
         guard body.loadUnaligned(as: UInt64.self) == packedLengths else { return false }
+        // Each present argument is compared with its NUL (an argument's
+        // own terminator is there to read: its length came from strnlen).
         var bytes = body + 8
-        if !CKeyIndex.same(bytes, pointers.0, lengths.0) { return false }
-        bytes += Int(lengths.0)
-        if !CKeyIndex.same(bytes, pointers.1, lengths.1) { return false }
-        bytes += Int(lengths.1)
-        if !CKeyIndex.same(bytes, pointers.2, lengths.2) { return false }
-        bytes += Int(lengths.2)
-        return CKeyIndex.same(bytes, pointers.3, lengths.3)
+        if !CKeyIndex.same(bytes, pointers.0, Int32(Self.stored(lengths.0))) { return false }
+        bytes += Self.stored(lengths.0)
+        if !CKeyIndex.same(bytes, pointers.1, Int32(Self.stored(lengths.1))) { return false }
+        bytes += Self.stored(lengths.1)
+        if !CKeyIndex.same(bytes, pointers.2, Int32(Self.stored(lengths.2))) { return false }
+        bytes += Self.stored(lengths.2)
+        return CKeyIndex.same(bytes, pointers.3, Int32(Self.stored(lengths.3)))
     }
 
     func write(body: UnsafeMutableRawPointer) {
@@ -135,8 +144,8 @@ struct CPutArguments: IndexedArguments {
         var bytes = body + 8
         for (p, n) in [(pointers.0, lengths.0), (pointers.1, lengths.1),
                        (pointers.2, lengths.2), (pointers.3, lengths.3)] where n != 0 {
-            bytes.copyMemory(from: p!, byteCount: Int(n))
-            bytes += Int(n)
+            bytes.copyMemory(from: p!, byteCount: Self.stored(n))
+            bytes += Self.stored(n)
         }
     }
 }
@@ -159,29 +168,43 @@ final class CKeyIndex: @unchecked Sendable {
     ///
     ///      0  the metric's header line (see ``MetricHeader``; the metric is
     ///         unretained: kept alive by the registry while the entry is
-    ///         linked, then by this index's limbo), with ``mallocated`` in
-    ///         bit 0 (a line is 64-byte aligned)
+    ///         linked, then by this index's limbo), with ``mallocated`` or
+    ///         ``inRecord`` in its low bits (a line is 64-byte aligned)
     ///      8  the hash's low 32 bits (they pick the slot, and hold the tag)
     ///     12  the arguments' body (``IndexedArguments``)
     ///
-    /// An entry of at most 64 bytes (a key's name and dimension values of
-    /// up to 44 bytes in all, for a put by names) is a block of the entry
-    /// pool (`KPLMSHIM_POOL_INDEX_ENTRIES`): one line, 64-byte aligned,
-    /// beside the other entries (issue #13: a put by names at 100,000 keys
-    /// misses on its entry; a heap block of 72 bytes or more spanned two
-    /// lines, and cost 80 bytes with the allocator's header). A longer one
-    /// comes from the C allocator.
+    /// Where an entry is (issue #13: a put by names at 100,000 keys misses
+    /// on its entry, which must be one line; and 64 bytes a key):
+    /// - The index line of its metric's key record (``KeyRecord``), when
+    ///   that line holds these arguments (a put by names with the key's own
+    ///   name and KPL dimensions, in a line: the common case). The line is
+    ///   the record's, freed with it: this index writes its head only.
+    /// - Otherwise, for at most 64 bytes (the arguments' bytes and NULs up
+    ///   to 44 bytes in all), a block of the entry pool
+    ///   (`KPLMSHIM_POOL_INDEX_ENTRIES`): one line, 64-byte aligned, beside
+    ///   the other entries (a heap block of 72 bytes or more spanned two
+    ///   lines, and cost 80 bytes with the allocator's header).
+    /// - A longer one comes from the C allocator.
     ///
     /// Issue #13: a put by names reads the slot, the entry and this
     /// thread's cell (the header line's dense cell, whose tag holds what
     /// the put needs besides: ``MetricHeader/tryPutThroughCell(_:writerPlus1:)``;
     /// the slot's line hint starts its loading early), not the header line.
-    private static let headBytes = 12
+    private static let headBytes = KeyRecord.indexLineHeadBytes
     /// Bytes of a pool block.
     private static let pooledBytes = 64
     /// Bit 0 of an entry's first word: the entry comes from the C allocator,
     /// not the pool.
     private static let mallocated: UInt = 1
+    /// Bit 1 of an entry's first word: the entry is its key record's index
+    /// line, not this index's to free. A slot's line hint carries it in its
+    /// bit 0 (see ``place(_:in:)``), for the deinit, which must not read an
+    /// entry whose record may be gone.
+    private static let inRecord: UInt = 2
+    /// The low bits of an entry's first word that are not the line's.
+    private static let entryFlags: UInt = mallocated | inRecord
+    /// Bit 0 of a slot's line hint: its entry is in a key record.
+    private static let lineHintInRecord: UInt = 1
     /// A slot whose entry was removed: probing goes on past it.
     private static let tombstone: UInt = 1
     /// A slot holds its entry's address (16-byte aligned) with a tag in the
@@ -240,8 +263,14 @@ final class CKeyIndex: @unchecked Sendable {
     deinit {
         owned.withLock { o in
             if let t = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .acquiring)) {
-                // Every linked entry is in the current table.
-                for e in Self.linkedEntries(of: t) { Self.freeEntry(e) }
+                // Every linked entry is in the current table. (The entries in
+                // key records are not read: the metrics may be gone by now.)
+                for i in 0..<t.load(as: Int.self) {
+                    let e = Self.slot(i, in: t).pointee.load(ordering: .relaxed)
+                    guard e != 0 && e != Self.tombstone,
+                          Self.slot(i, in: t)[1].load(ordering: .relaxed) & Self.lineHintInRecord == 0 else { continue }
+                    Self.freeEntry(UnsafeMutableRawPointer(bitPattern: e & ~Self.tagMask)!)
+                }
                 t.deallocate()
             }
             Self.free(o.limbo)
@@ -339,7 +368,7 @@ final class CKeyIndex: @unchecked Sendable {
                 o.tombstones = 0
                 t = rebuilt
             }
-            let entry = Self.makeEntry(a, metric)
+            let entry = Self.entry(a, metric)
             let word = metric.series.cKey.indexEntries
             switch word.pointee {
             case 0:
@@ -432,28 +461,40 @@ final class CKeyIndex: @unchecked Sendable {
         return i == n || CPutArguments.tail(stored, n) == CPutArguments.tail(q, n)
     }
 
-    private static func makeEntry<Arguments: IndexedArguments>(_ a: Arguments, _ metric: Metric)
+    /// The entry of `a` for `metric`, to link (see the entry layout): its
+    /// key record's index line if that holds `a`, else a block made.
+    private static func entry<Arguments: IndexedArguments>(_ a: Arguments, _ metric: Metric)
         -> UnsafeMutableRawPointer {
         // (16-byte aligned either way: the low four bits of its address
         // hold its tag.)
-        let bytes = headBytes + a.bodyBytes
         var line = UInt(bitPattern: metric.header.address)
         let entry: UnsafeMutableRawPointer
-        if bytes <= pooledBytes, let block = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_INDEX_ENTRIES)) {
-            entry = block
+        if let indexLine = metric.series.record.indexLine, a.matches(body: indexLine + headBytes) {
+            // (Not linked already: the caller looked `a` up. Written under
+            // this index's lock, read by lookups after the slot's release.)
+            entry = indexLine
+            line |= inRecord
         } else {
-            entry = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 16)
-            line |= mallocated
+            let bytes = headBytes + a.bodyBytes
+            if bytes <= pooledBytes, let block = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_INDEX_ENTRIES)) {
+                entry = block
+            } else {
+                entry = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 16)
+                line |= mallocated
+            }
+            a.write(body: entry + headBytes)
         }
         entry.storeBytes(of: line, as: UInt.self)
         entry.storeBytes(of: storedHash(a), toByteOffset: 8, as: UInt32.self)
-        a.write(body: entry + headBytes)
         return entry
     }
 
-    /// Gives an entry back to the pool or the C allocator it came from.
+    /// Gives an entry back to the pool or the C allocator it came from
+    /// (an index line stays: its record frees it).
     private static func freeEntry(_ entry: UnsafeMutableRawPointer) {
-        if entry.load(as: UInt.self) & mallocated != 0 {
+        let word = entry.load(as: UInt.self)
+        if word & inRecord != 0 { return }
+        if word & mallocated != 0 {
             entry.deallocate()
         } else {
             kplmshim_block_free(Int32(KPLMSHIM_POOL_INDEX_ENTRIES), entry)
@@ -517,6 +558,10 @@ final class CKeyIndex: @unchecked Sendable {
     /// of an entry unlinked since, which read sections keep alive like the
     /// entry, or of the entry placed there since: a live line either way,
     /// whose chunk the prefetch reads a word of.
+    ///
+    /// The hint's bit 0 says the entry is in a key record (``inRecord``);
+    /// a line's cell does not depend on it (`kplmshim_dense_cell_in`
+    /// divides the line's offset by 64).
     @discardableResult
     private static func place(_ entry: UnsafeMutableRawPointer, in t: UnsafeMutableRawPointer) -> Bool {
         let mask = t.load(as: Int.self) - 1
@@ -525,8 +570,9 @@ final class CKeyIndex: @unchecked Sendable {
             let slot = slot(i, in: t)
             let e = slot.pointee.load(ordering: .relaxed)
             if e == 0 || e == tombstone {
-                let line = entry.load(as: UInt.self) & ~mallocated
-                slot[1].store(line, ordering: .relaxed)
+                let word = entry.load(as: UInt.self)
+                let hint = word & ~entryFlags | (word & inRecord == 0 ? 0 : lineHintInRecord)
+                slot[1].store(hint, ordering: .relaxed)
                 slot.pointee.store(slotBits(entry), ordering: .releasing)
                 return e == tombstone
             }
@@ -571,7 +617,7 @@ final class CKeyIndex: @unchecked Sendable {
     /// The header line of an entry's metric.
     @inline(__always)
     private static func header(_ entry: UnsafeRawPointer) -> MetricHeader {
-        MetricHeader(address: UnsafeRawPointer(bitPattern: entry.load(as: UInt.self) & ~mallocated)!)
+        MetricHeader(address: UnsafeRawPointer(bitPattern: entry.load(as: UInt.self) & ~entryFlags)!)
     }
 
     /// The tag of a hash: bits 28-31 (the low ones pick the slot; an entry

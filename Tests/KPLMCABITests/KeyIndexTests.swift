@@ -110,28 +110,46 @@ final class KeyIndexTests: XCTestCase {
         for k in 0..<4 { XCTAssertFalse(isFound(k), "tuple \(k) after the second removal") }
     }
 
-    /// An entry of at most 64 bytes (12 of head, 8 of lengths, the bytes)
-    /// is a block of the entry pool, a longer one a heap block; both kinds
-    /// are found, and both are given back when their metric is removed.
-    /// Arguments whose bytes run together the same but split differently
-    /// do not match (the lengths are compared first).
-    func testShortEntriesArePoolLinesAndLongOnesHeapBlocks() throws {
+    /// An entry is its key record's index line when that line holds its
+    /// arguments (the key's own, in at most 64 bytes: 12 of head, 8 of
+    /// lengths, the strings and their NULs); otherwise one of at most 64
+    /// bytes is a block of the entry pool, a longer one a heap block. All
+    /// are found, and the blocks are given back when their metric is
+    /// removed. Arguments whose bytes run together the same but split
+    /// differently do not match (the lengths are compared first).
+    func testEntriesAreIndexLinesPoolLinesOrHeapBlocks() throws {
         let m = try startedManager()
-        let index = CKeyIndex(maxEntries: 100)
         let pool = Int32(KPLMSHIM_POOL_INDEX_ENTRIES)
         let before = kplmshim_blocks_live(pool)
-        // "UserRecordsPut" (14) + "orders" (6) + a shard id: 60, 64, 65 bytes.
-        let shardIds = ["shardId-000000000001", "shardId-0000000000000002", "shardId-00000000000000003"]
+        // "UserRecordsPut" (14) + "orders" (6) + a shard id, each with its
+        // NUL, after 20 bytes: entries of 63, 64 and 65 bytes.
+        let shardIds = ["shardId-000000000001", "shardId-0000000000002", "shardId-00000000000003"]
         let name = strdup("UserRecordsPut")!, stream = strdup("orders")!
         let shards = shardIds.map { strdup($0)! }
         defer { for p in shards + [name, stream] { free(p) } }
         func arguments(_ k: Int) -> CPutArguments { CPutArguments(name, stream, shards[k], nil)! }
-        func isFound(_ a: CPutArguments) -> Bool { putIfFound(a, in: index) }
         let metrics = try shardIds.map { try m.metric("UserRecordsPut", stream: "orders", shardId: $0) }
+        XCTAssertEqual(metrics.map { $0.series.record.indexLine != nil }, [true, true, false])
+
+        // Linked to their own keys: the first two in their records' lines.
+        let index = CKeyIndex(maxEntries: 100)
         for k in 0..<3 { index.insert(arguments(k), metrics[k]) }
-        XCTAssertEqual(kplmshim_blocks_live(pool) - before, 2, "the 60- and 64-byte entries are pool lines")
-        for k in 0..<3 { XCTAssertTrue(isFound(arguments(k)), "entry \(shardIds[k])") }
-        XCTAssertEqual(try m.statistics("UserRecordsPut", stream: "orders", shardId: shardIds[2]).count, 1)
+        XCTAssertEqual(kplmshim_blocks_live(pool) - before, 0, "no pool line for an entry in its record")
+        XCTAssertEqual(metrics[0].series.cKey.indexEntries.pointee,
+                       UInt64(UInt(bitPattern: metrics[0].series.record.indexLine!)))
+        for k in 0..<3 { XCTAssertTrue(putIfFound(arguments(k), in: index), "entry \(shardIds[k])") }
+        for k in 0..<3 {
+            XCTAssertEqual(try m.statistics("UserRecordsPut", stream: "orders", shardId: shardIds[k]).count, 1)
+        }
+
+        // Linked to another key (as when the level drops the shard): pool
+        // lines for the 63- and 64-byte entries, a heap block for the other.
+        let trimmed = try m.metric("UserRecordsPut", stream: "orders")
+        let other = CKeyIndex(maxEntries: 100)
+        for k in 0..<3 { other.insert(arguments(k), trimmed) }
+        XCTAssertEqual(kplmshim_blocks_live(pool) - before, 2, "the 63- and 64-byte entries are pool lines")
+        for k in 0..<3 { XCTAssertTrue(putIfFound(arguments(k), in: other), "entry \(shardIds[k]), trimmed") }
+        XCTAssertEqual(try m.statistics("UserRecordsPut", stream: "orders").count, 3)
 
         // ("Ab", "c") and ("A", "bc"): the same bytes, not the same
         // arguments (their hashes differ too; the body alone tells them apart).
@@ -145,8 +163,13 @@ final class KeyIndexTests: XCTestCase {
         XCTAssertFalse(CPutArguments(a, bc, nil, nil)!.matches(body: body))
 
         index.remove(metrics)
-        XCTAssertEqual(index.count, 0)
-        for k in 0..<3 { XCTAssertFalse(isFound(arguments(k)), "entry \(shardIds[k]) after its removal") }
+        other.remove([trimmed])
+        XCTAssertEqual(index.count + other.count, 0)
+        for k in 0..<3 {
+            XCTAssertFalse(putIfFound(arguments(k), in: index), "entry \(shardIds[k]) after its removal")
+            XCTAssertFalse(putIfFound(arguments(k), in: other), "entry \(shardIds[k]), trimmed, after its removal")
+        }
         XCTAssertEqual(kplmshim_blocks_live(pool), before, "the pool lines are given back")
+        XCTAssertEqual(metrics[0].series.cKey.indexEntries.pointee, 0)
     }
 }

@@ -1,3 +1,4 @@
+import CKPLMShims
 import Glibc
 import XCTest
 @testable import KPLM
@@ -85,6 +86,34 @@ final class KeyRecordTests: XCTestCase {
         XCTAssertNotEqual(c.name, d.name)
         XCTAssertEqual(a.layerWord.pointee, 0, "the layer word starts empty")
     }
+
+    /// A key of KPL dimensions whose strings fit a line has its index line:
+    /// 12 zero bytes, the four lengths, the strings NUL-terminated in the
+    /// order name, stream, shard, error code; its pairs point into it.
+    /// Other keys have none.
+    func testKPLKeysThatFitHaveAnIndexLine() throws {
+        let key = MetricKey(name: "Mine", stream: "orders", shardId: nil, errorCode: "Throttled")
+        let laidOut = record(key)
+        let line = try XCTUnwrap(laidOut.indexLine)
+        XCTAssertEqual(Array(UnsafeRawBufferPointer(start: line, count: 12)), Array(repeating: 0, count: 12))
+        XCTAssertEqual(line.loadUnaligned(fromByteOffset: 12, as: UInt64.self), 4 | 6 << 16 | 0 << 32 | 9 << 48)
+        let strings = Array(UnsafeRawBufferPointer(start: line + 20, count: 5 + 7 + 10))
+        XCTAssertEqual(strings, Array("Mine\0orders\0Throttled\0".utf8))
+        XCTAssertEqual(UnsafeRawPointer(laidOut.name), UnsafeRawPointer(line + 20), "a name not known is the line's")
+        let pairs = try XCTUnwrap(laidOut.dimensionPairsAddress).assumingMemoryBound(to: UnsafePointer<CChar>.self)
+        XCTAssertEqual(UnsafeRawPointer(pairs[1]), UnsafeRawPointer(line + 25))
+        XCTAssertEqual(UnsafeRawPointer(pairs[3]), UnsafeRawPointer(line + 32))
+        XCTAssertEqual(laidOut.key, key)
+
+        // 20 + 15 + 7 + 21 = 63 bytes: the scale benchmark's keys fit.
+        XCTAssertNotNil(record(MetricKey(name: "UserRecordsPut", stream: "orders", shardId: "shardId-000000012345")).indexLine)
+        // An empty value is an absent one (MetricKey drops it).
+        let empty = try XCTUnwrap(record(MetricKey(name: "UserRecordsPut", stream: "", shardId: "s")).indexLine)
+        XCTAssertEqual(empty.loadUnaligned(fromByteOffset: 12, as: UInt64.self), 14 | 0 << 16 | 1 << 32)
+        // 65 bytes, a free-form dimension: no line.
+        XCTAssertNil(record(MetricKey(name: "UserRecordsPut", stream: "orders", shardId: "shardId-00000000012345")).indexLine)
+        XCTAssertNil(record(try MetricKey(name: "Mine", dimensions: [("zone", "a")])).indexLine)
+    }
 }
 
 /// The blocks a key's object and record take (issue #13: bytes a key).
@@ -102,9 +131,18 @@ final class SeriesFootprintTests: XCTestCase {
         // The object: 232 bytes or fewer, glibc's 240-byte block (8 bytes
         // more, the state's padding for a flag, and it takes a 256-byte one).
         XCTAssertLessThanOrEqual(try usableSize(Unmanaged.passUnretained(series).toOpaque()), 232)
-        // The record of a KPL key with a shard id: a 96-byte block (the
-        // names static, the stream and shard id once; raw memory, no
-        // object header).
-        XCTAssertLessThanOrEqual(try usableSize(series.record.base), 88)
+        // The record of a KPL key with a shard id: two lines of the record
+        // pool, the first of which the C key index uses as the key's entry
+        // (it took a 96-byte block, and the entry a 64-byte one).
+        let line = try XCTUnwrap(series.record.indexLine, "the indexed form")
+        XCTAssertEqual(UInt(bitPattern: line) % 64, 0, "the index line is a line")
+        XCTAssertEqual(series.record.base, line + Int(KPLMSHIM_KEY_RECORD_PARTNER_BYTES))
+        // A record without one (a stream name too long for the line): a
+        // block of 16 + 32 + 41 + 21 = 110 bytes at most, glibc's 128-byte
+        // block (no object header, the names static).
+        let plain = MetricSeries.standalone(MetricKey(name: "UserRecordsPut", stream: String(repeating: "s", count: 40),
+                                                      shardId: "shardId-000000012345"))
+        XCTAssertNil(plain.record.indexLine)
+        XCTAssertLessThanOrEqual(try usableSize(plain.record.base), 120)
     }
 }

@@ -1,3 +1,4 @@
+import CKPLMShims
 import Glibc
 
 /// A metric key's bytes, laid out once: the one copy of its key a series
@@ -14,32 +15,65 @@ import Glibc
 /// ABI a second copy laid out as C strings (a block of its own): 144 bytes
 /// a key more than this record for a KPL key with a shard id.
 ///
-/// Layout (raw memory from the C allocator, 8-byte aligned; no object
-/// header: issue #13, 16 bytes a key):
+/// Layout (raw memory, 8-byte aligned; no object header: issue #13, 16
+/// bytes a key):
 ///
-///      0  name            the name, NUL-terminated (static, or in the strings)
-///      8  dimensionCount  Int
-///     16  layer word      for the layer above the core (the C key index's
+///      0  name word       the name's address (static, or in the strings)
+///                         in bits 0-55, the number of dimensions (at most
+///                         ``MetricKey/maxDimensions``) in bits 56-62, and
+///                         bit 63 set when the record has an index line
+///      8  layer word      for the layer above the core (the C key index's
 ///                         entries, ``layerWord``)
-///     24  pairs           (name, value) pointers, one pair a dimension
-///         strings         the copied ones, back to back
+///     16  pairs           (name, value) pointers, one pair a dimension
+///         strings         the copied ones, back to back (a record with no
+///                         index line)
+///
+/// The indexed form (issue #13: a key's index entry and record were two
+/// blocks, 64 + 96 bytes for a KPL key with a shard id): a key whose
+/// dimensions are KPL's only (stream, shard, error code) and whose strings
+/// fit is a block of the record pool
+/// (`KPLMSHIM_POOL_KEY_RECORDS`): two lines, the block's and its partner,
+/// 32 KiB after it. The block's line, the *index line*, holds the strings
+/// as the C key index lays out the entry of a put by names, which can then
+/// be that line instead of a block of its own:
+///
+///      0  12 bytes for the index (zero until it makes the line an entry)
+///     12  the lengths of the name, stream, shard and error code: a UInt16
+///         each, the name's in the low bits, 0 for an absent one
+///     20  the present ones, NUL-terminated, in that order
+///
+/// The record proper (above, without strings) is the partner line (`base`),
+/// and its pairs point into the index line. (Not the next line: a put by
+/// names reads the index line, and the line beside it, which the processor
+/// may fetch too, is then another key's index line rather than a record
+/// the put does not read.)
 ///
 /// A key's strings contain no NUL (every key a registry holds was
 /// validated, see `Validation`), so a string's length is where its NUL is.
 ///
 /// A value owning its memory, which ``deallocate()`` frees (its series
 /// does, in its deinit): copies share it. Immutable once made, but for
-/// ``layerWord``: safe to read from any thread.
+/// ``layerWord`` and the index line's first 12 bytes (the layer above
+/// writes those, and guards them): safe to read from any thread.
 package struct KeyRecord: @unchecked Sendable {
     /// The record's memory (see the layout above).
     package let base: UnsafeMutableRawPointer
 
-    private static var countOffset: Int { 8 }
-    private static var layerWordOffset: Int { 16 }
-    private static var pairsOffset: Int { 24 }
+    private static var layerWordOffset: Int { 8 }
+    private static var pairsOffset: Int { 16 }
+    private static var addressBits: UInt { (1 << 56) - 1 }
+    private static var indexLineBit: UInt { 1 << 63 }
+
+    /// Bytes at the start of an index line left to the layer above.
+    package static var indexLineHeadBytes: Int { 12 }
+    /// Bytes of an index line.
+    private static var indexLineBytes: Int { 64 }
+    /// Bytes from an index line to its record.
+    private static var indexLineToRecord: Int { Int(KPLMSHIM_KEY_RECORD_PARTNER_BYTES) }
 
     /// `key` laid out.
     package static func make(_ key: MetricKey) -> KeyRecord {
+        if let indexed = makeIndexed(key) { return indexed }
         let knownName = staticMetricName(key.name)
         var stringBytes = knownName == nil ? key.name.utf8.count + 1 : 0
         var count = 0
@@ -59,14 +93,63 @@ package struct KeyRecord: @unchecked Sendable {
             (pairs + 2 * i).initialize(to: staticDimensionName(pair.name) ?? copy(pair.name, &cursor))
             (pairs + 2 * i + 1).initialize(to: copy(pair.value, &cursor))
         }
-        base.storeBytes(of: name, as: UnsafePointer<CChar>.self)
-        base.storeBytes(of: count, toByteOffset: countOffset, as: Int.self)
-        base.storeBytes(of: 0, toByteOffset: layerWordOffset, as: UInt64.self)
-        return KeyRecord(base: base)
+        let record = KeyRecord(base: base)
+        record.writeHead(name: name, count: count, hasIndexLine: false)
+        return record
+    }
+
+    /// `key` in the indexed form (see the layout above), or nil if it does
+    /// not take it (or the pool is out of memory: the plain form then).
+    private static func makeIndexed(_ key: MetricKey) -> KeyRecord? {
+        // The strings in the index line's order, and their dimension names.
+        let values = [key.stream, key.shardId, key.errorCode]
+        let names = [streamName, shardName, errorCodeName]
+        // (MetricKey holds no empty value: an empty one is absent, as a
+        // length of 0 says.)
+        guard key.otherDimensions.isEmpty else { return nil }
+        let lengths = [key.name.utf8.count] + values.map { $0?.utf8.count ?? 0 }
+        let stringBytes = lengths.reduce(0) { $0 + ($1 == 0 ? 0 : $1 + 1) }
+        guard indexLineHeadBytes + 8 + stringBytes <= indexLineBytes,
+              let block = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_KEY_RECORDS)) else { return nil }
+        block.initializeMemory(as: UInt8.self, repeating: 0, count: indexLineHeadBytes)
+        var packed: UInt64 = 0
+        for (i, n) in lengths.enumerated() { packed |= UInt64(n) << (16 * UInt64(i)) }
+        block.storeBytes(of: packed, toByteOffset: indexLineHeadBytes, as: UInt64.self)
+        var cursor = (block + indexLineHeadBytes + 8).bindMemory(to: CChar.self, capacity: stringBytes)
+        let copiedName = copy(key.name, &cursor)
+        // The pairs (at most three: the record's line holds 16 + 48 bytes),
+        // in the key's order: stream, shard, error code.
+        let base = block + indexLineToRecord
+        let pairs = (base + pairsOffset).bindMemory(to: UnsafePointer<CChar>.self, capacity: 6)
+        var count = 0
+        for (value, dimensionName) in zip(values, names) {
+            guard let value else { continue }
+            (pairs + 2 * count).initialize(to: dimensionName)
+            (pairs + 2 * count + 1).initialize(to: copy(value, &cursor))
+            count += 1
+        }
+        let record = KeyRecord(base: base)
+        record.writeHead(name: staticMetricName(key.name) ?? copiedName, count: count, hasIndexLine: true)
+        return record
+    }
+
+    /// Writes the name word and an empty layer word.
+    private func writeHead(name: UnsafePointer<CChar>, count: Int, hasIndexLine: Bool) {
+        let address = UInt(bitPattern: name)
+        precondition(address & ~Self.addressBits == 0 && count <= MetricKey.maxDimensions && count < 128,
+                     "a record's name word holds the name's address and the dimension count")
+        base.storeBytes(of: address | UInt(count) << 56 | (hasIndexLine ? Self.indexLineBit : 0), as: UInt.self)
+        base.storeBytes(of: 0, toByteOffset: Self.layerWordOffset, as: UInt64.self)
     }
 
     /// Frees the record (once, by its owner, when nothing reads it any more).
-    package func deallocate() { base.deallocate() }
+    package func deallocate() {
+        if let line = indexLine {
+            kplmshim_block_free(Int32(KPLMSHIM_POOL_KEY_RECORDS), line)
+        } else {
+            base.deallocate()
+        }
+    }
 
     /// Copies `string` and its NUL to `cursor`, moving it past them.
     private static func copy(_ string: String, _ cursor: inout UnsafeMutablePointer<CChar>) -> UnsafePointer<CChar> {
@@ -83,12 +166,23 @@ package struct KeyRecord: @unchecked Sendable {
 
     // MARK: - Reading
 
+    /// The name word (see the layout above).
+    @inline(__always)
+    private var nameWord: UInt { base.load(as: UInt.self) }
+
     /// The name, NUL-terminated.
     @inline(__always)
-    package var name: UnsafePointer<CChar> { base.load(as: UnsafePointer<CChar>.self) }
+    package var name: UnsafePointer<CChar> { UnsafePointer(bitPattern: nameWord & Self.addressBits)! }
     /// The number of dimensions.
     @inline(__always)
-    package var dimensionCount: Int { base.load(fromByteOffset: Self.countOffset, as: Int.self) }
+    package var dimensionCount: Int { Int(truncatingIfNeeded: nameWord >> 56 & 0x7F) }
+
+    /// The index line (see the layout above), nil for a record without one.
+    /// Its first ``indexLineHeadBytes`` bytes are the layer above's to
+    /// write (under its own guard); the rest is immutable.
+    package var indexLine: UnsafeMutableRawPointer? {
+        nameWord & Self.indexLineBit == 0 ? nil : base - Self.indexLineToRecord
+    }
 
     /// The dimensions' (name, value) pointer pairs (`kplm_dimension`'s
     /// layout), nil when there are none.

@@ -101,28 +101,27 @@ package struct KeyRecord: @unchecked Sendable {
     /// `key` in the indexed form (see the layout above), or nil if it does
     /// not take it (or the pool is out of memory: the plain form then).
     private static func makeIndexed(_ key: MetricKey) -> KeyRecord? {
-        // The strings in the index line's order, and their dimension names.
-        let values = [key.stream, key.shardId, key.errorCode]
-        let names = [streamName, shardName, errorCodeName]
+        guard key.otherDimensions.isEmpty else { return nil }
         // (MetricKey holds no empty value: an empty one is absent, as a
         // length of 0 says.)
-        guard key.otherDimensions.isEmpty else { return nil }
-        let lengths = [key.name.utf8.count] + values.map { $0?.utf8.count ?? 0 }
-        let stringBytes = lengths.reduce(0) { $0 + ($1 == 0 ? 0 : $1 + 1) }
+        func length(_ value: String?) -> Int { value?.utf8.count ?? 0 }
+        func stored(_ value: String?) -> Int { value.map { $0.utf8.count + 1 } ?? 0 }
+        let stringBytes = key.name.utf8.count + 1 + stored(key.stream) + stored(key.shardId) + stored(key.errorCode)
         guard indexLineHeadBytes + 8 + stringBytes <= indexLineBytes,
               let block = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_KEY_RECORDS)) else { return nil }
         block.initializeMemory(as: UInt8.self, repeating: 0, count: indexLineHeadBytes)
-        var packed: UInt64 = 0
-        for (i, n) in lengths.enumerated() { packed |= UInt64(n) << (16 * UInt64(i)) }
-        block.storeBytes(of: packed, toByteOffset: indexLineHeadBytes, as: UInt64.self)
+        let lengths = UInt64(key.name.utf8.count) | UInt64(length(key.stream)) << 16
+            | UInt64(length(key.shardId)) << 32 | UInt64(length(key.errorCode)) << 48
+        block.storeBytes(of: lengths, toByteOffset: indexLineHeadBytes, as: UInt64.self)
         var cursor = (block + indexLineHeadBytes + 8).bindMemory(to: CChar.self, capacity: stringBytes)
         let copiedName = copy(key.name, &cursor)
         // The pairs (at most three: the record's line holds 16 + 48 bytes),
-        // in the key's order: stream, shard, error code.
+        // in the key's order, their values copied in the line's order:
+        // stream, shard, error code.
         let base = block + indexLineToRecord
         let pairs = (base + pairsOffset).bindMemory(to: UnsafePointer<CChar>.self, capacity: 6)
         var count = 0
-        for (value, dimensionName) in zip(values, names) {
+        for (value, dimensionName) in [(key.stream, streamName), (key.shardId, shardName), (key.errorCode, errorCodeName)] {
             guard let value else { continue }
             (pairs + 2 * count).initialize(to: dimensionName)
             (pairs + 2 * count + 1).initialize(to: copy(value, &cursor))

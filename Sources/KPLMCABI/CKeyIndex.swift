@@ -470,10 +470,17 @@ final class CKeyIndex: @unchecked Sendable {
         var line = UInt(bitPattern: metric.header.address)
         let entry: UnsafeMutableRawPointer
         if let indexLine = metric.series.record.indexLine, a.matches(body: indexLine + headBytes) {
-            // (Not linked already: the caller looked `a` up. Written under
-            // this index's lock, read by lookups after the slot's release.)
-            entry = indexLine
+            // (Not linked now: the caller looked `a` up. Written under this
+            // index's lock, read by lookups after the slot's release.)
             line |= inRecord
+            // A line linked before (its key removed, then re-created with
+            // this series while a handle held it) already holds this head,
+            // and is not written again: a lookup that found it before the
+            // removal, or the freeing of what the removal unlinked, may be
+            // reading it now (the same metric, the same arguments: the same
+            // head).
+            if indexLine.load(as: UInt.self) == line && storedHash(indexLine) == storedHash(a) { return indexLine }
+            entry = indexLine
         } else {
             let bytes = headBytes + a.bodyBytes
             if bytes <= pooledBytes, let block = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_INDEX_ENTRIES)) {

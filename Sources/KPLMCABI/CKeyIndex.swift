@@ -263,14 +263,8 @@ final class CKeyIndex: @unchecked Sendable {
     deinit {
         owned.withLock { o in
             if let t = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .acquiring)) {
-                // Every linked entry is in the current table. (The entries in
-                // key records are not read: the metrics may be gone by now.)
-                for i in 0..<t.load(as: Int.self) {
-                    let e = Self.slot(i, in: t).pointee.load(ordering: .relaxed)
-                    guard e != 0 && e != Self.tombstone,
-                          Self.slot(i, in: t)[1].load(ordering: .relaxed) & Self.lineHintInRecord == 0 else { continue }
-                    Self.freeEntry(UnsafeMutableRawPointer(bitPattern: e & ~Self.tagMask)!)
-                }
+                // Every linked entry is in the current table.
+                for e in Self.linkedEntries(of: t, madeHere: true) { Self.freeEntry(e) }
                 t.deallocate()
             }
             Self.free(o.limbo)
@@ -359,7 +353,7 @@ final class CKeyIndex: @unchecked Sendable {
                 // tombstones if the entries fill at most half.
                 var grown = Swift.max(64, capacity)
                 while (o.linked + 1) * 2 > grown { grown *= 2 }
-                let rebuilt = Self.makeTable(capacity: grown, entries: t.map(Self.linkedEntries(of:)) ?? [])
+                let rebuilt = Self.makeTable(capacity: grown, entries: t.map { Self.linkedEntries(of: $0) } ?? [])
                 table.store(UInt(bitPattern: rebuilt), ordering: .releasing)
                 if let old = t {
                     o.limbo.tables.append(old)
@@ -532,12 +526,18 @@ final class CKeyIndex: @unchecked Sendable {
         storedHash(entry) == storedHash(a) && a.matches(body: entry + headBytes)
     }
 
-    /// The entries linked in table `t` (for a rebuild, and the deinit).
-    private static func linkedEntries(of t: UnsafeMutableRawPointer) -> [UnsafeMutableRawPointer] {
+    /// The entries linked in table `t` (for a rebuild); with `madeHere`,
+    /// only those this index made (for the deinit: an index line is not
+    /// read, told apart by its slot's line hint, since its record may be
+    /// gone by then).
+    private static func linkedEntries(of t: UnsafeMutableRawPointer, madeHere: Bool = false)
+        -> [UnsafeMutableRawPointer] {
         let capacity = t.load(as: Int.self)
         return (0..<capacity).compactMap { i in
             let e = slot(i, in: t).pointee.load(ordering: .relaxed)
-            return e == tombstone ? nil : UnsafeMutableRawPointer(bitPattern: e & ~tagMask)
+            guard e != tombstone else { return nil }
+            if madeHere && slot(i, in: t)[1].load(ordering: .relaxed) & lineHintInRecord != 0 { return nil }
+            return UnsafeMutableRawPointer(bitPattern: e & ~tagMask)
         }
     }
 

@@ -106,11 +106,12 @@ package struct KeyRecord: @unchecked Sendable {
         // length of 0 says.)
         func length(_ value: String?) -> Int { value?.utf8.count ?? 0 }
         func stored(_ value: String?) -> Int { value.map { $0.utf8.count + 1 } ?? 0 }
-        let stringBytes = key.name.utf8.count + 1 + stored(key.stream) + stored(key.shardId) + stored(key.errorCode)
+        let nameLength = key.name.utf8.count
+        let stringBytes = nameLength + 1 + stored(key.stream) + stored(key.shardId) + stored(key.errorCode)
         guard indexLineHeadBytes + 8 + stringBytes <= indexLineBytes,
               let block = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_KEY_RECORDS)) else { return nil }
         block.initializeMemory(as: UInt8.self, repeating: 0, count: indexLineHeadBytes)
-        let lengths = UInt64(key.name.utf8.count) | UInt64(length(key.stream)) << 16
+        let lengths = UInt64(nameLength) | UInt64(length(key.stream)) << 16
             | UInt64(length(key.shardId)) << 32 | UInt64(length(key.errorCode)) << 48
         block.storeBytes(of: lengths, toByteOffset: indexLineHeadBytes, as: UInt64.self)
         var cursor = (block + indexLineHeadBytes + 8).bindMemory(to: CChar.self, capacity: stringBytes)

@@ -10,10 +10,10 @@
 /// key's hash in the address's low bits (a metric is at least 8-byte
 /// aligned): 10 to 20 bytes a key (at most four fifths full). A lookup
 /// reads a metric's key (its ``KeyRecord``, compared with the key looked up
-/// byte for byte) only when those bits match. The hashes of the keys moved by a removal or a growth
-/// are computed again from the records, which hash as their keys do (off
-/// the put path: the registry's lookups are a key's creation and the slow
-/// paths).
+/// byte for byte) only when those bits match. The hashes of the keys moved
+/// by a removal or a growth are computed again from the records, which hash
+/// as their keys do (off the put path: the registry's lookups are a key's
+/// creation and the slow paths).
 ///
 /// Not thread-safe: the registry holds it under its lock.
 struct MetricTable {

@@ -135,10 +135,10 @@ final class Registry: Sendable {
 
     /// Removes the keys of `series` (live ones, in export order) that are
     /// idle at `nowSecond`, except those `keeping` names (data a failed
-    /// export retained; nil when there is none). Called by a flush, before it takes what is
-    /// pending. Returns the removed metrics: the caller keeps them alive
-    /// until a layer that borrows them (the C ABI's key index) has let
-    /// them go.
+    /// export retained; nil when there is none). Called by a flush, before
+    /// it takes what is pending. Returns the removed metrics: the caller
+    /// keeps them alive until a layer that borrows them (the C ABI's key
+    /// index) has let them go.
     ///
     /// The idle check is racy (a put may land right after it), so the
     /// candidates' puts are stopped first (``MetricSeries/markRetired()``,

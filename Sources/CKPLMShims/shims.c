@@ -244,9 +244,6 @@ typedef struct {
     pthread_mutex_t lock;
     size_t block_bytes;
     uint32_t header_blocks;                      /* blocks at a chunk's start not handed out */
-    size_t partner_offset;                       /* 0, or a block's partner: this far after it, in
-                                                    the chunk's second half (only the first half's
-                                                    blocks are handed out) */
     pool_chunk *chunks;                          /* every chunk */
     pool_chunk *partial_head, *partial_tail;     /* allocations come from the head */
     long chunk_count;
@@ -260,31 +257,21 @@ typedef struct {
 _Static_assert(sizeof(pool_chunk) <= KPLMSHIM_DENSE_REGIONS_OFFSET, "the regions follow the chunk's bookkeeping");
 _Static_assert(KPLMSHIM_LINE_CHUNK_BYTES == POOL_CHUNK_BYTES, "the header's chunk size is the pools'");
 
-_Static_assert(KPLMSHIM_KEY_RECORD_PARTNER_BYTES * 2 == POOL_CHUNK_BYTES, "a record's partner is in its chunk's second half");
-
 static block_pool pools[KPLMSHIM_POOL_COUNT] = {
-    {PTHREAD_MUTEX_INITIALIZER, 64, LINE_CHUNK_HEADER_BLOCKS, 0, NULL, NULL, NULL, 0, 0, 0},
-    {PTHREAD_MUTEX_INITIALIZER, 128, 1, 0, NULL, NULL, NULL, 0, 0, 0},
-    {PTHREAD_MUTEX_INITIALIZER, 64, 1, 0, NULL, NULL, NULL, 0, 0, 0},
-    {PTHREAD_MUTEX_INITIALIZER, 64, 1, KPLMSHIM_KEY_RECORD_PARTNER_BYTES, NULL, NULL, NULL, 0, 0, 0},
+    {PTHREAD_MUTEX_INITIALIZER, 64, LINE_CHUNK_HEADER_BLOCKS, NULL, NULL, NULL, 0, 0, 0},
+    {PTHREAD_MUTEX_INITIALIZER, 128, 1, NULL, NULL, NULL, 0, 0, 0},
+    {PTHREAD_MUTEX_INITIALIZER, 64, 1, NULL, NULL, NULL, 0, 0, 0},
+    {PTHREAD_MUTEX_INITIALIZER, 64, 1, NULL, NULL, NULL, 0, 0, 0},
 };
 
 /* Blocks a chunk hands out. */
 static uint32_t pool_blocks_per_chunk(const block_pool *p) {
-    uintptr_t usable = p->partner_offset ? p->partner_offset : POOL_CHUNK_BYTES;
-    return (uint32_t)(usable / p->block_bytes) - p->header_blocks;
+    return (uint32_t)(POOL_CHUNK_BYTES / p->block_bytes) - p->header_blocks;
 }
 
-/* AddressSanitizer's view of a block handed out or given back (its partner
- * line with it). */
-static void block_unpoison(const block_pool *p, void *block) {
-    pool_unpoison(block, p->block_bytes);
-    if (p->partner_offset) pool_unpoison((char *)block + p->partner_offset, p->block_bytes);
-}
-static void block_poison(const block_pool *p, void *block) {
-    pool_poison(block, p->block_bytes);
-    if (p->partner_offset) pool_poison((char *)block + p->partner_offset, p->block_bytes);
-}
+/* AddressSanitizer's view of a block handed out or given back. */
+static void block_unpoison(const block_pool *p, void *block) { pool_unpoison(block, p->block_bytes); }
+static void block_poison(const block_pool *p, void *block) { pool_poison(block, p->block_bytes); }
 
 /* A chunk of lines' region words (any address in the chunk finds them). */
 static uintptr_t *dense_regions(void *chunk) { return kplmshim_dense_region_word(chunk, 0); }

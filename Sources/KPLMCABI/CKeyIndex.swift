@@ -241,15 +241,15 @@ final class CKeyIndex: @unchecked Sendable {
     private struct Owned {
         /// The linked entries of metrics with several (argument tuples
         /// that differ but map to one key, such as a dimension the level
-        /// drops). A metric's entries are found from its key's C layout
-        /// (``CKeyLayout/indexEntries``): 0 for none, the entry's address
-        /// for one, ``severalEntries`` for those listed here.
+        /// drops). A metric's entries are found from its series'
+        /// `keyIndexWord`: 0 for none, the entry's address for one,
+        /// ``severalEntries`` for those listed here.
         var several: [ObjectIdentifier: [UnsafeMutableRawPointer]] = [:]
         var linked = 0
         var tombstones = 0
         var limbo = Limbo()
     }
-    /// A key layout's word for a metric whose entries are in ``Owned/several``.
+    /// A series' `keyIndexWord` for a metric whose entries are in ``Owned/several``.
     private static let severalEntries: UInt64 = 1
     /// Everything allocated, freed with the index. Also serialises writers.
     private let owned = Locked(Owned())
@@ -363,15 +363,15 @@ final class CKeyIndex: @unchecked Sendable {
                 t = rebuilt
             }
             let entry = Self.entry(a, metric)
-            let word = metric.series.cKey.indexEntries
-            switch word.pointee {
+            let series = metric.series
+            switch series.keyIndexWord {
             case 0:
-                word.pointee = UInt64(UInt(bitPattern: entry))
+                series.keyIndexWord = UInt64(UInt(bitPattern: entry))
             case Self.severalEntries:
                 o.several[ObjectIdentifier(metric), default: []].append(entry)
             case let one:
                 o.several[ObjectIdentifier(metric)] = [UnsafeMutableRawPointer(bitPattern: UInt(one))!, entry]
-                word.pointee = Self.severalEntries
+                series.keyIndexWord = Self.severalEntries
             }
             o.linked += 1
             if Self.place(entry, in: t!) { o.tombstones -= 1 }
@@ -389,14 +389,14 @@ final class CKeyIndex: @unchecked Sendable {
         owned.withLock { o in
             guard let bits = UnsafeMutableRawPointer(bitPattern: table.load(ordering: .relaxed)) else { return }
             for metric in removed {
-                let word = metric.series.cKey.indexEntries
+                let series = metric.series
                 let list: [UnsafeMutableRawPointer]
-                switch word.pointee {
+                switch series.keyIndexWord {
                 case 0: continue
                 case Self.severalEntries: list = o.several.removeValue(forKey: ObjectIdentifier(metric)) ?? []
                 case let one: list = [UnsafeMutableRawPointer(bitPattern: UInt(one))!]
                 }
-                word.pointee = 0
+                series.keyIndexWord = 0
                 for entry in list { Self.unlink(entry, from: bits) }
                 o.linked -= list.count
                 o.tombstones += list.count

@@ -2,38 +2,31 @@ import CKPLM
 import KPLM
 
 /// A metric key as the C structs of kplm.h: a view of the key's
-/// ``KeyRecord``, which the core lays out as C strings and (name, value)
-/// pointer pairs, `kplm_dimension`'s layout, once a key. C snapshots and
-/// exports point into it instead of copying strings at every read; the
-/// KPL metric names and dimension names point to static strings.
-///
-/// The record's layer word belongs to the key index (``indexEntries``): the
-/// index entries of puts by names that resolve to this key, kept with the
-/// key instead of in a map of the index's own (issue #13: memory a key).
+/// ``KeyRecord``, which the core lays out as C strings once a key. C
+/// snapshots and exports point into it instead of copying strings at every
+/// read; the KPL metric names and dimension names point to static strings.
+/// The dimensions' `kplm_dimension` pairs are the record's own, or, for a
+/// record of the indexed form (which keeps none), written to scratch room
+/// the reader provides (``pairsScratchBytes`` a key) for as long as it
+/// hands the snapshot out.
 struct CKeyLayout {
     /// The record viewed (kept alive by its series).
     let record: KeyRecord
 
-    /// The name, NUL-terminated.
-    var name: UnsafePointer<CChar> { record.name }
-    /// The dimensions (nil when there are none).
-    var dimensions: UnsafePointer<kplm_dimension>? {
-        // (Pointer pairs in the record, bound as such once: the same
-        // layout as kplm_dimension, whose fields are two pointers.)
-        record.dimensionPairsAddress?.assumingMemoryBound(to: kplm_dimension.self)
-    }
-    var dimensionCount: Int { record.dimensionCount }
+    /// Scratch bytes a snapshot may need for its dimension pairs.
+    static var pairsScratchBytes: Int { KeyRecord.indexedDimensionsMax * MemoryLayout<kplm_dimension>.stride }
 
-    /// The key index's word (see `CKeyIndex`): read and written only under
-    /// that index's lock, never by the readers of the laid-out key.
-    var indexEntries: UnsafeMutablePointer<UInt64> { record.layerWord }
-
-    /// A C snapshot of this key with the given statistics and span.
+    /// A C snapshot of this key with the given statistics and span, its
+    /// dimension pairs the record's or written to `pairsScratch`
+    /// (``pairsScratchBytes``, valid as long as the snapshot is handed out).
     @inline(__always)
     func snapshot(_ statistics: MetricStatistics, windowStart: Double, windowEnd: Double,
-                  timestampUnix: Double) -> kplm_snapshot {
-        kplm_snapshot(name: name, statistics: statistics, dimensions: dimensions,
-                      dimensionCount: dimensionCount, windowStart: windowStart,
-                      windowEnd: windowEnd, timestampUnix: timestampUnix)
+                  timestampUnix: Double, pairsScratch: UnsafeMutableRawPointer) -> kplm_snapshot {
+        // (Pointer pairs, bound as such once: the same layout as
+        // kplm_dimension, whose fields are two pointers.)
+        let pairs = record.dimensionPairs(scratch: pairsScratch)?.assumingMemoryBound(to: kplm_dimension.self)
+        return kplm_snapshot(name: record.name, statistics: statistics, dimensions: pairs,
+                             dimensionCount: pairs == nil ? 0 : record.dimensionCount, windowStart: windowStart,
+                             windowEnd: windowEnd, timestampUnix: timestampUnix)
     }
 }

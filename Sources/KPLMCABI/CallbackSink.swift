@@ -69,21 +69,28 @@ extension CallbackSink: PendingBatchExporting {
     }
 
     /// Lays `items` out as C snapshots, `buckets` setting each one's
-    /// distribution fields, and calls the export callback.
+    /// distribution fields, and calls the export callback. The dimension
+    /// pairs of keys that keep none (``CKeyLayout``) are written to one
+    /// temporary array beside the snapshots', freed with it.
     @inline(__always)
     private func export(_ items: UnsafeBufferPointer<PendingBatchEntry>, now: Double,
                         wall: Double, _ buckets: (Int, inout kplm_snapshot) -> Void) -> Int32 {
-        CallerLayouts.snapshot.withArray(count: items.count, stride: strides.snapshot, { i in
-            SeriesPrefetch.ahead(items, i)
-            let pending = items[i].pending
-            let end = Double(pending.lastSecond + 1)
-            var c = items[i].series._withUnsafeGuaranteedRef {
-                $0.cKey.snapshot(pending.statistics, windowStart: Double(pending.firstSecond),
-                                 windowEnd: end, timestampUnix: wall - (now - end))
-            }
-            buckets(i, &c)
-            return c
-        }, { callbacks.export_snapshots(callbacks.user_data, $0, items.count) })
+        let scratchBytes = CKeyLayout.pairsScratchBytes
+        return withUnsafeTemporaryAllocation(byteCount: Swift.max(items.count * scratchBytes, 1),
+                                             alignment: MemoryLayout<kplm_dimension>.alignment) { pairs in
+            CallerLayouts.snapshot.withArray(count: items.count, stride: strides.snapshot, { i in
+                SeriesPrefetch.ahead(items, i)
+                let pending = items[i].pending
+                let end = Double(pending.lastSecond + 1)
+                var c = items[i].series._withUnsafeGuaranteedRef {
+                    $0.cKey.snapshot(pending.statistics, windowStart: Double(pending.firstSecond),
+                                     windowEnd: end, timestampUnix: wall - (now - end),
+                                     pairsScratch: pairs.baseAddress! + i * scratchBytes)
+                }
+                buckets(i, &c)
+                return c
+            }, { callbacks.export_snapshots(callbacks.user_data, $0, items.count) })
+        }
     }
 }
 

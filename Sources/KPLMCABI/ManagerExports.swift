@@ -202,22 +202,67 @@ public func kplm_snapshots_sized(_ m: OpaquePointer?,
     }
     // Every window is read first (so that what a visit does, such as a put,
     // cannot change the later ones), as C structs whose strings are borrowed
-    // from each series' C layout; no lock is held while the visits run.
-    var lines: [kplm_snapshot] = []
+    // from each series' C layout, while the pass has the key's record in
+    // cache (the pass prefetches it); no lock is held while the visits run.
+    var lines: [SnapshotLine] = []
     // (Sized for every key at once: 100,000 keys grown append by append
     // copied the lines about twice over, a third of the read.)
     lines.reserveCapacity(manager.metricCount)
     manager.forEachLiveWindow({ series, statistics, start, end, timestamp in
-        lines.append(series.cKey.snapshot(statistics, windowStart: start, windowEnd: end, timestampUnix: timestamp))
+        lines.append(SnapshotLine(series.cKey, statistics, windowStart: start, windowEnd: end, timestampUnix: timestamp))
         return true
     }, then: {
         // The series (and so the C strings the lines borrow) are alive
         // until this returns.
         CallbackGuard.run(for: ObjectIdentifier(manager)) {
-            for line in lines {
-                if layout.withArray(count: 1, stride: size, { _ in line }, { visit(userData, $0) }) != 0 { break }
-            }
+            for line in lines where line.withSnapshot({ c in
+                layout.withArray(count: 1, stride: size, { _ in c }, { visit(userData, $0) })
+            }) != 0 { break }
         }
     })
     return KPLM_OK
+}
+
+/// A line of `kplm_snapshots`: what a key's C snapshot holds, with a copy
+/// of its dimension pairs when its record keeps none (``CKeyLayout``).
+/// (Kept compact: 128 bytes a key, read once more by the visits.)
+private struct SnapshotLine {
+    private let statistics: MetricStatistics
+    private let windowStart: Double, windowEnd: Double, timestampUnix: Double
+    private let name: UnsafePointer<CChar>
+    /// The record's pairs; nil with a count > 0: the pairs are ``pairs``.
+    private let dimensions: UnsafePointer<kplm_dimension>?
+    private let dimensionCount: Int
+    private var pairs = (kplm_dimension(), kplm_dimension(), kplm_dimension())
+
+    init(_ key: CKeyLayout, _ statistics: MetricStatistics, windowStart: Double, windowEnd: Double,
+         timestampUnix: Double) {
+        assert(MemoryLayout.size(ofValue: pairs) >= CKeyLayout.pairsScratchBytes)
+        self.statistics = statistics
+        self.windowStart = windowStart
+        self.windowEnd = windowEnd
+        self.timestampUnix = timestampUnix
+        var copied = pairs
+        let c = withUnsafeMutableBytes(of: &copied) { scratch in
+            let c = key.snapshot(statistics, windowStart: windowStart, windowEnd: windowEnd,
+                                 timestampUnix: timestampUnix, pairsScratch: scratch.baseAddress!)
+            return (c, UnsafeRawPointer(c.dimensions) == UnsafeRawPointer(scratch.baseAddress))
+        }
+        name = c.0.name
+        dimensions = c.1 ? nil : c.0.dimensions
+        dimensionCount = c.0.dimension_count
+        pairs = copied
+    }
+
+    /// Calls `body` with the snapshot, its pairs valid during the call.
+    func withSnapshot<R>(_ body: (kplm_snapshot) -> R) -> R {
+        var copied = pairs
+        return withUnsafeBytes(of: &copied) { bytes in
+            let pairs = dimensionCount == 0 ? nil
+                : dimensions ?? bytes.baseAddress!.assumingMemoryBound(to: kplm_dimension.self)
+            return body(kplm_snapshot(name: name, statistics: statistics, dimensions: pairs,
+                                      dimensionCount: dimensionCount, windowStart: windowStart,
+                                      windowEnd: windowEnd, timestampUnix: timestampUnix))
+        }
+    }
 }

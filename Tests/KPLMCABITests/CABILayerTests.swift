@@ -19,17 +19,35 @@ final class CABILayerTests: XCTestCase {
 
     /// A key is laid out once, when it is made (its ``KeyRecord``, the
     /// series' only copy of it): every C read borrows the same strings.
+    /// The pairs of a record that keeps none are written to the reader's
+    /// scratch room; a plain record's are its own.
     func testKeysAreLaidOutOnceAsCStrings() throws {
         let m = try MetricsManager(level: .detailed)
         try m.put("A", 2, stream: "s")
-        let series = try XCTUnwrap(m.metric("A", stream: "s").series)
-        let first = series.cKey
-        XCTAssertEqual(first.name, series.cKey.name)
-        XCTAssertEqual(first.dimensions, series.cKey.dimensions)
+        try m.put("A", 3, dimensions: [("zone", "z")])
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: CKeyLayout.pairsScratchBytes, alignment: 8)
+        defer { scratch.deallocate() }
+        func snapshot(_ series: MetricSeries) -> kplm_snapshot {
+            series.cKey.snapshot(.empty, windowStart: 0, windowEnd: 1, timestampUnix: 0, pairsScratch: scratch)
+        }
+        let indexed = try XCTUnwrap(m.metric("A", stream: "s").series)
+        let first = snapshot(indexed), again = snapshot(indexed)
+        XCTAssertEqual(first.name, again.name)
+        XCTAssertEqual(first.dimensions, UnsafeRawPointer(scratch).assumingMemoryBound(to: kplm_dimension.self))
+        XCTAssertEqual(first.dimensions?[0].value, again.dimensions?[0].value, "the value is the record's")
         XCTAssertEqual(String(cString: first.name), "A")
-        XCTAssertEqual(first.dimensionCount, 1)
+        XCTAssertEqual(first.dimension_count, 1)
         XCTAssertEqual(String(cString: first.dimensions![0].name), "stream")
         XCTAssertEqual(String(cString: first.dimensions![0].value), "s")
+        let plain = try XCTUnwrap(m.metric("A", dimensions: [("zone", "z")]).series)
+        let p = snapshot(plain)
+        XCTAssertEqual(p.dimension_count, 1)
+        XCTAssertNotEqual(p.dimensions, UnsafeRawPointer(scratch).assumingMemoryBound(to: kplm_dimension.self),
+                          "a plain record's own pairs")
+        XCTAssertEqual(p.dimensions, snapshot(plain).dimensions)
+        XCTAssertEqual(String(cString: p.dimensions![0].name), "zone")
+        XCTAssertEqual(String(cString: p.dimensions![0].value), "z")
+        XCTAssertNil(snapshot(try XCTUnwrap(m.metric("B").series)).dimensions)
         XCTAssertEqual(MemoryLayout<kplm_dimension>.stride, 2 * MemoryLayout<UnsafePointer<CChar>>.stride,
                        "the record's (name, value) pointer pairs are kplm_dimension's layout")
     }

@@ -135,7 +135,7 @@ final class KeyIndexTests: XCTestCase {
         let index = CKeyIndex(maxEntries: 100)
         for k in 0..<3 { index.insert(arguments(k), metrics[k]) }
         XCTAssertEqual(kplmshim_blocks_live(pool) - before, 0, "no pool line for an entry in its record")
-        XCTAssertEqual(metrics[0].series.cKey.indexEntries.pointee,
+        XCTAssertEqual(metrics[0].series.keyIndexWord,
                        UInt64(UInt(bitPattern: metrics[0].series.record.indexLine!)))
         for k in 0..<3 { XCTAssertTrue(putIfFound(arguments(k), in: index), "entry \(shardIds[k])") }
         for k in 0..<3 {
@@ -170,6 +170,6 @@ final class KeyIndexTests: XCTestCase {
             XCTAssertFalse(putIfFound(arguments(k), in: other), "entry \(shardIds[k]), trimmed, after its removal")
         }
         XCTAssertEqual(kplmshim_blocks_live(pool), before, "the pool lines are given back")
-        XCTAssertEqual(metrics[0].series.cKey.indexEntries.pointee, 0)
+        XCTAssertEqual(metrics[0].series.keyIndexWord, 0)
     }
 }

@@ -58,40 +58,34 @@ final class BlockPoolTests: XCTestCase {
         }
     }
 
-    /// The record pool's blocks come with a partner line 32 KiB after
-    /// them (a key record: its index line, then the record): blocks from
-    /// a chunk's first half, partners in its second, 511 a chunk; no block
-    /// or partner overlaps another, or the chunk's header; both are given
-    /// back with the block.
-    func testRecordBlocksAndTheirPartnersAreDistinctLinesOfTheirChunk() {
+    /// The record pool's blocks (a key record's index line) are lines,
+    /// 1,023 a chunk (its first line is the chunk's header), none
+    /// overlapping another; given back, emptied chunks go too.
+    func testRecordBlocksAreDistinctLinesOfTheirChunk() {
         let records = Int32(KPLMSHIM_POOL_KEY_RECORDS)
-        let partner = Int(KPLMSHIM_KEY_RECORD_PARTNER_BYTES)
         let chunk = 64 * 1024
+        let perChunk = chunk / 64 - 1
         let before = kplmshim_blocks_live(records)
         let chunksBefore = kplmshim_block_chunks(records)
         // Ten chunks' worth (more than other tests left free), so that
         // fresh chunks are carved and filled.
-        let blocks = (0..<(10 * 511)).map { _ in kplmshim_block_alloc(records)! }
+        let blocks = (0..<(10 * perChunk)).map { _ in kplmshim_block_alloc(records)! }
         XCTAssertEqual(kplmshim_blocks_live(records), before + blocks.count)
         let chunks = kplmshim_block_chunks(records)
-        XCTAssertGreaterThanOrEqual(chunks * 511, kplmshim_blocks_live(records), "511 blocks a chunk at most")
-        XCTAssertLessThanOrEqual(chunks, chunksBefore + 10, "511 blocks a chunk at least")
+        XCTAssertGreaterThanOrEqual(chunks * perChunk, kplmshim_blocks_live(records), "1,023 blocks a chunk at most")
+        XCTAssertLessThanOrEqual(chunks, chunksBefore + 10, "1,023 blocks a chunk at least")
         var lines = Set<Int>()
         for (i, b) in blocks.enumerated() {
             let address = Int(bitPattern: b)
             let offset = address % chunk
             XCTAssertEqual(offset % 64, 0, "block \(i) is a line")
-            XCTAssertTrue(offset >= 64 && offset < partner, "block \(i) at \(offset): the first half, past the header")
-            XCTAssertTrue(lines.insert(address).inserted && lines.insert(address + partner).inserted,
-                          "block \(i) or its partner handed out twice")
+            XCTAssertGreaterThanOrEqual(offset, 64, "block \(i) past the chunk's header")
+            XCTAssertTrue(lines.insert(address).inserted, "block \(i) handed out twice")
             b.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: i), count: 64)
-            (b + partner).initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: i &+ 1), count: 64)
         }
         for (i, b) in blocks.enumerated() {
             XCTAssertTrue(UnsafeRawBufferPointer(start: b, count: 64).allSatisfy { $0 == UInt8(truncatingIfNeeded: i) },
                           "block \(i) overwritten")
-            XCTAssertTrue(UnsafeRawBufferPointer(start: b + partner, count: 64)
-                .allSatisfy { $0 == UInt8(truncatingIfNeeded: i &+ 1) }, "partner of block \(i) overwritten")
         }
         for b in blocks { kplmshim_block_free(records, b) }
         XCTAssertEqual(kplmshim_blocks_live(records), before)

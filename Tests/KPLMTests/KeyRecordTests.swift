@@ -76,21 +76,23 @@ final class KeyRecordTests: XCTestCase {
         XCTAssertFalse(kelvin.matches(MetricKey(name: "KinesisRecordsPut")))
     }
 
-    /// Known names are static strings (one for every key of the name); the
-    /// record's tail holds the others, and the values.
-    func testKnownNamesAreNotCopied() {
-        let a = record(MetricKey(name: "UserRecordsPut", stream: "s", shardId: "shardId-1"))
-        let b = record(MetricKey(name: "UserRecordsPut", stream: "t", shardId: "shardId-2"))
+    /// In the plain form, known names are static strings (one for every
+    /// key of the name); the record's tail holds the others, and the
+    /// values. (The indexed form holds every name in its line.)
+    func testKnownNamesAreNotCopied() throws {
+        let a = record(try MetricKey(name: "UserRecordsPut", dimensions: [("stream", "s"), ("zone", "1")]))
+        let b = record(try MetricKey(name: "UserRecordsPut", dimensions: [("stream", "t"), ("zone", "2")]))
+        XCTAssertNil(a.indexLine)
         XCTAssertEqual(a.name, b.name)
         let c = record(MetricKey(name: "Mine")), d = record(MetricKey(name: "Mine"))
         XCTAssertNotEqual(c.name, d.name)
-        XCTAssertEqual(a.layerWord.pointee, 0, "the layer word starts empty")
     }
 
     /// A key of KPL dimensions whose strings fit a line has its index line:
     /// 12 zero bytes, the four lengths, the strings NUL-terminated in the
-    /// order name, stream, shard, error code; its pairs point into it.
-    /// Other keys have none.
+    /// order name, stream, shard, error code: the record is that line; its
+    /// pairs are written to scratch room on demand, pointing into it.
+    /// Other keys (and a distribution metric's) have none.
     func testKPLKeysThatFitHaveAnIndexLine() throws {
         let key = MetricKey(name: "Mine", stream: "orders", shardId: nil, errorCode: "Throttled")
         let laidOut = record(key)
@@ -100,10 +102,24 @@ final class KeyRecordTests: XCTestCase {
         let strings = Array(UnsafeRawBufferPointer(start: line + 20, count: 5 + 7 + 10))
         XCTAssertEqual(strings, Array("Mine\0orders\0Throttled\0".utf8))
         XCTAssertEqual(UnsafeRawPointer(laidOut.name), UnsafeRawPointer(line + 20), "a name not known is the line's")
-        let pairs = try XCTUnwrap(laidOut.dimensionPairsAddress).assumingMemoryBound(to: UnsafePointer<CChar>.self)
+        XCTAssertEqual(laidOut.base, line, "the record is its index line")
+        XCTAssertEqual(laidOut.dimensionCount, 2)
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 48, alignment: 8)
+        defer { scratch.deallocate() }
+        let pairs = try XCTUnwrap(laidOut.dimensionPairs(scratch: scratch))
+            .assumingMemoryBound(to: UnsafePointer<CChar>.self)
+        XCTAssertEqual(UnsafeRawPointer(pairs), UnsafeRawPointer(scratch))
+        XCTAssertEqual(String(cString: pairs[0]), "stream")
         XCTAssertEqual(UnsafeRawPointer(pairs[1]), UnsafeRawPointer(line + 25))
+        XCTAssertEqual(String(cString: pairs[2]), "error_code")
         XCTAssertEqual(UnsafeRawPointer(pairs[3]), UnsafeRawPointer(line + 32))
         XCTAssertEqual(laidOut.key, key)
+        XCTAssertTrue(laidOut.matches(key))
+        var h1 = Hasher(), h2 = Hasher()
+        laidOut.hash(into: &h1)
+        key.hash(into: &h2)
+        XCTAssertEqual(h1.finalize(), h2.finalize(), "hashed as its key")
+        XCTAssertNil(record(MetricKey(name: "Mine")).dimensionPairs(scratch: scratch))
 
         // 20 + 15 + 7 + 21 = 63 bytes: the scale benchmark's keys fit.
         XCTAssertNotNil(record(MetricKey(name: "UserRecordsPut", stream: "orders", shardId: "shardId-000000012345")).indexLine)
@@ -113,6 +129,12 @@ final class KeyRecordTests: XCTestCase {
         // 65 bytes, a free-form dimension: no line.
         XCTAssertNil(record(MetricKey(name: "UserRecordsPut", stream: "orders", shardId: "shardId-00000000012345")).indexLine)
         XCTAssertNil(record(try MetricKey(name: "Mine", dimensions: [("zone", "a")])).indexLine)
+        // A distribution metric's key holds its distribution: no line.
+        let withDistribution = KeyRecord.make(key, distribution: SeriesDistribution(relativeAccuracy: 0.01))
+        defer { withDistribution.deallocate() }
+        XCTAssertNil(withDistribution.indexLine)
+        XCTAssertEqual(withDistribution.distribution?.relativeAccuracy, 0.01)
+        XCTAssertEqual(withDistribution.key, key)
     }
 }
 
@@ -131,12 +153,12 @@ final class SeriesFootprintTests: XCTestCase {
         // The object: 232 bytes or fewer, glibc's 240-byte block (8 bytes
         // more, the state's padding for a flag, and it takes a 256-byte one).
         XCTAssertLessThanOrEqual(try usableSize(Unmanaged.passUnretained(series).toOpaque()), 232)
-        // The record of a KPL key with a shard id: two lines of the record
-        // pool, the first of which the C key index uses as the key's entry
-        // (it took a 96-byte block, and the entry a 64-byte one).
+        // The record of a KPL key with a shard id: a line of the record
+        // pool, which the C key index uses as the key's entry (it took a
+        // 96-byte block and the entry a 64-byte one; then two lines).
         let line = try XCTUnwrap(series.record.indexLine, "the indexed form")
         XCTAssertEqual(UInt(bitPattern: line) % 64, 0, "the index line is a line")
-        XCTAssertEqual(series.record.base, line + Int(KPLMSHIM_KEY_RECORD_PARTNER_BYTES))
+        XCTAssertEqual(series.record.base, line)
         // A record without one (a stream name too long for the line): a
         // block of 16 + 32 + 41 + 21 = 110 bytes at most, glibc's 128-byte
         // block (no object header, the names static).

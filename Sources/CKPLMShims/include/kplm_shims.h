@@ -140,12 +140,9 @@ void kplmshim_fork_generation_watch(void);
  * out 1,015: its first nine lines are its bookkeeping and region words), one
  * of KPLMSHIM_POOL_CELLS 128 bytes, one of KPLMSHIM_POOL_INDEX_ENTRIES 64
  * bytes (the key index's entries that fit in a line: one line each, read by
- * a put by names in one miss), one of KPLMSHIM_POOL_KEY_RECORDS two lines
- * KPLMSHIM_KEY_RECORD_PARTNER_BYTES apart: the block's, and its partner
- * after it (a key's record: its index line, which can serve as its key
- * index entry, and the record proper; the index lines of a chunk are side
- * by side, as the entry pool's are, so that a put by names at many keys
- * reads a line whose neighbours are other keys' entries, not the records). */
+ * a put by names in one miss), one of KPLMSHIM_POOL_KEY_RECORDS 64 bytes
+ * (a key's record in its indexed form: its index line, which can serve as
+ * its key index entry). */
 enum {
     KPLMSHIM_POOL_LINES = 0,
     KPLMSHIM_POOL_CELLS = 1,
@@ -153,9 +150,6 @@ enum {
     KPLMSHIM_POOL_KEY_RECORDS = 3,
     KPLMSHIM_POOL_COUNT = 4
 };
-
-/** Bytes from a block of KPLMSHIM_POOL_KEY_RECORDS to its partner line. */
-#define KPLMSHIM_KEY_RECORD_PARTNER_BYTES 32768
 
 /** A block of `pool` (uninitialised), or NULL when out of memory. */
 void *kplmshim_block_alloc(int pool);

@@ -3,77 +3,89 @@ import Glibc
 
 /// A metric key's bytes, laid out once: the one copy of its key a series
 /// keeps (issue #13: memory a key). The name and every dimension's name and
-/// value are NUL-terminated strings, and the dimensions an array of
-/// (name, value) pointer pairs in ``MetricKey/dimensions`` order: the
-/// layout of kplm.h's `kplm_dimension`, so that the C ABI hands these
-/// strings to C callers as they are. The names of the three KPL dimensions
-/// and the KPL metric names (and kplm's own) point to static strings: not
-/// copied a key.
+/// value are NUL-terminated strings, which the C ABI hands to C callers as
+/// they are. The names of the three KPL dimensions and the KPL metric names
+/// (and kplm's own) are static strings, not copied a key.
 ///
 /// Before, a series kept its ``MetricKey`` (72 bytes in the object, and a
 /// heap block for each string over 15 bytes, such as a shard id) and the C
 /// ABI a second copy laid out as C strings (a block of its own): 144 bytes
 /// a key more than this record for a KPL key with a shard id.
 ///
-/// Layout (raw memory, 8-byte aligned; no object header: issue #13, 16
-/// bytes a key):
-///
-///      0  name word       the name's address (static, or in the strings)
-///                         in bits 0-55, the number of dimensions (at most
-///                         ``MetricKey/maxDimensions``) in bits 56-62, and
-///                         bit 63 set when the record has an index line
-///      8  layer word      for the layer above the core (the C key index's
-///                         entries, ``layerWord``)
-///     16  pairs           (name, value) pointers, one pair a dimension
-///         strings         the copied ones, back to back (a record with no
-///                         index line)
-///
-/// The indexed form (issue #13: a key's index entry and record were two
-/// blocks, 64 + 96 bytes for a KPL key with a shard id): a key whose
-/// dimensions are KPL's only (stream, shard, error code) and whose strings
-/// fit is a block of the record pool
-/// (`KPLMSHIM_POOL_KEY_RECORDS`): two lines, the block's and its partner,
-/// 32 KiB after it. The block's line, the *index line*, holds the strings
-/// as the C key index lays out the entry of a put by names, which can then
-/// be that line instead of a block of its own:
+/// Two forms. The *indexed form*: a key whose dimensions are KPL's only
+/// (stream, shard, error code), whose strings fit, and which is not of a
+/// distribution metric, is one 64-byte line of the record pool
+/// (`KPLMSHIM_POOL_KEY_RECORDS`), its *index line*, laid out as the C key
+/// index lays out the entry of a put by names, which can then be this line
+/// instead of a block of its own:
 ///
 ///      0  12 bytes for the index (zero until it makes the line an entry)
 ///     12  the lengths of the name, stream, shard and error code: a UInt16
 ///         each, the name's in the low bits, 0 for an absent one
 ///     20  the present ones, NUL-terminated, in that order
 ///
-/// The record proper (above, without strings) is the partner line (`base`),
-/// and its pairs point into the index line. (Not the next line: a put by
-/// names reads the index line, and the line beside it, which the processor
-/// may fetch too, is then another key's index line rather than a record
-/// the put does not read.)
+/// Every other key has the *plain form*, a heap block (8-byte aligned, no
+/// object header: issue #13, 16 bytes a key):
+///
+///      0  name word       the name's address (static, or in the strings)
+///                         in bits 0-55, the number of dimensions (at most
+///                         ``MetricKey/maxDimensions``) in bits 56-62
+///      8  distribution    the series' ``SeriesDistribution`` (retained),
+///                         or 0: a plain metric
+///     16  pairs           (name, value) pointers, one pair a dimension, in
+///                         ``MetricKey/dimensions`` order: `kplm_dimension`'s
+///                         layout, which C snapshots point to
+///         strings         the copied ones, back to back
+///
+/// The indexed form has no pairs: a C snapshot of such a key gets them
+/// written where its caller says (``dimensionPairs(scratch:)``: at most
+/// ``indexedDimensionsMax`` pairs, 48 bytes, during an export instead of
+/// in memory for as long as the key lives; issue #13: 64 bytes a key, the
+/// line the pairs and a name word took). Nor does it hold a distribution
+/// (the object has no room for the pointer; a distribution metric's keys
+/// take the plain form).
 ///
 /// A key's strings contain no NUL (every key a registry holds was
 /// validated, see `Validation`), so a string's length is where its NUL is.
 ///
 /// A value owning its memory, which ``deallocate()`` frees (its series
-/// does, in its deinit): copies share it. Immutable once made, but for
-/// ``layerWord`` and the index line's first 12 bytes (the layer above
-/// writes those, and guards them): safe to read from any thread.
+/// does, in its deinit): copies share it. Immutable once made, but for the
+/// index line's first 12 bytes (the layer above writes those, and guards
+/// them): safe to read from any thread.
 package struct KeyRecord: @unchecked Sendable {
-    /// The record's memory (see the layout above).
-    package let base: UnsafeMutableRawPointer
+    /// The record's address, bit 0 set for the indexed form (both forms are
+    /// 8-byte aligned).
+    private let word: UInt
 
-    private static var layerWordOffset: Int { 8 }
+    private static var distributionWordOffset: Int { 8 }
     private static var pairsOffset: Int { 16 }
     private static var addressBits: UInt { (1 << 56) - 1 }
-    private static var indexLineBit: UInt { 1 << 63 }
+    private static var indexedBit: UInt { 1 }
 
     /// Bytes at the start of an index line left to the layer above.
     package static var indexLineHeadBytes: Int { 12 }
     /// Bytes of an index line.
     private static var indexLineBytes: Int { 64 }
-    /// Bytes from an index line to its record.
-    private static var indexLineToRecord: Int { Int(KPLMSHIM_KEY_RECORD_PARTNER_BYTES) }
+    /// Offset of an index line's lengths, and of its strings.
+    private static var lengthsOffset: Int { indexLineHeadBytes }
+    private static var indexedStringsOffset: Int { indexLineHeadBytes + 8 }
+    /// Most dimensions a key of the indexed form has (stream, shard, error
+    /// code): the pairs ``dimensionPairs(scratch:)`` may write.
+    package static var indexedDimensionsMax: Int { 3 }
 
-    /// `key` laid out.
-    package static func make(_ key: MetricKey) -> KeyRecord {
-        if let indexed = makeIndexed(key) { return indexed }
+    private init(base: UnsafeMutableRawPointer, indexed: Bool) {
+        word = UInt(bitPattern: base) | (indexed ? Self.indexedBit : 0)
+    }
+
+    /// The record's memory: its index line, or its heap block.
+    package var base: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: word & ~Self.indexedBit)! }
+
+    /// `key` laid out (a plain metric's key).
+    package static func make(_ key: MetricKey) -> KeyRecord { make(key, distribution: nil) }
+
+    /// `key` laid out, holding `distribution` (a distribution metric's key).
+    static func make(_ key: MetricKey, distribution: SeriesDistribution?) -> KeyRecord {
+        if distribution == nil, let indexed = makeIndexed(key) { return indexed }
         let knownName = staticMetricName(key.name)
         var stringBytes = knownName == nil ? key.name.utf8.count + 1 : 0
         var count = 0
@@ -93,9 +105,13 @@ package struct KeyRecord: @unchecked Sendable {
             (pairs + 2 * i).initialize(to: staticDimensionName(pair.name) ?? copy(pair.name, &cursor))
             (pairs + 2 * i + 1).initialize(to: copy(pair.value, &cursor))
         }
-        let record = KeyRecord(base: base)
-        record.writeHead(name: name, count: count, hasIndexLine: false)
-        return record
+        let address = UInt(bitPattern: name)
+        precondition(address & ~addressBits == 0 && count <= MetricKey.maxDimensions && count < 128,
+                     "a record's name word holds the name's address and the dimension count")
+        base.storeBytes(of: address | UInt(count) << 56, as: UInt.self)
+        base.storeBytes(of: distribution.map { UInt(bitPattern: Unmanaged.passRetained($0).toOpaque()) } ?? 0,
+                        toByteOffset: distributionWordOffset, as: UInt.self)
+        return KeyRecord(base: base, indexed: false)
     }
 
     /// `key` in the indexed form (see the layout above), or nil if it does
@@ -108,45 +124,27 @@ package struct KeyRecord: @unchecked Sendable {
         func stored(_ value: String?) -> Int { value.map { $0.utf8.count + 1 } ?? 0 }
         let nameLength = key.name.utf8.count
         let stringBytes = nameLength + 1 + stored(key.stream) + stored(key.shardId) + stored(key.errorCode)
-        guard indexLineHeadBytes + 8 + stringBytes <= indexLineBytes,
-              let block = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_KEY_RECORDS)) else { return nil }
-        block.initializeMemory(as: UInt8.self, repeating: 0, count: indexLineHeadBytes)
+        guard indexedStringsOffset + stringBytes <= indexLineBytes,
+              let line = kplmshim_block_alloc(Int32(KPLMSHIM_POOL_KEY_RECORDS)) else { return nil }
+        line.initializeMemory(as: UInt8.self, repeating: 0, count: indexLineHeadBytes)
         let lengths = UInt64(nameLength) | UInt64(length(key.stream)) << 16
             | UInt64(length(key.shardId)) << 32 | UInt64(length(key.errorCode)) << 48
-        block.storeBytes(of: lengths, toByteOffset: indexLineHeadBytes, as: UInt64.self)
-        var cursor = (block + indexLineHeadBytes + 8).bindMemory(to: CChar.self, capacity: stringBytes)
-        let copiedName = copy(key.name, &cursor)
-        // The pairs (at most three: the record's line holds 16 + 48 bytes),
-        // in the key's order, their values copied in the line's order:
-        // stream, shard, error code.
-        let base = block + indexLineToRecord
-        let pairs = (base + pairsOffset).bindMemory(to: UnsafePointer<CChar>.self, capacity: 6)
-        var count = 0
-        for (value, dimensionName) in [(key.stream, streamName), (key.shardId, shardName), (key.errorCode, errorCodeName)] {
-            guard let value else { continue }
-            (pairs + 2 * count).initialize(to: dimensionName)
-            (pairs + 2 * count + 1).initialize(to: copy(value, &cursor))
-            count += 1
-        }
-        let record = KeyRecord(base: base)
-        record.writeHead(name: staticMetricName(key.name) ?? copiedName, count: count, hasIndexLine: true)
-        return record
+        line.storeBytes(of: lengths, toByteOffset: lengthsOffset, as: UInt64.self)
+        var cursor = (line + indexedStringsOffset).bindMemory(to: CChar.self, capacity: stringBytes)
+        _ = copy(key.name, &cursor)
+        if let stream = key.stream { _ = copy(stream, &cursor) }
+        if let shardId = key.shardId { _ = copy(shardId, &cursor) }
+        if let errorCode = key.errorCode { _ = copy(errorCode, &cursor) }
+        return KeyRecord(base: line, indexed: true)
     }
 
-    /// Writes the name word and an empty layer word.
-    private func writeHead(name: UnsafePointer<CChar>, count: Int, hasIndexLine: Bool) {
-        let address = UInt(bitPattern: name)
-        precondition(address & ~Self.addressBits == 0 && count <= MetricKey.maxDimensions && count < 128,
-                     "a record's name word holds the name's address and the dimension count")
-        base.storeBytes(of: address | UInt(count) << 56 | (hasIndexLine ? Self.indexLineBit : 0), as: UInt.self)
-        base.storeBytes(of: 0, toByteOffset: Self.layerWordOffset, as: UInt64.self)
-    }
-
-    /// Frees the record (once, by its owner, when nothing reads it any more).
+    /// Frees the record (once, by its owner, when nothing reads it any more),
+    /// and releases its distribution.
     package func deallocate() {
         if let line = indexLine {
             kplmshim_block_free(Int32(KPLMSHIM_POOL_KEY_RECORDS), line)
         } else {
+            if let distribution = distributionReference { distribution.release() }
             base.deallocate()
         }
     }
@@ -166,41 +164,99 @@ package struct KeyRecord: @unchecked Sendable {
 
     // MARK: - Reading
 
-    /// The name word (see the layout above).
+    /// Whether the record has the indexed form.
+    @inline(__always)
+    private var isIndexed: Bool { word & Self.indexedBit != 0 }
+
+    /// The name word of the plain form (see the layout above).
     @inline(__always)
     private var nameWord: UInt { base.load(as: UInt.self) }
 
+    /// The four lengths of the indexed form (see the layout above).
+    @inline(__always)
+    private var lengths: UInt64 { base.loadUnaligned(fromByteOffset: Self.lengthsOffset, as: UInt64.self) }
+
     /// The name, NUL-terminated.
     @inline(__always)
-    package var name: UnsafePointer<CChar> { UnsafePointer(bitPattern: nameWord & Self.addressBits)! }
+    package var name: UnsafePointer<CChar> {
+        if isIndexed { return UnsafePointer((base + Self.indexedStringsOffset).assumingMemoryBound(to: CChar.self)) }
+        return UnsafePointer(bitPattern: nameWord & Self.addressBits)!
+    }
+
     /// The number of dimensions.
     @inline(__always)
-    package var dimensionCount: Int { Int(truncatingIfNeeded: nameWord >> 56 & 0x7F) }
-
-    /// The index line (see the layout above), nil for a record without one.
-    /// Its first ``indexLineHeadBytes`` bytes are the layer above's to
-    /// write (under its own guard); the rest is immutable.
-    package var indexLine: UnsafeMutableRawPointer? {
-        nameWord & Self.indexLineBit == 0 ? nil : base - Self.indexLineToRecord
+    package var dimensionCount: Int {
+        if isIndexed {
+            let present = lengths >> 16
+            return (present & 0xFFFF != 0 ? 1 : 0) + (present >> 16 & 0xFFFF != 0 ? 1 : 0) + (present >> 32 != 0 ? 1 : 0)
+        }
+        return Int(truncatingIfNeeded: nameWord >> 56 & 0x7F)
     }
+
+    /// The index line (see the layout above), nil for a record of the plain
+    /// form. Its first ``indexLineHeadBytes`` bytes are the layer above's
+    /// to write (under its own guard); the rest is immutable.
+    package var indexLine: UnsafeMutableRawPointer? { isIndexed ? base : nil }
+
+    /// The distribution of a plain record that holds one, unretained.
+    private var distributionReference: Unmanaged<SeriesDistribution>? {
+        guard !isIndexed else { return nil }
+        let bits = base.load(fromByteOffset: Self.distributionWordOffset, as: UInt.self)
+        return bits == 0 ? nil : Unmanaged.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+    }
+
+    /// The distribution the record holds (``make(_:distribution:)``), nil
+    /// for a plain metric's key. Valid while the record is.
+    var distribution: SeriesDistribution? { distributionReference?.takeUnretainedValue() }
 
     /// The dimensions' (name, value) pointer pairs (`kplm_dimension`'s
-    /// layout), nil when there are none.
-    package var dimensionPairsAddress: UnsafeRawPointer? {
-        dimensionCount == 0 ? nil : UnsafeRawPointer(base + Self.pairsOffset)
-    }
-
-    /// A word the layer above the core keeps a key (the C key index's
-    /// entries): 0 until it writes it; that layer guards it.
-    package var layerWord: UnsafeMutablePointer<UInt64> {
-        (base + Self.layerWordOffset).assumingMemoryBound(to: UInt64.self)
+    /// layout), nil when there are none: the plain form's own, or, for the
+    /// indexed form, written to `scratch` (room for
+    /// ``indexedDimensionsMax`` pairs), which the caller keeps for as long
+    /// as it hands the pairs out.
+    @inline(__always)
+    package func dimensionPairs(scratch: UnsafeMutableRawPointer) -> UnsafeRawPointer? {
+        guard isIndexed else {
+            return nameWord >> 56 & 0x7F == 0 ? nil : UnsafeRawPointer(base + Self.pairsOffset)
+        }
+        let pairs = scratch.bindMemory(to: UnsafePointer<CChar>.self, capacity: 2 * Self.indexedDimensionsMax)
+        var count = 0
+        forEachIndexedDimension { i, name, value in
+            pairs[2 * i] = name
+            pairs[2 * i + 1] = value
+            count += 1
+        }
+        return count == 0 ? nil : UnsafeRawPointer(scratch)
     }
 
     /// The name and value of dimension `i` (`0..<dimensionCount`).
     @inline(__always)
     private func dimension(_ i: Int) -> (name: UnsafePointer<CChar>, value: UnsafePointer<CChar>) {
-        let pairs = UnsafeRawPointer(base + Self.pairsOffset).assumingMemoryBound(to: UnsafePointer<CChar>.self)
-        return (pairs[2 * i], pairs[2 * i + 1])
+        guard isIndexed else {
+            let pairs = UnsafeRawPointer(base + Self.pairsOffset).assumingMemoryBound(to: UnsafePointer<CChar>.self)
+            return (pairs[2 * i], pairs[2 * i + 1])
+        }
+        var found: (name: UnsafePointer<CChar>, value: UnsafePointer<CChar>)?
+        forEachIndexedDimension { j, name, value in if j == i { found = (name, value) } }
+        return found!
+    }
+
+    /// Calls `body` with the index and the name and value of each dimension
+    /// of the indexed form: the present values follow the name in the order
+    /// stream, shard, error code.
+    @inline(__always)
+    private func forEachIndexedDimension(_ body: (Int, UnsafePointer<CChar>, UnsafePointer<CChar>) -> Void) {
+        let lengths = self.lengths
+        var offset = Self.indexedStringsOffset + Int(truncatingIfNeeded: lengths & 0xFFFF) + 1
+        var i = 0
+        for part in 1...3 {
+            let length = Int(truncatingIfNeeded: lengths >> UInt64(16 * part) & 0xFFFF)
+            guard length != 0 else { continue }
+            body(i, part == 1 ? Self.streamName : part == 2 ? Self.shardName : Self.errorCodeName,
+                 UnsafePointer((base + offset).assumingMemoryBound(to: CChar.self)))
+            offset += length + 1
+            i += 1
+        }
     }
 
     /// The key, as a ``MetricKey`` (its strings made at each call).

@@ -22,8 +22,8 @@ public class Metric: @unchecked Sendable {
     /// The window (1...3,600 seconds: two bytes, so that the series' fields
     /// after these fill the rest of the first line).
     private let windowSecondsValue: UInt16
-    /// ``usesWriterCells`` and ``isNoop``, in one byte (the series' fields
-    /// fill the next).
+    /// ``usesWriterCells``, ``isNoop`` and whether the metric is a
+    /// distribution metric, in one byte (the series' fields fill the next).
     private let modes: UInt8
     // (@unchecked Sendable: immutable, the pointers to atomics included; a
     // non-final class cannot be checked.)
@@ -36,6 +36,7 @@ public class Metric: @unchecked Sendable {
         self.context = context
         self.windowSecondsValue = UInt16(context.windowSeconds)
         self.modes = (context.usesWriterCells ? Self.writerCellsMode : 0) | (isNoop ? Self.noopMode : 0)
+            | (accuracy != nil ? Self.distributionMode : 0)
         // The common case runs with writer cells and the system clock (the
         // second comes from the ticker); its kind follows the metric's.
         let withTicker = !isNoop && context.usesWriterCells && context.clock.isSystem
@@ -50,12 +51,17 @@ public class Metric: @unchecked Sendable {
 
     private static var writerCellsMode: UInt8 { 1 }
     private static var noopMode: UInt8 { 2 }
+    private static var distributionMode: UInt8 { 4 }
     /// Whether puts go through writer cells (the context's setting).
     @inline(__always)
     final var usesWriterCells: Bool { modes & Self.writerCellsMode != 0 }
     /// Whether puts do nothing (level none).
     @inline(__always)
     final var isNoop: Bool { modes & Self.noopMode != 0 }
+    /// Whether this is a distribution metric's key (its series' record
+    /// holds the distribution).
+    @inline(__always)
+    final var isDistribution: Bool { modes & Self.distributionMode != 0 }
 
     /// This metric as its series (the same object).
     @inline(__always)

@@ -51,7 +51,8 @@ struct WindowReading: Sendable {
 /// exact for any double values (nothing is derived by subtraction).
 ///
 /// Memory: the object (232 bytes: Metric's fields, the state, lock and
-/// newest bucket inline) and its key's ``KeyRecord`` (the strings once), a
+/// newest bucket inline) and its key's ``KeyRecord`` (the strings once: one
+/// 64-byte line for a KPL key whose strings fit), a
 /// ``MetricHeader`` line (64 bytes: the ``CellTable`` with the cells of the
 /// first four writer indices, the put's other fields; an overflow table of
 /// 480 bytes once a thread with a higher index puts); a 128-byte dense cell
@@ -110,11 +111,18 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// prefetches with the record (see ``SeriesPrefetch``).
     package let record: KeyRecord
 
+    /// A word the C key index keeps for the key (its entries: see
+    /// `CKeyIndex`), 0 until it writes it. Read and written under that
+    /// index's lock only. (Here rather than in the record: the indexed
+    /// record is a line with no room for it.)
+    nonisolated(unsafe) package var keyIndexWord: UInt64 = 0
+
     /// For a distribution metric (SPEC §6), its distribution: each
     /// observation also feeds it (through ``CellBuckets`` on a writer cell,
-    /// or directly on the shared path). Guarded by the state's lock; kept
-    /// out of the state, which stays the size it has for a plain metric.
-    private let distribution: SeriesDistribution?
+    /// or directly on the shared path). Guarded by the state's lock; held
+    /// by the key's record (the object has no room for it; a plain
+    /// metric's key does not read the record for it: ``isDistribution``).
+    private var distribution: SeriesDistribution? { isDistribution ? record.distribution : nil }
 
     private struct State {
         /// The window's buckets. Buckets older than the window are
@@ -145,9 +153,6 @@ package final class MetricSeries: Metric, @unchecked Sendable {
         }
     }
 
-    /// Whether the key is of a distribution metric.
-    var isDistribution: Bool { distribution != nil }
-
     /// A distribution metric's bucket mapping (for the general path of a
     /// put; made on the spot: a few operations).
     var bucketMapping: BucketMapping? {
@@ -164,9 +169,8 @@ package final class MetricSeries: Metric, @unchecked Sendable {
     /// do nothing (level none).
     init(key: MetricKey, context: PutContext, isNoop: Bool = false) {
         let accuracy = isNoop ? nil : context.distributionAccuracy(of: key.name)
-        record = KeyRecord.make(key)
+        record = KeyRecord.make(key, distribution: accuracy.map { SeriesDistribution(relativeAccuracy: $0) })
         state = Mutex(State())
-        distribution = accuracy.map { SeriesDistribution(relativeAccuracy: $0) }
         super.init(header: MetricHeader.allocate(), context: context, isNoop: isNoop, accuracy: accuracy)
     }
 

@@ -4,7 +4,8 @@ import KPLM
 /// A metric key as the C structs of kplm.h: a view of the key's
 /// ``KeyRecord``, which the core lays out as C strings once a key. C
 /// snapshots and exports point into it instead of copying strings at every
-/// read; the KPL metric names and dimension names point to static strings.
+/// read; the KPL dimension names, and in a record of the plain form the
+/// KPL metric names, point to static strings.
 /// The dimensions' `kplm_dimension` pairs are the record's own, or, for a
 /// record of the indexed form (which keeps none), written to scratch room
 /// the reader provides (``pairsScratchBytes`` a key) for as long as it

@@ -4,8 +4,10 @@ import Glibc
 /// A metric key's bytes, laid out once: the one copy of its key a series
 /// keeps (issue #13: memory a key). The name and every dimension's name and
 /// value are NUL-terminated strings, which the C ABI hands to C callers as
-/// they are. The names of the three KPL dimensions and the KPL metric names
-/// (and kplm's own) are static strings, not copied a key.
+/// they are. The names of the three KPL dimensions are static strings, not
+/// copied a key, and so are the KPL metric names (and kplm's own) in the
+/// plain form (below; the indexed form holds the name in its line, where a
+/// put by names compares it).
 ///
 /// Before, a series kept its ``MetricKey`` (72 bytes in the object, and a
 /// heap block for each string over 15 bytes, such as a shard id) and the C
@@ -216,9 +218,7 @@ package struct KeyRecord: @unchecked Sendable {
     /// as it hands the pairs out.
     @inline(__always)
     package func dimensionPairs(scratch: UnsafeMutableRawPointer) -> UnsafeRawPointer? {
-        guard isIndexed else {
-            return nameWord >> 56 & 0x7F == 0 ? nil : UnsafeRawPointer(base + Self.pairsOffset)
-        }
+        guard isIndexed else { return dimensionCount == 0 ? nil : UnsafeRawPointer(base + Self.pairsOffset) }
         let pairs = scratch.bindMemory(to: UnsafePointer<CChar>.self, capacity: 2 * Self.indexedDimensionsMax)
         var count = 0
         forEachIndexedDimension { i, name, value in

@@ -82,11 +82,9 @@ extension CallbackSink: PendingBatchExporting {
                 SeriesPrefetch.ahead(items, i)
                 let pending = items[i].pending
                 let end = Double(pending.lastSecond + 1)
-                var c = items[i].series._withUnsafeGuaranteedRef {
-                    $0.cKey.snapshot(pending.statistics, windowStart: Double(pending.firstSecond),
-                                     windowEnd: end, timestampUnix: wall - (now - end),
-                                     pairsScratch: pairs.baseAddress! + i * scratchBytes)
-                }
+                var c = CKeyLayout(record: items[i].record).snapshot(
+                    pending.statistics, windowStart: Double(pending.firstSecond), windowEnd: end,
+                    timestampUnix: wall - (now - end), pairsScratch: pairs.baseAddress! + i * scratchBytes)
                 buckets(i, &c)
                 return c
             }, { callbacks.export_snapshots(callbacks.user_data, $0, items.count) })

@@ -256,7 +256,7 @@ package final class MetricSeries: Metric, @unchecked Sendable {
 
     /// A hint (see ``SeriesPrefetch``): starts loading the key's record.
     @inline(__always)
-    package func prefetchRecord() {
+    func prefetchRecord() {
         kplmshim_prefetch(record.base)
     }
 

@@ -70,23 +70,14 @@ package enum SeriesPrefetch {
     }
 
     /// For a pass over a flush's batch (an exporter's, see
-    /// ``PendingBatchExporting``), which reads each series' key record
-    /// (the C export's strings): the series' line holding its address four
-    /// distances ahead, the record two distances ahead. (Twice the
-    /// distances of the other passes: a C export's visit of a key is
-    /// short, and at one and two distances a flush of every key at 100,000
-    /// keys waited on the record; 15.0-16.1 -> 13.9-14.7 ms, best of 15,
-    /// `kplm_flush_alone 100000 15 10 2 1`, five alternations.)
+    /// ``PendingBatchExporting``), which reads each key's record (the C
+    /// export's strings): the record two distances ahead (its address is in
+    /// the entry; the distance twice the other passes': a C export's visit
+    /// of a key is short, and at one distance a flush of every key at
+    /// 100,000 keys waited on the record).
     @inline(__always)
     package static func ahead(_ batch: UnsafeBufferPointer<PendingBatchEntry>, _ i: Int) {
-        let n = batch.count
-        let d = 2 &* distance
-        if i &+ 2 &* d < n {
-            kplmshim_prefetch(batch[i &+ 2 &* d].series.toOpaque() + 64)
-        }
-        if i &+ d < n {
-            batch[i &+ d].series._withUnsafeGuaranteedRef { $0.prefetchRecord() }
-        }
+        if i &+ 2 &* distance < batch.count { kplmshim_prefetch(batch[i &+ 2 &* distance].record.base) }
     }
 
     /// A series' first line: its reference count and the flush's

@@ -44,8 +44,8 @@ extension MetricsManager {
                 } else if let direct = batchExporter {
                     try direct.export(batch, now: now, wall: wall, withDistributions: context.hasDistributionMetrics)
                 } else if view.showsKeysAsRecorded {
-                    try export(batch.map { entry, pending in
-                        let series = entry.takeUnretainedValue()
+                    try export(batch.map { entry in
+                        let series = entry.series.takeUnretainedValue(), pending = entry.pending
                         let key = series.key   // (made from the series' record)
                         return Self.exportedSnapshot(key.name, key.dimensions, pending, now: now, wall: wall,
                                                      namespace: namespace, distribution: series.takenDistribution)
@@ -255,16 +255,16 @@ extension MetricsManager {
         /// the reference, if it has none.
         mutating func add(_ reference: Unmanaged<MetricSeries>, _ taken: PendingExport?, isRemoved: Bool) -> Bool {
             // (Borrowed from the reference: no retain and release a key.)
-            let entry = reference._withUnsafeGuaranteedRef { series -> (PendingExport, rank: Int)? in
+            let entry = reference._withUnsafeGuaranteedRef { series -> (PendingExport, rank: Int, KeyRecord)? in
                 var pending = taken
                 if !retained.isEmpty, let old = retained.removeValue(forKey: series.key) {
                     if pending == nil { pending = old.pending } else { pending!.merge(old.pending) }
                 }
-                return pending.map { ($0, series.exportRank) }
+                return pending.map { ($0, series.exportRank, series.record) }
             }
-            guard let (pending, rank) = entry else { return false }
+            guard let (pending, rank, record) = entry else { return false }
             precondition(count < capacity)
-            (entries + count).initialize(to: (reference, pending))
+            (entries + count).initialize(to: (reference, pending, record))
             count += 1
             if byRank { ranks.append(rank) }
             if isRemoved { kept.append(reference.takeRetainedValue()) } else { reference.release() }
@@ -284,7 +284,7 @@ extension MetricsManager {
         consuming func finish(rankCount: Int) -> (batch: [BatchEntry], kept: [MetricSeries]) {
             defer { entries.deallocate() }   // (every entry moved out by then)
             for (_, old) in retained {
-                (entries + count).initialize(to: (Unmanaged.passUnretained(old.series), old.pending))
+                (entries + count).initialize(to: (Unmanaged.passUnretained(old.series), old.pending, old.series.record))
                 count += 1
                 if byRank { ranks.append(old.series.exportRank) }
                 kept.append(old.series)
@@ -419,5 +419,8 @@ package protocol PendingBatchExporting {
 }
 
 /// An entry of a flush's batch: a key's series, unretained (the flush keeps
-/// it alive until the export returns), and its pending data.
-package typealias PendingBatchEntry = (series: Unmanaged<MetricSeries>, pending: PendingExport)
+/// it alive until the export returns), its pending data, and its key's
+/// record (read from the series as the flush takes its data, so that an
+/// export laying out the key's strings reads the record, not the series
+/// again: issue #13; 64 bytes, one line an entry).
+package typealias PendingBatchEntry = (series: Unmanaged<MetricSeries>, pending: PendingExport, record: KeyRecord)

@@ -242,15 +242,15 @@ private struct SnapshotLine {
         self.windowStart = windowStart
         self.windowEnd = windowEnd
         self.timestampUnix = timestampUnix
+        let record = key.record
+        name = record.name
+        dimensionCount = record.dimensionCount
         var copied = pairs
-        let c = withUnsafeMutableBytes(of: &copied) { scratch in
-            let c = key.snapshot(statistics, windowStart: windowStart, windowEnd: windowEnd,
-                                 timestampUnix: timestampUnix, pairsScratch: scratch.baseAddress!)
-            return (c, UnsafeRawPointer(c.dimensions) == UnsafeRawPointer(scratch.baseAddress))
+        dimensions = withUnsafeMutableBytes(of: &copied) { scratch in
+            let written = record.dimensionPairs(scratch: scratch.baseAddress!)
+            return written == UnsafeRawPointer(scratch.baseAddress) ? nil
+                : written?.assumingMemoryBound(to: kplm_dimension.self)
         }
-        name = c.0.name
-        dimensions = c.1 ? nil : c.0.dimensions
-        dimensionCount = c.0.dimension_count
         pairs = copied
     }
 
